@@ -1,1 +1,83 @@
-fn main(){}
+//! gatehouse: an authenticating reverse proxy for Windows-authenticated web
+//! applications.
+//!
+//! A request travels: `listener` (TCP, TLS) -> `connection` (framing checks,
+//! HTTP/1, clocks) -> `proxy` (target checks, `route` to a site, backend request)
+//! -> `backend` (pooled connection per identity) -> `body` (streamed back).
+
+mod backend;
+mod body;
+mod config;
+mod connection;
+mod listener;
+mod pages;
+mod proxy;
+mod route;
+mod server;
+mod telemetry;
+mod tls;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage:
+  gatehouse run -c FILE      serve (SIGHUP reloads FILE, SIGTERM drains and exits)
+  gatehouse check -c FILE    validate FILE; print every problem with file:line:column
+  gatehouse --version";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = args.first().map(String::as_str);
+    let file = match args.get(1..) {
+        Some([flag, file]) if flag == "-c" || flag == "--config" => Some(PathBuf::from(file)),
+        _ => None,
+    };
+    match (command, file) {
+        (Some("run"), Some(file)) => run(file),
+        (Some("check"), Some(file)) => check(file),
+        (Some("--version"), None) => {
+            println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check(file: PathBuf) -> ExitCode {
+    match server::load(&file) {
+        Ok(generation) => {
+            let c = &generation.config;
+            println!("{}: OK ({} listeners, {} sites)", file.display(), c.listeners.len(), c.sites.len());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            eprint!("{problems}");
+            if !problems.ends_with('\n') {
+                eprintln!();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(file: PathBuf) -> ExitCode {
+    let level = config::load(&file).map(|c| c.log.level).unwrap_or_else(|_| "info".into());
+    telemetry::init_tracing(&level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::run(file)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

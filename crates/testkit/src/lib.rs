@@ -1,1 +1,259 @@
-pub fn x(){}
+//! A small programmable HTTP/1.1 backend for gatehouse's integration tests,
+//! benchmarks and demo. It records what reached it, so tests can assert what
+//! the proxy forwarded, and it can hold a response open until a test says go.
+//!
+//! Routes:
+//! - `/bytes/N`: N bytes (Content-Length), streamed in 64 KiB pieces.
+//! - `/gated`: chunked; sends `first`, waits for [`Backend::release`], sends `second`.
+//! - `/chunks/K/MS`: chunked; K chunks of `chunk-i\n`, MS milliseconds apart.
+//! - `/delay/MS`: waits MS milliseconds, then answers like `/`.
+//! - `/status/N`: answers with status N.
+//! - `/ws`: switches protocols to an echo of raw bytes when asked to upgrade.
+//! - anything else: reads the whole body (counting, not keeping it) and answers
+//!   JSON with the method, path, version, headers and body length.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+
+/// What one request looked like when it reached the backend.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body_bytes: u64,
+    /// False when the body ended in an error (the proxy gave up on it).
+    pub body_complete: bool,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Clone)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    gate: Arc<Semaphore>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Backend {
+    /// Starts on an ephemeral loopback port.
+    pub async fn start() -> Backend {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await.expect("bind backend")
+    }
+
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Backend> {
+        let listener = TcpListener::bind(addr).await?;
+        let backend = Backend {
+            addr: listener.local_addr()?,
+            seen: Arc::default(),
+            gate: Arc::new(Semaphore::new(0)),
+            connections: Arc::default(),
+        };
+        let b = backend.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else { continue };
+                let _ = sock.set_nodelay(true);
+                b.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let b = b.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| b.clone().serve(req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(sock), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Ok(backend)
+    }
+
+    /// Everything that reached the backend so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Lets one `/gated` response send its second chunk.
+    pub fn release(&self) {
+        self.gate.add_permits(1);
+    }
+
+    async fn serve(self, mut req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
+        let path = req.uri().path().to_owned();
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let headers: Vec<(String, String)> = req
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let method = req.method().to_string();
+        let record = |bytes, complete| Seen {
+            method: method.clone(),
+            path: req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+            headers: headers.clone(),
+            body_bytes: bytes,
+            body_complete: complete,
+        };
+        match parts.as_slice() {
+            ["ws"] if req.headers().contains_key("upgrade") => {
+                let seen = record(0, true);
+                self.seen.lock().unwrap().push(seen);
+                let on_upgrade = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    if let Ok(up) = on_upgrade.await {
+                        let mut io = TokioIo::new(up);
+                        let mut buf = [0u8; 4096];
+                        while let Ok(n) = io.read(&mut buf).await {
+                            if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                });
+                let resp = Response::builder()
+                    .status(StatusCode::SWITCHING_PROTOCOLS)
+                    .header("connection", "upgrade")
+                    .header("upgrade", "websocket")
+                    .body(full(Bytes::new()))
+                    .unwrap();
+                return Ok(resp);
+            }
+            _ => {}
+        }
+        let seen = {
+            let r = record(0, true);
+            let (bytes, complete) = drain(req.into_body()).await;
+            Seen { body_bytes: bytes, body_complete: complete, ..r }
+        };
+        self.seen.lock().unwrap().push(seen.clone());
+        let resp = match parts.as_slice() {
+            ["bytes", n] => {
+                let n: u64 = n.parse().unwrap_or(0);
+                Response::builder()
+                    .header("content-length", n)
+                    .body(stream_bytes(n))
+                    .unwrap()
+            }
+            ["gated"] => {
+                let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
+                let gate = self.gate.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"first\n")))).await;
+                    if let Ok(p) = gate.acquire().await {
+                        p.forget();
+                    }
+                    let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"second\n")))).await;
+                });
+                Response::new(BodyExt::boxed(StreamBody::new(ReceiverStream(rx))))
+            }
+            ["chunks", k, ms] => {
+                let (k, ms): (u32, u64) = (k.parse().unwrap_or(1), ms.parse().unwrap_or(0));
+                let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
+                tokio::spawn(async move {
+                    for i in 0..k {
+                        if i > 0 {
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                        }
+                        let _ = tx.send(Ok(Frame::data(Bytes::from(format!("chunk-{i}\n"))))).await;
+                    }
+                });
+                Response::new(BodyExt::boxed(StreamBody::new(ReceiverStream(rx))))
+            }
+            ["status", n] => {
+                let code = n.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
+                Response::builder().status(code).body(full(Bytes::from_static(b"status\n"))).unwrap()
+            }
+            ["delay", ms] => {
+                tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+                echo(&seen)
+            }
+            _ => echo(&seen),
+        };
+        Ok(resp)
+    }
+}
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn full(b: Bytes) -> BoxBody {
+    BodyExt::boxed(Full::new(b))
+}
+
+fn echo(seen: &Seen) -> Response<BoxBody> {
+    let headers: serde_json::Map<String, serde_json::Value> = seen
+        .headers
+        .iter()
+        .map(|(n, v)| (n.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let body = serde_json::json!({
+        "method": seen.method,
+        "path": seen.path,
+        "headers": headers,
+        "body_bytes": seen.body_bytes,
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(full(Bytes::from(body.to_string() + "\n")))
+        .unwrap()
+}
+
+async fn drain(mut body: Incoming) -> (u64, bool) {
+    let mut n = 0;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+            Err(_) => return (n, false),
+        }
+    }
+    (n, true)
+}
+
+fn stream_bytes(n: u64) -> BoxBody {
+    static PIECE: [u8; 65536] = [b'x'; 65536];
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+    tokio::spawn(async move {
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(PIECE.len() as u64) as usize;
+            if tx.send(Ok(Frame::data(Bytes::from_static(&PIECE[..k])))).await.is_err() {
+                return;
+            }
+            left -= k as u64;
+        }
+    });
+    BodyExt::boxed(StreamBody::new(ReceiverStream(rx)))
+}
+
+/// mpsc receiver as a futures Stream, without pulling in tokio-stream.
+struct ReceiverStream<T>(mpsc::Receiver<T>);
+
+impl<T> futures_core::Stream for ReceiverStream<T> {
+    type Item = T;
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}

@@ -1,0 +1,209 @@
+//! Connections to backends, pooled per (backend, identity).
+//!
+//! The pool key carries the identity the connection speaks for, because Windows
+//! backends bind authentication to the TCP connection: a connection that
+//! authenticated as one user must never carry another user's request. Anonymous
+//! traffic has a key of its own. We keep our own small pool instead of
+//! hyper-util's client pool because that pool keys on the origin alone.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::body::RequestBody;
+use crate::config::Backend;
+
+/// Who a backend connection speaks for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Identity {
+    Anonymous,
+    /// An authenticated user, as `DOMAIN\user` or `user@REALM` (later issues).
+    #[allow(dead_code)]
+    User(Arc<str>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub origin: Arc<str>,
+    pub identity: Identity,
+}
+
+pub type Sender = SendRequest<RequestBody>;
+
+/// One backend as this configuration generation reaches it.
+pub struct Target {
+    pub origin: Arc<str>,
+    host: String,
+    port: u16,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+impl Target {
+    pub fn new(backend: &Backend) -> Result<Self, String> {
+        let tls = match &backend.tls {
+            None => None,
+            Some(t) => {
+                let config = crate::tls::client_config(t)?;
+                let name = ServerName::try_from(t.server_name.clone())
+                    .map_err(|_| format!("`{}` is not a valid TLS server name", t.server_name))?;
+                Some((TlsConnector::from(config), name))
+            }
+        };
+        Ok(Target {
+            origin: backend.origin.as_str().into(),
+            host: backend.host.clone(),
+            port: backend.port,
+            tls,
+        })
+    }
+
+    /// Opens a new connection: TCP, TLS if the backend is https, HTTP/1.1.
+    pub async fn connect(&self, timeout: Duration) -> Result<Sender, ConnectError> {
+        match tokio::time::timeout(timeout, self.connect_inner()).await {
+            Ok(r) => r,
+            Err(_) => Err(ConnectError::Timeout),
+        }
+    }
+
+    async fn connect_inner(&self) -> Result<Sender, ConnectError> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| ConnectError::Tcp(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => handshake(tcp).await,
+            Some((connector, name)) => {
+                let tls = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| ConnectError::Tls(e.to_string()))?;
+                handshake(tls).await
+            }
+        }
+    }
+}
+
+async fn handshake<S>(io: S) -> Result<Sender, ConnectError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(512 * 1024)
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| ConnectError::Http(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "backend connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+#[derive(Debug)]
+pub enum ConnectError {
+    Timeout,
+    Tcp(String),
+    Tls(String),
+    Http(String),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Timeout => f.write_str("connect timed out"),
+            ConnectError::Tcp(e) => write!(f, "connect failed: {e}"),
+            ConnectError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
+            ConnectError::Http(e) => write!(f, "HTTP handshake failed: {e}"),
+        }
+    }
+}
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+/// Idle backend connections by key, newest last.
+pub struct Pool {
+    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    settings: Mutex<(usize, Duration)>,
+}
+
+impl Pool {
+    pub fn new(max_idle_per_key: usize, idle_timeout: Duration) -> Arc<Self> {
+        Arc::new(Pool {
+            idle: Mutex::new(HashMap::new()),
+            settings: Mutex::new((max_idle_per_key, idle_timeout)),
+        })
+    }
+
+    /// New limits from a reloaded configuration.
+    pub fn configure(&self, max_idle_per_key: usize, idle_timeout: Duration) {
+        *self.settings.lock().unwrap() = (max_idle_per_key, idle_timeout);
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        self.settings.lock().unwrap().1
+    }
+
+    /// The most recently used idle connection for `key` that is still open.
+    pub fn checkout(&self, key: &PoolKey) -> Option<Sender> {
+        let timeout = self.idle_timeout();
+        let mut idle = self.idle.lock().unwrap();
+        let list = idle.get_mut(key)?;
+        while let Some(entry) = list.pop() {
+            if entry.since.elapsed() < timeout && entry.sender.is_ready() && !entry.sender.is_closed() {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    /// Returns `sender` to the pool once its current exchange has finished (the
+    /// response body read to the end). A connection that ends instead, or was
+    /// upgraded, is dropped.
+    pub fn release_when_ready(self: &Arc<Self>, key: PoolKey, mut sender: Sender) {
+        let pool = self.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                pool.put(key, sender);
+            }
+        });
+    }
+
+    fn put(&self, key: PoolKey, sender: Sender) {
+        let max = self.settings.lock().unwrap().0;
+        if max == 0 {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap();
+        let list = idle.entry(key).or_default();
+        if list.len() >= max {
+            list.remove(0);
+        }
+        list.push(Idle { sender, since: Instant::now() });
+    }
+
+    /// Drops idle connections that timed out or closed; run periodically.
+    pub fn sweep(&self) {
+        let timeout = self.idle_timeout();
+        let mut idle = self.idle.lock().unwrap();
+        idle.retain(|_, list| {
+            list.retain(|e| e.since.elapsed() < timeout && !e.sender.is_closed());
+            !list.is_empty()
+        });
+    }
+
+    #[cfg(test)]
+    pub fn idle_count(&self, key: &PoolKey) -> usize {
+        self.idle.lock().unwrap().get(key).map_or(0, Vec::len)
+    }
+}

@@ -1,0 +1,137 @@
+//! The configuration: one TOML file, validated as a whole before anything serves.
+//!
+//! `load` never stops at the first problem: it reports every one it finds, each
+//! with the file, line, column and key, so that `gatehouse check` can be run once
+//! and the file fixed in one pass. The shapes here are the validated ones; the
+//! reading lives in `read.rs`.
+
+mod read;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use read::load;
+#[cfg(test)]
+pub use read::load_str;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listeners: Vec<Listener>,
+    pub sites: Vec<Site>,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub tls: Option<ListenerTls>,
+}
+
+/// Server certificates of one listener. The first is the default (no SNI, or a
+/// name no certificate covers); the others are chosen by the names in their
+/// subjectAltName.
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    pub certificates: Vec<Arc<rustls::sign::CertifiedKey>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub name: String,
+    pub listener: String,
+    /// Lower-case host names without port; empty means any host.
+    pub hosts: Vec<String>,
+    pub path_prefix: String,
+    pub backend: Backend,
+    /// Sent as `Host` to the backend instead of the client's.
+    pub host_header: Option<String>,
+    /// Header that carries the user's identity to the backend. Any copy the client
+    /// sends is always removed.
+    pub identity_header: Option<http::HeaderName>,
+    /// Overrides `[timeouts] stream_idle` for requests on this site.
+    pub stream_idle: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// `scheme://host:port`, the pool's notion of "which backend".
+    pub origin: String,
+    pub tls: Option<BackendTls>,
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendTls {
+    /// The name checked against the backend's certificate (and sent as SNI).
+    pub server_name: String,
+    /// PEM bundle of trusted CAs; None uses the system store.
+    pub ca: Option<PathBuf>,
+    pub verify: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub header_read: Duration,
+    pub keepalive_idle: Duration,
+    pub stream_idle: Duration,
+    pub backend_connect: Duration,
+    pub backend_response: Duration,
+    pub backend_idle: Duration,
+    pub shutdown_drain: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header_read: Duration::from_secs(15),
+            keepalive_idle: Duration::from_secs(120),
+            stream_idle: Duration::from_secs(20 * 60),
+            backend_connect: Duration::from_secs(10),
+            backend_response: Duration::from_secs(300),
+            backend_idle: Duration::from_secs(60),
+            shutdown_drain: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_header_size: usize,
+    pub max_headers: usize,
+    pub backend_idle_per_key: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_header_size: 64 * 1024,
+            max_headers: 128,
+            backend_idle_per_key: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    /// `-` for standard output, otherwise a file appended to.
+    pub access: String,
+    /// tracing filter for the operational log on standard error.
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            access: "-".into(),
+            level: "info".into(),
+        }
+    }
+}

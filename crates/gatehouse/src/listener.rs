@@ -1,0 +1,97 @@
+//! Listeners: accept TCP connections, enforce the connection limit, terminate TLS,
+//! and hand each connection to [`crate::connection::serve`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::connection::{self, Activity, ConnContext};
+use crate::server::Shared;
+
+pub struct ListenerHandle {
+    stop: watch::Sender<bool>,
+}
+
+impl ListenerHandle {
+    /// Stops accepting; established connections carry on.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+pub fn start(name: &str, bind: SocketAddr, shared: Arc<Shared>) -> std::io::Result<ListenerHandle> {
+    let std_listener = std::net::TcpListener::bind(bind)?;
+    std_listener.set_nonblocking(true)?;
+    let tcp = TcpListener::from_std(std_listener)?;
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(accept_loop(name.into(), tcp, shared, stopped));
+    Ok(ListenerHandle { stop })
+}
+
+async fn accept_loop(name: Arc<str>, tcp: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        let (sock, peer) = tokio::select! {
+            _ = stopped.changed() => return,
+            r = tcp.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(listener = %name, error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+            tracing::warn!(listener = %name, client = %peer, limit = shared.max_connections, "connection limit reached; refusing with 503");
+            tokio::spawn(refuse_overloaded(sock, shared.current().tls.contains_key(&*name)));
+            continue;
+        };
+        let _ = sock.set_nodelay(true);
+        let shared = shared.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            handle(sock, peer, name, shared).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn handle(sock: TcpStream, peer: SocketAddr, listener: Arc<str>, shared: Arc<Shared>) {
+    let generation = shared.current();
+    let timeouts = generation.config.timeouts.clone();
+    let tls = generation.tls.get(&*listener).cloned();
+    let ctx = Arc::new(ConnContext {
+        peer,
+        listener: listener.clone(),
+        tls: tls.is_some(),
+        activity: Arc::new(Activity::new(timeouts.stream_idle)),
+        rejected: Default::default(),
+        shared: shared.clone(),
+    });
+    match tls {
+        None => connection::serve(sock, ctx).await,
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            match tokio::time::timeout(timeouts.header_read, acceptor.accept(sock)).await {
+                Ok(Ok(stream)) => connection::serve(stream, ctx).await,
+                Ok(Err(e)) => tracing::info!(listener = %listener, client = %peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::info!(listener = %listener, client = %peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+/// Over the connection limit: say so in plain HTTP where we can, then close. On a
+/// TLS listener a handshake would cost exactly what the limit protects, so the
+/// connection just closes.
+async fn refuse_overloaded(mut sock: TcpStream, tls: bool) {
+    if !tls {
+        let page = crate::pages::raw_refusal(503, "too many connections");
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sock.write_all(&page)).await;
+    }
+    let _ = sock.shutdown().await;
+}

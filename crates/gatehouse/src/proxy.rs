@@ -1,0 +1,352 @@
+//! One request, top to bottom: check the target, find the site, build the
+//! backend request, send it on a pooled connection for this identity, stream the
+//! answer back.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::backend::{Identity, PoolKey};
+use crate::body::{BodyFailure, RequestBody, RequestProgress, ResponseBody};
+use crate::connection::{Activity, ConnContext};
+use crate::pages;
+use crate::route;
+use crate::server::Generation;
+use crate::telemetry::AccessRecord;
+
+/// The hyper service: never fails, every problem becomes a response.
+pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnContext>) -> Result<Response<ResponseBody>, Infallible> {
+    let generation = ctx.shared.current();
+    let in_flight = ctx.activity.begin_request(generation.config.timeouts.stream_idle);
+    let mut record = AccessRecord::new(&ctx, ctx.shared.ids.next(), req.method().as_str(), req.uri().path());
+    let mut resp = match forward(req, &ctx, &generation, &mut record).await {
+        Ok(resp) => resp,
+        Err(failure) => failure.respond(&ctx, &mut record),
+    };
+    record.set_status(resp.status().as_u16());
+    resp.body_mut().finish_with(in_flight, record);
+    Ok(resp)
+}
+
+/// Why a request got an answer from gatehouse instead of from the backend.
+#[derive(Debug)]
+enum Failure {
+    BadRequest(String),
+    NotFound,
+    MethodNotAllowed,
+    BadGateway(String),
+    GatewayTimeout(String),
+    ServiceUnavailable(String),
+    /// The client left before the exchange ended; nobody reads the answer.
+    ClientGone,
+}
+
+impl Failure {
+    fn respond(self, ctx: &ConnContext, record: &mut AccessRecord) -> Response<ResponseBody> {
+        let id = record.request_id().to_owned();
+        let (status, text, cause, close) = match &self {
+            // The causes are our own fixed words, never request data: safe to show.
+            Failure::BadRequest(c) => (StatusCode::BAD_REQUEST, format!("The request is malformed: {c}."), c.clone(), true),
+            Failure::NotFound => (StatusCode::NOT_FOUND, "No site is published at this address.".into(), "no site matches".into(), false),
+            Failure::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "This method is not served.".into(), "CONNECT refused".into(), false),
+            Failure::BadGateway(c) => (StatusCode::BAD_GATEWAY, "The published server could not be reached or answered badly.".into(), c.clone(), false),
+            Failure::GatewayTimeout(c) => (StatusCode::GATEWAY_TIMEOUT, "The published server did not answer in time.".into(), c.clone(), false),
+            Failure::ServiceUnavailable(c) => (StatusCode::SERVICE_UNAVAILABLE, "The service is unavailable; try again shortly.".into(), c.clone(), true),
+            Failure::ClientGone => {
+                tracing::debug!(request_id = %id, client = %ctx.peer, "client closed the connection mid-request");
+                record.set_error("client closed the connection");
+                // 499 is nginx's "client closed request": only the log sees it.
+                let mut r = pages::page(StatusCode::BAD_REQUEST, &id, "Client went away.", true);
+                *r.status_mut() = StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST);
+                return r;
+            }
+        };
+        tracing::warn!(request_id = %id, client = %ctx.peer, listener = %ctx.listener, status = status.as_u16(), cause = %cause, "request answered by gatehouse");
+        record.set_error(cause);
+        pages::page(status, &id, &text, close)
+    }
+}
+
+async fn forward(
+    mut req: Request<Incoming>,
+    ctx: &Arc<ConnContext>,
+    generation: &Arc<Generation>,
+    record: &mut AccessRecord,
+) -> Result<Response<ResponseBody>, Failure> {
+    if req.method() == Method::CONNECT {
+        return Err(Failure::MethodNotAllowed);
+    }
+    let host = request_host(&req)?;
+    let path = match req.uri().path() {
+        "*" => b"/".to_vec(),
+        p => httpguard::routing_path(p.as_bytes()).map_err(|e| Failure::BadRequest(e.cause().into()))?,
+    };
+    let site = generation
+        .routes
+        .find(&ctx.listener, host.as_deref().map(route::host_name).as_deref(), &path)
+        .ok_or(Failure::NotFound)?
+        .clone();
+    record.set_site(&site.name);
+    if let Some(idle) = site.stream_idle {
+        ctx.activity.set_stream_idle(idle);
+    }
+    let target = generation
+        .backends
+        .get(site.backend.origin.as_str())
+        .ok_or_else(|| Failure::ServiceUnavailable("backend missing from this configuration".into()))?
+        .clone();
+
+    let client_upgrade = upgrade_token(req.headers()).map(|u| (u, hyper::upgrade::on(&mut req)));
+    let (parts, body) = req.into_parts();
+    let progress = RequestProgress::new();
+    record.count_request_body(progress.clone());
+
+    let mut headers = parts.headers;
+    let original_host = headers.get(header::HOST).cloned();
+    strip_hop_by_hop(&mut headers);
+    // hyper answers `Expect: 100-continue` itself when the body is first read.
+    headers.remove(header::EXPECT);
+    if let Some(name) = &site.identity_header {
+        headers.remove(name);
+    }
+    for name in ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"] {
+        headers.remove(name);
+    }
+    // The edge trusts nothing the internet says about earlier hops.
+    headers.insert("x-forwarded-for", value(&ctx.peer.ip().to_string()));
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(if ctx.tls { "https" } else { "http" }));
+    if let Some(h) = &original_host {
+        headers.insert("x-forwarded-host", h.clone());
+    }
+    headers.insert("x-request-id", value(record.request_id()));
+    let host_value = match (&site.host_header, original_host) {
+        (Some(h), _) => value(h),
+        (None, Some(h)) => h,
+        (None, None) => value(&format!("{}:{}", site.backend.host, site.backend.port)),
+    };
+    headers.insert(header::HOST, host_value);
+    if let Some((token, _)) = &client_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, token.clone());
+    }
+
+    let uri: Uri = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .parse()
+        .map_err(|_| Failure::BadRequest("bad request target".into()))?;
+    let mut out = Request::new(RequestBody::new(body, progress.clone()));
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = uri;
+    *out.version_mut() = Version::HTTP_11;
+    *out.headers_mut() = headers;
+
+    let timeouts = &generation.config.timeouts;
+    let key = PoolKey { origin: target.origin.clone(), identity: Identity::Anonymous };
+    let pool = &ctx.shared.pool;
+    let mut pending = out;
+    let mut resp = loop {
+        let (mut sender, reused) = match pool.checkout(&key) {
+            Some(s) => (s, true),
+            None => {
+                let s = target.connect(timeouts.backend_connect).await.map_err(|e| match e {
+                    crate::backend::ConnectError::Timeout => Failure::GatewayTimeout(format!("{}: {e}", target.origin)),
+                    e => Failure::BadGateway(format!("{}: {e}", target.origin)),
+                })?;
+                (s, false)
+            }
+        };
+        let sent = sender.try_send_request(pending);
+        let answer = tokio::select! {
+            r = sent => r,
+            _ = response_deadline(&progress, timeouts.backend_response) => {
+                return Err(Failure::GatewayTimeout(format!("{}: no response within {:?} of the request", target.origin, timeouts.backend_response)));
+            }
+        };
+        match answer {
+            Ok(resp) => {
+                pool.release_when_ready(key.clone(), sender);
+                break resp;
+            }
+            Err(mut e) => {
+                // A pooled connection the backend had just closed: the request
+                // never left, so it can go again on a fresh connection.
+                if let Some(req) = e.take_message() {
+                    if reused {
+                        pending = req;
+                        continue;
+                    }
+                }
+                return Err(classify_send_error(ctx, &progress, e.error()));
+            }
+        }
+    };
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some((token, client_side)) = client_upgrade else {
+            return Err(Failure::BadGateway("backend switched protocols unasked".into()));
+        };
+        let backend_side = hyper::upgrade::on(&mut resp);
+        let in_flight = ctx.activity.begin_request(site.stream_idle.unwrap_or(timeouts.stream_idle));
+        let activity = ctx.activity.clone();
+        let idle = timeouts.keepalive_idle;
+        tokio::spawn(async move {
+            let _in_flight = in_flight;
+            tunnel(client_side, backend_side, activity, idle).await;
+        });
+        let (mut parts, _) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, token);
+        return Ok(Response::from_parts(parts, ResponseBody::local(bytes::Bytes::new())));
+    }
+
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, ResponseBody::backend(body)))
+}
+
+/// The host the client asked for: the authority of an absolute-form target, else
+/// the Host header (which HTTP/1.0 clients may omit).
+fn request_host(req: &Request<Incoming>) -> Result<Option<String>, Failure> {
+    if let Some(auth) = req.uri().authority() {
+        return Ok(Some(auth.as_str().to_owned()));
+    }
+    match req.headers().get(header::HOST) {
+        None => Ok(None),
+        Some(h) => h
+            .to_str()
+            .map(|s| Some(s.to_owned()))
+            .map_err(|_| Failure::BadRequest("Host header is not text".into())),
+    }
+}
+
+fn classify_send_error(ctx: &ConnContext, progress: &RequestProgress, e: &hyper::Error) -> Failure {
+    if let Some(reject) = ctx.rejected.get() {
+        return Failure::BadRequest(reject.cause().into());
+    }
+    match progress.failure.get() {
+        Some(BodyFailure::Refused) => Failure::BadRequest("request body framing refused".into()),
+        Some(BodyFailure::ClientGone) => Failure::ClientGone,
+        None => Failure::BadGateway(format!("backend exchange failed: {e}")),
+    }
+}
+
+/// Resolves `timeout` after the request body has been sent in full: a backend
+/// may take as long as it likes while the client is still streaming to it
+/// (RPC_IN_DATA answers only when the channel ends).
+async fn response_deadline(progress: &RequestProgress, timeout: Duration) {
+    progress.finished().await;
+    tokio::time::sleep(timeout).await;
+}
+
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Removes the headers that belong to one hop (RFC 9110 section 7.6.1), including
+/// every header the Connection header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+/// `Some(protocol)` when the client asks to switch protocols (WebSocket).
+fn upgrade_token(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if asks {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+fn value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// Carries bytes both ways after a protocol switch, until either side closes or
+/// the tunnel has been quiet for the stream idle time.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade, activity: Arc<Activity>, idle: Duration) {
+    let (client, backend) = match tokio::join!(client, backend) {
+        (Ok(c), Ok(b)) => (c, b),
+        (c, b) => {
+            tracing::debug!(client_ok = c.is_ok(), backend_ok = b.is_ok(), "protocol switch did not complete");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut backend = TokioIo::new(backend);
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut backend);
+    tokio::pin!(copy);
+    loop {
+        let wait = match activity.remaining(idle, idle) {
+            Ok(d) => d,
+            Err(why) => {
+                tracing::debug!(why, "closing an upgraded connection");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = &mut copy => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret-Hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn upgrade_needs_the_connection_token() {
+        let mut h = HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(upgrade_token(&h).is_none());
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        assert_eq!(upgrade_token(&h).unwrap(), "websocket");
+    }
+}

@@ -1,0 +1,191 @@
+//! The running process: the current configuration generation, the listeners it
+//! asks for, reload on SIGHUP and drain on SIGTERM.
+//!
+//! A reload builds a complete new [`Generation`] first and swaps it in only if the
+//! whole file is valid; a broken file leaves the old configuration serving.
+//! Established connections keep running; their next request sees the new sites.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{watch, Semaphore};
+
+use crate::backend::{Pool, Target};
+use crate::config::{self, Config};
+use crate::listener::{self, ListenerHandle};
+use crate::route;
+use crate::telemetry::{AccessLog, RequestIds};
+
+/// Everything derived from one configuration file.
+pub struct Generation {
+    pub config: Config,
+    pub routes: route::Table,
+    /// Backends by origin.
+    pub backends: HashMap<String, Arc<Target>>,
+    /// TLS server configs by listener name.
+    pub tls: HashMap<String, Arc<rustls::ServerConfig>>,
+}
+
+impl Generation {
+    pub fn build(config: Config) -> Result<Self, String> {
+        let mut backends = HashMap::new();
+        for site in &config.sites {
+            if !backends.contains_key(&site.backend.origin) {
+                let target = Target::new(&site.backend).map_err(|e| format!("site `{}`: {e}", site.name))?;
+                backends.insert(site.backend.origin.clone(), Arc::new(target));
+            }
+        }
+        let tls = config
+            .listeners
+            .iter()
+            .filter_map(|l| l.tls.as_ref().map(|t| (l.name.clone(), crate::tls::server_config(t))))
+            .collect();
+        Ok(Generation { routes: route::Table::new(&config.sites), backends, tls, config })
+    }
+}
+
+/// State shared by every connection for the life of the process.
+pub struct Shared {
+    generation: RwLock<Arc<Generation>>,
+    pub pool: Arc<Pool>,
+    pub access: AccessLog,
+    pub ids: RequestIds,
+    pub connections: Arc<Semaphore>,
+    pub max_connections: usize,
+    /// Flips to true when the process starts draining.
+    pub draining: watch::Receiver<bool>,
+}
+
+impl Shared {
+    pub fn current(&self) -> Arc<Generation> {
+        self.generation.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn replace(&self, generation: Arc<Generation>) {
+        *self.generation.write().unwrap_or_else(|e| e.into_inner()) = generation;
+    }
+}
+
+pub fn load(path: &Path) -> Result<Generation, String> {
+    let config = config::load(path).map_err(|p| p.to_string())?;
+    Generation::build(config)
+}
+
+/// Serves until SIGTERM or SIGINT, then drains.
+pub async fn run(path: PathBuf) -> Result<(), String> {
+    let generation = Arc::new(load(&path)?);
+    let config = &generation.config;
+    let access = AccessLog::open(&config.log.access)
+        .await
+        .map_err(|e| format!("cannot open access log {}: {e}", config.log.access))?;
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let max = config.limits.max_connections;
+    let shared = Arc::new(Shared {
+        generation: RwLock::new(generation.clone()),
+        pool: Pool::new(config.limits.backend_idle_per_key, config.timeouts.backend_idle),
+        access,
+        ids: RequestIds::new(),
+        connections: Arc::new(Semaphore::new(max)),
+        max_connections: max,
+        draining: drain_rx,
+    });
+
+    let mut listeners: HashMap<(String, SocketAddr), ListenerHandle> = HashMap::new();
+    reconcile(&shared, &mut listeners)?;
+    tracing::info!(file = %path.display(), listeners = listeners.len(), sites = generation.config.sites.len(), "gatehouse is serving");
+
+    let pool = shared.pool.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            pool.sweep();
+        }
+    });
+
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&path, &shared, &mut listeners),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+
+    tracing::info!("shutting down: no new connections; draining established ones");
+    for (_, l) in listeners.drain() {
+        l.stop();
+    }
+    let _ = drain_tx.send(true);
+    let drain = shared.current().config.timeouts.shutdown_drain;
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    match tokio::time::timeout(drain, shared.connections.acquire_many(all)).await {
+        Ok(_) => tracing::info!("all connections drained"),
+        Err(_) => tracing::warn!(
+            still_open = max - shared.connections.available_permits(),
+            "drain time over; closing the remaining connections"
+        ),
+    }
+    Ok(())
+}
+
+fn reload(path: &Path, shared: &Arc<Shared>, listeners: &mut HashMap<(String, SocketAddr), ListenerHandle>) {
+    match load(path) {
+        Err(problems) => {
+            tracing::error!("reload refused, the running configuration stays:\n{problems}");
+        }
+        Ok(generation) => {
+            let c = &generation.config;
+            shared.pool.configure(c.limits.backend_idle_per_key, c.timeouts.backend_idle);
+            if c.limits.max_connections != shared.max_connections {
+                tracing::warn!("limits.max_connections changes only on restart");
+            }
+            shared.replace(Arc::new(generation));
+            if let Err(e) = reconcile(shared, listeners) {
+                tracing::error!("{e}");
+            }
+            tracing::info!(file = %path.display(), "configuration reloaded");
+        }
+    }
+}
+
+/// Starts the listeners the current configuration has and stops the ones it lost.
+/// A listener whose name and address stay keeps its socket (and connections).
+fn reconcile(
+    shared: &Arc<Shared>,
+    running: &mut HashMap<(String, SocketAddr), ListenerHandle>,
+) -> Result<(), String> {
+    let generation = shared.current();
+    let wanted: Vec<(String, SocketAddr)> = generation.config.listeners.iter().map(|l| (l.name.clone(), l.bind)).collect();
+    running.retain(|key, handle| {
+        let keep = wanted.contains(key);
+        if !keep {
+            tracing::info!(listener = %key.0, bind = %key.1, "listener removed");
+            handle.stop();
+        }
+        keep
+    });
+    let mut errors = Vec::new();
+    for key in wanted {
+        if running.contains_key(&key) {
+            continue;
+        }
+        match listener::start(&key.0, key.1, shared.clone()) {
+            Ok(handle) => {
+                tracing::info!(listener = %key.0, bind = %key.1, "listening");
+                running.insert(key, handle);
+            }
+            Err(e) => errors.push(format!("listener `{}` cannot bind {}: {e}", key.0, key.1)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
+    }
+}

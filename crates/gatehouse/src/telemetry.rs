@@ -1,0 +1,200 @@
+//! Logs. The operational log (tracing) goes to standard error; the access log is
+//! one JSON object per line, to standard output or a file, written by its own
+//! task so that a slow disk never stalls a request.
+//!
+//! Neither log ever carries an Authorization header, a cookie, a password, a hash
+//! or a token: records are built field by field from what is safe to show.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::connection::ConnContext;
+
+/// Starts the operational log. `RUST_LOG` overrides the configured level.
+pub fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Short unique request ids: a random per-process prefix and a counter.
+pub struct RequestIds {
+    prefix: u32,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new() -> Self {
+        let mut b = [0u8; 4];
+        let _ = getrandom::fill(&mut b);
+        RequestIds { prefix: u32::from_le_bytes(b), next: AtomicU64::new(1) }
+    }
+
+    pub fn next(&self) -> String {
+        format!("{:08x}{:08x}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed) as u32)
+    }
+}
+
+/// Sends finished records to the writer task. Never blocks: when the writer falls
+/// far behind, records are counted and dropped rather than slowing traffic.
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: mpsc::Sender<String>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AccessLog {
+    /// `target` is `-` for standard output or a file path (appended to).
+    pub async fn open(target: &str) -> std::io::Result<AccessLog> {
+        let out: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = if target == "-" {
+            Box::new(tokio::io::stdout())
+        } else {
+            Box::new(tokio::fs::OpenOptions::new().create(true).append(true).open(target).await?)
+        };
+        let (tx, rx) = mpsc::channel(64 * 1024);
+        tokio::spawn(write_lines(out, rx));
+        Ok(AccessLog { tx, dropped: Arc::new(AtomicU64::new(0)) })
+    }
+
+    fn send(&self, line: String) {
+        if self.tx.try_send(line).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed);
+            if n.is_power_of_two() {
+                tracing::warn!(dropped = n + 1, "access log writer is behind; records dropped");
+            }
+        }
+    }
+}
+
+async fn write_lines(mut out: Box<dyn tokio::io::AsyncWrite + Send + Unpin>, mut rx: mpsc::Receiver<String>) {
+    let mut batch = Vec::with_capacity(64 * 1024);
+    while let Some(line) = rx.recv().await {
+        batch.extend_from_slice(line.as_bytes());
+        while batch.len() < 256 * 1024 {
+            match rx.try_recv() {
+                Ok(line) => batch.extend_from_slice(line.as_bytes()),
+                Err(_) => break,
+            }
+        }
+        if out.write_all(&batch).await.is_err() || out.flush().await.is_err() {
+            tracing::error!("cannot write the access log");
+        }
+        batch.clear();
+    }
+}
+
+/// One request, filled in as it travels and written when its response ends.
+pub struct AccessRecord {
+    log: AccessLog,
+    started: Instant,
+    fields: Fields,
+    bytes_in: Option<Arc<crate::body::RequestProgress>>,
+}
+
+#[derive(Serialize)]
+struct Fields {
+    time: String,
+    request_id: String,
+    client: String,
+    listener: Arc<str>,
+    site: Option<String>,
+    method: String,
+    path: String,
+    status: u16,
+    bytes_in: u64,
+    bytes_out: u64,
+    duration_ms: f64,
+    /// False when the response stopped before its end (client or backend left).
+    complete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl AccessRecord {
+    pub fn new(ctx: &ConnContext, request_id: String, method: &str, path: &str) -> Self {
+        AccessRecord {
+            log: ctx.shared.access.clone(),
+            started: Instant::now(),
+            fields: Fields {
+                time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+                request_id,
+                client: ctx.peer.to_string(),
+                listener: ctx.listener.clone(),
+                site: None,
+                method: method.to_owned(),
+                // The path only: query strings can carry secrets (OWA canaries, tokens).
+                path: path.to_owned(),
+                status: 0,
+                bytes_in: 0,
+                bytes_out: 0,
+                duration_ms: 0.0,
+                complete: false,
+                error: None,
+            },
+            bytes_in: None,
+        }
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.fields.request_id
+    }
+
+    pub fn set_site(&mut self, site: &str) {
+        self.fields.site = Some(site.to_owned());
+    }
+
+    pub fn set_status(&mut self, status: u16) {
+        self.fields.status = status;
+    }
+
+    pub fn set_error(&mut self, error: impl Into<String>) {
+        self.fields.error = Some(error.into());
+    }
+
+    pub fn count_request_body(&mut self, progress: Arc<crate::body::RequestProgress>) {
+        self.bytes_in = Some(progress);
+    }
+
+    pub fn finish(mut self, bytes_out: u64, complete: bool) {
+        self.fields.bytes_out = bytes_out;
+        self.fields.complete = complete;
+        self.fields.duration_ms = (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        if let Some(p) = &self.bytes_in {
+            self.fields.bytes_in = p.bytes.load(Ordering::Relaxed);
+        }
+        match serde_json::to_string(&self.fields) {
+            Ok(mut line) => {
+                line.push('\n');
+                self.log.send(line);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode an access record"),
+        }
+    }
+}
+
+/// The framing check refused bytes on a connection.
+pub fn refused_framing(ctx: &ConnContext, reject: &httpguard::Reject, in_head: bool) {
+    tracing::warn!(
+        client = %ctx.peer,
+        listener = %ctx.listener,
+        cause = reject.cause(),
+        status = reject.status(),
+        part = if in_head { "head" } else { "body" },
+        "request refused; closing the connection"
+    );
+    if in_head {
+        let mut record = AccessRecord::new(ctx, ctx.shared.ids.next(), "-", "-");
+        record.set_status(reject.status());
+        record.set_error(reject.cause());
+        record.finish(0, true);
+    }
+}

@@ -1,0 +1,171 @@
+//! TLS material: server certificates chosen by SNI, and client configs for HTTPS
+//! backends. rustls with the ring provider throughout.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use crate::config::{BackendTls, ListenerTls};
+
+pub enum PemError {
+    Cert(String),
+    Key(String),
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads a PEM certificate chain and its private key, and checks they belong together.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, PemError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| PemError::Cert(pem_message(e)))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| PemError::Cert(pem_message(e)))?;
+    if chain.is_empty() {
+        return Err(PemError::Cert("no CERTIFICATE block in the file".into()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| PemError::Key(pem_message(e)))?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| PemError::Key(format!("unusable private key: {e}")))?;
+    let ck = CertifiedKey::new(chain, signing);
+    ck.keys_match().map_err(|_| PemError::Key("the key does not belong to the certificate".into()))?;
+    Ok(Arc::new(ck))
+}
+
+/// Reads a PEM bundle of CA certificates.
+pub fn load_ca_bundle(path: &Path) -> Result<rustls::RootCertStore, String> {
+    let mut store = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(pem_message)? {
+        let cert = cert.map_err(pem_message)?;
+        store.add(cert).map_err(|e| format!("bad CA certificate: {e}"))?;
+    }
+    if store.is_empty() {
+        return Err("no CERTIFICATE block in the file".into());
+    }
+    Ok(store)
+}
+
+fn pem_message(e: rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
+        rustls::pki_types::pem::Error::NoItemsFound => "no matching PEM block in the file".into(),
+        other => format!("not valid PEM: {other:?}"),
+    }
+}
+
+/// Picks the first certificate whose names cover the SNI name; the first
+/// certificate otherwise.
+#[derive(Debug)]
+struct SniResolver {
+    certificates: Vec<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let first = self.certificates.first()?;
+        if self.certificates.len() == 1 {
+            return Some(first.clone());
+        }
+        let Some(name) = hello.server_name().and_then(|n| ServerName::try_from(n).ok()) else {
+            return Some(first.clone());
+        };
+        let covers = |ck: &&Arc<CertifiedKey>| {
+            ck.end_entity_cert()
+                .ok()
+                .and_then(|der| webpki::EndEntityCert::try_from(der).ok())
+                .is_some_and(|ee| ee.verify_is_valid_for_subject_name(&name).is_ok())
+        };
+        Some(self.certificates.iter().find(covers).unwrap_or(first).clone())
+    }
+}
+
+pub fn server_config(tls: &ListenerTls) -> Arc<rustls::ServerConfig> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver { certificates: tls.certificates.clone() }));
+    // HTTP/2 comes with a later issue; NTLM is connection-bound and needs HTTP/1.1.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// Client config for one HTTPS backend.
+pub fn client_config(tls: &BackendTls) -> Result<Arc<rustls::ClientConfig>, String> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions");
+    let mut config = if !tls.verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+            .with_no_client_auth()
+    } else {
+        let roots = match &tls.ca {
+            Some(ca) => load_ca_bundle(ca)?,
+            None => system_roots()?,
+        };
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn system_roots() -> Result<rustls::RootCertStore, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut store = rustls::RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err("no system CA certificates found (install ca-certificates, or set backend_tls.ca)".into());
+    }
+    Ok(store)
+}
+
+/// `verify = false`: for lab backends with self-signed certificates. Signatures are
+/// still checked so that the handshake itself is sound; only the chain and name are not.
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
