@@ -31,7 +31,8 @@ pub enum Identity {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
-    pub origin: Arc<str>,
+    /// [`Target::pool_id`].
+    pub backend: Arc<str>,
     pub identity: Identity,
 }
 
@@ -39,7 +40,9 @@ pub type Sender = SendRequest<RequestBody>;
 
 /// One backend as this configuration generation reaches it.
 pub struct Target {
-    pub origin: Arc<str>,
+    /// The origin plus the configuration generation that built this target:
+    /// connections made under one TLS policy are never reused under another.
+    pub pool_id: Arc<str>,
     host: String,
     port: u16,
     tls: Option<(TlsConnector, ServerName<'static>)>,
@@ -56,8 +59,10 @@ impl Target {
                 Some((TlsConnector::from(config), name))
             }
         };
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Target {
-            origin: backend.origin.as_str().into(),
+            pool_id: format!("{}#{generation}", backend.origin).into(),
             host: backend.host.clone(),
             port: backend.port,
             tls,
@@ -200,10 +205,5 @@ impl Pool {
             list.retain(|e| e.since.elapsed() < timeout && !e.sender.is_closed());
             !list.is_empty()
         });
-    }
-
-    #[cfg(test)]
-    pub fn idle_count(&self, key: &PoolKey) -> usize {
-        self.idle.lock().unwrap().get(key).map_or(0, Vec::len)
     }
 }

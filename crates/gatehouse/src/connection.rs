@@ -45,6 +45,8 @@ pub struct Activity {
     in_flight: AtomicUsize,
     /// Idle limit while a request is in flight (the site's stream_idle).
     stream_idle_ms: AtomicU64,
+    /// Wakes the watchdog when a head starts, so its shorter clock applies at once.
+    pub changed: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -52,9 +54,11 @@ impl Activity {
         Activity {
             epoch: Instant::now(),
             last_io: AtomicU64::new(0),
-            head_started: AtomicU64::new(0),
+            // A new connection owes us a head: time it from the accept.
+            head_started: AtomicU64::new(1),
             in_flight: AtomicUsize::new(0),
             stream_idle_ms: AtomicU64::new(stream_idle.as_millis() as u64),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -168,6 +172,7 @@ impl<S> GuardedIo<S> {
         let pending_head = self.stream.at_request_boundary() && self.buf.len() > self.accepted;
         if pending_head && head.load(Ordering::Relaxed) == 0 {
             head.store(self.ctx.activity.now_ms() + 1, Ordering::Relaxed);
+            self.ctx.activity.changed.notify_one();
         } else if !pending_head {
             head.store(0, Ordering::Relaxed);
         }
@@ -315,6 +320,7 @@ where
                 return;
             }
             _ = tokio::time::sleep(wait) => {}
+            _ = ctx.activity.changed.notified() => {}
             _ = draining.changed(), if !drain_started => {
                 drain_started = true;
                 conn.as_mut().graceful_shutdown();

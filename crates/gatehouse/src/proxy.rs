@@ -148,7 +148,7 @@ async fn forward(
     *out.headers_mut() = headers;
 
     let timeouts = &generation.config.timeouts;
-    let key = PoolKey { origin: target.origin.clone(), identity: Identity::Anonymous };
+    let key = PoolKey { backend: target.pool_id.clone(), identity: Identity::Anonymous };
     let pool = &ctx.shared.pool;
     let mut pending = out;
     let mut resp = loop {
@@ -156,8 +156,8 @@ async fn forward(
             Some(s) => (s, true),
             None => {
                 let s = target.connect(timeouts.backend_connect).await.map_err(|e| match e {
-                    crate::backend::ConnectError::Timeout => Failure::GatewayTimeout(format!("{}: {e}", target.origin)),
-                    e => Failure::BadGateway(format!("{}: {e}", target.origin)),
+                    crate::backend::ConnectError::Timeout => Failure::GatewayTimeout(format!("{}: {e}", site.backend.origin)),
+                    e => Failure::BadGateway(format!("{}: {e}", site.backend.origin)),
                 })?;
                 (s, false)
             }
@@ -166,7 +166,7 @@ async fn forward(
         let answer = tokio::select! {
             r = sent => r,
             _ = response_deadline(&progress, timeouts.backend_response) => {
-                return Err(Failure::GatewayTimeout(format!("{}: no response within {:?} of the request", target.origin, timeouts.backend_response)));
+                return Err(Failure::GatewayTimeout(format!("{}: no response within {:?} of the request", site.backend.origin, timeouts.backend_response)));
             }
         };
         match answer {

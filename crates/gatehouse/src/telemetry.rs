@@ -98,6 +98,7 @@ pub struct AccessRecord {
     started: Instant,
     fields: Fields,
     bytes_in: Option<Arc<crate::body::RequestProgress>>,
+    written: bool,
 }
 
 #[derive(Serialize)]
@@ -141,6 +142,7 @@ impl AccessRecord {
                 error: None,
             },
             bytes_in: None,
+            written: false,
         }
     }
 
@@ -165,6 +167,11 @@ impl AccessRecord {
     }
 
     pub fn finish(mut self, bytes_out: u64, complete: bool) {
+        self.write(bytes_out, complete);
+    }
+
+    fn write(&mut self, bytes_out: u64, complete: bool) {
+        self.written = true;
         self.fields.bytes_out = bytes_out;
         self.fields.complete = complete;
         self.fields.duration_ms = (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
@@ -177,6 +184,18 @@ impl AccessRecord {
                 self.log.send(line);
             }
             Err(e) => tracing::error!(error = %e, "cannot encode an access record"),
+        }
+    }
+}
+
+impl Drop for AccessRecord {
+    /// A record dropped unwritten belongs to a request whose connection died
+    /// before any response was sent: the client left (499, as nginx logs it).
+    fn drop(&mut self) {
+        if !self.written {
+            self.fields.status = 499;
+            self.fields.error.get_or_insert_with(|| "client closed the connection".into());
+            self.write(0, false);
         }
     }
 }

@@ -6,6 +6,8 @@
 //! reading lives in `read.rs`.
 
 mod read;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 pub use read::load;
 #[cfg(test)]
-pub use read::load_str;
+pub use read::{load_str, Problem, Problems};
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -289,7 +289,11 @@ impl<'t> Reader<'t> {
         if let Some(v) = root.get("log") {
             if let Some(mut s) = self.section(v, "log".into()) {
                 if let Some((access, _)) = self.string(&mut s, "access") {
-                    config.log.access = access;
+                    config.log.access = if access == "-" {
+                        access
+                    } else {
+                        self.file_path(&access).to_string_lossy().into_owned()
+                    };
                 }
                 if let Some((level, span)) = self.string(&mut s, "level") {
                     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
@@ -305,20 +309,25 @@ impl<'t> Reader<'t> {
                 self.not_yet(v.span(), key, "authentication is not implemented in this version");
             }
         }
-        let mut listener_spans = Vec::new();
+        // Names of every listener, valid or not, so that a site naming a broken
+        // listener is not reported as naming a missing one.
+        let mut listener_names = Vec::new();
         for (i, v) in self.array_of_tables(&mut root, "listener") {
             if let Some(mut s) = self.section(v, format!("listener[{i}]")) {
+                let name = match s.table.iter().find(|(k, _)| k.get_ref().as_ref() == "name").map(|(_, v)| v) {
+                    Some(v) => v.get_ref().as_str().map(str::to_owned),
+                    None => None,
+                };
+                if let Some(name) = name {
+                    if listener_names.contains(&name) {
+                        self.problem(s.span.clone(), &format!("listener[{i}].name"), format!("two listeners are named `{name}`"));
+                    }
+                    listener_names.push(name);
+                }
                 if let Some(l) = self.listener(&mut s) {
-                    listener_spans.push(s.span.clone());
                     config.listeners.push(l);
                 }
                 self.finish(s);
-            }
-        }
-        let mut names = HashSet::new();
-        for (l, span) in config.listeners.iter().zip(&listener_spans) {
-            if !names.insert(l.name.clone()) {
-                self.problem(span.clone(), "listener.name", format!("two listeners are named `{}`", l.name));
             }
         }
         let mut site_keys = HashSet::new();
@@ -326,7 +335,7 @@ impl<'t> Reader<'t> {
         for (i, v) in self.array_of_tables(&mut root, "site") {
             if let Some(mut s) = self.section(v, format!("site[{i}]")) {
                 let span = s.span.clone();
-                if let Some(site) = self.site(&mut s, &config.listeners) {
+                if let Some(site) = self.site(&mut s, &listener_names) {
                     if !site_names.insert(site.name.clone()) {
                         self.problem(span.clone(), &format!("site[{i}].name"), format!("two sites are named `{}`", site.name));
                     }
@@ -478,13 +487,13 @@ impl<'t> Reader<'t> {
         }
     }
 
-    fn site(&mut self, s: &mut Section<'_, '_>, listeners: &[Listener]) -> Option<Site> {
+    fn site(&mut self, s: &mut Section<'_, '_>, listeners: &[String]) -> Option<Site> {
         let name = self.required_string(s, "name");
         let listener = self.required_string(s, "listener").and_then(|(l, span)| {
-            if listeners.iter().any(|x| x.name == l) {
+            if listeners.contains(&l) {
                 Some(l)
             } else {
-                let known: Vec<_> = listeners.iter().map(|x| format!("`{}`", x.name)).collect();
+                let known: Vec<_> = listeners.iter().map(|x| format!("`{x}`")).collect();
                 let key = s.key_path("listener");
                 self.problem(span, &key, format!("no listener is named `{l}` (listeners: {})",
                     if known.is_empty() { "none".into() } else { known.join(", ") }));
@@ -589,7 +598,7 @@ impl<'t> Reader<'t> {
     }
 }
 
-fn parse_backend(text: &str) -> Result<Backend, String> {
+pub(super) fn parse_backend(text: &str) -> Result<Backend, String> {
     let bad = || format!("`{text}` is not a backend URL such as \"http://10.0.0.5:80\" or \"https://iis.corp.example\"");
     let uri: http::Uri = text.parse().map_err(|_| bad())?;
     let tls = match uri.scheme_str() {
@@ -646,5 +655,3 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-#[cfg(test)]
-mod tests;

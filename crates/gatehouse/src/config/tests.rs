@@ -1,0 +1,156 @@
+use std::path::Path;
+
+use super::*;
+
+fn problems(text: &str) -> Vec<Problem> {
+    match load_str(Path::new("/etc/gatehouse/test.toml"), text) {
+        Ok(_) => panic!("expected problems in:\n{text}"),
+        Err(p) => p.0,
+    }
+}
+
+fn has(problems: &[Problem], line: usize, key: &str, words: &str) -> bool {
+    problems.iter().any(|p| p.line == line && p.key == key && p.message.contains(words))
+}
+
+const GOOD: &str = r#"
+[[listener]]
+name = "public"
+bind = "127.0.0.1:8443"
+
+[[site]]
+name = "exchange"
+listener = "public"
+hosts = ["Mail.AD.test"]
+path_prefix = "/"
+backend = "http://127.0.0.1:18080"
+identity_header = "X-Remote-User"
+
+[timeouts]
+stream_idle = "30m"
+header_read = 10
+"#;
+
+#[test]
+fn good_file_loads() {
+    let c = load_str(Path::new("/tmp/x.toml"), GOOD).unwrap();
+    assert_eq!(c.listeners[0].bind, "127.0.0.1:8443".parse().unwrap());
+    assert_eq!(c.sites[0].hosts, vec!["mail.ad.test"]);
+    assert_eq!(c.sites[0].backend.origin, "http://127.0.0.1:18080");
+    assert_eq!(c.timeouts.stream_idle, std::time::Duration::from_secs(1800));
+    assert_eq!(c.timeouts.header_read, std::time::Duration::from_secs(10));
+    assert_eq!(c.limits.max_header_size, 65536);
+}
+
+#[test]
+fn every_problem_is_reported_with_line_and_key() {
+    let text = r#"
+[[listener]]
+name = "public"
+bind = "127.0.0.1:99999"
+tls = { cert = "/nonexistent/cert.pem", key = "/nonexistent/key.pem" }
+colour = "blue"
+
+[[site]]
+name = "exchange"
+listener = "privat"
+backend = "ftp://x"
+path_prefx = "/owa"
+"#;
+    let p = problems(text);
+    assert!(has(&p, 4, "listener[0].bind", "not an address"), "{p:#?}");
+    assert!(has(&p, 5, "listener[0].tls.cert", "/nonexistent/cert.pem"), "{p:#?}");
+    assert!(has(&p, 6, "listener[0].colour", "unknown key"), "{p:#?}");
+    assert!(has(&p, 10, "site[0].listener", "no listener is named `privat`"), "{p:#?}");
+    assert!(has(&p, 11, "site[0].backend", "not a backend URL"), "{p:#?}");
+    assert!(has(&p, 12, "site[0].path_prefx", "did you mean `path_prefix`"), "{p:#?}");
+    let shown = Problems(p).to_string();
+    assert!(shown.contains("/etc/gatehouse/test.toml:4:"), "{shown}");
+}
+
+#[test]
+fn missing_required_keys() {
+    let p = problems("[[listener]]\nname = \"a\"\n\n[[site]]\nlistener = \"a\"\n");
+    assert!(p.iter().any(|p| p.key == "listener[0].bind" && p.message.contains("missing")), "{p:#?}");
+    assert!(p.iter().any(|p| p.key == "site[0].name" && p.message.contains("missing")), "{p:#?}");
+    assert!(p.iter().any(|p| p.key == "site[0].backend" && p.message.contains("missing")), "{p:#?}");
+}
+
+#[test]
+fn wrong_types() {
+    let p = problems("[[listener]]\nname = 5\nbind = \"127.0.0.1:1\"\n\n[limits]\nmax_connections = \"many\"\n\n[timeouts]\nstream_idle = \"soon\"\n");
+    assert!(has(&p, 2, "listener[0].name", "expected a string"), "{p:#?}");
+    assert!(has(&p, 6, "limits.max_connections", "whole number"), "{p:#?}");
+    assert!(has(&p, 9, "timeouts.stream_idle", "duration"), "{p:#?}");
+}
+
+#[test]
+fn syntax_errors_have_lines() {
+    let p = problems("[[listener]]\nname = \"a\nbind = 1\n");
+    assert!(p.iter().any(|p| p.line >= 2 && p.key.is_empty()), "{p:#?}");
+}
+
+#[test]
+fn duplicates_are_refused() {
+    let text = r#"
+[[listener]]
+name = "a"
+bind = "127.0.0.1:1"
+[[listener]]
+name = "a"
+bind = "127.0.0.1:2"
+[[site]]
+name = "s"
+listener = "a"
+backend = "http://127.0.0.1:3"
+[[site]]
+name = "s"
+listener = "a"
+backend = "http://127.0.0.1:4"
+"#;
+    let p = problems(text);
+    assert!(p.iter().any(|p| p.message.contains("two listeners are named `a`")), "{p:#?}");
+    assert!(p.iter().any(|p| p.message.contains("two sites are named `s`")), "{p:#?}");
+    assert!(p.iter().any(|p| p.message.contains("already serves any host")), "{p:#?}");
+}
+
+#[test]
+fn authentication_keys_are_refused_until_implemented() {
+    // Publishing a site that asks for NTLM without enforcing it would expose it
+    // anonymously; the loader must refuse instead.
+    let text = GOOD.replace("identity_header", "auth = [\"NTLM\"]\nidentity_header");
+    let p = problems(&text);
+    assert!(p.iter().any(|p| p.key == "site[0].auth" && p.message.contains("not implemented")), "{p:#?}");
+    let p = problems(&format!("{GOOD}\n[domain]\nrealm = \"AD.TEST\"\n"));
+    assert!(p.iter().any(|p| p.key == "domain"), "{p:#?}");
+}
+
+#[test]
+fn backend_urls() {
+    let ok = |u: &str| read_backend(u).unwrap();
+    assert_eq!(ok("http://10.0.0.5").origin, "http://10.0.0.5:80");
+    assert_eq!(ok("https://iis.corp").port, 443);
+    assert!(ok("https://iis.corp").tls.is_some());
+    assert_eq!(ok("http://[::1]:8080").host, "::1");
+    assert!(read_backend("http://x/owa").is_err());
+    assert!(read_backend("x:80").is_err());
+}
+
+#[test]
+fn bad_path_prefix_and_hosts() {
+    let text = GOOD.replace("path_prefix = \"/\"", "path_prefix = \"owa/../x\"").replace("[\"Mail.AD.test\"]", "[\"https://mail\"]");
+    let p = problems(&text);
+    assert!(p.iter().any(|p| p.key == "site[0].path_prefix"), "{p:#?}");
+    assert!(p.iter().any(|p| p.key == "site[0].hosts"), "{p:#?}");
+}
+
+#[test]
+fn backend_tls_needs_https() {
+    let text = GOOD.replace("identity_header", "backend_tls = { verify = false }\nidentity_header");
+    let p = problems(&text);
+    assert!(p.iter().any(|p| p.message.contains("needs an https:// backend")), "{p:#?}");
+}
+
+fn read_backend(u: &str) -> Result<Backend, String> {
+    super::read::parse_backend(u)
+}

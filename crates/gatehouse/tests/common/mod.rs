@@ -1,0 +1,269 @@
+//! Harness: the real `gatehouse` binary in a temporary directory, the testkit
+//! backend in-process, and a raw HTTP/1 client that shows exactly what went over
+//! the wire.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Gatehouse {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub config: PathBuf,
+}
+
+impl Gatehouse {
+    /// Writes `config` (with `{dir}` replaced by the temp directory) and starts
+    /// gatehouse on it, waiting until `ready` accepts connections.
+    pub fn start(config: &str, ready: SocketAddr) -> Gatehouse {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, config, ready)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, config: &str, ready: SocketAddr) -> Gatehouse {
+        let path = dir.path().join("gatehouse.toml");
+        let text = format!("[log]\naccess = \"access.log\"\nlevel = \"info\"\n\n{}", config.replace("{dir}", dir.path().to_str().unwrap()));
+        std::fs::write(&path, text).unwrap();
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["run", "-c"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start gatehouse");
+        let g = Gatehouse { dir, child: Some(child), config: path };
+        g.wait_for(|| std::net::TcpStream::connect(ready).is_ok(), "gatehouse to listen");
+        g
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.path("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.path("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("access log line is JSON"))
+            .collect()
+    }
+
+    pub fn wait_for(&self, mut cond: impl FnMut() -> bool, what: &str) {
+        let start = Instant::now();
+        while !cond() {
+            if start.elapsed() > Duration::from_secs(10) {
+                panic!("timed out waiting for {what}; gatehouse stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    }
+
+    /// Rewrites the config and sends SIGHUP; waits for the reload line.
+    pub fn reload(&self, config: &str) {
+        let before = self.stderr().matches("configuration reloaded").count();
+        let text = format!("[log]\naccess = \"access.log\"\n\n{}", config.replace("{dir}", self.dir.path().to_str().unwrap()));
+        std::fs::write(&self.config, text).unwrap();
+        self.signal("-HUP");
+        self.wait_for(|| self.stderr().matches("configuration reloaded").count() > before, "the reload");
+    }
+
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(start.elapsed() < within, "gatehouse did not exit in {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gatehouse {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A response as read off the wire.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub version: u8,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A raw client connection.
+pub struct Conn {
+    pub stream: TcpStream,
+    pub buf: Vec<u8>,
+}
+
+impl Conn {
+    pub async fn open(addr: SocketAddr) -> Conn {
+        Conn { stream: TcpStream::connect(addr).await.unwrap(), buf: Vec::new() }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads more bytes; false on EOF or error.
+    async fn fill(&mut self) -> bool {
+        let mut tmp = [0u8; 65536];
+        match tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut tmp)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => false,
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                true
+            }
+            Err(_) => panic!("read timed out; have {:?}", String::from_utf8_lossy(&self.buf)),
+        }
+    }
+
+    /// Waits until `needle` has arrived (within the buffered bytes).
+    pub async fn read_until(&mut self, needle: &[u8]) -> bool {
+        loop {
+            if self.buf.windows(needle.len()).any(|w| w == needle) {
+                return true;
+            }
+            if !self.fill().await {
+                return false;
+            }
+        }
+    }
+
+    /// Reads one full response (for a request that was not HEAD).
+    pub async fn response(&mut self) -> Resp {
+        let (mut resp, consumed) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(n)) = r.parse(&self.buf) {
+                let resp = Resp {
+                    version: r.version.unwrap(),
+                    status: r.code.unwrap(),
+                    headers: r.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect(),
+                    body: Vec::new(),
+                };
+                break (resp, n);
+            }
+            assert!(self.fill().await, "connection closed before a response head; got {:?}", String::from_utf8_lossy(&self.buf));
+        };
+        self.buf.drain(..consumed);
+        if resp.status < 200 || resp.status == 204 || resp.status == 304 {
+            return resp;
+        }
+        if let Some(len) = resp.header("content-length").map(|v| v.parse::<usize>().unwrap()) {
+            while self.buf.len() < len {
+                assert!(self.fill().await, "closed mid-body");
+            }
+            resp.body = self.buf.drain(..len).collect();
+        } else if resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            loop {
+                let line_end = loop {
+                    if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        break i;
+                    }
+                    assert!(self.fill().await, "closed mid-chunk");
+                };
+                let size = usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).unwrap().split(';').next().unwrap().trim(), 16).unwrap();
+                self.buf.drain(..line_end + 2);
+                while self.buf.len() < size + 2 {
+                    assert!(self.fill().await, "closed mid-chunk");
+                }
+                resp.body.extend(self.buf.drain(..size));
+                self.buf.drain(..2);
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            while self.fill().await {}
+            resp.body = std::mem::take(&mut self.buf);
+        }
+        resp
+    }
+
+    /// True if the server closed the connection (EOF within a few seconds).
+    pub async fn closed(&mut self) -> bool {
+        let mut tmp = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut tmp)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => true,
+            Ok(Ok(_)) => false,
+            Err(_) => false,
+        }
+    }
+}
+
+/// One request on a fresh connection.
+pub async fn request(addr: SocketAddr, raw: &str) -> Resp {
+    let mut c = Conn::open(addr).await;
+    c.send(raw.as_bytes()).await;
+    c.response().await
+}
+
+pub fn get(host: &str, path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n")
+}
+
+/// A self-signed CA and leaf certificates for the given names, written as PEM.
+pub fn make_certs(dir: &Path, leaves: &[(&str, &[&str])]) -> PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "gatehouse test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    for (file, names) in leaves {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{file}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
+    }
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    ca_path
+}
