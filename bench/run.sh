@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: gatehouse and nginx as plain reverse proxies in front of
+# the same backend (testkit's gh-backend), on loopback, driven by the same tools.
+#   bench/run.sh [SECONDS]      (default 10 s per load case)
+# Prints a Markdown table and writes it to bench/results/latest.md.
+# Not run in CI: CI asserts behaviour, never speed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh bench
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+cargo build --release --locked -p gatehouse -p testkit >&2
+
+DUR=${1:-10}
+CONNS=${BENCH_CONNS:-50}
+W=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)
+BACKEND=127.0.0.1:19000; NGINX=127.0.0.1:19080; GH=127.0.0.1:19081
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true; }
+trap cleanup EXIT
+
+target/release/gh-backend $BACKEND 2>/dev/null & pids+=($!)
+
+cat > "$W/nginx.conf" <<NGINX
+worker_processes 2;
+pid $W/nginx.pid;
+error_log $W/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log $W/nginx-access.log combined buffer=64k flush=1s;
+  client_body_temp_path $W/body; proxy_temp_path $W/proxy;
+  fastcgi_temp_path $W/fcgi; uwsgi_temp_path $W/uwsgi; scgi_temp_path $W/scgi;
+  upstream backend { server $BACKEND; keepalive 128; }
+  server {
+    listen $NGINX backlog=4096;
+    keepalive_requests 1000000;
+    client_max_body_size 0;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      # Streaming both ways, as gatehouse does (Outlook Anywhere, MAPI need it).
+      proxy_request_buffering off;
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+cat > "$W/gatehouse.toml" <<TOML
+[log]
+access = "$W/gatehouse-access.log"
+level = "warn"
+
+[[listener]]
+name = "bench"
+bind = "$GH"
+
+[[site]]
+name = "bench"
+listener = "bench"
+backend = "http://$BACKEND"
+TOML
+
+start_nginx() { nginx -c "$W/nginx.conf" -p "$W" >/dev/null 2>&1; sleep 0.3; }
+stop_nginx() { kill "$(cat "$W/nginx.pid")"; while [ -f "$W/nginx.pid" ] && kill -0 "$(cat "$W/nginx.pid")" 2>/dev/null; do sleep 0.05; done; }
+start_gh() { target/release/gatehouse run -c "$W/gatehouse.toml" 2>"$W/gh-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.3; }
+stop_gh() { kill "$GHPID"; wait "$GHPID" 2>/dev/null || true; }
+# Peak RSS (KiB) of a proxy: gatehouse is one process; nginx is the sum of its workers and master.
+peak_kib() {
+  if [ "$1" = nginx ]; then
+    local m; m=$(cat "$W/nginx.pid"); local sum=0
+    for p in $m $(pgrep -P "$m"); do sum=$((sum + $(awk '/VmHWM/{print $2}' /proc/$p/status))); done; echo $sum
+  else awk '/VmHWM/{print $2}' /proc/$GHPID/status; fi
+}
+rss_kib() {
+  if [ "$1" = nginx ]; then
+    local m; m=$(cat "$W/nginx.pid"); local sum=0
+    for p in $m $(pgrep -P "$m"); do sum=$((sum + $(awk '/VmRSS/{print $2}' /proc/$p/status))); done; echo $sum
+  else awk '/VmRSS/{print $2}' /proc/$GHPID/status; fi
+}
+start() { if [ "$1" = nginx ]; then start_nginx; else start_gh; fi; }
+stop() { if [ "$1" = nginx ]; then stop_nginx; else stop_gh; fi; }
+addr() { if [ "$1" = nginx ]; then echo $NGINX; else echo $GH; fi; }
+
+printf 'wrk.method = "POST"\nwrk.body = string.rep("a", 65536)\nwrk.headers["Content-Type"] = "application/octet-stream"\n' > "$W/post64k.lua"
+
+# wrk output -> "rps p50_ms p99_ms"
+parse_wrk() {
+  awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /Requests\/sec/ {rps=$2}
+    $1=="50%" {p50=ms($2)} $1=="99%" {p99=ms($2)}
+    END {printf "%.0f %.3f %.3f\n", rps, p50, p99}'
+}
+
+declare -A R
+for proxy in nginx gatehouse; do
+  a=$(addr $proxy)
+  start $proxy
+  wrk -t1 -c"$CONNS" -d2s "http://$a/bytes/1024" >/dev/null   # warm-up
+  R[$proxy,get]=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://$a/bytes/1024" | parse_wrk)
+  R[$proxy,get_rss]=$(peak_kib $proxy)
+  stop $proxy
+  start $proxy
+  R[$proxy,post]=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$W/post64k.lua" "http://$a/echo" | parse_wrk)
+  R[$proxy,post_rss]=$(peak_kib $proxy)
+  stop $proxy
+  start $proxy
+  base=$(rss_kib $proxy)
+  python3 bench/idle_conns.py "$a" 1000 "$W/idle.ready" & holder=$!
+  while [ ! -f "$W/idle.ready" ]; do sleep 0.1; done
+  sleep 0.5
+  held=$(rss_kib $proxy)
+  R[$proxy,idle]="$base $held"
+  kill $holder 2>/dev/null || true; wait $holder 2>/dev/null || true; rm -f "$W/idle.ready"
+  stop $proxy
+  start $proxy
+  R[$proxy,upload]=$(python3 bench/upload.py "$a" 1073741824)
+  R[$proxy,upload_rss]=$(peak_kib $proxy)
+  stop $proxy
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a/b }'; }
+read -r n_rps n_p50 n_p99 <<<"${R[nginx,get]}"; read -r g_rps g_p50 g_p99 <<<"${R[gatehouse,get]}"
+read -r np_rps np_p50 np_p99 <<<"${R[nginx,post]}"; read -r gp_rps gp_p50 gp_p99 <<<"${R[gatehouse,post]}"
+read -r n_base n_held <<<"${R[nginx,idle]}"; read -r g_base g_held <<<"${R[gatehouse,idle]}"
+read -r n_up_s n_up_mbs <<<"${R[nginx,upload]}"; read -r g_up_s g_up_mbs <<<"${R[gatehouse,upload]}"
+mkdir -p bench/results
+{
+  echo "Run: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t1 -c$CONNS -d${DUR}s; nginx $(nginx -v 2>&1 | sed 's/.*\///'), 2 workers; gatehouse $(target/release/gatehouse --version | cut -d' ' -f2), 2 worker threads"
+  echo
+  echo "| case | metric | nginx | gatehouse | gatehouse / nginx |"
+  echo "|---|---|---:|---:|---:|"
+  echo "| GET 1 KiB, keep-alive | requests/s | $n_rps | $g_rps | $(ratio $g_rps $n_rps) |"
+  echo "| | p50 latency (ms) | $n_p50 | $g_p50 | $(ratio $g_p50 $n_p50) |"
+  echo "| | p99 latency (ms) | $n_p99 | $g_p99 | $(ratio $g_p99 $n_p99) |"
+  echo "| | peak RSS (KiB) | ${R[nginx,get_rss]} | ${R[gatehouse,get_rss]} | $(ratio ${R[gatehouse,get_rss]} ${R[nginx,get_rss]}) |"
+  echo "| POST 64 KiB, keep-alive | requests/s | $np_rps | $gp_rps | $(ratio $gp_rps $np_rps) |"
+  echo "| | p50 latency (ms) | $np_p50 | $gp_p50 | $(ratio $gp_p50 $np_p50) |"
+  echo "| | p99 latency (ms) | $np_p99 | $gp_p99 | $(ratio $gp_p99 $np_p99) |"
+  echo "| | peak RSS (KiB) | ${R[nginx,post_rss]} | ${R[gatehouse,post_rss]} | $(ratio ${R[gatehouse,post_rss]} ${R[nginx,post_rss]}) |"
+  echo "| 1,000 idle keep-alive connections | RSS before / with (KiB) | $n_base / $n_held | $g_base / $g_held | |"
+  echo "| | KiB per connection | $(awk -v a=$n_held -v b=$n_base 'BEGIN{printf "%.1f",(a-b)/1000}') | $(awk -v a=$g_held -v b=$g_base 'BEGIN{printf "%.1f",(a-b)/1000}') | $(ratio $((g_held-g_base)) $((n_held-n_base))) |"
+  echo "| RPC_IN_DATA 1 GiB upload | seconds | $n_up_s | $g_up_s | $(ratio $g_up_s $n_up_s) |"
+  echo "| | MB/s | $n_up_mbs | $g_up_mbs | $(ratio $g_up_mbs $n_up_mbs) |"
+  echo "| | peak RSS (KiB) | ${R[nginx,upload_rss]} | ${R[gatehouse,upload_rss]} | $(ratio ${R[gatehouse,upload_rss]} ${R[nginx,upload_rss]}) |"
+} | tee bench/results/latest.md

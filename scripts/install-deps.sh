@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what gatehouse needs on a fresh Debian 12 machine. Usage:
+#   scripts/install-deps.sh [build|test|demo|bench]
+# Installs only what is missing; runs `apt-get update` first when it installs.
+set -euo pipefail
+what=${1:-build}
+
+pkgs="ca-certificates curl build-essential pkg-config openssl python3"
+case "$what" in
+  bench) pkgs="$pkgs nginx-light wrk procps" ;;
+esac
+
+missing=""
+for p in $pkgs; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "installing Debian packages:$missing"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: run as root (or with sudo) to install:$missing" >&2
+    exit 1
+  fi
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
+fi
+
+# Rust comes from rustup (Debian 12's rustc is too old for hyper 1.x and rustls).
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo not found. Install Rust 1.85 or newer with rustup (https://rustup.rs), then run this again." >&2
+  exit 1
+fi
