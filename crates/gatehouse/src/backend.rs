@@ -172,10 +172,14 @@ impl Pool {
         None
     }
 
-    /// Returns `sender` to the pool once its current exchange has finished (the
-    /// response body read to the end). A connection that ends instead, or was
-    /// upgraded, is dropped.
-    pub fn release_when_ready(self: &Arc<Self>, key: PoolKey, mut sender: Sender) {
+    /// Returns `sender` to the pool; call it when the response body has been
+    /// read to the end. hyper usually has the connection ready again by then; if
+    /// not, a small task waits for it. A connection that ends instead is dropped.
+    pub fn release(self: &Arc<Self>, key: PoolKey, mut sender: Sender) {
+        if sender.is_ready() {
+            self.put(key, sender);
+            return;
+        }
         let pool = self.clone();
         tokio::spawn(async move {
             if sender.ready().await.is_ok() {

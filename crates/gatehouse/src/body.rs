@@ -3,15 +3,16 @@
 //! the same memory as a 1 KiB POST.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
+use crate::backend::{Pool, PoolKey, Sender};
 use crate::connection::InFlight;
 use crate::telemetry::AccessRecord;
 
@@ -31,7 +32,8 @@ pub enum BodyFailure {
 pub struct RequestProgress {
     pub bytes: AtomicU64,
     pub failure: OnceLock<BodyFailure>,
-    finished: watch::Sender<bool>,
+    done: AtomicBool,
+    finished: Notify,
 }
 
 impl RequestProgress {
@@ -39,14 +41,25 @@ impl RequestProgress {
         Arc::new(RequestProgress {
             bytes: AtomicU64::new(0),
             failure: OnceLock::new(),
-            finished: watch::Sender::new(false),
+            done: AtomicBool::new(false),
+            finished: Notify::new(),
         })
+    }
+
+    fn set_finished(&self) {
+        self.done.store(true, Ordering::Release);
+        self.finished.notify_waiters();
     }
 
     /// Resolves once the whole body has been read from the client.
     pub async fn finished(&self) {
-        let mut rx = self.finished.subscribe();
-        let _ = rx.wait_for(|done| *done).await;
+        loop {
+            let notified = self.finished.notified();
+            if self.done.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -59,7 +72,7 @@ pub struct RequestBody {
 impl RequestBody {
     pub fn new(inner: Incoming, progress: Arc<RequestProgress>) -> Self {
         if inner.is_end_stream() {
-            progress.finished.send_replace(true);
+            progress.set_finished();
         }
         RequestBody { inner: Some(inner), progress }
     }
@@ -83,7 +96,7 @@ impl Body for RequestBody {
             }
             Poll::Ready(None) => {
                 self.inner = None;
-                self.progress.finished.send_replace(true);
+                self.progress.set_finished();
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {
@@ -117,6 +130,8 @@ enum Source {
 /// connection (or the client goes away).
 pub struct ResponseBody {
     source: Source,
+    /// The backend connection, returned to its pool when the body ends well.
+    reuse: Option<(Arc<Pool>, PoolKey, Sender)>,
     sent: u64,
     complete: bool,
     _in_flight: Option<InFlight>,
@@ -128,12 +143,14 @@ impl ResponseBody {
         Self::new(Source::Local(Some(bytes)))
     }
 
-    pub fn backend(body: Incoming) -> Self {
-        Self::new(Source::Backend(body))
+    pub fn backend(body: Incoming, reuse: (Arc<Pool>, PoolKey, Sender)) -> Self {
+        let mut b = Self::new(Source::Backend(body));
+        b.reuse = Some(reuse);
+        b
     }
 
     fn new(source: Source) -> Self {
-        ResponseBody { source, sent: 0, complete: false, _in_flight: None, record: None }
+        ResponseBody { source, reuse: None, sent: 0, complete: false, _in_flight: None, record: None }
     }
 
     /// Attaches what must live until the response is done.
@@ -158,7 +175,12 @@ impl Body for ResponseBody {
                     self.sent += data.len() as u64;
                 }
             }
-            Poll::Ready(None) => self.complete = true,
+            Poll::Ready(None) => {
+                self.complete = true;
+                if let Some((pool, key, sender)) = self.reuse.take() {
+                    pool.release(key, sender);
+                }
+            }
             _ => {}
         }
         polled
@@ -181,6 +203,12 @@ impl Body for ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
+        // A body with nothing in it (HEAD, 204, 304) may never be polled.
+        if self.is_end_stream() {
+            if let Some((pool, key, sender)) = self.reuse.take() {
+                pool.release(key, sender);
+            }
+        }
         if let Some(record) = self.record.take() {
             let complete = self.complete || self.is_end_stream();
             record.finish(self.sent, complete);

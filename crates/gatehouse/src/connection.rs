@@ -14,7 +14,6 @@ use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
 use httpguard::{Reject, RequestStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -31,6 +30,8 @@ pub struct ConnContext {
     pub activity: Arc<Activity>,
     /// Set when the framing check refused this connection's bytes.
     pub rejected: OnceLock<Reject>,
+    /// The worker thread this connection lives on (and whose backend pool it uses).
+    pub worker: usize,
     pub shared: Arc<Shared>,
 }
 
@@ -125,18 +126,25 @@ pub struct GuardedIo<S> {
     inner: S,
     ctx: Arc<ConnContext>,
     stream: RequestStream,
-    /// Bytes read from the socket and not yet handed on; the first `accepted` of
-    /// them have passed the check.
-    buf: BytesMut,
+    /// Bytes read but not yet handed on: a head (or chunk line) still incomplete,
+    /// or checked bytes that did not fit the reader's buffer. The first `accepted`
+    /// have passed the check. Empty, and unallocated, between requests: most reads
+    /// go straight into hyper's buffer and are checked there.
+    held: Vec<u8>,
     accepted: usize,
     eof: bool,
     /// A refusal to send before closing, and how much of it is written.
     answer: Option<(Vec<u8>, usize)>,
     body_refused: bool,
-    /// Where in `buf` the current request's head begins, while none of it has been
-    /// handed on. A body refused before its head left is refused as a whole, so
-    /// the backend never even sees the head.
-    head_at: Option<usize>,
+}
+
+/// The verdict on newly read bytes.
+enum Scan {
+    /// This many bytes passed; the rest wait for more.
+    Accepted(usize),
+    /// Refused: hand on `deliver` bytes (earlier requests, or the refused body's
+    /// checked part), then stop.
+    Refused { deliver: usize },
 }
 
 impl<S> GuardedIo<S> {
@@ -145,45 +153,45 @@ impl<S> GuardedIo<S> {
             inner,
             ctx,
             stream: RequestStream::new(max_head, max_headers),
-            buf: BytesMut::new(),
+            held: Vec::new(),
             accepted: 0,
             eof: false,
             answer: None,
             body_refused: false,
-            head_at: Some(0),
         }
     }
 
-    fn check(&mut self) {
+    /// Checks `data`, which follows everything checked so far.
+    fn scan(&mut self, data: &[u8]) -> Scan {
+        let mut at = 0;
+        // Where the current request's head starts within `data`, if it does: a
+        // body refused before its head was handed on is refused as a whole, so
+        // the backend never even sees the head.
+        let mut head_at = None;
         loop {
             if self.stream.at_request_boundary() {
-                self.head_at = Some(self.accepted);
+                head_at = Some(at);
             }
-            match self.stream.advance(&self.buf[self.accepted..]) {
+            match self.stream.advance(&data[at..]) {
                 Ok(0) => break,
-                Ok(n) => self.accepted += n,
-                Err(reject) => {
-                    self.refuse(reject);
-                    break;
-                }
+                Ok(n) => at += n,
+                Err(reject) => return Scan::Refused { deliver: self.refuse(reject, head_at, at) },
             }
         }
         let head = &self.ctx.activity.head_started;
-        let pending_head = self.stream.at_request_boundary() && self.buf.len() > self.accepted;
+        let pending_head = self.stream.at_request_boundary() && at < data.len();
         if pending_head && head.load(Ordering::Relaxed) == 0 {
             head.store(self.ctx.activity.now_ms() + 1, Ordering::Relaxed);
             self.ctx.activity.changed.notify_one();
         } else if !pending_head {
             head.store(0, Ordering::Relaxed);
         }
+        Scan::Accepted(at)
     }
 
-    fn refuse(&mut self, reject: Reject) {
+    fn refuse(&mut self, reject: Reject, head_at: Option<usize>, at: usize) -> usize {
         self.ctx.activity.head_started.store(0, Ordering::Relaxed);
-        let in_head = self.stream.at_request_boundary() || self.head_at.is_some();
-        if let Some(at) = self.head_at {
-            self.accepted = at;
-        }
+        let in_head = head_at.is_some();
         telemetry::refused_framing(&self.ctx, &reject, in_head);
         if in_head {
             self.answer = Some((crate::pages::raw_refusal(reject.status(), reject.cause()), 0));
@@ -191,9 +199,19 @@ impl<S> GuardedIo<S> {
             self.body_refused = true;
         }
         let _ = self.ctx.rejected.set(reject);
-        // Nothing after the refused bytes is handed on.
-        self.buf.truncate(self.accepted);
         self.eof = true;
+        head_at.unwrap_or(at)
+    }
+
+    /// Moves checked bytes from `held` to the reader.
+    fn deliver_held(&mut self, out: &mut ReadBuf<'_>) {
+        let n = self.accepted.min(out.remaining());
+        out.put_slice(&self.held[..n]);
+        self.held.drain(..n);
+        self.accepted -= n;
+        if self.held.is_empty() {
+            self.held = Vec::new();
+        }
     }
 }
 
@@ -202,11 +220,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
         let this = &mut *self;
         loop {
             if this.accepted > 0 {
-                let n = this.accepted.min(out.remaining());
-                out.put_slice(&this.buf[..n]);
-                this.buf.advance(n);
-                this.accepted -= n;
-                this.head_at = this.head_at.and_then(|at| at.checked_sub(n));
+                this.deliver_held(out);
                 return Poll::Ready(Ok(()));
             }
             if this.eof {
@@ -216,23 +230,55 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
                 }
                 return Poll::Ready(Ok(()));
             }
-            // Read into zeroed spare room: a memset per read keeps `unsafe` out of this
-            // crate, and costs little next to the system call.
-            let old = this.buf.len();
-            this.buf.resize(old + READ_CHUNK, 0);
-            let mut rb = ReadBuf::new(&mut this.buf[old..]);
+            if this.held.is_empty() {
+                // Fast path: read into the reader's buffer and check in place.
+                let before = out.filled().len();
+                ready!(Pin::new(&mut this.inner).poll_read(cx, out))?;
+                let n = out.filled().len() - before;
+                if n == 0 {
+                    this.eof = true;
+                    continue;
+                }
+                this.ctx.activity.touch();
+                let (pass, keep_rest) = match this.scan(&out.filled()[before..]) {
+                    Scan::Accepted(k) => (k, true),
+                    Scan::Refused { deliver } => (deliver, false),
+                };
+                if keep_rest && pass < n {
+                    this.held.extend_from_slice(&out.filled()[before + pass..]);
+                }
+                out.set_filled(before + pass);
+                if pass > 0 {
+                    return Poll::Ready(Ok(()));
+                }
+                // Nothing passed yet (an incomplete head): returning now would
+                // read as EOF, so keep reading.
+                continue;
+            }
+            // Slow path: a partial head is held; read more behind it.
+            let old = this.held.len();
+            this.held.resize(old + READ_CHUNK, 0);
+            let mut rb = ReadBuf::new(&mut this.held[old..]);
             let polled = Pin::new(&mut this.inner).poll_read(cx, &mut rb);
             let n = rb.filled().len();
-            this.buf.truncate(old + n);
+            this.held.truncate(old + n);
             ready!(polled)?;
             if n == 0 {
+                // The client left mid-head; the partial head is dropped.
+                this.held = Vec::new();
                 this.eof = true;
-                // A partial head at EOF is dropped: the client left mid-request.
-                this.buf.truncate(this.accepted);
                 continue;
             }
             this.ctx.activity.touch();
-            this.check();
+            let held = std::mem::take(&mut this.held);
+            match this.scan(&held) {
+                Scan::Accepted(k) => this.accepted = k,
+                Scan::Refused { deliver } => this.accepted = deliver,
+            }
+            this.held = held;
+            if this.eof {
+                this.held.truncate(this.accepted);
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::connection::{self, Activity, ConnContext};
 use crate::server::Shared;
+use crate::worker::Accepted;
 
 pub struct ListenerHandle {
     stop: watch::Sender<bool>,
@@ -51,16 +52,25 @@ async fn accept_loop(name: Arc<str>, tcp: TcpListener, shared: Arc<Shared>, mut 
             continue;
         };
         let _ = sock.set_nodelay(true);
-        let shared = shared.clone();
-        let name = name.clone();
-        tokio::spawn(async move {
-            handle(sock, peer, name, shared).await;
-            drop(permit);
-        });
+        match sock.into_std() {
+            Ok(sock) => shared.workers.dispatch(Accepted { sock, peer, listener: name.clone(), permit }),
+            Err(e) => tracing::warn!(listener = %name, error = %e, "cannot hand over a connection"),
+        }
     }
 }
 
-async fn handle(sock: TcpStream, peer: SocketAddr, listener: Arc<str>, shared: Arc<Shared>) {
+/// Runs on a worker: registers the socket with the worker's runtime, then TLS,
+/// then HTTP.
+pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Shared>) {
+    let Accepted { sock, peer, listener, permit } = accepted;
+    let _permit = permit;
+    let sock = match TcpStream::from_std(sock) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(listener = %listener, error = %e, "cannot register a connection");
+            return;
+        }
+    };
     let generation = shared.current();
     let timeouts = generation.config.timeouts.clone();
     let tls = generation.tls.get(&*listener).cloned();
@@ -70,6 +80,7 @@ async fn handle(sock: TcpStream, peer: SocketAddr, listener: Arc<str>, shared: A
         tls: tls.is_some(),
         activity: Arc::new(Activity::new(timeouts.stream_idle)),
         rejected: Default::default(),
+        worker,
         shared: shared.clone(),
     });
     match tls {

@@ -16,6 +16,7 @@ mod route;
 mod server;
 mod telemetry;
 mod tls;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,7 +67,9 @@ fn check(file: PathBuf) -> ExitCode {
 fn run(file: PathBuf) -> ExitCode {
     let level = config::load(&file).map(|c| c.log.level).unwrap_or_else(|_| "info".into());
     telemetry::init_tracing(&level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The main thread runs listeners, signals and housekeeping; connections run on
+    // the worker threads (worker.rs).
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

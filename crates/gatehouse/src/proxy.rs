@@ -149,9 +149,9 @@ async fn forward(
 
     let timeouts = &generation.config.timeouts;
     let key = PoolKey { backend: target.pool_id.clone(), identity: Identity::Anonymous };
-    let pool = &ctx.shared.pool;
+    let pool = &ctx.shared.pools[ctx.worker];
     let mut pending = out;
-    let mut resp = loop {
+    let (mut resp, sender) = loop {
         let (mut sender, reused) = match pool.checkout(&key) {
             Some(s) => (s, true),
             None => {
@@ -170,10 +170,7 @@ async fn forward(
             }
         };
         match answer {
-            Ok(resp) => {
-                pool.release_when_ready(key.clone(), sender);
-                break resp;
-            }
+            Ok(resp) => break (resp, sender),
             Err(mut e) => {
                 // A pooled connection the backend had just closed: the request
                 // never left, so it can go again on a fresh connection.
@@ -209,7 +206,8 @@ async fn forward(
 
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, ResponseBody::backend(body)))
+    let reuse = (pool.clone(), key, sender);
+    Ok(Response::from_parts(parts, ResponseBody::backend(body, reuse)))
 }
 
 /// The host the client asked for: the authority of an absolute-form target, else

@@ -19,6 +19,7 @@ use crate::config::{self, Config};
 use crate::listener::{self, ListenerHandle};
 use crate::route;
 use crate::telemetry::{AccessLog, RequestIds};
+use crate::worker::Workers;
 
 /// Everything derived from one configuration file.
 pub struct Generation {
@@ -51,7 +52,10 @@ impl Generation {
 /// State shared by every connection for the life of the process.
 pub struct Shared {
     generation: RwLock<Arc<Generation>>,
-    pub pool: Arc<Pool>,
+    /// One backend pool per worker: a backend connection stays on the worker
+    /// that opened it.
+    pub pools: Vec<Arc<Pool>>,
+    pub workers: Workers,
     pub access: AccessLog,
     pub ids: RequestIds,
     pub connections: Arc<Semaphore>,
@@ -80,29 +84,34 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     let generation = Arc::new(load(&path)?);
     let config = &generation.config;
     let access = AccessLog::open(&config.log.access)
-        .await
         .map_err(|e| format!("cannot open access log {}: {e}", config.log.access))?;
     let (drain_tx, drain_rx) = watch::channel(false);
     let max = config.limits.max_connections;
+    let slot = Arc::new(std::sync::OnceLock::new());
+    let workers = Workers::start(Workers::count(), slot.clone()).map_err(|e| format!("cannot start worker threads: {e}"))?;
     let shared = Arc::new(Shared {
         generation: RwLock::new(generation.clone()),
-        pool: Pool::new(config.limits.backend_idle_per_key, config.timeouts.backend_idle),
+        pools: (0..workers.len())
+            .map(|_| Pool::new(config.limits.backend_idle_per_key, config.timeouts.backend_idle))
+            .collect(),
+        workers,
         access,
         ids: RequestIds::new(),
         connections: Arc::new(Semaphore::new(max)),
         max_connections: max,
         draining: drain_rx,
     });
+    let _ = slot.set(shared.clone());
 
     let mut listeners: HashMap<(String, SocketAddr), ListenerHandle> = HashMap::new();
     reconcile(&shared, &mut listeners)?;
     tracing::info!(file = %path.display(), listeners = listeners.len(), sites = generation.config.sites.len(), "gatehouse is serving");
 
-    let pool = shared.pool.clone();
+    let pools = shared.pools.clone();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(10)).await;
-            pool.sweep();
+            pools.iter().for_each(|p| p.sweep());
         }
     });
 
@@ -131,6 +140,7 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
             "drain time over; closing the remaining connections"
         ),
     }
+    shared.access.flush();
     Ok(())
 }
 
@@ -141,7 +151,9 @@ fn reload(path: &Path, shared: &Arc<Shared>, listeners: &mut HashMap<(String, So
         }
         Ok(generation) => {
             let c = &generation.config;
-            shared.pool.configure(c.limits.backend_idle_per_key, c.timeouts.backend_idle);
+            for pool in &shared.pools {
+                pool.configure(c.limits.backend_idle_per_key, c.timeouts.backend_idle);
+            }
             if c.limits.max_connections != shared.max_connections {
                 tracing::warn!("limits.max_connections changes only on restart");
             }

@@ -206,9 +206,10 @@ impl RequestStream {
             };
         };
         let head = &buf[..end];
-        let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(head) {
+        // Uninitialised slots: no need to clear max_headers entries for every request.
+        let mut headers: Vec<httparse::Header<'_>> = Vec::with_capacity(self.max_headers);
+        let mut req = httparse::Request::new(&mut []);
+        match req.parse_with_uninit_headers(head, headers.spare_capacity_mut()) {
             Ok(httparse::Status::Complete(n)) if n == end => {}
             Ok(_) => return Err(Reject::MalformedHead("request head did not parse to its end")),
             Err(httparse::Error::TooManyHeaders) => return Err(Reject::TooManyHeaders),
