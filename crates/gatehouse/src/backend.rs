@@ -165,7 +165,10 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap();
         let list = idle.get_mut(key)?;
         while let Some(entry) = list.pop() {
-            if entry.since.elapsed() < timeout && entry.sender.is_ready() && !entry.sender.is_closed() {
+            if entry.since.elapsed() < timeout
+                && entry.sender.is_ready()
+                && !entry.sender.is_closed()
+            {
                 return Some(entry.sender);
             }
         }
@@ -198,7 +201,10 @@ impl Pool {
         if list.len() >= max {
             list.remove(0);
         }
-        list.push(Idle { sender, since: Instant::now() });
+        list.push(Idle {
+            sender,
+            since: Instant::now(),
+        });
     }
 
     /// Drops idle connections that timed out or closed; run periodically.

@@ -73,27 +73,45 @@ impl Activity {
 
     /// Marks a request as in flight until the returned guard drops.
     pub fn begin_request(self: &Arc<Self>, stream_idle: Duration) -> InFlight {
-        self.stream_idle_ms.store(stream_idle.as_millis() as u64, Ordering::Relaxed);
+        self.stream_idle_ms
+            .store(stream_idle.as_millis() as u64, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
 
     /// The site chose its own idle limit for long-lived streams.
     pub fn set_stream_idle(&self, stream_idle: Duration) {
-        self.stream_idle_ms.store(stream_idle.as_millis() as u64, Ordering::Relaxed);
+        self.stream_idle_ms
+            .store(stream_idle.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// How long until the connection has been quiet too long, or `None` if it
     /// already has, with the reason.
-    pub fn remaining(&self, header_read: Duration, keepalive_idle: Duration) -> Result<Duration, &'static str> {
+    pub fn remaining(
+        &self,
+        header_read: Duration,
+        keepalive_idle: Duration,
+    ) -> Result<Duration, &'static str> {
         let now = self.now_ms();
         let head = self.head_started.load(Ordering::Relaxed);
         let (since, limit, why) = if head != 0 {
-            (head - 1, header_read.as_millis() as u64, "request head not received in time")
+            (
+                head - 1,
+                header_read.as_millis() as u64,
+                "request head not received in time",
+            )
         } else if self.in_flight.load(Ordering::Relaxed) > 0 {
-            (self.last_io.load(Ordering::Relaxed), self.stream_idle_ms.load(Ordering::Relaxed), "stream idle timeout")
+            (
+                self.last_io.load(Ordering::Relaxed),
+                self.stream_idle_ms.load(Ordering::Relaxed),
+                "stream idle timeout",
+            )
         } else {
-            (self.last_io.load(Ordering::Relaxed), keepalive_idle.as_millis() as u64, "keep-alive idle timeout")
+            (
+                self.last_io.load(Ordering::Relaxed),
+                keepalive_idle.as_millis() as u64,
+                "keep-alive idle timeout",
+            )
         };
         let deadline = since.saturating_add(limit);
         if now >= deadline {
@@ -102,7 +120,6 @@ impl Activity {
             Ok(Duration::from_millis(deadline - now))
         }
     }
-
 }
 
 /// A request in flight; dropping it ends the request for the connection's clocks.
@@ -175,7 +192,11 @@ impl<S> GuardedIo<S> {
             match self.stream.advance(&data[at..]) {
                 Ok(0) => break,
                 Ok(n) => at += n,
-                Err(reject) => return Scan::Refused { deliver: self.refuse(reject, head_at, at) },
+                Err(reject) => {
+                    return Scan::Refused {
+                        deliver: self.refuse(reject, head_at, at),
+                    }
+                }
             }
         }
         let head = &self.ctx.activity.head_started;
@@ -194,7 +215,10 @@ impl<S> GuardedIo<S> {
         let in_head = head_at.is_some();
         telemetry::refused_framing(&self.ctx, &reject, in_head);
         if in_head {
-            self.answer = Some((crate::pages::raw_refusal(reject.status(), reject.cause()), 0));
+            self.answer = Some((
+                crate::pages::raw_refusal(reject.status(), reject.cause()),
+                0,
+            ));
         } else {
             self.body_refused = true;
         }
@@ -216,7 +240,11 @@ impl<S> GuardedIo<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
             if this.accepted > 0 {
@@ -284,13 +312,21 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let n = ready!(Pin::new(&mut self.inner).poll_write(cx, data))?;
         self.ctx.activity.touch();
         Poll::Ready(Ok(n))
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
         self.ctx.activity.touch();
         Poll::Ready(Ok(n))
@@ -320,7 +356,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
     }
 }
 
-
 /// Runs HTTP/1 on one client connection until it closes, goes quiet for too
 /// long, or the process drains.
 pub async fn serve<S>(io: S, ctx: Arc<ConnContext>)
@@ -342,8 +377,11 @@ where
         .half_close(false)
         .keep_alive(true);
     let service_ctx = ctx.clone();
-    let service = hyper::service::service_fn(move |req| crate::proxy::handle(req, service_ctx.clone()));
-    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service).with_upgrades();
+    let service =
+        hyper::service::service_fn(move |req| crate::proxy::handle(req, service_ctx.clone()));
+    let conn = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .with_upgrades();
     tokio::pin!(conn);
     let mut draining = ctx.shared.draining.clone();
     let mut drain_started = *draining.borrow();
@@ -351,7 +389,10 @@ where
         conn.as_mut().graceful_shutdown();
     }
     loop {
-        let wait = match ctx.activity.remaining(timeouts.header_read, timeouts.keepalive_idle) {
+        let wait = match ctx
+            .activity
+            .remaining(timeouts.header_read, timeouts.keepalive_idle)
+        {
             Ok(wait) => wait,
             Err(why) => {
                 tracing::debug!(client = %ctx.peer, why, "closing connection");

@@ -32,7 +32,12 @@ pub fn start(name: &str, bind: SocketAddr, shared: Arc<Shared>) -> std::io::Resu
     Ok(ListenerHandle { stop })
 }
 
-async fn accept_loop(name: Arc<str>, tcp: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+async fn accept_loop(
+    name: Arc<str>,
+    tcp: TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
     loop {
         let (sock, peer) = tokio::select! {
             _ = stopped.changed() => return,
@@ -48,12 +53,20 @@ async fn accept_loop(name: Arc<str>, tcp: TcpListener, shared: Arc<Shared>, mut 
         };
         let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
             tracing::warn!(listener = %name, client = %peer, limit = shared.max_connections, "connection limit reached; refusing with 503");
-            tokio::spawn(refuse_overloaded(sock, shared.current().tls.contains_key(&*name)));
+            tokio::spawn(refuse_overloaded(
+                sock,
+                shared.current().tls.contains_key(&*name),
+            ));
             continue;
         };
         let _ = sock.set_nodelay(true);
         match sock.into_std() {
-            Ok(sock) => shared.workers.dispatch(Accepted { sock, peer, listener: name.clone(), permit }),
+            Ok(sock) => shared.workers.dispatch(Accepted {
+                sock,
+                peer,
+                listener: name.clone(),
+                permit,
+            }),
             Err(e) => tracing::warn!(listener = %name, error = %e, "cannot hand over a connection"),
         }
     }
@@ -62,7 +75,12 @@ async fn accept_loop(name: Arc<str>, tcp: TcpListener, shared: Arc<Shared>, mut 
 /// Runs on a worker: registers the socket with the worker's runtime, then TLS,
 /// then HTTP.
 pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Shared>) {
-    let Accepted { sock, peer, listener, permit } = accepted;
+    let Accepted {
+        sock,
+        peer,
+        listener,
+        permit,
+    } = accepted;
     let _permit = permit;
     let sock = match TcpStream::from_std(sock) {
         Ok(s) => s,
@@ -89,8 +107,12 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
             match tokio::time::timeout(timeouts.header_read, acceptor.accept(sock)).await {
                 Ok(Ok(stream)) => connection::serve(stream, ctx).await,
-                Ok(Err(e)) => tracing::info!(listener = %listener, client = %peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::info!(listener = %listener, client = %peer, "TLS handshake timed out"),
+                Ok(Err(e)) => {
+                    tracing::info!(listener = %listener, client = %peer, error = %e, "TLS handshake failed")
+                }
+                Err(_) => {
+                    tracing::info!(listener = %listener, client = %peer, "TLS handshake timed out")
+                }
             }
         }
     }
@@ -102,7 +124,8 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
 async fn refuse_overloaded(mut sock: TcpStream, tls: bool) {
     if !tls {
         let page = crate::pages::raw_refusal(503, "too many connections");
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sock.write_all(&page)).await;
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(2), sock.write_all(&page)).await;
     }
     let _ = sock.shutdown().await;
 }

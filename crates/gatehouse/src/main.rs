@@ -51,7 +51,12 @@ fn check(file: PathBuf) -> ExitCode {
     match server::load(&file) {
         Ok(generation) => {
             let c = &generation.config;
-            println!("{}: OK ({} listeners, {} sites)", file.display(), c.listeners.len(), c.sites.len());
+            println!(
+                "{}: OK ({} listeners, {} sites)",
+                file.display(),
+                c.listeners.len(),
+                c.sites.len()
+            );
             ExitCode::SUCCESS
         }
         Err(problems) => {
@@ -65,11 +70,16 @@ fn check(file: PathBuf) -> ExitCode {
 }
 
 fn run(file: PathBuf) -> ExitCode {
-    let level = config::load(&file).map(|c| c.log.level).unwrap_or_else(|_| "info".into());
+    let level = config::load(&file)
+        .map(|c| c.log.level)
+        .unwrap_or_else(|_| "info".into());
     telemetry::init_tracing(&level);
     // The main thread runs listeners, signals and housekeeping; connections run on
     // the worker threads (worker.rs).
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

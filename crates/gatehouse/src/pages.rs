@@ -7,7 +7,12 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::ResponseBody;
 
-pub fn page(status: StatusCode, request_id: &str, what: &str, close: bool) -> Response<ResponseBody> {
+pub fn page(
+    status: StatusCode,
+    request_id: &str,
+    what: &str,
+    close: bool,
+) -> Response<ResponseBody> {
     let reason = status.canonical_reason().unwrap_or("Error");
     let body = format!(
         "<!DOCTYPE html>\n<html><head><title>{code} {reason}</title></head>\n<body><h1>{code} {reason}</h1>\n<p>{what}</p>\n<p>Request id: {request_id}</p></body></html>\n",
@@ -16,7 +21,10 @@ pub fn page(status: StatusCode, request_id: &str, what: &str, close: bool) -> Re
     let mut resp = Response::new(ResponseBody::local(Bytes::from(body)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);

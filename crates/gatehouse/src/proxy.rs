@@ -20,10 +20,20 @@ use crate::server::Generation;
 use crate::telemetry::AccessRecord;
 
 /// The hyper service: never fails, every problem becomes a response.
-pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnContext>) -> Result<Response<ResponseBody>, Infallible> {
+pub async fn handle(
+    req: Request<Incoming>,
+    ctx: Arc<ConnContext>,
+) -> Result<Response<ResponseBody>, Infallible> {
     let generation = ctx.shared.current();
-    let in_flight = ctx.activity.begin_request(generation.config.timeouts.stream_idle);
-    let mut record = AccessRecord::new(&ctx, ctx.shared.ids.next(), req.method().as_str(), req.uri().path());
+    let in_flight = ctx
+        .activity
+        .begin_request(generation.config.timeouts.stream_idle);
+    let mut record = AccessRecord::new(
+        &ctx,
+        ctx.shared.ids.next(),
+        req.method().as_str(),
+        req.uri().path(),
+    );
     let mut resp = match forward(req, &ctx, &generation, &mut record).await {
         Ok(resp) => resp,
         Err(failure) => failure.respond(&ctx, &mut record),
@@ -51,12 +61,42 @@ impl Failure {
         let id = record.request_id().to_owned();
         let (status, text, cause, close) = match &self {
             // The causes are our own fixed words, never request data: safe to show.
-            Failure::BadRequest(c) => (StatusCode::BAD_REQUEST, format!("The request is malformed: {c}."), c.clone(), true),
-            Failure::NotFound => (StatusCode::NOT_FOUND, "No site is published at this address.".into(), "no site matches".into(), false),
-            Failure::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "This method is not served.".into(), "CONNECT refused".into(), false),
-            Failure::BadGateway(c) => (StatusCode::BAD_GATEWAY, "The published server could not be reached or answered badly.".into(), c.clone(), false),
-            Failure::GatewayTimeout(c) => (StatusCode::GATEWAY_TIMEOUT, "The published server did not answer in time.".into(), c.clone(), false),
-            Failure::ServiceUnavailable(c) => (StatusCode::SERVICE_UNAVAILABLE, "The service is unavailable; try again shortly.".into(), c.clone(), true),
+            Failure::BadRequest(c) => (
+                StatusCode::BAD_REQUEST,
+                format!("The request is malformed: {c}."),
+                c.clone(),
+                true,
+            ),
+            Failure::NotFound => (
+                StatusCode::NOT_FOUND,
+                "No site is published at this address.".into(),
+                "no site matches".into(),
+                false,
+            ),
+            Failure::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "This method is not served.".into(),
+                "CONNECT refused".into(),
+                false,
+            ),
+            Failure::BadGateway(c) => (
+                StatusCode::BAD_GATEWAY,
+                "The published server could not be reached or answered badly.".into(),
+                c.clone(),
+                false,
+            ),
+            Failure::GatewayTimeout(c) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "The published server did not answer in time.".into(),
+                c.clone(),
+                false,
+            ),
+            Failure::ServiceUnavailable(c) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service is unavailable; try again shortly.".into(),
+                c.clone(),
+                true,
+            ),
             Failure::ClientGone => {
                 tracing::debug!(request_id = %id, client = %ctx.peer, "client closed the connection mid-request");
                 record.set_error("client closed the connection");
@@ -84,11 +124,16 @@ async fn forward(
     let host = request_host(&req)?;
     let path = match req.uri().path() {
         "*" => b"/".to_vec(),
-        p => httpguard::routing_path(p.as_bytes()).map_err(|e| Failure::BadRequest(e.cause().into()))?,
+        p => httpguard::routing_path(p.as_bytes())
+            .map_err(|e| Failure::BadRequest(e.cause().into()))?,
     };
     let site = generation
         .routes
-        .find(&ctx.listener, host.as_deref().map(route::host_name).as_deref(), &path)
+        .find(
+            &ctx.listener,
+            host.as_deref().map(route::host_name).as_deref(),
+            &path,
+        )
         .ok_or(Failure::NotFound)?
         .clone();
     record.set_site(&site.name);
@@ -98,7 +143,9 @@ async fn forward(
     let target = generation
         .backends
         .get(site.backend.origin.as_str())
-        .ok_or_else(|| Failure::ServiceUnavailable("backend missing from this configuration".into()))?
+        .ok_or_else(|| {
+            Failure::ServiceUnavailable("backend missing from this configuration".into())
+        })?
         .clone();
 
     let client_upgrade = upgrade_token(req.headers()).map(|u| (u, hyper::upgrade::on(&mut req)));
@@ -107,19 +154,36 @@ async fn forward(
     record.count_request_body(progress.clone());
 
     let mut headers = parts.headers;
-    let original_host = headers.get(header::HOST).cloned();
+    // For an absolute-form target the authority is the host (RFC 9112 3.2.2);
+    // a different Host header is ignored.
+    let original_host = match &host {
+        Some(h) => Some(
+            HeaderValue::from_str(h)
+                .map_err(|_| Failure::BadRequest("Host is not a valid header value".into()))?,
+        ),
+        None => None,
+    };
     strip_hop_by_hop(&mut headers);
     // hyper answers `Expect: 100-continue` itself when the body is first read.
     headers.remove(header::EXPECT);
     if let Some(name) = &site.identity_header {
-        headers.remove(name);
+        remove_lookalikes(&mut headers, name);
     }
-    for name in ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"] {
+    for name in [
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
+    ] {
         headers.remove(name);
     }
     // The edge trusts nothing the internet says about earlier hops.
     headers.insert("x-forwarded-for", value(&ctx.peer.ip().to_string()));
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(if ctx.tls { "https" } else { "http" }));
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
+    );
     if let Some(h) = &original_host {
         headers.insert("x-forwarded-host", h.clone());
     }
@@ -148,17 +212,25 @@ async fn forward(
     *out.headers_mut() = headers;
 
     let timeouts = &generation.config.timeouts;
-    let key = PoolKey { backend: target.pool_id.clone(), identity: Identity::Anonymous };
+    let key = PoolKey {
+        backend: target.pool_id.clone(),
+        identity: Identity::Anonymous,
+    };
     let pool = &ctx.shared.pools[ctx.worker];
     let mut pending = out;
     let (mut resp, sender) = loop {
         let (mut sender, reused) = match pool.checkout(&key) {
             Some(s) => (s, true),
             None => {
-                let s = target.connect(timeouts.backend_connect).await.map_err(|e| match e {
-                    crate::backend::ConnectError::Timeout => Failure::GatewayTimeout(format!("{}: {e}", site.backend.origin)),
-                    e => Failure::BadGateway(format!("{}: {e}", site.backend.origin)),
-                })?;
+                let s = target
+                    .connect(timeouts.backend_connect)
+                    .await
+                    .map_err(|e| match e {
+                        crate::backend::ConnectError::Timeout => {
+                            Failure::GatewayTimeout(format!("{}: {e}", site.backend.origin))
+                        }
+                        e => Failure::BadGateway(format!("{}: {e}", site.backend.origin)),
+                    })?;
                 (s, false)
             }
         };
@@ -187,10 +259,14 @@ async fn forward(
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some((token, client_side)) = client_upgrade else {
-            return Err(Failure::BadGateway("backend switched protocols unasked".into()));
+            return Err(Failure::BadGateway(
+                "backend switched protocols unasked".into(),
+            ));
         };
         let backend_side = hyper::upgrade::on(&mut resp);
-        let in_flight = ctx.activity.begin_request(site.stream_idle.unwrap_or(timeouts.stream_idle));
+        let in_flight = ctx
+            .activity
+            .begin_request(site.stream_idle.unwrap_or(timeouts.stream_idle));
         let activity = ctx.activity.clone();
         let idle = timeouts.keepalive_idle;
         tokio::spawn(async move {
@@ -199,15 +275,23 @@ async fn forward(
         });
         let (mut parts, _) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, token);
-        return Ok(Response::from_parts(parts, ResponseBody::local(bytes::Bytes::new())));
+        return Ok(Response::from_parts(
+            parts,
+            ResponseBody::local(bytes::Bytes::new()),
+        ));
     }
 
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let reuse = (pool.clone(), key, sender);
-    Ok(Response::from_parts(parts, ResponseBody::backend(body, reuse)))
+    Ok(Response::from_parts(
+        parts,
+        ResponseBody::backend(body, reuse),
+    ))
 }
 
 /// The host the client asked for: the authority of an absolute-form target, else
@@ -271,6 +355,23 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
+/// Removes `name` and every header that a backend could read as `name`: IIS and
+/// CGI map `X_Remote_User` to the same server variable as `X-Remote-User`, so a
+/// client could otherwise smuggle an identity in with underscores.
+fn remove_lookalikes(headers: &mut HeaderMap, name: &HeaderName) {
+    let same = |other: &HeaderName| {
+        let (a, b) = (other.as_str().as_bytes(), name.as_str().as_bytes());
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x == y || (*x == b'_' && *y == b'-') || (*x == b'-' && *y == b'_'))
+    };
+    let doomed: Vec<HeaderName> = headers.keys().filter(|k| same(k)).cloned().collect();
+    for k in doomed {
+        headers.remove(k);
+    }
+}
+
 /// `Some(protocol)` when the client asks to switch protocols (WebSocket).
 fn upgrade_token(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = headers
@@ -292,11 +393,20 @@ fn value(s: &str) -> HeaderValue {
 
 /// Carries bytes both ways after a protocol switch, until either side closes or
 /// the tunnel has been quiet for the stream idle time.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade, activity: Arc<Activity>, idle: Duration) {
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    backend: hyper::upgrade::OnUpgrade,
+    activity: Arc<Activity>,
+    idle: Duration,
+) {
     let (client, backend) = match tokio::join!(client, backend) {
         (Ok(c), Ok(b)) => (c, b),
         (c, b) => {
-            tracing::debug!(client_ok = c.is_ok(), backend_ok = b.is_ok(), "protocol switch did not complete");
+            tracing::debug!(
+                client_ok = c.is_ok(),
+                backend_ok = b.is_ok(),
+                "protocol switch did not complete"
+            );
             return;
         }
     };
@@ -326,13 +436,22 @@ mod tests {
     #[test]
     fn strips_hop_by_hop_and_connection_named_headers() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret-Hop"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
-        h.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        h.insert(
+            header::PROXY_AUTHORIZATION,
+            HeaderValue::from_static("Basic x"),
+        );
         h.insert("x-keep", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
@@ -340,11 +459,26 @@ mod tests {
     }
 
     #[test]
+    fn identity_header_lookalikes_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("x-remote-user", HeaderValue::from_static("a"));
+        h.insert("x_remote_user", HeaderValue::from_static("b"));
+        h.insert("x_remote-user", HeaderValue::from_static("c"));
+        h.insert("x-remote-users", HeaderValue::from_static("keep"));
+        remove_lookalikes(&mut h, &HeaderName::from_static("x-remote-user"));
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-remote-users"));
+    }
+
+    #[test]
     fn upgrade_needs_the_connection_token() {
         let mut h = HeaderMap::new();
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         assert!(upgrade_token(&h).is_none());
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
         assert_eq!(upgrade_token(&h).unwrap(), "websocket");
     }
 }

@@ -36,16 +36,26 @@ impl Generation {
         let mut backends = HashMap::new();
         for site in &config.sites {
             if !backends.contains_key(&site.backend.origin) {
-                let target = Target::new(&site.backend).map_err(|e| format!("site `{}`: {e}", site.name))?;
+                let target =
+                    Target::new(&site.backend).map_err(|e| format!("site `{}`: {e}", site.name))?;
                 backends.insert(site.backend.origin.clone(), Arc::new(target));
             }
         }
         let tls = config
             .listeners
             .iter()
-            .filter_map(|l| l.tls.as_ref().map(|t| (l.name.clone(), crate::tls::server_config(t))))
+            .filter_map(|l| {
+                l.tls
+                    .as_ref()
+                    .map(|t| (l.name.clone(), crate::tls::server_config(t)))
+            })
             .collect();
-        Ok(Generation { routes: route::Table::new(&config.sites), backends, tls, config })
+        Ok(Generation {
+            routes: route::Table::new(&config.sites),
+            backends,
+            tls,
+            config,
+        })
     }
 }
 
@@ -66,7 +76,10 @@ pub struct Shared {
 
 impl Shared {
     pub fn current(&self) -> Arc<Generation> {
-        self.generation.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.generation
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn replace(&self, generation: Arc<Generation>) {
@@ -88,11 +101,17 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     let (drain_tx, drain_rx) = watch::channel(false);
     let max = config.limits.max_connections;
     let slot = Arc::new(std::sync::OnceLock::new());
-    let workers = Workers::start(Workers::count(), slot.clone()).map_err(|e| format!("cannot start worker threads: {e}"))?;
+    let workers = Workers::start(Workers::count(), slot.clone())
+        .map_err(|e| format!("cannot start worker threads: {e}"))?;
     let shared = Arc::new(Shared {
         generation: RwLock::new(generation.clone()),
         pools: (0..workers.len())
-            .map(|_| Pool::new(config.limits.backend_idle_per_key, config.timeouts.backend_idle))
+            .map(|_| {
+                Pool::new(
+                    config.limits.backend_idle_per_key,
+                    config.timeouts.backend_idle,
+                )
+            })
             .collect(),
         workers,
         access,
@@ -144,7 +163,11 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
-fn reload(path: &Path, shared: &Arc<Shared>, listeners: &mut HashMap<(String, SocketAddr), ListenerHandle>) {
+fn reload(
+    path: &Path,
+    shared: &Arc<Shared>,
+    listeners: &mut HashMap<(String, SocketAddr), ListenerHandle>,
+) {
     match load(path) {
         Err(problems) => {
             tracing::error!("reload refused, the running configuration stays:\n{problems}");
@@ -173,7 +196,12 @@ fn reconcile(
     running: &mut HashMap<(String, SocketAddr), ListenerHandle>,
 ) -> Result<(), String> {
     let generation = shared.current();
-    let wanted: Vec<(String, SocketAddr)> = generation.config.listeners.iter().map(|l| (l.name.clone(), l.bind)).collect();
+    let wanted: Vec<(String, SocketAddr)> = generation
+        .config
+        .listeners
+        .iter()
+        .map(|l| (l.name.clone(), l.bind))
+        .collect();
     running.retain(|key, handle| {
         let keep = wanted.contains(key);
         if !keep {

@@ -38,11 +38,18 @@ impl RequestIds {
     pub fn new() -> Self {
         let mut b = [0u8; 4];
         let _ = getrandom::fill(&mut b);
-        RequestIds { prefix: u32::from_le_bytes(b), next: AtomicU64::new(1) }
+        RequestIds {
+            prefix: u32::from_le_bytes(b),
+            next: AtomicU64::new(1),
+        }
     }
 
     pub fn next(&self) -> String {
-        format!("{:08x}{:08x}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed) as u32)
+        format!(
+            "{:08x}{:08x}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed) as u32
+        )
     }
 }
 
@@ -71,7 +78,12 @@ impl AccessLog {
         let out: Box<dyn Write + Send> = if target == "-" {
             Box::new(std::io::stdout())
         } else {
-            Box::new(std::fs::OpenOptions::new().create(true).append(true).open(target)?)
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(target)?,
+            )
         };
         let inner = Arc::new(LogInner {
             pending: Mutex::new(Vec::new()),
@@ -80,13 +92,17 @@ impl AccessLog {
             out: Mutex::new(out),
         });
         let writer = inner.clone();
-        std::thread::Builder::new().name("gatehouse-log".into()).spawn(move || loop {
-            {
-                let pending = writer.pending.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = writer.wake.wait_timeout(pending, Duration::from_millis(100));
-            }
-            writer.flush();
-        })?;
+        std::thread::Builder::new()
+            .name("gatehouse-log".into())
+            .spawn(move || loop {
+                {
+                    let pending = writer.pending.lock().unwrap_or_else(|e| e.into_inner());
+                    let _ = writer
+                        .wake
+                        .wait_timeout(pending, Duration::from_millis(100));
+                }
+                writer.flush();
+            })?;
         Ok(AccessLog { inner })
     }
 
@@ -96,7 +112,10 @@ impl AccessLog {
             drop(pending);
             let n = self.inner.dropped.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() {
-                tracing::warn!(dropped = n + 1, "access log writer is behind; records dropped");
+                tracing::warn!(
+                    dropped = n + 1,
+                    "access log writer is behind; records dropped"
+                );
             }
             return;
         }
@@ -227,7 +246,9 @@ impl Drop for AccessRecord {
     fn drop(&mut self) {
         if !self.written {
             self.fields.status = 499;
-            self.fields.error.get_or_insert_with(|| "client closed the connection".into());
+            self.fields
+                .error
+                .get_or_insert_with(|| "client closed the connection".into());
             self.write(0, false);
         }
     }

@@ -37,7 +37,8 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, 
         .load_private_key(key_der)
         .map_err(|e| PemError::Key(format!("unusable private key: {e}")))?;
     let ck = CertifiedKey::new(chain, signing);
-    ck.keys_match().map_err(|_| PemError::Key("the key does not belong to the certificate".into()))?;
+    ck.keys_match()
+        .map_err(|_| PemError::Key("the key does not belong to the certificate".into()))?;
     Ok(Arc::new(ck))
 }
 
@@ -46,7 +47,9 @@ pub fn load_ca_bundle(path: &Path) -> Result<rustls::RootCertStore, String> {
     let mut store = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(path).map_err(pem_message)? {
         let cert = cert.map_err(pem_message)?;
-        store.add(cert).map_err(|e| format!("bad CA certificate: {e}"))?;
+        store
+            .add(cert)
+            .map_err(|e| format!("bad CA certificate: {e}"))?;
     }
     if store.is_empty() {
         return Err("no CERTIFICATE block in the file".into());
@@ -75,7 +78,10 @@ impl ResolvesServerCert for SniResolver {
         if self.certificates.len() == 1 {
             return Some(first.clone());
         }
-        let Some(name) = hello.server_name().and_then(|n| ServerName::try_from(n).ok()) else {
+        let Some(name) = hello
+            .server_name()
+            .and_then(|n| ServerName::try_from(n).ok())
+        else {
             return Some(first.clone());
         };
         let covers = |ck: &&Arc<CertifiedKey>| {
@@ -84,7 +90,13 @@ impl ResolvesServerCert for SniResolver {
                 .and_then(|der| webpki::EndEntityCert::try_from(der).ok())
                 .is_some_and(|ee| ee.verify_is_valid_for_subject_name(&name).is_ok())
         };
-        Some(self.certificates.iter().find(covers).unwrap_or(first).clone())
+        Some(
+            self.certificates
+                .iter()
+                .find(covers)
+                .unwrap_or(first)
+                .clone(),
+        )
     }
 }
 
@@ -93,7 +105,9 @@ pub fn server_config(tls: &ListenerTls) -> Arc<rustls::ServerConfig> {
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { certificates: tls.certificates.clone() }));
+        .with_cert_resolver(Arc::new(SniResolver {
+            certificates: tls.certificates.clone(),
+        }));
     // HTTP/2 comes with a later issue; NTLM is connection-bound and needs HTTP/1.1.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
@@ -125,7 +139,10 @@ fn system_roots() -> Result<rustls::RootCertStore, String> {
     let mut store = rustls::RootCertStore::empty();
     let (added, _) = store.add_parsable_certificates(found.certs);
     if added == 0 {
-        return Err("no system CA certificates found (install ca-certificates, or set backend_tls.ca)".into());
+        return Err(
+            "no system CA certificates found (install ca-certificates, or set backend_tls.ca)"
+                .into(),
+        );
     }
     Ok(store)
 }
@@ -153,7 +170,12 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -162,7 +184,12 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

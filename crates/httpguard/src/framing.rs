@@ -169,7 +169,11 @@ impl RequestStream {
             }
             State::ChunkDataEnd => {
                 if buf.len() < 2 {
-                    return if buf[0] == b'\r' { Ok(0) } else { Err(Reject::BadChunkTerminator) };
+                    return if buf[0] == b'\r' {
+                        Ok(0)
+                    } else {
+                        Err(Reject::BadChunkTerminator)
+                    };
                 }
                 if &buf[..2] != b"\r\n" {
                     return Err(Reject::BadChunkTerminator);
@@ -211,7 +215,11 @@ impl RequestStream {
         let mut req = httparse::Request::new(&mut []);
         match req.parse_with_uninit_headers(head, headers.spare_capacity_mut()) {
             Ok(httparse::Status::Complete(n)) if n == end => {}
-            Ok(_) => return Err(Reject::MalformedHead("request head did not parse to its end")),
+            Ok(_) => {
+                return Err(Reject::MalformedHead(
+                    "request head did not parse to its end",
+                ))
+            }
             Err(httparse::Error::TooManyHeaders) => return Err(Reject::TooManyHeaders),
             Err(e) => return Err(Reject::MalformedHead(httparse_cause(e))),
         }
@@ -485,7 +493,10 @@ pub fn fuzz_one(data: &[u8]) {
                 Err(_) => return,
             }
         }
-        assert!(pending.len() <= 1024 + 4 + MAX_CHUNK_LINE, "held back without bound");
+        assert!(
+            pending.len() <= 1024 + 4 + MAX_CHUNK_LINE,
+            "held back without bound"
+        );
     }
 }
 
@@ -622,7 +633,11 @@ mod tests {
     fn non_chunked_transfer_encodings_are_refused() {
         for te in ["gzip", "gzip, chunked", "chunked, gzip", "xchunked"] {
             let req = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {te}\r\n\r\n");
-            assert_eq!(both(req.as_bytes()), Err(Reject::UnsupportedTransferEncoding), "{te}");
+            assert_eq!(
+                both(req.as_bytes()),
+                Err(Reject::UnsupportedTransferEncoding),
+                "{te}"
+            );
         }
         let req = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(both(req), Err(Reject::UnsupportedTransferEncoding));
@@ -633,7 +648,10 @@ mod tests {
     #[test]
     fn host_rules() {
         assert_eq!(both(b"GET / HTTP/1.1\r\n\r\n"), Err(Reject::MissingHost));
-        assert_eq!(both(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), Err(Reject::DuplicateHost));
+        assert_eq!(
+            both(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Err(Reject::DuplicateHost)
+        );
     }
 
     #[test]
@@ -691,9 +709,18 @@ mod tests {
         // A cheap stand-in for the fuzzer on stable Rust: a deterministic generator
         // mixing HTTP fragments with noise.
         let pieces: [&[u8]; 12] = [
-            b"GET / HTTP/1.1\r\n", b"Host: a\r\n", b"\r\n", b"Content-Length: 3\r\n",
-            b"Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n", b"0\r\n\r\n", b"\n",
-            b"ffffffffffffffff\r\n", b" x\r\n", b"\x00\xff", b"POST /x HTTP/1.0\r\n",
+            b"GET / HTTP/1.1\r\n",
+            b"Host: a\r\n",
+            b"\r\n",
+            b"Content-Length: 3\r\n",
+            b"Transfer-Encoding: chunked\r\n",
+            b"5\r\nhello\r\n",
+            b"0\r\n\r\n",
+            b"\n",
+            b"ffffffffffffffff\r\n",
+            b" x\r\n",
+            b"\x00\xff",
+            b"POST /x HTTP/1.0\r\n",
         ];
         let mut seed: u64 = 0x9e3779b97f4a7c15;
         for _ in 0..20_000 {

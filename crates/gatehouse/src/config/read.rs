@@ -147,7 +147,11 @@ impl<'t> Reader<'t> {
                 known: Vec::new(),
             }),
             other => {
-                self.problem(value.span(), &path, format!("expected a table, found {}", kind(other)));
+                self.problem(
+                    value.span(),
+                    &path,
+                    format!("expected a table, found {}", kind(other)),
+                );
                 None
             }
         }
@@ -172,18 +176,30 @@ impl<'t> Reader<'t> {
             DeValue::String(text) => Some((text.to_string(), v.span())),
             other => {
                 let path = s.key_path(key);
-                self.problem(v.span(), &path, format!("expected a string, found {}", kind(other)));
+                self.problem(
+                    v.span(),
+                    &path,
+                    format!("expected a string, found {}", kind(other)),
+                );
                 None
             }
         }
     }
 
-    fn required_string(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Option<(String, Span)> {
+    fn required_string(
+        &mut self,
+        s: &mut Section<'_, '_>,
+        key: &'static str,
+    ) -> Option<(String, Span)> {
         let present = s.table.iter().any(|(k, _)| k.get_ref().as_ref() == key);
         if !present {
             s.known.push(key);
             let path = s.key_path(key);
-            self.problem(s.span.clone(), &path, format!("missing required key `{key}`"));
+            self.problem(
+                s.span.clone(),
+                &path,
+                format!("missing required key `{key}`"),
+            );
             return None;
         }
         self.string(s, key)
@@ -195,13 +211,23 @@ impl<'t> Reader<'t> {
             DeValue::Boolean(b) => Some(*b),
             other => {
                 let path = s.key_path(key);
-                self.problem(v.span(), &path, format!("expected true or false, found {}", kind(other)));
+                self.problem(
+                    v.span(),
+                    &path,
+                    format!("expected true or false, found {}", kind(other)),
+                );
                 None
             }
         }
     }
 
-    fn count(&mut self, s: &mut Section<'_, '_>, key: &'static str, min: u64, max: u64) -> Option<usize> {
+    fn count(
+        &mut self,
+        s: &mut Section<'_, '_>,
+        key: &'static str,
+        min: u64,
+        max: u64,
+    ) -> Option<usize> {
         let v = s.get(key)?;
         let path = s.key_path(key);
         let parsed = match v.get_ref() {
@@ -211,7 +237,11 @@ impl<'t> Reader<'t> {
         match parsed {
             Some(n) if (min..=max).contains(&n) => Some(n as usize),
             _ => {
-                self.problem(v.span(), &path, format!("expected a whole number from {min} to {max}"));
+                self.problem(
+                    v.span(),
+                    &path,
+                    format!("expected a whole number from {min} to {max}"),
+                );
                 None
             }
         }
@@ -222,7 +252,9 @@ impl<'t> Reader<'t> {
         let v = s.get(key)?;
         let path = s.key_path(key);
         let parsed = match v.get_ref() {
-            DeValue::Integer(i) => u64::from_str_radix(i.as_str(), i.radix()).ok().map(Duration::from_secs),
+            DeValue::Integer(i) => u64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(Duration::from_secs),
             DeValue::String(t) => humantime::parse_duration(t).ok(),
             _ => None,
         };
@@ -239,18 +271,30 @@ impl<'t> Reader<'t> {
         }
     }
 
-    fn string_list(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Option<Vec<(String, Span)>> {
+    fn string_list(
+        &mut self,
+        s: &mut Section<'_, '_>,
+        key: &'static str,
+    ) -> Option<Vec<(String, Span)>> {
         let v = s.get(key)?;
         let path = s.key_path(key);
         let DeValue::Array(items) = v.get_ref() else {
-            self.problem(v.span(), &path, format!("expected a list of strings, found {}", kind(v.get_ref())));
+            self.problem(
+                v.span(),
+                &path,
+                format!("expected a list of strings, found {}", kind(v.get_ref())),
+            );
             return None;
         };
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
             match item.get_ref() {
                 DeValue::String(t) => out.push((t.to_string(), item.span())),
-                other => self.problem(item.span(), &format!("{path}[{i}]"), format!("expected a string, found {}", kind(other))),
+                other => self.problem(
+                    item.span(),
+                    &format!("{path}[{i}]"),
+                    format!("expected a string, found {}", kind(other)),
+                ),
             }
         }
         Some(out)
@@ -266,7 +310,12 @@ impl<'t> Reader<'t> {
     }
 
     fn config(&mut self, doc: &DeTable<'_>, span: Span) -> Config {
-        let mut root = Section { table: doc, span, path: String::new(), known: Vec::new() };
+        let mut root = Section {
+            table: doc,
+            span,
+            path: String::new(),
+            known: Vec::new(),
+        };
         let mut config = Config {
             listeners: Vec::new(),
             sites: Vec::new(),
@@ -306,7 +355,11 @@ impl<'t> Reader<'t> {
         }
         for key in ["domain", "accounts"] {
             if let Some(v) = root.get(key) {
-                self.not_yet(v.span(), key, "authentication is not implemented in this version");
+                self.not_yet(
+                    v.span(),
+                    key,
+                    "authentication is not implemented in this version",
+                );
             }
         }
         // Names of every listener, valid or not, so that a site naming a broken
@@ -314,13 +367,22 @@ impl<'t> Reader<'t> {
         let mut listener_names = Vec::new();
         for (i, v) in self.array_of_tables(&mut root, "listener") {
             if let Some(mut s) = self.section(v, format!("listener[{i}]")) {
-                let name = match s.table.iter().find(|(k, _)| k.get_ref().as_ref() == "name").map(|(_, v)| v) {
+                let name = match s
+                    .table
+                    .iter()
+                    .find(|(k, _)| k.get_ref().as_ref() == "name")
+                    .map(|(_, v)| v)
+                {
                     Some(v) => v.get_ref().as_str().map(str::to_owned),
                     None => None,
                 };
                 if let Some(name) = name {
                     if listener_names.contains(&name) {
-                        self.problem(s.span.clone(), &format!("listener[{i}].name"), format!("two listeners are named `{name}`"));
+                        self.problem(
+                            s.span.clone(),
+                            &format!("listener[{i}].name"),
+                            format!("two listeners are named `{name}`"),
+                        );
                     }
                     listener_names.push(name);
                 }
@@ -337,13 +399,29 @@ impl<'t> Reader<'t> {
                 let span = s.span.clone();
                 if let Some(site) = self.site(&mut s, &listener_names) {
                     if !site_names.insert(site.name.clone()) {
-                        self.problem(span.clone(), &format!("site[{i}].name"), format!("two sites are named `{}`", site.name));
+                        self.problem(
+                            span.clone(),
+                            &format!("site[{i}].name"),
+                            format!("two sites are named `{}`", site.name),
+                        );
                     }
-                    let hosts = if site.hosts.is_empty() { vec![String::new()] } else { site.hosts.clone() };
+                    let hosts = if site.hosts.is_empty() {
+                        vec![String::new()]
+                    } else {
+                        site.hosts.clone()
+                    };
                     for h in hosts {
-                        let key = (site.listener.clone(), h.clone(), site.path_prefix.to_ascii_lowercase());
+                        let key = (
+                            site.listener.clone(),
+                            h.clone(),
+                            site.path_prefix.to_ascii_lowercase(),
+                        );
                         if !site_keys.insert(key) {
-                            let host = if h.is_empty() { "any host".to_owned() } else { h };
+                            let host = if h.is_empty() {
+                                "any host".to_owned()
+                            } else {
+                                h
+                            };
                             self.problem(span.clone(), &format!("site[{i}]"), format!(
                                 "another site on listener `{}` already serves {host} with path_prefix `{}`", site.listener, site.path_prefix));
                         }
@@ -354,14 +432,22 @@ impl<'t> Reader<'t> {
             }
         }
         if config.listeners.is_empty() && self.problems.is_empty() {
-            self.problem(0..0, "listener", "no [[listener]]: nothing would be served".into());
+            self.problem(
+                0..0,
+                "listener",
+                "no [[listener]]: nothing would be served".into(),
+            );
         }
         self.finish(root);
         config
     }
 
     fn not_yet(&mut self, span: Span, key: &str, why: &str) {
-        self.problem(span, key, format!("{why}; refusing to start rather than serve without it"));
+        self.problem(
+            span,
+            key,
+            format!("{why}; refusing to start rather than serve without it"),
+        );
     }
 
     fn array_of_tables<'a, 'i>(
@@ -369,11 +455,17 @@ impl<'t> Reader<'t> {
         root: &mut Section<'a, 'i>,
         key: &'static str,
     ) -> Vec<(usize, &'a Spanned<DeValue<'i>>)> {
-        let Some(v) = root.get(key) else { return Vec::new() };
+        let Some(v) = root.get(key) else {
+            return Vec::new();
+        };
         match v.get_ref() {
             DeValue::Array(items) => items.iter().enumerate().collect(),
             other => {
-                self.problem(v.span(), key, format!("expected [[{key}]] tables, found {}", kind(other)));
+                self.problem(
+                    v.span(),
+                    key,
+                    format!("expected [[{key}]] tables, found {}", kind(other)),
+                );
                 Vec::new()
             }
         }
@@ -433,9 +525,17 @@ impl<'t> Reader<'t> {
             }
         };
         if let Some(v) = s.get("channel_binding") {
-            self.not_yet(v.span(), &s.key_path("channel_binding"), "Extended Protection comes with NTLM and is not implemented in this version");
+            self.not_yet(
+                v.span(),
+                &s.key_path("channel_binding"),
+                "Extended Protection comes with NTLM and is not implemented in this version",
+            );
         }
-        Some(Listener { name: name?.0, bind: bind?, tls })
+        Some(Listener {
+            name: name?.0,
+            bind: bind?,
+            tls,
+        })
     }
 
     fn listener_tls(&mut self, t: &mut Section<'_, '_>) -> Option<ListenerTls> {
@@ -460,7 +560,14 @@ impl<'t> Reader<'t> {
                     }
                 }
                 other => {
-                    self.problem(v.span(), &path, format!("expected a list of {{ cert, key }} tables, found {}", kind(other)));
+                    self.problem(
+                        v.span(),
+                        &path,
+                        format!(
+                            "expected a list of {{ cert, key }} tables, found {}",
+                            kind(other)
+                        ),
+                    );
                     ok = false;
                 }
             }
@@ -468,7 +575,10 @@ impl<'t> Reader<'t> {
         ok.then_some(ListenerTls { certificates })
     }
 
-    fn cert_pair(&mut self, t: &mut Section<'_, '_>) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+    fn cert_pair(
+        &mut self,
+        t: &mut Section<'_, '_>,
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
         let cert = self.required_string(t, "cert");
         let key = self.required_string(t, "key");
         let ((cert, cert_span), (key, key_span)) = (cert?, key?);
@@ -477,11 +587,19 @@ impl<'t> Reader<'t> {
         match crate::tls::load_certified_key(&cert_path, &key_path) {
             Ok(ck) => Some(ck),
             Err(crate::tls::PemError::Cert(msg)) => {
-                self.problem(cert_span, &t.key_path("cert"), format!("{}: {msg}", cert_path.display()));
+                self.problem(
+                    cert_span,
+                    &t.key_path("cert"),
+                    format!("{}: {msg}", cert_path.display()),
+                );
                 None
             }
             Err(crate::tls::PemError::Key(msg)) => {
-                self.problem(key_span, &t.key_path("key"), format!("{}: {msg}", key_path.display()));
+                self.problem(
+                    key_span,
+                    &t.key_path("key"),
+                    format!("{}: {msg}", key_path.display()),
+                );
                 None
             }
         }
@@ -495,8 +613,18 @@ impl<'t> Reader<'t> {
             } else {
                 let known: Vec<_> = listeners.iter().map(|x| format!("`{x}`")).collect();
                 let key = s.key_path("listener");
-                self.problem(span, &key, format!("no listener is named `{l}` (listeners: {})",
-                    if known.is_empty() { "none".into() } else { known.join(", ") }));
+                self.problem(
+                    span,
+                    &key,
+                    format!(
+                        "no listener is named `{l}` (listeners: {})",
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
                 None
             }
         });
@@ -506,7 +634,11 @@ impl<'t> Reader<'t> {
                 let lower = h.to_ascii_lowercase();
                 if lower.is_empty() || lower.contains(['/', ' ', ':']) {
                     let key = s.key_path("hosts");
-                    self.problem(span, &key, format!("`{h}` is not a host name (no scheme, port or path)"));
+                    self.problem(
+                        span,
+                        &key,
+                        format!("`{h}` is not a host name (no scheme, port or path)"),
+                    );
                 } else {
                     hosts.push(lower);
                 }
@@ -522,14 +654,16 @@ impl<'t> Reader<'t> {
                 p
             }
         };
-        let backend = self.required_string(s, "backend").and_then(|(b, span)| match parse_backend(&b) {
-            Ok(backend) => Some(backend),
-            Err(msg) => {
-                let key = s.key_path("backend");
-                self.problem(span, &key, msg);
-                None
-            }
-        });
+        let backend = self
+            .required_string(s, "backend")
+            .and_then(|(b, span)| match parse_backend(&b) {
+                Ok(backend) => Some(backend),
+                Err(msg) => {
+                    let key = s.key_path("backend");
+                    self.problem(span, &key, msg);
+                    None
+                }
+            });
         let mut backend = backend;
         if let Some(v) = s.get("backend_tls") {
             let path = s.key_path("backend_tls");
@@ -540,7 +674,11 @@ impl<'t> Reader<'t> {
                 if let Some((ca, span)) = &ca {
                     let p = self.file_path(ca);
                     if let Err(msg) = crate::tls::load_ca_bundle(&p) {
-                        self.problem(span.clone(), &format!("{path}.ca"), format!("{}: {msg}", p.display()));
+                        self.problem(
+                            span.clone(),
+                            &format!("{path}.ca"),
+                            format!("{}: {msg}", p.display()),
+                        );
                     }
                 }
                 match backend.as_mut().map(|b| b.tls.as_mut()) {
@@ -551,7 +689,11 @@ impl<'t> Reader<'t> {
                         tls.ca = ca.map(|(c, _)| self.file_path(&c));
                         tls.verify = verify.unwrap_or(true);
                     }
-                    Some(None) => self.problem(t.span.clone(), &path, "backend_tls needs an https:// backend".into()),
+                    Some(None) => self.problem(
+                        t.span.clone(),
+                        &path,
+                        "backend_tls needs an https:// backend".into(),
+                    ),
                     None => {}
                 }
                 self.finish(t);
@@ -572,17 +714,29 @@ impl<'t> Reader<'t> {
         if let Some(list) = self.string_list(s, "auth") {
             if !list.is_empty() {
                 let span = list[0].1.clone();
-                self.not_yet(span, &s.key_path("auth"), "authentication schemes are not implemented in this version");
+                self.not_yet(
+                    span,
+                    &s.key_path("auth"),
+                    "authentication schemes are not implemented in this version",
+                );
             }
         }
         if let Some((d, span)) = self.string(s, "delegation") {
             if d != "none" {
-                self.not_yet(span, &s.key_path("delegation"), "delegation is not implemented in this version");
+                self.not_yet(
+                    span,
+                    &s.key_path("delegation"),
+                    "delegation is not implemented in this version",
+                );
             }
         }
         for key in ["backend_spn", "auth_for"] {
             if let Some(v) = s.get(key) {
-                self.not_yet(v.span(), &s.key_path(key), "authentication is not implemented in this version");
+                self.not_yet(
+                    v.span(),
+                    &s.key_path(key),
+                    "authentication is not implemented in this version",
+                );
             }
         }
         Some(Site {
@@ -599,7 +753,9 @@ impl<'t> Reader<'t> {
 }
 
 pub(super) fn parse_backend(text: &str) -> Result<Backend, String> {
-    let bad = || format!("`{text}` is not a backend URL such as \"http://10.0.0.5:80\" or \"https://iis.corp.example\"");
+    let bad = || {
+        format!("`{text}` is not a backend URL such as \"http://10.0.0.5:80\" or \"https://iis.corp.example\"")
+    };
     let uri: http::Uri = text.parse().map_err(|_| bad())?;
     let tls = match uri.scheme_str() {
         Some("http") => false,
@@ -607,15 +763,31 @@ pub(super) fn parse_backend(text: &str) -> Result<Backend, String> {
         _ => return Err(bad()),
     };
     let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(bad)?;
-    if uri.path_and_query().is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty()) {
-        return Err(format!("`{text}`: a backend URL has no path; requests keep the path the client sent"));
+    if uri
+        .path_and_query()
+        .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
+    {
+        return Err(format!(
+            "`{text}`: a backend URL has no path; requests keep the path the client sent"
+        ));
     }
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let origin = format!("{}://{}:{port}", if tls { "https" } else { "http" }, uri.host().unwrap_or_default());
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let origin = format!(
+        "{}://{}:{port}",
+        if tls { "https" } else { "http" },
+        uri.host().unwrap_or_default()
+    );
     Ok(Backend {
         origin,
-        tls: tls.then(|| BackendTls { server_name: host.clone(), ca: None, verify: true }),
+        tls: tls.then(|| BackendTls {
+            server_name: host.clone(),
+            ca: None,
+            verify: true,
+        }),
         host,
         port,
     })
@@ -643,7 +815,12 @@ fn close(a: &str, b: &str) -> bool {
         return false;
     }
     let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let suffix = a.iter().rev().zip(b.iter().rev()).take_while(|(x, y)| x == y).count();
+    let suffix = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
     prefix + suffix + 1 >= a.len().max(b.len())
 }
 
@@ -654,4 +831,3 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
 }
-

@@ -10,7 +10,9 @@ fn problems(text: &str) -> Vec<Problem> {
 }
 
 fn has(problems: &[Problem], line: usize, key: &str, words: &str) -> bool {
-    problems.iter().any(|p| p.line == line && p.key == key && p.message.contains(words))
+    problems
+        .iter()
+        .any(|p| p.line == line && p.key == key && p.message.contains(words))
 }
 
 const GOOD: &str = r#"
@@ -59,11 +61,23 @@ path_prefx = "/owa"
 "#;
     let p = problems(text);
     assert!(has(&p, 4, "listener[0].bind", "not an address"), "{p:#?}");
-    assert!(has(&p, 5, "listener[0].tls.cert", "/nonexistent/cert.pem"), "{p:#?}");
+    assert!(
+        has(&p, 5, "listener[0].tls.cert", "/nonexistent/cert.pem"),
+        "{p:#?}"
+    );
     assert!(has(&p, 6, "listener[0].colour", "unknown key"), "{p:#?}");
-    assert!(has(&p, 10, "site[0].listener", "no listener is named `privat`"), "{p:#?}");
-    assert!(has(&p, 11, "site[0].backend", "not a backend URL"), "{p:#?}");
-    assert!(has(&p, 12, "site[0].path_prefx", "did you mean `path_prefix`"), "{p:#?}");
+    assert!(
+        has(&p, 10, "site[0].listener", "no listener is named `privat`"),
+        "{p:#?}"
+    );
+    assert!(
+        has(&p, 11, "site[0].backend", "not a backend URL"),
+        "{p:#?}"
+    );
+    assert!(
+        has(&p, 12, "site[0].path_prefx", "did you mean `path_prefix`"),
+        "{p:#?}"
+    );
     let shown = Problems(p).to_string();
     assert!(shown.contains("/etc/gatehouse/test.toml:4:"), "{shown}");
 }
@@ -71,16 +85,34 @@ path_prefx = "/owa"
 #[test]
 fn missing_required_keys() {
     let p = problems("[[listener]]\nname = \"a\"\n\n[[site]]\nlistener = \"a\"\n");
-    assert!(p.iter().any(|p| p.key == "listener[0].bind" && p.message.contains("missing")), "{p:#?}");
-    assert!(p.iter().any(|p| p.key == "site[0].name" && p.message.contains("missing")), "{p:#?}");
-    assert!(p.iter().any(|p| p.key == "site[0].backend" && p.message.contains("missing")), "{p:#?}");
+    assert!(
+        p.iter()
+            .any(|p| p.key == "listener[0].bind" && p.message.contains("missing")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|p| p.key == "site[0].name" && p.message.contains("missing")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|p| p.key == "site[0].backend" && p.message.contains("missing")),
+        "{p:#?}"
+    );
 }
 
 #[test]
 fn wrong_types() {
     let p = problems("[[listener]]\nname = 5\nbind = \"127.0.0.1:1\"\n\n[limits]\nmax_connections = \"many\"\n\n[timeouts]\nstream_idle = \"soon\"\n");
-    assert!(has(&p, 2, "listener[0].name", "expected a string"), "{p:#?}");
-    assert!(has(&p, 6, "limits.max_connections", "whole number"), "{p:#?}");
+    assert!(
+        has(&p, 2, "listener[0].name", "expected a string"),
+        "{p:#?}"
+    );
+    assert!(
+        has(&p, 6, "limits.max_connections", "whole number"),
+        "{p:#?}"
+    );
     assert!(has(&p, 9, "timeouts.stream_idle", "duration"), "{p:#?}");
 }
 
@@ -109,9 +141,21 @@ listener = "a"
 backend = "http://127.0.0.1:4"
 "#;
     let p = problems(text);
-    assert!(p.iter().any(|p| p.message.contains("two listeners are named `a`")), "{p:#?}");
-    assert!(p.iter().any(|p| p.message.contains("two sites are named `s`")), "{p:#?}");
-    assert!(p.iter().any(|p| p.message.contains("already serves any host")), "{p:#?}");
+    assert!(
+        p.iter()
+            .any(|p| p.message.contains("two listeners are named `a`")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|p| p.message.contains("two sites are named `s`")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|p| p.message.contains("already serves any host")),
+        "{p:#?}"
+    );
 }
 
 #[test]
@@ -120,7 +164,11 @@ fn authentication_keys_are_refused_until_implemented() {
     // anonymously; the loader must refuse instead.
     let text = GOOD.replace("identity_header", "auth = [\"NTLM\"]\nidentity_header");
     let p = problems(&text);
-    assert!(p.iter().any(|p| p.key == "site[0].auth" && p.message.contains("not implemented")), "{p:#?}");
+    assert!(
+        p.iter()
+            .any(|p| p.key == "site[0].auth" && p.message.contains("not implemented")),
+        "{p:#?}"
+    );
     let p = problems(&format!("{GOOD}\n[domain]\nrealm = \"AD.TEST\"\n"));
     assert!(p.iter().any(|p| p.key == "domain"), "{p:#?}");
 }
@@ -138,7 +186,9 @@ fn backend_urls() {
 
 #[test]
 fn bad_path_prefix_and_hosts() {
-    let text = GOOD.replace("path_prefix = \"/\"", "path_prefix = \"owa/../x\"").replace("[\"Mail.AD.test\"]", "[\"https://mail\"]");
+    let text = GOOD
+        .replace("path_prefix = \"/\"", "path_prefix = \"owa/../x\"")
+        .replace("[\"Mail.AD.test\"]", "[\"https://mail\"]");
     let p = problems(&text);
     assert!(p.iter().any(|p| p.key == "site[0].path_prefix"), "{p:#?}");
     assert!(p.iter().any(|p| p.key == "site[0].hosts"), "{p:#?}");
@@ -146,9 +196,16 @@ fn bad_path_prefix_and_hosts() {
 
 #[test]
 fn backend_tls_needs_https() {
-    let text = GOOD.replace("identity_header", "backend_tls = { verify = false }\nidentity_header");
+    let text = GOOD.replace(
+        "identity_header",
+        "backend_tls = { verify = false }\nidentity_header",
+    );
     let p = problems(&text);
-    assert!(p.iter().any(|p| p.message.contains("needs an https:// backend")), "{p:#?}");
+    assert!(
+        p.iter()
+            .any(|p| p.message.contains("needs an https:// backend")),
+        "{p:#?}"
+    );
 }
 
 fn read_backend(u: &str) -> Result<Backend, String> {
