@@ -765,3 +765,24 @@ async fn requests_split_into_single_bytes_are_framed_the_same() {
     assert_eq!(c.response().await.status, 400);
     assert!(b.seen().iter().all(|s| s.path != "/split-bad"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodiless_responses_keep_the_backend_connection() {
+    let b = Backend::start().await;
+    let port = free_port();
+    let _g = Gatehouse::start(&one_site(port, b.addr, ""), listen(port));
+    let mut c = Conn::open(listen(port)).await;
+    c.send(b"HEAD /bytes/100 HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    // A HEAD response has a Content-Length but no body: read the head only.
+    assert!(c.read_until(b"\r\n\r\n").await);
+    let head = String::from_utf8_lossy(&c.buf).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200") && head.contains("content-length: 100"), "{head}");
+    c.buf.clear();
+    c.send(get("a", "/status/204").as_bytes()).await;
+    assert_eq!(c.response().await.status, 204);
+    c.send(get("a", "/bytes/10").as_bytes()).await;
+    let r = c.response().await;
+    assert_eq!(r.body, b"xxxxxxxxxx");
+    assert_eq!(b.seen().len(), 3);
+    assert_eq!(b.connections(), 1, "HEAD and 204 answers returned their backend connection to the pool");
+}
