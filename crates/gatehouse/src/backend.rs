@@ -78,17 +78,13 @@ impl Target {
     }
 
     async fn connect_inner(&self) -> Result<Sender, ConnectError> {
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| ConnectError::Tcp(e.to_string()))?;
+        let tcp =
+            TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| ConnectError::Tcp(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
             None => handshake(tcp).await,
             Some((connector, name)) => {
-                let tls = connector
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|e| ConnectError::Tls(e.to_string()))?;
+                let tls = connector.connect(name.clone(), tcp).await.map_err(|e| ConnectError::Tls(e.to_string()))?;
                 handshake(tls).await
             }
         }
@@ -144,10 +140,7 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(max_idle_per_key: usize, idle_timeout: Duration) -> Arc<Self> {
-        Arc::new(Pool {
-            idle: Mutex::new(HashMap::new()),
-            settings: Mutex::new((max_idle_per_key, idle_timeout)),
-        })
+        Arc::new(Pool { idle: Mutex::new(HashMap::new()), settings: Mutex::new((max_idle_per_key, idle_timeout)) })
     }
 
     /// New limits from a reloaded configuration.
@@ -165,10 +158,7 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap();
         let list = idle.get_mut(key)?;
         while let Some(entry) = list.pop() {
-            if entry.since.elapsed() < timeout
-                && entry.sender.is_ready()
-                && !entry.sender.is_closed()
-            {
+            if entry.since.elapsed() < timeout && entry.sender.is_ready() && !entry.sender.is_closed() {
                 return Some(entry.sender);
             }
         }
@@ -201,10 +191,7 @@ impl Pool {
         if list.len() >= max {
             list.remove(0);
         }
-        list.push(Idle {
-            sender,
-            since: Instant::now(),
-        });
+        list.push(Idle { sender, since: Instant::now() });
     }
 
     /// Drops idle connections that timed out or closed; run periodically.

@@ -74,10 +74,7 @@ impl RequestBody {
         if inner.is_end_stream() {
             progress.set_finished();
         }
-        RequestBody {
-            inner: Some(inner),
-            progress,
-        }
+        RequestBody { inner: Some(inner), progress }
     }
 }
 
@@ -85,10 +82,7 @@ impl Body for RequestBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let Some(inner) = self.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -96,9 +90,7 @@ impl Body for RequestBody {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    self.progress
-                        .bytes
-                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    self.progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -111,11 +103,7 @@ impl Body for RequestBody {
                 let refused = std::error::Error::source(&e)
                     .and_then(|s| s.downcast_ref::<std::io::Error>())
                     .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData);
-                let failure = if refused {
-                    BodyFailure::Refused
-                } else {
-                    BodyFailure::ClientGone
-                };
+                let failure = if refused { BodyFailure::Refused } else { BodyFailure::ClientGone };
                 let _ = self.progress.failure.set(failure);
                 self.inner = None;
                 Poll::Ready(Some(Err(e.into())))
@@ -128,9 +116,7 @@ impl Body for RequestBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or(SizeHint::with_exact(0), Body::size_hint)
+        self.inner.as_ref().map_or(SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
@@ -164,14 +150,7 @@ impl ResponseBody {
     }
 
     fn new(source: Source) -> Self {
-        ResponseBody {
-            source,
-            reuse: None,
-            sent: 0,
-            complete: false,
-            _in_flight: None,
-            record: None,
-        }
+        ResponseBody { source, reuse: None, sent: 0, complete: false, _in_flight: None, record: None }
     }
 
     /// Attaches what must live until the response is done.
@@ -185,10 +164,7 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = match &mut self.source {
             Source::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Source::Backend(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),

@@ -32,6 +32,11 @@ pub struct ConnContext {
     pub rejected: OnceLock<Reject>,
     /// The worker thread this connection lives on (and whose backend pool it uses).
     pub worker: usize,
+    /// NTLM handshake and identity of this connection.
+    pub auth: crate::auth::ConnAuth,
+    /// MsvAvChannelBindings expected from clients: the `tls-server-end-point`
+    /// binding of the certificate this connection presented. None without TLS.
+    pub channel_bindings: Option<[u8; 16]>,
     pub shared: Arc<Shared>,
 }
 
@@ -73,45 +78,27 @@ impl Activity {
 
     /// Marks a request as in flight until the returned guard drops.
     pub fn begin_request(self: &Arc<Self>, stream_idle: Duration) -> InFlight {
-        self.stream_idle_ms
-            .store(stream_idle.as_millis() as u64, Ordering::Relaxed);
+        self.stream_idle_ms.store(stream_idle.as_millis() as u64, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
 
     /// The site chose its own idle limit for long-lived streams.
     pub fn set_stream_idle(&self, stream_idle: Duration) {
-        self.stream_idle_ms
-            .store(stream_idle.as_millis() as u64, Ordering::Relaxed);
+        self.stream_idle_ms.store(stream_idle.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// How long until the connection has been quiet too long, or `None` if it
     /// already has, with the reason.
-    pub fn remaining(
-        &self,
-        header_read: Duration,
-        keepalive_idle: Duration,
-    ) -> Result<Duration, &'static str> {
+    pub fn remaining(&self, header_read: Duration, keepalive_idle: Duration) -> Result<Duration, &'static str> {
         let now = self.now_ms();
         let head = self.head_started.load(Ordering::Relaxed);
         let (since, limit, why) = if head != 0 {
-            (
-                head - 1,
-                header_read.as_millis() as u64,
-                "request head not received in time",
-            )
+            (head - 1, header_read.as_millis() as u64, "request head not received in time")
         } else if self.in_flight.load(Ordering::Relaxed) > 0 {
-            (
-                self.last_io.load(Ordering::Relaxed),
-                self.stream_idle_ms.load(Ordering::Relaxed),
-                "stream idle timeout",
-            )
+            (self.last_io.load(Ordering::Relaxed), self.stream_idle_ms.load(Ordering::Relaxed), "stream idle timeout")
         } else {
-            (
-                self.last_io.load(Ordering::Relaxed),
-                keepalive_idle.as_millis() as u64,
-                "keep-alive idle timeout",
-            )
+            (self.last_io.load(Ordering::Relaxed), keepalive_idle.as_millis() as u64, "keep-alive idle timeout")
         };
         let deadline = since.saturating_add(limit);
         if now >= deadline {
@@ -192,11 +179,7 @@ impl<S> GuardedIo<S> {
             match self.stream.advance(&data[at..]) {
                 Ok(0) => break,
                 Ok(n) => at += n,
-                Err(reject) => {
-                    return Scan::Refused {
-                        deliver: self.refuse(reject, head_at, at),
-                    }
-                }
+                Err(reject) => return Scan::Refused { deliver: self.refuse(reject, head_at, at) },
             }
         }
         let head = &self.ctx.activity.head_started;
@@ -215,10 +198,7 @@ impl<S> GuardedIo<S> {
         let in_head = head_at.is_some();
         telemetry::refused_framing(&self.ctx, &reject, in_head);
         if in_head {
-            self.answer = Some((
-                crate::pages::raw_refusal(reject.status(), reject.cause()),
-                0,
-            ));
+            self.answer = Some((crate::pages::raw_refusal(reject.status(), reject.cause()), 0));
         } else {
             self.body_refused = true;
         }
@@ -240,11 +220,7 @@ impl<S> GuardedIo<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
             if this.accepted > 0 {
@@ -312,11 +288,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let n = ready!(Pin::new(&mut self.inner).poll_write(cx, data))?;
         self.ctx.activity.touch();
         Poll::Ready(Ok(n))
@@ -377,11 +349,8 @@ where
         .half_close(false)
         .keep_alive(true);
     let service_ctx = ctx.clone();
-    let service =
-        hyper::service::service_fn(move |req| crate::proxy::handle(req, service_ctx.clone()));
-    let conn = builder
-        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
-        .with_upgrades();
+    let service = hyper::service::service_fn(move |req| crate::proxy::handle(req, service_ctx.clone()));
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service).with_upgrades();
     tokio::pin!(conn);
     let mut draining = ctx.shared.draining.clone();
     let mut drain_started = *draining.borrow();
@@ -389,10 +358,7 @@ where
         conn.as_mut().graceful_shutdown();
     }
     loop {
-        let wait = match ctx
-            .activity
-            .remaining(timeouts.header_read, timeouts.keepalive_idle)
-        {
+        let wait = match ctx.activity.remaining(timeouts.header_read, timeouts.keepalive_idle) {
             Ok(wait) => wait,
             Err(why) => {
                 tracing::debug!(client = %ctx.peer, why, "closing connection");

@@ -32,12 +32,7 @@ pub fn start(name: &str, bind: SocketAddr, shared: Arc<Shared>) -> std::io::Resu
     Ok(ListenerHandle { stop })
 }
 
-async fn accept_loop(
-    name: Arc<str>,
-    tcp: TcpListener,
-    shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
+async fn accept_loop(name: Arc<str>, tcp: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     loop {
         let (sock, peer) = tokio::select! {
             _ = stopped.changed() => return,
@@ -53,20 +48,12 @@ async fn accept_loop(
         };
         let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
             tracing::warn!(listener = %name, client = %peer, limit = shared.max_connections, "connection limit reached; refusing with 503");
-            tokio::spawn(refuse_overloaded(
-                sock,
-                shared.current().tls.contains_key(&*name),
-            ));
+            tokio::spawn(refuse_overloaded(sock, shared.current().tls.contains_key(&*name)));
             continue;
         };
         let _ = sock.set_nodelay(true);
         match sock.into_std() {
-            Ok(sock) => shared.workers.dispatch(Accepted {
-                sock,
-                peer,
-                listener: name.clone(),
-                permit,
-            }),
+            Ok(sock) => shared.workers.dispatch(Accepted { sock, peer, listener: name.clone(), permit }),
             Err(e) => tracing::warn!(listener = %name, error = %e, "cannot hand over a connection"),
         }
     }
@@ -75,12 +62,7 @@ async fn accept_loop(
 /// Runs on a worker: registers the socket with the worker's runtime, then TLS,
 /// then HTTP.
 pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Shared>) {
-    let Accepted {
-        sock,
-        peer,
-        listener,
-        permit,
-    } = accepted;
+    let Accepted { sock, peer, listener, permit } = accepted;
     let _permit = permit;
     let sock = match TcpStream::from_std(sock) {
         Ok(s) => s,
@@ -92,21 +74,37 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
     let generation = shared.current();
     let timeouts = generation.config.timeouts.clone();
     let tls = generation.tls.get(&*listener).cloned();
-    let ctx = Arc::new(ConnContext {
-        peer,
-        listener: listener.clone(),
-        tls: tls.is_some(),
-        activity: Arc::new(Activity::new(timeouts.stream_idle)),
-        rejected: Default::default(),
-        worker,
-        shared: shared.clone(),
-    });
-    match tls {
-        None => connection::serve(sock, ctx).await,
+    let context = |channel_bindings| {
+        Arc::new(ConnContext {
+            peer,
+            listener: listener.clone(),
+            tls: tls.is_some(),
+            activity: Arc::new(Activity::new(timeouts.stream_idle)),
+            rejected: Default::default(),
+            worker,
+            auth: Default::default(),
+            channel_bindings,
+            shared: shared.clone(),
+        })
+    };
+    match &tls {
+        None => connection::serve(sock, context(None)).await,
         Some(config) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
             match tokio::time::timeout(timeouts.header_read, acceptor.accept(sock)).await {
-                Ok(Ok(stream)) => connection::serve(stream, ctx).await,
+                Ok(Ok(stream)) => {
+                    let sni = stream.get_ref().1.server_name();
+                    let bindings = generation
+                        .config
+                        .listeners
+                        .iter()
+                        .find(|l| *l.name == *listener)
+                        .and_then(|l| l.tls.as_ref())
+                        .and_then(|t| crate::tls::choose(&t.certificates, sni))
+                        .and_then(|ck| ck.end_entity_cert().ok().map(|der| crate::tls::server_end_point(der)))
+                        .map(|hash| ntlm::crypto::tls_channel_bindings(&hash));
+                    connection::serve(stream, context(bindings)).await
+                }
                 Ok(Err(e)) => {
                     tracing::info!(listener = %listener, client = %peer, error = %e, "TLS handshake failed")
                 }
@@ -124,8 +122,7 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
 async fn refuse_overloaded(mut sock: TcpStream, tls: bool) {
     if !tls {
         let page = crate::pages::raw_refusal(503, "too many connections");
-        let _ =
-            tokio::time::timeout(std::time::Duration::from_secs(2), sock.write_all(&page)).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sock.write_all(&page)).await;
     }
     let _ = sock.shutdown().await;
 }

@@ -5,6 +5,8 @@
 //! HTTP/1, clocks) -> `proxy` (target checks, `route` to a site, backend request)
 //! -> `backend` (pooled connection per identity) -> `body` (streamed back).
 
+mod accounts;
+mod auth;
 mod backend;
 mod body;
 mod config;
@@ -24,6 +26,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   gatehouse run -c FILE      serve (SIGHUP reloads FILE, SIGTERM drains and exits)
   gatehouse check -c FILE    validate FILE; print every problem with file:line:column
+  gatehouse ntlm-hash         print the NT hash of a password read from standard input
   gatehouse --version";
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     match (command, file) {
         (Some("run"), Some(file)) => run(file),
         (Some("check"), Some(file)) => check(file),
+        (Some("ntlm-hash"), None) => ntlm_hash(),
         (Some("--version"), None) => {
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -47,16 +51,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads one line (the password) from standard input and prints its NT hash, for
+/// an smbpasswd-style `[accounts] file`. The password is never echoed or logged.
+fn ntlm_hash() -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        eprintln!("cannot read a password from standard input");
+        return ExitCode::FAILURE;
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    let hash = ntlm::crypto::nt_hash(password);
+    println!("{}", hash.iter().map(|b| format!("{b:02X}")).collect::<String>());
+    ExitCode::SUCCESS
+}
+
 fn check(file: PathBuf) -> ExitCode {
     match server::load(&file) {
         Ok(generation) => {
             let c = &generation.config;
-            println!(
-                "{}: OK ({} listeners, {} sites)",
-                file.display(),
-                c.listeners.len(),
-                c.sites.len()
-            );
+            println!("{}: OK ({} listeners, {} sites)", file.display(), c.listeners.len(), c.sites.len());
             ExitCode::SUCCESS
         }
         Err(problems) => {
@@ -70,16 +84,11 @@ fn check(file: PathBuf) -> ExitCode {
 }
 
 fn run(file: PathBuf) -> ExitCode {
-    let level = config::load(&file)
-        .map(|c| c.log.level)
-        .unwrap_or_else(|_| "info".into());
+    let level = config::load(&file).map(|c| c.log.level).unwrap_or_else(|_| "info".into());
     telemetry::init_tracing(&level);
     // The main thread runs listeners, signals and housekeeping; connections run on
     // the worker threads (worker.rs).
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

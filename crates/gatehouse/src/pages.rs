@@ -7,12 +7,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::ResponseBody;
 
-pub fn page(
-    status: StatusCode,
-    request_id: &str,
-    what: &str,
-    close: bool,
-) -> Response<ResponseBody> {
+pub fn page(status: StatusCode, request_id: &str, what: &str, close: bool) -> Response<ResponseBody> {
     let reason = status.canonical_reason().unwrap_or("Error");
     let body = format!(
         "<!DOCTYPE html>\n<html><head><title>{code} {reason}</title></head>\n<body><h1>{code} {reason}</h1>\n<p>{what}</p>\n<p>Request id: {request_id}</p></body></html>\n",
@@ -21,10 +16,7 @@ pub fn page(
     let mut resp = Response::new(ResponseBody::local(Bytes::from(body)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);
@@ -37,10 +29,7 @@ pub fn page(
 
 /// A complete HTTP/1.1 response, for refusals written below the HTTP server.
 pub fn raw_refusal(status: u16, cause: &str) -> Vec<u8> {
-    let reason = StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("Bad Request");
+    let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Bad Request");
     let body = format!("{status} {reason}: {cause}\n");
     format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

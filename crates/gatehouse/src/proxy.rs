@@ -11,6 +11,7 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use crate::auth::{self, Reason, Verdict};
 use crate::backend::{Identity, PoolKey};
 use crate::body::{BodyFailure, RequestBody, RequestProgress, ResponseBody};
 use crate::connection::{Activity, ConnContext};
@@ -20,20 +21,10 @@ use crate::server::Generation;
 use crate::telemetry::AccessRecord;
 
 /// The hyper service: never fails, every problem becomes a response.
-pub async fn handle(
-    req: Request<Incoming>,
-    ctx: Arc<ConnContext>,
-) -> Result<Response<ResponseBody>, Infallible> {
+pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnContext>) -> Result<Response<ResponseBody>, Infallible> {
     let generation = ctx.shared.current();
-    let in_flight = ctx
-        .activity
-        .begin_request(generation.config.timeouts.stream_idle);
-    let mut record = AccessRecord::new(
-        &ctx,
-        ctx.shared.ids.next(),
-        req.method().as_str(),
-        req.uri().path(),
-    );
+    let in_flight = ctx.activity.begin_request(generation.config.timeouts.stream_idle);
+    let mut record = AccessRecord::new(&ctx, ctx.shared.ids.next(), req.method().as_str(), req.uri().path());
     let mut resp = match forward(req, &ctx, &generation, &mut record).await {
         Ok(resp) => resp,
         Err(failure) => failure.respond(&ctx, &mut record),
@@ -61,36 +52,24 @@ impl Failure {
         let id = record.request_id().to_owned();
         let (status, text, cause, close) = match &self {
             // The causes are our own fixed words, never request data: safe to show.
-            Failure::BadRequest(c) => (
-                StatusCode::BAD_REQUEST,
-                format!("The request is malformed: {c}."),
-                c.clone(),
-                true,
-            ),
-            Failure::NotFound => (
-                StatusCode::NOT_FOUND,
-                "No site is published at this address.".into(),
-                "no site matches".into(),
-                false,
-            ),
-            Failure::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "This method is not served.".into(),
-                "CONNECT refused".into(),
-                false,
-            ),
+            Failure::BadRequest(c) => {
+                (StatusCode::BAD_REQUEST, format!("The request is malformed: {c}."), c.clone(), true)
+            }
+            Failure::NotFound => {
+                (StatusCode::NOT_FOUND, "No site is published at this address.".into(), "no site matches".into(), false)
+            }
+            Failure::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, "This method is not served.".into(), "CONNECT refused".into(), false)
+            }
             Failure::BadGateway(c) => (
                 StatusCode::BAD_GATEWAY,
                 "The published server could not be reached or answered badly.".into(),
                 c.clone(),
                 false,
             ),
-            Failure::GatewayTimeout(c) => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "The published server did not answer in time.".into(),
-                c.clone(),
-                false,
-            ),
+            Failure::GatewayTimeout(c) => {
+                (StatusCode::GATEWAY_TIMEOUT, "The published server did not answer in time.".into(), c.clone(), false)
+            }
             Failure::ServiceUnavailable(c) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The service is unavailable; try again shortly.".into(),
@@ -124,16 +103,11 @@ async fn forward(
     let host = request_host(&req)?;
     let path = match req.uri().path() {
         "*" => b"/".to_vec(),
-        p => httpguard::routing_path(p.as_bytes())
-            .map_err(|e| Failure::BadRequest(e.cause().into()))?,
+        p => httpguard::routing_path(p.as_bytes()).map_err(|e| Failure::BadRequest(e.cause().into()))?,
     };
     let site = generation
         .routes
-        .find(
-            &ctx.listener,
-            host.as_deref().map(route::host_name).as_deref(),
-            &path,
-        )
+        .find(&ctx.listener, host.as_deref().map(route::host_name).as_deref(), &path)
         .ok_or(Failure::NotFound)?
         .clone();
     record.set_site(&site.name);
@@ -143,10 +117,22 @@ async fn forward(
     let target = generation
         .backends
         .get(site.backend.origin.as_str())
-        .ok_or_else(|| {
-            Failure::ServiceUnavailable("backend missing from this configuration".into())
-        })?
+        .ok_or_else(|| Failure::ServiceUnavailable("backend missing from this configuration".into()))?
         .clone();
+
+    // Authentication, when the site asks for it: the connection's identity, or
+    // the next leg of its handshake.
+    let user = if site.auth.is_empty() {
+        None
+    } else {
+        match auth::check(&req, ctx, generation, &site).await {
+            Verdict::Pass(user) => {
+                record.set_user(&user);
+                Some(user)
+            }
+            Verdict::Answer(resp, reason) => return Ok(answer_auth(req, resp, reason, ctx, generation, record).await),
+        }
+    };
 
     let client_upgrade = upgrade_token(req.headers()).map(|u| (u, hyper::upgrade::on(&mut req)));
     let (parts, body) = req.into_parts();
@@ -157,10 +143,9 @@ async fn forward(
     // For an absolute-form target the authority is the host (RFC 9112 3.2.2);
     // a different Host header is ignored.
     let original_host = match &host {
-        Some(h) => Some(
-            HeaderValue::from_str(h)
-                .map_err(|_| Failure::BadRequest("Host is not a valid header value".into()))?,
-        ),
+        Some(h) => {
+            Some(HeaderValue::from_str(h).map_err(|_| Failure::BadRequest("Host is not a valid header value".into()))?)
+        }
         None => None,
     };
     strip_hop_by_hop(&mut headers);
@@ -168,22 +153,20 @@ async fn forward(
     headers.remove(header::EXPECT);
     if let Some(name) = &site.identity_header {
         remove_lookalikes(&mut headers, name);
+        if let Some(user) = &user {
+            headers.insert(name.clone(), value(&user.name));
+        }
     }
-    for name in [
-        "forwarded",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-request-id",
-    ] {
+    // The edge consumed the client's credentials; they mean nothing to the backend.
+    if user.is_some() {
+        headers.remove(header::AUTHORIZATION);
+    }
+    for name in ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"] {
         headers.remove(name);
     }
     // The edge trusts nothing the internet says about earlier hops.
     headers.insert("x-forwarded-for", value(&ctx.peer.ip().to_string()));
-    headers.insert(
-        "x-forwarded-proto",
-        HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
-    );
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(if ctx.tls { "https" } else { "http" }));
     if let Some(h) = &original_host {
         headers.insert("x-forwarded-host", h.clone());
     }
@@ -214,7 +197,7 @@ async fn forward(
     let timeouts = &generation.config.timeouts;
     let key = PoolKey {
         backend: target.pool_id.clone(),
-        identity: Identity::Anonymous,
+        identity: user.as_ref().map_or(Identity::Anonymous, |u| Identity::User(u.name.clone())),
     };
     let pool = &ctx.shared.pools[ctx.worker];
     let mut pending = out;
@@ -222,15 +205,12 @@ async fn forward(
         let (mut sender, reused) = match pool.checkout(&key) {
             Some(s) => (s, true),
             None => {
-                let s = target
-                    .connect(timeouts.backend_connect)
-                    .await
-                    .map_err(|e| match e {
-                        crate::backend::ConnectError::Timeout => {
-                            Failure::GatewayTimeout(format!("{}: {e}", site.backend.origin))
-                        }
-                        e => Failure::BadGateway(format!("{}: {e}", site.backend.origin)),
-                    })?;
+                let s = target.connect(timeouts.backend_connect).await.map_err(|e| match e {
+                    crate::backend::ConnectError::Timeout => {
+                        Failure::GatewayTimeout(format!("{}: {e}", site.backend.origin))
+                    }
+                    e => Failure::BadGateway(format!("{}: {e}", site.backend.origin)),
+                })?;
                 (s, false)
             }
         };
@@ -259,14 +239,10 @@ async fn forward(
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some((token, client_side)) = client_upgrade else {
-            return Err(Failure::BadGateway(
-                "backend switched protocols unasked".into(),
-            ));
+            return Err(Failure::BadGateway("backend switched protocols unasked".into()));
         };
         let backend_side = hyper::upgrade::on(&mut resp);
-        let in_flight = ctx
-            .activity
-            .begin_request(site.stream_idle.unwrap_or(timeouts.stream_idle));
+        let in_flight = ctx.activity.begin_request(site.stream_idle.unwrap_or(timeouts.stream_idle));
         let activity = ctx.activity.clone();
         let idle = timeouts.keepalive_idle;
         tokio::spawn(async move {
@@ -275,23 +251,68 @@ async fn forward(
         });
         let (mut parts, _) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, token);
-        return Ok(Response::from_parts(
-            parts,
-            ResponseBody::local(bytes::Bytes::new()),
-        ));
+        return Ok(Response::from_parts(parts, ResponseBody::local(bytes::Bytes::new())));
     }
 
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let reuse = (pool.clone(), key, sender);
-    Ok(Response::from_parts(
-        parts,
-        ResponseBody::backend(body, reuse),
-    ))
+    Ok(Response::from_parts(parts, ResponseBody::backend(body, reuse)))
+}
+
+/// Answers a request that did not pass authentication. The body of a handshake
+/// leg is read and thrown away, up to `limits.handshake_body`, so that the
+/// connection (and with it the NTLM handshake) stays usable; a larger body, or
+/// one still unsent behind `Expect: 100-continue`, closes the connection after
+/// the answer.
+async fn answer_auth(
+    req: Request<Incoming>,
+    mut resp: Response<ResponseBody>,
+    reason: Reason,
+    ctx: &ConnContext,
+    generation: &Generation,
+    record: &mut AccessRecord,
+) -> Response<ResponseBody> {
+    let id = record.request_id().to_owned();
+    match reason {
+        Reason::Handshake => {}
+        Reason::Refused(why) => {
+            tracing::warn!(request_id = %id, client = %ctx.peer, listener = %ctx.listener, cause = %why, "authentication refused");
+            record.set_error(why);
+        }
+        Reason::Unavailable(why) => {
+            tracing::error!(request_id = %id, client = %ctx.peer, listener = %ctx.listener, cause = %why, "authentication unavailable");
+            record.set_error(why);
+        }
+    }
+    let expects_continue =
+        req.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let keep = !expects_continue
+        && drain(req.into_body(), generation.config.limits.handshake_body, generation.config.timeouts.header_read)
+            .await;
+    if !keep {
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// Reads and discards a body; true if it ended within `limit` bytes and `time`.
+async fn drain(mut body: Incoming, limit: usize, time: Duration) -> bool {
+    use http_body_util::BodyExt;
+    let read = async {
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > limit {
+                return false;
+            }
+        }
+        true
+    };
+    tokio::time::timeout(time, read).await.unwrap_or(false)
 }
 
 /// The host the client asked for: the authority of an absolute-form target, else
@@ -302,10 +323,9 @@ fn request_host(req: &Request<Incoming>) -> Result<Option<String>, Failure> {
     }
     match req.headers().get(header::HOST) {
         None => Ok(None),
-        Some(h) => h
-            .to_str()
-            .map(|s| Some(s.to_owned()))
-            .map_err(|_| Failure::BadRequest("Host header is not text".into())),
+        Some(h) => {
+            h.to_str().map(|s| Some(s.to_owned())).map_err(|_| Failure::BadRequest("Host header is not text".into()))
+        }
     }
 }
 
@@ -362,9 +382,7 @@ fn remove_lookalikes(headers: &mut HeaderMap, name: &HeaderName) {
     let same = |other: &HeaderName| {
         let (a, b) = (other.as_str().as_bytes(), name.as_str().as_bytes());
         a.len() == b.len()
-            && a.iter()
-                .zip(b)
-                .all(|(x, y)| x == y || (*x == b'_' && *y == b'-') || (*x == b'-' && *y == b'_'))
+            && a.iter().zip(b).all(|(x, y)| x == y || (*x == b'_' && *y == b'-') || (*x == b'-' && *y == b'_'))
     };
     let doomed: Vec<HeaderName> = headers.keys().filter(|k| same(k)).cloned().collect();
     for k in doomed {
@@ -402,11 +420,7 @@ async fn tunnel(
     let (client, backend) = match tokio::join!(client, backend) {
         (Ok(c), Ok(b)) => (c, b),
         (c, b) => {
-            tracing::debug!(
-                client_ok = c.is_ok(),
-                backend_ok = b.is_ok(),
-                "protocol switch did not complete"
-            );
+            tracing::debug!(client_ok = c.is_ok(), backend_ok = b.is_ok(), "protocol switch did not complete");
             return;
         }
     };
@@ -436,22 +450,13 @@ mod tests {
     #[test]
     fn strips_hop_by_hop_and_connection_named_headers() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
-        );
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret-Hop"));
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
-        h.insert(
-            header::PROXY_AUTHORIZATION,
-            HeaderValue::from_static("Basic x"),
-        );
+        h.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("Basic x"));
         h.insert("x-keep", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
@@ -475,10 +480,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         assert!(upgrade_token(&h).is_none());
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, Upgrade"),
-        );
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
         assert_eq!(upgrade_token(&h).unwrap(), "websocket");
     }
 }

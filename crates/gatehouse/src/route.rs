@@ -15,9 +15,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(sites: &[Site]) -> Self {
-        Table {
-            sites: sites.iter().cloned().map(Arc::new).collect(),
-        }
+        Table { sites: sites.iter().cloned().map(Arc::new).collect() }
     }
 
     /// `host` is lower-case without port; `path` comes from
@@ -63,15 +61,12 @@ mod tests {
             listener: listener.into(),
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
             path_prefix: prefix.into(),
-            backend: Backend {
-                origin: "http://x:1".into(),
-                tls: None,
-                host: "x".into(),
-                port: 1,
-            },
+            backend: Backend { origin: "http://x:1".into(), tls: None, host: "x".into(), port: 1 },
             host_header: None,
             identity_header: None,
             stream_idle: None,
+            auth: Vec::new(),
+            auth_for: Vec::new(),
         }
     }
 
@@ -84,18 +79,10 @@ mod tests {
             site("mail-owa", "l", &["mail.test"], "/owa"),
             site("other-listener", "m", &[], "/"),
         ]);
-        let name = |host: Option<&str>, path: &str| {
-            t.find("l", host, path.as_bytes()).map(|s| s.name.clone())
-        };
-        assert_eq!(
-            name(Some("mail.test"), "/owa/x").as_deref(),
-            Some("mail-owa")
-        );
+        let name = |host: Option<&str>, path: &str| t.find("l", host, path.as_bytes()).map(|s| s.name.clone());
+        assert_eq!(name(Some("mail.test"), "/owa/x").as_deref(), Some("mail-owa"));
         assert_eq!(name(Some("mail.test"), "/ews/x").as_deref(), Some("mail"));
-        assert_eq!(
-            name(Some("other.test"), "/ews/x").as_deref(),
-            Some("any-ews")
-        );
+        assert_eq!(name(Some("other.test"), "/ews/x").as_deref(), Some("any-ews"));
         assert_eq!(name(None, "/").as_deref(), Some("any"));
         assert!(t.find("nope", None, b"/").is_none());
     }

@@ -29,6 +29,15 @@ pub struct Generation {
     pub backends: HashMap<String, Arc<Target>>,
     /// TLS server configs by listener name.
     pub tls: HashMap<String, Arc<rustls::ServerConfig>>,
+    /// NTLM acceptor settings by listener name (names, channel-binding policy).
+    pub ntlm: HashMap<String, ntlm::AcceptorConfig>,
+    pub accounts: Option<AccountsRuntime>,
+}
+
+/// Where passwords are checked, ready to use.
+pub enum AccountsRuntime {
+    File(Arc<crate::accounts::UserFile>),
+    Winbind(Arc<crate::accounts::Winbind>),
 }
 
 impl Generation {
@@ -36,26 +45,40 @@ impl Generation {
         let mut backends = HashMap::new();
         for site in &config.sites {
             if !backends.contains_key(&site.backend.origin) {
-                let target =
-                    Target::new(&site.backend).map_err(|e| format!("site `{}`: {e}", site.name))?;
+                let target = Target::new(&site.backend).map_err(|e| format!("site `{}`: {e}", site.name))?;
                 backends.insert(site.backend.origin.clone(), Arc::new(target));
             }
         }
         let tls = config
             .listeners
             .iter()
-            .filter_map(|l| {
-                l.tls
-                    .as_ref()
-                    .map(|t| (l.name.clone(), crate::tls::server_config(t)))
-            })
+            .filter_map(|l| l.tls.as_ref().map(|t| (l.name.clone(), crate::tls::server_config(t))))
             .collect();
-        Ok(Generation {
-            routes: route::Table::new(&config.sites),
-            backends,
-            tls,
-            config,
-        })
+        let ntlm = match &config.domain {
+            None => HashMap::new(),
+            Some(d) => config
+                .listeners
+                .iter()
+                .map(|l| {
+                    let acceptor = ntlm::AcceptorConfig {
+                        netbios_domain: d.netbios_name.clone(),
+                        netbios_computer: d.computer_netbios.clone(),
+                        dns_domain: d.realm.to_ascii_lowercase(),
+                        dns_computer: d.computer_dns.clone(),
+                        channel_binding: l.channel_binding,
+                        max_skew: 5 * 60 * 10_000_000,
+                    };
+                    (l.name.clone(), acceptor)
+                })
+                .collect(),
+        };
+        let accounts = config.accounts.as_ref().map(|a| match a {
+            config::Accounts::File { users, .. } => AccountsRuntime::File(users.clone()),
+            config::Accounts::Winbind { ntlm_auth, smb_conf, helpers, timeout } => AccountsRuntime::Winbind(
+                crate::accounts::Winbind::new(ntlm_auth.clone(), smb_conf.clone(), *helpers, *timeout),
+            ),
+        });
+        Ok(Generation { routes: route::Table::new(&config.sites), backends, tls, ntlm, accounts, config })
     }
 }
 
@@ -69,6 +92,8 @@ pub struct Shared {
     pub access: AccessLog,
     pub ids: RequestIds,
     pub connections: Arc<Semaphore>,
+    /// Failed logons, kept across reloads.
+    pub lockout: crate::auth::Lockout,
     pub max_connections: usize,
     /// Flips to true when the process starts draining.
     pub draining: watch::Receiver<bool>,
@@ -76,10 +101,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn current(&self) -> Arc<Generation> {
-        self.generation
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.generation.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn replace(&self, generation: Arc<Generation>) {
@@ -101,22 +123,18 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     let (drain_tx, drain_rx) = watch::channel(false);
     let max = config.limits.max_connections;
     let slot = Arc::new(std::sync::OnceLock::new());
-    let workers = Workers::start(Workers::count(), slot.clone())
-        .map_err(|e| format!("cannot start worker threads: {e}"))?;
+    let workers =
+        Workers::start(Workers::count(), slot.clone()).map_err(|e| format!("cannot start worker threads: {e}"))?;
     let shared = Arc::new(Shared {
         generation: RwLock::new(generation.clone()),
         pools: (0..workers.len())
-            .map(|_| {
-                Pool::new(
-                    config.limits.backend_idle_per_key,
-                    config.timeouts.backend_idle,
-                )
-            })
+            .map(|_| Pool::new(config.limits.backend_idle_per_key, config.timeouts.backend_idle))
             .collect(),
         workers,
         access,
         ids: RequestIds::new(),
         connections: Arc::new(Semaphore::new(max)),
+        lockout: Default::default(),
         max_connections: max,
         draining: drain_rx,
     });
@@ -127,10 +145,12 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     tracing::info!(file = %path.display(), listeners = listeners.len(), sites = generation.config.sites.len(), "gatehouse is serving");
 
     let pools = shared.pools.clone();
+    let sweeper = shared.clone();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(10)).await;
             pools.iter().for_each(|p| p.sweep());
+            sweeper.lockout.sweep();
         }
     });
 
@@ -163,11 +183,7 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
-fn reload(
-    path: &Path,
-    shared: &Arc<Shared>,
-    listeners: &mut HashMap<(String, SocketAddr), ListenerHandle>,
-) {
+fn reload(path: &Path, shared: &Arc<Shared>, listeners: &mut HashMap<(String, SocketAddr), ListenerHandle>) {
     match load(path) {
         Err(problems) => {
             tracing::error!("reload refused, the running configuration stays:\n{problems}");
@@ -191,17 +207,10 @@ fn reload(
 
 /// Starts the listeners the current configuration has and stops the ones it lost.
 /// A listener whose name and address stay keeps its socket (and connections).
-fn reconcile(
-    shared: &Arc<Shared>,
-    running: &mut HashMap<(String, SocketAddr), ListenerHandle>,
-) -> Result<(), String> {
+fn reconcile(shared: &Arc<Shared>, running: &mut HashMap<(String, SocketAddr), ListenerHandle>) -> Result<(), String> {
     let generation = shared.current();
-    let wanted: Vec<(String, SocketAddr)> = generation
-        .config
-        .listeners
-        .iter()
-        .map(|l| (l.name.clone(), l.bind))
-        .collect();
+    let wanted: Vec<(String, SocketAddr)> =
+        generation.config.listeners.iter().map(|l| (l.name.clone(), l.bind)).collect();
     running.retain(|key, handle| {
         let keep = wanted.contains(key);
         if !keep {

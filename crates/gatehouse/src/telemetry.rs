@@ -21,11 +21,8 @@ use crate::connection::ConnContext;
 pub fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 
 /// Short unique request ids: a random per-process prefix and a counter.
@@ -38,18 +35,11 @@ impl RequestIds {
     pub fn new() -> Self {
         let mut b = [0u8; 4];
         let _ = getrandom::fill(&mut b);
-        RequestIds {
-            prefix: u32::from_le_bytes(b),
-            next: AtomicU64::new(1),
-        }
+        RequestIds { prefix: u32::from_le_bytes(b), next: AtomicU64::new(1) }
     }
 
     pub fn next(&self) -> String {
-        format!(
-            "{:08x}{:08x}",
-            self.prefix,
-            self.next.fetch_add(1, Ordering::Relaxed) as u32
-        )
+        format!("{:08x}{:08x}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed) as u32)
     }
 }
 
@@ -78,12 +68,7 @@ impl AccessLog {
         let out: Box<dyn Write + Send> = if target == "-" {
             Box::new(std::io::stdout())
         } else {
-            Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(target)?,
-            )
+            Box::new(std::fs::OpenOptions::new().create(true).append(true).open(target)?)
         };
         let inner = Arc::new(LogInner {
             pending: Mutex::new(Vec::new()),
@@ -92,17 +77,13 @@ impl AccessLog {
             out: Mutex::new(out),
         });
         let writer = inner.clone();
-        std::thread::Builder::new()
-            .name("gatehouse-log".into())
-            .spawn(move || loop {
-                {
-                    let pending = writer.pending.lock().unwrap_or_else(|e| e.into_inner());
-                    let _ = writer
-                        .wake
-                        .wait_timeout(pending, Duration::from_millis(100));
-                }
-                writer.flush();
-            })?;
+        std::thread::Builder::new().name("gatehouse-log".into()).spawn(move || loop {
+            {
+                let pending = writer.pending.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = writer.wake.wait_timeout(pending, Duration::from_millis(100));
+            }
+            writer.flush();
+        })?;
         Ok(AccessLog { inner })
     }
 
@@ -112,10 +93,7 @@ impl AccessLog {
             drop(pending);
             let n = self.inner.dropped.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() {
-                tracing::warn!(
-                    dropped = n + 1,
-                    "access log writer is behind; records dropped"
-                );
+                tracing::warn!(dropped = n + 1, "access log writer is behind; records dropped");
             }
             return;
         }
@@ -163,6 +141,10 @@ struct Fields {
     method: String,
     path: String,
     status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<&'static str>,
     bytes_in: u64,
     bytes_out: u64,
     duration_ms: f64,
@@ -187,6 +169,8 @@ impl AccessRecord {
                 // The path only: query strings can carry secrets (OWA canaries, tokens).
                 path: path.to_owned(),
                 status: 0,
+                user: None,
+                auth: None,
                 bytes_in: 0,
                 bytes_out: 0,
                 duration_ms: 0.0,
@@ -204,6 +188,11 @@ impl AccessRecord {
 
     pub fn set_site(&mut self, site: &str) {
         self.fields.site = Some(site.to_owned());
+    }
+
+    pub fn set_user(&mut self, user: &crate::auth::User) {
+        self.fields.user = Some(user.name.clone());
+        self.fields.auth = Some(user.scheme.name());
     }
 
     pub fn set_status(&mut self, status: u16) {
@@ -246,9 +235,7 @@ impl Drop for AccessRecord {
     fn drop(&mut self) {
         if !self.written {
             self.fields.status = 499;
-            self.fields
-                .error
-                .get_or_insert_with(|| "client closed the connection".into());
+            self.fields.error.get_or_insert_with(|| "client closed the connection".into());
             self.write(0, false);
         }
     }

@@ -37,8 +37,7 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, 
         .load_private_key(key_der)
         .map_err(|e| PemError::Key(format!("unusable private key: {e}")))?;
     let ck = CertifiedKey::new(chain, signing);
-    ck.keys_match()
-        .map_err(|_| PemError::Key("the key does not belong to the certificate".into()))?;
+    ck.keys_match().map_err(|_| PemError::Key("the key does not belong to the certificate".into()))?;
     Ok(Arc::new(ck))
 }
 
@@ -47,9 +46,7 @@ pub fn load_ca_bundle(path: &Path) -> Result<rustls::RootCertStore, String> {
     let mut store = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(path).map_err(pem_message)? {
         let cert = cert.map_err(pem_message)?;
-        store
-            .add(cert)
-            .map_err(|e| format!("bad CA certificate: {e}"))?;
+        store.add(cert).map_err(|e| format!("bad CA certificate: {e}"))?;
     }
     if store.is_empty() {
         return Err("no CERTIFICATE block in the file".into());
@@ -74,29 +71,89 @@ struct SniResolver {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let first = self.certificates.first()?;
-        if self.certificates.len() == 1 {
-            return Some(first.clone());
+        choose(&self.certificates, hello.server_name()).cloned()
+    }
+}
+
+/// The certificate a listener presents for an SNI name: the first whose names
+/// cover it, else the first.
+pub fn choose<'a>(certificates: &'a [Arc<CertifiedKey>], sni: Option<&str>) -> Option<&'a Arc<CertifiedKey>> {
+    let first = certificates.first()?;
+    if certificates.len() == 1 {
+        return Some(first);
+    }
+    let Some(name) = sni.and_then(|n| ServerName::try_from(n).ok()) else {
+        return Some(first);
+    };
+    let covers = |ck: &&Arc<CertifiedKey>| {
+        ck.end_entity_cert()
+            .ok()
+            .and_then(|der| webpki::EndEntityCert::try_from(der).ok())
+            .is_some_and(|ee| ee.verify_is_valid_for_subject_name(&name).is_ok())
+    };
+    Some(certificates.iter().find(covers).unwrap_or(first))
+}
+
+/// RFC 5929 `tls-server-end-point`: the hash of the certificate, with the hash
+/// function of its signature algorithm, but SHA-256 for MD5, SHA-1 and SHA-256.
+pub fn server_end_point(cert_der: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    match signature_hash(cert_der) {
+        Some(384) => sha2::Sha384::digest(cert_der).to_vec(),
+        Some(512) => sha2::Sha512::digest(cert_der).to_vec(),
+        _ => sha2::Sha256::digest(cert_der).to_vec(),
+    }
+}
+
+/// The hash size named by the certificate's signatureAlgorithm, read from the
+/// DER: Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }.
+fn signature_hash(der: &[u8]) -> Option<u16> {
+    fn header(b: &[u8]) -> Option<(u8, usize, usize)> {
+        let tag = *b.first()?;
+        let first = *b.get(1)? as usize;
+        if first < 0x80 {
+            return Some((tag, 2, first));
         }
-        let Some(name) = hello
-            .server_name()
-            .and_then(|n| ServerName::try_from(n).ok())
-        else {
-            return Some(first.clone());
-        };
-        let covers = |ck: &&Arc<CertifiedKey>| {
-            ck.end_entity_cert()
-                .ok()
-                .and_then(|der| webpki::EndEntityCert::try_from(der).ok())
-                .is_some_and(|ee| ee.verify_is_valid_for_subject_name(&name).is_ok())
-        };
-        Some(
-            self.certificates
-                .iter()
-                .find(covers)
-                .unwrap_or(first)
-                .clone(),
-        )
+        let n = first & 0x7f;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..n {
+            len = (len << 8) | *b.get(2 + i)? as usize;
+        }
+        Some((tag, 2 + n, len))
+    }
+    let (tag, h, _) = header(der)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let rest = der.get(h..)?;
+    let (_, th, tlen) = header(rest)?; // tbsCertificate
+    let alg = rest.get(th.checked_add(tlen)?..)?;
+    let (tag, ah, _) = header(alg)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (tag, oh, olen) = header(alg.get(ah..)?)?;
+    if tag != 0x06 {
+        return None;
+    }
+    let oid = alg.get(ah + oh..(ah + oh).checked_add(olen)?)?;
+    const SHA384: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c], // sha384WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03],       // ecdsa-with-SHA384
+    ];
+    const SHA512: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d], // sha512WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04],       // ecdsa-with-SHA512
+    ];
+    if SHA384.contains(&oid) {
+        Some(384)
+    } else if SHA512.contains(&oid) {
+        Some(512)
+    } else {
+        Some(256)
     }
 }
 
@@ -105,9 +162,7 @@ pub fn server_config(tls: &ListenerTls) -> Arc<rustls::ServerConfig> {
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver {
-            certificates: tls.certificates.clone(),
-        }));
+        .with_cert_resolver(Arc::new(SniResolver { certificates: tls.certificates.clone() }));
     // HTTP/2 comes with a later issue; NTLM is connection-bound and needs HTTP/1.1.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
@@ -119,10 +174,7 @@ pub fn client_config(tls: &BackendTls) -> Result<Arc<rustls::ClientConfig>, Stri
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions");
     let mut config = if !tls.verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
-            .with_no_client_auth()
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider()))).with_no_client_auth()
     } else {
         let roots = match &tls.ca {
             Some(ca) => load_ca_bundle(ca)?,
@@ -139,10 +191,7 @@ fn system_roots() -> Result<rustls::RootCertStore, String> {
     let mut store = rustls::RootCertStore::empty();
     let (added, _) = store.add_parsable_certificates(found.certs);
     if added == 0 {
-        return Err(
-            "no system CA certificates found (install ca-certificates, or set backend_tls.ca)"
-                .into(),
-        );
+        return Err("no system CA certificates found (install ca-certificates, or set backend_tls.ca)".into());
     }
     Ok(store)
 }
@@ -170,12 +219,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -184,12 +228,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

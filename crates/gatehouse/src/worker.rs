@@ -33,10 +33,7 @@ impl Workers {
     }
 
     /// Starts `n` worker threads. `shared` is filled in once the process state exists.
-    pub fn start(
-        n: usize,
-        shared: Arc<std::sync::OnceLock<Arc<Shared>>>,
-    ) -> std::io::Result<Workers> {
+    pub fn start(n: usize, shared: Arc<std::sync::OnceLock<Arc<Shared>>>) -> std::io::Result<Workers> {
         let load: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
         let mut senders = Vec::with_capacity(n);
         for id in 0..n {
@@ -44,25 +41,21 @@ impl Workers {
             senders.push(tx);
             let shared = shared.clone();
             let load = load.clone();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            std::thread::Builder::new()
-                .name(format!("gatehouse-w{id}"))
-                .spawn(move || {
-                    runtime.block_on(async move {
-                        while let Some(accepted) = rx.recv().await {
-                            let Some(shared) = shared.get().cloned() else {
-                                continue;
-                            };
-                            let load = load.clone();
-                            tokio::spawn(async move {
-                                crate::listener::serve_accepted(accepted, id, shared).await;
-                                load[id].fetch_sub(1, Ordering::Relaxed);
-                            });
-                        }
-                    });
-                })?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            std::thread::Builder::new().name(format!("gatehouse-w{id}")).spawn(move || {
+                runtime.block_on(async move {
+                    while let Some(accepted) = rx.recv().await {
+                        let Some(shared) = shared.get().cloned() else {
+                            continue;
+                        };
+                        let load = load.clone();
+                        tokio::spawn(async move {
+                            crate::listener::serve_accepted(accepted, id, shared).await;
+                            load[id].fetch_sub(1, Ordering::Relaxed);
+                        });
+                    }
+                });
+            })?;
         }
         Ok(Workers { senders, load })
     }
@@ -73,9 +66,7 @@ impl Workers {
 
     /// Hands a connection to the least-loaded worker.
     pub fn dispatch(&self, accepted: Accepted) {
-        let id = (0..self.senders.len())
-            .min_by_key(|&i| self.load[i].load(Ordering::Relaxed))
-            .unwrap_or(0);
+        let id = (0..self.senders.len()).min_by_key(|&i| self.load[i].load(Ordering::Relaxed)).unwrap_or(0);
         self.load[id].fetch_add(1, Ordering::Relaxed);
         if self.senders[id].send(accepted).is_err() {
             self.load[id].fetch_sub(1, Ordering::Relaxed);

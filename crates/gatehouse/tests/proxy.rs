@@ -31,11 +31,7 @@ backend = "http://{backend}"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_and_longest_prefix() {
-    let (a, b, c) = (
-        Backend::start().await,
-        Backend::start().await,
-        Backend::start().await,
-    );
+    let (a, b, c) = (Backend::start().await, Backend::start().await, Backend::start().await);
     let port = free_port();
     let config = format!(
         r#"
@@ -69,72 +65,26 @@ backend = "http://{c}"
     let g = Gatehouse::start(&config, listen(port));
     let addr = listen(port);
 
-    assert_eq!(
-        request(addr, &get("mail.test", "/EWS/Exchange.asmx"))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        b.seen().last().unwrap().path,
-        "/EWS/Exchange.asmx",
-        "case-insensitive prefix goes to the ews site"
-    );
-    assert_eq!(
-        request(addr, &get("MAIL.test:443", "/%65ws/x"))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(request(addr, &get("mail.test", "/EWS/Exchange.asmx")).await.status, 200);
+    assert_eq!(b.seen().last().unwrap().path, "/EWS/Exchange.asmx", "case-insensitive prefix goes to the ews site");
+    assert_eq!(request(addr, &get("MAIL.test:443", "/%65ws/x")).await.status, 200);
     assert_eq!(b.seen().len(), 2, "percent-encoded path routes as decoded");
     assert_eq!(request(addr, &get("mail.test", "/ewsx")).await.status, 200);
-    assert_eq!(
-        a.seen().last().unwrap().path,
-        "/ewsx",
-        "prefix only at segment boundaries"
-    );
+    assert_eq!(a.seen().last().unwrap().path, "/ewsx", "prefix only at segment boundaries");
     assert_eq!(request(addr, &get("other.test", "/owa/")).await.status, 200);
     assert_eq!(c.seen().len(), 1);
-    assert_eq!(
-        request(addr, &get("unknown.test", "/owa/")).await.status,
-        200
-    );
+    assert_eq!(request(addr, &get("unknown.test", "/owa/")).await.status, 200);
     assert_eq!(a.seen().len(), 2);
     assert_eq!(b.seen().len(), 2);
 
     g.wait_for(|| g.access_log().len() == 5, "five access records");
     let log = g.access_log();
-    let sites: Vec<_> = log
-        .iter()
-        .map(|r| r["site"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(
-        sites,
-        [
-            "mail-ews",
-            "mail-ews",
-            "catch-all",
-            "other-owa",
-            "catch-all"
-        ]
-    );
-    for field in [
-        "time",
-        "client",
-        "listener",
-        "method",
-        "path",
-        "status",
-        "bytes_in",
-        "bytes_out",
-        "duration_ms",
-        "request_id",
-    ] {
-        assert!(
-            log[0].get(field).is_some(),
-            "access log lacks {field}: {}",
-            log[0]
-        );
+    let sites: Vec<_> = log.iter().map(|r| r["site"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(sites, ["mail-ews", "mail-ews", "catch-all", "other-owa", "catch-all"]);
+    for field in
+        ["time", "client", "listener", "method", "path", "status", "bytes_in", "bytes_out", "duration_ms", "request_id"]
+    {
+        assert!(log[0].get(field).is_some(), "access log lacks {field}: {}", log[0]);
     }
 }
 
@@ -151,12 +101,7 @@ async fn no_site_is_404_and_ambiguous_paths_are_400() {
     assert_eq!(r.status, 404);
     assert!(r.header("x-request-id").is_some());
     assert!(r.text().contains("Request id"));
-    for path in [
-        "/owa/../ews",
-        "/owa/%2e%2e/ews",
-        "/owa%5c..%5cews",
-        "/owa/%2f",
-    ] {
+    for path in ["/owa/../ews", "/owa/%2e%2e/ews", "/owa%5c..%5cews", "/owa/%2f"] {
         let r = request(listen(port), &get("mail.test", path)).await;
         assert_eq!(r.status, 400, "{path}");
     }
@@ -169,10 +114,19 @@ async fn smuggling_shapes_are_refused_and_closed() {
     let port = free_port();
     let g = Gatehouse::start(&one_site(port, b.addr, ""), listen(port));
     let cases: [(&str, &str); 6] = [
-        ("CL+TE", "POST /smuggle HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG"),
-        ("TE+CL", "POST /smuggle HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\nG"),
+        (
+            "CL+TE",
+            "POST /smuggle HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+        ),
+        (
+            "TE+CL",
+            "POST /smuggle HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\nG",
+        ),
         ("differing CL", "POST /smuggle HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 40\r\n\r\nabc"),
-        ("bad chunk size", "POST /smuggle HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n"),
+        (
+            "bad chunk size",
+            "POST /smuggle HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
+        ),
         ("obs-fold", "GET /smuggle HTTP/1.1\r\nHost: a\r\nX-Long: a\r\n  continued\r\n\r\n"),
         ("TE not chunked", "POST /smuggle HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
     ];
@@ -187,8 +141,7 @@ async fn smuggling_shapes_are_refused_and_closed() {
     // A bad chunk that arrives after the head was already forwarded: the backend
     // sees an unfinished body, never a completed request.
     let mut c = Conn::open(listen(port)).await;
-    c.send(b"POST /late HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-        .await;
+    c.send(b"POST /late HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     c.send(b"zz\r\n").await;
     let r = c.response().await;
@@ -196,16 +149,8 @@ async fn smuggling_shapes_are_refused_and_closed() {
     assert!(c.closed().await);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let seen = b.seen();
-    assert!(
-        seen.iter().all(|s| s.path != "/smuggle"),
-        "a refused request reached the backend: {seen:?}"
-    );
-    assert!(
-        seen.iter()
-            .filter(|s| s.path == "/late")
-            .all(|s| !s.body_complete),
-        "{seen:?}"
-    );
+    assert!(seen.iter().all(|s| s.path != "/smuggle"), "a refused request reached the backend: {seen:?}");
+    assert!(seen.iter().filter(|s| s.path == "/late").all(|s| !s.body_complete), "{seen:?}");
     let log = g.stderr();
     for cause in [
         "Content-Length together with Transfer-Encoding",
@@ -231,34 +176,21 @@ async fn rpc_in_data_streams_a_huge_announced_body_and_ends_early() {
     }
     // The backend is still reading: nothing has ended yet.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        b.seen().is_empty(),
-        "backend finished a body that is still streaming"
-    );
+    assert!(b.seen().is_empty(), "backend finished a body that is still streaming");
     drop(c); // the client ends the channel early, as Outlook does
 
-    g.wait_for(
-        || !b.seen().is_empty(),
-        "the backend to see the channel end",
-    );
+    g.wait_for(|| !b.seen().is_empty(), "the backend to see the channel end");
     let seen = &b.seen()[0];
     assert_eq!(seen.method, "RPC_IN_DATA");
     assert_eq!(seen.header("content-length"), Some("1073741824"));
     assert!(!seen.body_complete);
-    assert!(
-        seen.body_bytes >= 4 * 1024 * 1024 - 256 * 1024,
-        "only {} bytes reached the backend",
-        seen.body_bytes
-    );
+    assert!(seen.body_bytes >= 4 * 1024 * 1024 - 256 * 1024, "only {} bytes reached the backend", seen.body_bytes);
 
     g.wait_for(|| !g.access_log().is_empty(), "the access record");
     let rec = &g.access_log()[0];
     assert_eq!(rec["method"], "RPC_IN_DATA");
     assert_eq!(rec["status"], 499, "{rec}");
-    assert!(
-        rec["bytes_in"].as_u64().unwrap() >= 4 * 1024 * 1024 - 256 * 1024,
-        "{rec}"
-    );
+    assert!(rec["bytes_in"].as_u64().unwrap() >= 4 * 1024 * 1024 - 256 * 1024, "{rec}");
     assert!(!g.stderr().contains("ERROR"), "{}", g.stderr());
     // and the proxy carries on
     assert_eq!(request(listen(port), &get("a", "/after")).await.status, 200);
@@ -297,17 +229,11 @@ async fn chunks_are_flushed_as_they_arrive() {
     let _g = Gatehouse::start(&one_site(port, b.addr, ""), listen(port));
     let mut c = Conn::open(listen(port)).await;
     c.send(get("mail.test", "/gated").as_bytes()).await;
-    assert!(
-        c.read_until(b"first\n").await,
-        "first chunk did not arrive on its own"
-    );
+    assert!(c.read_until(b"first\n").await, "first chunk did not arrive on its own");
     assert!(!String::from_utf8_lossy(&c.buf).contains("second"));
     b.release();
     assert!(c.read_until(b"second\n").await);
-    assert!(
-        c.read_until(b"0\r\n\r\n").await,
-        "chunked response not terminated"
-    );
+    assert!(c.read_until(b"0\r\n\r\n").await, "chunked response not terminated");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,8 +242,7 @@ async fn expect_100_continue() {
     let port = free_port();
     let _g = Gatehouse::start(&one_site(port, b.addr, ""), listen(port));
     let mut c = Conn::open(listen(port)).await;
-    c.send(b"POST /ews HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n")
-        .await;
+    c.send(b"POST /ews HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n").await;
     let interim = c.response().await;
     assert_eq!(interim.status, 100);
     c.send(b"hello world").await;
@@ -334,39 +259,22 @@ async fn http10_keep_alive_reuses_one_backend_connection() {
     let _g = Gatehouse::start(&one_site(port, b.addr, ""), listen(port));
     let mut c = Conn::open(listen(port)).await;
     for i in 0..3 {
-        c.send(
-            format!(
-                "POST /rpc/{i} HTTP/1.0\r\nConnection: Keep-Alive\r\nContent-Length: 4\r\n\r\nping"
-            )
-            .as_bytes(),
-        )
-        .await;
+        c.send(format!("POST /rpc/{i} HTTP/1.0\r\nConnection: Keep-Alive\r\nContent-Length: 4\r\n\r\nping").as_bytes())
+            .await;
         let r = c.response().await;
         assert_eq!(r.status, 200);
         assert_eq!(r.version, 0);
-        assert_eq!(
-            r.header("connection")
-                .map(str::to_ascii_lowercase)
-                .as_deref(),
-            Some("keep-alive")
-        );
+        assert_eq!(r.header("connection").map(str::to_ascii_lowercase).as_deref(), Some("keep-alive"));
         assert_eq!(r.json()["body_bytes"], 4);
     }
-    assert_eq!(
-        b.connections(),
-        1,
-        "anonymous requests share a pooled backend connection"
-    );
+    assert_eq!(b.connections(), 1, "anonymous requests share a pooled backend connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_headers_and_hop_by_hop() {
     let b = Backend::start().await;
     let port = free_port();
-    let _g = Gatehouse::start(
-        &one_site(port, b.addr, "identity_header = \"X-Remote-User\""),
-        listen(port),
-    );
+    let _g = Gatehouse::start(&one_site(port, b.addr, "identity_header = \"X-Remote-User\""), listen(port));
     let r = request(
         listen(port),
         "GET /x?q=1 HTTP/1.1\r\nHost: Mail.Test\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Remote-User: ADTEST\\administrator\r\nX_Remote_User: ADTEST\\administrator\r\nX-End: kept\r\n\r\n",
@@ -378,13 +286,7 @@ async fn forwarded_headers_and_hop_by_hop() {
     assert_eq!(h["x-forwarded-host"], "Mail.Test");
     assert_eq!(h["host"], "Mail.Test", "Host is kept by default");
     assert_eq!(h["x-end"], "kept");
-    for gone in [
-        "x-hop",
-        "keep-alive",
-        "forwarded",
-        "x-remote-user",
-        "x_remote_user",
-    ] {
+    for gone in ["x-hop", "keep-alive", "forwarded", "x-remote-user", "x_remote_user"] {
         assert!(h.get(gone).is_none(), "{gone} reached the backend: {h}");
     }
     assert_eq!(r.json()["path"], "/x?q=1");
@@ -394,19 +296,12 @@ async fn forwarded_headers_and_hop_by_hop() {
 async fn host_header_override() {
     let b = Backend::start().await;
     let port = free_port();
-    let _g = Gatehouse::start(
-        &one_site(port, b.addr, "host_header = \"iis.internal\""),
-        listen(port),
-    );
+    let _g = Gatehouse::start(&one_site(port, b.addr, "host_header = \"iis.internal\""), listen(port));
     let r = request(listen(port), &get("mail.test", "/")).await;
     assert_eq!(r.json()["headers"]["host"], "iis.internal");
     assert_eq!(r.json()["headers"]["x-forwarded-host"], "mail.test");
     // Absolute-form target: its authority is the host, whatever Host says.
-    let r = request(
-        listen(port),
-        "GET http://owa.test/x HTTP/1.1\r\nHost: mail.test\r\n\r\n",
-    )
-    .await;
+    let r = request(listen(port), "GET http://owa.test/x HTTP/1.1\r\nHost: mail.test\r\n\r\n").await;
     assert_eq!(r.json()["headers"]["x-forwarded-host"], "owa.test");
     assert_eq!(r.json()["path"], "/x");
 }
@@ -471,24 +366,15 @@ backend = "http://{b}"
 async fn oversized_head_gets_431() {
     let b = Backend::start().await;
     let port = free_port();
-    let _g = Gatehouse::start(
-        &one_site(port, b.addr, "[limits]\nmax_header_size = 16384"),
-        listen(port),
-    );
+    let _g = Gatehouse::start(&one_site(port, b.addr, "[limits]\nmax_header_size = 16384"), listen(port));
     let big = "a".repeat(20_000);
     let mut c = Conn::open(listen(port)).await;
-    c.send(
-        format!("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Negotiate {big}\r\n\r\n").as_bytes(),
-    )
-    .await;
+    c.send(format!("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Negotiate {big}\r\n\r\n").as_bytes()).await;
     assert_eq!(c.response().await.status, 431);
     // A Kerberos-sized header under the limit passes.
     let token = "b".repeat(12_000);
-    let r = request(
-        listen(port),
-        &format!("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Negotiate {token}\r\n\r\n"),
-    )
-    .await;
+    let r =
+        request(listen(port), &format!("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Negotiate {token}\r\n\r\n")).await;
     assert_eq!(r.status, 200);
 }
 
@@ -514,20 +400,14 @@ async fn slow_head_is_cut_off_but_idle_keepalive_is_not() {
     // ...and is closed after keepalive_idle.
     let start = Instant::now();
     assert!(idle.closed().await);
-    assert!(
-        start.elapsed() >= Duration::from_secs(2),
-        "closed too early"
-    );
+    assert!(start.elapsed() >= Duration::from_secs(2), "closed too early");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limit_answers_503() {
     let b = Backend::start().await;
     let port = free_port();
-    let _g = Gatehouse::start(
-        &one_site(port, b.addr, "[limits]\nmax_connections = 2"),
-        listen(port),
-    );
+    let _g = Gatehouse::start(&one_site(port, b.addr, "[limits]\nmax_connections = 2"), listen(port));
     // The readiness probe of the harness used a connection; let it go away.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut first = Conn::open(listen(port)).await;
@@ -558,21 +438,14 @@ async fn sighup_reload_keeps_established_connections() {
     // A broken file is refused and the old configuration keeps serving.
     std::fs::write(&g.config, "[[listener]]\nname = 1\n").unwrap();
     g.signal("-HUP");
-    g.wait_for(
-        || g.stderr().contains("reload refused"),
-        "the refused reload",
-    );
+    g.wait_for(|| g.stderr().contains("reload refused"), "the refused reload");
     kept.send(get("a", "/two").as_bytes()).await;
     assert_eq!(kept.response().await.status, 200);
     assert_eq!(a.seen().len(), 2);
 
     g.reload(&one_site(port, b.addr, ""));
     kept.send(get("a", "/three").as_bytes()).await;
-    assert_eq!(
-        kept.response().await.status,
-        200,
-        "the established connection survived the reload"
-    );
+    assert_eq!(kept.response().await.status, 200, "the established connection survived the reload");
     assert_eq!(b.seen().len(), 1, "and its next request used the new site");
     assert_eq!(request(listen(port), &get("a", "/four")).await.status, 200);
     assert_eq!(b.seen().len(), 2);
@@ -588,15 +461,9 @@ async fn sigterm_drains_requests_in_flight() {
     assert!(c.read_until(b"first\n").await);
     g.signal("-TERM");
     g.wait_for(|| g.stderr().contains("shutting down"), "shutdown to start");
-    assert!(
-        std::net::TcpStream::connect(listen(port)).is_err(),
-        "still accepting after SIGTERM"
-    );
+    assert!(std::net::TcpStream::connect(listen(port)).is_err(), "still accepting after SIGTERM");
     b.release();
-    assert!(
-        c.read_until(b"0\r\n\r\n").await,
-        "the in-flight response was cut"
-    );
+    assert!(c.read_until(b"0\r\n\r\n").await, "the in-flight response was cut");
     let status = g.wait_exit(Duration::from_secs(10));
     assert!(status.success());
     assert!(g.stderr().contains("all connections drained"));
@@ -606,13 +473,7 @@ async fn sigterm_drains_requests_in_flight() {
 async fn tls_with_two_certificates_chosen_by_sni() {
     let b = Backend::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let ca = make_certs(
-        dir.path(),
-        &[
-            ("mail", &["mail.test"]),
-            ("sp", &["sharepoint.test", "*.sp.test"]),
-        ],
-    );
+    let ca = make_certs(dir.path(), &[("mail", &["mail.test"]), ("sp", &["sharepoint.test", "*.sp.test"])]);
     let port = free_port();
     let config = format!(
         r#"
@@ -633,17 +494,12 @@ backend = "http://{}"
         let out = std::process::Command::new("curl")
             .args(["-sS", "--fail", "--cacert"])
             .arg(&ca)
-            .args([
-                "--resolve",
-                &format!("{name}:{port}:127.0.0.1"),
-                &format!("https://{name}:{port}/tls"),
-            ])
+            .args(["--resolve", &format!("{name}:{port}:127.0.0.1"), &format!("https://{name}:{port}/tls")])
             .output()
             .expect("curl is installed");
         (
             out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
         )
     };
     for name in ["mail.test", "sharepoint.test", "team.sp.test"] {
@@ -674,24 +530,14 @@ async fn https_backend_with_ca_and_name_checks() {
             "[[listener]]\nname = \"o\"\nbind = \"127.0.0.1:{outer}\"\n\n[[site]]\nname = \"s\"\nlistener = \"o\"\nbackend = \"https://127.0.0.1:{inner}\"\nbackend_tls = {tls}\n"
         )
     };
-    let good = outer_cfg(&format!(
-        "{{ ca = \"{}\", server_name = \"iis.internal\" }}",
-        ca.display()
-    ));
+    let good = outer_cfg(&format!("{{ ca = \"{}\", server_name = \"iis.internal\" }}", ca.display()));
     let g = Gatehouse::start(&good, listen(outer));
     assert_eq!(request(listen(outer), &get("a", "/")).await.status, 200);
     // Wrong expected name: the handshake must fail, 502.
-    g.reload(&outer_cfg(&format!(
-        "{{ ca = \"{}\", server_name = \"evil.internal\" }}",
-        ca.display()
-    )));
+    g.reload(&outer_cfg(&format!("{{ ca = \"{}\", server_name = \"evil.internal\" }}", ca.display())));
     let r = request(listen(outer), &get("a", "/")).await;
     assert_eq!(r.status, 502);
-    assert!(
-        g.stderr().contains("TLS handshake failed"),
-        "{}",
-        g.stderr()
-    );
+    assert!(g.stderr().contains("TLS handshake failed"), "{}", g.stderr());
 }
 
 #[test]
@@ -703,11 +549,8 @@ fn check_names_file_line_and_key_for_every_problem() {
         "[[listener]]\nname = \"public\"\nbind = \"localhost\"\ntls = { cert = \"missing.pem\", key = \"missing.key\" }\n\n[[site]]\nname = \"x\"\nlistener = \"nope\"\nbackend = \"http://127.0.0.1:1\"\ncolour = 1\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["check", "-c"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse")).args(["check", "-c"]).arg(&file).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     let f = file.display().to_string();
@@ -720,21 +563,10 @@ fn check_names_file_line_and_key_for_every_problem() {
         assert!(err.contains(&want), "missing `{want}` in:\n{err}");
     }
     let good = dir.path().join("good.toml");
-    std::fs::write(
-        &good,
-        "[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:1\"\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["check", "-c"])
-        .arg(&good)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    std::fs::write(&good, "[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:1\"\n").unwrap();
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse")).args(["check", "-c"]).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -747,10 +579,7 @@ async fn requests_split_into_single_bytes_are_framed_the_same() {
         c.stream.set_nodelay(true).unwrap();
         for byte in raw {
             // A refused request is closed on as soon as its head ends.
-            if tokio::io::AsyncWriteExt::write_all(&mut c.stream, std::slice::from_ref(byte))
-                .await
-                .is_err()
-            {
+            if tokio::io::AsyncWriteExt::write_all(&mut c.stream, std::slice::from_ref(byte)).await.is_err() {
                 break;
             }
             tokio::time::sleep(Duration::from_micros(200)).await;
@@ -761,7 +590,10 @@ async fn requests_split_into_single_bytes_are_framed_the_same() {
     let r = c.response().await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["body_bytes"], 11);
-    let mut c = send_bytewise(b"POST /split-bad HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").await;
+    let mut c = send_bytewise(
+        b"POST /split-bad HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
     assert_eq!(c.response().await.status, 400);
     assert!(b.seen().iter().all(|s| s.path != "/split-bad"));
 }

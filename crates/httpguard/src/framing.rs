@@ -59,9 +59,7 @@ impl Reject {
             Reject::HeadTooLarge => "request head too large",
             Reject::TooManyHeaders => "too many header fields",
             Reject::MalformedHead(what) => what,
-            Reject::ContentLengthWithTransferEncoding => {
-                "Content-Length together with Transfer-Encoding"
-            }
+            Reject::ContentLengthWithTransferEncoding => "Content-Length together with Transfer-Encoding",
             Reject::ConflictingContentLength => "differing Content-Length values",
             Reject::BadContentLength => "invalid Content-Length",
             Reject::UnsupportedTransferEncoding => "unsupported Transfer-Encoding",
@@ -120,12 +118,7 @@ impl Default for RequestStream {
 
 impl RequestStream {
     pub fn new(max_head: usize, max_headers: usize) -> Self {
-        RequestStream {
-            state: State::Head,
-            max_head,
-            max_headers: max_headers.max(1),
-            upgrade_after_body: false,
-        }
+        RequestStream { state: State::Head, max_head, max_headers: max_headers.max(1), upgrade_after_body: false }
     }
 
     /// True between requests (no partial head or body seen).
@@ -160,20 +153,13 @@ impl RequestStream {
             }
             State::ChunkData(remaining) => {
                 let n = take(remaining, buf.len());
-                self.state = if remaining == n as u64 {
-                    State::ChunkDataEnd
-                } else {
-                    State::ChunkData(remaining - n as u64)
-                };
+                self.state =
+                    if remaining == n as u64 { State::ChunkDataEnd } else { State::ChunkData(remaining - n as u64) };
                 Ok(n)
             }
             State::ChunkDataEnd => {
                 if buf.len() < 2 {
-                    return if buf[0] == b'\r' {
-                        Ok(0)
-                    } else {
-                        Err(Reject::BadChunkTerminator)
-                    };
+                    return if buf[0] == b'\r' { Ok(0) } else { Err(Reject::BadChunkTerminator) };
                 }
                 if &buf[..2] != b"\r\n" {
                     return Err(Reject::BadChunkTerminator);
@@ -187,11 +173,7 @@ impl RequestStream {
     }
 
     fn body_done(&mut self) {
-        self.state = if self.upgrade_after_body {
-            State::Opaque
-        } else {
-            State::Head
-        };
+        self.state = if self.upgrade_after_body { State::Opaque } else { State::Head };
         self.upgrade_after_body = false;
     }
 
@@ -203,11 +185,7 @@ impl RequestStream {
             return Ok(blank);
         }
         let Some(end) = find_head_end(buf, self.max_head) else {
-            return if buf.len() > self.max_head {
-                Err(Reject::HeadTooLarge)
-            } else {
-                Ok(0)
-            };
+            return if buf.len() > self.max_head { Err(Reject::HeadTooLarge) } else { Ok(0) };
         };
         let head = &buf[..end];
         // Uninitialised slots: no need to clear max_headers entries for every request.
@@ -215,11 +193,7 @@ impl RequestStream {
         let mut req = httparse::Request::new(&mut []);
         match req.parse_with_uninit_headers(head, headers.spare_capacity_mut()) {
             Ok(httparse::Status::Complete(n)) if n == end => {}
-            Ok(_) => {
-                return Err(Reject::MalformedHead(
-                    "request head did not parse to its end",
-                ))
-            }
+            Ok(_) => return Err(Reject::MalformedHead("request head did not parse to its end")),
             Err(httparse::Error::TooManyHeaders) => return Err(Reject::TooManyHeaders),
             Err(e) => return Err(Reject::MalformedHead(httparse_cause(e))),
         }
@@ -235,30 +209,18 @@ impl RequestStream {
 
     fn chunk_size(&mut self, buf: &[u8]) -> Result<usize, Reject> {
         let Some(lf) = buf.iter().take(MAX_CHUNK_LINE).position(|&b| b == b'\n') else {
-            return if buf.len() >= MAX_CHUNK_LINE {
-                Err(Reject::ChunkLineTooLong)
-            } else {
-                Ok(0)
-            };
+            return if buf.len() >= MAX_CHUNK_LINE { Err(Reject::ChunkLineTooLong) } else { Ok(0) };
         };
         let line = &buf[..lf + 1];
         let size = parse_chunk_size_line(line)?;
-        self.state = if size == 0 {
-            State::Trailers(0)
-        } else {
-            State::ChunkData(size)
-        };
+        self.state = if size == 0 { State::Trailers(0) } else { State::ChunkData(size) };
         Ok(line.len())
     }
 
     fn trailer_line(&mut self, buf: &[u8], seen: usize) -> Result<usize, Reject> {
         let limit = self.max_head.saturating_sub(seen);
         let Some(lf) = buf.iter().take(limit).position(|&b| b == b'\n') else {
-            return if buf.len() >= limit {
-                Err(Reject::HeadTooLarge)
-            } else {
-                Ok(0)
-            };
+            return if buf.len() >= limit { Err(Reject::HeadTooLarge) } else { Ok(0) };
         };
         let line = &buf[..lf + 1];
         if line == b"\r\n" {
@@ -277,10 +239,7 @@ impl RequestStream {
         if colon == 0 || !content[..colon].iter().all(|&b| is_tchar(b)) {
             return Err(Reject::MalformedTrailer);
         }
-        if content[colon + 1..]
-            .iter()
-            .any(|&b| b == b'\r' || b == 0 || (b < 0x20 && b != b'\t') || b == 0x7f)
-        {
+        if content[colon + 1..].iter().any(|&b| b == b'\r' || b == 0 || (b < 0x20 && b != b'\t') || b == 0x7f) {
             return Err(Reject::MalformedTrailer);
         }
         self.state = State::Trailers(seen + line.len());
@@ -378,10 +337,7 @@ fn classify(req: &httparse::Request<'_, '_>) -> Result<Framing, Reject> {
         } else if name.eq_ignore_ascii_case("upgrade") {
             has_upgrade = true;
         } else if name.eq_ignore_ascii_case("connection") {
-            connection_upgrade |= h
-                .value
-                .split(|&b| b == b',')
-                .any(|t| trim_ows(t).eq_ignore_ascii_case(b"upgrade"));
+            connection_upgrade |= h.value.split(|&b| b == b',').any(|t| trim_ows(t).eq_ignore_ascii_case(b"upgrade"));
         }
     }
     if hosts > 1 {
@@ -404,10 +360,7 @@ fn classify(req: &httparse::Request<'_, '_>) -> Result<Framing, Reject> {
             Some(n) => Body::Fixed(n),
         }
     };
-    Ok(Framing {
-        body,
-        upgrade: http11 && has_upgrade && connection_upgrade,
-    })
+    Ok(Framing { body, upgrade: http11 && has_upgrade && connection_upgrade })
 }
 
 fn trim_ows(mut v: &[u8]) -> &[u8] {
@@ -493,10 +446,7 @@ pub fn fuzz_one(data: &[u8]) {
                 Err(_) => return,
             }
         }
-        assert!(
-            pending.len() <= 1024 + 4 + MAX_CHUNK_LINE,
-            "held back without bound"
-        );
+        assert!(pending.len() <= 1024 + 4 + MAX_CHUNK_LINE, "held back without bound");
     }
 }
 
@@ -598,9 +548,8 @@ mod tests {
     #[test]
     fn bad_chunk_sizes_are_refused() {
         for size in ["zz", "", "0x5", "-5", "1234567890abcdef0", " 5", "5\u{0}"] {
-            let req = format!(
-                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nhello\r\n0\r\n\r\n"
-            );
+            let req =
+                format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nhello\r\n0\r\n\r\n");
             assert_eq!(both(req.as_bytes()), Err(Reject::BadChunkSize), "{size:?}");
         }
     }
@@ -633,11 +582,7 @@ mod tests {
     fn non_chunked_transfer_encodings_are_refused() {
         for te in ["gzip", "gzip, chunked", "chunked, gzip", "xchunked"] {
             let req = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {te}\r\n\r\n");
-            assert_eq!(
-                both(req.as_bytes()),
-                Err(Reject::UnsupportedTransferEncoding),
-                "{te}"
-            );
+            assert_eq!(both(req.as_bytes()), Err(Reject::UnsupportedTransferEncoding), "{te}");
         }
         let req = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(both(req), Err(Reject::UnsupportedTransferEncoding));
@@ -648,10 +593,7 @@ mod tests {
     #[test]
     fn host_rules() {
         assert_eq!(both(b"GET / HTTP/1.1\r\n\r\n"), Err(Reject::MissingHost));
-        assert_eq!(
-            both(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
-            Err(Reject::DuplicateHost)
-        );
+        assert_eq!(both(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), Err(Reject::DuplicateHost));
     }
 
     #[test]

@@ -77,10 +77,7 @@ pub fn routing_path(path: &[u8]) -> Result<Vec<u8>, TargetError> {
             _ => out.push(byte),
         }
     }
-    if out
-        .split(|&b| b == b'/')
-        .any(|seg| seg == b"." || seg == b"..")
-    {
+    if out.split(|&b| b == b'/').any(|seg| seg == b"." || seg == b"..") {
         return Err(TargetError::DotSegment);
     }
     Ok(out)

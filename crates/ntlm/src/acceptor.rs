@@ -75,10 +75,10 @@ impl Acceptor {
         now: FileTime,
     ) -> Result<ChallengeSent, Error> {
         wire::check_header(negotiate, 1)?;
+        // Unicode is answered even to clients that offer only OEM (curl does, and
+        // uses Unicode when told to, as with IIS); the AUTHENTICATE must then be
+        // Unicode.
         let client_flags = wire::u32_at(negotiate, 12)?;
-        if client_flags & UNICODE == 0 {
-            return Err(Error::NoUnicode);
-        }
         let mut flags = UNICODE | NTLM | TARGET_TYPE_DOMAIN | TARGET_INFO | (client_flags & ECHOED);
         flags |= client_flags & (REQUEST_TARGET | EXTENDED_SESSION_SECURITY);
 
@@ -103,12 +103,7 @@ impl Acceptor {
         w.payload(12, &wire::utf16le(&config.netbios_domain));
         w.payload(40, &target_info);
 
-        Ok(ChallengeSent {
-            negotiate: negotiate.to_vec(),
-            message: w.buf,
-            server_challenge,
-            config: config.clone(),
-        })
+        Ok(ChallengeSent { negotiate: negotiate.to_vec(), message: w.buf, server_challenge, config: config.clone() })
     }
 }
 
@@ -272,7 +267,12 @@ impl AuthenticateReceived {
     /// MIC over all three messages, the timestamp, the channel bindings.
     /// `expected_bindings` is [`crypto::tls_channel_bindings`] of the certificate
     /// this connection presented, or `None` without TLS.
-    pub fn finish(self, key: SessionBaseKey, expected_bindings: Option<[u8; 16]>, now: FileTime) -> Result<Authenticated, Error> {
+    pub fn finish(
+        self,
+        key: SessionBaseKey,
+        expected_bindings: Option<[u8; 16]>,
+        now: FileTime,
+    ) -> Result<Authenticated, Error> {
         let exported = match (self.flags & KEY_EXCH != 0, &self.encrypted_key) {
             (true, Some(wrapped)) => crypto::rc4(&key.0, wrapped),
             _ => key.0,
@@ -301,11 +301,7 @@ impl AuthenticateReceived {
             (ChannelBindingPolicy::Required, None) => return Err(Error::ChannelBindingsMissing),
             (ChannelBindingPolicy::Required, Some(sent)) => check(sent)?,
         }
-        Ok(Authenticated {
-            user: self.user,
-            domain: self.domain,
-            workstation: self.workstation,
-        })
+        Ok(Authenticated { user: self.user, domain: self.domain, workstation: self.workstation })
     }
 }
 

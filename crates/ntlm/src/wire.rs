@@ -6,15 +6,11 @@ use crate::Error;
 pub const SIGNATURE: &[u8; 8] = b"NTLMSSP\0";
 
 pub fn u16_at(msg: &[u8], at: usize) -> Result<u16, Error> {
-    msg.get(at..at + 2)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]))
-        .ok_or(Error::Truncated)
+    msg.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]])).ok_or(Error::Truncated)
 }
 
 pub fn u32_at(msg: &[u8], at: usize) -> Result<u32, Error> {
-    msg.get(at..at + 4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or(Error::Truncated)
+    msg.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok_or(Error::Truncated)
 }
 
 pub fn u64_at(msg: &[u8], at: usize) -> Result<u64, Error> {

@@ -39,10 +39,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -57,9 +54,7 @@ pub struct Backend {
 impl Backend {
     /// Starts on an ephemeral loopback port.
     pub async fn start() -> Backend {
-        Self::start_on("127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("bind backend")
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await.expect("bind backend")
     }
 
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<Backend> {
@@ -77,8 +72,7 @@ impl Backend {
                     continue;
                 };
                 let _ = sock.set_nodelay(true);
-                b.connections
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                b.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let b = b.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| b.clone().serve(req));
@@ -113,21 +107,12 @@ impl Backend {
         let headers: Vec<(String, String)> = req
             .headers()
             .iter()
-            .map(|(n, v)| {
-                (
-                    n.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
         let method = req.method().to_string();
         let record = |bytes, complete| Seen {
             method: method.clone(),
-            path: req
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_owned(),
+            path: req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned(),
             headers: headers.clone(),
             body_bytes: bytes,
             body_complete: complete,
@@ -161,34 +146,23 @@ impl Backend {
         let seen = {
             let r = record(0, true);
             let (bytes, complete) = drain(req.into_body()).await;
-            Seen {
-                body_bytes: bytes,
-                body_complete: complete,
-                ..r
-            }
+            Seen { body_bytes: bytes, body_complete: complete, ..r }
         };
         self.seen.lock().unwrap().push(seen.clone());
         let resp = match parts.as_slice() {
             ["bytes", n] => {
                 let n: u64 = n.parse().unwrap_or(0);
-                Response::builder()
-                    .header("content-length", n)
-                    .body(stream_bytes(n))
-                    .unwrap()
+                Response::builder().header("content-length", n).body(stream_bytes(n)).unwrap()
             }
             ["gated"] => {
                 let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
                 let gate = self.gate.clone();
                 tokio::spawn(async move {
-                    let _ = tx
-                        .send(Ok(Frame::data(Bytes::from_static(b"first\n"))))
-                        .await;
+                    let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"first\n")))).await;
                     if let Ok(p) = gate.acquire().await {
                         p.forget();
                     }
-                    let _ = tx
-                        .send(Ok(Frame::data(Bytes::from_static(b"second\n"))))
-                        .await;
+                    let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"second\n")))).await;
                 });
                 Response::new(BodyExt::boxed(StreamBody::new(ReceiverStream(rx))))
             }
@@ -200,23 +174,14 @@ impl Backend {
                         if i > 0 {
                             tokio::time::sleep(Duration::from_millis(ms)).await;
                         }
-                        let _ = tx
-                            .send(Ok(Frame::data(Bytes::from(format!("chunk-{i}\n")))))
-                            .await;
+                        let _ = tx.send(Ok(Frame::data(Bytes::from(format!("chunk-{i}\n"))))).await;
                     }
                 });
                 Response::new(BodyExt::boxed(StreamBody::new(ReceiverStream(rx))))
             }
             ["status", n] => {
-                let code = n
-                    .parse()
-                    .ok()
-                    .and_then(|c| StatusCode::from_u16(c).ok())
-                    .unwrap_or(StatusCode::OK);
-                Response::builder()
-                    .status(code)
-                    .body(full(Bytes::from_static(b"status\n")))
-                    .unwrap()
+                let code = n.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
+                Response::builder().status(code).body(full(Bytes::from_static(b"status\n"))).unwrap()
             }
             ["delay", ms] => {
                 tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
@@ -235,11 +200,8 @@ fn full(b: Bytes) -> BoxBody {
 }
 
 fn echo(seen: &Seen) -> Response<BoxBody> {
-    let headers: serde_json::Map<String, serde_json::Value> = seen
-        .headers
-        .iter()
-        .map(|(n, v)| (n.clone(), serde_json::Value::String(v.clone())))
-        .collect();
+    let headers: serde_json::Map<String, serde_json::Value> =
+        seen.headers.iter().map(|(n, v)| (n.clone(), serde_json::Value::String(v.clone()))).collect();
     let body = serde_json::json!({
         "method": seen.method,
         "path": seen.path,
@@ -270,11 +232,7 @@ fn stream_bytes(n: u64) -> BoxBody {
         let mut left = n;
         while left > 0 {
             let k = left.min(PIECE.len() as u64) as usize;
-            if tx
-                .send(Ok(Frame::data(Bytes::from_static(&PIECE[..k]))))
-                .await
-                .is_err()
-            {
+            if tx.send(Ok(Frame::data(Bytes::from_static(&PIECE[..k])))).await.is_err() {
                 return;
             }
             left -= k as u64;
@@ -288,10 +246,7 @@ struct ReceiverStream<T>(mpsc::Receiver<T>);
 
 impl<T> futures_core::Stream for ReceiverStream<T> {
     type Item = T;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<T>> {
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
         self.0.poll_recv(cx)
     }
 }

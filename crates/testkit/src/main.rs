@@ -3,9 +3,7 @@
 
 #[tokio::main]
 async fn main() {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:18081".into());
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18081".into());
     let addr = match addr.parse() {
         Ok(a) => a,
         Err(_) => {

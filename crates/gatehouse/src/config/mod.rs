@@ -20,6 +20,9 @@ pub use read::{load_str, Problem, Problems};
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub domain: Option<Domain>,
+    pub accounts: Option<Accounts>,
+    pub lockout: Lockout,
     pub listeners: Vec<Listener>,
     pub sites: Vec<Site>,
     pub timeouts: Timeouts,
@@ -32,6 +35,72 @@ pub struct Listener {
     pub name: String,
     pub bind: SocketAddr,
     pub tls: Option<ListenerTls>,
+    /// Extended Protection for NTLM on this listener.
+    pub channel_binding: ntlm::ChannelBindingPolicy,
+}
+
+/// The Windows domain gatehouse speaks for.
+#[derive(Debug, Clone)]
+pub struct Domain {
+    pub realm: String,
+    pub netbios_name: String,
+    /// gatehouse's own names in NTLM challenges.
+    pub computer_netbios: String,
+    pub computer_dns: String,
+    // Read by Kerberos delegation and Negotiate (their issues come next);
+    // validated now so that the configuration contract holds.
+    #[allow(dead_code)]
+    pub krb5_conf: Option<PathBuf>,
+    #[allow(dead_code)]
+    pub keytab: Option<PathBuf>,
+    #[allow(dead_code)]
+    pub service_principal: Option<String>,
+    #[allow(dead_code)]
+    pub acceptor_spn: Option<String>,
+}
+
+/// Where NTLM passwords are checked.
+#[derive(Debug, Clone)]
+pub enum Accounts {
+    /// NT hashes from a local file, already read and checked.
+    File { users: Arc<crate::accounts::UserFile> },
+    /// The domain controller, through Samba winbind's `ntlm_auth` helper.
+    Winbind { ntlm_auth: PathBuf, smb_conf: Option<PathBuf>, helpers: usize, timeout: Duration },
+}
+
+/// Extranet lockout protection: stop asking the DC before AD locks a user out.
+#[derive(Debug, Clone)]
+pub struct Lockout {
+    pub max_failures_per_user: u32,
+    pub max_failures_per_client: u32,
+    pub window: Duration,
+}
+
+impl Default for Lockout {
+    fn default() -> Self {
+        Lockout { max_failures_per_user: 5, max_failures_per_client: 30, window: Duration::from_secs(30 * 60) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Ntlm,
+}
+
+impl Scheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Ntlm => "NTLM",
+        }
+    }
+}
+
+/// `[[site.auth_for]]`: the schemes offered to matching clients.
+#[derive(Debug, Clone)]
+pub struct AuthRule {
+    pub user_agent: Option<String>,
+    pub client_ip: Vec<crate::auth::Cidr>,
+    pub auth: Vec<Scheme>,
 }
 
 /// Server certificates of one listener. The first is the default (no SNI, or a
@@ -57,6 +126,9 @@ pub struct Site {
     pub identity_header: Option<http::HeaderName>,
     /// Overrides `[timeouts] stream_idle` for requests on this site.
     pub stream_idle: Option<Duration>,
+    /// Schemes offered, in order; empty means anonymous.
+    pub auth: Vec<Scheme>,
+    pub auth_for: Vec<AuthRule>,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +180,8 @@ pub struct Limits {
     pub max_header_size: usize,
     pub max_headers: usize,
     pub backend_idle_per_key: usize,
+    /// Bytes of a request body read and discarded on an authentication leg.
+    pub handshake_body: usize,
 }
 
 impl Default for Limits {
@@ -117,6 +191,7 @@ impl Default for Limits {
             max_header_size: 64 * 1024,
             max_headers: 128,
             backend_idle_per_key: 64,
+            handshake_body: 64 * 1024,
         }
     }
 }
@@ -131,9 +206,6 @@ pub struct Log {
 
 impl Default for Log {
     fn default() -> Self {
-        Log {
-            access: "-".into(),
-            level: "info".into(),
-        }
+        Log { access: "-".into(), level: "info".into() }
     }
 }

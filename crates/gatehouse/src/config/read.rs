@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
@@ -107,10 +108,7 @@ struct Section<'a, 'i> {
 impl<'a, 'i> Section<'a, 'i> {
     fn get(&mut self, key: &'static str) -> Option<&'a Spanned<DeValue<'i>>> {
         self.known.push(key);
-        self.table
-            .iter()
-            .find(|(k, _)| k.get_ref().as_ref() == key)
-            .map(|(_, v)| v)
+        self.table.iter().find(|(k, _)| k.get_ref().as_ref() == key).map(|(_, v)| v)
     }
 
     fn key_path(&self, key: &str) -> String {
@@ -125,33 +123,14 @@ impl<'a, 'i> Section<'a, 'i> {
 impl<'t> Reader<'t> {
     fn problem(&mut self, span: Span, key: &str, message: String) {
         let (line, column) = line_col(self.text, span.start);
-        self.problems.push(Problem {
-            file: self.file.clone(),
-            line,
-            column,
-            key: key.to_owned(),
-            message,
-        });
+        self.problems.push(Problem { file: self.file.clone(), line, column, key: key.to_owned(), message });
     }
 
-    fn section<'a, 'i>(
-        &mut self,
-        value: &'a Spanned<DeValue<'i>>,
-        path: String,
-    ) -> Option<Section<'a, 'i>> {
+    fn section<'a, 'i>(&mut self, value: &'a Spanned<DeValue<'i>>, path: String) -> Option<Section<'a, 'i>> {
         match value.get_ref() {
-            DeValue::Table(t) => Some(Section {
-                table: t,
-                span: value.span(),
-                path,
-                known: Vec::new(),
-            }),
+            DeValue::Table(t) => Some(Section { table: t, span: value.span(), path, known: Vec::new() }),
             other => {
-                self.problem(
-                    value.span(),
-                    &path,
-                    format!("expected a table, found {}", kind(other)),
-                );
+                self.problem(value.span(), &path, format!("expected a table, found {}", kind(other)));
                 None
             }
         }
@@ -176,30 +155,18 @@ impl<'t> Reader<'t> {
             DeValue::String(text) => Some((text.to_string(), v.span())),
             other => {
                 let path = s.key_path(key);
-                self.problem(
-                    v.span(),
-                    &path,
-                    format!("expected a string, found {}", kind(other)),
-                );
+                self.problem(v.span(), &path, format!("expected a string, found {}", kind(other)));
                 None
             }
         }
     }
 
-    fn required_string(
-        &mut self,
-        s: &mut Section<'_, '_>,
-        key: &'static str,
-    ) -> Option<(String, Span)> {
+    fn required_string(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Option<(String, Span)> {
         let present = s.table.iter().any(|(k, _)| k.get_ref().as_ref() == key);
         if !present {
             s.known.push(key);
             let path = s.key_path(key);
-            self.problem(
-                s.span.clone(),
-                &path,
-                format!("missing required key `{key}`"),
-            );
+            self.problem(s.span.clone(), &path, format!("missing required key `{key}`"));
             return None;
         }
         self.string(s, key)
@@ -211,23 +178,13 @@ impl<'t> Reader<'t> {
             DeValue::Boolean(b) => Some(*b),
             other => {
                 let path = s.key_path(key);
-                self.problem(
-                    v.span(),
-                    &path,
-                    format!("expected true or false, found {}", kind(other)),
-                );
+                self.problem(v.span(), &path, format!("expected true or false, found {}", kind(other)));
                 None
             }
         }
     }
 
-    fn count(
-        &mut self,
-        s: &mut Section<'_, '_>,
-        key: &'static str,
-        min: u64,
-        max: u64,
-    ) -> Option<usize> {
+    fn count(&mut self, s: &mut Section<'_, '_>, key: &'static str, min: u64, max: u64) -> Option<usize> {
         let v = s.get(key)?;
         let path = s.key_path(key);
         let parsed = match v.get_ref() {
@@ -237,11 +194,7 @@ impl<'t> Reader<'t> {
         match parsed {
             Some(n) if (min..=max).contains(&n) => Some(n as usize),
             _ => {
-                self.problem(
-                    v.span(),
-                    &path,
-                    format!("expected a whole number from {min} to {max}"),
-                );
+                self.problem(v.span(), &path, format!("expected a whole number from {min} to {max}"));
                 None
             }
         }
@@ -252,9 +205,7 @@ impl<'t> Reader<'t> {
         let v = s.get(key)?;
         let path = s.key_path(key);
         let parsed = match v.get_ref() {
-            DeValue::Integer(i) => u64::from_str_radix(i.as_str(), i.radix())
-                .ok()
-                .map(Duration::from_secs),
+            DeValue::Integer(i) => u64::from_str_radix(i.as_str(), i.radix()).ok().map(Duration::from_secs),
             DeValue::String(t) => humantime::parse_duration(t).ok(),
             _ => None,
         };
@@ -271,19 +222,11 @@ impl<'t> Reader<'t> {
         }
     }
 
-    fn string_list(
-        &mut self,
-        s: &mut Section<'_, '_>,
-        key: &'static str,
-    ) -> Option<Vec<(String, Span)>> {
+    fn string_list(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Option<Vec<(String, Span)>> {
         let v = s.get(key)?;
         let path = s.key_path(key);
         let DeValue::Array(items) = v.get_ref() else {
-            self.problem(
-                v.span(),
-                &path,
-                format!("expected a list of strings, found {}", kind(v.get_ref())),
-            );
+            self.problem(v.span(), &path, format!("expected a list of strings, found {}", kind(v.get_ref())));
             return None;
         };
         let mut out = Vec::new();
@@ -310,13 +253,11 @@ impl<'t> Reader<'t> {
     }
 
     fn config(&mut self, doc: &DeTable<'_>, span: Span) -> Config {
-        let mut root = Section {
-            table: doc,
-            span,
-            path: String::new(),
-            known: Vec::new(),
-        };
+        let mut root = Section { table: doc, span, path: String::new(), known: Vec::new() };
         let mut config = Config {
+            domain: None,
+            accounts: None,
+            lockout: Lockout::default(),
             listeners: Vec::new(),
             sites: Vec::new(),
             timeouts: Timeouts::default(),
@@ -338,28 +279,48 @@ impl<'t> Reader<'t> {
         if let Some(v) = root.get("log") {
             if let Some(mut s) = self.section(v, "log".into()) {
                 if let Some((access, _)) = self.string(&mut s, "access") {
-                    config.log.access = if access == "-" {
-                        access
-                    } else {
-                        self.file_path(&access).to_string_lossy().into_owned()
-                    };
+                    config.log.access =
+                        if access == "-" { access } else { self.file_path(&access).to_string_lossy().into_owned() };
                 }
                 if let Some((level, span)) = self.string(&mut s, "level") {
                     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-                        self.problem(span, "log.level", format!("`{level}` is not a log filter (try \"info\" or \"gatehouse=debug\")"));
+                        self.problem(
+                            span,
+                            "log.level",
+                            format!("`{level}` is not a log filter (try \"info\" or \"gatehouse=debug\")"),
+                        );
                     }
                     config.log.level = level;
                 }
                 self.finish(s);
             }
         }
-        for key in ["domain", "accounts"] {
-            if let Some(v) = root.get(key) {
-                self.not_yet(
-                    v.span(),
-                    key,
-                    "authentication is not implemented in this version",
-                );
+        if let Some(v) = root.get("domain") {
+            if let Some(mut s) = self.section(v, "domain".into()) {
+                config.domain = self.domain(&mut s);
+                self.finish(s);
+            }
+        }
+        let mut accounts_span = None;
+        if let Some(v) = root.get("accounts") {
+            if let Some(mut s) = self.section(v, "accounts".into()) {
+                accounts_span = Some(s.span.clone());
+                config.accounts = self.accounts(&mut s);
+                self.finish(s);
+            }
+        }
+        if let Some(v) = root.get("lockout") {
+            if let Some(mut s) = self.section(v, "lockout".into()) {
+                if let Some(n) = self.count(&mut s, "max_failures_per_user", 1, 1000) {
+                    config.lockout.max_failures_per_user = n as u32;
+                }
+                if let Some(n) = self.count(&mut s, "max_failures_per_client", 1, 100_000) {
+                    config.lockout.max_failures_per_client = n as u32;
+                }
+                if let Some(d) = self.duration(&mut s, "window") {
+                    config.lockout.window = d;
+                }
+                self.finish(s);
             }
         }
         // Names of every listener, valid or not, so that a site naming a broken
@@ -367,12 +328,7 @@ impl<'t> Reader<'t> {
         let mut listener_names = Vec::new();
         for (i, v) in self.array_of_tables(&mut root, "listener") {
             if let Some(mut s) = self.section(v, format!("listener[{i}]")) {
-                let name = match s
-                    .table
-                    .iter()
-                    .find(|(k, _)| k.get_ref().as_ref() == "name")
-                    .map(|(_, v)| v)
-                {
+                let name = match s.table.iter().find(|(k, _)| k.get_ref().as_ref() == "name").map(|(_, v)| v) {
                     Some(v) => v.get_ref().as_str().map(str::to_owned),
                     None => None,
                 };
@@ -405,25 +361,19 @@ impl<'t> Reader<'t> {
                             format!("two sites are named `{}`", site.name),
                         );
                     }
-                    let hosts = if site.hosts.is_empty() {
-                        vec![String::new()]
-                    } else {
-                        site.hosts.clone()
-                    };
+                    let hosts = if site.hosts.is_empty() { vec![String::new()] } else { site.hosts.clone() };
                     for h in hosts {
-                        let key = (
-                            site.listener.clone(),
-                            h.clone(),
-                            site.path_prefix.to_ascii_lowercase(),
-                        );
+                        let key = (site.listener.clone(), h.clone(), site.path_prefix.to_ascii_lowercase());
                         if !site_keys.insert(key) {
-                            let host = if h.is_empty() {
-                                "any host".to_owned()
-                            } else {
-                                h
-                            };
-                            self.problem(span.clone(), &format!("site[{i}]"), format!(
-                                "another site on listener `{}` already serves {host} with path_prefix `{}`", site.listener, site.path_prefix));
+                            let host = if h.is_empty() { "any host".to_owned() } else { h };
+                            self.problem(
+                                span.clone(),
+                                &format!("site[{i}]"),
+                                format!(
+                                    "another site on listener `{}` already serves {host} with path_prefix `{}`",
+                                    site.listener, site.path_prefix
+                                ),
+                            );
                         }
                     }
                     config.sites.push(site);
@@ -431,23 +381,33 @@ impl<'t> Reader<'t> {
                 self.finish(s);
             }
         }
-        if config.listeners.is_empty() && self.problems.is_empty() {
+        let needs_ntlm = config
+            .sites
+            .iter()
+            .any(|s| s.auth.contains(&Scheme::Ntlm) || s.auth_for.iter().any(|r| r.auth.contains(&Scheme::Ntlm)));
+        if needs_ntlm && config.accounts.is_none() && accounts_span.is_none() {
             self.problem(
                 0..0,
-                "listener",
-                "no [[listener]]: nothing would be served".into(),
+                "accounts",
+                "a site offers NTLM but there is no [accounts] section saying where passwords are checked".into(),
             );
+        }
+        if needs_ntlm && config.domain.is_none() && root.table.iter().all(|(k, _)| k.get_ref().as_ref() != "domain") {
+            self.problem(
+                0..0,
+                "domain",
+                "a site offers NTLM but there is no [domain] section (netbios_name, realm)".into(),
+            );
+        }
+        if config.listeners.is_empty() && self.problems.is_empty() {
+            self.problem(0..0, "listener", "no [[listener]]: nothing would be served".into());
         }
         self.finish(root);
         config
     }
 
     fn not_yet(&mut self, span: Span, key: &str, why: &str) {
-        self.problem(
-            span,
-            key,
-            format!("{why}; refusing to start rather than serve without it"),
-        );
+        self.problem(span, key, format!("{why}; refusing to start rather than serve without it"));
     }
 
     fn array_of_tables<'a, 'i>(
@@ -461,11 +421,7 @@ impl<'t> Reader<'t> {
         match v.get_ref() {
             DeValue::Array(items) => items.iter().enumerate().collect(),
             other => {
-                self.problem(
-                    v.span(),
-                    key,
-                    format!("expected [[{key}]] tables, found {}", kind(other)),
-                );
+                self.problem(v.span(), key, format!("expected [[{key}]] tables, found {}", kind(other)));
                 Vec::new()
             }
         }
@@ -502,6 +458,9 @@ impl<'t> Reader<'t> {
         if let Some(n) = self.count(s, "backend_idle_per_key", 0, 10_000) {
             l.backend_idle_per_key = n;
         }
+        if let Some(n) = self.count(s, "handshake_body", 0, 16 * 1024 * 1024) {
+            l.handshake_body = n;
+        }
     }
 
     fn listener(&mut self, s: &mut Section<'_, '_>) -> Option<Listener> {
@@ -510,7 +469,11 @@ impl<'t> Reader<'t> {
             Ok(a) => Some(a),
             Err(_) => {
                 let key = s.key_path("bind");
-                self.problem(span, &key, format!("`{text}` is not an address:port such as \"127.0.0.1:8443\" or \"[::]:443\""));
+                self.problem(
+                    span,
+                    &key,
+                    format!("`{text}` is not an address:port such as \"127.0.0.1:8443\" or \"[::]:443\""),
+                );
                 None
             }
         });
@@ -524,18 +487,20 @@ impl<'t> Reader<'t> {
                 Some(tls?)
             }
         };
-        if let Some(v) = s.get("channel_binding") {
-            self.not_yet(
-                v.span(),
-                &s.key_path("channel_binding"),
-                "Extended Protection comes with NTLM and is not implemented in this version",
-            );
-        }
-        Some(Listener {
-            name: name?.0,
-            bind: bind?,
-            tls,
-        })
+        let channel_binding = match self.string(s, "channel_binding") {
+            None => ntlm::ChannelBindingPolicy::WhenSupported,
+            Some((p, span)) => match p.as_str() {
+                "off" => ntlm::ChannelBindingPolicy::Off,
+                "when-supported" => ntlm::ChannelBindingPolicy::WhenSupported,
+                "required" => ntlm::ChannelBindingPolicy::Required,
+                _ => {
+                    let key = s.key_path("channel_binding");
+                    self.problem(span, &key, format!("`{p}`: expected \"off\", \"when-supported\" or \"required\""));
+                    ntlm::ChannelBindingPolicy::WhenSupported
+                }
+            },
+        };
+        Some(Listener { name: name?.0, bind: bind?, tls, channel_binding })
     }
 
     fn listener_tls(&mut self, t: &mut Section<'_, '_>) -> Option<ListenerTls> {
@@ -563,10 +528,7 @@ impl<'t> Reader<'t> {
                     self.problem(
                         v.span(),
                         &path,
-                        format!(
-                            "expected a list of {{ cert, key }} tables, found {}",
-                            kind(other)
-                        ),
+                        format!("expected a list of {{ cert, key }} tables, found {}", kind(other)),
                     );
                     ok = false;
                 }
@@ -575,10 +537,7 @@ impl<'t> Reader<'t> {
         ok.then_some(ListenerTls { certificates })
     }
 
-    fn cert_pair(
-        &mut self,
-        t: &mut Section<'_, '_>,
-    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+    fn cert_pair(&mut self, t: &mut Section<'_, '_>) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
         let cert = self.required_string(t, "cert");
         let key = self.required_string(t, "key");
         let ((cert, cert_span), (key, key_span)) = (cert?, key?);
@@ -587,19 +546,11 @@ impl<'t> Reader<'t> {
         match crate::tls::load_certified_key(&cert_path, &key_path) {
             Ok(ck) => Some(ck),
             Err(crate::tls::PemError::Cert(msg)) => {
-                self.problem(
-                    cert_span,
-                    &t.key_path("cert"),
-                    format!("{}: {msg}", cert_path.display()),
-                );
+                self.problem(cert_span, &t.key_path("cert"), format!("{}: {msg}", cert_path.display()));
                 None
             }
             Err(crate::tls::PemError::Key(msg)) => {
-                self.problem(
-                    key_span,
-                    &t.key_path("key"),
-                    format!("{}: {msg}", key_path.display()),
-                );
+                self.problem(key_span, &t.key_path("key"), format!("{}: {msg}", key_path.display()));
                 None
             }
         }
@@ -618,11 +569,7 @@ impl<'t> Reader<'t> {
                     &key,
                     format!(
                         "no listener is named `{l}` (listeners: {})",
-                        if known.is_empty() {
-                            "none".into()
-                        } else {
-                            known.join(", ")
-                        }
+                        if known.is_empty() { "none".into() } else { known.join(", ") }
                     ),
                 );
                 None
@@ -634,11 +581,7 @@ impl<'t> Reader<'t> {
                 let lower = h.to_ascii_lowercase();
                 if lower.is_empty() || lower.contains(['/', ' ', ':']) {
                     let key = s.key_path("hosts");
-                    self.problem(
-                        span,
-                        &key,
-                        format!("`{h}` is not a host name (no scheme, port or path)"),
-                    );
+                    self.problem(span, &key, format!("`{h}` is not a host name (no scheme, port or path)"));
                 } else {
                     hosts.push(lower);
                 }
@@ -649,21 +592,23 @@ impl<'t> Reader<'t> {
             Some((p, span)) => {
                 if !p.starts_with('/') || httpguard::routing_path(p.as_bytes()).is_err() {
                     let key = s.key_path("path_prefix");
-                    self.problem(span, &key, format!("`{p}` must be an absolute path such as \"/ews\", with no dot segments or escapes"));
+                    self.problem(
+                        span,
+                        &key,
+                        format!("`{p}` must be an absolute path such as \"/ews\", with no dot segments or escapes"),
+                    );
                 }
                 p
             }
         };
-        let backend = self
-            .required_string(s, "backend")
-            .and_then(|(b, span)| match parse_backend(&b) {
-                Ok(backend) => Some(backend),
-                Err(msg) => {
-                    let key = s.key_path("backend");
-                    self.problem(span, &key, msg);
-                    None
-                }
-            });
+        let backend = self.required_string(s, "backend").and_then(|(b, span)| match parse_backend(&b) {
+            Ok(backend) => Some(backend),
+            Err(msg) => {
+                let key = s.key_path("backend");
+                self.problem(span, &key, msg);
+                None
+            }
+        });
         let mut backend = backend;
         if let Some(v) = s.get("backend_tls") {
             let path = s.key_path("backend_tls");
@@ -674,11 +619,7 @@ impl<'t> Reader<'t> {
                 if let Some((ca, span)) = &ca {
                     let p = self.file_path(ca);
                     if let Err(msg) = crate::tls::load_ca_bundle(&p) {
-                        self.problem(
-                            span.clone(),
-                            &format!("{path}.ca"),
-                            format!("{}: {msg}", p.display()),
-                        );
+                        self.problem(span.clone(), &format!("{path}.ca"), format!("{}: {msg}", p.display()));
                     }
                 }
                 match backend.as_mut().map(|b| b.tls.as_mut()) {
@@ -689,54 +630,55 @@ impl<'t> Reader<'t> {
                         tls.ca = ca.map(|(c, _)| self.file_path(&c));
                         tls.verify = verify.unwrap_or(true);
                     }
-                    Some(None) => self.problem(
-                        t.span.clone(),
-                        &path,
-                        "backend_tls needs an https:// backend".into(),
-                    ),
+                    Some(None) => self.problem(t.span.clone(), &path, "backend_tls needs an https:// backend".into()),
                     None => {}
                 }
                 self.finish(t);
             }
         }
         let host_header = self.string(s, "host_header").map(|(h, _)| h);
-        let identity_header = self.string(s, "identity_header").and_then(|(h, span)| {
-            match http::HeaderName::from_bytes(h.as_bytes()) {
+        let identity_header =
+            self.string(s, "identity_header").and_then(|(h, span)| match http::HeaderName::from_bytes(h.as_bytes()) {
                 Ok(n) => Some(n),
                 Err(_) => {
                     let key = s.key_path("identity_header");
                     self.problem(span, &key, format!("`{h}` is not a header name"));
                     None
                 }
-            }
-        });
+            });
         let stream_idle = self.duration(s, "stream_idle");
-        if let Some(list) = self.string_list(s, "auth") {
-            if !list.is_empty() {
-                let span = list[0].1.clone();
-                self.not_yet(
-                    span,
-                    &s.key_path("auth"),
-                    "authentication schemes are not implemented in this version",
-                );
+        let auth = self.schemes(s, "auth").unwrap_or_default();
+        let mut auth_for = Vec::new();
+        if let Some(v) = s.get("auth_for") {
+            let path = s.key_path("auth_for");
+            match v.get_ref() {
+                DeValue::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Some(mut r) = self.section(item, format!("{path}[{i}]")) {
+                            if let Some(rule) = self.auth_rule(&mut r) {
+                                auth_for.push(rule);
+                            }
+                            self.finish(r);
+                        }
+                    }
+                }
+                other => {
+                    self.problem(v.span(), &path, format!("expected [[site.auth_for]] tables, found {}", kind(other)))
+                }
             }
         }
         if let Some((d, span)) = self.string(s, "delegation") {
             if d != "none" {
-                self.not_yet(
-                    span,
-                    &s.key_path("delegation"),
-                    "delegation is not implemented in this version",
-                );
+                self.not_yet(span, &s.key_path("delegation"), "delegation is not implemented in this version");
             }
         }
-        for key in ["backend_spn", "auth_for"] {
+        if !auth_for.is_empty() && auth.is_empty() {
+            let key = s.key_path("auth_for");
+            self.problem(s.span.clone(), &key, "auth_for overrides `auth`, which this site does not set".into());
+        }
+        for key in ["backend_spn"] {
             if let Some(v) = s.get(key) {
-                self.not_yet(
-                    v.span(),
-                    &s.key_path(key),
-                    "authentication is not implemented in this version",
-                );
+                self.not_yet(v.span(), &s.key_path(key), "authentication is not implemented in this version");
             }
         }
         Some(Site {
@@ -748,14 +690,128 @@ impl<'t> Reader<'t> {
             host_header,
             identity_header,
             stream_idle,
+            auth,
+            auth_for,
         })
+    }
+
+    fn schemes(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Option<Vec<Scheme>> {
+        let list = self.string_list(s, key)?;
+        let path = s.key_path(key);
+        let mut out = Vec::new();
+        for (name, span) in list {
+            match name.to_ascii_lowercase().as_str() {
+                "ntlm" => out.push(Scheme::Ntlm),
+                "negotiate" | "basic" => {
+                    self.not_yet(span, &path, &format!("`{name}` is not implemented in this version"))
+                }
+                _ => self.problem(span, &path, format!("`{name}` is not an authentication scheme (NTLM)")),
+            }
+        }
+        Some(out)
+    }
+
+    fn auth_rule(&mut self, r: &mut Section<'_, '_>) -> Option<AuthRule> {
+        let user_agent = self.string(r, "user_agent").map(|(u, _)| u);
+        let mut client_ip = Vec::new();
+        if let Some(list) = self.string_list(r, "client_ip") {
+            for (text, span) in list {
+                match text.parse::<crate::auth::Cidr>() {
+                    Ok(c) => client_ip.push(c),
+                    Err(_) => {
+                        let key = r.key_path("client_ip");
+                        self.problem(span, &key, format!("`{text}` is not an address or CIDR such as \"10.0.0.0/8\""));
+                    }
+                }
+            }
+        }
+        if user_agent.is_none() && client_ip.is_empty() {
+            let key = r.key_path("user_agent");
+            self.problem(
+                r.span.clone(),
+                &key,
+                "a rule needs user_agent or client_ip (a rule matching everyone belongs in `auth`)".into(),
+            );
+        }
+        let present = r.table.iter().any(|(k, _)| k.get_ref().as_ref() == "auth");
+        if !present {
+            let key = r.key_path("auth");
+            self.problem(r.span.clone(), &key, "missing required key `auth`".into());
+        }
+        let auth = self.schemes(r, "auth")?;
+        if auth.is_empty() {
+            let key = r.key_path("auth");
+            self.problem(
+                r.span.clone(),
+                &key,
+                "an empty list would let matching clients in anonymously; name at least one scheme".into(),
+            );
+        }
+        Some(AuthRule { user_agent, client_ip, auth })
+    }
+
+    fn domain(&mut self, s: &mut Section<'_, '_>) -> Option<Domain> {
+        let realm = self.required_string(s, "realm").map(|(r, _)| r.to_ascii_uppercase());
+        let netbios = self.required_string(s, "netbios_name").map(|(n, _)| n.to_ascii_uppercase());
+        let krb5_conf = self.string(s, "krb5_conf").map(|(p, _)| self.file_path(&p));
+        let keytab = self.string(s, "keytab").map(|(p, _)| self.file_path(&p));
+        let service_principal = self.string(s, "service_principal").map(|(p, _)| p);
+        let acceptor_spn = self.string(s, "acceptor_spn").map(|(p, _)| p);
+        let (realm, netbios_name) = (realm?, netbios?);
+        // gatehouse's own host name, from the SPN clients use for it.
+        let computer_dns = acceptor_spn
+            .as_deref()
+            .and_then(|spn| spn.split_once('/'))
+            .map(|(_, host)| host.split(['@', ':']).next().unwrap_or(host).to_ascii_lowercase())
+            .unwrap_or_else(|| format!("gatehouse.{}", realm.to_ascii_lowercase()));
+        let computer_netbios = computer_dns.split('.').next().unwrap_or("GATEHOUSE").to_ascii_uppercase();
+        Some(Domain {
+            realm,
+            netbios_name,
+            computer_netbios,
+            computer_dns,
+            krb5_conf,
+            keytab,
+            service_principal,
+            acceptor_spn,
+        })
+    }
+
+    fn accounts(&mut self, s: &mut Section<'_, '_>) -> Option<Accounts> {
+        let source = self.required_string(s, "source")?;
+        match source.0.as_str() {
+            "file" => {
+                let (name, span) = self.required_string(s, "file")?;
+                let path = self.file_path(&name);
+                match crate::accounts::UserFile::load(&path) {
+                    Ok(users) => Some(Accounts::File { users: Arc::new(users) }),
+                    Err(msg) => {
+                        let key = s.key_path("file");
+                        self.problem(span, &key, msg);
+                        None
+                    }
+                }
+            }
+            "winbind" => {
+                let ntlm_auth =
+                    self.string(s, "ntlm_auth").map_or_else(|| PathBuf::from("ntlm_auth"), |(p, _)| PathBuf::from(p));
+                let smb_conf = self.string(s, "smb_conf").map(|(p, _)| self.file_path(&p));
+                let helpers = self.count(s, "helpers", 1, 64).unwrap_or(4);
+                let timeout = self.duration(s, "timeout").unwrap_or(Duration::from_secs(10));
+                Some(Accounts::Winbind { ntlm_auth, smb_conf, helpers, timeout })
+            }
+            other => {
+                let key = s.key_path("source");
+                self.problem(source.1, &key, format!("`{other}`: expected \"file\" or \"winbind\""));
+                None
+            }
+        }
     }
 }
 
 pub(super) fn parse_backend(text: &str) -> Result<Backend, String> {
-    let bad = || {
-        format!("`{text}` is not a backend URL such as \"http://10.0.0.5:80\" or \"https://iis.corp.example\"")
-    };
+    let bad =
+        || format!("`{text}` is not a backend URL such as \"http://10.0.0.5:80\" or \"https://iis.corp.example\"");
     let uri: http::Uri = text.parse().map_err(|_| bad())?;
     let tls = match uri.scheme_str() {
         Some("http") => false,
@@ -763,31 +819,15 @@ pub(super) fn parse_backend(text: &str) -> Result<Backend, String> {
         _ => return Err(bad()),
     };
     let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(bad)?;
-    if uri
-        .path_and_query()
-        .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
-    {
-        return Err(format!(
-            "`{text}`: a backend URL has no path; requests keep the path the client sent"
-        ));
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty()) {
+        return Err(format!("`{text}`: a backend URL has no path; requests keep the path the client sent"));
     }
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let origin = format!(
-        "{}://{}:{port}",
-        if tls { "https" } else { "http" },
-        uri.host().unwrap_or_default()
-    );
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let origin = format!("{}://{}:{port}", if tls { "https" } else { "http" }, uri.host().unwrap_or_default());
     Ok(Backend {
         origin,
-        tls: tls.then(|| BackendTls {
-            server_name: host.clone(),
-            ca: None,
-            verify: true,
-        }),
+        tls: tls.then(|| BackendTls { server_name: host.clone(), ca: None, verify: true }),
         host,
         port,
     })
@@ -815,12 +855,7 @@ fn close(a: &str, b: &str) -> bool {
         return false;
     }
     let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let suffix = a
-        .iter()
-        .rev()
-        .zip(b.iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
+    let suffix = a.iter().rev().zip(b.iter().rev()).take_while(|(x, y)| x == y).count();
     prefix + suffix + 1 >= a.len().max(b.len())
 }
 

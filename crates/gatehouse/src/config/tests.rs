@@ -10,9 +10,7 @@ fn problems(text: &str) -> Vec<Problem> {
 }
 
 fn has(problems: &[Problem], line: usize, key: &str, words: &str) -> bool {
-    problems
-        .iter()
-        .any(|p| p.line == line && p.key == key && p.message.contains(words))
+    problems.iter().any(|p| p.line == line && p.key == key && p.message.contains(words))
 }
 
 const GOOD: &str = r#"
@@ -61,23 +59,11 @@ path_prefx = "/owa"
 "#;
     let p = problems(text);
     assert!(has(&p, 4, "listener[0].bind", "not an address"), "{p:#?}");
-    assert!(
-        has(&p, 5, "listener[0].tls.cert", "/nonexistent/cert.pem"),
-        "{p:#?}"
-    );
+    assert!(has(&p, 5, "listener[0].tls.cert", "/nonexistent/cert.pem"), "{p:#?}");
     assert!(has(&p, 6, "listener[0].colour", "unknown key"), "{p:#?}");
-    assert!(
-        has(&p, 10, "site[0].listener", "no listener is named `privat`"),
-        "{p:#?}"
-    );
-    assert!(
-        has(&p, 11, "site[0].backend", "not a backend URL"),
-        "{p:#?}"
-    );
-    assert!(
-        has(&p, 12, "site[0].path_prefx", "did you mean `path_prefix`"),
-        "{p:#?}"
-    );
+    assert!(has(&p, 10, "site[0].listener", "no listener is named `privat`"), "{p:#?}");
+    assert!(has(&p, 11, "site[0].backend", "not a backend URL"), "{p:#?}");
+    assert!(has(&p, 12, "site[0].path_prefx", "did you mean `path_prefix`"), "{p:#?}");
     let shown = Problems(p).to_string();
     assert!(shown.contains("/etc/gatehouse/test.toml:4:"), "{shown}");
 }
@@ -85,34 +71,16 @@ path_prefx = "/owa"
 #[test]
 fn missing_required_keys() {
     let p = problems("[[listener]]\nname = \"a\"\n\n[[site]]\nlistener = \"a\"\n");
-    assert!(
-        p.iter()
-            .any(|p| p.key == "listener[0].bind" && p.message.contains("missing")),
-        "{p:#?}"
-    );
-    assert!(
-        p.iter()
-            .any(|p| p.key == "site[0].name" && p.message.contains("missing")),
-        "{p:#?}"
-    );
-    assert!(
-        p.iter()
-            .any(|p| p.key == "site[0].backend" && p.message.contains("missing")),
-        "{p:#?}"
-    );
+    assert!(p.iter().any(|p| p.key == "listener[0].bind" && p.message.contains("missing")), "{p:#?}");
+    assert!(p.iter().any(|p| p.key == "site[0].name" && p.message.contains("missing")), "{p:#?}");
+    assert!(p.iter().any(|p| p.key == "site[0].backend" && p.message.contains("missing")), "{p:#?}");
 }
 
 #[test]
 fn wrong_types() {
     let p = problems("[[listener]]\nname = 5\nbind = \"127.0.0.1:1\"\n\n[limits]\nmax_connections = \"many\"\n\n[timeouts]\nstream_idle = \"soon\"\n");
-    assert!(
-        has(&p, 2, "listener[0].name", "expected a string"),
-        "{p:#?}"
-    );
-    assert!(
-        has(&p, 6, "limits.max_connections", "whole number"),
-        "{p:#?}"
-    );
+    assert!(has(&p, 2, "listener[0].name", "expected a string"), "{p:#?}");
+    assert!(has(&p, 6, "limits.max_connections", "whole number"), "{p:#?}");
     assert!(has(&p, 9, "timeouts.stream_idle", "duration"), "{p:#?}");
 }
 
@@ -141,36 +109,60 @@ listener = "a"
 backend = "http://127.0.0.1:4"
 "#;
     let p = problems(text);
-    assert!(
-        p.iter()
-            .any(|p| p.message.contains("two listeners are named `a`")),
-        "{p:#?}"
-    );
-    assert!(
-        p.iter()
-            .any(|p| p.message.contains("two sites are named `s`")),
-        "{p:#?}"
-    );
-    assert!(
-        p.iter()
-            .any(|p| p.message.contains("already serves any host")),
-        "{p:#?}"
-    );
+    assert!(p.iter().any(|p| p.message.contains("two listeners are named `a`")), "{p:#?}");
+    assert!(p.iter().any(|p| p.message.contains("two sites are named `s`")), "{p:#?}");
+    assert!(p.iter().any(|p| p.message.contains("already serves any host")), "{p:#?}");
 }
 
 #[test]
-fn authentication_keys_are_refused_until_implemented() {
-    // Publishing a site that asks for NTLM without enforcing it would expose it
-    // anonymously; the loader must refuse instead.
+fn ntlm_needs_accounts_and_domain() {
     let text = GOOD.replace("identity_header", "auth = [\"NTLM\"]\nidentity_header");
     let p = problems(&text);
-    assert!(
-        p.iter()
-            .any(|p| p.key == "site[0].auth" && p.message.contains("not implemented")),
-        "{p:#?}"
-    );
-    let p = problems(&format!("{GOOD}\n[domain]\nrealm = \"AD.TEST\"\n"));
+    assert!(p.iter().any(|p| p.key == "accounts" && p.message.contains("[accounts]")), "{p:#?}");
     assert!(p.iter().any(|p| p.key == "domain"), "{p:#?}");
+}
+
+#[test]
+fn ntlm_with_a_user_file_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.ntlm"), "ADTEST:bob:Bob-Pass1\n").unwrap();
+    let text = format!(
+        "[domain]\nrealm = \"ad.test\"\nnetbios_name = \"adtest\"\nacceptor_spn = \"HTTP/proxy.ad.test\"\n\n[accounts]\nsource = \"file\"\nfile = \"users.ntlm\"\n{}",
+        GOOD.replace("identity_header", "auth = [\"NTLM\"]\nidentity_header").replace("bind = \"127.0.0.1:8443\"", "bind = \"127.0.0.1:8443\"\nchannel_binding = \"required\"")
+    );
+    let c = load_str(&dir.path().join("g.toml"), &text).unwrap();
+    let d = c.domain.unwrap();
+    assert_eq!((d.realm.as_str(), d.netbios_name.as_str(), d.computer_dns.as_str()), ("AD.TEST", "ADTEST", "proxy.ad.test"));
+    assert_eq!(c.sites[0].auth, vec![Scheme::Ntlm]);
+    assert_eq!(c.listeners[0].channel_binding, ntlm::ChannelBindingPolicy::Required);
+    // A broken user file is reported with its own line number.
+    std::fs::write(dir.path().join("users.ntlm"), "ADTEST:bob:Bob-Pass1\nnonsense\n").unwrap();
+    let p = load_str(&dir.path().join("g.toml"), &text).unwrap_err().0;
+    assert!(p.iter().any(|p| p.key == "accounts.file" && p.message.contains("users.ntlm:2")), "{p:#?}");
+}
+
+#[test]
+fn schemes_not_built_yet_are_refused() {
+    // Publishing a site that asks for a scheme gatehouse cannot enforce would
+    // expose it anonymously; the loader must refuse instead.
+    for (line, key) in [("auth = [\"Negotiate\"]", "site[0].auth"), ("delegation = \"kcd\"", "site[0].delegation"), ("auth = [\"Kerberos5\"]", "site[0].auth")] {
+        let p = problems(&GOOD.replace("identity_header", &format!("{line}\nidentity_header")));
+        assert!(p.iter().any(|p| p.key == key), "{line}: {p:#?}");
+    }
+}
+
+#[test]
+fn auth_for_rules() {
+    let base = GOOD.replace("identity_header", "auth = [\"NTLM\"]\nidentity_header");
+    let with_rule = |rule: &str| format!("[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n[accounts]\nsource = \"winbind\"\n{base}\n[[site.auth_for]]\n{rule}\n");
+    let p = problems(&with_rule("client_ip = [\"10.0.0.0/33\"]\nauth = [\"NTLM\"]"));
+    assert!(p.iter().any(|p| p.key == "site[0].auth_for[0].client_ip"), "{p:#?}");
+    let p = problems(&with_rule("user_agent = \"*Communicator*\"\nauth = []"));
+    assert!(p.iter().any(|p| p.message.contains("anonymously")), "{p:#?}");
+    let p = problems(&with_rule("auth = [\"NTLM\"]"));
+    assert!(p.iter().any(|p| p.message.contains("needs user_agent or client_ip")), "{p:#?}");
+    let ok = load_str(Path::new("/tmp/g.toml"), &with_rule("user_agent = \"*Communicator*\"\nclient_ip = [\"10.0.0.0/8\", \"192.0.2.7\"]\nauth = [\"NTLM\"]")).unwrap();
+    assert_eq!(ok.sites[0].auth_for[0].client_ip.len(), 2);
 }
 
 #[test]
@@ -196,16 +188,9 @@ fn bad_path_prefix_and_hosts() {
 
 #[test]
 fn backend_tls_needs_https() {
-    let text = GOOD.replace(
-        "identity_header",
-        "backend_tls = { verify = false }\nidentity_header",
-    );
+    let text = GOOD.replace("identity_header", "backend_tls = { verify = false }\nidentity_header");
     let p = problems(&text);
-    assert!(
-        p.iter()
-            .any(|p| p.message.contains("needs an https:// backend")),
-        "{p:#?}"
-    );
+    assert!(p.iter().any(|p| p.message.contains("needs an https:// backend")), "{p:#?}");
 }
 
 fn read_backend(u: &str) -> Result<Backend, String> {

@@ -13,11 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub struct Gatehouse {
@@ -50,15 +46,8 @@ impl Gatehouse {
             .stderr(stderr)
             .spawn()
             .expect("start gatehouse");
-        let g = Gatehouse {
-            dir,
-            child: Some(child),
-            config: path,
-        };
-        g.wait_for(
-            || std::net::TcpStream::connect(ready).is_ok(),
-            "gatehouse to listen",
-        );
+        let g = Gatehouse { dir, child: Some(child), config: path };
+        g.wait_for(|| std::net::TcpStream::connect(ready).is_ok(), "gatehouse to listen");
         g
     }
 
@@ -82,10 +71,7 @@ impl Gatehouse {
         let start = Instant::now();
         while !cond() {
             if start.elapsed() > Duration::from_secs(10) {
-                panic!(
-                    "timed out waiting for {what}; gatehouse stderr:\n{}",
-                    self.stderr()
-                );
+                panic!("timed out waiting for {what}; gatehouse stderr:\n{}", self.stderr());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -93,26 +79,17 @@ impl Gatehouse {
 
     pub fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().unwrap().id().to_string();
-        assert!(Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-            .success());
+        assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
     }
 
     /// Rewrites the config and sends SIGHUP; waits for the reload line.
     pub fn reload(&self, config: &str) {
         let before = self.stderr().matches("configuration reloaded").count();
-        let text = format!(
-            "[log]\naccess = \"access.log\"\n\n{}",
-            config.replace("{dir}", self.dir.path().to_str().unwrap())
-        );
+        let text =
+            format!("[log]\naccess = \"access.log\"\n\n{}", config.replace("{dir}", self.dir.path().to_str().unwrap()));
         std::fs::write(&self.config, text).unwrap();
         self.signal("-HUP");
-        self.wait_for(
-            || self.stderr().matches("configuration reloaded").count() > before,
-            "the reload",
-        );
+        self.wait_for(|| self.stderr().matches("configuration reloaded").count() > before, "the reload");
     }
 
     pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
@@ -123,10 +100,7 @@ impl Gatehouse {
                 self.child = None;
                 return status;
             }
-            assert!(
-                start.elapsed() < within,
-                "gatehouse did not exit in {within:?}"
-            );
+            assert!(start.elapsed() < within, "gatehouse did not exit in {within:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -152,10 +126,7 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -176,10 +147,7 @@ pub struct Conn {
 
 impl Conn {
     pub async fn open(addr: SocketAddr) -> Conn {
-        Conn {
-            stream: TcpStream::connect(addr).await.unwrap(),
-            buf: Vec::new(),
-        }
+        Conn { stream: TcpStream::connect(addr).await.unwrap(), buf: Vec::new() }
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {
@@ -195,10 +163,7 @@ impl Conn {
                 self.buf.extend_from_slice(&tmp[..n]);
                 true
             }
-            Err(_) => panic!(
-                "read timed out; have {:?}",
-                String::from_utf8_lossy(&self.buf)
-            ),
+            Err(_) => panic!("read timed out; have {:?}", String::from_utf8_lossy(&self.buf)),
         }
     }
 
@@ -226,12 +191,7 @@ impl Conn {
                     headers: r
                         .headers
                         .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_string(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
+                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
                         .collect(),
                     body: Vec::new(),
                 };
@@ -247,18 +207,12 @@ impl Conn {
         if resp.status < 200 || resp.status == 204 || resp.status == 304 {
             return resp;
         }
-        if let Some(len) = resp
-            .header("content-length")
-            .map(|v| v.parse::<usize>().unwrap())
-        {
+        if let Some(len) = resp.header("content-length").map(|v| v.parse::<usize>().unwrap()) {
             while self.buf.len() < len {
                 assert!(self.fill().await, "closed mid-body");
             }
             resp.body = self.buf.drain(..len).collect();
-        } else if resp
-            .header("transfer-encoding")
-            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-        {
+        } else if resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
             loop {
                 let line_end = loop {
                     if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
@@ -267,12 +221,7 @@ impl Conn {
                     assert!(self.fill().await, "closed mid-chunk");
                 };
                 let size = usize::from_str_radix(
-                    std::str::from_utf8(&self.buf[..line_end])
-                        .unwrap()
-                        .split(';')
-                        .next()
-                        .unwrap()
-                        .trim(),
+                    std::str::from_utf8(&self.buf[..line_end]).unwrap().split(';').next().unwrap().trim(),
                     16,
                 )
                 .unwrap();
@@ -321,16 +270,12 @@ pub fn make_certs(dir: &Path, leaves: &[(&str, &[&str])]) -> PathBuf {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "gatehouse test CA");
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "gatehouse test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     for (file, names) in leaves {
         let key = KeyPair::generate().unwrap();
-        let params =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
+        let params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         let cert = params.signed_by(&key, &issuer).unwrap();
         std::fs::write(dir.join(format!("{file}.pem")), cert.pem()).unwrap();
         std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();

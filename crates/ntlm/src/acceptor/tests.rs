@@ -12,7 +12,8 @@ fn spec_vectors() {
     assert_eq!(nt.to_vec(), hex("a4f49c406510bdcab6824ee7c30fd852"));
     let key = crypto::ntowf_v2(&nt, "User", "Domain");
     assert_eq!(key.to_vec(), hex("0c868a403bfd7a93a3001ef22ef02e3f"));
-    let pairs = AvPairs(vec![(av::NB_DOMAIN_NAME, utf16le("Domain")), (av::NB_COMPUTER_NAME, utf16le("Server"))]).encode();
+    let pairs =
+        AvPairs(vec![(av::NB_DOMAIN_NAME, utf16le("Domain")), (av::NB_COMPUTER_NAME, utf16le("Server"))]).encode();
     let mut temp = vec![1, 1, 0, 0, 0, 0, 0, 0];
     temp.extend_from_slice(&[0; 8]); // time
     temp.extend_from_slice(&[0xaa; 8]); // client challenge
@@ -48,7 +49,17 @@ impl Client {
             proof_user: user,
             domain: "ADTEST",
             password,
-            flags: UNICODE | NTLM | REQUEST_TARGET | EXTENDED_SESSION_SECURITY | ALWAYS_SIGN | SIGN | SEAL | N128 | N56 | KEY_EXCH | VERSION,
+            flags: UNICODE
+                | NTLM
+                | REQUEST_TARGET
+                | EXTENDED_SESSION_SECURITY
+                | ALWAYS_SIGN
+                | SIGN
+                | SEAL
+                | N128
+                | N56
+                | KEY_EXCH
+                | VERSION,
             mic: true,
             bindings: None,
         }
@@ -191,7 +202,9 @@ fn replay_on_a_new_handshake_is_refused() {
 
 #[test]
 fn stripped_mic_is_refused() {
-    let r = handshake(&Client::new("bob", "Bob-Pass1"), &AcceptorConfig::example(), "Bob-Pass1", None, |m| m[72..88].fill(0));
+    let r = handshake(&Client::new("bob", "Bob-Pass1"), &AcceptorConfig::example(), "Bob-Pass1", None, |m| {
+        m[72..88].fill(0)
+    });
     assert_eq!(r, Err(Error::BadMic));
 }
 
@@ -275,10 +288,13 @@ fn stale_timestamp_is_refused() {
 }
 
 #[test]
-fn oem_only_client_is_refused() {
+fn oem_only_negotiate_is_answered_in_unicode_but_an_oem_authenticate_is_refused() {
     let mut c = Client::new("bob", "Bob-Pass1");
     c.flags = (c.flags & !UNICODE) | OEM;
-    assert_eq!(Acceptor::challenge(&AcceptorConfig::example(), &c.negotiate(), [0; 8], NOW).unwrap_err(), Error::NoUnicode);
+    let sent = Acceptor::challenge(&AcceptorConfig::example(), &c.negotiate(), [0; 8], NOW).unwrap();
+    assert!(wire::u32_at(sent.message(), 20).unwrap() & UNICODE != 0);
+    let r = handshake(&c, &AcceptorConfig::example(), "Bob-Pass1", None, ok);
+    assert_eq!(r, Err(Error::NoUnicode));
 }
 
 #[test]
@@ -318,7 +334,10 @@ fn every_truncation_is_refused_without_panic() {
 fn fuzz_entry_on_noise() {
     let c = Client::new("bob", "Bob-Pass1");
     let negotiate = c.negotiate();
-    let auth = c.authenticate(&negotiate, Acceptor::challenge(&AcceptorConfig::example(), &negotiate, [7; 8], FileTime(0)).unwrap().message());
+    let auth = c.authenticate(
+        &negotiate,
+        Acceptor::challenge(&AcceptorConfig::example(), &negotiate, [7; 8], FileTime(0)).unwrap().message(),
+    );
     let mut seed = 0x1234_5678_9abc_def0u64;
     for _ in 0..5_000 {
         let mut data = negotiate.clone();
