@@ -18,6 +18,8 @@
 
 mod acceptor;
 pub mod av;
+#[cfg(any(test, feature = "client"))]
+pub mod client;
 pub mod crypto;
 pub mod flags;
 mod wire;

@@ -132,7 +132,10 @@ fn ntlm_with_a_user_file_loads() {
     );
     let c = load_str(&dir.path().join("g.toml"), &text).unwrap();
     let d = c.domain.unwrap();
-    assert_eq!((d.realm.as_str(), d.netbios_name.as_str(), d.computer_dns.as_str()), ("AD.TEST", "ADTEST", "proxy.ad.test"));
+    assert_eq!(
+        (d.realm.as_str(), d.netbios_name.as_str(), d.computer_dns.as_str()),
+        ("AD.TEST", "ADTEST", "proxy.ad.test")
+    );
     assert_eq!(c.sites[0].auth, vec![Scheme::Ntlm]);
     assert_eq!(c.listeners[0].channel_binding, ntlm::ChannelBindingPolicy::Required);
     // A broken user file is reported with its own line number.
@@ -145,7 +148,11 @@ fn ntlm_with_a_user_file_loads() {
 fn schemes_not_built_yet_are_refused() {
     // Publishing a site that asks for a scheme gatehouse cannot enforce would
     // expose it anonymously; the loader must refuse instead.
-    for (line, key) in [("auth = [\"Negotiate\"]", "site[0].auth"), ("delegation = \"kcd\"", "site[0].delegation"), ("auth = [\"Kerberos5\"]", "site[0].auth")] {
+    for (line, key) in [
+        ("auth = [\"Negotiate\"]", "site[0].auth"),
+        ("delegation = \"kcd\"", "site[0].delegation"),
+        ("auth = [\"Kerberos5\"]", "site[0].auth"),
+    ] {
         let p = problems(&GOOD.replace("identity_header", &format!("{line}\nidentity_header")));
         assert!(p.iter().any(|p| p.key == key), "{line}: {p:#?}");
     }
@@ -154,14 +161,20 @@ fn schemes_not_built_yet_are_refused() {
 #[test]
 fn auth_for_rules() {
     let base = GOOD.replace("identity_header", "auth = [\"NTLM\"]\nidentity_header");
-    let with_rule = |rule: &str| format!("[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n[accounts]\nsource = \"winbind\"\n{base}\n[[site.auth_for]]\n{rule}\n");
+    let with_rule = |rule: &str| {
+        format!("[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n[accounts]\nsource = \"winbind\"\n{base}\n[[site.auth_for]]\n{rule}\n")
+    };
     let p = problems(&with_rule("client_ip = [\"10.0.0.0/33\"]\nauth = [\"NTLM\"]"));
     assert!(p.iter().any(|p| p.key == "site[0].auth_for[0].client_ip"), "{p:#?}");
     let p = problems(&with_rule("user_agent = \"*Communicator*\"\nauth = []"));
     assert!(p.iter().any(|p| p.message.contains("anonymously")), "{p:#?}");
     let p = problems(&with_rule("auth = [\"NTLM\"]"));
     assert!(p.iter().any(|p| p.message.contains("needs user_agent or client_ip")), "{p:#?}");
-    let ok = load_str(Path::new("/tmp/g.toml"), &with_rule("user_agent = \"*Communicator*\"\nclient_ip = [\"10.0.0.0/8\", \"192.0.2.7\"]\nauth = [\"NTLM\"]")).unwrap();
+    let ok = load_str(
+        Path::new("/tmp/g.toml"),
+        &with_rule("user_agent = \"*Communicator*\"\nclient_ip = [\"10.0.0.0/8\", \"192.0.2.7\"]\nauth = [\"NTLM\"]"),
+    )
+    .unwrap();
     assert_eq!(ok.sites[0].auth_for[0].client_ip.len(), 2);
 }
 

@@ -46,8 +46,15 @@ impl Gatehouse {
             .stderr(stderr)
             .spawn()
             .expect("start gatehouse");
-        let g = Gatehouse { dir, child: Some(child), config: path };
-        g.wait_for(|| std::net::TcpStream::connect(ready).is_ok(), "gatehouse to listen");
+        let mut g = Gatehouse { dir, child: Some(child), config: path };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(ready).is_err() {
+            if let Some(status) = g.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("gatehouse exited at start ({status}):\n{}", g.stderr());
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "gatehouse did not listen:\n{}", g.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
         g
     }
 
@@ -139,9 +146,9 @@ impl Resp {
     }
 }
 
-/// A raw client connection.
-pub struct Conn {
-    pub stream: TcpStream,
+/// A raw client connection (plain TCP, or TLS via [`Conn::open_tls`]).
+pub struct Conn<S = TcpStream> {
+    pub stream: S,
     pub buf: Vec<u8>,
 }
 
@@ -149,14 +156,40 @@ impl Conn {
     pub async fn open(addr: SocketAddr) -> Conn {
         Conn { stream: TcpStream::connect(addr).await.unwrap(), buf: Vec::new() }
     }
+}
 
+pub type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+impl Conn<TlsStream> {
+    /// TLS to `addr`, trusting the PEM CA at `ca`, sending `name` as SNI.
+    pub async fn open_tls(addr: SocketAddr, ca: &Path, name: &str) -> Conn<TlsStream> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config =
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        Conn { stream: connector.connect(name, tcp).await.unwrap(), buf: Vec::new() }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Conn<S> {
     pub async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
     }
 
     /// Reads more bytes; false on EOF or error.
     async fn fill(&mut self) -> bool {
-        let mut tmp = [0u8; 65536];
+        // On the heap: a 64 KiB array here would sit in every caller's future.
+        let mut tmp = vec![0u8; 65536];
         match tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut tmp)).await {
             Ok(Ok(0)) | Ok(Err(_)) => false,
             Ok(Ok(n)) => {
@@ -244,7 +277,7 @@ impl Conn {
 
     /// True if the server closed the connection (EOF within a few seconds).
     pub async fn closed(&mut self) -> bool {
-        let mut tmp = [0u8; 1024];
+        let mut tmp = vec![0u8; 1024];
         match tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut tmp)).await {
             Ok(Ok(0)) | Ok(Err(_)) => true,
             Ok(Ok(_)) => false,
