@@ -108,6 +108,8 @@ samba-tool spn add HTTP/proxy.$DNSDOM svc-proxy $S
 samba-tool spn add HTTP/backend.$DNSDOM svc-backend $S
 samba-tool delegation for-any-protocol svc-proxy on $S
 samba-tool delegation add-service svc-proxy HTTP/backend.$DNSDOM $S
+# A lockout policy, so that the DC counts bad passwords (badPwdCount) as AD does.
+samba-tool domain passwordsettings set --account-lockout-threshold=10 $S >/dev/null
 # AES only for the service accounts (AD would otherwise pick RC4 for user-account SPNs).
 python3 - "$SMB_CONF" <<'PY'
 import sys, ldb

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# The main job: gatehouse in front of a demo backend, on loopback.
-#   plain HTTP on 127.0.0.1:8080, TLS (self-signed) on 127.0.0.1:8443,
-#   backend (testkit's echo server) on 127.0.0.1:18081.
-# Ctrl-C stops everything.
+# The main job, on loopback: the lab domain (Samba AD DC for AD.TEST), and
+# gatehouse in front of an echo backend, pre-authenticating users with NTLM
+# against the domain:
+#   TLS (self-signed) on 127.0.0.1:8443 and plain HTTP on 127.0.0.1:8080,
+#   backend (testkit's echo server, which shows what it received) on 127.0.0.1:18081.
+# Signing in to the lab's Kerberos-only backend as the user (KCD) comes with the
+# next issue. Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh demo
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit
+export LAB=${LAB:-/tmp/gatehouse-lab}
+lab/lab.sh start
+# shellcheck disable=SC1091
+. "$LAB/env"
 
 state=${GATEHOUSE_DEMO_DIR:-/tmp/gatehouse-demo}
 mkdir -p "$state"
@@ -19,6 +26,15 @@ fi
 cat > "$state/gatehouse.toml" <<TOML
 [log]
 access = "access.log"
+
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+acceptor_spn = "HTTP/proxy.ad.test"
+
+[accounts]
+source = "winbind"
+smb_conf = "$SMB_CONF"
 
 [[listener]]
 name = "plain"
@@ -33,27 +49,33 @@ tls = { cert = "demo.pem", key = "demo.key" }
 name = "demo-plain"
 listener = "plain"
 backend = "http://127.0.0.1:18081"
+auth = ["NTLM"]
+identity_header = "X-Remote-User"
 
 [[site]]
 name = "demo"
 listener = "public"
 backend = "http://127.0.0.1:18081"
+auth = ["NTLM"]
+identity_header = "X-Remote-User"
 TOML
 
 target/release/gatehouse check -c "$state/gatehouse.toml"
 target/release/gh-backend 127.0.0.1:18081 &
 backend=$!
-trap 'kill $backend 2>/dev/null || true' EXIT
+trap 'kill $backend 2>/dev/null || true; lab/lab.sh stop' EXIT
 cat <<MSG
 
-gatehouse is starting. In another terminal, try:
+gatehouse is starting. In another terminal, sign in as a lab user:
 
-  curl -sS --cacert $state/demo.pem --resolve demo.gatehouse.test:8443:127.0.0.1 https://demo.gatehouse.test:8443/hello
-  curl -sS http://127.0.0.1:8080/chunks/5/500        # chunks flushed as they come
-  tail -f $state/access.log                           # JSON-lines access log
+  curl -sS --ntlm -u 'ADTEST\\alice:Alice-Pass1' --cacert $state/demo.pem --resolve demo.gatehouse.test:8443:127.0.0.1 https://demo.gatehouse.test:8443/hello
+  curl -sS --ntlm -u 'ADTEST\\bob:Bob-Pass1' http://127.0.0.1:8080/chunks/5/500     # chunks flushed as they come
+  curl -sS -i http://127.0.0.1:8080/hello                                             # no credentials: 401, WWW-Authenticate: NTLM
+  tail -f $state/access.log                                                           # JSON lines, with user and auth
 
-The backend answers with the request it received (see the X-Forwarded-* headers).
-Edit $state/gatehouse.toml and send SIGHUP to reload. Ctrl-C stops.
+The backend answers with the request it received: X-Remote-User carries the
+user the domain controller vouched for. Users: alice/Alice-Pass1, bob/Bob-Pass1,
+carol/Carol-Pass1. Edit $state/gatehouse.toml and send SIGHUP to reload. Ctrl-C stops.
 
 MSG
 target/release/gatehouse run -c "$state/gatehouse.toml"

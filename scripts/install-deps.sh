@@ -7,6 +7,7 @@ what=${1:-build}
 
 pkgs="ca-certificates curl build-essential pkg-config openssl python3"
 case "$what" in
+  test) pkgs="$pkgs python3-venv" ;;
   bench) pkgs="$pkgs nginx-light wrk procps" ;;
 esac
 

@@ -67,7 +67,7 @@ pub enum Verdict {
     /// Forward it as this user.
     Pass(Arc<User>),
     /// Answer with this (a 401 challenge or refusal, or a 503), after draining the body.
-    Answer(Response<ResponseBody>, Reason),
+    Answer(Box<Response<ResponseBody>>, Reason),
 }
 
 /// Why a request was answered instead of forwarded: for the logs.
@@ -219,7 +219,7 @@ async fn authenticate(
 }
 
 /// 401 with one `WWW-Authenticate` per offered scheme, or the given challenge.
-fn unauthorized(schemes: &[Scheme], challenge: Option<&str>) -> Response<ResponseBody> {
+fn unauthorized(schemes: &[Scheme], challenge: Option<&str>) -> Box<Response<ResponseBody>> {
     let mut resp = Response::new(ResponseBody::local(bytes::Bytes::from_static(
         b"401 Unauthorized: sign in with your domain account.\n",
     )));
@@ -238,16 +238,16 @@ fn unauthorized(schemes: &[Scheme], challenge: Option<&str>) -> Response<Respons
             }
         }
     }
-    resp
+    Box::new(resp)
 }
 
-fn service_unavailable() -> Response<ResponseBody> {
+fn service_unavailable() -> Box<Response<ResponseBody>> {
     let mut resp = Response::new(ResponseBody::local(bytes::Bytes::from_static(
         b"503 Service Unavailable: the domain cannot be reached to check your password; try again shortly.\n",
     )));
     *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-    resp
+    Box::new(resp)
 }
 
 /// Extranet lockout protection. Counts failed logons per user and per client

@@ -130,7 +130,7 @@ async fn forward(
                 record.set_user(&user);
                 Some(user)
             }
-            Verdict::Answer(resp, reason) => return Ok(answer_auth(req, resp, reason, ctx, generation, record).await),
+            Verdict::Answer(resp, reason) => return Ok(answer_auth(req, *resp, reason, ctx, generation, record).await),
         }
     };
 

@@ -392,7 +392,7 @@ async fn channel_binding_policies_over_tls() {
     assert_eq!(attempt(Some(wrong)).await, 401, "wrong binding accepted under required");
     assert_eq!(attempt(None).await, 401, "missing binding accepted under required");
     let text = std::fs::read_to_string(&g.config).unwrap().replace("\"required\"", "\"when-supported\"");
-    g.reload(&text.split_once("\n\n").unwrap().1.to_string());
+    g.reload(text.split_once("\n\n").unwrap().1);
     assert_eq!(attempt(None).await, 200, "missing binding refused under when-supported");
     assert_eq!(attempt(Some(wrong)).await, 401, "wrong binding accepted under when-supported");
     assert!(g.stderr().contains("channel bindings required but not sent"));

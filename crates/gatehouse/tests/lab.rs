@@ -1,0 +1,229 @@
+//! Against the lab domain (`lab/lab.sh`): a real Samba AD DC checks the
+//! passwords through winbind, and three independent NTLM clients (curl,
+//! pyspnego, Samba's ntlm_auth) sign in through gatehouse.
+//!
+//! Needs the lab running. Without it these tests say so and pass, unless
+//! GATEHOUSE_LAB_REQUIRED is set, as `scripts/test.sh` (and so CI) sets it.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+use ntlm::client::Client;
+use testkit::Backend;
+
+fn lab() -> Option<HashMap<String, String>> {
+    let dir = std::env::var("LAB").unwrap_or_else(|_| "/tmp/gatehouse-lab".into());
+    let Ok(text) = std::fs::read_to_string(format!("{dir}/env")) else {
+        if std::env::var_os("GATEHOUSE_LAB_REQUIRED").is_some() {
+            panic!("the lab is required but {dir}/env is missing: run lab/lab.sh start");
+        }
+        eprintln!("SKIPPED: no lab at {dir} (run lab/lab.sh start)");
+        return None;
+    };
+    let mut env = HashMap::new();
+    for line in text.lines() {
+        for pair in line.trim_start_matches("export ").split_whitespace() {
+            if let Some((k, v)) = pair.split_once('=') {
+                env.insert(k.to_owned(), v.to_owned());
+            }
+        }
+    }
+    Some(env)
+}
+
+fn listen(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn python() -> String {
+    std::env::var("GATEHOUSE_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn client_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients").join(name)
+}
+
+/// gatehouse with a winbind-checked NTLM site, TLS with a test CA.
+fn start(
+    env: &HashMap<String, String>,
+    backend: SocketAddr,
+    binding: &str,
+    max_failures: u32,
+) -> (Gatehouse, PathBuf, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certs(dir.path(), &[("mail", &["mail.ad.test"])]);
+    let port = free_port();
+    let config = format!(
+        r#"
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+acceptor_spn = "HTTP/proxy.ad.test"
+
+[accounts]
+source = "winbind"
+smb_conf = "{smb}"
+
+[lockout]
+max_failures_per_user = {max_failures}
+
+[[listener]]
+name = "public"
+bind = "127.0.0.1:{port}"
+tls = {{ cert = "mail.pem", key = "mail.key" }}
+channel_binding = "{binding}"
+
+[[listener]]
+name = "plain"
+bind = "127.0.0.1:{plain}"
+
+[[site]]
+name = "ews"
+listener = "public"
+backend = "http://{backend}"
+auth = ["NTLM"]
+identity_header = "X-Remote-User"
+
+[[site]]
+name = "ews-plain"
+listener = "plain"
+backend = "http://{backend}"
+auth = ["NTLM"]
+identity_header = "X-Remote-User"
+"#,
+        smb = env["SMB_CONF"],
+        plain = port + 1,
+    );
+    let g = Gatehouse::start_in(dir, &config, listen(port));
+    (g, ca, port)
+}
+
+/// Picks a port whose successor is free too (the plain listener).
+fn two_ports() -> u16 {
+    loop {
+        let p = free_port();
+        if p < 65535 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn curl_ntlm(ca: &PathBuf, port: u16, user: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--ntlm", "-u", user, "--cacert"])
+        .arg(ca)
+        .args(["--resolve", &format!("mail.ad.test:{port}:127.0.0.1"), "-w", "\n%{http_code}"])
+        .arg(format!("https://mail.ad.test:{port}/ews/Exchange.asmx"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_through_winbind_right_and_wrong_password() {
+    let Some(env) = lab() else { return };
+    let b = Backend::start().await;
+    let _ = two_ports();
+    let (g, ca, port) = start(&env, b.addr, "when-supported", 5);
+    let ok = curl_ntlm(&ca, port, "ADTEST\\alice:Alice-Pass1");
+    assert!(ok.ends_with("\n200"), "{ok}\n{}", g.stderr());
+    assert!(ok.contains(r#""x-remote-user":"ADTEST\\alice""#), "{ok}");
+    let bad = curl_ntlm(&ca, port, "ADTEST\\alice:Wrong-Pass1");
+    assert!(bad.ends_with("\n401"), "{bad}");
+    assert!(g.stderr().contains("ADTEST\\alice"), "{}", g.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyspnego_with_channel_bindings() {
+    let Some(env) = lab() else { return };
+    let b = Backend::start().await;
+    let run = |ca: &PathBuf, port: u16, cbt: &str| {
+        let out = Command::new(python())
+            .arg(client_script("pyspnego_ntlm.py"))
+            .arg(format!("https://127.0.0.1:{port}/ews/Exchange.asmx"))
+            .args(["ADTEST\\bob", "Bob-Pass1"])
+            .arg(ca)
+            .args(["mail.ad.test", "--cbt", cbt])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pyspnego client failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (g, ca, port) = start(&env, b.addr, "required", 50);
+    let right = run(&ca, port, "right");
+    assert!(right.starts_with("200"), "right binding refused: {right}\n{}", g.stderr());
+    assert!(right.contains(r#""x-remote-user":"ADTEST\\bob""#), "{right}");
+    assert!(run(&ca, port, "wrong").starts_with("401"), "wrong binding accepted under required");
+    assert!(run(&ca, port, "none").starts_with("401"), "missing binding accepted under required");
+    let (_g2, ca2, port2) = start(&env, b.addr, "when-supported", 50);
+    assert!(run(&ca2, port2, "none").starts_with("200"), "missing binding refused under when-supported");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samba_ntlm_auth_as_the_client() {
+    let Some(env) = lab() else { return };
+    let b = Backend::start().await;
+    let (g, _ca, port) = start(&env, b.addr, "when-supported", 5);
+    let out = Command::new(python())
+        .arg(client_script("ntlm_auth_client.py"))
+        .args([
+            "127.0.0.1",
+            &(port + 1).to_string(),
+            "/ews/Exchange.asmx",
+            "bob",
+            "ADTEST",
+            "Bob-Pass1",
+            &env["SMB_CONF"],
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("200"), "{text}\n{}\n{}", String::from_utf8_lossy(&out.stderr), g.stderr());
+    assert!(text.contains(r#""x-remote-user":"ADTEST\\bob""#), "{text}");
+}
+
+fn bad_password_count(env: &HashMap<String, String>, user: &str) -> u32 {
+    let out = Command::new("samba-tool")
+        .args(["user", "show", user, "-s", &env["SMB_CONF"], "--attributes=badPwdCount"])
+        .output()
+        .expect("samba-tool");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("badPwdCount:"))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_domain_controller_sees_at_most_the_lockout_limit() {
+    let Some(env) = lab() else { return };
+    let b = Backend::start().await;
+    let (g, _ca, port) = start(&env, b.addr, "when-supported", 3);
+    let before = bad_password_count(&env, "carol");
+    for _ in 0..6 {
+        let mut c = Conn::open(listen(port + 1)).await;
+        let client = Client::new("carol", "Guess-Pass9");
+        let negotiate = client.negotiate();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        use base64::Engine;
+        c.send(
+            format!("GET /ews HTTP/1.1\r\nHost: a\r\nAuthorization: NTLM {}\r\n\r\n", b64.encode(&negotiate))
+                .as_bytes(),
+        )
+        .await;
+        let r = c.response().await;
+        let challenge = b64.decode(r.header("www-authenticate").unwrap().strip_prefix("NTLM ").unwrap()).unwrap();
+        let auth = client.authenticate(&negotiate, &challenge);
+        c.send(format!("GET /ews HTTP/1.1\r\nHost: a\r\nAuthorization: NTLM {}\r\n\r\n", b64.encode(&auth)).as_bytes())
+            .await;
+        assert_eq!(c.response().await.status, 401);
+    }
+    let after = bad_password_count(&env, "carol");
+    assert_eq!(after - before, 3, "the DC saw {} bad passwords for 6 attempts", after - before);
+    assert!(g.stderr().contains("extranet lockout"));
+    assert!(b.seen().is_empty());
+}
