@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm
 
 DUR=${1:-10}
 CONNS=${BENCH_CONNS:-50}
@@ -95,7 +96,7 @@ parse_wrk() {
 }
 
 declare -A R
-for proxy in nginx gatehouse; do
+[ "$ONLY" = ntlm ] || for proxy in nginx gatehouse; do
   a=$(addr $proxy)
   start $proxy
   wrk -t1 -c"$CONNS" -d2s "http://$a/bytes/1024" >/dev/null   # warm-up
@@ -122,6 +123,7 @@ for proxy in nginx gatehouse; do
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a/b }'; }
+if [ "$ONLY" != ntlm ]; then
 read -r n_rps n_p50 n_p99 <<<"${R[nginx,get]}"; read -r g_rps g_p50 g_p99 <<<"${R[gatehouse,get]}"
 read -r np_rps np_p50 np_p99 <<<"${R[nginx,post]}"; read -r gp_rps gp_p50 gp_p99 <<<"${R[gatehouse,post]}"
 read -r n_base n_held <<<"${R[nginx,idle]}"; read -r g_base g_held <<<"${R[gatehouse,idle]}"
@@ -146,3 +148,59 @@ mkdir -p bench/results
   echo "| | MB/s | $n_up_mbs | $g_up_mbs | $(ratio $g_up_mbs $n_up_mbs) |"
   echo "| | peak RSS (KiB) | ${R[nginx,upload_rss]} | ${R[gatehouse,upload_rss]} | $(ratio ${R[gatehouse,upload_rss]} ${R[nginx,upload_rss]}) |"
 } | tee bench/results/latest.md
+fi
+
+# NTLM: gatehouse alone, anonymous and authenticated sites side by side in one
+# process, driven by gh-load (wrk cannot speak NTLM).
+if [ "$ONLY" != nginx ]; then
+  echo "ADTEST:bob:Bob-Pass1" > "$W/users.ntlm"
+  cat > "$W/gatehouse-ntlm.toml" <<TOML
+[log]
+access = "$W/gatehouse-ntlm-access.log"
+level = "warn"
+
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+
+[accounts]
+source = "file"
+file = "$W/users.ntlm"
+
+[[listener]]
+name = "anon"
+bind = "127.0.0.1:19082"
+
+[[listener]]
+name = "ntlm"
+bind = "127.0.0.1:19083"
+
+[[site]]
+name = "anon"
+listener = "anon"
+backend = "http://$BACKEND"
+
+[[site]]
+name = "ntlm"
+listener = "ntlm"
+backend = "http://$BACKEND"
+auth = ["NTLM"]
+identity_header = "X-Remote-User"
+TOML
+  target/release/gatehouse run -c "$W/gatehouse-ntlm.toml" 2>"$W/gh-ntlm-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.3
+  target/release/gh-load keepalive 127.0.0.1:19082 2 "$CONNS" >/dev/null   # warm-up
+  read -r _ anon_rps <<<"$(target/release/gh-load keepalive 127.0.0.1:19082 "$DUR" "$CONNS")"
+  read -r _ auth_rps <<<"$(target/release/gh-load keepalive 127.0.0.1:19083 "$DUR" "$CONNS" bob Bob-Pass1)"
+  read -r _ hs_rate <<<"$(target/release/gh-load handshakes 127.0.0.1:19083 "$DUR" "$CONNS" bob Bob-Pass1)"
+  kill "$GHPID"; wait "$GHPID" 2>/dev/null || true
+  {
+    echo
+    echo "NTLM ($(nproc) cores, gh-load with $CONNS connections, ${DUR}s per case, accounts from a file):"
+    echo
+    echo "| case | gatehouse | ratio to anonymous |"
+    echo "|---|---:|---:|"
+    echo "| anonymous keep-alive GET 1 KiB (requests/s) | $anon_rps | 1.00 |"
+    echo "| NTLM-authenticated keep-alive GET 1 KiB (requests/s) | $auth_rps | $(ratio "$auth_rps" "$anon_rps") |"
+    echo "| NTLM handshakes: new connection, 3 legs (per second) | $hs_rate | |"
+  } | tee -a bench/results/latest.md
+fi
