@@ -28,6 +28,8 @@ pub struct User {
     /// `DOMAIN\user`.
     pub name: Arc<str>,
     pub scheme: Scheme,
+    /// `name` as a header value, made once per logon rather than per request.
+    pub header: HeaderValue,
 }
 
 /// Authentication state of one connection.
@@ -207,7 +209,12 @@ async fn authenticate(
             } else {
                 done.domain.to_uppercase()
             };
-            let user = Arc::new(User { name: format!("{domain}\\{}", done.user).into(), scheme: Scheme::Ntlm });
+            let name = format!("{domain}\\{}", done.user);
+            // UTF-8 names (müller) travel as raw bytes; only control characters cannot.
+            let Ok(header) = HeaderValue::from_bytes(name.as_bytes()) else {
+                return refuse(format!("{name}: user name cannot travel in a header"));
+            };
+            let user = Arc::new(User { name: name.into(), scheme: Scheme::Ntlm, header });
             ctx.auth.set(State::Authenticated(user.clone()));
             Verdict::Pass(user)
         }

@@ -154,7 +154,7 @@ async fn forward(
     if let Some(name) = &site.identity_header {
         remove_lookalikes(&mut headers, name);
         if let Some(user) = &user {
-            headers.insert(name.clone(), value(&user.name));
+            headers.insert(name.clone(), user.header.clone());
         }
     }
     // The edge consumed the client's credentials; they mean nothing to the backend.
@@ -384,9 +384,13 @@ fn remove_lookalikes(headers: &mut HeaderMap, name: &HeaderName) {
         a.len() == b.len()
             && a.iter().zip(b).all(|(x, y)| x == y || (*x == b'_' && *y == b'-') || (*x == b'-' && *y == b'_'))
     };
-    let doomed: Vec<HeaderName> = headers.keys().filter(|k| same(k)).cloned().collect();
-    for k in doomed {
-        headers.remove(k);
+    headers.remove(name);
+    // Look-alikes are rare: look before allocating.
+    if headers.keys().any(same) {
+        let doomed: Vec<HeaderName> = headers.keys().filter(|k| same(k)).cloned().collect();
+        for k in doomed {
+            headers.remove(k);
+        }
     }
 }
 

@@ -48,16 +48,18 @@ fn client_script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients").join(name)
 }
 
-/// gatehouse with a winbind-checked NTLM site, TLS with a test CA.
+/// gatehouse with winbind-checked NTLM sites on a TLS and a plain listener.
+/// Returns gatehouse, the CA file, the TLS port and the plain port.
 fn start(
     env: &HashMap<String, String>,
     backend: SocketAddr,
     binding: &str,
     max_failures: u32,
-) -> (Gatehouse, PathBuf, u16) {
+) -> (Gatehouse, PathBuf, u16, u16) {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("mail", &["mail.ad.test"])]);
     let port = free_port();
+    let plain = free_port();
     let config = format!(
         r#"
 [domain]
@@ -97,20 +99,9 @@ auth = ["NTLM"]
 identity_header = "X-Remote-User"
 "#,
         smb = env["SMB_CONF"],
-        plain = port + 1,
     );
     let g = Gatehouse::start_in(dir, &config, listen(port));
-    (g, ca, port)
-}
-
-/// Picks a port whose successor is free too (the plain listener).
-fn two_ports() -> u16 {
-    loop {
-        let p = free_port();
-        if p < 65535 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
+    (g, ca, port, plain)
 }
 
 fn curl_ntlm(ca: &PathBuf, port: u16, user: &str) -> String {
@@ -128,8 +119,7 @@ fn curl_ntlm(ca: &PathBuf, port: u16, user: &str) -> String {
 async fn curl_through_winbind_right_and_wrong_password() {
     let Some(env) = lab() else { return };
     let b = Backend::start().await;
-    let _ = two_ports();
-    let (g, ca, port) = start(&env, b.addr, "when-supported", 5);
+    let (g, ca, port, _) = start(&env, b.addr, "when-supported", 5);
     let ok = curl_ntlm(&ca, port, "ADTEST\\alice:Alice-Pass1");
     assert!(ok.ends_with("\n200"), "{ok}\n{}", g.stderr());
     assert!(ok.contains(r#""x-remote-user":"ADTEST\\alice""#), "{ok}");
@@ -154,13 +144,13 @@ async fn pyspnego_with_channel_bindings() {
         assert!(out.status.success(), "pyspnego client failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let (g, ca, port) = start(&env, b.addr, "required", 50);
+    let (g, ca, port, _) = start(&env, b.addr, "required", 50);
     let right = run(&ca, port, "right");
     assert!(right.starts_with("200"), "right binding refused: {right}\n{}", g.stderr());
     assert!(right.contains(r#""x-remote-user":"ADTEST\\bob""#), "{right}");
     assert!(run(&ca, port, "wrong").starts_with("401"), "wrong binding accepted under required");
     assert!(run(&ca, port, "none").starts_with("401"), "missing binding accepted under required");
-    let (_g2, ca2, port2) = start(&env, b.addr, "when-supported", 50);
+    let (_g2, ca2, port2, _) = start(&env, b.addr, "when-supported", 50);
     assert!(run(&ca2, port2, "none").starts_with("200"), "missing binding refused under when-supported");
 }
 
@@ -168,18 +158,10 @@ async fn pyspnego_with_channel_bindings() {
 async fn samba_ntlm_auth_as_the_client() {
     let Some(env) = lab() else { return };
     let b = Backend::start().await;
-    let (g, _ca, port) = start(&env, b.addr, "when-supported", 5);
+    let (g, _ca, _, plain) = start(&env, b.addr, "when-supported", 5);
     let out = Command::new(python())
         .arg(client_script("ntlm_auth_client.py"))
-        .args([
-            "127.0.0.1",
-            &(port + 1).to_string(),
-            "/ews/Exchange.asmx",
-            "bob",
-            "ADTEST",
-            "Bob-Pass1",
-            &env["SMB_CONF"],
-        ])
+        .args(["127.0.0.1", &plain.to_string(), "/ews/Exchange.asmx", "bob", "ADTEST", "Bob-Pass1", &env["SMB_CONF"]])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -202,10 +184,20 @@ fn bad_password_count(env: &HashMap<String, String>, user: &str) -> u32 {
 async fn the_domain_controller_sees_at_most_the_lockout_limit() {
     let Some(env) = lab() else { return };
     let b = Backend::start().await;
-    let (g, _ca, port) = start(&env, b.addr, "when-supported", 3);
+    let (g, _ca, _, plain) = start(&env, b.addr, "when-supported", 3);
+    // Start from a clean count: unlock carol, then one good logon resets
+    // badPwdCount, as in AD (earlier runs of this test count too).
+    let smb = &env["SMB_CONF"];
+    let _ = Command::new("samba-tool").args(["user", "unlock", "carol", "-s", smb]).output();
+    let reset = Command::new("ntlm_auth")
+        .args([&format!("--configfile={smb}"), "--username=carol", "--domain=ADTEST", "--password=Carol-Pass1"])
+        .output()
+        .unwrap();
+    assert!(reset.status.success(), "carol cannot log on: {}", String::from_utf8_lossy(&reset.stdout));
     let before = bad_password_count(&env, "carol");
+    assert_eq!(before, 0);
     for _ in 0..6 {
-        let mut c = Conn::open(listen(port + 1)).await;
+        let mut c = Conn::open(listen(plain)).await;
         let client = Client::new("carol", "Guess-Pass9");
         let negotiate = client.negotiate();
         let b64 = base64::engine::general_purpose::STANDARD;
