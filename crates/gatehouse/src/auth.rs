@@ -82,7 +82,7 @@ pub enum Reason {
 
 /// The schemes offered to this client on this site: the first matching
 /// `[[site.auth_for]]` rule, else the site's list.
-pub fn offered<'a>(site: &'a Site, user_agent: Option<&str>, client: IpAddr) -> &'a [Scheme] {
+pub fn offered<'a>(site: &'a Site, user_agent: Option<&str>, client: IpAddr) -> &'a Vec<Scheme> {
     for rule in &site.auth_for {
         let ua_ok = rule.user_agent.as_deref().is_none_or(|g| user_agent.is_some_and(|ua| glob_match(g, ua)));
         let ip_ok = rule.client_ip.is_empty() || rule.client_ip.iter().any(|c| c.contains(client));
@@ -417,6 +417,51 @@ mod tests {
         assert!("nonsense".parse::<Cidr>().is_err());
         let all: Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains("8.8.8.8".parse().unwrap()));
+    }
+
+    fn site(rules: Vec<crate::config::AuthRule>) -> Site {
+        Site {
+            name: "s".into(),
+            listener: "l".into(),
+            hosts: vec![],
+            path_prefix: "/".into(),
+            backend: crate::config::Backend { origin: "http://x:1".into(), tls: None, host: "x".into(), port: 1 },
+            host_header: None,
+            identity_header: None,
+            stream_idle: None,
+            auth: vec![Scheme::Ntlm],
+            auth_for: rules,
+        }
+    }
+
+    #[test]
+    fn first_matching_rule_chooses_the_schemes() {
+        use crate::config::AuthRule;
+        let s = site(vec![
+            AuthRule { user_agent: Some("*Communicator*".into()), client_ip: vec![], auth: vec![Scheme::Ntlm] },
+            AuthRule { user_agent: None, client_ip: vec!["10.0.0.0/8".parse().unwrap()], auth: vec![Scheme::Ntlm] },
+            AuthRule {
+                user_agent: Some("MSRPC".into()),
+                client_ip: vec!["192.0.2.0/24".parse().unwrap()],
+                auth: vec![Scheme::Ntlm],
+            },
+        ]);
+        // Which list came back tells which rule matched.
+        let which = |ua: Option<&str>, ip: &str| {
+            let got = offered(&s, ua, ip.parse().unwrap());
+            // (Scheme has one variant so far, so the lists are told apart by address.)
+            if std::ptr::eq(got, &s.auth) {
+                return "site".to_string();
+            }
+            let i = s.auth_for.iter().position(|r| std::ptr::eq(got, &r.auth)).unwrap();
+            format!("rule {i}")
+        };
+        assert_eq!(which(Some("Microsoft Office Communicator 2007 R2"), "203.0.113.9"), "rule 0");
+        assert_eq!(which(Some("Microsoft Office Communicator"), "10.1.1.1"), "rule 0", "first match wins");
+        assert_eq!(which(Some("Mozilla/5.0"), "10.1.1.1"), "rule 1");
+        assert_eq!(which(Some("MSRPC"), "192.0.2.5"), "rule 2");
+        assert_eq!(which(Some("MSRPC"), "203.0.113.9"), "site", "both conditions of a rule must match");
+        assert_eq!(which(None, "203.0.113.9"), "site");
     }
 
     #[test]

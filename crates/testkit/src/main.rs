@@ -11,7 +11,8 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    match testkit::Backend::start_on(addr).await {
+    // No per-request record: this binary serves the demo and the benchmarks.
+    match testkit::Backend::start_unrecorded(addr).await {
         Ok(b) => eprintln!("gh-backend listening on http://{}", b.addr),
         Err(e) => {
             eprintln!("gh-backend: cannot bind {addr}: {e}");
