@@ -29,6 +29,15 @@ backend = "http://{backend}"
     )
 }
 
+/// A backend, and gatehouse in front of it with one anonymous site; `extra` is
+/// appended to the site (or starts new tables).
+async fn proxied(extra: &str) -> (Backend, Gatehouse, u16) {
+    let b = Backend::start().await;
+    let port = free_port();
+    let g = Gatehouse::start(&one_site(port, b.addr, extra), listen(port));
+    (b, g, port)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_and_longest_prefix() {
     let (a, b, c) = (Backend::start().await, Backend::start().await, Backend::start().await);
@@ -110,9 +119,7 @@ async fn no_site_is_404_and_ambiguous_paths_are_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smuggling_shapes_are_refused_and_closed() {
-    let b = Backend::start().await;
-    let port = free_port();
-    let g = Gatehouse::start(&one_site(port, b.addr, ""), listen(port));
+    let (b, g, port) = proxied("").await;
     let cases: [(&str, &str); 6] = [
         (
             "CL+TE",
@@ -165,9 +172,7 @@ async fn smuggling_shapes_are_refused_and_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_in_data_streams_a_huge_announced_body_and_ends_early() {
-    let b = Backend::start().await;
-    let port = free_port();
-    let g = Gatehouse::start(&one_site(port, b.addr, ""), listen(port));
+    let (b, g, port) = proxied("").await;
     let mut c = Conn::open(listen(port)).await;
     c.send(b"RPC_IN_DATA /rpc/rpcproxy.dll?mail:6001 HTTP/1.0\r\nHost: mail.test\r\nUser-Agent: MSRPC\r\nConnection: Keep-Alive\r\nContent-Length: 1073741824\r\n\r\n").await;
     let piece = vec![0x05u8; 64 * 1024];
@@ -198,9 +203,7 @@ async fn rpc_in_data_streams_a_huge_announced_body_and_ends_early() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_out_data_response_streams_and_client_may_leave() {
-    let b = Backend::start().await;
-    let port = free_port();
-    let g = Gatehouse::start(&one_site(port, b.addr, ""), listen(port));
+    let (_b, g, port) = proxied("").await;
     let mut c = Conn::open(listen(port)).await;
     c.send(b"RPC_OUT_DATA /bytes/1073741824 HTTP/1.1\r\nHost: mail.test\r\nUser-Agent: MSRPC\r\nContent-Length: 76\r\n\r\n").await;
     c.send(&[0u8; 76]).await;
@@ -224,9 +227,7 @@ async fn rpc_out_data_response_streams_and_client_may_leave() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_are_flushed_as_they_arrive() {
-    let b = Backend::start().await;
-    let port = free_port();
-    let _g = Gatehouse::start(&one_site(port, b.addr, ""), listen(port));
+    let (b, _g, port) = proxied("").await;
     let mut c = Conn::open(listen(port)).await;
     c.send(get("mail.test", "/gated").as_bytes()).await;
     assert!(c.read_until(b"first\n").await, "first chunk did not arrive on its own");
@@ -238,9 +239,7 @@ async fn chunks_are_flushed_as_they_arrive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expect_100_continue() {
-    let b = Backend::start().await;
-    let port = free_port();
-    let _g = Gatehouse::start(&one_site(port, b.addr, ""), listen(port));
+    let (_b, _g, port) = proxied("").await;
     let mut c = Conn::open(listen(port)).await;
     c.send(b"POST /ews HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n").await;
     let interim = c.response().await;
@@ -254,9 +253,7 @@ async fn expect_100_continue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http10_keep_alive_reuses_one_backend_connection() {
-    let b = Backend::start().await;
-    let port = free_port();
-    let _g = Gatehouse::start(&one_site(port, b.addr, ""), listen(port));
+    let (b, _g, port) = proxied("").await;
     let mut c = Conn::open(listen(port)).await;
     for i in 0..3 {
         c.send(format!("POST /rpc/{i} HTTP/1.0\r\nConnection: Keep-Alive\r\nContent-Length: 4\r\n\r\nping").as_bytes())
@@ -272,9 +269,7 @@ async fn http10_keep_alive_reuses_one_backend_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_headers_and_hop_by_hop() {
-    let b = Backend::start().await;
-    let port = free_port();
-    let _g = Gatehouse::start(&one_site(port, b.addr, "identity_header = \"X-Remote-User\""), listen(port));
+    let (_b, _g, port) = proxied("identity_header = \"X-Remote-User\"").await;
     let r = request(
         listen(port),
         "GET /x?q=1 HTTP/1.1\r\nHost: Mail.Test\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Remote-User: ADTEST\\administrator\r\nX_Remote_User: ADTEST\\administrator\r\nX-End: kept\r\n\r\n",
@@ -294,9 +289,7 @@ async fn forwarded_headers_and_hop_by_hop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_header_override() {
-    let b = Backend::start().await;
-    let port = free_port();
-    let _g = Gatehouse::start(&one_site(port, b.addr, "host_header = \"iis.internal\""), listen(port));
+    let (_b, _g, port) = proxied("host_header = \"iis.internal\"").await;
     let r = request(listen(port), &get("mail.test", "/")).await;
     assert_eq!(r.json()["headers"]["host"], "iis.internal");
     assert_eq!(r.json()["headers"]["x-forwarded-host"], "mail.test");
@@ -308,9 +301,7 @@ async fn host_header_override() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrade_passes_through() {
-    let b = Backend::start().await;
-    let port = free_port();
-    let _g = Gatehouse::start(&one_site(port, b.addr, ""), listen(port));
+    let (b, _g, port) = proxied("").await;
     let mut c = Conn::open(listen(port)).await;
     c.send(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await;
     let r = c.response().await;
@@ -364,9 +355,7 @@ backend = "http://{b}"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_head_gets_431() {
-    let b = Backend::start().await;
-    let port = free_port();
-    let _g = Gatehouse::start(&one_site(port, b.addr, "[limits]\nmax_header_size = 16384"), listen(port));
+    let (_b, _g, port) = proxied("[limits]\nmax_header_size = 16384").await;
     let big = "a".repeat(20_000);
     let mut c = Conn::open(listen(port)).await;
     c.send(format!("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Negotiate {big}\r\n\r\n").as_bytes()).await;
@@ -405,9 +394,7 @@ async fn slow_head_is_cut_off_but_idle_keepalive_is_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limit_answers_503() {
-    let b = Backend::start().await;
-    let port = free_port();
-    let _g = Gatehouse::start(&one_site(port, b.addr, "[limits]\nmax_connections = 2"), listen(port));
+    let (_b, _g, port) = proxied("[limits]\nmax_connections = 2").await;
     // The readiness probe of the harness used a connection; let it go away.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut first = Conn::open(listen(port)).await;
@@ -453,9 +440,7 @@ async fn sighup_reload_keeps_established_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_requests_in_flight() {
-    let b = Backend::start().await;
-    let port = free_port();
-    let mut g = Gatehouse::start(&one_site(port, b.addr, ""), listen(port));
+    let (b, mut g, port) = proxied("").await;
     let mut c = Conn::open(listen(port)).await;
     c.send(get("a", "/gated").as_bytes()).await;
     assert!(c.read_until(b"first\n").await);
@@ -571,9 +556,7 @@ fn check_names_file_line_and_key_for_every_problem() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_split_into_single_bytes_are_framed_the_same() {
-    let b = Backend::start().await;
-    let port = free_port();
-    let _g = Gatehouse::start(&one_site(port, b.addr, ""), listen(port));
+    let (b, _g, port) = proxied("").await;
     let send_bytewise = |raw: &'static [u8]| async move {
         let mut c = Conn::open(listen(port)).await;
         c.stream.set_nodelay(true).unwrap();
@@ -600,9 +583,7 @@ async fn requests_split_into_single_bytes_are_framed_the_same() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodiless_responses_keep_the_backend_connection() {
-    let b = Backend::start().await;
-    let port = free_port();
-    let _g = Gatehouse::start(&one_site(port, b.addr, ""), listen(port));
+    let (b, _g, port) = proxied("").await;
     let mut c = Conn::open(listen(port)).await;
     c.send(b"HEAD /bytes/100 HTTP/1.1\r\nHost: a\r\n\r\n").await;
     // A HEAD response has a Content-Length but no body: read the head only.
