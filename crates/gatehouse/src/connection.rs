@@ -51,7 +51,9 @@ pub struct Activity {
     in_flight: AtomicUsize,
     /// Idle limit while a request is in flight (the site's stream_idle).
     stream_idle_ms: AtomicU64,
-    /// Wakes the watchdog when a head starts, so its shorter clock applies at once.
+    /// Wakes the watchdog whenever the clock that applies changes (a head starts
+    /// or ends, a request starts or ends, a site sets its own stream idle time),
+    /// so that the new limit counts at once rather than after the old sleep.
     pub changed: tokio::sync::Notify,
 }
 
@@ -80,12 +82,14 @@ impl Activity {
     pub fn begin_request(self: &Arc<Self>, stream_idle: Duration) -> InFlight {
         self.stream_idle_ms.store(stream_idle.as_millis() as u64, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_one();
         InFlight(self.clone())
     }
 
     /// The site chose its own idle limit for long-lived streams.
     pub fn set_stream_idle(&self, stream_idle: Duration) {
         self.stream_idle_ms.store(stream_idle.as_millis() as u64, Ordering::Relaxed);
+        self.changed.notify_one();
     }
 
     /// How long until the connection has been quiet too long, or `None` if it
@@ -116,6 +120,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.touch();
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.changed.notify_one();
     }
 }
 
@@ -187,8 +192,8 @@ impl<S> GuardedIo<S> {
         if pending_head && head.load(Ordering::Relaxed) == 0 {
             head.store(self.ctx.activity.now_ms() + 1, Ordering::Relaxed);
             self.ctx.activity.changed.notify_one();
-        } else if !pending_head {
-            head.store(0, Ordering::Relaxed);
+        } else if !pending_head && head.swap(0, Ordering::Relaxed) != 0 {
+            self.ctx.activity.changed.notify_one();
         }
         Scan::Accepted(at)
     }

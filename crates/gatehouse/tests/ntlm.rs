@@ -437,3 +437,25 @@ fn ntlm_hash_command() {
     // MS-NLMP 4.2.2.1.2
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "A4F49C406510BDCAB6824EE7C30FD852");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_checker_that_hangs_is_503_within_the_timeout() {
+    let b = Backend::start().await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    // An ntlm_auth that reads the request and never answers.
+    let helper = dir.path().join("ntlm_auth");
+    std::fs::write(&helper, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&helper).status().unwrap();
+    let text = config(port, b.addr, "", "").replace(
+        "source = \"file\"\nfile = \"users.ntlm\"",
+        &format!("source = \"winbind\"\nntlm_auth = \"{}\"\ntimeout = \"1s\"", helper.display()),
+    );
+    let g = Gatehouse::start_in(dir, &text, listen(port));
+    let start = std::time::Instant::now();
+    let mut c = Conn::open(listen(port)).await;
+    let r = handshake(&mut c, &Client::new("bob", "Bob-Pass1"), "GET /ews HTTP/1.1\r\nHost: a", b"", |_| {}).await;
+    assert_eq!(r.status, 503);
+    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    assert!(g.stderr().contains("gave no answer within"), "{}", g.stderr());
+}

@@ -599,3 +599,17 @@ async fn bodiless_responses_keep_the_backend_connection() {
     assert_eq!(b.seen().len(), 3);
     assert_eq!(b.connections(), 1, "HEAD and 204 answers returned their backend connection to the pool");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_goes_quiet_is_closed_after_stream_idle() {
+    let (b, _g, port) = proxied("stream_idle = \"1s\"").await;
+    let mut c = Conn::open(listen(port)).await;
+    c.send(get("a", "/gated").as_bytes()).await;
+    assert!(c.read_until(b"first\n").await);
+    // The backend now sends nothing: after stream_idle the connection goes.
+    let start = Instant::now();
+    assert!(c.closed().await, "a quiet stream was kept open");
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(4), "closed after {took:?}");
+    b.release();
+}
