@@ -283,7 +283,7 @@ impl Lockout {
 
     pub fn allowed(&self, user: &str, client: IpAddr, limits: &LockoutConfig) -> Result<(), String> {
         *self.window.lock().unwrap_or_else(|e| e.into_inner()) = limits.window;
-        if self.recent(&Key::User(user.to_lowercase()), limits.window) >= limits.max_failures_per_user as usize {
+        if self.recent(&user_key(user), limits.window) >= limits.max_failures_per_user as usize {
             return Err(format!(
                 "extranet lockout: {} failed logons for this user within {:?}",
                 limits.max_failures_per_user, limits.window
@@ -301,14 +301,14 @@ impl Lockout {
     pub fn failed(&self, user: &str, client: IpAddr) {
         let now = Instant::now();
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        for key in [Key::User(user.to_lowercase()), Key::Client(client)] {
+        for key in [user_key(user), Key::Client(client)] {
             map.entry(key).or_default().push(now);
         }
     }
 
     /// AD resets a user's bad-password count on a good logon; so do we.
     pub fn succeeded(&self, user: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&Key::User(user.to_lowercase()));
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&user_key(user));
     }
 
     /// Forgets old failures; run periodically.
@@ -319,6 +319,16 @@ impl Lockout {
             !list.is_empty()
         });
     }
+}
+
+/// The account a logon attempt counts against. The domain a client sends is
+/// ignored, and UPN and down-level forms are folded: otherwise an attacker could
+/// rotate `ADTEST\bob`, `ad.test\bob`, `\bob` and `bob@ad.test`, each with its
+/// own count, while the domain controller counts them all against bob.
+fn user_key(user: &str) -> Key {
+    let name = user.rsplit('\\').next().unwrap_or(user);
+    let name = name.split('@').next().unwrap_or(name);
+    Key::User(name.to_lowercase())
 }
 
 /// An address block such as `10.0.0.0/8`, or one address.
@@ -479,5 +489,22 @@ mod tests {
         assert!(l.allowed("ADTEST\\alice", ip, &limits).is_err(), "client limit");
         l.succeeded("ADTEST\\bob");
         assert!(l.allowed("ADTEST\\bob", "192.0.2.9".parse().unwrap(), &limits).is_ok());
+    }
+
+    #[test]
+    fn lockout_cannot_be_dodged_by_spelling_the_domain_differently() {
+        let l = Lockout::default();
+        let limits =
+            LockoutConfig { max_failures_per_user: 3, max_failures_per_client: 100, window: Duration::from_secs(60) };
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        l.failed("ADTEST\\bob", ip);
+        l.failed("ad.test\\Bob", ip);
+        l.failed("\\bob@ad.test", ip);
+        for spelling in ["ADTEST\\bob", "OTHER\\BOB", "\\bob", "bob@AD.TEST"] {
+            assert!(
+                l.allowed(spelling, "192.0.2.2".parse().unwrap(), &limits).is_err(),
+                "{spelling} dodged the lockout"
+            );
+        }
     }
 }
