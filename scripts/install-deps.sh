@@ -5,7 +5,8 @@
 set -euo pipefail
 what=${1:-build}
 
-pkgs="ca-certificates curl build-essential pkg-config openssl python3"
+# libkrb5-dev and libclang-dev: the kcd crate builds against MIT GSSAPI (bindgen).
+pkgs="ca-certificates curl build-essential pkg-config openssl python3 libkrb5-dev libclang-dev"
 case "$what" in
   test) pkgs="$pkgs python3-venv" ;;
   bench) pkgs="$pkgs nginx-light wrk procps" ;;

@@ -1,0 +1,59 @@
+//! Against the lab domain: svc-proxy impersonates a user and the Kerberos-only
+//! Apache backend accepts the token as that user. Needs `lab/lab.sh start`;
+//! without it the test says so and passes, unless GATEHOUSE_LAB_REQUIRED is set.
+
+use std::io::{Read, Write};
+
+use base64::Engine;
+
+fn lab_env() -> Option<std::collections::HashMap<String, String>> {
+    let dir = std::env::var("LAB").unwrap_or_else(|_| "/tmp/gatehouse-lab".into());
+    let Ok(text) = std::fs::read_to_string(format!("{dir}/env")) else {
+        if std::env::var_os("GATEHOUSE_LAB_REQUIRED").is_some() {
+            panic!("the lab is required but {dir}/env is missing");
+        }
+        eprintln!("SKIPPED: no lab at {dir}");
+        return None;
+    };
+    Some(
+        text.lines()
+            .flat_map(|l| l.trim_start_matches("export ").split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .filter_map(|p| p.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect(),
+    )
+}
+
+fn ask_backend(token: &[u8]) -> String {
+    let mut s = std::net::TcpStream::connect("127.0.0.1:18080").unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(token);
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: backend.ad.test\r\nAuthorization: Negotiate {auth}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn users_reach_the_kerberos_backend_as_themselves() {
+    let Some(env) = lab_env() else { return };
+    // MIT reads its configuration from the environment; and the default cache
+    // is pointed at an empty memory cache so that nothing can fall back to it.
+    std::env::set_var("KRB5_CONFIG", &env["KRB5_CONFIG"]);
+    std::env::set_var("KRB5CCNAME", "MEMORY:gatehouse-test-empty-default");
+    let d = kcd::Delegator::new("svc-proxy@AD.TEST", &env["LAB_PROXY_KEYTAB"], "AD.TEST").expect("service credential");
+    for (user, kind) in [("bob", kcd::Token::Spnego), ("alice", kcd::Token::Spnego), ("bob", kcd::Token::Kerberos)] {
+        let token = d.token(&format!("{user}@AD.TEST"), "HTTP/backend.ad.test", kind).unwrap();
+        let reply = ask_backend(&token);
+        assert!(reply.starts_with("HTTP/1.1 200"), "{user} {kind:?}: {reply}");
+        assert!(reply.contains(&format!("REMOTE_USER={user}@AD.TEST")), "{user} {kind:?}: {reply}");
+    }
+    // An SPN the account may not delegate to is refused by the KDC, with a reason.
+    let e = d.token("bob@AD.TEST", "HTTP/proxy.ad.test", kcd::Token::Spnego).unwrap_err();
+    assert!(e.0.contains("S4U2Proxy"), "{e}");
+    eprintln!("refused as expected: {e}");
+    // A user that does not exist cannot be impersonated.
+    assert!(d.token("nobody-here@AD.TEST", "HTTP/backend.ad.test", kcd::Token::Spnego).is_err());
+}
