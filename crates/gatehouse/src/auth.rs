@@ -441,6 +441,7 @@ mod tests {
             stream_idle: None,
             auth: vec![Scheme::Ntlm],
             auth_for: rules,
+            delegation: None,
         }
     }
 

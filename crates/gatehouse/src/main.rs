@@ -84,8 +84,17 @@ fn check(file: PathBuf) -> ExitCode {
 }
 
 fn run(file: PathBuf) -> ExitCode {
-    let level = config::load(&file).map(|c| c.log.level).unwrap_or_else(|_| "info".into());
+    let initial = config::load(&file).ok();
+    let level = initial.as_ref().map_or_else(|| "info".into(), |c| c.log.level.clone());
     telemetry::init_tracing(&level);
+    // MIT krb5 reads its configuration and default cache from the environment,
+    // per process; set them before any thread exists. The default cache points
+    // at an empty memory cache so that GSSAPI can never fall back to whatever
+    // tickets the account running gatehouse happens to have.
+    std::env::set_var("KRB5CCNAME", "MEMORY:gatehouse-no-default-credentials");
+    if let Some(conf) = initial.as_ref().and_then(|c| c.domain.as_ref()).and_then(|d| d.krb5_conf.as_ref()) {
+        std::env::set_var("KRB5_CONFIG", conf);
+    }
     // The main thread runs listeners, signals and housekeeping; connections run on
     // the worker threads (worker.rs).
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

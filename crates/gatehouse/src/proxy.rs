@@ -43,6 +43,8 @@ enum Failure {
     BadGateway(String),
     GatewayTimeout(String),
     ServiceUnavailable(String),
+    /// No domain controller answered (Kerberos delegation).
+    DomainUnreachable(String),
     /// The client left before the exchange ended; nobody reads the answer.
     ClientGone,
 }
@@ -70,6 +72,13 @@ impl Failure {
             Failure::GatewayTimeout(c) => {
                 (StatusCode::GATEWAY_TIMEOUT, "The published server did not answer in time.".into(), c.clone(), false)
             }
+            Failure::DomainUnreachable(c) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The domain is unreachable, so you cannot be signed in to this application right now; try again shortly."
+                    .into(),
+                c.clone(),
+                false,
+            ),
             Failure::ServiceUnavailable(c) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The service is unavailable; try again shortly.".into(),
@@ -134,6 +143,12 @@ async fn forward(
         }
     };
 
+    // Kerberos Constrained Delegation: a ticket for the backend in the user's name.
+    let delegated = match (&site.delegation, &user) {
+        (Some(d), Some(u)) => Some(delegate(generation, d, u).await?),
+        _ => None,
+    };
+
     let client_upgrade = upgrade_token(req.headers()).map(|u| (u, hyper::upgrade::on(&mut req)));
     let (parts, body) = req.into_parts();
     let progress = RequestProgress::new();
@@ -160,6 +175,9 @@ async fn forward(
     // The edge consumed the client's credentials; they mean nothing to the backend.
     if user.is_some() {
         headers.remove(header::AUTHORIZATION);
+    }
+    if let Some(token) = delegated {
+        headers.insert(header::AUTHORIZATION, token);
     }
     for name in ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"] {
         headers.remove(name);
@@ -260,6 +278,46 @@ async fn forward(
     strip_hop_by_hop(&mut parts.headers);
     let reuse = (pool.clone(), key, sender);
     Ok(Response::from_parts(parts, ResponseBody::backend(body, reuse)))
+}
+
+/// `Authorization: Negotiate` for the site's backend in `user`'s name (S4U2Self
+/// then S4U2Proxy, cached per user). The GSSAPI calls block, so they run on a
+/// blocking thread.
+async fn delegate(
+    generation: &Generation,
+    d: &crate::config::Delegation,
+    user: &auth::User,
+) -> Result<HeaderValue, Failure> {
+    let Some(delegator) = generation.delegator.clone() else {
+        return Err(Failure::ServiceUnavailable("no delegating account is configured".into()));
+    };
+    let realm = generation.config.domain.as_ref().map_or(String::new(), |d| d.realm.clone());
+    let account = user.name.rsplit('\\').next().unwrap_or(&user.name);
+    let principal = format!("{account}@{realm}");
+    let (spn, kind) = (d.spn.clone(), d.token);
+    let who = principal.clone();
+    let target = spn.clone();
+    let result = tokio::task::spawn_blocking(move || delegator.token(&who, &target, kind))
+        .await
+        .map_err(|e| Failure::ServiceUnavailable(format!("delegation did not run: {e}")))?;
+    match result {
+        Ok(token) => {
+            use base64::Engine;
+            let value = format!("Negotiate {}", base64::engine::general_purpose::STANDARD.encode(token));
+            HeaderValue::from_str(&value).map_err(|_| Failure::BadGateway("unusable Kerberos token".into()))
+        }
+        Err(e) if domain_unreachable(&e.0) => {
+            Err(Failure::DomainUnreachable(format!("Kerberos delegation for {principal} to {spn}: {e}")))
+        }
+        Err(e) => Err(Failure::BadGateway(format!("Kerberos delegation for {principal} to {spn} failed: {e}"))),
+    }
+}
+
+/// MIT's words for "no KDC answered", as opposed to a KDC that said no.
+fn domain_unreachable(message: &str) -> bool {
+    ["Cannot contact any KDC", "Cannot find KDC", "Connection refused", "Resource temporarily unavailable"]
+        .iter()
+        .any(|w| message.contains(w))
 }
 
 /// Answers a request that did not pass authentication. The body of a handshake

@@ -32,6 +32,8 @@ pub struct Generation {
     /// NTLM acceptor settings by listener name (names, channel-binding policy).
     pub ntlm: HashMap<String, ntlm::AcceptorConfig>,
     pub accounts: Option<AccountsRuntime>,
+    /// The delegating service account, when a site uses KCD.
+    pub delegator: Option<Arc<kcd::Delegator>>,
 }
 
 /// Where passwords are checked, ready to use.
@@ -78,7 +80,14 @@ impl Generation {
                 crate::accounts::Winbind::new(ntlm_auth.clone(), smb_conf.clone(), *helpers, *timeout),
             ),
         });
-        Ok(Generation { routes: route::Table::new(&config.sites), backends, tls, ntlm, accounts, config })
+        let delegator = match &config.domain {
+            Some(d) if config.sites.iter().any(|s| s.delegation.is_some()) => match (&d.service_principal, &d.keytab) {
+                (Some(p), Some(k)) => Some(Arc::new(kcd::Delegator::new(p, &k.to_string_lossy(), &d.realm))),
+                _ => None,
+            },
+            _ => None,
+        };
+        Ok(Generation { routes: route::Table::new(&config.sites), backends, tls, ntlm, accounts, delegator, config })
     }
 }
 
@@ -188,7 +197,17 @@ fn reload(path: &Path, shared: &Arc<Shared>, listeners: &mut HashMap<(String, So
         Err(problems) => {
             tracing::error!("reload refused, the running configuration stays:\n{problems}");
         }
-        Ok(generation) => {
+        Ok(mut generation) => {
+            let old = shared.current();
+            if let (Some(new), Some(old_d), Some(nd), Some(od)) =
+                (&generation.delegator, &old.delegator, &generation.config.domain, &old.config.domain)
+            {
+                let same =
+                    nd.service_principal == od.service_principal && nd.keytab == od.keytab && nd.realm == od.realm;
+                if same && !Arc::ptr_eq(new, old_d) {
+                    generation.delegator = Some(old_d.clone());
+                }
+            }
             let c = &generation.config;
             for pool in &shared.pools {
                 pool.configure(c.limits.backend_idle_per_key, c.timeouts.backend_idle);

@@ -219,3 +219,115 @@ async fn the_domain_controller_sees_at_most_the_lockout_limit() {
     assert!(g.stderr().contains("extranet lockout"));
     assert!(b.seen().is_empty());
 }
+
+/// gatehouse signing users in with NTLM (winbind) and reaching the lab's
+/// Kerberos-only Apache backend as them (KCD). Returns gatehouse and its port.
+fn start_kcd(env: &HashMap<String, String>, spn: &str, token: &str) -> (Gatehouse, u16) {
+    let port = free_port();
+    let config = format!(
+        r#"
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+krb5_conf = "{krb5}"
+keytab = "{keytab}"
+service_principal = "svc-proxy@AD.TEST"
+
+[accounts]
+source = "winbind"
+smb_conf = "{smb}"
+
+[[listener]]
+name = "plain"
+bind = "127.0.0.1:{port}"
+
+[[site]]
+name = "kerberos-backend"
+listener = "plain"
+backend = "http://127.0.0.1:18080"
+host_header = "backend.ad.test"
+auth = ["NTLM"]
+delegation = "kcd"
+backend_spn = "{spn}"
+backend_token = "{token}"
+"#,
+        krb5 = env["KRB5_CONFIG"],
+        keytab = env["LAB_PROXY_KEYTAB"],
+        smb = env["SMB_CONF"],
+    );
+    (Gatehouse::start(&config, listen(port)), port)
+}
+
+async fn sign_in(port: u16, user: &'static str, password: &'static str) -> (Conn, Resp) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let client = Client::new(user, password);
+    let mut c = Conn::open(listen(port)).await;
+    let negotiate = client.negotiate();
+    c.send(
+        format!("GET /whoami HTTP/1.1\r\nHost: mail.ad.test\r\nAuthorization: NTLM {}\r\n\r\n", b64.encode(&negotiate))
+            .as_bytes(),
+    )
+    .await;
+    let r = c.response().await;
+    let challenge = b64.decode(r.header("www-authenticate").unwrap().strip_prefix("NTLM ").unwrap()).unwrap();
+    let auth = client.authenticate(&negotiate, &challenge);
+    c.send(
+        format!("GET /whoami HTTP/1.1\r\nHost: mail.ad.test\r\nAuthorization: NTLM {}\r\n\r\n", b64.encode(&auth))
+            .as_bytes(),
+    )
+    .await;
+    let r = c.response().await;
+    (c, r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ntlm_users_reach_the_kerberos_backend_as_themselves() {
+    let Some(env) = lab() else { return };
+    let (g, port) = start_kcd(&env, "HTTP/{backend_host}", "spnego");
+    // {backend_host} is 127.0.0.1 here, which is no SPN: the KDC refuses, 502.
+    let (_, r) = sign_in(port, "bob", "Bob-Pass1").await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(g.stderr().contains("Kerberos delegation for bob@AD.TEST to HTTP/127.0.0.1"), "{}", g.stderr());
+    drop(g);
+
+    let (g, port) = start_kcd(&env, "HTTP/backend.ad.test", "spnego");
+    let users = [("alice", "Alice-Pass1"), ("bob", "Bob-Pass1")];
+    let mut conns = Vec::new();
+    for i in 0..4 {
+        let (user, password) = users[i % 2];
+        let (c, r) = sign_in(port, user, password).await;
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), g.stderr());
+        assert!(r.text().contains(&format!("REMOTE_USER={user}@AD.TEST")), "{}", r.text());
+        conns.push((user, c));
+    }
+    // Interleaved requests on authenticated connections: each reaches the
+    // Kerberos-only backend as its own user, never as another.
+    for round in 0..5 {
+        for (user, c) in conns.iter_mut() {
+            c.send(format!("GET /r{round} HTTP/1.1\r\nHost: mail.ad.test\r\n\r\n").as_bytes()).await;
+            let r = c.response().await;
+            assert_eq!(r.status, 200);
+            assert!(r.text().contains(&format!("REMOTE_USER={user}@AD.TEST")), "round {round}: {}", r.text());
+        }
+    }
+    // curl over the same site, with the raw Kerberos token variant.
+    drop(g);
+    let (g, port) = start_kcd(&env, "HTTP/backend.ad.test", "kerberos");
+    let out = Command::new("curl")
+        .args(["-sS", "--ntlm", "-u", "ADTEST\\bob:Bob-Pass1", &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("REMOTE_USER=bob@AD.TEST"), "{text}\n{}", g.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_spn_outside_the_delegation_list_is_refused_with_the_cause() {
+    let Some(env) = lab() else { return };
+    let (g, port) = start_kcd(&env, "HTTP/proxy.ad.test", "spnego");
+    let (_, r) = sign_in(port, "alice", "Alice-Pass1").await;
+    assert_eq!(r.status, 502);
+    let log = g.stderr();
+    assert!(log.contains("S4U2Proxy") && log.contains("KDC can't fulfill requested option"), "{log}");
+}

@@ -43,13 +43,25 @@ fn users_reach_the_kerberos_backend_as_themselves() {
     // is pointed at an empty memory cache so that nothing can fall back to it.
     std::env::set_var("KRB5_CONFIG", &env["KRB5_CONFIG"]);
     std::env::set_var("KRB5CCNAME", "MEMORY:gatehouse-test-empty-default");
-    let d = kcd::Delegator::new("svc-proxy@AD.TEST", &env["LAB_PROXY_KEYTAB"], "AD.TEST").expect("service credential");
+    let d = kcd::Delegator::new("svc-proxy@AD.TEST", &env["LAB_PROXY_KEYTAB"], "AD.TEST");
     for (user, kind) in [("bob", kcd::Token::Spnego), ("alice", kcd::Token::Spnego), ("bob", kcd::Token::Kerberos)] {
         let token = d.token(&format!("{user}@AD.TEST"), "HTTP/backend.ad.test", kind).unwrap();
         let reply = ask_backend(&token);
         assert!(reply.starts_with("HTTP/1.1 200"), "{user} {kind:?}: {reply}");
         assert!(reply.contains(&format!("REMOTE_USER={user}@AD.TEST")), "{user} {kind:?}: {reply}");
     }
+    // Steady state costs no KDC round trip: one S4U2Self per user and token kind.
+    let before = d.stats().s4u2self.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..10 {
+        let token = d.token("bob@AD.TEST", "HTTP/backend.ad.test", kcd::Token::Spnego).unwrap();
+        assert!(ask_backend(&token).contains("REMOTE_USER=bob@AD.TEST"));
+    }
+    assert_eq!(
+        d.stats().s4u2self.load(std::sync::atomic::Ordering::Relaxed),
+        before,
+        "S4U2Self repeated for a cached user"
+    );
+    assert_eq!(before, 3, "one S4U2Self per (user, token kind)");
     // An SPN the account may not delegate to is refused by the KDC, with a reason.
     let e = d.token("bob@AD.TEST", "HTTP/proxy.ad.test", kcd::Token::Spnego).unwrap_err();
     assert!(e.0.contains("S4U2Proxy"), "{e}");

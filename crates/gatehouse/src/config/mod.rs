@@ -47,14 +47,12 @@ pub struct Domain {
     /// gatehouse's own names in NTLM challenges.
     pub computer_netbios: String,
     pub computer_dns: String,
-    // Read by Kerberos delegation and Negotiate (their issues come next);
-    // validated now so that the configuration contract holds.
-    #[allow(dead_code)]
+    /// Set as KRB5_CONFIG at start (MIT reads its configuration per process).
     pub krb5_conf: Option<PathBuf>,
-    #[allow(dead_code)]
     pub keytab: Option<PathBuf>,
-    #[allow(dead_code)]
+    /// The account that delegates, e.g. `svc-proxy@AD.TEST`.
     pub service_principal: Option<String>,
+    // Read by Negotiate (a later issue); validated now so the contract holds.
     #[allow(dead_code)]
     pub acceptor_spn: Option<String>,
 }
@@ -129,6 +127,15 @@ pub struct Site {
     /// Schemes offered, in order; empty means anonymous.
     pub auth: Vec<Scheme>,
     pub auth_for: Vec<AuthRule>,
+    /// Sign in to the backend as the user (Kerberos Constrained Delegation).
+    pub delegation: Option<Delegation>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Delegation {
+    /// The backend's SPN, e.g. `HTTP/iis.corp.example`.
+    pub spn: String,
+    pub token: kcd::Token,
 }
 
 #[derive(Debug, Clone)]

@@ -399,6 +399,16 @@ impl<'t> Reader<'t> {
                 "a site offers NTLM but there is no [domain] section (netbios_name, realm)".into(),
             );
         }
+        if config.sites.iter().any(|s| s.delegation.is_some()) {
+            match &config.domain {
+                Some(d) if d.keytab.is_some() && d.service_principal.is_some() => {}
+                _ => self.problem(
+                    0..0,
+                    "domain",
+                    "a site delegates (kcd) but [domain] lacks keytab or service_principal".into(),
+                ),
+            }
+        }
         if config.listeners.is_empty() && self.problems.is_empty() {
             self.problem(0..0, "listener", "no [[listener]]: nothing would be served".into());
         }
@@ -667,19 +677,10 @@ impl<'t> Reader<'t> {
                 }
             }
         }
-        if let Some((d, span)) = self.string(s, "delegation") {
-            if d != "none" {
-                self.not_yet(span, &s.key_path("delegation"), "delegation is not implemented in this version");
-            }
-        }
+        let delegation = self.delegation(s, backend.as_ref(), !auth.is_empty());
         if !auth_for.is_empty() && auth.is_empty() {
             let key = s.key_path("auth_for");
             self.problem(s.span.clone(), &key, "auth_for overrides `auth`, which this site does not set".into());
-        }
-        for key in ["backend_spn"] {
-            if let Some(v) = s.get(key) {
-                self.not_yet(v.span(), &s.key_path(key), "authentication is not implemented in this version");
-            }
         }
         Some(Site {
             name: name?.0,
@@ -692,7 +693,90 @@ impl<'t> Reader<'t> {
             stream_idle,
             auth,
             auth_for,
+            delegation,
         })
+    }
+
+    /// `delegation`, `backend_spn`, `backend_token`, `send_token`.
+    fn delegation(&mut self, s: &mut Section<'_, '_>, backend: Option<&Backend>, has_auth: bool) -> Option<Delegation> {
+        let mode = self.string(s, "delegation");
+        let spn = self.string(s, "backend_spn");
+        let token = self.string(s, "backend_token");
+        let send = self.string(s, "send_token");
+        let kcd = match &mode {
+            None => false,
+            Some((m, _)) if m == "none" => false,
+            Some((m, _)) if m == "kcd" => true,
+            Some((m, span)) => {
+                let key = s.key_path("delegation");
+                self.problem(span.clone(), &key, format!("`{m}`: expected \"none\" or \"kcd\""));
+                return None;
+            }
+        };
+        if !kcd {
+            for (v, key) in [(&spn, "backend_spn"), (&token, "backend_token"), (&send, "send_token")] {
+                if let Some((_, span)) = v {
+                    self.problem(span.clone(), &s.key_path(key), "only meaningful with delegation = \"kcd\"".into());
+                }
+            }
+            return None;
+        }
+        let span = mode.map(|m| m.1).unwrap_or(s.span.clone());
+        if !has_auth {
+            self.problem(
+                span.clone(),
+                &s.key_path("delegation"),
+                "delegation needs an authenticated user: set `auth`".into(),
+            );
+        }
+        let Some((spn, spn_span)) = spn else {
+            self.problem(
+                span,
+                &s.key_path("backend_spn"),
+                "delegation = \"kcd\" needs backend_spn, e.g. \"HTTP/{backend_host}\"".into(),
+            );
+            return None;
+        };
+        let spn = match backend {
+            Some(b) => spn.replace("{backend_host}", &b.host),
+            None => spn,
+        };
+        if !spn.contains('/') || spn.contains('{') {
+            self.problem(
+                spn_span,
+                &s.key_path("backend_spn"),
+                format!("`{spn}` is not an SPN such as \"HTTP/iis.corp.example\""),
+            );
+        }
+        let token = match token.as_ref().map(|(t, _)| t.as_str()) {
+            None | Some("spnego") => kcd::Token::Spnego,
+            Some("kerberos") => kcd::Token::Kerberos,
+            Some(other) => {
+                let (_, span) = token.clone().unwrap();
+                self.problem(
+                    span,
+                    &s.key_path("backend_token"),
+                    format!("`{other}`: expected \"spnego\" or \"kerberos\""),
+                );
+                kcd::Token::Spnego
+            }
+        };
+        match send.as_ref().map(|(t, _)| t.as_str()) {
+            None | Some("always") => {}
+            Some("on-401") => {
+                let (_, span) = send.clone().unwrap();
+                self.not_yet(
+                    span,
+                    &s.key_path("send_token"),
+                    "send_token = \"on-401\" is not implemented in this version",
+                );
+            }
+            Some(other) => {
+                let (_, span) = send.clone().unwrap();
+                self.problem(span, &s.key_path("send_token"), format!("`{other}`: expected \"always\" or \"on-401\""));
+            }
+        }
+        Some(Delegation { spn, token })
     }
 
     fn schemes(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Option<Vec<Scheme>> {
