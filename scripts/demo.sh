@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The main job, on loopback: the lab domain (Samba AD DC for AD.TEST), and
-# gatehouse in front of an echo backend, pre-authenticating users with NTLM
-# against the domain:
-#   TLS (self-signed) on 127.0.0.1:8443 and plain HTTP on 127.0.0.1:8080,
-#   backend (testkit's echo server, which shows what it received) on 127.0.0.1:18081.
-# Signing in to the lab's Kerberos-only backend as the user (KCD) comes with the
-# next issue. Ctrl-C stops everything.
+# The main job, on loopback: the lab domain (Samba AD DC for AD.TEST, and its
+# Kerberos-only Apache backend on 127.0.0.1:18080), with gatehouse in front:
+#   https://127.0.0.1:8443  NTLM at the edge (checked by the DC), then Kerberos
+#                           Constrained Delegation to the Kerberos-only backend,
+#                           which answers with the user it authenticated;
+#   http://127.0.0.1:8080   NTLM at the edge in front of an echo backend
+#                           (testkit, 127.0.0.1:18081) that shows what it received.
+# Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh demo
@@ -32,6 +33,10 @@ realm = "AD.TEST"
 netbios_name = "ADTEST"
 acceptor_spn = "HTTP/proxy.ad.test"
 
+krb5_conf = "$KRB5_CONFIG"
+keytab = "$LAB_PROXY_KEYTAB"
+service_principal = "svc-proxy@AD.TEST"
+
 [accounts]
 source = "winbind"
 smb_conf = "$SMB_CONF"
@@ -53,11 +58,13 @@ auth = ["NTLM"]
 identity_header = "X-Remote-User"
 
 [[site]]
-name = "demo"
+name = "kerberos-backend"
 listener = "public"
-backend = "http://127.0.0.1:18081"
+backend = "http://127.0.0.1:18080"
+host_header = "backend.ad.test"
 auth = ["NTLM"]
-identity_header = "X-Remote-User"
+delegation = "kcd"
+backend_spn = "HTTP/backend.ad.test"
 TOML
 
 target/release/gatehouse check -c "$state/gatehouse.toml"
@@ -68,14 +75,15 @@ cat <<MSG
 
 gatehouse is starting. In another terminal, sign in as a lab user:
 
-  curl -sS --ntlm -u 'ADTEST\\alice:Alice-Pass1' --cacert $state/demo.pem --resolve demo.gatehouse.test:8443:127.0.0.1 https://demo.gatehouse.test:8443/hello
+  curl -sS --ntlm -u 'ADTEST\\alice:Alice-Pass1' --cacert $state/demo.pem --resolve demo.gatehouse.test:8443:127.0.0.1 https://demo.gatehouse.test:8443/
+      # -> REMOTE_USER=alice@AD.TEST from the Kerberos-only backend: no password reached it
+  curl -sS --ntlm -u 'ADTEST\\bob:Bob-Pass1' http://127.0.0.1:8080/hello            # the echo backend: X-Remote-User ADTEST\\bob
   curl -sS --ntlm -u 'ADTEST\\bob:Bob-Pass1' http://127.0.0.1:8080/chunks/5/500     # chunks flushed as they come
   curl -sS -i http://127.0.0.1:8080/hello                                             # no credentials: 401, WWW-Authenticate: NTLM
   tail -f $state/access.log                                                           # JSON lines, with user and auth
 
-The backend answers with the request it received: X-Remote-User carries the
-user the domain controller vouched for. Users: alice/Alice-Pass1, bob/Bob-Pass1,
-carol/Carol-Pass1. Edit $state/gatehouse.toml and send SIGHUP to reload. Ctrl-C stops.
+Users: alice/Alice-Pass1, bob/Bob-Pass1, carol/Carol-Pass1. Edit $state/gatehouse.toml
+and send SIGHUP to reload. Ctrl-C stops.
 
 MSG
 target/release/gatehouse run -c "$state/gatehouse.toml"
