@@ -10,6 +10,8 @@
 #   lab/lab.sh start    provision and start (about 20 s; installs Debian packages if missing)
 #   lab/lab.sh stop
 #   lab/lab.sh status
+#   lab/lab.sh kdc-stop | kdc-start   stop or start the DC process only (the
+#                       domain, its keys and the backend stay): for outage tests
 # Writes $LAB/env (default LAB=/tmp/gatehouse-lab) with KRB5_CONFIG, SMB_CONF and friends.
 # Run as root: Samba needs it, and winbind's privileged pipe is for root and winbindd_priv.
 set -euo pipefail
@@ -32,8 +34,24 @@ stop() {
 
 running() { [ -f "$LAB/samba.pid" ] && kill -0 "$(cat "$LAB/samba.pid")" 2>/dev/null; }
 
+start_samba() {
+  samba -F --debug-stdout -s "$LAB/dc/etc/smb.conf" </dev/null >>"$LAB/samba.log" 2>&1 &
+  echo $! >"$LAB/samba.pid"
+  for _ in $(seq 300); do
+    if ss -ltn | grep -q "$DC_IP:88 " && wbinfo -p >/dev/null 2>&1; then return 0; fi
+    running || { tail -20 "$LAB/samba.log"; return 1; }
+    sleep 0.1
+  done
+  return 1
+}
+
 case "${1:-start}" in
   stop) stop; say stopped; exit 0 ;;
+  kdc-stop)
+    kill "$(cat "$LAB/samba.pid")"
+    for _ in $(seq 100); do running || break; sleep 0.1; done
+    say "DC stopped"; exit 0 ;;
+  kdc-start) start_samba; say "DC started"; exit 0 ;;
   status) if running; then say "running ($LAB/env)"; exit 0; else say "not running"; exit 1; fi ;;
   start) ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
@@ -66,13 +84,7 @@ mkdir -p "$D/run" "$D/log" "$D/cache" /run/samba
 SMB_CONF=$D/etc/smb.conf
 
 # -F: foreground without -i, which would exit on stdin EOF under CI.
-samba -F --debug-stdout -s "$SMB_CONF" </dev/null >"$LAB/samba.log" 2>&1 &
-echo $! >"$LAB/samba.pid"
-for _ in $(seq 300); do
-  if ss -ltn | grep -q "$DC_IP:88 " && ss -ltn | grep -q "$DC_IP:389 " && wbinfo -p >/dev/null 2>&1; then break; fi
-  running || { cat "$LAB/samba.log"; exit 1; }
-  sleep 0.1
-done
+start_samba || { cat "$LAB/samba.log"; exit 1; }
 wbinfo -p >/dev/null
 chgrp winbindd_priv "$D/state/winbindd_privileged" 2>/dev/null || true
 say "samba up (pid $(cat "$LAB/samba.pid"))"

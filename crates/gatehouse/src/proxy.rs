@@ -306,10 +306,24 @@ async fn delegate(
             let value = format!("Negotiate {}", base64::engine::general_purpose::STANDARD.encode(token));
             HeaderValue::from_str(&value).map_err(|_| Failure::BadGateway("unusable Kerberos token".into()))
         }
-        Err(e) if domain_unreachable(&e.0) => {
-            Err(Failure::DomainUnreachable(format!("Kerberos delegation for {principal} to {spn}: {e}")))
+        Err(e) => {
+            let account = generation.delegator.as_ref().map_or("", |d| d.principal());
+            let mut cause = format!("Kerberos delegation for {principal} to {spn} failed: {e}");
+            if let Some(x) = kcd::explain(&e.0, account, &spn, &principal) {
+                cause.push_str(&format!(
+                    "; {}: {}; fix (PowerShell): {}; fix (samba-tool): {}",
+                    x.code,
+                    x.cause,
+                    x.powershell.join(" ; "),
+                    x.samba_tool.join(" ; ")
+                ));
+            }
+            if domain_unreachable(&e.0) {
+                Err(Failure::DomainUnreachable(cause))
+            } else {
+                Err(Failure::BadGateway(cause))
+            }
         }
-        Err(e) => Err(Failure::BadGateway(format!("Kerberos delegation for {principal} to {spn} failed: {e}"))),
     }
 }
 

@@ -16,26 +16,6 @@ use common::*;
 use ntlm::client::Client;
 use testkit::Backend;
 
-fn lab() -> Option<HashMap<String, String>> {
-    let dir = std::env::var("LAB").unwrap_or_else(|_| "/tmp/gatehouse-lab".into());
-    let Ok(text) = std::fs::read_to_string(format!("{dir}/env")) else {
-        if std::env::var_os("GATEHOUSE_LAB_REQUIRED").is_some() {
-            panic!("the lab is required but {dir}/env is missing: run lab/lab.sh start");
-        }
-        eprintln!("SKIPPED: no lab at {dir} (run lab/lab.sh start)");
-        return None;
-    };
-    let mut env = HashMap::new();
-    for line in text.lines() {
-        for pair in line.trim_start_matches("export ").split_whitespace() {
-            if let Some((k, v)) = pair.split_once('=') {
-                env.insert(k.to_owned(), v.to_owned());
-            }
-        }
-    }
-    Some(env)
-}
-
 fn listen(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -117,7 +97,7 @@ fn curl_ntlm(ca: &PathBuf, port: u16, user: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_through_winbind_right_and_wrong_password() {
-    let Some(env) = lab() else { return };
+    let Some(env) = lab_env() else { return };
     let b = Backend::start().await;
     let (g, ca, port, _) = start(&env, b.addr, "when-supported", 5);
     let ok = curl_ntlm(&ca, port, "ADTEST\\alice:Alice-Pass1");
@@ -130,7 +110,7 @@ async fn curl_through_winbind_right_and_wrong_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyspnego_with_channel_bindings() {
-    let Some(env) = lab() else { return };
+    let Some(env) = lab_env() else { return };
     let b = Backend::start().await;
     let run = |ca: &PathBuf, port: u16, cbt: &str| {
         let out = Command::new(python())
@@ -156,7 +136,7 @@ async fn pyspnego_with_channel_bindings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn samba_ntlm_auth_as_the_client() {
-    let Some(env) = lab() else { return };
+    let Some(env) = lab_env() else { return };
     let b = Backend::start().await;
     let (g, _ca, _, plain) = start(&env, b.addr, "when-supported", 5);
     let out = Command::new(python())
@@ -182,7 +162,7 @@ fn bad_password_count(env: &HashMap<String, String>, user: &str) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_domain_controller_sees_at_most_the_lockout_limit() {
-    let Some(env) = lab() else { return };
+    let Some(env) = lab_env() else { return };
     let b = Backend::start().await;
     let (g, _ca, _, plain) = start(&env, b.addr, "when-supported", 3);
     // Start from a clean count: unlock carol, then one good logon resets
@@ -283,7 +263,7 @@ async fn sign_in(port: u16, user: &'static str, password: &'static str) -> (Conn
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ntlm_users_reach_the_kerberos_backend_as_themselves() {
-    let Some(env) = lab() else { return };
+    let Some(env) = lab_env() else { return };
     let (g, port) = start_kcd(&env, "HTTP/{backend_host}", "spnego");
     // {backend_host} is 127.0.0.1 here, which is no SPN: the KDC refuses, 502.
     let (_, r) = sign_in(port, "bob", "Bob-Pass1").await;
@@ -324,10 +304,13 @@ async fn ntlm_users_reach_the_kerberos_backend_as_themselves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_spn_outside_the_delegation_list_is_refused_with_the_cause() {
-    let Some(env) = lab() else { return };
+    let Some(env) = lab_env() else { return };
     let (g, port) = start_kcd(&env, "HTTP/proxy.ad.test", "spnego");
     let (_, r) = sign_in(port, "alice", "Alice-Pass1").await;
     assert_eq!(r.status, 502);
     let log = g.stderr();
     assert!(log.contains("S4U2Proxy") && log.contains("KDC can't fulfill requested option"), "{log}");
+    // ...and says what it means and how to fix it.
+    assert!(log.contains("KDC_ERR_BADOPTION") && log.contains("msDS-AllowedToDelegateTo"), "{log}");
+    assert!(log.contains("samba-tool delegation add-service svc-proxy HTTP/proxy.ad.test"), "{log}");
 }

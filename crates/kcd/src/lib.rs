@@ -20,7 +20,10 @@
 //! Status: used by the proxy for `delegation = "kcd"` sites. Error translation
 //! into causes and remedies and `gatehouse doctor` are the rest of the KCD issue.
 
+mod explain;
 mod ffi;
+
+pub use explain::{explain, Explanation};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -110,6 +113,10 @@ impl Delegator {
             flights: Mutex::new(HashMap::new()),
             stats: Stats::default(),
         }
+    }
+
+    pub fn principal(&self) -> &str {
+        &self.principal
     }
 
     pub fn stats(&self) -> &Stats {

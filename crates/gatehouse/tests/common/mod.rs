@@ -317,3 +317,26 @@ pub fn make_certs(dir: &Path, leaves: &[(&str, &[&str])]) -> PathBuf {
     std::fs::write(&ca_path, ca.pem()).unwrap();
     ca_path
 }
+
+/// The lab domain's settings (`lab/lab.sh` writes them to `$LAB/env`). Without a
+/// lab: None, and the caller skips, unless GATEHOUSE_LAB_REQUIRED is set (as
+/// `scripts/test.sh`, and so CI, sets it), in which case this panics.
+pub fn lab_env() -> Option<std::collections::HashMap<String, String>> {
+    let dir = std::env::var("LAB").unwrap_or_else(|_| "/tmp/gatehouse-lab".into());
+    let Ok(text) = std::fs::read_to_string(format!("{dir}/env")) else {
+        if std::env::var_os("GATEHOUSE_LAB_REQUIRED").is_some() {
+            panic!("the lab is required but {dir}/env is missing: run lab/lab.sh start");
+        }
+        eprintln!("SKIPPED: no lab at {dir} (run lab/lab.sh start)");
+        return None;
+    };
+    let mut env = std::collections::HashMap::new();
+    for line in text.lines() {
+        for pair in line.trim_start_matches("export ").split_whitespace() {
+            if let Some((k, v)) = pair.split_once('=') {
+                env.insert(k.to_owned(), v.to_owned());
+            }
+        }
+    }
+    Some(env)
+}

@@ -1,0 +1,128 @@
+//! The domain controller goes away and comes back while gatehouse runs. Its own
+//! test binary, because it stops the lab's DC, which every other lab test needs
+//! (cargo runs test binaries one after another).
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use ntlm::client::Client;
+
+fn lab_sh(arg: &str) {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../lab/lab.sh");
+    let out = Command::new("bash").arg(script).arg(arg).output().unwrap();
+    assert!(
+        out.status.success(),
+        "lab.sh {arg}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn request_as(c: &mut Conn, client: Option<&Client>) -> Resp {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let Some(client) = client else {
+        c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        return c.response().await;
+    };
+    let negotiate = client.negotiate();
+    c.send(format!("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: NTLM {}\r\n\r\n", b64.encode(&negotiate)).as_bytes())
+        .await;
+    let r = c.response().await;
+    let challenge = b64.decode(r.header("www-authenticate").unwrap().strip_prefix("NTLM ").unwrap()).unwrap();
+    let auth = client.authenticate(&negotiate, &challenge);
+    c.send(format!("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: NTLM {}\r\n\r\n", b64.encode(&auth)).as_bytes()).await;
+    c.response().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_users_keep_working_while_the_kdc_is_down_and_new_ones_recover() {
+    let Some(env) = lab_env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Passwords from a file, so that the outage is the KDC's alone (winbind would
+    // fail first and hide what delegation does).
+    std::fs::write(dir.path().join("users.ntlm"), "ADTEST:alice:Alice-Pass1\nADTEST:bob:Bob-Pass1\n").unwrap();
+    let port = free_port();
+    let config = format!(
+        r#"
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+krb5_conf = "{krb5}"
+keytab = "{keytab}"
+service_principal = "svc-proxy@AD.TEST"
+
+[accounts]
+source = "file"
+file = "users.ntlm"
+
+[[listener]]
+name = "plain"
+bind = "127.0.0.1:{port}"
+
+[[site]]
+name = "kerberos-backend"
+listener = "plain"
+backend = "http://127.0.0.1:18080"
+host_header = "backend.ad.test"
+auth = ["NTLM"]
+delegation = "kcd"
+backend_spn = "HTTP/backend.ad.test"
+"#,
+        krb5 = env["KRB5_CONFIG"],
+        keytab = env["LAB_PROXY_KEYTAB"],
+    );
+    let g = Gatehouse::start_in(dir, &config, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let alice = Client::new("alice", "Alice-Pass1");
+    let bob = Client::new("bob", "Bob-Pass1");
+
+    let mut a = Conn::open(addr).await;
+    let r = request_as(&mut a, Some(&alice)).await;
+    assert!(r.text().contains("REMOTE_USER=alice@AD.TEST"), "{}\n{}", r.text(), g.stderr());
+
+    lab_sh("kdc-stop");
+    let outcome = async {
+        // alice's delegated credential is cached: she keeps working, on her
+        // connection and on a new one.
+        let r = request_as(&mut a, None).await;
+        assert!(
+            r.text().contains("REMOTE_USER=alice@AD.TEST"),
+            "cached user failed while the KDC was down: {}",
+            r.text()
+        );
+        let mut a2 = Conn::open(addr).await;
+        let r = request_as(&mut a2, Some(&alice)).await;
+        assert!(r.text().contains("REMOTE_USER=alice@AD.TEST"), "{}", r.text());
+        // bob is new: no ticket can be had, and the page says why.
+        let mut b = Conn::open(addr).await;
+        let r = request_as(&mut b, Some(&bob)).await;
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(r.text().contains("domain is unreachable"), "{}", r.text());
+    };
+    // Restart the DC whatever happened, so that later tests have their lab.
+    let result = tokio::time::timeout(Duration::from_secs(60), outcome).await;
+    lab_sh("kdc-start");
+    result.expect("the outage checks took too long");
+
+    // The KDC is back: bob gets in, with no restart of gatehouse.
+    let start = Instant::now();
+    loop {
+        let mut b = Conn::open(addr).await;
+        let r = request_as(&mut b, Some(&bob)).await;
+        if r.text().contains("REMOTE_USER=bob@AD.TEST") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "bob still fails after the KDC came back: {}\n{}",
+            r.text(),
+            g.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(g.stderr().contains("Cannot contact any KDC") || g.stderr().contains("domain"), "{}", g.stderr());
+}
