@@ -11,6 +11,7 @@ mod backend;
 mod body;
 mod config;
 mod connection;
+mod doctor;
 mod listener;
 mod pages;
 mod proxy;
@@ -26,6 +27,8 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   gatehouse run -c FILE      serve (SIGHUP reloads FILE, SIGTERM drains and exits)
   gatehouse check -c FILE    validate FILE; print every problem with file:line:column
+  gatehouse doctor -c FILE [--user NAME]
+                             check Kerberos delegation step by step, with fixes
   gatehouse ntlm-hash         print the NT hash of a password read from standard input
   gatehouse --version";
 
@@ -40,6 +43,16 @@ fn main() -> ExitCode {
         (Some("run"), Some(file)) => run(file),
         (Some("check"), Some(file)) => check(file),
         (Some("ntlm-hash"), None) => ntlm_hash(),
+        (Some("doctor"), _) => match args.get(1..) {
+            Some([flag, file]) if flag == "-c" => doctor::run(std::path::Path::new(file), None),
+            Some([flag, file, u, user]) if flag == "-c" && u == "--user" => {
+                doctor::run(std::path::Path::new(file), Some(user))
+            }
+            _ => {
+                eprintln!("{USAGE}");
+                ExitCode::from(2)
+            }
+        },
         (Some("--version"), None) => {
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -1,6 +1,7 @@
-//! The domain controller goes away and comes back while gatehouse runs. Its own
-//! test binary, because it stops the lab's DC, which every other lab test needs
-//! (cargo runs test binaries one after another).
+//! Tests that change the lab domain (stop its DC, switch delegation settings):
+//! their own test binary, because every other lab test needs the domain as the
+//! lab made it (cargo runs test binaries one after another), and one at a time
+//! within it.
 
 mod common;
 
@@ -38,15 +39,10 @@ async fn request_as(c: &mut Conn, client: Option<&Client>) -> Resp {
     c.response().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cached_users_keep_working_while_the_kdc_is_down_and_new_ones_recover() {
-    let Some(env) = lab_env() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    // Passwords from a file, so that the outage is the KDC's alone (winbind would
-    // fail first and hide what delegation does).
-    std::fs::write(dir.path().join("users.ntlm"), "ADTEST:alice:Alice-Pass1\nADTEST:bob:Bob-Pass1\n").unwrap();
-    let port = free_port();
-    let config = format!(
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn kcd_config(env: &std::collections::HashMap<String, String>, port: u16) -> String {
+    format!(
         r#"
 [domain]
 realm = "AD.TEST"
@@ -74,7 +70,84 @@ backend_spn = "HTTP/backend.ad.test"
 "#,
         krb5 = env["KRB5_CONFIG"],
         keytab = env["LAB_PROXY_KEYTAB"],
+    )
+}
+
+/// Turns protocol transition back on however the test ends.
+struct RestoreProtocolTransition(String);
+
+impl Drop for RestoreProtocolTransition {
+    fn drop(&mut self) {
+        let _ = Command::new("samba-tool")
+            .args(["delegation", "for-any-protocol", "svc-proxy", "on", "-s", &self.0])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_protocol_transition_the_cause_is_logged_and_doctor_prints_the_fix() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(env) = lab_env() else { return };
+    let smb = env["SMB_CONF"].clone();
+    let off = Command::new("samba-tool")
+        .args(["delegation", "for-any-protocol", "svc-proxy", "off", "-s", &smb])
+        .output()
+        .unwrap();
+    assert!(off.status.success());
+    let restore = RestoreProtocolTransition(smb);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.ntlm"), "ADTEST:carol:Carol-Pass1\n").unwrap();
+    let port = free_port();
+    let text = kcd_config(&env, port);
+    let g = Gatehouse::start_in(dir, &text, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut c = Conn::open(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await;
+    let r = request_as(&mut c, Some(&Client::new("carol", "Carol-Pass1"))).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    let log = g.stderr();
+    assert!(log.contains("KDC_ERR_BADOPTION") && log.contains("protocol transition"), "{log}");
+    assert!(log.contains("TrustedToAuthForDelegation"), "{log}");
+    // doctor says the same, with both fixes, and fails.
+    let doctor = |user: &str| {
+        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["doctor", "-c"])
+            .arg(&g.config)
+            .args(["--user", user])
+            .output()
+            .unwrap()
+    };
+    let out = doctor("carol");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("FAIL  site kerberos-backend")
+            && text.contains("samba-tool> samba-tool delegation for-any-protocol svc-proxy on"),
+        "{text}"
     );
+    assert!(
+        text.contains("PowerShell> Set-ADAccountControl -Identity svc-proxy -TrustedToAuthForDelegation $true"),
+        "{text}"
+    );
+    drop(restore);
+    // With protocol transition back, doctor passes every step.
+    let out = doctor("carol");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("PASS  site kerberos-backend: the backend http://127.0.0.1:18080 accepted the ticket (200)"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_users_keep_working_while_the_kdc_is_down_and_new_ones_recover() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(env) = lab_env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Passwords from a file, so that the outage is the KDC's alone (winbind would
+    // fail first and hide what delegation does).
+    std::fs::write(dir.path().join("users.ntlm"), "ADTEST:alice:Alice-Pass1\nADTEST:bob:Bob-Pass1\n").unwrap();
+    let port = free_port();
+    let config = kcd_config(&env, port);
     let g = Gatehouse::start_in(dir, &config, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let alice = Client::new("alice", "Alice-Pass1");

@@ -1,0 +1,263 @@
+//! `gatehouse doctor -c FILE [--user NAME]`: checks, one line each, everything
+//! Kerberos delegation needs, and prints the fix for what fails, as PowerShell
+//! for Windows administrators and as samba-tool for Samba domains.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::{self, Config};
+
+struct Report {
+    failed: bool,
+}
+
+impl Report {
+    fn pass(&self, what: &str) {
+        println!("PASS  {what}");
+    }
+
+    fn warn(&self, what: &str) {
+        println!("WARN  {what}");
+    }
+
+    fn fail(&mut self, what: &str, fix: Option<&kcd::Explanation>) {
+        self.failed = true;
+        println!("FAIL  {what}");
+        if let Some(x) = fix {
+            println!("      {}: {}", x.code, x.cause);
+            for line in &x.powershell {
+                println!("      PowerShell> {line}");
+            }
+            for line in &x.samba_tool {
+                println!("      samba-tool> {line}");
+            }
+        }
+    }
+}
+
+pub fn run(file: &Path, user: Option<&str>) -> ExitCode {
+    let config = match config::load(file) {
+        Ok(c) => c,
+        Err(problems) => {
+            println!("FAIL  configuration {}:", file.display());
+            print!("{problems}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut report = Report { failed: false };
+    report.pass(&format!("configuration {} is valid", file.display()));
+    check(&config, user, &mut report);
+    if report.failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn check(config: &Config, user: Option<&str>, report: &mut Report) {
+    let Some(domain) = &config.domain else {
+        report.warn("no [domain]: nothing to check for Kerberos delegation");
+        return;
+    };
+    // The same environment `gatehouse run` sets up.
+    std::env::set_var("KRB5CCNAME", "MEMORY:gatehouse-doctor-no-default");
+    if let Some(conf) = &domain.krb5_conf {
+        std::env::set_var("KRB5_CONFIG", conf);
+    }
+    let (Some(keytab), Some(principal)) = (&domain.keytab, &domain.service_principal) else {
+        report.warn("[domain] has no keytab or service_principal: no delegation to check");
+        return;
+    };
+    let account = principal.split('@').next().unwrap_or(principal);
+    match read_keytab(keytab) {
+        Err(e) => {
+            let x = kcd::explain("keytab", principal, "", "");
+            report.fail(&format!("keytab {}: {e}", keytab.display()), x.as_ref());
+            return;
+        }
+        Ok(entries) => {
+            let mine: Vec<&(String, u16)> = entries.iter().filter(|(p, _)| p.eq_ignore_ascii_case(principal)).collect();
+            if mine.is_empty() {
+                let x = kcd::explain("No key table entry found", principal, "", "");
+                report.fail(&format!("keytab {} holds no key for {principal}", keytab.display()), x.as_ref());
+                return;
+            }
+            let names: Vec<&str> = mine.iter().map(|(_, e)| enctype_name(*e)).collect();
+            report.pass(&format!("keytab {} holds keys for {principal}: {}", keytab.display(), names.join(", ")));
+            if !mine.iter().any(|(_, e)| matches!(e, 17 | 18 | 19 | 20)) {
+                let x = kcd::explain("KDC has no support for encryption type", principal, "", "");
+                report.fail("the keytab has no AES key (RC4 is being disabled in Active Directory)", x.as_ref());
+            }
+        }
+    }
+    let delegator = kcd::Delegator::new(principal, &keytab.to_string_lossy(), &domain.realm);
+    let sites: Vec<_> = config.sites.iter().filter_map(|s| s.delegation.as_ref().map(|d| (s, d))).collect();
+    if sites.is_empty() {
+        report.warn("no site uses delegation = \"kcd\"");
+    }
+    let Some(user) = user else {
+        report.warn("give --user NAME to check S4U2Self, S4U2Proxy and the backends for that user");
+        return;
+    };
+    let user_principal = if user.contains('@') { user.to_owned() } else { format!("{user}@{}", domain.realm) };
+    for (site, d) in sites {
+        match delegator.token(&user_principal, &d.spn, d.token) {
+            Err(e) => {
+                let x = kcd::explain(&e.0, principal, &d.spn, &user_principal);
+                report.fail(
+                    &format!(
+                        "site {}: {account} cannot get a ticket for {} as {user_principal}: {e}",
+                        site.name, d.spn
+                    ),
+                    x.as_ref(),
+                );
+            }
+            Ok(token) => {
+                report.pass(&format!(
+                    "site {}: S4U2Self and S4U2Proxy: {account} holds a ticket for {} as {user_principal}",
+                    site.name, d.spn
+                ));
+                match backend_status(site, &token) {
+                    Ok(401) => report.fail(
+                        &format!(
+                            "site {}: the backend {} rejected the ticket (401): check the backend's keytab and that {} belongs to its account",
+                            site.name, site.backend.origin, d.spn
+                        ),
+                        None,
+                    ),
+                    Ok(status) => {
+                        report.pass(&format!("site {}: the backend {} accepted the ticket ({status})", site.name, site.backend.origin))
+                    }
+                    Err(e) => report.fail(&format!("site {}: cannot ask the backend {}: {e}", site.name, site.backend.origin), None),
+                }
+            }
+        }
+    }
+}
+
+/// GET / on the site's backend with the token; the status code. Plain HTTP
+/// backends only so far; HTTPS backends are reported as not checked.
+fn backend_status(site: &config::Site, token: &[u8]) -> Result<u16, String> {
+    use base64::Engine;
+    if site.backend.tls.is_some() {
+        return Err("checking HTTPS backends is not implemented yet".into());
+    }
+    let mut s =
+        std::net::TcpStream::connect((site.backend.host.as_str(), site.backend.port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    let host = site.host_header.clone().unwrap_or_else(|| site.backend.host.clone());
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\nAuthorization: Negotiate {}\r\nConnection: close\r\n\r\n",
+        base64::engine::general_purpose::STANDARD.encode(token)
+    );
+    s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).map_err(|e| e.to_string())?;
+    std::str::from_utf8(&head[9..12]).ok().and_then(|c| c.parse().ok()).ok_or_else(|| "not an HTTP answer".into())
+}
+
+fn enctype_name(e: u16) -> &'static str {
+    match e {
+        17 => "aes128-cts-hmac-sha1-96",
+        18 => "aes256-cts-hmac-sha1-96",
+        19 => "aes128-cts-hmac-sha256-128",
+        20 => "aes256-cts-hmac-sha384-192",
+        23 => "rc4-hmac (weak)",
+        1 | 3 => "des (broken)",
+        _ => "other",
+    }
+}
+
+/// (principal, enctype) for each live entry of an MIT keytab (format 0x0502).
+fn read_keytab(path: &Path) -> Result<Vec<(String, u16)>, String> {
+    let data = std::fs::read(path).map_err(|e| e.to_string())?;
+    parse_keytab(&data)
+}
+
+fn parse_keytab(data: &[u8]) -> Result<Vec<(String, u16)>, String> {
+    let bad = || "not an MIT keytab (version 0x0502)".to_string();
+    if data.get(..2) != Some(&[0x05, 0x02]) {
+        return Err(bad());
+    }
+    let be16 = |b: &[u8], at: usize| b.get(at..at + 2).map(|x| u16::from_be_bytes([x[0], x[1]]));
+    let mut at = 2;
+    let mut out = Vec::new();
+    while at + 4 <= data.len() {
+        let size = i32::from_be_bytes(data[at..at + 4].try_into().map_err(|_| bad())?);
+        at += 4;
+        let len = size.unsigned_abs() as usize;
+        let entry = data.get(at..at + len).ok_or_else(bad)?;
+        at += len;
+        if size < 0 {
+            continue; // a deleted entry
+        }
+        let components = be16(entry, 0).ok_or_else(bad)? as usize;
+        let mut p = 2;
+        let read_string = |p: &mut usize| -> Result<String, String> {
+            let n = be16(entry, *p).ok_or_else(bad)? as usize;
+            let s = entry.get(*p + 2..*p + 2 + n).ok_or_else(bad)?;
+            *p += 2 + n;
+            Ok(String::from_utf8_lossy(s).into_owned())
+        };
+        let realm = read_string(&mut p)?;
+        let mut parts = Vec::new();
+        for _ in 0..components {
+            parts.push(read_string(&mut p)?);
+        }
+        p += 4 + 4 + 1; // name type, timestamp, 8-bit kvno
+        let enctype = be16(entry, p).ok_or_else(bad)?;
+        out.push((format!("{}@{realm}", parts.join("/")), enctype));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(principal: &[&str], realm: &str, enctype: u16) -> Vec<u8> {
+        let mut e = Vec::new();
+        e.extend_from_slice(&(principal.len() as u16).to_be_bytes());
+        for s in std::iter::once(&realm).chain(principal.iter()) {
+            e.extend_from_slice(&(s.len() as u16).to_be_bytes());
+            e.extend_from_slice(s.as_bytes());
+        }
+        e.extend_from_slice(&1u32.to_be_bytes()); // KRB5_NT_PRINCIPAL
+        e.extend_from_slice(&0u32.to_be_bytes());
+        e.push(2);
+        e.extend_from_slice(&enctype.to_be_bytes());
+        e.extend_from_slice(&16u16.to_be_bytes());
+        e.extend_from_slice(&[0u8; 16]);
+        let mut framed = (e.len() as i32).to_be_bytes().to_vec();
+        framed.extend(e);
+        framed
+    }
+
+    #[test]
+    fn keytab_entries() {
+        let mut kt = vec![0x05, 0x02];
+        kt.extend(entry(&["svc-proxy"], "AD.TEST", 18));
+        kt.extend(entry(&["HTTP", "proxy.ad.test"], "AD.TEST", 23));
+        let mut deleted = entry(&["old"], "AD.TEST", 18);
+        let size = i32::from_be_bytes(deleted[..4].try_into().unwrap());
+        deleted[..4].copy_from_slice(&(-size).to_be_bytes());
+        kt.extend(deleted);
+        assert_eq!(
+            parse_keytab(&kt).unwrap(),
+            vec![("svc-proxy@AD.TEST".to_string(), 18), ("HTTP/proxy.ad.test@AD.TEST".to_string(), 23)]
+        );
+    }
+
+    #[test]
+    fn broken_keytabs_are_refused_without_panic() {
+        assert!(parse_keytab(b"").is_err());
+        assert!(parse_keytab(&[0x05, 0x01]).is_err());
+        let mut kt = vec![0x05, 0x02];
+        kt.extend(entry(&["svc"], "AD.TEST", 18));
+        for cut in 3..kt.len() {
+            let _ = parse_keytab(&kt[..cut]);
+        }
+        assert!(parse_keytab(&[0x05, 0x02, 0x7f, 0xff, 0xff, 0xff]).is_err());
+    }
+}
