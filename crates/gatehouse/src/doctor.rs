@@ -85,7 +85,7 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
             }
             let names: Vec<&str> = mine.iter().map(|(_, e)| enctype_name(*e)).collect();
             report.pass(&format!("keytab {} holds keys for {principal}: {}", keytab.display(), names.join(", ")));
-            if !mine.iter().any(|(_, e)| matches!(e, 17 | 18 | 19 | 20)) {
+            if !mine.iter().any(|(_, e)| matches!(e, 17..=20)) {
                 let x = kcd::explain("KDC has no support for encryption type", principal, "", "");
                 report.fail("the keytab has no AES key (RC4 is being disabled in Active Directory)", x.as_ref());
             }
