@@ -39,7 +39,7 @@ async fn request_as(c: &mut Conn, client: Option<&Client>) -> Resp {
     c.response().await
 }
 
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn kcd_config(env: &std::collections::HashMap<String, String>, port: u16) -> String {
     format!(
@@ -86,7 +86,7 @@ impl Drop for RestoreProtocolTransition {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_protocol_transition_the_cause_is_logged_and_doctor_prints_the_fix() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let Some(env) = lab_env() else { return };
     let smb = env["SMB_CONF"].clone();
     let off = Command::new("samba-tool")
@@ -140,7 +140,7 @@ async fn without_protocol_transition_the_cause_is_logged_and_doctor_prints_the_f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_users_keep_working_while_the_kdc_is_down_and_new_ones_recover() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let Some(env) = lab_env() else { return };
     let dir = tempfile::tempdir().unwrap();
     // Passwords from a file, so that the outage is the KDC's alone (winbind would
