@@ -70,6 +70,11 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
+    /// No body (a request sent again by gatehouse itself).
+    pub fn empty(progress: Arc<RequestProgress>) -> Self {
+        RequestBody { inner: None, progress }
+    }
+
     pub fn new(inner: Incoming, progress: Arc<RequestProgress>) -> Self {
         if inner.is_end_stream() {
             progress.set_finished();

@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use crate::auth::{self, Reason, Verdict};
 use crate::backend::{Identity, PoolKey};
 use crate::body::{BodyFailure, RequestBody, RequestProgress, ResponseBody};
+use crate::config::SendToken;
 use crate::connection::{Activity, ConnContext};
 use crate::pages;
 use crate::route;
@@ -143,9 +144,15 @@ async fn forward(
         }
     };
 
-    // Kerberos Constrained Delegation: a ticket for the backend in the user's name.
-    let delegated = match (&site.delegation, &user) {
-        (Some(d), Some(u)) => Some(delegate(generation, d, u).await?),
+    // Kerberos Constrained Delegation: a ticket for the backend in the user's
+    // name, now or (send_token = "on-401", bodiless requests) when asked.
+    let bodiless = http_body::Body::is_end_stream(req.body());
+    let kcd = match (&site.delegation, &user) {
+        (Some(d), Some(u)) => Some((d, u.clone())),
+        _ => None,
+    };
+    let delegated = match &kcd {
+        Some((d, u)) if d.send == SendToken::Always || !bodiless => Some(delegate(generation, d, u).await?),
         _ => None,
     };
 
@@ -206,54 +213,50 @@ async fn forward(
         .map_or("/", |p| p.as_str())
         .parse()
         .map_err(|_| Failure::BadRequest("bad request target".into()))?;
+    // A bodiless request to a delegating site can be sent again with a fresh
+    // ticket, should the backend ask (401).
+    let replay = kcd.as_ref().filter(|_| bodiless).map(|_| (parts.method.clone(), uri.clone(), headers.clone()));
+    let sent_token = headers.contains_key(header::AUTHORIZATION) && kcd.is_some();
     let mut out = Request::new(RequestBody::new(body, progress.clone()));
     *out.method_mut() = parts.method;
     *out.uri_mut() = uri;
     *out.version_mut() = Version::HTTP_11;
     *out.headers_mut() = headers;
 
-    let timeouts = &generation.config.timeouts;
     let key = PoolKey {
         backend: target.pool_id.clone(),
         identity: user.as_ref().map_or(Identity::Anonymous, |u| Identity::User(u.name.clone())),
     };
     let pool = &ctx.shared.pools[ctx.worker];
-    let mut pending = out;
-    let (mut resp, sender) = loop {
-        let (mut sender, reused) = match pool.checkout(&key) {
-            Some(s) => (s, true),
-            None => {
-                let s = target.connect(timeouts.backend_connect).await.map_err(|e| match e {
-                    crate::backend::ConnectError::Timeout => {
-                        Failure::GatewayTimeout(format!("{}: {e}", site.backend.origin))
-                    }
-                    e => Failure::BadGateway(format!("{}: {e}", site.backend.origin)),
-                })?;
-                (s, false)
-            }
-        };
-        let sent = sender.try_send_request(pending);
-        let answer = tokio::select! {
-            r = sent => r,
-            _ = response_deadline(&progress, timeouts.backend_response) => {
-                return Err(Failure::GatewayTimeout(format!("{}: no response within {:?} of the request", site.backend.origin, timeouts.backend_response)));
-            }
-        };
-        match answer {
-            Ok(resp) => break (resp, sender),
-            Err(mut e) => {
-                // A pooled connection the backend had just closed: the request
-                // never left, so it can go again on a fresh connection.
-                if let Some(req) = e.take_message() {
-                    if reused {
-                        pending = req;
-                        continue;
-                    }
-                }
-                return Err(classify_send_error(ctx, &progress, e.error()));
+    let timeouts = &generation.config.timeouts;
+    let (mut resp, mut sender, reused) = exchange(ctx, generation, &site, &target, &key, out, &progress, false).await?;
+
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        if let (Some((d, u)), Some((method, uri, mut headers))) = (&kcd, replay) {
+            // Asked for a ticket (on-401), or an authenticated connection that no
+            // longer is (IIS application pool recycled): sign in again, once, on a
+            // fresh connection, rather than relay the 401.
+            if reused || !sent_token {
+                tracing::info!(request_id = %record.request_id(), user = %u.name, "backend answered 401; signing in again on a fresh connection");
+                drop(resp);
+                headers.insert(header::AUTHORIZATION, delegate(generation, d, u).await?);
+                let mut again = Request::new(RequestBody::empty(progress.clone()));
+                *again.method_mut() = method;
+                *again.uri_mut() = uri;
+                *again.version_mut() = Version::HTTP_11;
+                *again.headers_mut() = headers;
+                (resp, sender, _) = exchange(ctx, generation, &site, &target, &key, again, &progress, true).await?;
             }
         }
-    };
+        if kcd.is_some() && resp.status() == StatusCode::UNAUTHORIZED {
+            let spn = site.delegation.as_ref().map_or("", |d| d.spn.as_str());
+            return Err(Failure::BadGateway(format!(
+                "the backend {} rejected the Kerberos ticket for {} ({spn}): 401; check the backend's keytab and SPN",
+                site.backend.origin,
+                user.as_ref().map_or("?", |u| &u.name),
+            )));
+        }
+    }
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some((token, client_side)) = client_upgrade else {
@@ -278,6 +281,61 @@ async fn forward(
     strip_hop_by_hop(&mut parts.headers);
     let reuse = (pool.clone(), key, sender);
     Ok(Response::from_parts(parts, ResponseBody::backend(body, reuse)))
+}
+
+/// Sends `request` on a pooled connection for `key` (or a new one; always a new
+/// one with `fresh`) and waits for the response head. Returns whether the
+/// connection was reused.
+#[allow(clippy::too_many_arguments)]
+async fn exchange(
+    ctx: &ConnContext,
+    generation: &Generation,
+    site: &crate::config::Site,
+    target: &crate::backend::Target,
+    key: &PoolKey,
+    request: Request<RequestBody>,
+    progress: &RequestProgress,
+    fresh: bool,
+) -> Result<(Response<Incoming>, crate::backend::Sender, bool), Failure> {
+    let timeouts = &generation.config.timeouts;
+    let pool = &ctx.shared.pools[ctx.worker];
+    let mut pending = request;
+    loop {
+        let pooled = if fresh { None } else { pool.checkout(key) };
+        let (mut sender, reused) = match pooled {
+            Some(s) => (s, true),
+            None => {
+                let s = target.connect(timeouts.backend_connect).await.map_err(|e| match e {
+                    crate::backend::ConnectError::Timeout => {
+                        Failure::GatewayTimeout(format!("{}: {e}", site.backend.origin))
+                    }
+                    e => Failure::BadGateway(format!("{}: {e}", site.backend.origin)),
+                })?;
+                (s, false)
+            }
+        };
+        let sent = sender.try_send_request(pending);
+        let answer = tokio::select! {
+            r = sent => r,
+            _ = response_deadline(progress, timeouts.backend_response) => {
+                return Err(Failure::GatewayTimeout(format!("{}: no response within {:?} of the request", site.backend.origin, timeouts.backend_response)));
+            }
+        };
+        match answer {
+            Ok(resp) => return Ok((resp, sender, reused)),
+            Err(mut e) => {
+                // A pooled connection the backend had just closed: the request
+                // never left, so it can go again on a fresh connection.
+                if let Some(req) = e.take_message() {
+                    if reused {
+                        pending = req;
+                        continue;
+                    }
+                }
+                return Err(classify_send_error(ctx, progress, e.error()));
+            }
+        }
+    }
 }
 
 /// `Authorization: Negotiate` for the site's backend in `user`'s name (S4U2Self

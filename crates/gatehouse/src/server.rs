@@ -156,10 +156,14 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     let pools = shared.pools.clone();
     let sweeper = shared.clone();
     tokio::spawn(async move {
+        let mut last = (0, 0, 0);
         loop {
             tokio::time::sleep(Duration::from_secs(10)).await;
             pools.iter().for_each(|p| p.sweep());
             sweeper.lockout.sweep();
+            if let Some(d) = &sweeper.current().delegator {
+                log_delegation(d, &mut last);
+            }
         }
     });
 
@@ -188,8 +192,23 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
             "drain time over; closing the remaining connections"
         ),
     }
+    if let Some(d) = &shared.current().delegator {
+        log_delegation(d, &mut (u64::MAX, 0, 0));
+    }
     shared.access.flush();
     Ok(())
+}
+
+/// The delegation counters, when they changed: ticket-cache hits, S4U2Self
+/// requests to the KDC, and failures.
+fn log_delegation(d: &kcd::Delegator, last: &mut (u64, u64, u64)) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = d.stats();
+    let now = (s.cache_hits.load(Relaxed), s.s4u2self.load(Relaxed), s.errors.load(Relaxed));
+    if now != *last {
+        tracing::info!(cache_hits = now.0, s4u2self = now.1, errors = now.2, "delegation counters");
+        *last = now;
+    }
 }
 
 fn reload(path: &Path, shared: &Arc<Shared>, listeners: &mut HashMap<(String, SocketAddr), ListenerHandle>) {

@@ -203,6 +203,16 @@ async fn the_domain_controller_sees_at_most_the_lockout_limit() {
 /// gatehouse signing users in with NTLM (winbind) and reaching the lab's
 /// Kerberos-only Apache backend as them (KCD). Returns gatehouse and its port.
 fn start_kcd(env: &HashMap<String, String>, spn: &str, token: &str) -> (Gatehouse, u16) {
+    start_kcd_with(env, spn, token, "always", "http://127.0.0.1:18080")
+}
+
+fn start_kcd_with(
+    env: &HashMap<String, String>,
+    spn: &str,
+    token: &str,
+    send: &str,
+    backend: &str,
+) -> (Gatehouse, u16) {
     let port = free_port();
     let config = format!(
         r#"
@@ -224,12 +234,13 @@ bind = "127.0.0.1:{port}"
 [[site]]
 name = "kerberos-backend"
 listener = "plain"
-backend = "http://127.0.0.1:18080"
+backend = "{backend}"
 host_header = "backend.ad.test"
 auth = ["NTLM"]
 delegation = "kcd"
 backend_spn = "{spn}"
 backend_token = "{token}"
+send_token = "{send}"
 "#,
         krb5 = env["KRB5_CONFIG"],
         keytab = env["LAB_PROXY_KEYTAB"],
@@ -313,4 +324,31 @@ async fn an_spn_outside_the_delegation_list_is_refused_with_the_cause() {
     // ...and says what it means and how to fix it.
     assert!(log.contains("KDC_ERR_BADOPTION") && log.contains("msDS-AllowedToDelegateTo"), "{log}");
     assert!(log.contains("samba-tool delegation add-service svc-proxy HTTP/proxy.ad.test"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_on_401_and_signing_in_again_on_a_fresh_connection() {
+    let Some(env) = lab_env() else { return };
+    // send_token = "on-401": the Kerberos-only backend asks, gatehouse answers.
+    let (g, port) = start_kcd_with(&env, "HTTP/backend.ad.test", "spnego", "on-401", "http://127.0.0.1:18080");
+    let (_, r) = sign_in(port, "alice", "Alice-Pass1").await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), g.stderr());
+    assert!(r.text().contains("REMOTE_USER=alice@AD.TEST"), "{}", r.text());
+    assert!(g.stderr().contains("backend answered 401; signing in again"), "{}", g.stderr());
+
+    // A backend that answers 401 on an authenticated connection: gatehouse signs
+    // in again once, on a fresh connection, then gives up with a 502 that says why.
+    let b = Backend::start().await;
+    let (g, port) = start_kcd_with(&env, "HTTP/backend.ad.test", "spnego", "always", &format!("http://{}", b.addr));
+    let (mut c, r) = sign_in(port, "bob", "Bob-Pass1").await;
+    assert_eq!(r.status, 200);
+    assert!(b.seen()[0].header("authorization").is_some_and(|a| a.starts_with("Negotiate ")), "{:?}", b.seen());
+    assert_eq!(b.connections(), 1);
+    c.send(b"GET /status/401 HTTP/1.1\r\nHost: mail.ad.test\r\n\r\n").await;
+    let r = c.response().await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    let tries = b.seen().iter().filter(|s| s.path == "/status/401").count();
+    assert_eq!(tries, 2, "one retry, no loop");
+    assert_eq!(b.connections(), 2, "the retry went on a fresh connection");
+    assert!(g.stderr().contains("rejected the Kerberos ticket"), "{}", g.stderr());
 }

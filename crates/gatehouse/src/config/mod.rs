@@ -136,6 +136,15 @@ pub struct Delegation {
     /// The backend's SPN, e.g. `HTTP/iis.corp.example`.
     pub spn: String,
     pub token: kcd::Token,
+    pub send: SendToken,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendToken {
+    /// On every request.
+    Always,
+    /// When the backend answers 401 (bodiless requests; others carry it at once).
+    On401,
 }
 
 #[derive(Debug, Clone)]

@@ -761,22 +761,16 @@ impl<'t> Reader<'t> {
                 kcd::Token::Spnego
             }
         };
-        match send.as_ref().map(|(t, _)| t.as_str()) {
-            None | Some("always") => {}
-            Some("on-401") => {
-                let (_, span) = send.clone().unwrap();
-                self.not_yet(
-                    span,
-                    &s.key_path("send_token"),
-                    "send_token = \"on-401\" is not implemented in this version",
-                );
-            }
+        let send = match send.as_ref().map(|(t, _)| t.as_str()) {
+            None | Some("always") => SendToken::Always,
+            Some("on-401") => SendToken::On401,
             Some(other) => {
                 let (_, span) = send.clone().unwrap();
                 self.problem(span, &s.key_path("send_token"), format!("`{other}`: expected \"always\" or \"on-401\""));
+                SendToken::Always
             }
-        }
-        Some(Delegation { spn, token })
+        };
+        Some(Delegation { spn, token, send })
     }
 
     fn schemes(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Option<Vec<Scheme>> {
