@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd (needs lab/lab.sh start)
 
 DUR=${1:-10}
 CONNS=${BENCH_CONNS:-50}
@@ -154,7 +154,7 @@ fi
 
 # NTLM: gatehouse alone, anonymous and authenticated sites side by side in one
 # process, driven by gh-load (wrk cannot speak NTLM).
-if [ "$ONLY" != nginx ]; then
+if [ "$ONLY" = all ] || [ "$ONLY" = ntlm ]; then
   echo "ADTEST:bob:Bob-Pass1" > "$W/users.ntlm"
   cat > "$W/gatehouse-ntlm.toml" <<TOML
 [log]
@@ -209,5 +209,75 @@ TOML
     echo "| anonymous keep-alive GET 1 KiB (requests/s) | $anon_rps | 1.00 |"
     echo "| NTLM-authenticated keep-alive GET 1 KiB (requests/s) | $auth_rps | $(ratio "$auth_rps" "$anon_rps") |"
     echo "| NTLM handshakes: new connection, 3 legs (per second) | $hs_rate | |"
+  } | tee -a bench/results/latest.md
+fi
+
+# Kerberos Constrained Delegation: needs the lab's KDC. The backend is gh-backend
+# (it ignores the token), so the numbers are gatehouse's own delegation cost.
+LAB=${LAB:-/tmp/gatehouse-lab}
+if { [ "$ONLY" = all ] || [ "$ONLY" = kcd ]; } && [ -f "$LAB/env" ]; then
+  # shellcheck disable=SC1091
+  . "$LAB/env"
+  for i in $(seq -w 1 10); do echo "ADTEST:user$i:User-Pass1"; done > "$W/users-kcd.ntlm"
+  cat > "$W/gatehouse-kcd.toml" <<TOML
+[log]
+access = "$W/gatehouse-kcd-access.log"
+level = "info"
+
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+krb5_conf = "$KRB5_CONFIG"
+keytab = "$LAB_PROXY_KEYTAB"
+service_principal = "svc-proxy@AD.TEST"
+
+[accounts]
+source = "file"
+file = "$W/users-kcd.ntlm"
+
+[[listener]]
+name = "anon"
+bind = "127.0.0.1:19085"
+
+[[listener]]
+name = "kcd"
+bind = "127.0.0.1:19086"
+
+[[site]]
+name = "anon"
+listener = "anon"
+backend = "http://$BACKEND"
+
+[[site]]
+name = "kcd"
+listener = "kcd"
+backend = "http://$BACKEND"
+auth = ["NTLM"]
+delegation = "kcd"
+backend_spn = "HTTP/backend.ad.test"
+TOML
+  target/release/gatehouse run -c "$W/gatehouse-kcd.toml" 2>"$W/gh-kcd-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.3
+  # First request of a new user (NTLM handshake, S4U2Self, S4U2Proxy) against a later one.
+  t_first=$(curl -s -o /dev/null -w '%{time_total}' --ntlm -u 'ADTEST\user01:User-Pass1' http://127.0.0.1:19086/bytes/16)
+  t_later=$(curl -s -o /dev/null -w '%{time_total}' --ntlm -u 'ADTEST\user01:User-Pass1' http://127.0.0.1:19086/bytes/16)
+  target/release/gh-load keepalive 127.0.0.1:19085 2 "$CONNS" >/dev/null
+  read -r _ a1 <<<"$(target/release/gh-load keepalive 127.0.0.1:19085 "$DUR" "$CONNS")"
+  read -r k1_n k1 <<<"$(target/release/gh-load keepalive 127.0.0.1:19086 "$DUR" "$CONNS" 'user%' User-Pass1)"
+  read -r _ a2 <<<"$(target/release/gh-load keepalive 127.0.0.1:19085 "$DUR" "$CONNS")"
+  read -r k2_n k2 <<<"$(target/release/gh-load keepalive 127.0.0.1:19086 "$DUR" "$CONNS" 'user%' User-Pass1)"
+  kill "$GHPID"; wait "$GHPID" 2>/dev/null || true
+  anon_rps=$(( (a1 + a2) / 2 )); kcd_rps=$(( (k1 + k2) / 2 )); kcd_requests=$(( k1_n + k2_n + 2 ))
+  s4u=$(grep -a "delegation counters" "$W/gh-kcd-stderr.log" | tail -1 | sed -n 's/.*s4u2self=\([0-9]*\).*/\1/p')
+  {
+    echo
+    echo "KCD ($(nproc) cores, gh-load with $CONNS connections spread over 10 users, ${DUR}s per case, interleaved twice; lab KDC; backend ignores the token):"
+    echo
+    echo "| case | gatehouse | ratio |"
+    echo "|---|---:|---:|"
+    echo "| anonymous keep-alive GET 1 KiB (requests/s) | $anon_rps | 1.00 |"
+    echo "| KCD keep-alive GET 1 KiB, send_token = always (a ticket per new backend connection) (requests/s) | $kcd_rps | $(ratio "$kcd_rps" "$anon_rps") |"
+    echo "| first request of a new user: curl, NTLM + S4U2Self + S4U2Proxy (s) | $t_first | |"
+    echo "| a later request of that user: curl, NTLM, cached credential (s) | $t_later | |"
+    echo "| S4U2Self requests to the KDC for $kcd_requests HTTP requests from 10 users | ${s4u:-?} | |"
   } | tee -a bench/results/latest.md
 fi

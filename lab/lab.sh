@@ -2,7 +2,8 @@
 # The test domain, on loopback, with no systemd:
 #   - Samba AD DC for realm AD.TEST / NetBIOS domain ADTEST on 127.0.0.21 (KDC, LDAP,
 #     NETLOGON; winbindd answers NTLM pass-through for ntlm_auth)
-#   - users alice (Alice-Pass1), bob (Bob-Pass1), carol (Carol-Pass1); service account
+#   - users alice (Alice-Pass1), bob (Bob-Pass1), carol (Carol-Pass1), user01..user10
+#     (User-Pass1); service account
 #     svc-proxy (SPN HTTP/proxy.ad.test) trusted for delegation to HTTP/backend.ad.test
 #   - Apache httpd with mod_auth_gssapi on 127.0.0.1:18080: a Kerberos-only backend
 #     (SPN HTTP/backend.ad.test) that answers with the user it authenticated
@@ -112,6 +113,8 @@ S="-s $SMB_CONF"
 for u in alice:Alice-Pass1 bob:Bob-Pass1 carol:Carol-Pass1; do
   samba-tool user create "${u%%:*}" "${u#*:}" $S >/dev/null
 done
+# Ten more for the benchmarks: user01 .. user10, password User-Pass1.
+for i in $(seq -w 1 10); do samba-tool user create "user$i" User-Pass1 $S >/dev/null; done
 samba-tool user create svc-proxy "Proxy-$RANDOM-Pass1" $S >/dev/null
 samba-tool user create svc-backend "Backend-$RANDOM-Pass1" $S >/dev/null
 samba-tool user setexpiry --noexpiry svc-proxy $S >/dev/null
@@ -182,6 +185,8 @@ ScriptAlias / $A/cgi/whoami/
   GssapiCredStore keytab:$A/http.keytab
   GssapiAllowedMech krb5
   GssapiLocalName Off
+  # Keep the authentication on the connection, as IIS does.
+  GssapiConnectionBound On
   Require valid-user
   Header always set X-Remote-User "expr=%{REMOTE_USER}"
 </Location>

@@ -144,15 +144,11 @@ async fn forward(
         }
     };
 
-    // Kerberos Constrained Delegation: a ticket for the backend in the user's
-    // name, now or (send_token = "on-401", bodiless requests) when asked.
+    // Kerberos Constrained Delegation: `exchange` puts a ticket for the backend,
+    // in the user's name, on the requests that need one.
     let bodiless = http_body::Body::is_end_stream(req.body());
     let kcd = match (&site.delegation, &user) {
         (Some(d), Some(u)) => Some((d, u.clone())),
-        _ => None,
-    };
-    let delegated = match &kcd {
-        Some((d, u)) if d.send == SendToken::Always || !bodiless => Some(delegate(generation, d, u).await?),
         _ => None,
     };
 
@@ -182,9 +178,6 @@ async fn forward(
     // The edge consumed the client's credentials; they mean nothing to the backend.
     if user.is_some() {
         headers.remove(header::AUTHORIZATION);
-    }
-    if let Some(token) = delegated {
-        headers.insert(header::AUTHORIZATION, token);
     }
     for name in ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"] {
         headers.remove(name);
@@ -216,7 +209,6 @@ async fn forward(
     // A bodiless request to a delegating site can be sent again with a fresh
     // ticket, should the backend ask (401).
     let replay = kcd.as_ref().filter(|_| bodiless).map(|_| (parts.method.clone(), uri.clone(), headers.clone()));
-    let sent_token = headers.contains_key(header::AUTHORIZATION) && kcd.is_some();
     let mut out = Request::new(RequestBody::new(body, progress.clone()));
     *out.method_mut() = parts.method;
     *out.uri_mut() = uri;
@@ -229,7 +221,9 @@ async fn forward(
     };
     let pool = &ctx.shared.pools[ctx.worker];
     let timeouts = &generation.config.timeouts;
-    let (mut resp, mut sender, reused) = exchange(ctx, generation, &site, &target, &key, out, &progress, false).await?;
+    let delegation = kcd.as_ref().map(|(d, u)| (*d, u, bodiless));
+    let (mut resp, mut sender, reused, sent_token) =
+        exchange(ctx, generation, &site, &target, &key, out, &progress, delegation, false).await?;
 
     if resp.status() == StatusCode::UNAUTHORIZED {
         if let (Some((d, u)), Some((method, uri, mut headers))) = (&kcd, replay) {
@@ -239,13 +233,14 @@ async fn forward(
             if reused || !sent_token {
                 tracing::info!(request_id = %record.request_id(), user = %u.name, "backend answered 401; signing in again on a fresh connection");
                 drop(resp);
-                headers.insert(header::AUTHORIZATION, delegate(generation, d, u).await?);
+                headers.remove(header::AUTHORIZATION);
                 let mut again = Request::new(RequestBody::empty(progress.clone()));
                 *again.method_mut() = method;
                 *again.uri_mut() = uri;
                 *again.version_mut() = Version::HTTP_11;
                 *again.headers_mut() = headers;
-                (resp, sender, _) = exchange(ctx, generation, &site, &target, &key, again, &progress, true).await?;
+                (resp, sender, _, _) =
+                    exchange(ctx, generation, &site, &target, &key, again, &progress, Some((d, u, true)), true).await?;
             }
         }
         if kcd.is_some() && resp.status() == StatusCode::UNAUTHORIZED {
@@ -284,8 +279,13 @@ async fn forward(
 }
 
 /// Sends `request` on a pooled connection for `key` (or a new one; always a new
-/// one with `fresh`) and waits for the response head. Returns whether the
-/// connection was reused.
+/// one, with a ticket, when `fresh`) and waits for the response head. With
+/// `delegation` (the site's settings, the user, whether the request is
+/// bodiless) it adds `Authorization: Negotiate` where `send_token` wants it:
+/// on a new connection (`always`), on every request (`every-request`), or on a
+/// new connection only for requests with a body (`on-401`: the others wait to be
+/// asked). Returns the response, the connection, whether it was reused, and
+/// whether a ticket went with the request.
 #[allow(clippy::too_many_arguments)]
 async fn exchange(
     ctx: &ConnContext,
@@ -295,8 +295,9 @@ async fn exchange(
     key: &PoolKey,
     request: Request<RequestBody>,
     progress: &RequestProgress,
+    delegation: Option<(&crate::config::Delegation, &Arc<auth::User>, bool)>,
     fresh: bool,
-) -> Result<(Response<Incoming>, crate::backend::Sender, bool), Failure> {
+) -> Result<(Response<Incoming>, crate::backend::Sender, bool, bool), Failure> {
     let timeouts = &generation.config.timeouts;
     let pool = &ctx.shared.pools[ctx.worker];
     let mut pending = request;
@@ -314,6 +315,19 @@ async fn exchange(
                 (s, false)
             }
         };
+        if let Some((d, user, bodiless)) = delegation {
+            let wanted = fresh
+                || match d.send {
+                    SendToken::EveryRequest => true,
+                    SendToken::Always => !reused,
+                    SendToken::On401 => !reused && !bodiless,
+                };
+            if wanted && !pending.headers().contains_key(header::AUTHORIZATION) {
+                let token = delegate(generation, d, user).await?;
+                pending.headers_mut().insert(header::AUTHORIZATION, token);
+            }
+        }
+        let sent_token = delegation.is_some() && pending.headers().contains_key(header::AUTHORIZATION);
         let sent = sender.try_send_request(pending);
         let answer = tokio::select! {
             r = sent => r,
@@ -322,7 +336,7 @@ async fn exchange(
             }
         };
         match answer {
-            Ok(resp) => return Ok((resp, sender, reused)),
+            Ok(resp) => return Ok((resp, sender, reused, sent_token)),
             Err(mut e) => {
                 // A pooled connection the backend had just closed: the request
                 // never left, so it can go again on a fresh connection.

@@ -352,3 +352,28 @@ async fn token_on_401_and_signing_in_again_on_a_fresh_connection() {
     assert_eq!(b.connections(), 2, "the retry went on a fresh connection");
     assert!(g.stderr().contains("rejected the Kerberos ticket"), "{}", g.stderr());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_token_modes_on_the_wire() {
+    let Some(env) = lab_env() else { return };
+    // What the backend receives, request by request, on one client connection
+    // (and so one pooled backend connection).
+    let seen_tokens =
+        |b: &Backend| -> Vec<bool> { b.seen().iter().map(|s| s.header("authorization").is_some()).collect() };
+    for (mode, expected) in [
+        ("always", vec![true, false, false]),
+        ("every-request", vec![true, true, true]),
+        ("on-401", vec![false, false, false]),
+    ] {
+        let b = Backend::start().await;
+        let (_g, port) = start_kcd_with(&env, "HTTP/backend.ad.test", "spnego", mode, &format!("http://{}", b.addr));
+        let (mut c, r) = sign_in(port, "bob", "Bob-Pass1").await;
+        assert_eq!(r.status, 200);
+        for i in 0..2 {
+            c.send(format!("GET /again/{i} HTTP/1.1\r\nHost: mail.ad.test\r\n\r\n").as_bytes()).await;
+            assert_eq!(c.response().await.status, 200);
+        }
+        assert_eq!(seen_tokens(&b), expected, "send_token = {mode}");
+        assert_eq!(b.connections(), 1, "send_token = {mode}: one pooled backend connection");
+    }
+}

@@ -141,8 +141,12 @@ pub struct Delegation {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendToken {
-    /// On every request.
+    /// On the first request of every new backend connection: the backend keeps
+    /// the authentication on the connection (IIS does).
     Always,
+    /// On every request (backends that authenticate each request, such as
+    /// Apache mod_auth_gssapi without GssapiConnectionBound).
+    EveryRequest,
     /// When the backend answers 401 (bodiless requests; others carry it at once).
     On401,
 }

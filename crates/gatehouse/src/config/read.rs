@@ -764,9 +764,14 @@ impl<'t> Reader<'t> {
         let send = match send.as_ref().map(|(t, _)| t.as_str()) {
             None | Some("always") => SendToken::Always,
             Some("on-401") => SendToken::On401,
+            Some("every-request") => SendToken::EveryRequest,
             Some(other) => {
                 let (_, span) = send.clone().unwrap();
-                self.problem(span, &s.key_path("send_token"), format!("`{other}`: expected \"always\" or \"on-401\""));
+                self.problem(
+                    span,
+                    &s.key_path("send_token"),
+                    format!("`{other}`: expected \"always\", \"every-request\" or \"on-401\""),
+                );
                 SendToken::Always
             }
         };

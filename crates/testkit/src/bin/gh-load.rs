@@ -5,6 +5,8 @@
 //!   gh-load keepalive ADDR SECONDS CONNS [USER PASSWORD]
 //!       each task: one connection (authenticated once if a user is given), then
 //!       GET /bytes/1024 in a loop.
+//! A `%` in USER stands for the task's number modulo 10, plus one, in two digits
+//! (`user%` spreads the connections over user01 .. user10).
 //! Prints one line: `<count> <per second>`.
 
 use std::net::SocketAddr;
@@ -108,8 +110,14 @@ async fn main() {
     let errors = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for _ in 0..conns {
-        let (done, errors, client, mode) = (done.clone(), errors.clone(), client.clone(), mode.clone());
+    for task in 0..conns {
+        let (done, errors, mut client, mode) = (done.clone(), errors.clone(), client.clone(), mode.clone());
+        if let Some(c) = client.as_mut() {
+            if c.user.contains('%') {
+                c.user = leak(c.user.replace('%', &format!("{:02}", task % 10 + 1)));
+                c.proof_user = c.user;
+            }
+        }
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let Ok(mut c) = Conn::open(addr).await else {
