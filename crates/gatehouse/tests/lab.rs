@@ -214,7 +214,19 @@ fn start_kcd_with(
     backend: &str,
 ) -> (Gatehouse, u16) {
     let port = free_port();
-    let config = format!(
+    let config = kcd_config_text(env, spn, token, send, backend, port);
+    (Gatehouse::start(&config, listen(port)), port)
+}
+
+fn kcd_config_text(
+    env: &HashMap<String, String>,
+    spn: &str,
+    token: &str,
+    send: &str,
+    backend: &str,
+    port: u16,
+) -> String {
+    format!(
         r#"
 [domain]
 realm = "AD.TEST"
@@ -245,8 +257,7 @@ send_token = "{send}"
         krb5 = env["KRB5_CONFIG"],
         keytab = env["LAB_PROXY_KEYTAB"],
         smb = env["SMB_CONF"],
-    );
-    (Gatehouse::start(&config, listen(port)), port)
+    )
 }
 
 async fn sign_in(port: u16, user: &'static str, password: &'static str) -> (Conn, Resp) {
@@ -302,15 +313,32 @@ async fn ntlm_users_reach_the_kerberos_backend_as_themselves() {
             assert!(r.text().contains(&format!("REMOTE_USER={user}@AD.TEST")), "round {round}: {}", r.text());
         }
     }
-    // curl over the same site, with the raw Kerberos token variant.
+    // curl over TLS, with the raw Kerberos token variant.
     drop(g);
-    let (g, port) = start_kcd(&env, "HTTP/backend.ad.test", "kerberos");
-    let out = Command::new("curl")
-        .args(["-sS", "--ntlm", "-u", "ADTEST\\bob:Bob-Pass1", &format!("http://127.0.0.1:{port}/")])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("REMOTE_USER=bob@AD.TEST"), "{text}\n{}", g.stderr());
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certs(dir.path(), &[("mail", &["mail.ad.test"])]);
+    let tls_port = free_port();
+    let config =
+        kcd_config_text(&env, "HTTP/backend.ad.test", "kerberos", "always", "http://127.0.0.1:18080", tls_port)
+            .replace(
+                &format!("bind = \"127.0.0.1:{tls_port}\"\n"),
+                &format!("bind = \"127.0.0.1:{tls_port}\"\ntls = {{ cert = \"mail.pem\", key = \"mail.key\" }}\n"),
+            );
+    let g = Gatehouse::start_in(dir, &config, listen(tls_port));
+    for (user, password) in [("bob", "Bob-Pass1"), ("alice", "Alice-Pass1")] {
+        let out = Command::new("curl")
+            .args(["-sS", "--ntlm", "-u", &format!("ADTEST\\{user}:{password}"), "--cacert"])
+            .arg(&ca)
+            .args([
+                "--resolve",
+                &format!("mail.ad.test:{tls_port}:127.0.0.1"),
+                &format!("https://mail.ad.test:{tls_port}/"),
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&format!("REMOTE_USER={user}@AD.TEST")), "{text}\n{}", g.stderr());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
