@@ -36,7 +36,39 @@ pub struct PoolKey {
     pub identity: Identity,
 }
 
-pub type Sender = SendRequest<RequestBody>;
+/// One backend connection's sending half.
+pub struct Sender {
+    send: SendRequest<RequestBody>,
+    /// Channel-binding application data of this connection (`tls-server-end-point`
+    /// of the backend's certificate), for Extended Protection; None without TLS.
+    pub binding: Option<Arc<[u8]>>,
+}
+
+impl Sender {
+    pub fn is_ready(&self) -> bool {
+        self.send.is_ready()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.send.is_closed()
+    }
+
+    pub async fn ready(&mut self) -> hyper::Result<()> {
+        self.send.ready().await
+    }
+
+    pub fn try_send_request(
+        &mut self,
+        req: http::Request<RequestBody>,
+    ) -> impl std::future::Future<
+        Output = Result<
+            http::Response<hyper::body::Incoming>,
+            hyper::client::conn::TrySendError<http::Request<RequestBody>>,
+        >,
+    > {
+        self.send.try_send_request(req)
+    }
+}
 
 /// One backend as this configuration generation reaches it.
 pub struct Target {
@@ -82,20 +114,26 @@ impl Target {
             TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| ConnectError::Tcp(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
-            None => handshake(tcp).await,
+            None => handshake(tcp, None).await,
             Some((connector, name)) => {
                 let tls = connector.connect(name.clone(), tcp).await.map_err(|e| ConnectError::Tls(e.to_string()))?;
-                handshake(tls).await
+                let binding = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| kcd::tls_server_end_point(&crate::tls::server_end_point(leaf)).into());
+                handshake(tls, binding).await
             }
         }
     }
 }
 
-async fn handshake<S>(io: S) -> Result<Sender, ConnectError>
+async fn handshake<S>(io: S, binding: Option<Arc<[u8]>>) -> Result<Sender, ConnectError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+    let (send, conn) = hyper::client::conn::http1::Builder::new()
         .max_buf_size(512 * 1024)
         .handshake(TokioIo::new(io))
         .await
@@ -105,7 +143,7 @@ where
             tracing::debug!(error = %e, "backend connection ended with an error");
         }
     });
-    Ok(sender)
+    Ok(Sender { send, binding })
 }
 
 #[derive(Debug)]

@@ -102,7 +102,7 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
     };
     let user_principal = if user.contains('@') { user.to_owned() } else { format!("{user}@{}", domain.realm) };
     for (site, d) in sites {
-        match delegator.token(&user_principal, &d.spn, d.token) {
+        match delegator.token(&user_principal, &d.spn, d.token, None) {
             Err(e) => {
                 let x = kcd::explain(&e.0, principal, &d.spn, &user_principal);
                 report.fail(

@@ -323,7 +323,8 @@ async fn exchange(
                     SendToken::On401 => !reused && !bodiless,
                 };
             if wanted && !pending.headers().contains_key(header::AUTHORIZATION) {
-                let token = delegate(generation, d, user).await?;
+                // Extended Protection: the ticket is bound to this TLS connection.
+                let token = delegate(generation, d, user, sender.binding.clone()).await?;
                 pending.headers_mut().insert(header::AUTHORIZATION, token);
             }
         }
@@ -359,6 +360,7 @@ async fn delegate(
     generation: &Generation,
     d: &crate::config::Delegation,
     user: &auth::User,
+    binding: Option<Arc<[u8]>>,
 ) -> Result<HeaderValue, Failure> {
     let Some(delegator) = generation.delegator.clone() else {
         return Err(Failure::ServiceUnavailable("no delegating account is configured".into()));
@@ -369,7 +371,7 @@ async fn delegate(
     let (spn, kind) = (d.spn.clone(), d.token);
     let who = principal.clone();
     let target = spn.clone();
-    let result = tokio::task::spawn_blocking(move || delegator.token(&who, &target, kind))
+    let result = tokio::task::spawn_blocking(move || delegator.token(&who, &target, kind, binding.as_deref()))
         .await
         .map_err(|e| Failure::ServiceUnavailable(format!("delegation did not run: {e}")))?;
     match result {

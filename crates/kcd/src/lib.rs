@@ -138,22 +138,31 @@ impl Delegator {
     }
 
     /// A token for `spn` (e.g. `HTTP/backend.ad.test`) in the name of `user`
-    /// (`bob@AD.TEST`). Blocks; may talk to the KDC.
-    pub fn token(&self, user: &str, spn: &str, kind: Token) -> Result<Vec<u8>, Error> {
-        let result = self.token_inner(user, spn, kind);
+    /// (`bob@AD.TEST`). Blocks; may talk to the KDC. `channel_bindings` is the
+    /// application data of the channel bindings of the connection the token will
+    /// travel on (for TLS: `tls-server-end-point:` and the certificate hash, see
+    /// [`tls_server_end_point`]); Extended Protection on the backend checks it.
+    pub fn token(&self, user: &str, spn: &str, kind: Token, channel_bindings: Option<&[u8]>) -> Result<Vec<u8>, Error> {
+        let result = self.token_inner(user, spn, kind, channel_bindings);
         if result.is_err() {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
         result
     }
 
-    fn token_inner(&self, user: &str, spn: &str, kind: Token) -> Result<Vec<u8>, Error> {
+    fn token_inner(
+        &self,
+        user: &str,
+        spn: &str,
+        kind: Token,
+        channel_bindings: Option<&[u8]>,
+    ) -> Result<Vec<u8>, Error> {
         let mech = mech(kind);
         let impersonated = self.impersonated(user, kind)?;
         let target = if spn.contains('@') { spn.to_owned() } else { format!("{spn}@{}", self.realm) };
         let target = Name::new(target.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| gss("target name", e))?;
         let mut ctx = ClientCtx::new(Some(impersonated), target, CtxFlags::empty(), Some(mech));
-        let token = ctx.step(None, None).map_err(|e| gss("S4U2Proxy (ticket for the backend)", e))?;
+        let token = ctx.step(None, channel_bindings).map_err(|e| gss("S4U2Proxy (ticket for the backend)", e))?;
         token.map(|t| t.to_vec()).ok_or_else(|| Error("GSSAPI produced no token".into()))
     }
 
@@ -224,6 +233,14 @@ impl Delegator {
         }
         Ok(impersonated)
     }
+}
+
+/// The channel-binding application data for a TLS connection (RFC 5929):
+/// `tls-server-end-point:` followed by the server certificate's hash.
+pub fn tls_server_end_point(certificate_hash: &[u8]) -> Vec<u8> {
+    let mut data = b"tls-server-end-point:".to_vec();
+    data.extend_from_slice(certificate_hash);
+    data
 }
 
 fn mech(kind: Token) -> libgssapi::oid::Oid<'static> {

@@ -45,7 +45,7 @@ fn users_reach_the_kerberos_backend_as_themselves() {
     std::env::set_var("KRB5CCNAME", "MEMORY:gatehouse-test-empty-default");
     let d = kcd::Delegator::new("svc-proxy@AD.TEST", &env["LAB_PROXY_KEYTAB"], "AD.TEST");
     for (user, kind) in [("bob", kcd::Token::Spnego), ("alice", kcd::Token::Spnego), ("bob", kcd::Token::Kerberos)] {
-        let token = d.token(&format!("{user}@AD.TEST"), "HTTP/backend.ad.test", kind).unwrap();
+        let token = d.token(&format!("{user}@AD.TEST"), "HTTP/backend.ad.test", kind, None).unwrap();
         let reply = ask_backend(&token);
         assert!(reply.starts_with("HTTP/1.1 200"), "{user} {kind:?}: {reply}");
         assert!(reply.contains(&format!("REMOTE_USER={user}@AD.TEST")), "{user} {kind:?}: {reply}");
@@ -53,7 +53,7 @@ fn users_reach_the_kerberos_backend_as_themselves() {
     // Steady state costs no KDC round trip: one S4U2Self per user and token kind.
     let before = d.stats().s4u2self.load(std::sync::atomic::Ordering::Relaxed);
     for _ in 0..10 {
-        let token = d.token("bob@AD.TEST", "HTTP/backend.ad.test", kcd::Token::Spnego).unwrap();
+        let token = d.token("bob@AD.TEST", "HTTP/backend.ad.test", kcd::Token::Spnego, None).unwrap();
         assert!(ask_backend(&token).contains("REMOTE_USER=bob@AD.TEST"));
     }
     assert_eq!(
@@ -63,9 +63,9 @@ fn users_reach_the_kerberos_backend_as_themselves() {
     );
     assert_eq!(before, 3, "one S4U2Self per (user, token kind)");
     // An SPN the account may not delegate to is refused by the KDC, with a reason.
-    let e = d.token("bob@AD.TEST", "HTTP/proxy.ad.test", kcd::Token::Spnego).unwrap_err();
+    let e = d.token("bob@AD.TEST", "HTTP/proxy.ad.test", kcd::Token::Spnego, None).unwrap_err();
     assert!(e.0.contains("S4U2Proxy"), "{e}");
     eprintln!("refused as expected: {e}");
     // A user that does not exist cannot be impersonated.
-    assert!(d.token("nobody-here@AD.TEST", "HTTP/backend.ad.test", kcd::Token::Spnego).is_err());
+    assert!(d.token("nobody-here@AD.TEST", "HTTP/backend.ad.test", kcd::Token::Spnego, None).is_err());
 }
