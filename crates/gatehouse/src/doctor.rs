@@ -2,7 +2,6 @@
 //! Kerberos delegation needs, and prints the fix for what fails, as PowerShell
 //! for Windows administrators and as samba-tool for Samba domains.
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -101,8 +100,29 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
         return;
     };
     let user_principal = if user.contains('@') { user.to_owned() } else { format!("{user}@{}", domain.realm) };
+    // The account's TGT (keytab key, clock, account state) and protocol
+    // transition for this user: S4U2Self needs both.
+    match delegator.check_s4u2self(&user_principal, kcd::Token::Spnego) {
+        Ok(()) => report.pass(&format!("{account} has a TGT and a ticket to itself as {user_principal} (S4U2Self)")),
+        Err(e) => {
+            let x = kcd::explain(&e.0, principal, "", &user_principal);
+            report.fail(&format!("{account} cannot impersonate {user_principal}: {e}"), x.as_ref());
+            return;
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            report.fail(&format!("cannot start a runtime: {e}"), None);
+            return;
+        }
+    };
     for (site, d) in sites {
-        match delegator.token(&user_principal, &d.spn, d.token, None) {
+        // A connection first, so that an HTTPS backend's ticket carries its
+        // channel bindings, as in service.
+        let conn = runtime.block_on(connect(site));
+        let binding = conn.as_ref().ok().and_then(|c| c.binding.clone());
+        match delegator.token(&user_principal, &d.spn, d.token, binding.as_deref()) {
             Err(e) => {
                 let x = kcd::explain(&e.0, principal, &d.spn, &user_principal);
                 report.fail(
@@ -118,7 +138,11 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
                     "site {}: S4U2Self and S4U2Proxy: {account} holds a ticket for {} as {user_principal}",
                     site.name, d.spn
                 ));
-                match backend_status(site, &token) {
+                let status = match conn {
+                    Ok(c) => runtime.block_on(backend_status(site, c, &token)),
+                    Err(e) => Err(e),
+                };
+                match status {
                     Ok(401) => report.fail(
                         &format!(
                             "site {}: the backend {} rejected the ticket (401): check the backend's keytab and that {} belongs to its account",
@@ -136,25 +160,27 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
     }
 }
 
-/// GET / on the site's backend with the token; the status code. Plain HTTP
-/// backends only so far; HTTPS backends are reported as not checked.
-fn backend_status(site: &config::Site, token: &[u8]) -> Result<u16, String> {
+async fn connect(site: &config::Site) -> Result<crate::backend::Sender, String> {
+    let target = crate::backend::Target::new(&site.backend)?;
+    target.connect(std::time::Duration::from_secs(10)).await.map_err(|e| e.to_string())
+}
+
+/// GET / on the site's backend, on the connection the token was made for; the
+/// status code.
+async fn backend_status(site: &config::Site, mut conn: crate::backend::Sender, token: &[u8]) -> Result<u16, String> {
     use base64::Engine;
-    if site.backend.tls.is_some() {
-        return Err("checking HTTPS backends is not implemented yet".into());
-    }
-    let mut s =
-        std::net::TcpStream::connect((site.backend.host.as_str(), site.backend.port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).map_err(|e| e.to_string())?;
     let host = site.host_header.clone().unwrap_or_else(|| site.backend.host.clone());
-    let request = format!(
-        "GET / HTTP/1.1\r\nHost: {host}\r\nAuthorization: Negotiate {}\r\nConnection: close\r\n\r\n",
-        base64::engine::general_purpose::STANDARD.encode(token)
-    );
-    s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).map_err(|e| e.to_string())?;
-    std::str::from_utf8(&head[9..12]).ok().and_then(|c| c.parse().ok()).ok_or_else(|| "not an HTTP answer".into())
+    let mut req = http::Request::new(crate::body::RequestBody::empty(crate::body::RequestProgress::new()));
+    *req.uri_mut() = http::Uri::from_static("/");
+    let headers = req.headers_mut();
+    headers.insert(http::header::HOST, http::HeaderValue::from_str(&host).map_err(|e| e.to_string())?);
+    let value = format!("Negotiate {}", base64::engine::general_purpose::STANDARD.encode(token));
+    headers.insert(http::header::AUTHORIZATION, http::HeaderValue::from_str(&value).map_err(|e| e.to_string())?);
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), conn.try_send_request(req))
+        .await
+        .map_err(|_| "no answer within 10 s".to_string())?
+        .map_err(|e| e.error().to_string())?;
+    Ok(resp.status().as_u16())
 }
 
 fn enctype_name(e: u16) -> &'static str {

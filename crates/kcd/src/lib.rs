@@ -150,6 +150,12 @@ impl Delegator {
         result
     }
 
+    /// S4U2Self alone (which needs the service account's TGT first): for
+    /// `gatehouse doctor`, to tell a broken account from a refused delegation.
+    pub fn check_s4u2self(&self, user: &str, kind: Token) -> Result<(), Error> {
+        self.impersonated(user, kind).map(|_| ())
+    }
+
     fn token_inner(
         &self,
         user: &str,
