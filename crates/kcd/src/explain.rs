@@ -78,29 +78,25 @@ pub fn explain(message: &str, account: &str, spn: &str, user: &str) -> Option<Ex
             cause: format!("the keytab and the account {account} share no encryption type; AES is expected (RC4 is being disabled in AD)"),
             powershell: vec![
                 format!("Set-ADUser {account} -KerberosEncryptionType AES128,AES256"),
-                format!("ktpass -princ {account}@REALM -mapuser {account} -crypto AES256-SHA1 -ptype KRB5_NT_PRINCIPAL -pass * -out proxy.keytab"),
+                ktpass(account),
             ],
-            samba_tool: vec![format!("samba-tool domain exportkeytab proxy.keytab --principal={account}")],
+            samba_tool: vec![exportkeytab(account)],
         });
     }
     if m.contains("No key table entry found") || m.contains("Key table file") || m.contains("keytab") {
         return Some(Explanation {
             code: "keytab",
             cause: format!("the keytab cannot be read or holds no key for {account}"),
-            powershell: vec![format!(
-                "ktpass -princ {account}@REALM -mapuser {account} -crypto AES256-SHA1 -ptype KRB5_NT_PRINCIPAL -pass * -out proxy.keytab"
-            )],
-            samba_tool: vec![format!("samba-tool domain exportkeytab proxy.keytab --principal={account}")],
+            powershell: vec![ktpass(account)],
+            samba_tool: vec![exportkeytab(account)],
         });
     }
     if m.contains("Preauthentication failed") || m.contains("Password incorrect") {
         return Some(Explanation {
             code: "KDC_ERR_PREAUTH_FAILED (24)",
             cause: format!("the keytab's key for {account} is out of date (the password or kvno changed)"),
-            powershell: vec![format!(
-                "ktpass -princ {account}@REALM -mapuser {account} -crypto AES256-SHA1 -ptype KRB5_NT_PRINCIPAL -pass * -out proxy.keytab"
-            )],
-            samba_tool: vec![format!("samba-tool domain exportkeytab proxy.keytab --principal={account}")],
+            powershell: vec![ktpass(account)],
+            samba_tool: vec![exportkeytab(account)],
         });
     }
     if m.contains("Cannot contact any KDC") || m.contains("Cannot find KDC") {
@@ -112,6 +108,16 @@ pub fn explain(message: &str, account: &str, spn: &str, user: &str) -> Option<Ex
         });
     }
     None
+}
+
+/// A new AES keytab for the account, the Windows way.
+fn ktpass(account: &str) -> String {
+    format!("ktpass -princ {account}@REALM -mapuser {account} -crypto AES256-SHA1 -ptype KRB5_NT_PRINCIPAL -pass * -out proxy.keytab")
+}
+
+/// The same from a Samba DC.
+fn exportkeytab(account: &str) -> String {
+    format!("samba-tool domain exportkeytab proxy.keytab --principal={account}")
 }
 
 #[cfg(test)]
