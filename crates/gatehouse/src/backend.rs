@@ -24,8 +24,7 @@ use crate::config::Backend;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Identity {
     Anonymous,
-    /// An authenticated user, as `DOMAIN\user` or `user@REALM` (later issues).
-    #[allow(dead_code)]
+    /// An authenticated user, as `DOMAIN\user`.
     User(Arc<str>),
 }
 
