@@ -16,10 +16,6 @@ use common::*;
 use ntlm::client::Client;
 use testkit::Backend;
 
-fn listen(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 fn python() -> String {
     std::env::var("GATEHOUSE_PYTHON").unwrap_or_else(|_| "python3".into())
 }
@@ -178,21 +174,9 @@ async fn the_domain_controller_sees_at_most_the_lockout_limit() {
     assert_eq!(before, 0);
     for _ in 0..6 {
         let mut c = Conn::open(listen(plain)).await;
-        let client = Client::new("carol", "Guess-Pass9");
-        let negotiate = client.negotiate();
-        let b64 = base64::engine::general_purpose::STANDARD;
-        use base64::Engine;
-        c.send(
-            format!("GET /ews HTTP/1.1\r\nHost: a\r\nAuthorization: NTLM {}\r\n\r\n", b64.encode(&negotiate))
-                .as_bytes(),
-        )
-        .await;
-        let r = c.response().await;
-        let challenge = b64.decode(r.header("www-authenticate").unwrap().strip_prefix("NTLM ").unwrap()).unwrap();
-        let auth = client.authenticate(&negotiate, &challenge);
-        c.send(format!("GET /ews HTTP/1.1\r\nHost: a\r\nAuthorization: NTLM {}\r\n\r\n", b64.encode(&auth)).as_bytes())
-            .await;
-        assert_eq!(c.response().await.status, 401);
+        let r =
+            handshake(&mut c, &Client::new("carol", "Guess-Pass9"), "GET /ews HTTP/1.1\r\nHost: a", b"", |_| {}).await;
+        assert_eq!(r.status, 401);
     }
     let after = bad_password_count(&env, "carol");
     assert_eq!(after - before, 3, "the DC saw {} bad passwords for 6 attempts", after - before);
@@ -206,6 +190,19 @@ fn start_kcd(env: &HashMap<String, String>, spn: &str, token: &str) -> (Gatehous
     start_kcd_with(env, spn, token, "always", "http://127.0.0.1:18080")
 }
 
+/// [`kcd_config`] with passwords checked by the lab's DC through winbind.
+fn winbind_kcd_config(
+    env: &HashMap<String, String>,
+    port: u16,
+    backend: &str,
+    spn: &str,
+    token: &str,
+    send: &str,
+) -> String {
+    let accounts = format!("source = \"winbind\"\nsmb_conf = \"{}\"", env["SMB_CONF"]);
+    kcd_config(env, port, &accounts, backend, spn, token, send)
+}
+
 fn start_kcd_with(
     env: &HashMap<String, String>,
     spn: &str,
@@ -214,72 +211,14 @@ fn start_kcd_with(
     backend: &str,
 ) -> (Gatehouse, u16) {
     let port = free_port();
-    let config = kcd_config_text(env, spn, token, send, backend, port);
+    let config = winbind_kcd_config(env, port, backend, spn, token, send);
     (Gatehouse::start(&config, listen(port)), port)
 }
 
-fn kcd_config_text(
-    env: &HashMap<String, String>,
-    spn: &str,
-    token: &str,
-    send: &str,
-    backend: &str,
-    port: u16,
-) -> String {
-    format!(
-        r#"
-[domain]
-realm = "AD.TEST"
-netbios_name = "ADTEST"
-krb5_conf = "{krb5}"
-keytab = "{keytab}"
-service_principal = "svc-proxy@AD.TEST"
-
-[accounts]
-source = "winbind"
-smb_conf = "{smb}"
-
-[[listener]]
-name = "plain"
-bind = "127.0.0.1:{port}"
-
-[[site]]
-name = "kerberos-backend"
-listener = "plain"
-backend = "{backend}"
-host_header = "backend.ad.test"
-auth = ["NTLM"]
-delegation = "kcd"
-backend_spn = "{spn}"
-backend_token = "{token}"
-send_token = "{send}"
-"#,
-        krb5 = env["KRB5_CONFIG"],
-        keytab = env["LAB_PROXY_KEYTAB"],
-        smb = env["SMB_CONF"],
-    )
-}
-
 async fn sign_in(port: u16, user: &'static str, password: &'static str) -> (Conn, Resp) {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let client = Client::new(user, password);
     let mut c = Conn::open(listen(port)).await;
-    let negotiate = client.negotiate();
-    c.send(
-        format!("GET /whoami HTTP/1.1\r\nHost: mail.ad.test\r\nAuthorization: NTLM {}\r\n\r\n", b64.encode(&negotiate))
-            .as_bytes(),
-    )
-    .await;
-    let r = c.response().await;
-    let challenge = b64.decode(r.header("www-authenticate").unwrap().strip_prefix("NTLM ").unwrap()).unwrap();
-    let auth = client.authenticate(&negotiate, &challenge);
-    c.send(
-        format!("GET /whoami HTTP/1.1\r\nHost: mail.ad.test\r\nAuthorization: NTLM {}\r\n\r\n", b64.encode(&auth))
-            .as_bytes(),
-    )
-    .await;
-    let r = c.response().await;
+    let r = handshake(&mut c, &Client::new(user, password), "GET /whoami HTTP/1.1\r\nHost: mail.ad.test", b"", |_| {})
+        .await;
     (c, r)
 }
 
@@ -319,7 +258,7 @@ async fn ntlm_users_reach_the_kerberos_backend_as_themselves() {
     let ca = make_certs(dir.path(), &[("mail", &["mail.ad.test"])]);
     let tls_port = free_port();
     let config =
-        kcd_config_text(&env, "HTTP/backend.ad.test", "kerberos", "always", "http://127.0.0.1:18080", tls_port)
+        winbind_kcd_config(&env, tls_port, "http://127.0.0.1:18080", "HTTP/backend.ad.test", "kerberos", "always")
             .replace(
                 &format!("bind = \"127.0.0.1:{tls_port}\"\n"),
                 &format!("bind = \"127.0.0.1:{tls_port}\"\ntls = {{ cert = \"mail.pem\", key = \"mail.key\" }}\n"),

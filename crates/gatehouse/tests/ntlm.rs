@@ -7,16 +7,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine;
 use common::*;
 use ntlm::client::Client;
 use testkit::Backend;
-
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-fn listen(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
 
 /// A gatehouse with an NTLM site in front of `backend`; `tls` is the listener's
 /// TLS line (or ""), `extra` goes at the end of the site.
@@ -64,41 +57,6 @@ fn start_text(port: u16, text: &str) -> Gatehouse {
 /// The same, with a lockout limit that the test will not reach.
 fn no_lockout(text: String) -> String {
     text.replace("max_failures_per_user = 3", "max_failures_per_user = 100")
-}
-
-fn challenge_of(r: &Resp) -> Vec<u8> {
-    let h = r.header("www-authenticate").expect("a challenge");
-    B64.decode(h.strip_prefix("NTLM ").expect("an NTLM challenge")).unwrap()
-}
-
-/// Sends `head` (request line and headers, without the blank line) with an
-/// Authorization header carrying `msg`, and `body`.
-async fn leg<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
-    c: &mut Conn<S>,
-    head: &str,
-    msg: &[u8],
-    body: &[u8],
-) -> Resp {
-    let req = format!("{head}\r\nContent-Length: {}\r\nAuthorization: NTLM {}\r\n\r\n", body.len(), B64.encode(msg));
-    c.send(req.as_bytes()).await;
-    c.send(body).await;
-    c.response().await
-}
-
-/// The full handshake; `tamper` may change the AUTHENTICATE. Returns the final answer.
-async fn handshake<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
-    c: &mut Conn<S>,
-    client: &Client,
-    head: &str,
-    body: &[u8],
-    tamper: impl FnOnce(&mut Vec<u8>),
-) -> Resp {
-    let negotiate = client.negotiate();
-    let r = leg(c, head, &negotiate, b"").await;
-    assert_eq!(r.status, 401);
-    let mut auth = client.authenticate(&negotiate, &challenge_of(&r));
-    tamper(&mut auth);
-    leg(c, head, &auth, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

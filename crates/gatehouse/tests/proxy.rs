@@ -9,10 +9,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use testkit::Backend;
 
-fn listen(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 fn one_site(port: u16, backend: SocketAddr, extra: &str) -> String {
     format!(
         r#"

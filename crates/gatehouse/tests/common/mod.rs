@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub fn listen(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -339,4 +343,89 @@ pub fn lab_env() -> Option<std::collections::HashMap<String, String>> {
         }
     }
     Some(env)
+}
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// The NTLM challenge in a 401.
+pub fn challenge_of(r: &Resp) -> Vec<u8> {
+    use base64::Engine;
+    let h = r.header("www-authenticate").expect("a challenge");
+    B64.decode(h.strip_prefix("NTLM ").expect("an NTLM challenge")).unwrap()
+}
+
+/// Sends `head` (request line and headers, without the blank line) with an
+/// Authorization header carrying the NTLM message `msg`, and `body`.
+pub async fn leg<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    c: &mut Conn<S>,
+    head: &str,
+    msg: &[u8],
+    body: &[u8],
+) -> Resp {
+    use base64::Engine;
+    let req = format!("{head}\r\nContent-Length: {}\r\nAuthorization: NTLM {}\r\n\r\n", body.len(), B64.encode(msg));
+    c.send(req.as_bytes()).await;
+    c.send(body).await;
+    c.response().await
+}
+
+/// A whole NTLM handshake on `c`; `tamper` may change the AUTHENTICATE. Returns
+/// the answer to the last leg.
+pub async fn handshake<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    c: &mut Conn<S>,
+    client: &ntlm::client::Client,
+    head: &str,
+    body: &[u8],
+    tamper: impl FnOnce(&mut Vec<u8>),
+) -> Resp {
+    let negotiate = client.negotiate();
+    let r = leg(c, head, &negotiate, b"").await;
+    assert_eq!(r.status, 401);
+    let mut auth = client.authenticate(&negotiate, &challenge_of(&r));
+    tamper(&mut auth);
+    leg(c, head, &auth, body).await
+}
+
+/// A gatehouse configuration for the lab: NTLM at the edge (`accounts`, the body
+/// of an `[accounts]` section), KCD to `backend` as `svc-proxy`, one plain
+/// listener on `port`.
+pub fn kcd_config(
+    env: &std::collections::HashMap<String, String>,
+    port: u16,
+    accounts: &str,
+    backend: &str,
+    spn: &str,
+    token: &str,
+    send: &str,
+) -> String {
+    format!(
+        r#"
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+krb5_conf = "{krb5}"
+keytab = "{keytab}"
+service_principal = "svc-proxy@AD.TEST"
+
+[accounts]
+{accounts}
+
+[[listener]]
+name = "plain"
+bind = "127.0.0.1:{port}"
+
+[[site]]
+name = "kerberos-backend"
+listener = "plain"
+backend = "{backend}"
+host_header = "backend.ad.test"
+auth = ["NTLM"]
+delegation = "kcd"
+backend_spn = "{spn}"
+backend_token = "{token}"
+send_token = "{send}"
+"#,
+        krb5 = env["KRB5_CONFIG"],
+        keytab = env["LAB_PROXY_KEYTAB"],
+    )
 }
