@@ -5,23 +5,9 @@
 use std::io::{Read, Write};
 
 use base64::Engine;
+use common::lab_env;
 
-fn lab_env() -> Option<std::collections::HashMap<String, String>> {
-    let dir = std::env::var("LAB").unwrap_or_else(|_| "/tmp/gatehouse-lab".into());
-    let Ok(text) = std::fs::read_to_string(format!("{dir}/env")) else {
-        if std::env::var_os("GATEHOUSE_LAB_REQUIRED").is_some() {
-            panic!("the lab is required but {dir}/env is missing");
-        }
-        eprintln!("SKIPPED: no lab at {dir}");
-        return None;
-    };
-    Some(
-        text.lines()
-            .flat_map(|l| l.trim_start_matches("export ").split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-            .filter_map(|p| p.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-            .collect(),
-    )
-}
+mod common;
 
 fn ask_backend(token: &[u8]) -> String {
     let mut s = std::net::TcpStream::connect("127.0.0.1:18080").unwrap();

@@ -3,24 +3,14 @@
 //! acceptor (with the lab backend's keytab) accepts the token only with the same
 //! bindings. Needs `lab/lab.sh start` (see lab.rs for the skip rule).
 
+mod common;
+
 use libgssapi::context::ServerCtx;
 use libgssapi::credential::{Cred, CredUsage};
 
 #[test]
 fn the_backend_accepts_only_matching_channel_bindings() {
-    let dir = std::env::var("LAB").unwrap_or_else(|_| "/tmp/gatehouse-lab".into());
-    let Ok(text) = std::fs::read_to_string(format!("{dir}/env")) else {
-        if std::env::var_os("GATEHOUSE_LAB_REQUIRED").is_some() {
-            panic!("the lab is required but {dir}/env is missing");
-        }
-        eprintln!("SKIPPED: no lab at {dir}");
-        return;
-    };
-    let env: std::collections::HashMap<String, String> = text
-        .lines()
-        .flat_map(|l| l.trim_start_matches("export ").split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-        .filter_map(|p| p.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-        .collect();
+    let Some(env) = common::lab_env() else { return };
     std::env::set_var("KRB5_CONFIG", &env["KRB5_CONFIG"]);
     std::env::set_var("KRB5CCNAME", "MEMORY:gatehouse-test-cb-empty-default");
     // The acceptor side: the backend's own keytab.
