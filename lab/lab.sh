@@ -138,6 +138,12 @@ for account in ("svc-proxy", "svc-backend"):
     m = ldb.Message(dn)
     m["e"] = ldb.MessageElement("24", ldb.FLAG_MOD_REPLACE, "msDS-SupportedEncryptionTypes")
     db.modify(m)
+# carol signs in as ADTEST\carol but her UPN is not carol@ad.test: for sites
+# that impersonate users by UPN (delegation_user = "upn").
+dn = db.search(base=db.domain_dn(), expression="(sAMAccountName=carol)", attrs=[])[0].dn
+m = ldb.Message(dn)
+m["u"] = ldb.MessageElement("carol.jones@corp.example", ldb.FLAG_MOD_REPLACE, "userPrincipalName")
+db.modify(m)
 PY
 samba-tool domain exportkeytab "$LAB/proxy.keytab" --principal=svc-proxy $S >/dev/null
 samba-tool domain exportkeytab "$LAB/proxy.keytab" --principal=HTTP/proxy.$DNSDOM $S >/dev/null

@@ -102,7 +102,8 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
     let user_principal = if user.contains('@') { user.to_owned() } else { format!("{user}@{}", domain.realm) };
     // The account's TGT (keytab key, clock, account state) and protocol
     // transition for this user: S4U2Self needs both.
-    match delegator.check_s4u2self(&user_principal, kcd::Token::Spnego) {
+    let account_user = kcd::User::Account(user_principal.clone());
+    match delegator.check_s4u2self(&account_user, kcd::Token::Spnego) {
         Ok(()) => report.pass(&format!("{account} has a TGT and a ticket to itself as {user_principal} (S4U2Self)")),
         Err(e) => {
             let x = kcd::explain(&e.0, principal, "", &user_principal);
@@ -117,12 +118,33 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
             return;
         }
     };
+    // Sites that impersonate by UPN: the UPN comes from the PAC of the user's
+    // S4U2Self ticket.
+    let mut upn_user = None;
+    if sites.iter().any(|(_, d)| d.user == crate::config::DelegationUser::Upn) {
+        match delegator.upn(&user_principal) {
+            Ok(upn) => {
+                report.pass(&format!("{user_principal}'s UPN is {upn} (from the PAC of its S4U2Self ticket)"));
+                upn_user = Some(kcd::User::Upn { upn, account: user_principal.clone() });
+            }
+            Err(e) => {
+                let x = kcd::explain(&e.0, principal, "", &user_principal);
+                report.fail(&format!("cannot read {user_principal}'s UPN: {e}"), x.as_ref());
+            }
+        }
+    }
     for (site, d) in sites {
+        let who = match (d.user, &upn_user) {
+            (crate::config::DelegationUser::Upn, Some(u)) => u.clone(),
+            (crate::config::DelegationUser::Upn, None) => continue,
+            (crate::config::DelegationUser::Account, _) => account_user.clone(),
+        };
+        let user_principal = who.to_string();
         // A connection first, so that an HTTPS backend's ticket carries its
         // channel bindings, as in service.
         let conn = runtime.block_on(connect(site));
         let binding = conn.as_ref().ok().and_then(|c| c.binding.clone());
-        match delegator.token(&user_principal, &d.spn, d.token, binding.as_deref()) {
+        match delegator.token(&who, &d.spn, d.token, binding.as_deref()) {
             Err(e) => {
                 let x = kcd::explain(&e.0, principal, &d.spn, &user_principal);
                 report.fail(

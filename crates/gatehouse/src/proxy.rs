@@ -367,13 +367,24 @@ async fn delegate(
     };
     let realm = generation.config.domain.as_ref().map_or(String::new(), |d| d.realm.clone());
     let account = user.name.rsplit('\\').next().unwrap_or(&user.name);
-    let principal = format!("{account}@{realm}");
-    let (spn, kind) = (d.spn.clone(), d.token);
+    // A sign-in name with `@` is already a UPN (NTLM users may type one).
+    let by_upn = account.contains('@');
+    let principal = if by_upn { account.to_owned() } else { format!("{account}@{realm}") };
+    let (spn, kind, mode) = (d.spn.clone(), d.token, d.user);
     let who = principal.clone();
     let target = spn.clone();
-    let result = tokio::task::spawn_blocking(move || delegator.token(&who, &target, kind, binding.as_deref()))
-        .await
-        .map_err(|e| Failure::ServiceUnavailable(format!("delegation did not run: {e}")))?;
+    let result = tokio::task::spawn_blocking(move || {
+        let user = if by_upn {
+            kcd::User::Upn { upn: who.clone(), account: who }
+        } else if mode == crate::config::DelegationUser::Upn {
+            kcd::User::Upn { upn: delegator.upn(&who)?, account: who }
+        } else {
+            kcd::User::Account(who)
+        };
+        delegator.token(&user, &target, kind, binding.as_deref())
+    })
+    .await
+    .map_err(|e| Failure::ServiceUnavailable(format!("delegation did not run: {e}")))?;
     match result {
         Ok(token) => {
             use base64::Engine;

@@ -344,3 +344,22 @@ async fn send_token_modes_on_the_wire() {
         assert_eq!(b.connections(), 1, "send_token = {mode}: one pooled backend connection");
     }
 }
+
+/// `delegation_user = "upn"`: carol signs in as ADTEST\carol; the lab gave her
+/// the UPN carol.jones@corp.example, which gatehouse reads from the domain and
+/// the backend's ticket carries. alice, whose UPN is the default, is unchanged
+/// in substance (alice@ad.test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegation_by_upn() {
+    let Some(env) = lab_env() else { return };
+    let port = free_port();
+    let config =
+        winbind_kcd_config(&env, port, "http://127.0.0.1:18080", "HTTP/backend.ad.test", "spnego", "every-request")
+            + "delegation_user = \"upn\"\n";
+    let g = Gatehouse::start(&config, listen(port));
+    let (_, r) = sign_in(port, "carol", "Carol-Pass1").await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), g.stderr());
+    assert!(r.text().contains("REMOTE_USER=carol.jones\\@corp.example@AD.TEST"), "{}", r.text());
+    let (_, r) = sign_in(port, "alice", "Alice-Pass1").await;
+    assert!(r.text().contains("REMOTE_USER=alice\\@ad.test@AD.TEST"), "{}", r.text());
+}

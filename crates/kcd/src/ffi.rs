@@ -1,8 +1,13 @@
-//! The one place with `unsafe`: the GSSAPI call the `libgssapi` crate does not
-//! wrap. `gss_acquire_cred_from` with a credential store lets the service
-//! account's credential come from its own keytab into its own memory cache,
-//! instead of from process-wide defaults (the default cache could hold another
-//! user's ticket, which MIT would silently fall back to).
+//! The one place with `unsafe`: the GSSAPI calls the `libgssapi` crate does not
+//! wrap.
+//!
+//! - `gss_acquire_cred_from` with a credential store lets the service account's
+//!   credential come from its own keytab into its own memory cache, instead of
+//!   from process-wide defaults (the default cache could hold another user's
+//!   ticket, which MIT would silently fall back to).
+//! - Acceptance (`gss_accept_sec_context`) is done here rather than through
+//!   `libgssapi::ServerCtx` because the client's name must be asked for its PAC
+//!   attributes (`gss_get_name_attribute`), which needs the raw name handle.
 
 use std::ffi::{c_void, CString};
 use std::ptr;
@@ -10,14 +15,23 @@ use std::ptr;
 use libgssapi::credential::Cred;
 use libgssapi::error::{Error, MajorFlags};
 use libgssapi_sys::{
-    gss_OID_desc, gss_acquire_cred_from, gss_buffer_desc, gss_cred_id_t, gss_import_name, gss_key_value_element_desc,
-    gss_key_value_set_desc, gss_name_t, gss_release_name, OM_uint32, GSS_S_COMPLETE,
+    gss_OID, gss_OID_desc, gss_OID_set_desc, gss_accept_sec_context, gss_acquire_cred_from, gss_buffer_desc,
+    gss_channel_bindings_struct, gss_cred_id_t, gss_ctx_id_t, gss_delete_sec_context, gss_display_name,
+    gss_get_name_attribute, gss_import_name, gss_key_value_element_desc, gss_key_value_set_desc, gss_name_t,
+    gss_release_buffer, gss_release_cred, gss_release_name, OM_uint32, GSS_S_COMPLETE,
 };
 
 /// GSS_KRB5_NT_PRINCIPAL_NAME: 1.2.840.113554.1.2.2.1
 const KRB5_NT_PRINCIPAL: [u8; 10] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02, 0x01];
+/// The Kerberos 5 mechanism: 1.2.840.113554.1.2.2
+const KRB5_MECH: [u8; 9] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02];
+const GSS_C_BOTH: i32 = 0;
 const GSS_C_INITIATE: i32 = 1;
 const GSS_C_INDEFINITE: OM_uint32 = 0xffff_ffff;
+const GSS_S_CONTINUE_NEEDED: OM_uint32 = 1;
+/// Returned by MIT (1.19+) when the initiator's channel bindings were present
+/// and matched ours.
+pub const GSS_C_CHANNEL_BOUND_FLAG: u32 = 0x800;
 
 fn check(major: OM_uint32, minor: OM_uint32) -> Result<(), Error> {
     if major == GSS_S_COMPLETE {
@@ -30,11 +44,54 @@ fn check(major: OM_uint32, minor: OM_uint32) -> Result<(), Error> {
 /// An initiator credential for `principal`, with its keys from `client_keytab`
 /// (a `FILE:` name) and its tickets in `ccache` (a `MEMORY:` name of its own).
 pub fn acquire_from_keytab(principal: &str, client_keytab: &str, ccache: &str) -> Result<Cred, Error> {
-    let keys = [CString::new("client_keytab"), CString::new("ccache")];
-    let values = [CString::new(client_keytab), CString::new(ccache)];
+    let store = [("client_keytab", client_keytab), ("ccache", ccache)];
+    // All mechanisms: impersonation may be asked for SPNEGO or Kerberos.
+    let cred = acquire(Some(principal), &store, GSS_C_INITIATE, false)?;
+    // SAFETY: `cred` is a credential handle GSSAPI just gave us; Cred owns it from here.
+    Ok(unsafe { Cred::from_c(cred) })
+}
+
+/// The service's credential for accepting clients' Kerberos tickets: any key in
+/// `keytab` (the caller checks which SPN the ticket was for) and, usage "both",
+/// the service account's own TGT (`principal`, from the same keytab, in `ccache`)
+/// so that MIT can turn a client's forwardable ticket into S4U2Proxy evidence.
+pub struct AcceptorCred(gss_cred_id_t);
+
+// SAFETY: MIT's credential handles may be used from several threads; gatehouse
+// only reads this one after acquiring it.
+unsafe impl Send for AcceptorCred {}
+unsafe impl Sync for AcceptorCred {}
+
+impl Drop for AcceptorCred {
+    fn drop(&mut self) {
+        let mut minor = 0;
+        // SAFETY: the handle came from gss_acquire_cred_from and is released once.
+        unsafe { gss_release_cred(&mut minor, &mut self.0) };
+    }
+}
+
+pub fn acquire_acceptor(principal: &str, keytab: &str, ccache: &str) -> Result<AcceptorCred, Error> {
+    let store = [("keytab", keytab), ("client_keytab", keytab), ("ccache", ccache)];
+    // No name: the acceptor half then takes every key in the keytab (every SPN of
+    // the account), and the initiator half the keytab's first principal, which is
+    // checked below to be the service account.
+    // Kerberos alone: SPNEGO is unwrapped by gatehouse itself.
+    let cred = AcceptorCred(acquire(None, &store, GSS_C_BOTH, true)?);
+    let _ = principal;
+    Ok(cred)
+}
+
+fn acquire(
+    principal: Option<&str>,
+    store: &[(&str, &str)],
+    usage: i32,
+    krb5_only: bool,
+) -> Result<gss_cred_id_t, Error> {
     let nul = || Error { major: MajorFlags::GSS_S_FAILURE, minor: 0 };
-    let keys: Vec<CString> = keys.into_iter().collect::<Result<_, _>>().map_err(|_| nul())?;
-    let values: Vec<CString> = values.into_iter().collect::<Result<_, _>>().map_err(|_| nul())?;
+    let keys: Vec<CString> =
+        store.iter().map(|(k, _)| CString::new(*k)).collect::<Result<_, _>>().map_err(|_| nul())?;
+    let values: Vec<CString> =
+        store.iter().map(|(_, v)| CString::new(*v)).collect::<Result<_, _>>().map_err(|_| nul())?;
     let mut elements: Vec<gss_key_value_element_desc> = keys
         .iter()
         .zip(&values)
@@ -43,34 +100,220 @@ pub fn acquire_from_keytab(principal: &str, client_keytab: &str, ccache: &str) -
     let store = gss_key_value_set_desc { count: elements.len() as OM_uint32, elements: elements.as_mut_ptr() };
     let mut minor: OM_uint32 = 0;
     let mut name: gss_name_t = ptr::null_mut();
-    let mut name_buf = gss_buffer_desc { length: principal.len(), value: principal.as_ptr() as *mut c_void };
-    let mut oid = gss_OID_desc {
-        length: KRB5_NT_PRINCIPAL.len() as OM_uint32,
-        elements: KRB5_NT_PRINCIPAL.as_ptr() as *mut c_void,
-    };
-    // SAFETY: every pointer refers to a live local for the duration of the call;
-    // GSSAPI copies the name and does not keep the buffer.
-    check(unsafe { gss_import_name(&mut minor, &mut name_buf, &mut oid, &mut name) }, minor)?;
+    if let Some(principal) = principal {
+        name = import_name(principal, &KRB5_NT_PRINCIPAL)?;
+    }
+    let mut krb5 = oid(&KRB5_MECH);
+    let mut mechs = gss_OID_set_desc { count: 1, elements: &mut krb5 };
     let mut cred: gss_cred_id_t = ptr::null_mut();
-    // SAFETY: `name` was just imported; `store` points at `elements`, whose key and
-    // value pointers point into `keys` and `values`, all alive until after the call.
+    // SAFETY: `name` is null or was just imported; `store` points at `elements`,
+    // whose key and value pointers point into `keys` and `values`; `mechs` points
+    // at `krb5`, which points at a static array; all alive until after the call.
     let major = unsafe {
         gss_acquire_cred_from(
             &mut minor,
             name,
             GSS_C_INDEFINITE,
-            ptr::null_mut(),
-            GSS_C_INITIATE,
+            if krb5_only { &mut mechs } else { ptr::null_mut() },
+            usage,
             &store,
             &mut cred,
             ptr::null_mut(),
             ptr::null_mut(),
         )
     };
-    let mut release_minor: OM_uint32 = 0;
-    // SAFETY: `name` came from gss_import_name and is released once.
-    unsafe { gss_release_name(&mut release_minor, &mut name) };
+    if !name.is_null() {
+        let mut release_minor: OM_uint32 = 0;
+        // SAFETY: `name` came from gss_import_name and is released once.
+        unsafe { gss_release_name(&mut release_minor, &mut name) };
+    }
     check(major, minor)?;
-    // SAFETY: `cred` is a credential handle GSSAPI just gave us; Cred owns it from here.
-    Ok(unsafe { Cred::from_c(cred) })
+    Ok(cred)
+}
+
+fn oid(bytes: &'static [u8]) -> gss_OID_desc {
+    gss_OID_desc { length: bytes.len() as OM_uint32, elements: bytes.as_ptr() as *mut c_void }
+}
+
+fn import_name(principal: &str, name_type: &'static [u8]) -> Result<gss_name_t, Error> {
+    let mut minor: OM_uint32 = 0;
+    let mut name: gss_name_t = ptr::null_mut();
+    let mut name_buf = gss_buffer_desc { length: principal.len(), value: principal.as_ptr() as *mut c_void };
+    let mut oid = oid(name_type);
+    // SAFETY: every pointer refers to a live local for the duration of the call;
+    // GSSAPI copies the name and does not keep the buffer.
+    check(unsafe { gss_import_name(&mut minor, &mut name_buf, &mut oid, &mut name) }, minor)?;
+    Ok(name)
+}
+
+/// What accepting one Kerberos AP-REQ told us.
+pub struct Accepted {
+    /// The AP-REP for mutual authentication (may be empty).
+    pub output: Vec<u8>,
+    /// The client, e.g. `alice@AD.TEST`.
+    pub client: String,
+    /// The service principal the ticket was for.
+    pub target: String,
+    pub flags: u32,
+    /// The PAC's UPN_DNS_INFO buffer, when the ticket had a verified PAC.
+    pub upn_dns_info: Option<Vec<u8>>,
+    /// S4U2Proxy evidence: present when the client's ticket was forwardable.
+    pub proxy: Option<Cred>,
+}
+
+/// Owns a buffer GSSAPI allocated.
+struct OwnedBuf(gss_buffer_desc);
+
+impl OwnedBuf {
+    fn new() -> OwnedBuf {
+        OwnedBuf(gss_buffer_desc { length: 0, value: ptr::null_mut() })
+    }
+    fn to_vec(&self) -> Vec<u8> {
+        if self.0.value.is_null() || self.0.length == 0 {
+            return Vec::new();
+        }
+        // SAFETY: GSSAPI filled `value` with `length` bytes it owns until release.
+        unsafe { std::slice::from_raw_parts(self.0.value as *const u8, self.0.length) }.to_vec()
+    }
+}
+
+impl Drop for OwnedBuf {
+    fn drop(&mut self) {
+        if !self.0.value.is_null() {
+            let mut minor = 0;
+            // SAFETY: the buffer was allocated by GSSAPI and is released once.
+            unsafe { gss_release_buffer(&mut minor, &mut self.0) };
+        }
+    }
+}
+
+struct OwnedName(gss_name_t);
+
+impl Drop for OwnedName {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            let mut minor = 0;
+            // SAFETY: the name was returned by GSSAPI and is released once.
+            unsafe { gss_release_name(&mut minor, &mut self.0) };
+        }
+    }
+}
+
+fn display(name: &OwnedName) -> Result<String, Error> {
+    let mut minor = 0;
+    let mut out = OwnedBuf::new();
+    // SAFETY: `name` is a live name handle; `out` receives a GSSAPI buffer.
+    check(unsafe { gss_display_name(&mut minor, name.0, &mut out.0, ptr::null_mut()) }, minor)?;
+    Ok(String::from_utf8_lossy(&out.to_vec()).into_owned())
+}
+
+/// A name attribute's value, when present, authenticated and complete.
+fn attribute(name: &OwnedName, attr: &str) -> Option<Vec<u8>> {
+    let mut minor = 0;
+    let mut attr_buf = gss_buffer_desc { length: attr.len(), value: attr.as_ptr() as *mut c_void };
+    let (mut authenticated, mut complete, mut more) = (0, 0, -1);
+    let mut value = OwnedBuf::new();
+    // SAFETY: `name` is live; `attr_buf` points at `attr` for the duration of the
+    // call; the value buffer is GSSAPI's and freed by OwnedBuf; no display value.
+    let major = unsafe {
+        gss_get_name_attribute(
+            &mut minor,
+            name.0,
+            &mut attr_buf,
+            &mut authenticated,
+            &mut complete,
+            &mut value.0,
+            ptr::null_mut(),
+            &mut more,
+        )
+    };
+    (major == GSS_S_COMPLETE && authenticated != 0).then(|| value.to_vec())
+}
+
+/// Accepts one Kerberos (RFC 4121) initial context token. The context is single
+/// round trip; it is deleted before returning (gatehouse needs no per-message
+/// protection from it).
+pub fn accept(cred: &AcceptorCred, token: &[u8], channel_bindings: Option<&[u8]>) -> Result<Accepted, Error> {
+    let mut minor: OM_uint32 = 0;
+    let mut ctx: gss_ctx_id_t = ptr::null_mut();
+    let mut input = gss_buffer_desc { length: token.len(), value: token.as_ptr() as *mut c_void };
+    let empty = || gss_buffer_desc { length: 0, value: ptr::null_mut() };
+    let mut bindings = gss_channel_bindings_struct {
+        initiator_addrtype: 0,
+        initiator_address: empty(),
+        acceptor_addrtype: 0,
+        acceptor_address: empty(),
+        application_data: empty(),
+    };
+    let bindings_ptr = match channel_bindings {
+        Some(data) => {
+            bindings.application_data = gss_buffer_desc { length: data.len(), value: data.as_ptr() as *mut c_void };
+            &mut bindings as *mut gss_channel_bindings_struct
+        }
+        None => ptr::null_mut(),
+    };
+    let mut source = OwnedName(ptr::null_mut());
+    let mut mech: gss_OID = ptr::null_mut();
+    let mut output = OwnedBuf::new();
+    let mut flags: OM_uint32 = 0;
+    let mut delegated: gss_cred_id_t = ptr::null_mut();
+    // SAFETY: `input`, `bindings` and the data they point at outlive the call;
+    // the out-parameters are locals that GSSAPI fills and we release below.
+    let major = unsafe {
+        gss_accept_sec_context(
+            &mut minor,
+            &mut ctx,
+            cred.0,
+            &mut input,
+            bindings_ptr,
+            &mut source.0,
+            &mut mech,
+            &mut output.0,
+            &mut flags,
+            ptr::null_mut(),
+            &mut delegated,
+        )
+    };
+    // Taken before anything can return, so that it is always released.
+    // SAFETY: a non-null handle GSSAPI just gave us; Cred owns it from here.
+    let proxy = (!delegated.is_null()).then(|| unsafe { Cred::from_c(delegated) });
+    let target = if ctx.is_null() { Ok(String::new()) } else { target_name(ctx) };
+    if !ctx.is_null() {
+        let mut delete_minor = 0;
+        // SAFETY: `ctx` is the context GSSAPI created above; deleted once.
+        unsafe { gss_delete_sec_context(&mut delete_minor, &mut ctx, ptr::null_mut()) };
+    }
+    if major == GSS_S_CONTINUE_NEEDED {
+        return Err(Error { major: MajorFlags::GSS_S_FAILURE, minor: 0 });
+    }
+    check(major, minor)?;
+    Ok(Accepted {
+        output: output.to_vec(),
+        client: display(&source)?,
+        target: target?,
+        flags,
+        upn_dns_info: attribute(&source, "urn:mspac:upn-dns-info"),
+        proxy,
+    })
+}
+
+fn target_name(ctx: gss_ctx_id_t) -> Result<String, Error> {
+    let mut minor = 0;
+    let mut target = OwnedName(ptr::null_mut());
+    // SAFETY: `ctx` is live; only the target name is asked for.
+    let major = unsafe {
+        libgssapi_sys::gss_inquire_context(
+            &mut minor,
+            ctx,
+            ptr::null_mut(),
+            &mut target.0,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
+    check(major, minor)?;
+    display(&target)
 }

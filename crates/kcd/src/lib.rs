@@ -17,15 +17,19 @@
 //! GSSAPI calls block (they may talk to the KDC): callers run them off their
 //! async workers.
 //!
-//! Status: used by the proxy for `delegation = "kcd"` sites. Error translation
-//! into causes and remedies and `gatehouse doctor` are the rest of the KCD issue.
+//! A user may be impersonated by account name (`alice@AD.TEST`) or by UPN, sent
+//! as an enterprise name that AD resolves across the forest. The UPN is read
+//! from the PAC of an S4U2Self ticket to the service itself ([`Delegator::upn`]):
+//! the domain controller is the directory, no LDAP connection is needed.
 
 mod explain;
 mod ffi;
+mod pac;
 
 pub use explain::{explain, Explanation};
+pub use pac::{parse_upn_dns_info, PacError, UpnDnsInfo};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,6 +39,32 @@ use libgssapi::context::{ClientCtx, CtxFlags};
 use libgssapi::credential::{Cred, CredUsage};
 use libgssapi::name::Name;
 use libgssapi::oid::{OidSet, GSS_MECH_KRB5, GSS_MECH_SPNEGO, GSS_NT_KRB5_PRINCIPAL};
+
+/// Whom to impersonate.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum User {
+    /// `alice@AD.TEST`: the account name in the service account's realm.
+    Account(String),
+    /// The user's UPN (`carol.jones@corp.example`), sent to the KDC as an
+    /// enterprise name; `account` is the same user as [`User::Account`], which
+    /// the KDC may answer with instead.
+    Upn { upn: String, account: String },
+}
+
+impl User {
+    fn name(&self) -> &str {
+        match self {
+            User::Account(a) => a,
+            User::Upn { upn, .. } => upn,
+        }
+    }
+}
+
+impl fmt::Display for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// What the backend expects in `Authorization: Negotiate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,14 +103,18 @@ pub struct Delegator {
     /// Acquired on first use (the KDC may be down when gatehouse starts), and again
     /// after a failure.
     service: Mutex<Option<Cred>>,
+    /// For reading PACs of tickets to ourselves; acquired on first use.
+    acceptor: Mutex<Option<Arc<ffi::AcceptorCred>>>,
     cache: Mutex<HashMap<Key, Entry>>,
+    /// account principal -> (UPN, valid until)
+    upns: Mutex<HashMap<String, (String, Instant)>>,
     /// One lock per key while its S4U2Self is in flight.
     flights: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
     stats: Stats,
 }
 
-/// (user principal, token kind)
-type Key = (String, Token);
+/// (user, token kind)
+type Key = (User, Token);
 
 struct Entry {
     cred: Cred,
@@ -91,8 +125,25 @@ struct Entry {
 #[derive(Default)]
 pub struct Stats {
     pub cache_hits: AtomicU64,
+    /// Impersonated credentials not in the cache: each costs an S4U2Self.
     pub s4u2self: AtomicU64,
+    /// PAC reads for a user's UPN (each needs the user's S4U2Self credential).
+    pub upn_lookups: AtomicU64,
     pub errors: AtomicU64,
+    /// Failures by Kerberos error (`KDC_ERR_BADOPTION (13)`, `no KDC`, `other`).
+    errors_by_code: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Stats {
+    pub fn errors_by_code(&self) -> BTreeMap<&'static str, u64> {
+        self.errors_by_code.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn count_error(&self, message: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let code = explain(message, "", "", "").map_or("other", |x| x.code);
+        *self.errors_by_code.lock().unwrap_or_else(|e| e.into_inner()).entry(code).or_default() += 1;
+    }
 }
 
 /// Renew this long before a credential expires.
@@ -109,7 +160,9 @@ impl Delegator {
             keytab: keytab.to_owned(),
             realm: realm.to_ascii_uppercase(),
             service: Mutex::new(None),
+            acceptor: Mutex::new(None),
             cache: Mutex::new(HashMap::new()),
+            upns: Mutex::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
             stats: Stats::default(),
         }
@@ -128,10 +181,7 @@ impl Delegator {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        // MEMORY cache names are global in the process: each credential gets its own.
-        let ccache =
-            format!("MEMORY:gatehouse-kcd-{}-{}", std::process::id(), CACHE_SERIAL.fetch_add(1, Ordering::Relaxed));
-        let cred = ffi::acquire_from_keytab(&self.principal, &format!("FILE:{}", self.keytab), &ccache)
+        let cred = ffi::acquire_from_keytab(&self.principal, &format!("FILE:{}", self.keytab), &memory_ccache())
             .map_err(|e| gss("acquiring the service credential from the keytab", e))?;
         *slot = Some(cred.clone());
         Ok(cred)
@@ -142,23 +192,93 @@ impl Delegator {
     /// application data of the channel bindings of the connection the token will
     /// travel on (for TLS: `tls-server-end-point:` and the certificate hash, see
     /// [`tls_server_end_point`]); Extended Protection on the backend checks it.
-    pub fn token(&self, user: &str, spn: &str, kind: Token, channel_bindings: Option<&[u8]>) -> Result<Vec<u8>, Error> {
-        let result = self.token_inner(user, spn, kind, channel_bindings);
-        if result.is_err() {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+    pub fn token(
+        &self,
+        user: &User,
+        spn: &str,
+        kind: Token,
+        channel_bindings: Option<&[u8]>,
+    ) -> Result<Vec<u8>, Error> {
+        self.counted(self.token_inner(user, spn, kind, channel_bindings))
+    }
+
+    fn counted<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if let Err(e) = &result {
+            self.stats.count_error(&e.0);
         }
         result
     }
 
     /// S4U2Self alone (which needs the service account's TGT first): for
     /// `gatehouse doctor`, to tell a broken account from a refused delegation.
-    pub fn check_s4u2self(&self, user: &str, kind: Token) -> Result<(), Error> {
-        self.impersonated(user, kind).map(|_| ())
+    pub fn check_s4u2self(&self, user: &User, kind: Token) -> Result<(), Error> {
+        self.counted(self.impersonated(user, kind).map(|_| ()))
+    }
+
+    /// The UPN of `account` (`carol@AD.TEST`), as the domain controller put it
+    /// in the PAC of an S4U2Self ticket to this service. Cached as long as that
+    /// ticket. Blocks; may talk to the KDC.
+    pub fn upn(&self, account: &str) -> Result<String, Error> {
+        self.counted(self.upn_inner(account))
+    }
+
+    fn upn_inner(&self, account: &str) -> Result<String, Error> {
+        if let Some((upn, until)) = self.upns.lock().unwrap_or_else(|e| e.into_inner()).get(account) {
+            if *until > Instant::now() {
+                return Ok(upn.clone());
+            }
+        }
+        let user = User::Account(account.to_owned());
+        let impersonated = self.impersonated(&user, Token::Kerberos)?;
+        self.stats.upn_lookups.fetch_add(1, Ordering::Relaxed);
+        // The S4U2Self ticket is for this service: presenting it to ourselves
+        // costs no KDC round trip, and our key verifies the PAC it carries.
+        let me = Name::new(self.principal.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| gss("own name", e))?;
+        let mut ctx = ClientCtx::new(Some(impersonated.clone()), me, CtxFlags::empty(), Some(GSS_MECH_KRB5));
+        let token = ctx
+            .step(None, None)
+            .map_err(|e| gss("presenting the S4U2Self ticket to ourselves", e))?
+            .ok_or_else(|| Error("GSSAPI produced no token".into()))?;
+        let accepted =
+            ffi::accept(&*self.acceptor()?, &token, None).map_err(|e| gss("reading the S4U2Self ticket's PAC", e))?;
+        if !same_principal(&accepted.client, account) {
+            return Err(Error(format!("the S4U2Self ticket names {}, not {account}", accepted.client)));
+        }
+        let buffer = accepted
+            .upn_dns_info
+            .ok_or_else(|| Error(format!("the PAC of {account}'s ticket has no verified UPN_DNS_INFO")))?;
+        let info = parse_upn_dns_info(&buffer).map_err(|e| Error(format!("{account}'s PAC: {e}")))?;
+        let until = Instant::now()
+            + impersonated
+                .lifetime()
+                .unwrap_or(Duration::from_secs(3600))
+                .saturating_sub(MARGIN)
+                .max(Duration::from_secs(60));
+        let mut upns = self.upns.lock().unwrap_or_else(|e| e.into_inner());
+        if upns.len() >= MAX_USERS {
+            let now = Instant::now();
+            upns.retain(|_, (_, until)| *until > now);
+        }
+        upns.insert(account.to_owned(), (info.upn.clone(), until));
+        Ok(info.upn)
+    }
+
+    fn acceptor(&self) -> Result<Arc<ffi::AcceptorCred>, Error> {
+        let mut slot = self.acceptor.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let cred = Arc::new(
+            ffi::acquire_acceptor(&self.principal, &format!("FILE:{}", self.keytab), &memory_ccache())
+                .map_err(|e| gss("acquiring the acceptor credential from the keytab", e))?,
+        );
+        *slot = Some(cred.clone());
+        Ok(cred)
     }
 
     fn token_inner(
         &self,
-        user: &str,
+        user: &User,
         spn: &str,
         kind: Token,
         channel_bindings: Option<&[u8]>,
@@ -173,8 +293,8 @@ impl Delegator {
     }
 
     /// The cached impersonated credential for `user`, or a new one (S4U2Self).
-    fn impersonated(&self, user: &str, kind: Token) -> Result<Cred, Error> {
-        let key = (user.to_owned(), kind);
+    fn impersonated(&self, user: &User, kind: Token) -> Result<Cred, Error> {
+        let key = (user.clone(), kind);
         if let Some(cred) = self.cached(&key) {
             return Ok(cred);
         }
@@ -209,10 +329,14 @@ impl Delegator {
         Some(e.cred.clone())
     }
 
-    fn s4u2self(&self, user: &str, kind: Token) -> Result<Cred, Error> {
+    fn s4u2self(&self, user: &User, kind: Token) -> Result<Cred, Error> {
         let mech = mech(kind);
         let service = self.service()?;
-        let user_name = Name::new(user.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| gss("user name", e))?;
+        let name_type = match user {
+            User::Account(_) => GSS_NT_KRB5_PRINCIPAL,
+            User::Upn { .. } => GSS_KRB5_NT_ENTERPRISE_NAME,
+        };
+        let user_name = Name::new(user.name().as_bytes(), Some(name_type)).map_err(|e| gss("user name", e))?;
         let mut mechs = OidSet::new();
         mechs.add(mech).map_err(|e| gss("mechanism set", e))?;
         self.stats.s4u2self.fetch_add(1, Ordering::Relaxed);
@@ -231,15 +355,31 @@ impl Delegator {
             .name()
             .and_then(|n| n.display_name())
             .map_err(|e| gss("inspecting the impersonated credential", e))?;
-        if !same_principal(&String::from_utf8_lossy(&cred_name), user) {
-            return Err(Error(format!(
-                "the impersonated credential is for {}, not {user}",
-                String::from_utf8_lossy(&cred_name)
-            )));
+        let cred_name = String::from_utf8_lossy(&cred_name);
+        let expected = match user {
+            User::Account(a) => same_principal(&cred_name, a),
+            // The KDC answers with the enterprise name as asked, or with the
+            // account's canonical name.
+            User::Upn { upn, account } => {
+                same_principal(&cred_name, &format!("{}@{}", upn.replace('@', "\\@"), self.realm))
+                    || same_principal(&cred_name, account)
+            }
+        };
+        if !expected {
+            return Err(Error(format!("the impersonated credential is for {cred_name}, not {user}")));
         }
         Ok(impersonated)
     }
 }
+
+/// MEMORY cache names are global in the process: each credential gets its own.
+fn memory_ccache() -> String {
+    format!("MEMORY:gatehouse-kcd-{}-{}", std::process::id(), CACHE_SERIAL.fetch_add(1, Ordering::Relaxed))
+}
+
+/// GSS_KRB5_NT_ENTERPRISE_NAME: 1.2.840.113554.1.2.2.6
+const GSS_KRB5_NT_ENTERPRISE_NAME: libgssapi::oid::Oid<'static> =
+    libgssapi::oid::Oid::from_slice(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02, 0x06]);
 
 /// The channel-binding application data for a TLS connection (RFC 5929):
 /// `tls-server-end-point:` followed by the server certificate's hash.

@@ -23,9 +23,11 @@ fn the_backend_accepts_only_matching_channel_bindings() {
     let bound = kcd::tls_server_end_point(&[0xab; 32]);
     let other = kcd::tls_server_end_point(&[0xcd; 32]);
     for kind in [kcd::Token::Kerberos, kcd::Token::Spnego] {
-        let token = d.token("alice@AD.TEST", "HTTP/backend.ad.test", kind, Some(&bound)).unwrap();
+        let token =
+            d.token(&kcd::User::Account("alice@AD.TEST".into()), "HTTP/backend.ad.test", kind, Some(&bound)).unwrap();
         assert!(accept(&token, Some(&bound)).is_ok(), "{kind:?}: matching bindings refused");
-        let token = d.token("alice@AD.TEST", "HTTP/backend.ad.test", kind, Some(&bound)).unwrap();
+        let token =
+            d.token(&kcd::User::Account("alice@AD.TEST".into()), "HTTP/backend.ad.test", kind, Some(&bound)).unwrap();
         assert!(accept(&token, Some(&other)).is_err(), "{kind:?}: bindings of another connection accepted");
     }
 }

@@ -137,6 +137,17 @@ pub struct Delegation {
     pub spn: String,
     pub token: kcd::Token,
     pub send: SendToken,
+    pub user: DelegationUser,
+}
+
+/// The name the backend ticket is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DelegationUser {
+    /// `user@REALM` from the sign-in name `DOMAIN\user`.
+    Account,
+    /// The user's userPrincipalName, read from the domain controller (the PAC of
+    /// an S4U2Self ticket) and sent as an enterprise name.
+    Upn,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

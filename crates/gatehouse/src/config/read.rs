@@ -697,12 +697,13 @@ impl<'t> Reader<'t> {
         })
     }
 
-    /// `delegation`, `backend_spn`, `backend_token`, `send_token`.
+    /// `delegation`, `backend_spn`, `backend_token`, `send_token`, `delegation_user`.
     fn delegation(&mut self, s: &mut Section<'_, '_>, backend: Option<&Backend>, has_auth: bool) -> Option<Delegation> {
         let mode = self.string(s, "delegation");
         let spn = self.string(s, "backend_spn");
         let token = self.string(s, "backend_token");
         let send = self.string(s, "send_token");
+        let user = self.string(s, "delegation_user");
         let kcd = match &mode {
             None => false,
             Some((m, _)) if m == "none" => false,
@@ -714,7 +715,9 @@ impl<'t> Reader<'t> {
             }
         };
         if !kcd {
-            for (v, key) in [(&spn, "backend_spn"), (&token, "backend_token"), (&send, "send_token")] {
+            for (v, key) in
+                [(&spn, "backend_spn"), (&token, "backend_token"), (&send, "send_token"), (&user, "delegation_user")]
+            {
                 if let Some((_, span)) = v {
                     self.problem(span.clone(), &s.key_path(key), "only meaningful with delegation = \"kcd\"".into());
                 }
@@ -775,7 +778,20 @@ impl<'t> Reader<'t> {
                 SendToken::Always
             }
         };
-        Some(Delegation { spn, token, send })
+        let user = match user.as_ref().map(|(t, _)| t.as_str()) {
+            None | Some("account") => DelegationUser::Account,
+            Some("upn") => DelegationUser::Upn,
+            Some(other) => {
+                let (_, span) = user.clone().unwrap();
+                self.problem(
+                    span,
+                    &s.key_path("delegation_user"),
+                    format!("`{other}`: expected \"account\" or \"upn\""),
+                );
+                DelegationUser::Account
+            }
+        };
+        Some(Delegation { spn, token, send, user })
     }
 
     fn schemes(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Option<Vec<Scheme>> {

@@ -209,3 +209,32 @@ fn backend_tls_needs_https() {
 fn read_backend(u: &str) -> Result<Backend, String> {
     super::read::parse_backend(u)
 }
+
+#[test]
+fn delegation_keys() {
+    let kcd = |extra: &str| {
+        format!(
+            "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"/etc/krb5.keytab\"\nservice_principal = \"svc@AD.TEST\"\n[accounts]\nsource = \"winbind\"\n{}",
+            GOOD.replace(
+                "identity_header",
+                &format!("auth = [\"NTLM\"]\ndelegation = \"kcd\"\nbackend_spn = \"HTTP/{{backend_host}}\"\n{extra}\nidentity_header")
+            )
+        )
+    };
+    let c = load_str(Path::new("/tmp/g.toml"), &kcd("delegation_user = \"upn\"")).unwrap();
+    let d = c.sites[0].delegation.as_ref().unwrap();
+    assert_eq!((d.spn.as_str(), d.user), ("HTTP/127.0.0.1", DelegationUser::Upn));
+    let c = load_str(Path::new("/tmp/g.toml"), &kcd("")).unwrap();
+    assert_eq!(c.sites[0].delegation.as_ref().unwrap().user, DelegationUser::Account);
+    for (extra, key) in [
+        ("delegation_user = \"sam\"", "site[0].delegation_user"),
+        ("backend_token = \"ntlm\"", "site[0].backend_token"),
+        ("send_token = \"never\"", "site[0].send_token"),
+    ] {
+        let p = problems(&kcd(extra));
+        assert!(p.iter().any(|p| p.key == key), "{extra}: {p:#?}");
+    }
+    // Delegation keys without delegation are mistakes, not silently ignored.
+    let p = problems(&GOOD.replace("identity_header", "delegation_user = \"upn\"\nidentity_header"));
+    assert!(p.iter().any(|p| p.key == "site[0].delegation_user" && p.message.contains("only meaningful")), "{p:#?}");
+}
