@@ -301,7 +301,12 @@ impl AuthenticateReceived {
             (ChannelBindingPolicy::Required, None) => return Err(Error::ChannelBindingsMissing),
             (ChannelBindingPolicy::Required, Some(sent)) => check(sent)?,
         }
-        Ok(Authenticated { user: self.user, domain: self.domain, workstation: self.workstation })
+        Ok(Authenticated {
+            user: self.user,
+            domain: self.domain,
+            workstation: self.workstation,
+            session_key: crate::SessionKey { exported, flags: self.flags },
+        })
     }
 }
 
@@ -311,6 +316,8 @@ pub struct Authenticated {
     pub user: String,
     pub domain: String,
     pub workstation: String,
+    /// For signatures (SPNEGO's mechListMIC): [`crate::Session::new`].
+    pub session_key: crate::SessionKey,
 }
 
 #[cfg(test)]

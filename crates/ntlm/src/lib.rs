@@ -22,12 +22,14 @@ pub mod av;
 pub mod client;
 pub mod crypto;
 pub mod flags;
+mod session;
 mod wire;
 
 pub use acceptor::{
     Acceptor, AcceptorConfig, AuthenticateReceived, Authenticated, ChallengeSent, ChannelBindingPolicy, FileTime,
     SessionBaseKey,
 };
+pub use session::{Session, SessionKey};
 
 use std::fmt;
 
@@ -57,6 +59,10 @@ pub enum Error {
     StaleTimestamp,
     ChannelBindingsMissing,
     ChannelBindingsMismatch,
+    /// A signature (SPNEGO's mechListMIC) was needed without extended session security.
+    NoSessionSecurity,
+    /// A signature (SPNEGO's mechListMIC) does not match.
+    BadSignature,
 }
 
 impl Error {
@@ -78,6 +84,8 @@ impl Error {
             Error::StaleTimestamp => "NTLMv2 timestamp outside the allowed window",
             Error::ChannelBindingsMissing => "channel bindings required but not sent",
             Error::ChannelBindingsMismatch => "channel bindings do not match this TLS connection",
+            Error::NoSessionSecurity => "mechListMIC needs NTLM extended session security, which the client did not negotiate",
+            Error::BadSignature => "SPNEGO mechListMIC does not match (the mechanism list was altered)",
         }
     }
 }
