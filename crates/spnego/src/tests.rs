@@ -1,0 +1,109 @@
+use super::*;
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+/// What pyspnego 0.11 sends first for protocol="negotiate" without Kerberos:
+/// NTLM alone in the list, its NEGOTIATE as the optimistic token.
+const PYSPNEGO_INIT: &str = "604806062b0601050502a03e303ca00e300c060a2b06010401823702020aa22a04284e544c4d5353500001000000378208e200000000280000000000000028000000000c04000000000f";
+
+#[test]
+fn reads_a_real_client_init() {
+    let ClientToken::Init(init) = parse_client_token(&hex(PYSPNEGO_INIT)).unwrap() else { panic!() };
+    assert_eq!(init.mech_types, vec![Oid(NTLMSSP.to_vec())]);
+    assert!(init.mech_types[0].is_ntlm());
+    assert_eq!(init.mech_types_der, hex("300c060a2b06010401823702020a"));
+    assert!(init.mech_token.as_ref().unwrap().starts_with(b"NTLMSSP\0\x01\0\0\0"));
+    assert_eq!(init.mech_list_mic, None);
+    assert_eq!(init.mech_types[0].to_string(), "1.3.6.1.4.1.311.2.2.10");
+}
+
+#[test]
+fn windows_style_list_and_round_trips() {
+    let token = encode_init(&[MS_KRB5, KRB5, NTLMSSP], Some(b"\x60\x03abc"), None);
+    let ClientToken::Init(init) = parse_client_token(&token).unwrap() else { panic!() };
+    assert!(init.mech_types[0].is_kerberos() && init.mech_types[1].is_kerberos() && init.mech_types[2].is_ntlm());
+    assert_eq!(init.mech_types[0].to_string(), "1.2.840.48018.1.2.2");
+    assert_eq!(init.mech_token.as_deref(), Some(&b"\x60\x03abc"[..]));
+    let resp = NegTokenResp {
+        neg_state: Some(NegState::AcceptIncomplete),
+        supported_mech: Some(Oid(NTLMSSP.to_vec())),
+        response_token: Some(vec![0x55; 300]),
+        mech_list_mic: Some(vec![1; 16]),
+    };
+    let bytes = encode_resp(&resp);
+    assert_eq!(parse_client_token(&bytes), Ok(ClientToken::Resp(resp)));
+    let client = encode_client_resp(Some(b"NTLMSSP\0\x03"), Some(&[9; 16]));
+    let ClientToken::Resp(r) = parse_client_token(&client).unwrap() else { panic!() };
+    assert_eq!(r.response_token.as_deref(), Some(&b"NTLMSSP\0\x03"[..]));
+    assert_eq!(r.mech_list_mic.as_deref(), Some(&[9u8; 16][..]));
+}
+
+#[test]
+fn raw_mechanism_tokens() {
+    assert_eq!(parse_client_token(b"NTLMSSP\0\x01\0\0\0"), Ok(ClientToken::RawNtlm));
+    let mut krb = vec![0x60, 0x0d, 0x06, 0x09];
+    krb.extend_from_slice(KRB5);
+    krb.extend_from_slice(&[0x01, 0x00]);
+    assert_eq!(parse_client_token(&krb), Ok(ClientToken::RawKerberos));
+    let mut other = vec![0x60, 0x05, 0x06, 0x03, 0x2a, 0x03, 0x04];
+    assert_eq!(parse_client_token(&other), Err(Error::UnknownMechanism));
+    other[1] = 0x06;
+    assert!(matches!(parse_client_token(&other), Err(Error::Malformed(_))));
+}
+
+#[test]
+fn refuses_malformed_tokens() {
+    let good = hex(PYSPNEGO_INIT);
+    // Every truncation is refused, none panics.
+    for n in 0..good.len() {
+        assert!(parse_client_token(&good[..n]).is_err(), "truncated to {n}");
+    }
+    // Trailing bytes.
+    let mut b = good.clone();
+    b.push(0);
+    assert!(parse_client_token(&b).is_err());
+    // Indefinite length (BER).
+    let mut b = good.clone();
+    b[1] = 0x80;
+    assert_eq!(parse_client_token(&b), Err(Error::Malformed("indefinite length")));
+    // A length far past the end, and a five-byte length.
+    assert!(parse_client_token(&[0x60, 0x84, 0xff, 0xff, 0xff, 0xff]).is_err());
+    assert!(parse_client_token(&[0x60, 0x85, 0, 0, 0, 0, 1, 0]).is_err());
+    // No mechanisms.
+    let empty = encode_init(&[], None, None);
+    assert_eq!(parse_client_token(&empty), Err(Error::NoMechanisms));
+    // Too many mechanisms.
+    let many: Vec<&[u8]> = vec![KRB5; MAX_MECHS + 1];
+    assert_eq!(parse_client_token(&encode_init(&many, None, None)), Err(Error::TooManyMechanisms));
+    // Fields repeated or out of order.
+    let resp = encode_client_resp(Some(b"x"), Some(b"y"));
+    let ClientToken::Resp(_) = parse_client_token(&resp).unwrap() else { panic!() };
+    let swapped = {
+        // [1] { SEQ { [3] mic, [2] token } }
+        let mic = der::Writer::tlv(0xa3, &der::Writer::tlv(0x04, b"y"));
+        let tok = der::Writer::tlv(0xa2, &der::Writer::tlv(0x04, b"x"));
+        der::Writer::tlv(0xa1, &der::Writer::tlv(0x30, &[mic, tok].concat()))
+    };
+    assert!(matches!(parse_client_token(&swapped), Err(Error::Malformed(_))));
+    // An unknown negState.
+    let bad_state = der::Writer::tlv(0xa1, &der::Writer::tlv(0x30, &der::Writer::tlv(0xa0, &[0x0a, 0x01, 0x07])));
+    assert_eq!(parse_client_token(&bad_state), Err(Error::Malformed("unknown negState")));
+    // Garbage.
+    assert!(parse_client_token(&[]).is_err());
+    assert!(parse_client_token(&[0x30, 0x00]).is_err());
+}
+
+#[test]
+fn every_byte_flip_is_an_answer_not_a_panic() {
+    let good = hex(PYSPNEGO_INIT);
+    for i in 0..good.len() {
+        for v in [0u8, 0x01, 0x7f, 0x80, 0x81, 0x84, 0xff] {
+            let mut b = good.clone();
+            b[i] = v;
+            let _ = parse_client_token(&b);
+            fuzz_one(&b);
+        }
+    }
+}
