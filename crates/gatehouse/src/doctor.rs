@@ -103,7 +103,7 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
     // The account's TGT (keytab key, clock, account state) and protocol
     // transition for this user: S4U2Self needs both.
     let account_user = kcd::User::Account(user_principal.clone());
-    match delegator.check_s4u2self(&account_user, kcd::Token::Spnego) {
+    match delegator.check_s4u2self(&account_user) {
         Ok(()) => report.pass(&format!("{account} has a TGT and a ticket to itself as {user_principal} (S4U2Self)")),
         Err(e) => {
             let x = kcd::explain(&e.0, principal, "", &user_principal);

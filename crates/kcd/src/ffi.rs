@@ -70,15 +70,14 @@ impl Drop for AcceptorCred {
     }
 }
 
-pub fn acquire_acceptor(principal: &str, keytab: &str, ccache: &str) -> Result<AcceptorCred, Error> {
-    let store = [("keytab", keytab), ("client_keytab", keytab), ("ccache", ccache)];
+pub fn acquire_acceptor(keytab: &str, ccache: &str) -> Result<AcceptorCred, Error> {
     // No name: the acceptor half then takes every key in the keytab (every SPN of
-    // the account), and the initiator half the keytab's first principal, which is
-    // checked below to be the service account.
+    // the account; the caller checks the ticket's SPN), and the initiator half
+    // the keytab's first principal. MIT's file replay cache is off: gatehouse
+    // keeps its own in memory (`replay.rs`).
+    let store = [("keytab", keytab), ("client_keytab", keytab), ("ccache", ccache), ("rcache", "none:")];
     // Kerberos alone: SPNEGO is unwrapped by gatehouse itself.
-    let cred = AcceptorCred(acquire(None, &store, GSS_C_BOTH, true)?);
-    let _ = principal;
-    Ok(cred)
+    Ok(AcceptorCred(acquire(None, &store, GSS_C_BOTH, true)?))
 }
 
 fn acquire(
@@ -152,8 +151,6 @@ pub struct Accepted {
     pub output: Vec<u8>,
     /// The client, e.g. `alice@AD.TEST`.
     pub client: String,
-    /// The service principal the ticket was for.
-    pub target: String,
     pub flags: u32,
     /// The PAC's UPN_DNS_INFO buffer, when the ticket had a verified PAC.
     pub upn_dns_info: Option<Vec<u8>>,
@@ -277,7 +274,6 @@ pub fn accept(cred: &AcceptorCred, token: &[u8], channel_bindings: Option<&[u8]>
     // Taken before anything can return, so that it is always released.
     // SAFETY: a non-null handle GSSAPI just gave us; Cred owns it from here.
     let proxy = (!delegated.is_null()).then(|| unsafe { Cred::from_c(delegated) });
-    let target = if ctx.is_null() { Ok(String::new()) } else { target_name(ctx) };
     if !ctx.is_null() {
         let mut delete_minor = 0;
         // SAFETY: `ctx` is the context GSSAPI created above; deleted once.
@@ -290,30 +286,8 @@ pub fn accept(cred: &AcceptorCred, token: &[u8], channel_bindings: Option<&[u8]>
     Ok(Accepted {
         output: output.to_vec(),
         client: display(&source)?,
-        target: target?,
         flags,
         upn_dns_info: attribute(&source, "urn:mspac:upn-dns-info"),
         proxy,
     })
-}
-
-fn target_name(ctx: gss_ctx_id_t) -> Result<String, Error> {
-    let mut minor = 0;
-    let mut target = OwnedName(ptr::null_mut());
-    // SAFETY: `ctx` is live; only the target name is asked for.
-    let major = unsafe {
-        libgssapi_sys::gss_inquire_context(
-            &mut minor,
-            ctx,
-            ptr::null_mut(),
-            &mut target.0,
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-        )
-    };
-    check(major, minor)?;
-    display(&target)
 }

@@ -1,30 +1,36 @@
-//! Kerberos Constrained Delegation: obtain a service ticket for a backend *as a
-//! user*, with the service account's own key and no password of the user's.
+//! Kerberos for gatehouse's service account, through MIT GSSAPI: accepting
+//! clients' tickets at the edge, and Kerberos Constrained Delegation, i.e.
+//! tickets for a backend *as a user*, with the service account's own key and no
+//! password of the user's.
 //!
 //! S4U2Self (`gss_acquire_cred_impersonate_name`) gives the service a ticket to
 //! itself in the user's name; S4U2Proxy (performed by `gss_init_sec_context` with
 //! that impersonated credential) turns it into a ticket for the backend's SPN,
-//! if the account may delegate to it. MIT krb5 does both; this crate only drives
-//! it safely:
+//! if the account may delegate to it. A client that signed in with a
+//! forwardable Kerberos ticket needs no S4U2Self: MIT turns the accepted ticket
+//! into the S4U2Proxy evidence ([`Delegator::accept`]). This crate drives MIT
+//! safely:
 //!
-//! - the service credential comes from its keytab into a memory cache of its own
-//!   (`ffi.rs`), never from the process's default cache;
-//! - the mechanism asked of `init_sec_context` is checked to be in the
-//!   impersonated credential (MIT otherwise falls back to the default
-//!   credential: a request meant for bob could reach the backend as alice), and
-//!   the credential's name is checked to be the user's.
-//!
-//! GSSAPI calls block (they may talk to the KDC): callers run them off their
-//! async workers.
+//! - the service credentials come from the keytab into memory caches of their
+//!   own (`ffi.rs`), never from the process's default cache;
+//! - the impersonated credential is checked to hold the Kerberos mechanism and
+//!   the user's name (MIT otherwise falls back to the default credential: a
+//!   request meant for bob could reach the backend as alice);
+//! - accepted tickets are checked for their SPN, and their authenticators kept
+//!   in a replay cache in memory.
 //!
 //! A user may be impersonated by account name (`alice@AD.TEST`) or by UPN, sent
 //! as an enterprise name that AD resolves across the forest. The UPN is read
 //! from the PAC of an S4U2Self ticket to the service itself ([`Delegator::upn`]):
 //! the domain controller is the directory, no LDAP connection is needed.
+//!
+//! GSSAPI calls block (they may talk to the KDC): callers run them off their
+//! async workers.
 
 mod explain;
 mod ffi;
 mod pac;
+mod replay;
 
 pub use explain::{explain, Explanation};
 pub use pac::{parse_upn_dns_info, PacError, UpnDnsInfo};
@@ -38,7 +44,7 @@ use std::time::{Duration, Instant};
 use libgssapi::context::{ClientCtx, CtxFlags};
 use libgssapi::credential::{Cred, CredUsage};
 use libgssapi::name::Name;
-use libgssapi::oid::{OidSet, GSS_MECH_KRB5, GSS_MECH_SPNEGO, GSS_NT_KRB5_PRINCIPAL};
+use libgssapi::oid::{OidSet, GSS_MECH_KRB5, GSS_NT_KRB5_PRINCIPAL};
 
 /// Whom to impersonate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -90,12 +96,26 @@ fn gss(step: &str, e: libgssapi::error::Error) -> Error {
     Error(format!("{step}: {e} (major 0x{:x}, minor {})", e.major.bits(), e.minor))
 }
 
-/// The delegating service account, and the users it has impersonated.
+/// A client's Kerberos ticket, accepted.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The client principal, e.g. `alice@AD.TEST`.
+    pub client: String,
+    /// The AP-REP for mutual authentication, to return to the client.
+    pub mutual: Vec<u8>,
+    /// The client's authenticator carried channel bindings, and they matched.
+    pub channel_bound: bool,
+    /// The ticket was forwardable: S4U2Proxy for this user needs no S4U2Self.
+    pub evidence: bool,
+}
+
+/// The service account: accepts clients' tickets, and delegates for users.
 ///
-/// An impersonated credential is kept per user and mechanism until shortly
-/// before it expires: MIT keeps the S4U2Proxy tickets inside it, so in steady
-/// state a token costs no KDC round trip. One S4U2Self per key is in flight at a
-/// time; concurrent requests for the same user wait for it.
+/// A credential for each user (impersonated by S4U2Self, or the user's own
+/// forwardable ticket as evidence) is kept until shortly before it expires: MIT
+/// keeps the S4U2Proxy tickets inside it, so in steady state a token costs no
+/// KDC round trip. One S4U2Self per user is in flight at a time; concurrent
+/// requests for the same user wait for it.
 pub struct Delegator {
     principal: String,
     keytab: String,
@@ -103,22 +123,23 @@ pub struct Delegator {
     /// Acquired on first use (the KDC may be down when gatehouse starts), and again
     /// after a failure.
     service: Mutex<Option<Cred>>,
-    /// For reading PACs of tickets to ourselves; acquired on first use.
+    /// For accepting tickets (clients', and our own S4U2Self tickets for their
+    /// PAC); acquired on first use.
     acceptor: Mutex<Option<Arc<ffi::AcceptorCred>>>,
-    cache: Mutex<HashMap<Key, Entry>>,
+    cache: Mutex<HashMap<User, Entry>>,
     /// account principal -> (UPN, valid until)
     upns: Mutex<HashMap<String, (String, Instant)>>,
-    /// One lock per key while its S4U2Self is in flight.
-    flights: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
+    /// One lock per user while its S4U2Self is in flight.
+    flights: Mutex<HashMap<User, Arc<Mutex<()>>>>,
+    replays: replay::Cache,
     stats: Stats,
 }
-
-/// (user, token kind)
-type Key = (User, Token);
 
 struct Entry {
     cred: Cred,
     until: Instant,
+    /// From the client's own ticket (no S4U2Self was made).
+    evidence: bool,
 }
 
 /// Counters for metrics and tests.
@@ -127,8 +148,13 @@ pub struct Stats {
     pub cache_hits: AtomicU64,
     /// Impersonated credentials not in the cache: each costs an S4U2Self.
     pub s4u2self: AtomicU64,
+    /// Clients' forwardable tickets kept as S4U2Proxy evidence.
+    pub evidence: AtomicU64,
     /// PAC reads for a user's UPN (each needs the user's S4U2Self credential).
     pub upn_lookups: AtomicU64,
+    /// Clients' tickets accepted, and refused.
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
     pub errors: AtomicU64,
     /// Failures by Kerberos error (`KDC_ERR_BADOPTION (13)`, `no KDC`, `other`).
     errors_by_code: Mutex<BTreeMap<&'static str, u64>>,
@@ -164,6 +190,7 @@ impl Delegator {
             cache: Mutex::new(HashMap::new()),
             upns: Mutex::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
+            replays: replay::Cache::new(),
             stats: Stats::default(),
         }
     }
@@ -187,11 +214,98 @@ impl Delegator {
         Ok(cred)
     }
 
-    /// A token for `spn` (e.g. `HTTP/backend.ad.test`) in the name of `user`
-    /// (`bob@AD.TEST`). Blocks; may talk to the KDC. `channel_bindings` is the
-    /// application data of the channel bindings of the connection the token will
-    /// travel on (for TLS: `tls-server-end-point:` and the certificate hash, see
-    /// [`tls_server_end_point`]); Extended Protection on the backend checks it.
+    fn acceptor(&self) -> Result<Arc<ffi::AcceptorCred>, Error> {
+        let mut slot = self.acceptor.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let cred = Arc::new(
+            ffi::acquire_acceptor(&format!("FILE:{}", self.keytab), &memory_ccache())
+                .map_err(|e| gss("acquiring the acceptor credential from the keytab", e))?,
+        );
+        *slot = Some(cred.clone());
+        Ok(cred)
+    }
+
+    fn counted<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if let Err(e) = &result {
+            self.stats.count_error(&e.0);
+        }
+        result
+    }
+
+    /// Accepts a client's Kerberos initial context token (RFC 4121 framing, as
+    /// inside SPNEGO or bare under `Negotiate`) for `spn` (`HTTP/mail.ad.test`).
+    /// `channel_bindings` is the application data of this connection's bindings
+    /// (see [`tls_server_end_point`]); a client that sent bindings must match
+    /// them, and [`Accepted::channel_bound`] says whether it sent any. Blocks
+    /// (MIT may read the keytab).
+    pub fn accept(&self, token: &[u8], spn: &str, channel_bindings: Option<&[u8]>) -> Result<Accepted, Error> {
+        let result = self.accept_inner(token, spn, channel_bindings);
+        let counter = if result.is_ok() { &self.stats.accepted } else { &self.stats.refused };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    fn accept_inner(&self, token: &[u8], spn: &str, channel_bindings: Option<&[u8]>) -> Result<Accepted, Error> {
+        let ap_req = spnego::kerberos_ap_req(token).map_err(|e| Error(format!("not a Kerberos AP-REQ: {e}")))?;
+        let authenticator = ap_req.authenticator;
+        // MIT accepts a ticket for any principal in the keytab; gatehouse serves
+        // one SPN. (MIT's own report of the target names the credential, not
+        // the ticket, when the credential also initiates.)
+        let wanted = if spn.contains('@') { spn.to_owned() } else { format!("{spn}@{}", self.realm) };
+        let ticket_for = format!("{}@{}", ap_req.service, ap_req.realm);
+        if !same_principal(&ticket_for, &wanted) {
+            return Err(Error(format!("the ticket is for {ticket_for}, not for {wanted}")));
+        }
+        // Checked before MIT sees the token, and recorded only once MIT accepted
+        // it: a forged token cannot block the real one.
+        if self.replays.seen(authenticator) {
+            return Err(Error("the Kerberos authenticator was replayed (seen before within the clock skew)".into()));
+        }
+        let accepted = ffi::accept(&*self.acceptor()?, token, channel_bindings)
+            .map_err(|e| gss("accepting the client's Kerberos ticket", e))?;
+        if !self.replays.record(authenticator) {
+            return Err(Error("the Kerberos authenticator was replayed (seen before within the clock skew)".into()));
+        }
+        let evidence = accepted.proxy.is_some();
+        if let Some(cred) = accepted.proxy {
+            self.keep_evidence(&accepted.client, cred);
+        }
+        Ok(Accepted {
+            client: accepted.client,
+            mutual: accepted.output,
+            channel_bound: accepted.flags & ffi::GSS_C_CHANNEL_BOUND_FLAG != 0,
+            evidence,
+        })
+    }
+
+    /// A client's own ticket, turned by MIT into an S4U2Proxy credential: kept
+    /// as this user's credential unless one is already cached.
+    fn keep_evidence(&self, client: &str, cred: Cred) {
+        let Ok(name) = cred.name().and_then(|n| n.display_name()) else { return };
+        if !same_principal(&String::from_utf8_lossy(&name), client) {
+            return;
+        }
+        let user = User::Account(client.to_owned());
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.get(&user).is_some_and(|e| e.until > Instant::now()) {
+            return;
+        }
+        let until = until(&cred);
+        if cache.len() >= MAX_USERS {
+            let now = Instant::now();
+            cache.retain(|_, e| e.until > now);
+        }
+        cache.insert(user, Entry { cred, until, evidence: true });
+        self.stats.evidence.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A token for `spn` (e.g. `HTTP/backend.ad.test`) in the name of `user`.
+    /// Blocks; may talk to the KDC. `channel_bindings` is the application data
+    /// of the channel bindings of the connection the token will travel on (for
+    /// TLS: see [`tls_server_end_point`]); Extended Protection on the backend
+    /// checks it.
     pub fn token(
         &self,
         user: &User,
@@ -202,78 +316,10 @@ impl Delegator {
         self.counted(self.token_inner(user, spn, kind, channel_bindings))
     }
 
-    fn counted<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
-        if let Err(e) = &result {
-            self.stats.count_error(&e.0);
-        }
-        result
-    }
-
     /// S4U2Self alone (which needs the service account's TGT first): for
     /// `gatehouse doctor`, to tell a broken account from a refused delegation.
-    pub fn check_s4u2self(&self, user: &User, kind: Token) -> Result<(), Error> {
-        self.counted(self.impersonated(user, kind).map(|_| ()))
-    }
-
-    /// The UPN of `account` (`carol@AD.TEST`), as the domain controller put it
-    /// in the PAC of an S4U2Self ticket to this service. Cached as long as that
-    /// ticket. Blocks; may talk to the KDC.
-    pub fn upn(&self, account: &str) -> Result<String, Error> {
-        self.counted(self.upn_inner(account))
-    }
-
-    fn upn_inner(&self, account: &str) -> Result<String, Error> {
-        if let Some((upn, until)) = self.upns.lock().unwrap_or_else(|e| e.into_inner()).get(account) {
-            if *until > Instant::now() {
-                return Ok(upn.clone());
-            }
-        }
-        let user = User::Account(account.to_owned());
-        let impersonated = self.impersonated(&user, Token::Kerberos)?;
-        self.stats.upn_lookups.fetch_add(1, Ordering::Relaxed);
-        // The S4U2Self ticket is for this service: presenting it to ourselves
-        // costs no KDC round trip, and our key verifies the PAC it carries.
-        let me = Name::new(self.principal.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| gss("own name", e))?;
-        let mut ctx = ClientCtx::new(Some(impersonated.clone()), me, CtxFlags::empty(), Some(GSS_MECH_KRB5));
-        let token = ctx
-            .step(None, None)
-            .map_err(|e| gss("presenting the S4U2Self ticket to ourselves", e))?
-            .ok_or_else(|| Error("GSSAPI produced no token".into()))?;
-        let accepted =
-            ffi::accept(&*self.acceptor()?, &token, None).map_err(|e| gss("reading the S4U2Self ticket's PAC", e))?;
-        if !same_principal(&accepted.client, account) {
-            return Err(Error(format!("the S4U2Self ticket names {}, not {account}", accepted.client)));
-        }
-        let buffer = accepted
-            .upn_dns_info
-            .ok_or_else(|| Error(format!("the PAC of {account}'s ticket has no verified UPN_DNS_INFO")))?;
-        let info = parse_upn_dns_info(&buffer).map_err(|e| Error(format!("{account}'s PAC: {e}")))?;
-        let until = Instant::now()
-            + impersonated
-                .lifetime()
-                .unwrap_or(Duration::from_secs(3600))
-                .saturating_sub(MARGIN)
-                .max(Duration::from_secs(60));
-        let mut upns = self.upns.lock().unwrap_or_else(|e| e.into_inner());
-        if upns.len() >= MAX_USERS {
-            let now = Instant::now();
-            upns.retain(|_, (_, until)| *until > now);
-        }
-        upns.insert(account.to_owned(), (info.upn.clone(), until));
-        Ok(info.upn)
-    }
-
-    fn acceptor(&self) -> Result<Arc<ffi::AcceptorCred>, Error> {
-        let mut slot = self.acceptor.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let cred = Arc::new(
-            ffi::acquire_acceptor(&self.principal, &format!("FILE:{}", self.keytab), &memory_ccache())
-                .map_err(|e| gss("acquiring the acceptor credential from the keytab", e))?,
-        );
-        *slot = Some(cred.clone());
-        Ok(cred)
+    pub fn check_s4u2self(&self, user: &User) -> Result<(), Error> {
+        self.counted(self.credential(user).map(|_| ()))
     }
 
     fn token_inner(
@@ -283,54 +329,72 @@ impl Delegator {
         kind: Token,
         channel_bindings: Option<&[u8]>,
     ) -> Result<Vec<u8>, Error> {
-        let mech = mech(kind);
-        let impersonated = self.impersonated(user, kind)?;
         let target = if spn.contains('@') { spn.to_owned() } else { format!("{spn}@{}", self.realm) };
-        let target = Name::new(target.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| gss("target name", e))?;
-        let mut ctx = ClientCtx::new(Some(impersonated), target, CtxFlags::empty(), Some(mech));
-        let token = ctx.step(None, channel_bindings).map_err(|e| gss("S4U2Proxy (ticket for the backend)", e))?;
-        token.map(|t| t.to_vec()).ok_or_else(|| Error("GSSAPI produced no token".into()))
+        let (cred, evidence) = self.credential(user)?;
+        let step = |cred: Cred| {
+            let target =
+                Name::new(target.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| gss("target name", e))?;
+            let mut ctx = ClientCtx::new(Some(cred), target, CtxFlags::empty(), Some(GSS_MECH_KRB5));
+            ctx.step(None, channel_bindings).map_err(|e| gss("S4U2Proxy (ticket for the backend)", e))
+        };
+        let token = match step(cred) {
+            Ok(t) => t,
+            // A client's ticket that the KDC does not take as evidence (not
+            // forwardable for delegation): protocol transition instead.
+            Err(_) if evidence => {
+                self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(user);
+                let (cred, _) = self.credential(user)?;
+                step(cred)?
+            }
+            Err(e) => return Err(e),
+        };
+        let token = token.map(|t| t.to_vec()).ok_or_else(|| Error("GSSAPI produced no token".into()))?;
+        Ok(match kind {
+            Token::Kerberos => token,
+            // Wrapped here rather than by MIT's SPNEGO mechanism, so that one
+            // credential per user serves both kinds, whether it came from
+            // S4U2Self or from the client's own ticket (krb5 only).
+            Token::Spnego => spnego::encode_init(&[spnego::KRB5], Some(&token), None),
+        })
     }
 
-    /// The cached impersonated credential for `user`, or a new one (S4U2Self).
-    fn impersonated(&self, user: &User, kind: Token) -> Result<Cred, Error> {
-        let key = (user.clone(), kind);
-        if let Some(cred) = self.cached(&key) {
-            return Ok(cred);
+    /// The cached credential for `user`, or a new one by S4U2Self. The flag says
+    /// whether it is the client's own ticket.
+    fn credential(&self, user: &User) -> Result<(Cred, bool), Error> {
+        if let Some(found) = self.cached(user) {
+            return Ok(found);
         }
-        let flight = self.flights.lock().unwrap_or_else(|e| e.into_inner()).entry(key.clone()).or_default().clone();
+        let flight = self.flights.lock().unwrap_or_else(|e| e.into_inner()).entry(user.clone()).or_default().clone();
         let _turn = flight.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(cred) = self.cached(&key) {
-            return Ok(cred);
+        if let Some(found) = self.cached(user) {
+            return Ok(found);
         }
-        let cred = self.s4u2self(user, kind);
+        let cred = self.s4u2self(user);
         if cred.is_err() {
             // A service credential that stopped working (KDC restarted, keys
             // changed) is acquired afresh next time.
             *self.service.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
         let cred = cred?;
-        let lifetime = cred.lifetime().unwrap_or(Duration::from_secs(3600));
-        let until = Instant::now() + lifetime.saturating_sub(MARGIN).max(Duration::from_secs(60));
+        let until = until(&cred);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_USERS {
             let now = Instant::now();
             cache.retain(|_, e| e.until > now);
         }
-        cache.insert(key.clone(), Entry { cred: cred.clone(), until });
-        self.flights.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-        Ok(cred)
+        cache.insert(user.clone(), Entry { cred: cred.clone(), until, evidence: false });
+        self.flights.lock().unwrap_or_else(|e| e.into_inner()).remove(user);
+        Ok((cred, false))
     }
 
-    fn cached(&self, key: &Key) -> Option<Cred> {
+    fn cached(&self, user: &User) -> Option<(Cred, bool)> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let e = cache.get(key).filter(|e| e.until > Instant::now())?;
+        let e = cache.get(user).filter(|e| e.until > Instant::now())?;
         self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-        Some(e.cred.clone())
+        Some((e.cred.clone(), e.evidence))
     }
 
-    fn s4u2self(&self, user: &User, kind: Token) -> Result<Cred, Error> {
-        let mech = mech(kind);
+    fn s4u2self(&self, user: &User) -> Result<Cred, Error> {
         let service = self.service()?;
         let name_type = match user {
             User::Account(_) => GSS_NT_KRB5_PRINCIPAL,
@@ -338,7 +402,7 @@ impl Delegator {
         };
         let user_name = Name::new(user.name().as_bytes(), Some(name_type)).map_err(|e| gss("user name", e))?;
         let mut mechs = OidSet::new();
-        mechs.add(mech).map_err(|e| gss("mechanism set", e))?;
+        mechs.add(GSS_MECH_KRB5).map_err(|e| gss("mechanism set", e))?;
         self.stats.s4u2self.fetch_add(1, Ordering::Relaxed);
         let impersonated = service
             .impersonate(&user_name, None, CredUsage::Initiate, Some(&mechs))
@@ -346,10 +410,10 @@ impl Delegator {
         // The two guards against MIT's silent fallback to the default credential.
         let has_mech = impersonated
             .mechanisms()
-            .and_then(|m| m.contains(mech))
+            .and_then(|m| m.contains(GSS_MECH_KRB5))
             .map_err(|e| gss("inspecting the impersonated credential", e))?;
         if !has_mech {
-            return Err(Error("the impersonated credential lacks the requested mechanism".into()));
+            return Err(Error("the impersonated credential lacks the Kerberos mechanism".into()));
         }
         let cred_name = impersonated
             .name()
@@ -370,6 +434,59 @@ impl Delegator {
         }
         Ok(impersonated)
     }
+
+    /// The UPN of `account` (`carol@AD.TEST`), as the domain controller put it
+    /// in the PAC of an S4U2Self ticket to this service. Cached as long as that
+    /// ticket. Blocks; may talk to the KDC.
+    pub fn upn(&self, account: &str) -> Result<String, Error> {
+        self.counted(self.upn_inner(account))
+    }
+
+    fn upn_inner(&self, account: &str) -> Result<String, Error> {
+        if let Some((upn, until)) = self.upns.lock().unwrap_or_else(|e| e.into_inner()).get(account) {
+            if *until > Instant::now() {
+                return Ok(upn.clone());
+            }
+        }
+        let user = User::Account(account.to_owned());
+        let (mut impersonated, evidence) = self.credential(&user)?;
+        if evidence {
+            // A client's own ticket is for our SPN, not for the account name;
+            // the PAC is read from an S4U2Self ticket.
+            impersonated = self.s4u2self(&user)?;
+        }
+        self.stats.upn_lookups.fetch_add(1, Ordering::Relaxed);
+        // The S4U2Self ticket is for this service: presenting it to ourselves
+        // costs no KDC round trip, and our key verifies the PAC it carries.
+        let me = Name::new(self.principal.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| gss("own name", e))?;
+        let mut ctx = ClientCtx::new(Some(impersonated.clone()), me, CtxFlags::empty(), Some(GSS_MECH_KRB5));
+        let token = ctx
+            .step(None, None)
+            .map_err(|e| gss("presenting the S4U2Self ticket to ourselves", e))?
+            .ok_or_else(|| Error("GSSAPI produced no token".into()))?;
+        let accepted =
+            ffi::accept(&*self.acceptor()?, &token, None).map_err(|e| gss("reading the S4U2Self ticket's PAC", e))?;
+        if !same_principal(&accepted.client, account) {
+            return Err(Error(format!("the S4U2Self ticket names {}, not {account}", accepted.client)));
+        }
+        let buffer = accepted
+            .upn_dns_info
+            .ok_or_else(|| Error(format!("the PAC of {account}'s ticket has no verified UPN_DNS_INFO")))?;
+        let info = parse_upn_dns_info(&buffer).map_err(|e| Error(format!("{account}'s PAC: {e}")))?;
+        let until = until(&impersonated);
+        let mut upns = self.upns.lock().unwrap_or_else(|e| e.into_inner());
+        if upns.len() >= MAX_USERS {
+            let now = Instant::now();
+            upns.retain(|_, (_, until)| *until > now);
+        }
+        upns.insert(account.to_owned(), (info.upn.clone(), until));
+        Ok(info.upn)
+    }
+}
+
+fn until(cred: &Cred) -> Instant {
+    let lifetime = cred.lifetime().unwrap_or(Duration::from_secs(3600));
+    Instant::now() + lifetime.saturating_sub(MARGIN).max(Duration::from_secs(60))
 }
 
 /// MEMORY cache names are global in the process: each credential gets its own.
@@ -389,13 +506,7 @@ pub fn tls_server_end_point(certificate_hash: &[u8]) -> Vec<u8> {
     data
 }
 
-fn mech(kind: Token) -> libgssapi::oid::Oid<'static> {
-    match kind {
-        Token::Spnego => GSS_MECH_SPNEGO,
-        Token::Kerberos => GSS_MECH_KRB5,
-    }
-}
-
+/// Principal names compared as Kerberos does in AD: case-insensitively.
 fn same_principal(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }

@@ -84,7 +84,9 @@ impl Error {
             Error::StaleTimestamp => "NTLMv2 timestamp outside the allowed window",
             Error::ChannelBindingsMissing => "channel bindings required but not sent",
             Error::ChannelBindingsMismatch => "channel bindings do not match this TLS connection",
-            Error::NoSessionSecurity => "mechListMIC needs NTLM extended session security, which the client did not negotiate",
+            Error::NoSessionSecurity => {
+                "mechListMIC needs NTLM extended session security, which the client did not negotiate"
+            }
             Error::BadSignature => "SPNEGO mechListMIC does not match (the mechanism list was altered)",
         }
     }

@@ -82,11 +82,7 @@ pub fn seal_key(exported: &[u8; 16], flags: u32, client_to_server: bool) -> [u8;
 impl Direction {
     fn new(key: &SessionKey, client_to_server: bool) -> Direction {
         let seal_key = seal_key(&key.exported, key.flags, client_to_server);
-        Direction {
-            sign_key: sign_key(&key.exported, client_to_server),
-            seal: Rc4::new((&seal_key).into()),
-            seq: 0,
-        }
+        Direction { sign_key: sign_key(&key.exported, client_to_server), seal: Rc4::new((&seal_key).into()), seq: 0 }
     }
 
     /// MAC (3.4.4.2): version 1, the first 8 bytes of HMAC_MD5(SignKey, SeqNum ||
@@ -163,10 +159,7 @@ mod tests {
         assert_eq!(sealed, hex("54 e5 01 65 bf 19 36 dc 99 60 20 c1 81 1b 0f 06 fb 5f"));
         let mac = hmac_md5(&d.sign_key, &[&[0, 0, 0, 0], &plaintext]);
         assert_eq!(mac[..8].to_vec(), hex("70 35 28 51 f2 56 43 09"));
-        assert_eq!(
-            d.signature(&plaintext, true).to_vec(),
-            hex("01 00 00 00 7f b3 8e c5 c5 5d 49 76 00 00 00 00")
-        );
+        assert_eq!(d.signature(&plaintext, true).to_vec(), hex("01 00 00 00 7f b3 8e c5 c5 5d 49 76 00 00 00 00"));
         assert_eq!(d.seq, 1);
     }
 

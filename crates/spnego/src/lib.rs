@@ -328,6 +328,7 @@ pub fn encode_client_resp(response_token: Option<&[u8]>, mech_list_mic: Option<&
 
 /// Fuzzer entry: any bytes, parsed; what parses is encoded back. Must never panic.
 pub fn fuzz_one(data: &[u8]) {
+    let _ = kerberos_ap_req(data);
     if let Ok(ClientToken::Resp(r)) = parse_client_token(data) {
         let again = encode_resp(&r);
         assert_eq!(parse_client_token(&again), Ok(ClientToken::Resp(r)));
@@ -336,3 +337,109 @@ pub fn fuzz_one(data: &[u8]) {
 
 #[cfg(test)]
 mod tests;
+
+/// What gatehouse reads from a Kerberos AP-REQ before MIT checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApReq<'a> {
+    /// The ticket's service name, components joined by `/` (`HTTP/mail.ad.test`),
+    /// and realm. In clear text: the service key, which MIT checks, is what
+    /// binds the ticket; the name says which of the account's SPNs the client
+    /// asked for.
+    pub service: String,
+    pub realm: String,
+    /// The ciphertext of the authenticator: unique per authentication and
+    /// bound by its integrity check, so it identifies a replay however the
+    /// outer encoding is varied.
+    pub authenticator: &'a [u8],
+}
+
+/// Reads a Kerberos initial context token (RFC 4121 framing around an AP-REQ,
+/// RFC 4120 5.5.1).
+pub fn kerberos_ap_req(token: &[u8]) -> Result<ApReq<'_>, Error> {
+    const AP_REQ: u8 = 0x6e; // [APPLICATION 14]
+    const TICKET: u8 = 0x61; // [APPLICATION 1]
+    const GENERAL_STRING: u8 = 0x1b;
+    let mut outer = Reader::new(token);
+    let framed = outer.expect(APPLICATION_0, "initial context token")?;
+    outer.finish("bytes after the initial context token")?;
+    let mut r = Reader::new(framed);
+    if !Oid(r.expect(OID, "mechanism OID")?.to_vec()).is_kerberos() {
+        return Err(Error::UnknownMechanism);
+    }
+    let rest = r.rest();
+    // TOK_ID 01 00: AP-REQ.
+    if rest.get(..2) != Some(&[0x01, 0x00]) {
+        return Err(Error::Malformed("not a Kerberos AP-REQ token"));
+    }
+    let mut r = Reader::new(&rest[2..]);
+    let ap_req = r.expect(AP_REQ, "AP-REQ")?;
+    r.finish("bytes after AP-REQ")?;
+    let fields = Reader::new(ap_req).expect(SEQUENCE, "AP-REQ")?;
+    let (mut ticket, mut authenticator) = (None, None);
+    let mut fields = Reader::new(fields);
+    while !fields.is_empty() {
+        let (tag, value) = fields.any("AP-REQ field")?;
+        if tag == context(3) {
+            ticket = Some(Reader::new(value).expect(TICKET, "Ticket")?);
+        } else if tag == context(4) {
+            authenticator = Some(cipher_of(value, "authenticator")?);
+        }
+    }
+    let ticket = ticket.ok_or(Error::Malformed("AP-REQ without a ticket"))?;
+    let authenticator = authenticator.ok_or(Error::Malformed("AP-REQ without an authenticator"))?;
+    let (mut realm, mut service) = (None, None);
+    let mut t = Reader::new(Reader::new(ticket).expect(SEQUENCE, "Ticket")?);
+    while !t.is_empty() {
+        let (tag, value) = t.any("Ticket field")?;
+        if tag == context(1) {
+            realm = Some(text(Reader::new(value).expect(GENERAL_STRING, "realm")?, "realm")?);
+        } else if tag == context(2) {
+            let mut name = Reader::new(Reader::new(value).expect(SEQUENCE, "PrincipalName")?);
+            let mut parts = Vec::new();
+            while !name.is_empty() {
+                let (tag, value) = name.any("PrincipalName field")?;
+                if tag == context(1) {
+                    let mut strings = Reader::new(Reader::new(value).expect(SEQUENCE, "name-string")?);
+                    while !strings.is_empty() {
+                        if parts.len() == 8 {
+                            return Err(Error::Malformed("service name with too many components"));
+                        }
+                        parts.push(text(strings.expect(GENERAL_STRING, "name component")?, "name component")?);
+                    }
+                }
+            }
+            if parts.is_empty() {
+                return Err(Error::Malformed("empty service name"));
+            }
+            service = Some(parts.join("/"));
+        }
+    }
+    Ok(ApReq {
+        service: service.ok_or(Error::Malformed("ticket without a service name"))?,
+        realm: realm.ok_or(Error::Malformed("ticket without a realm"))?,
+        authenticator,
+    })
+}
+
+fn cipher_of<'a>(encrypted_data: &'a [u8], what: &'static str) -> Result<&'a [u8], Error> {
+    let mut parts = Reader::new(Reader::new(encrypted_data).expect(SEQUENCE, "EncryptedData")?);
+    while !parts.is_empty() {
+        let (tag, value) = parts.any("EncryptedData field")?;
+        if tag == context(2) {
+            let cipher = Reader::new(value).expect(OCTET_STRING, what)?;
+            if cipher.is_empty() {
+                return Err(Error::Malformed("empty ciphertext"));
+            }
+            return Ok(cipher);
+        }
+    }
+    Err(Error::Malformed("EncryptedData without a cipher"))
+}
+
+/// Names in tickets: printable ASCII only (AD's SPNs and realms are).
+fn text(bytes: &[u8], what: &'static str) -> Result<String, Error> {
+    if bytes.is_empty() || !bytes.iter().all(|b| (0x21..0x7f).contains(b)) {
+        return Err(Error::Malformed(what));
+    }
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}

@@ -107,3 +107,67 @@ fn every_byte_flip_is_an_answer_not_a_panic() {
         }
     }
 }
+
+#[test]
+fn kerberos_ap_req_fields_are_found_and_bad_shapes_refused() {
+    use der::Writer as W;
+    let enc = |c: &[u8]| W::tlv(0x30, &[W::tlv(0xa0, &W::tlv(0x02, &[18])), W::tlv(0xa2, &W::tlv(0x04, c))].concat());
+    let sname = W::tlv(
+        0x30,
+        &[
+            W::tlv(0xa0, &W::tlv(0x02, &[2])),
+            W::tlv(0xa1, &W::tlv(0x30, &[W::tlv(0x1b, b"HTTP"), W::tlv(0x1b, b"mail.ad.test")].concat())),
+        ]
+        .concat(),
+    );
+    let ticket = W::tlv(
+        0x61,
+        &W::tlv(
+            0x30,
+            &[
+                W::tlv(0xa0, &W::tlv(0x02, &[5])),
+                W::tlv(0xa1, &W::tlv(0x1b, b"AD.TEST")),
+                W::tlv(0xa2, &sname),
+                W::tlv(0xa3, &enc(b"ticket cipher")),
+            ]
+            .concat(),
+        ),
+    );
+    let ap_req_fields = |with_auth: bool| {
+        let mut f = [
+            W::tlv(0xa0, &W::tlv(0x02, &[5])),
+            W::tlv(0xa1, &W::tlv(0x02, &[14])),
+            W::tlv(0xa2, &W::tlv(0x03, &[0, 0, 0, 0, 0])),
+            W::tlv(0xa3, &ticket),
+        ]
+        .concat();
+        if with_auth {
+            f.extend_from_slice(&W::tlv(0xa4, &enc(b"authenticator cipher")));
+        }
+        W::tlv(0x6e, &W::tlv(0x30, &f))
+    };
+    let token = |mech: &[u8], tok_id: &[u8], body: &[u8]| {
+        W::tlv(0x60, &[W::tlv(0x06, mech), tok_id.to_vec(), body.to_vec()].concat())
+    };
+    let good = token(KRB5, &[1, 0], &ap_req_fields(true));
+    let a = kerberos_ap_req(&good).unwrap();
+    assert_eq!((a.service.as_str(), a.realm.as_str()), ("HTTP/mail.ad.test", "AD.TEST"));
+    assert_eq!(a.authenticator, b"authenticator cipher");
+    assert!(kerberos_ap_req(&token(MS_KRB5, &[1, 0], &ap_req_fields(true))).is_ok());
+    assert_eq!(kerberos_ap_req(&token(NTLMSSP, &[1, 0], &ap_req_fields(true))), Err(Error::UnknownMechanism));
+    assert!(kerberos_ap_req(&token(KRB5, &[2, 0], &ap_req_fields(true))).is_err(), "AP-REP is not an AP-REQ");
+    assert_eq!(
+        kerberos_ap_req(&token(KRB5, &[1, 0], &ap_req_fields(false))),
+        Err(Error::Malformed("AP-REQ without an authenticator"))
+    );
+    for n in 0..good.len() {
+        assert!(kerberos_ap_req(&good[..n]).is_err());
+    }
+    for i in 0..good.len() {
+        for v in [0u8, 0x0a, 0x1b, 0x7f, 0x80, 0xff] {
+            let mut b = good.clone();
+            b[i] = v;
+            let _ = kerberos_ap_req(&b);
+        }
+    }
+}
