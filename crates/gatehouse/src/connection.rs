@@ -37,6 +37,9 @@ pub struct ConnContext {
     /// MsvAvChannelBindings expected from clients: the `tls-server-end-point`
     /// binding of the certificate this connection presented. None without TLS.
     pub channel_bindings: Option<[u8; 16]>,
+    /// The same binding as Kerberos checks it: the application data
+    /// `tls-server-end-point:` + certificate hash. None without TLS.
+    pub tls_end_point: Option<Arc<[u8]>>,
     pub shared: Arc<Shared>,
 }
 

@@ -74,7 +74,9 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
     let generation = shared.current();
     let timeouts = generation.config.timeouts.clone();
     let tls = generation.tls.get(&*listener).cloned();
-    let context = |channel_bindings| {
+    let context = |end_point_hash: Option<Vec<u8>>| {
+        let channel_bindings = end_point_hash.as_deref().map(ntlm::crypto::tls_channel_bindings);
+        let tls_end_point = end_point_hash.as_deref().map(|h| Arc::from(kcd::tls_server_end_point(h)));
         Arc::new(ConnContext {
             peer,
             listener: listener.clone(),
@@ -84,6 +86,7 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
             worker,
             auth: Default::default(),
             channel_bindings,
+            tls_end_point,
             shared: shared.clone(),
         })
     };
@@ -94,16 +97,15 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
             match tokio::time::timeout(timeouts.header_read, acceptor.accept(sock)).await {
                 Ok(Ok(stream)) => {
                     let sni = stream.get_ref().1.server_name();
-                    let bindings = generation
+                    let end_point_hash = generation
                         .config
                         .listeners
                         .iter()
                         .find(|l| *l.name == *listener)
                         .and_then(|l| l.tls.as_ref())
                         .and_then(|t| crate::tls::choose(&t.certificates, sni))
-                        .and_then(|ck| ck.end_entity_cert().ok().map(|der| crate::tls::server_end_point(der)))
-                        .map(|hash| ntlm::crypto::tls_channel_bindings(&hash));
-                    connection::serve(stream, context(bindings)).await
+                        .and_then(|ck| ck.end_entity_cert().ok().map(|der| crate::tls::server_end_point(der)));
+                    connection::serve(stream, context(end_point_hash)).await
                 }
                 Ok(Err(e)) => {
                     tracing::info!(listener = %listener, client = %peer, error = %e, "TLS handshake failed")

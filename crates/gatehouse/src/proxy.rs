@@ -132,12 +132,14 @@ async fn forward(
 
     // Authentication, when the site asks for it: the connection's identity, or
     // the next leg of its handshake.
+    let mut final_token = None;
     let user = if site.auth.is_empty() {
         None
     } else {
         match auth::check(&req, ctx, generation, &site).await {
-            Verdict::Pass(user) => {
+            Verdict::Pass(user, token) => {
                 record.set_user(&user);
+                final_token = token;
                 Some(user)
             }
             Verdict::Answer(resp, reason) => return Ok(answer_auth(req, *resp, reason, ctx, generation, record).await),
@@ -274,6 +276,16 @@ async fn forward(
 
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    if user.is_some() && parts.status != StatusCode::UNAUTHORIZED {
+        // The backend's own mutual-authentication token answers gatehouse's
+        // ticket, not the client's; the client gets the edge's final token.
+        if kcd.is_some() {
+            parts.headers.remove(header::WWW_AUTHENTICATE);
+        }
+        if let Some(token) = final_token {
+            parts.headers.insert(header::WWW_AUTHENTICATE, token);
+        }
+    }
     let reuse = (pool.clone(), key, sender);
     Ok(Response::from_parts(parts, ResponseBody::backend(body, reuse)))
 }
@@ -367,9 +379,14 @@ async fn delegate(
     };
     let realm = generation.config.domain.as_ref().map_or(String::new(), |d| d.realm.clone());
     let account = user.name.rsplit('\\').next().unwrap_or(&user.name);
-    // A sign-in name with `@` is already a UPN (NTLM users may type one).
-    let by_upn = account.contains('@');
-    let principal = if by_upn { account.to_owned() } else { format!("{account}@{realm}") };
+    // A Kerberos user is asked for by their exact principal. A sign-in name
+    // with `@` is already a UPN (NTLM users may type one).
+    let by_upn = user.principal.is_none() && account.contains('@');
+    let principal = match &user.principal {
+        Some(p) => p.to_string(),
+        None if by_upn => account.to_owned(),
+        None => format!("{account}@{realm}"),
+    };
     let (spn, kind, mode) = (d.spn.clone(), d.token, d.user);
     let who = principal.clone();
     let target = spn.clone();

@@ -67,6 +67,7 @@ mod tests {
             stream_idle: None,
             auth: Vec::new(),
             auth_for: Vec::new(),
+            negotiate_once: true,
             delegation: None,
         }
     }

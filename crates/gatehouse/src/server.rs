@@ -81,14 +81,21 @@ impl Generation {
             ),
         });
         let delegator = match &config.domain {
-            Some(d) if config.sites.iter().any(|s| s.delegation.is_some()) => match (&d.service_principal, &d.keytab) {
-                (Some(p), Some(k)) => Some(Arc::new(kcd::Delegator::new(p, &k.to_string_lossy(), &d.realm))),
-                _ => None,
-            },
+            Some(d) if config.sites.iter().any(|s| s.delegation.is_some() || offers_negotiate(s)) => {
+                match (&d.service_principal, &d.keytab) {
+                    (Some(p), Some(k)) => Some(Arc::new(kcd::Delegator::new(p, &k.to_string_lossy(), &d.realm))),
+                    _ => None,
+                }
+            }
             _ => None,
         };
         Ok(Generation { routes: route::Table::new(&config.sites), backends, tls, ntlm, accounts, delegator, config })
     }
+}
+
+fn offers_negotiate(s: &config::Site) -> bool {
+    s.auth.contains(&config::Scheme::Negotiate)
+        || s.auth_for.iter().any(|r| r.auth.contains(&config::Scheme::Negotiate))
 }
 
 /// State shared by every connection for the life of the process.

@@ -137,7 +137,6 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flags::*;
 
     fn hex(s: &str) -> Vec<u8> {
         s.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect()

@@ -52,8 +52,8 @@ pub struct Domain {
     pub keytab: Option<PathBuf>,
     /// The account that delegates, e.g. `svc-proxy@AD.TEST`.
     pub service_principal: Option<String>,
-    // Read by Negotiate (a later issue); validated now so the contract holds.
-    #[allow(dead_code)]
+    /// The SPN clients ask Kerberos tickets for (`HTTP/mail.corp.example`); its
+    /// keys are in `keytab`.
     pub acceptor_spn: Option<String>,
 }
 
@@ -83,12 +83,15 @@ impl Default for Lockout {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
     Ntlm,
+    /// SPNEGO: Kerberos, or NTLM inside SPNEGO.
+    Negotiate,
 }
 
 impl Scheme {
     pub fn name(self) -> &'static str {
         match self {
             Scheme::Ntlm => "NTLM",
+            Scheme::Negotiate => "Negotiate",
         }
     }
 }
@@ -127,6 +130,8 @@ pub struct Site {
     /// Schemes offered, in order; empty means anonymous.
     pub auth: Vec<Scheme>,
     pub auth_for: Vec<AuthRule>,
+    /// Stop offering Negotiate on a connection where a Kerberos attempt failed.
+    pub negotiate_once: bool,
     /// Sign in to the backend as the user (Kerberos Constrained Delegation).
     pub delegation: Option<Delegation>,
 }

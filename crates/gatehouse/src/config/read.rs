@@ -399,6 +399,21 @@ impl<'t> Reader<'t> {
                 "a site offers NTLM but there is no [domain] section (netbios_name, realm)".into(),
             );
         }
+        let needs_kerberos = config.sites.iter().any(|s| {
+            s.auth.contains(&Scheme::Negotiate) || s.auth_for.iter().any(|r| r.auth.contains(&Scheme::Negotiate))
+        });
+        if needs_kerberos {
+            match &config.domain {
+                Some(d) if d.keytab.is_some() && d.service_principal.is_some() && d.acceptor_spn.is_some() => {}
+                _ => self.problem(
+                    0..0,
+                    "domain",
+                    "a site offers Negotiate but [domain] lacks keytab, service_principal or acceptor_spn \
+                     (the SPN clients ask tickets for, and the account that owns it)"
+                        .into(),
+                ),
+            }
+        }
         if config.sites.iter().any(|s| s.delegation.is_some()) {
             match &config.domain {
                 Some(d) if d.keytab.is_some() && d.service_principal.is_some() => {}
@@ -658,6 +673,7 @@ impl<'t> Reader<'t> {
             });
         let stream_idle = self.duration(s, "stream_idle");
         let auth = self.schemes(s, "auth").unwrap_or_default();
+        let negotiate_once = self.bool(s, "negotiate_once").unwrap_or(true);
         let mut auth_for = Vec::new();
         if let Some(v) = s.get("auth_for") {
             let path = s.key_path("auth_for");
@@ -693,6 +709,7 @@ impl<'t> Reader<'t> {
             stream_idle,
             auth,
             auth_for,
+            negotiate_once,
             delegation,
         })
     }
@@ -801,10 +818,9 @@ impl<'t> Reader<'t> {
         for (name, span) in list {
             match name.to_ascii_lowercase().as_str() {
                 "ntlm" => out.push(Scheme::Ntlm),
-                "negotiate" | "basic" => {
-                    self.not_yet(span, &path, &format!("`{name}` is not implemented in this version"))
-                }
-                _ => self.problem(span, &path, format!("`{name}` is not an authentication scheme (NTLM)")),
+                "negotiate" => out.push(Scheme::Negotiate),
+                "basic" => self.not_yet(span, &path, &format!("`{name}` is not implemented in this version")),
+                _ => self.problem(span, &path, format!("`{name}` is not an authentication scheme (Negotiate, NTLM)")),
             }
         }
         Some(out)

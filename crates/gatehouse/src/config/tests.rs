@@ -149,7 +149,7 @@ fn schemes_not_built_yet_are_refused() {
     // Publishing a site that asks for a scheme gatehouse cannot enforce would
     // expose it anonymously; the loader must refuse instead.
     for (line, key) in [
-        ("auth = [\"Negotiate\"]", "site[0].auth"),
+        ("auth = [\"Basic\"]", "site[0].auth"),
         ("delegation = \"kcd\"", "site[0].delegation"),
         ("auth = [\"Kerberos5\"]", "site[0].auth"),
     ] {

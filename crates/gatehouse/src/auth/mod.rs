@@ -1,0 +1,283 @@
+//! Authentication at the edge: which schemes a client is offered, and the
+//! handshakes that prove who it is.
+//!
+//! - `ntlm.rs`: NTLM, bare (`WWW-Authenticate: NTLM`) or as a mechanism inside
+//!   SPNEGO; connection-bound.
+//! - `negotiate.rs`: `Negotiate`: SPNEGO, Kerberos (MIT, through `kcd`), NTLM
+//!   inside SPNEGO with its mechListMIC.
+//! - `lockout.rs`: extranet lockout protection; `rules.rs`: `[[site.auth_for]]`
+//!   matching.
+//!
+//! NTLM authenticates the TCP connection, not the request: the legs must travel
+//! on one connection, and the identity then belongs to that connection and to
+//! no other. So the handshake state lives in [`ConnAuth`], inside the
+//! connection's context, and dies with it. A Kerberos logon also stays with its
+//! connection (as IIS does by default, `authPersistNonNTLM`), and every request
+//! that carries a new ticket authenticates again.
+
+mod lockout;
+mod negotiate;
+mod ntlm;
+mod rules;
+
+pub use lockout::Lockout;
+pub use rules::{glob_match, Cidr};
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+
+use crate::body::ResponseBody;
+use crate::config::{Scheme, Site};
+use crate::connection::ConnContext;
+use crate::server::Generation;
+
+/// An authenticated user, as the backend and the logs will know them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// `DOMAIN\user` (or `user@REALM` for a Kerberos user of another realm).
+    pub name: Arc<str>,
+    pub scheme: Scheme,
+    /// `name` as a header value, made once per logon rather than per request.
+    pub header: HeaderValue,
+    /// The Kerberos principal (`alice@AD.TEST`) when the user signed in with
+    /// Kerberos: delegation then asks for tickets in exactly that name.
+    pub principal: Option<Arc<str>>,
+}
+
+impl User {
+    fn new(name: String, scheme: Scheme, principal: Option<String>) -> Result<User, String> {
+        // UTF-8 names (müller) travel as raw bytes; only control characters cannot.
+        let header = HeaderValue::from_bytes(name.as_bytes())
+            .map_err(|_| format!("{name}: user name cannot travel in a header"))?;
+        Ok(User { name: name.into(), scheme, header, principal: principal.map(Into::into) })
+    }
+}
+
+/// Authentication state of one connection.
+#[derive(Default)]
+pub struct ConnAuth {
+    state: Mutex<State>,
+    /// A Kerberos attempt failed here: with `negotiate_once`, Negotiate is not
+    /// offered again on this connection.
+    negotiate_failed: AtomicBool,
+}
+
+#[derive(Default)]
+enum State {
+    #[default]
+    None,
+    /// CHALLENGE sent; the AUTHENTICATE must come on this connection.
+    Challenged(ntlm::ChallengeSent, Wrap),
+    /// SPNEGO: the client's first mechanism was not one gatehouse takes, so it
+    /// named NTLM; the client's NTLM NEGOTIATE comes next, and the mechListMIC
+    /// is then required (RFC 4178 5).
+    NtlmChosen {
+        mech_types: Vec<u8>,
+    },
+    Authenticated(Arc<User>),
+}
+
+/// How the NTLM messages of a handshake travel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Wrap {
+    /// Bare, under this scheme name (`NTLM`, or `Negotiate` for clients that
+    /// send raw NTLM under it).
+    Bare(&'static str),
+    /// Inside SPNEGO; `mech_types` is the client's MechTypeList as received, for
+    /// the mechListMIC.
+    Spnego { mech_types: Vec<u8>, mic_required: bool },
+}
+
+impl ConnAuth {
+    fn take(&self) -> State {
+        std::mem::take(&mut *self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn set(&self, s: State) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    fn user(&self) -> Option<Arc<User>> {
+        match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
+            State::Authenticated(u) => Some(u.clone()),
+            _ => None,
+        }
+    }
+
+    fn negotiate_failed(&self) -> bool {
+        self.negotiate_failed.load(Ordering::Relaxed)
+    }
+
+    fn set_negotiate_failed(&self) {
+        self.negotiate_failed.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What the request may do next.
+pub enum Verdict {
+    /// Forward it as this user; the header, if any, goes on the response as
+    /// `WWW-Authenticate` (the final token of the handshake: mutual
+    /// authentication, the server's mechListMIC).
+    Pass(Arc<User>, Option<HeaderValue>),
+    /// Answer with this (a 401 challenge or refusal, or a 503), after draining the body.
+    Answer(Box<Response<ResponseBody>>, Reason),
+}
+
+/// Why a request was answered instead of forwarded: for the logs.
+pub enum Reason {
+    /// A handshake leg or an offer to authenticate: normal, logged at debug.
+    Handshake,
+    Refused(String),
+    Unavailable(String),
+}
+
+/// The schemes offered to this client on this site: the first matching
+/// `[[site.auth_for]]` rule, else the site's list.
+pub fn offered<'a>(site: &'a Site, user_agent: Option<&str>, client: IpAddr) -> &'a Vec<Scheme> {
+    for rule in &site.auth_for {
+        let ua_ok = rule.user_agent.as_deref().is_none_or(|g| user_agent.is_some_and(|ua| glob_match(g, ua)));
+        let ip_ok = rule.client_ip.is_empty() || rule.client_ip.iter().any(|c| c.contains(client));
+        if ua_ok && ip_ok {
+            return &rule.auth;
+        }
+    }
+    &site.auth
+}
+
+/// The schemes to offer now: [`offered`], without Negotiate on a connection
+/// where Kerberos already failed when the site says `negotiate_once` (browsers
+/// otherwise loop or prompt). If Negotiate was all there was, it stays.
+fn to_offer(site: &Site, offered: &[Scheme], ctx: &ConnContext) -> Vec<Scheme> {
+    if site.negotiate_once && ctx.auth.negotiate_failed() {
+        let rest: Vec<Scheme> = offered.iter().copied().filter(|s| *s != Scheme::Negotiate).collect();
+        if !rest.is_empty() {
+            return rest;
+        }
+    }
+    offered.to_vec()
+}
+
+/// Decides about a request to a site that requires authentication.
+pub async fn check<B>(req: &Request<B>, ctx: &ConnContext, generation: &Generation, site: &Site) -> Verdict {
+    let offered = offered(site, req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()), ctx.peer.ip());
+    let schemes = to_offer(site, offered, ctx);
+    let credentials = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (scheme, rest) = v.split_once(' ')?;
+        let scheme = [Scheme::Ntlm, Scheme::Negotiate].into_iter().find(|s| s.name().eq_ignore_ascii_case(scheme))?;
+        // A scheme this client was not offered is ignored, as if absent.
+        offered.contains(&scheme).then(|| (scheme, rest.trim().to_owned()))
+    });
+    let Some((scheme, token)) = credentials else {
+        // No (usable) credentials: an authenticated connection carries on,
+        // anyone else is told what to use.
+        if let Some(user) = ctx.auth.user() {
+            return Verdict::Pass(user, None);
+        }
+        return Verdict::Answer(unauthorized(&schemes, None), Reason::Handshake);
+    };
+    use base64::Engine;
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(token.as_bytes()) else {
+        ctx.auth.set(State::None);
+        return Verdict::Answer(unauthorized(&schemes, None), Reason::Refused("Authorization is not base64".into()));
+    };
+    match scheme {
+        Scheme::Ntlm => ntlm::leg(&bytes, Wrap::Bare("NTLM"), ctx, generation, &schemes).await,
+        Scheme::Negotiate => negotiate::leg(&bytes, ctx, generation, &schemes).await,
+    }
+}
+
+/// 401 with one `WWW-Authenticate` per offered scheme, or the given challenge.
+fn unauthorized(schemes: &[Scheme], challenge: Option<&str>) -> Box<Response<ResponseBody>> {
+    let mut resp = Response::new(ResponseBody::local(bytes::Bytes::from_static(
+        b"401 Unauthorized: sign in with your domain account.\n",
+    )));
+    *resp.status_mut() = StatusCode::UNAUTHORIZED;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    match challenge {
+        Some(c) => {
+            if let Ok(v) = HeaderValue::from_str(c) {
+                h.append(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        None => {
+            for s in schemes {
+                h.append(header::WWW_AUTHENTICATE, HeaderValue::from_static(s.name()));
+            }
+        }
+    }
+    Box::new(resp)
+}
+
+fn refuse(schemes: &[Scheme], why: String) -> Verdict {
+    Verdict::Answer(unauthorized(schemes, None), Reason::Refused(why))
+}
+
+fn service_unavailable(why: String) -> Verdict {
+    let mut resp = Response::new(ResponseBody::local(bytes::Bytes::from_static(
+        b"503 Service Unavailable: the domain cannot be reached to check your password; try again shortly.\n",
+    )));
+    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+    Verdict::Answer(Box::new(resp), Reason::Unavailable(why))
+}
+
+fn encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(rules: Vec<crate::config::AuthRule>) -> Site {
+        Site {
+            name: "s".into(),
+            listener: "l".into(),
+            hosts: vec![],
+            path_prefix: "/".into(),
+            backend: crate::config::Backend { origin: "http://x:1".into(), tls: None, host: "x".into(), port: 1 },
+            host_header: None,
+            identity_header: None,
+            stream_idle: None,
+            auth: vec![Scheme::Negotiate, Scheme::Ntlm],
+            auth_for: rules,
+            negotiate_once: true,
+            delegation: None,
+        }
+    }
+
+    #[test]
+    fn first_matching_rule_chooses_the_schemes() {
+        use crate::config::AuthRule;
+        let s = site(vec![
+            AuthRule { user_agent: Some("*Communicator*".into()), client_ip: vec![], auth: vec![Scheme::Ntlm] },
+            AuthRule { user_agent: None, client_ip: vec!["10.0.0.0/8".parse().unwrap()], auth: vec![Scheme::Ntlm] },
+            AuthRule {
+                user_agent: Some("MSRPC".into()),
+                client_ip: vec!["192.0.2.0/24".parse().unwrap()],
+                auth: vec![Scheme::Ntlm],
+            },
+        ]);
+        // Which list came back tells which rule matched.
+        let which = |ua: Option<&str>, ip: &str| {
+            let got = offered(&s, ua, ip.parse().unwrap());
+            if std::ptr::eq(got, &s.auth) {
+                return "site".to_string();
+            }
+            let i = s.auth_for.iter().position(|r| std::ptr::eq(got, &r.auth)).unwrap();
+            format!("rule {i}")
+        };
+        assert_eq!(which(Some("Microsoft Office Communicator 2007 R2"), "203.0.113.9"), "rule 0");
+        assert_eq!(which(Some("Microsoft Office Communicator"), "10.1.1.1"), "rule 0", "first match wins");
+        assert_eq!(which(Some("Mozilla/5.0"), "10.1.1.1"), "rule 1");
+        assert_eq!(which(Some("MSRPC"), "192.0.2.5"), "rule 2");
+        assert_eq!(which(Some("MSRPC"), "203.0.113.9"), "site", "both conditions of a rule must match");
+        assert_eq!(which(None, "203.0.113.9"), "site");
+    }
+}

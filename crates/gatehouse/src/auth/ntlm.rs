@@ -1,0 +1,139 @@
+//! The NTLM handshake at the edge: NEGOTIATE -> CHALLENGE -> AUTHENTICATE on
+//! one connection, the password checked by the configured accounts source, the
+//! extranet lockout in front of it. The same legs serve bare NTLM and NTLM
+//! inside SPNEGO (`negotiate.rs` wraps and unwraps them).
+
+pub use ntlm::ChallengeSent;
+
+use std::sync::Arc;
+
+use http::header::HeaderValue;
+
+use super::{encode, refuse, service_unavailable, unauthorized, Reason, State, User, Verdict, Wrap};
+use crate::accounts::CheckError;
+use crate::config::Scheme;
+use crate::connection::ConnContext;
+use crate::server::Generation;
+
+/// Why a leg did not succeed.
+pub enum Failure {
+    /// 401: the client's fault (bad message, wrong password, lockout).
+    Refused(String),
+    /// 503: the domain could not be asked.
+    Unavailable(String),
+}
+
+impl Failure {
+    pub fn verdict(self, schemes: &[Scheme]) -> Verdict {
+        match self {
+            Failure::Refused(why) => refuse(schemes, why),
+            Failure::Unavailable(why) => service_unavailable(why),
+        }
+    }
+}
+
+/// One bare NTLM leg (`Authorization: NTLM ...`, or raw NTLM under `Negotiate`).
+pub async fn leg(bytes: &[u8], wrap: Wrap, ctx: &ConnContext, generation: &Generation, schemes: &[Scheme]) -> Verdict {
+    let Wrap::Bare(scheme) = wrap else { unreachable!("SPNEGO legs come through negotiate.rs") };
+    match bytes.get(8) {
+        Some(1) => match challenge(bytes, ctx, generation) {
+            Ok(sent) => {
+                let reply = format!("{scheme} {}", encode(sent.message()));
+                ctx.auth.set(State::Challenged(sent, Wrap::Bare(scheme)));
+                Verdict::Answer(unauthorized(&[], Some(&reply)), Reason::Handshake)
+            }
+            Err(f) => {
+                ctx.auth.set(State::None);
+                f.verdict(schemes)
+            }
+        },
+        Some(3) => {
+            let State::Challenged(sent, wrap) = ctx.auth.take() else {
+                return refuse(schemes, "NTLM authenticate without a challenge on this connection".into());
+            };
+            if wrap != Wrap::Bare(scheme) {
+                return refuse(schemes, "NTLM authenticate in another wrapping than its negotiate".into());
+            }
+            match authenticate(sent, bytes, ctx, generation).await {
+                Ok((user, _)) => {
+                    ctx.auth.set(State::Authenticated(user.clone()));
+                    Verdict::Pass(user, None)
+                }
+                Err(f) => f.verdict(schemes),
+            }
+        }
+        _ => {
+            ctx.auth.set(State::None);
+            refuse(schemes, "not an NTLM negotiate or authenticate message".into())
+        }
+    }
+}
+
+/// NEGOTIATE in, CHALLENGE out. A new handshake may start on a connection that
+/// was already authenticated (clients re-authenticate, e.g. before a POST).
+pub fn challenge(bytes: &[u8], ctx: &ConnContext, generation: &Generation) -> Result<ChallengeSent, Failure> {
+    let Some(setup) = generation.ntlm.get(&*ctx.listener) else {
+        return Err(Failure::Refused("NTLM is not configured on this listener".into()));
+    };
+    let mut server_challenge = [0u8; 8];
+    if getrandom::fill(&mut server_challenge).is_err() {
+        return Err(Failure::Unavailable("no randomness for a challenge".into()));
+    }
+    ntlm::Acceptor::challenge(setup, bytes, server_challenge, ntlm::FileTime::now())
+        .map_err(|e| Failure::Refused(format!("NTLM negotiate refused: {e}")))
+}
+
+/// AUTHENTICATE in: the password checked (unless the lockout says stop), then
+/// the MIC, the timestamp and the channel bindings.
+pub async fn authenticate(
+    sent: ChallengeSent,
+    bytes: &[u8],
+    ctx: &ConnContext,
+    generation: &Generation,
+) -> Result<(Arc<User>, ntlm::SessionKey), Failure> {
+    let received =
+        sent.read_authenticate(bytes).map_err(|e| Failure::Refused(format!("NTLM authenticate refused: {e}")))?;
+    let who = format!("{}\\{}", received.domain, received.user);
+    let lockout = &ctx.shared.lockout;
+    let limits = &generation.config.lockout;
+    if let Err(why) = lockout.allowed(&who, ctx.peer.ip(), limits) {
+        return Err(Failure::Refused(format!("{who}: {why}; the password was not sent to the domain")));
+    }
+    let checked = match &generation.accounts {
+        Some(crate::server::AccountsRuntime::File(users)) => users.check(&received),
+        Some(crate::server::AccountsRuntime::Winbind(winbind)) => winbind.check(&received).await,
+        None => Err(CheckError::Unavailable("no [accounts] configured".into())),
+    };
+    let key = match checked {
+        Ok(key) => key,
+        Err(CheckError::Rejected(why)) => {
+            lockout.failed(&who, ctx.peer.ip());
+            return Err(Failure::Refused(format!("{who}: {why}")));
+        }
+        Err(CheckError::Unavailable(why)) => {
+            return Err(Failure::Unavailable(format!("{who}: cannot check the password: {why}")));
+        }
+    };
+    match received.finish(key, ctx.channel_bindings, ntlm::FileTime::now()) {
+        Ok(done) => {
+            lockout.succeeded(&who);
+            // A client that sent no domain logged on to ours.
+            let domain = if done.domain.is_empty() {
+                generation.config.domain.as_ref().map_or(String::new(), |d| d.netbios_name.clone())
+            } else {
+                done.domain.to_uppercase()
+            };
+            let user = User::new(format!("{domain}\\{}", done.user), Scheme::Ntlm, None).map_err(Failure::Refused)?;
+            Ok((Arc::new(user), done.session_key))
+        }
+        Err(e) => {
+            lockout.failed(&who, ctx.peer.ip());
+            Err(Failure::Refused(format!("{who}: {e}")))
+        }
+    }
+}
+
+/// `Negotiate <base64>` or `NTLM <base64>` as a header value.
+pub fn header(scheme: &str, token: &[u8]) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("{scheme} {}", encode(token))).ok()
+}
