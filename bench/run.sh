@@ -267,7 +267,7 @@ TOML
   read -r k2_n k2 <<<"$(target/release/gh-load keepalive 127.0.0.1:19086 "$DUR" "$CONNS" 'user%' User-Pass1)"
   kill "$GHPID"; wait "$GHPID" 2>/dev/null || true
   anon_rps=$(( (a1 + a2) / 2 )); kcd_rps=$(( (k1 + k2) / 2 )); kcd_requests=$(( k1_n + k2_n + 2 ))
-  s4u=$(grep -a "delegation counters" "$W/gh-kcd-stderr.log" | tail -1 | sed -n 's/.*s4u2self=\([0-9]*\).*/\1/p')
+  s4u=$(grep -a "kerberos counters" "$W/gh-kcd-stderr.log" | tail -1 | sed -n 's/.*s4u2self=\([0-9]*\).*/\1/p')
   {
     echo
     echo "KCD ($(nproc) cores, gh-load with $CONNS connections spread over 10 users, ${DUR}s per case, interleaved twice; lab KDC; backend ignores the token):"

@@ -163,7 +163,7 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     let pools = shared.pools.clone();
     let sweeper = shared.clone();
     tokio::spawn(async move {
-        let mut last = (0, 0, 0, 0);
+        let mut last = [0; 7];
         loop {
             tokio::time::sleep(Duration::from_secs(10)).await;
             pools.iter().for_each(|p| p.sweep());
@@ -200,28 +200,32 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
         ),
     }
     if let Some(d) = &shared.current().delegator {
-        log_delegation(d, &mut (u64::MAX, 0, 0, 0));
+        log_delegation(d, &mut [u64::MAX; 7]);
     }
     shared.access.flush();
     Ok(())
 }
 
-/// The delegation counters, when they changed: ticket-cache hits, S4U2Self
-/// requests to the KDC, UPN lookups, and failures by Kerberos error.
-fn log_delegation(d: &kcd::Delegator, last: &mut (u64, u64, u64, u64)) {
+/// The Kerberos counters, when they changed: ticket-cache hits, S4U2Self
+/// requests to the KDC, clients' tickets kept as S4U2Proxy evidence, UPN
+/// lookups, clients' tickets accepted and refused, and failures by Kerberos error.
+fn log_delegation(d: &kcd::Delegator, last: &mut [u64; 7]) {
     use std::sync::atomic::Ordering::Relaxed;
     let s = d.stats();
-    let now =
-        (s.cache_hits.load(Relaxed), s.s4u2self.load(Relaxed), s.upn_lookups.load(Relaxed), s.errors.load(Relaxed));
+    let now = [&s.cache_hits, &s.s4u2self, &s.evidence, &s.upn_lookups, &s.accepted, &s.refused, &s.errors]
+        .map(|c| c.load(Relaxed));
     if now != *last {
         let by_code: Vec<String> = s.errors_by_code().iter().map(|(code, n)| format!("{code}: {n}")).collect();
         tracing::info!(
-            cache_hits = now.0,
-            s4u2self = now.1,
-            upn_lookups = now.2,
-            errors = now.3,
+            cache_hits = now[0],
+            s4u2self = now[1],
+            evidence = now[2],
+            upn_lookups = now[3],
+            tickets_accepted = now[4],
+            tickets_refused = now[5],
+            errors = now[6],
             errors_by_code = %by_code.join(", "),
-            "delegation counters"
+            "kerberos counters"
         );
         *last = now;
     }
