@@ -8,7 +8,8 @@ what=${1:-build}
 # libkrb5-dev and libclang-dev: the kcd crate builds against MIT GSSAPI (bindgen).
 pkgs="ca-certificates curl build-essential pkg-config openssl python3 libkrb5-dev libclang-dev"
 case "$what" in
-  test) pkgs="$pkgs python3-venv" ;;
+  # faketime: one test runs gatehouse with its clock ahead (an expired ticket).
+  test) pkgs="$pkgs python3-venv faketime" ;;
   bench) pkgs="$pkgs nginx-light wrk procps" ;;
 esac
 

@@ -186,7 +186,13 @@ pub async fn check<B>(req: &Request<B>, ctx: &ConnContext, generation: &Generati
     };
     match scheme {
         Scheme::Ntlm => ntlm::leg(&bytes, Wrap::Bare("NTLM"), ctx, generation, &schemes).await,
-        Scheme::Negotiate => negotiate::leg(&bytes, ctx, generation, &schemes).await,
+        Scheme::Negotiate => match negotiate::leg(&bytes, ctx, generation, &schemes).await {
+            // Kerberos just failed here: the refusal already offers what is left.
+            Verdict::Answer(_, Reason::Refused(why)) if ctx.auth.negotiate_failed() => {
+                refuse(&to_offer(site, offered, ctx), why)
+            }
+            v => v,
+        },
     }
 }
 

@@ -35,6 +35,12 @@ impl Gatehouse {
     }
 
     pub fn start_in(dir: tempfile::TempDir, config: &str, ready: SocketAddr) -> Gatehouse {
+        Self::start_wrapped(dir, config, ready, &[])
+    }
+
+    /// Starts gatehouse under a wrapper command, e.g. `faketime -f +11h` to
+    /// see the world from a clock that has run ahead.
+    pub fn start_wrapped(dir: tempfile::TempDir, config: &str, ready: SocketAddr, wrapper: &[&str]) -> Gatehouse {
         let path = dir.path().join("gatehouse.toml");
         let text = format!(
             "[log]\naccess = \"access.log\"\nlevel = \"info\"\n\n{}",
@@ -42,7 +48,17 @@ impl Gatehouse {
         );
         std::fs::write(&path, text).unwrap();
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        let mut command = match wrapper.split_first() {
+            None => Command::new(env!("CARGO_BIN_EXE_gatehouse")),
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(env!("CARGO_BIN_EXE_gatehouse"));
+                // Timers keep real time; only the wall clock is shifted.
+                c.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+                c
+            }
+        };
+        let child = command
             .args(["run", "-c"])
             .arg(&path)
             .stdin(Stdio::null())
