@@ -91,6 +91,20 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
         }
     }
     let delegator = kcd::Delegator::new(principal, &keytab.to_string_lossy(), &domain.realm);
+    // Negotiate: clients' tickets for acceptor_spn must open with our keytab.
+    let negotiate = config.sites.iter().any(|s| {
+        s.auth.contains(&crate::config::Scheme::Negotiate)
+            || s.auth_for.iter().any(|r| r.auth.contains(&crate::config::Scheme::Negotiate))
+    });
+    if let (true, Some(spn)) = (negotiate, &domain.acceptor_spn) {
+        match delegator.check_acceptor(spn) {
+            Ok(()) => report.pass(&format!("Negotiate: a ticket for {spn} opens with the keytab's key")),
+            Err(e) => {
+                let x = kcd::explain(&e.0, principal, spn, "");
+                report.fail(&format!("Negotiate: clients' tickets for {spn} would be refused: {e}"), x.as_ref());
+            }
+        }
+    }
     let sites: Vec<_> = config.sites.iter().filter_map(|s| s.delegation.as_ref().map(|d| (s, d))).collect();
     if sites.is_empty() {
         report.warn("no site uses delegation = \"kcd\"");

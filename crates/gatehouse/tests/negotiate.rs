@@ -397,3 +397,37 @@ async fn an_expired_ticket_is_refused() {
     assert_eq!(c.response().await.status, 401);
     assert!(g.stderr().contains("(Ticket expired)"), "{}", g.stderr());
 }
+
+/// `gatehouse doctor` checks that tickets for acceptor_spn open with the
+/// keytab: yes for the lab's HTTP/proxy.ad.test, no for another account's SPN.
+#[test]
+fn doctor_checks_the_acceptor_spn() {
+    let Some(env) = lab_env() else { return };
+    let doctor = |spn: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("g.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkrb5_conf = \"{}\"\nkeytab = \"{}\"\n\
+                 service_principal = \"svc-proxy@AD.TEST\"\nacceptor_spn = \"{spn}\"\n\n[accounts]\nsource = \"winbind\"\n\n\
+                 [[listener]]\nname = \"l\"\nbind = \"127.0.0.1:1\"\n\n[[site]]\nname = \"s\"\nlistener = \"l\"\n\
+                 backend = \"http://127.0.0.1:18080\"\nauth = [\"Negotiate\"]\n",
+                env["KRB5_CONFIG"], env["LAB_PROXY_KEYTAB"]
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_gatehouse")).args(["doctor", "-c"]).arg(&config).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, text) = doctor("HTTP/proxy.ad.test");
+    assert!(
+        ok && text.contains("PASS  Negotiate: a ticket for HTTP/proxy.ad.test opens with the keytab's key"),
+        "{text}"
+    );
+    let (ok, text) = doctor("HTTP/backend.ad.test");
+    assert!(
+        !ok && text.contains("FAIL  Negotiate: clients' tickets for HTTP/backend.ad.test would be refused"),
+        "{text}"
+    );
+}

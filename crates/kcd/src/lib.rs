@@ -435,6 +435,21 @@ impl Delegator {
         Ok(impersonated)
     }
 
+    /// Asks the KDC for a ticket to `spn` as the service account itself and
+    /// accepts it: proves that the SPN belongs to this account and that the
+    /// keytab holds its current key (for `gatehouse doctor`). Blocks.
+    pub fn check_acceptor(&self, spn: &str) -> Result<(), Error> {
+        let service = self.service()?;
+        let target = if spn.contains('@') { spn.to_owned() } else { format!("{spn}@{}", self.realm) };
+        let name = Name::new(target.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| gss("target name", e))?;
+        let mut ctx = ClientCtx::new(Some(service), name, CtxFlags::empty(), Some(GSS_MECH_KRB5));
+        let token = ctx
+            .step(None, None)
+            .map_err(|e| gss("getting a ticket for the acceptor SPN", e))?
+            .ok_or_else(|| Error("GSSAPI produced no token".into()))?;
+        self.accept(&token, spn, None).map(|_| ())
+    }
+
     /// The UPN of `account` (`carol@AD.TEST`), as the domain controller put it
     /// in the PAC of an S4U2Self ticket to this service. Cached as long as that
     /// ticket. Blocks; may talk to the KDC.
