@@ -9,7 +9,11 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd (needs lab/lab.sh start)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | negotiate (kcd, negotiate: need lab/lab.sh start)
+
+# A full run writes bench/results/latest.md; a partial one latest-<part>.md.
+if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
+mkdir -p bench/results; : > "$OUT"
 
 DUR=${1:-10}
 CONNS=${BENCH_CONNS:-50}
@@ -98,7 +102,8 @@ parse_wrk() {
 }
 
 declare -A R
-[ "$ONLY" = ntlm ] || for proxy in nginx gatehouse; do
+case "$ONLY" in all|nginx) proxies="nginx gatehouse" ;; *) proxies="" ;; esac
+for proxy in $proxies; do
   a=$(addr $proxy)
   start $proxy
   wrk -t1 -c"$CONNS" -d2s "http://$a/bytes/1024" >/dev/null   # warm-up
@@ -125,7 +130,7 @@ declare -A R
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a/b }'; }
-if [ "$ONLY" != ntlm ]; then
+if [ -n "$proxies" ]; then
 read -r n_rps n_p50 n_p99 <<<"${R[nginx,get]}"; read -r g_rps g_p50 g_p99 <<<"${R[gatehouse,get]}"
 read -r np_rps np_p50 np_p99 <<<"${R[nginx,post]}"; read -r gp_rps gp_p50 gp_p99 <<<"${R[gatehouse,post]}"
 read -r n_base n_held <<<"${R[nginx,idle]}"; read -r g_base g_held <<<"${R[gatehouse,idle]}"
@@ -149,7 +154,7 @@ mkdir -p bench/results
   echo "| RPC_IN_DATA 1 GiB upload | seconds | $n_up_s | $g_up_s | $(ratio $g_up_s $n_up_s) |"
   echo "| | MB/s | $n_up_mbs | $g_up_mbs | $(ratio $g_up_mbs $n_up_mbs) |"
   echo "| | peak RSS (KiB) | ${R[nginx,upload_rss]} | ${R[gatehouse,upload_rss]} | $(ratio ${R[gatehouse,upload_rss]} ${R[nginx,upload_rss]}) |"
-} | tee bench/results/latest.md
+} | tee -a "$OUT"
 fi
 
 # NTLM: gatehouse alone, anonymous and authenticated sites side by side in one
@@ -209,7 +214,7 @@ TOML
     echo "| anonymous keep-alive GET 1 KiB (requests/s) | $anon_rps | 1.00 |"
     echo "| NTLM-authenticated keep-alive GET 1 KiB (requests/s) | $auth_rps | $(ratio "$auth_rps" "$anon_rps") |"
     echo "| NTLM handshakes: new connection, 3 legs (per second) | $hs_rate | |"
-  } | tee -a bench/results/latest.md
+  } | tee -a "$OUT"
 fi
 
 # Kerberos Constrained Delegation: needs the lab's KDC. The backend is gh-backend
@@ -279,5 +284,102 @@ TOML
     echo "| first request of a new user: curl, NTLM + S4U2Self + S4U2Proxy (s) | $t_first | |"
     echo "| a later request of that user: curl, NTLM, cached credential (s) | $t_later | |"
     echo "| S4U2Self requests to the KDC for $kcd_requests HTTP requests from 10 users | ${s4u:-?} | |"
-  } | tee -a bench/results/latest.md
+  } | tee -a "$OUT"
+fi
+
+# Negotiate at the edge: a fresh Kerberos AP-REQ on every request (gh-load
+# kerberos, alice's ticket from kinit), against NTLM-authenticated keep-alive
+# (authenticated once per connection) and anonymous pass-through, in one
+# gatehouse. No delegation: the edge's own cost. The client makes its tokens on
+# the same two cores, which the ratio includes.
+if { [ "$ONLY" = all ] || [ "$ONLY" = negotiate ]; } && [ -f "$LAB/env" ]; then
+  # shellcheck disable=SC1091
+  . "$LAB/env"
+  echo "ADTEST:bob:Bob-Pass1" > "$W/users-neg.ntlm"
+  cat > "$W/gatehouse-neg.toml" <<TOML
+[log]
+access = "$W/gatehouse-neg-access.log"
+level = "info"
+
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+krb5_conf = "$KRB5_CONFIG"
+keytab = "$LAB_PROXY_KEYTAB"
+service_principal = "svc-proxy@AD.TEST"
+acceptor_spn = "HTTP/proxy.ad.test"
+
+[accounts]
+source = "file"
+file = "$W/users-neg.ntlm"
+
+[[listener]]
+name = "anon"
+bind = "127.0.0.1:19087"
+
+[[listener]]
+name = "ntlm"
+bind = "127.0.0.1:19088"
+
+[[listener]]
+name = "negotiate"
+bind = "127.0.0.1:19089"
+
+[[site]]
+name = "anon"
+listener = "anon"
+backend = "http://$BACKEND"
+
+[[site]]
+name = "ntlm"
+listener = "ntlm"
+backend = "http://$BACKEND"
+auth = ["NTLM"]
+
+[[site]]
+name = "negotiate"
+listener = "negotiate"
+backend = "http://$BACKEND"
+auth = ["Negotiate", "NTLM"]
+TOML
+  export KRB5CCNAME="FILE:$W/alice.cc"
+  echo Alice-Pass1 | kinit alice@AD.TEST >/dev/null
+  target/release/gatehouse run -c "$W/gatehouse-neg.toml" 2>"$W/gh-neg-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.3
+  target/release/gh-load keepalive 127.0.0.1:19087 2 "$CONNS" >/dev/null
+  target/release/gh-load kerberos 127.0.0.1:19089 2 "$CONNS" HTTP/proxy.ad.test@AD.TEST >/dev/null
+  # gatehouse's own CPU time (user + system, clock ticks) around each case.
+  ticks() { awk '{print $14 + $15}' "/proc/$GHPID/stat"; }
+  hz=$(getconf CLK_TCK)
+  declare -A CPU
+  run_case() {  # name, gh-load arguments...
+    local name=$1; shift
+    local t0 t1 n rate
+    t0=$(ticks); read -r n rate <<<"$(target/release/gh-load "$@")"; t1=$(ticks)
+    CPU[$name]=$(( ${CPU[$name]:-0} + t1 - t0 )); CPU[$name,n]=$(( ${CPU[$name,n]:-0} + n ))
+    RATE=$rate
+  }
+  run_case anon keepalive 127.0.0.1:19087 "$DUR" "$CONNS"; a1=$RATE
+  run_case ntlm keepalive 127.0.0.1:19088 "$DUR" "$CONNS" bob Bob-Pass1; n1=$RATE
+  run_case krb kerberos 127.0.0.1:19089 "$DUR" "$CONNS" HTTP/proxy.ad.test@AD.TEST; k1=$RATE
+  run_case anon keepalive 127.0.0.1:19087 "$DUR" "$CONNS"; a2=$RATE
+  run_case ntlm keepalive 127.0.0.1:19088 "$DUR" "$CONNS" bob Bob-Pass1; n2=$RATE
+  run_case krb kerberos 127.0.0.1:19089 "$DUR" "$CONNS" HTTP/proxy.ad.test@AD.TEST; k2=$RATE
+  read -r _ token_rate <<<"$(target/release/gh-load tokens 127.0.0.1:1 3 1 HTTP/proxy.ad.test@AD.TEST)"
+  us() { awk -v t="$1" -v n="$2" -v hz="$hz" 'BEGIN { if (n == 0) print "n/a"; else printf "%.1f", t * 1e6 / hz / n }'; }
+  kill "$GHPID"; wait "$GHPID" 2>/dev/null || true
+  anon_rps=$(( (a1 + a2) / 2 )); ntlm_rps=$(( (n1 + n2) / 2 )); krb_rps=$(( (k1 + k2) / 2 ))
+  refused=$(grep -a "kerberos counters" "$W/gh-neg-stderr.log" | tail -1 | sed -n 's/.*tickets_refused=\([0-9]*\).*/\1/p')
+  {
+    echo
+    echo "Negotiate ($(nproc) cores, gh-load with $CONNS connections, ${DUR}s per case, interleaved twice; lab KDC; the client makes its AP-REQs on the same cores):"
+    echo
+    echo "| case | gatehouse | ratio to anonymous | ratio to NTLM keep-alive |"
+    echo "|---|---:|---:|---:|"
+    echo "| anonymous keep-alive GET 1 KiB (requests/s) | $anon_rps | 1.00 | |"
+    echo "| NTLM-authenticated keep-alive GET 1 KiB (requests/s) | $ntlm_rps | $(ratio "$ntlm_rps" "$anon_rps") | 1.00 |"
+    echo "| Kerberos, a fresh AP-REQ on every request, GET 1 KiB (requests/s) | $krb_rps | $(ratio "$krb_rps" "$anon_rps") | $(ratio "$krb_rps" "$ntlm_rps") |"
+    echo "| tickets refused during the run (replay cache false positives would show here) | ${refused:-?} | | |"
+    echo
+    echo "gatehouse CPU per request (user + system): anonymous $(us "${CPU[anon]}" "${CPU[anon,n]}") us, NTLM keep-alive $(us "${CPU[ntlm]}" "${CPU[ntlm,n]}") us, Kerberos per request $(us "${CPU[krb]}" "${CPU[krb,n]}") us. The client alone makes $token_rate AP-REQs/s on one core."
+  } | tee -a "$OUT"
 fi

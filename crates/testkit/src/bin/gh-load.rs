@@ -1,10 +1,17 @@
-//! `gh-load`: a small load generator for what wrk cannot do, NTLM.
+//! `gh-load`: a small load generator for what wrk cannot do, NTLM and Kerberos.
 //!
 //!   gh-load handshakes ADDR SECONDS CONNS USER PASSWORD
 //!       each task: new TCP connection, NEGOTIATE, AUTHENTICATE with a GET, close.
 //!   gh-load keepalive ADDR SECONDS CONNS [USER PASSWORD]
 //!       each task: one connection (authenticated once if a user is given), then
 //!       GET /bytes/1024 in a loop.
+//!   gh-load kerberos ADDR SECONDS CONNS SPN
+//!       each task: one connection, then GET /bytes/1024 in a loop, each with a
+//!       fresh Kerberos AP-REQ (SPNEGO-wrapped) for SPN (`HTTP/proxy.ad.test@AD.TEST`)
+//!       from the default credential cache (KRB5CCNAME), as a client that
+//!       authenticates every request.
+//!   gh-load tokens ADDR SECONDS 1 SPN   (ADDR unused)
+//!       the client's own cost: AP-REQs made in a loop on one core, nothing sent.
 //! A `%` in USER stands for the task's number modulo 10, plus one, in two digits
 //! (`user%` spreads the connections over user01 .. user10).
 //! Prints one line: `<count> <per second>`.
@@ -36,7 +43,16 @@ impl Conn {
     /// Sends a GET (with an NTLM token) and reads the response; returns the
     /// status and the WWW-Authenticate value.
     async fn get(&mut self, path: &str, token: Option<&[u8]>) -> std::io::Result<(u16, Option<String>)> {
-        let auth = token.map(|t| format!("Authorization: NTLM {}\r\n", B64.encode(t))).unwrap_or_default();
+        self.get_as("NTLM", path, token).await
+    }
+
+    async fn get_as(
+        &mut self,
+        scheme: &str,
+        path: &str,
+        token: Option<&[u8]>,
+    ) -> std::io::Result<(u16, Option<String>)> {
+        let auth = token.map(|t| format!("Authorization: {scheme} {}\r\n", B64.encode(t))).unwrap_or_default();
         self.s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n").as_bytes()).await?;
         loop {
             if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -106,6 +122,23 @@ async fn main() {
     if mode == "handshakes" && client.is_none() {
         usage();
     }
+    if mode == "tokens" {
+        // The client's own cost: AP-REQs made in a loop, nothing sent.
+        let spn = args.get(4).cloned().unwrap_or_else(|| usage());
+        let cred = libgssapi::credential::Cred::acquire(None, None, libgssapi::credential::CredUsage::Initiate, None)
+            .unwrap_or_else(|e| panic!("no Kerberos credential: {e}"));
+        let (start, mut n) = (Instant::now(), 0u64);
+        while start.elapsed() < Duration::from_secs(seconds) {
+            kerberos_token(&cred, &spn).expect("token");
+            n += 1;
+        }
+        println!("{n} {:.0}", n as f64 / seconds as f64);
+        return;
+    }
+    if mode == "kerberos" {
+        let spn = args.get(4).cloned().unwrap_or_else(|| usage());
+        return kerberos(addr, seconds, conns, spn).await;
+    }
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -139,6 +172,62 @@ async fn main() {
                 }
                 while Instant::now() < deadline {
                     match c.get("/bytes/1024", None).await {
+                        Ok((200, _)) => done.fetch_add(1, Ordering::Relaxed),
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    };
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let n = done.load(Ordering::Relaxed);
+    let e = errors.load(Ordering::Relaxed);
+    if e > 0 {
+        eprintln!("gh-load: {e} errors");
+    }
+    println!("{n} {:.0}", n as f64 / seconds as f64);
+}
+
+/// A fresh SPNEGO-wrapped AP-REQ for `spn` from the default credential cache.
+fn kerberos_token(cred: &libgssapi::credential::Cred, spn: &str) -> Option<Vec<u8>> {
+    use libgssapi::context::{ClientCtx, CtxFlags};
+    use libgssapi::name::Name;
+    use libgssapi::oid::{GSS_MECH_KRB5, GSS_NT_KRB5_PRINCIPAL};
+    let name = Name::new(spn.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).ok()?;
+    let mut ctx = ClientCtx::new(Some(cred.clone()), name, CtxFlags::GSS_C_MUTUAL_FLAG, Some(GSS_MECH_KRB5));
+    let token = ctx.step(None, None).ok()??;
+    Some(spnego::encode_init(&[spnego::KRB5], Some(&token), None))
+}
+
+async fn kerberos(addr: SocketAddr, seconds: u64, conns: usize, spn: String) {
+    use libgssapi::credential::{Cred, CredUsage};
+    let cred = Cred::acquire(None, None, CredUsage::Initiate, None).unwrap_or_else(|e| {
+        eprintln!("gh-load: no Kerberos credential (kinit first): {e}");
+        std::process::exit(1)
+    });
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (done, errors, cred, spn) = (done.clone(), errors.clone(), cred.clone(), spn.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let Ok(mut c) = Conn::open(addr).await else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                while Instant::now() < deadline {
+                    let Some(token) = kerberos_token(&cred, &spn) else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    };
+                    match c.get_as("Negotiate", "/bytes/1024", Some(&token)).await {
                         Ok((200, _)) => done.fetch_add(1, Ordering::Relaxed),
                         _ => {
                             errors.fetch_add(1, Ordering::Relaxed);
