@@ -214,6 +214,16 @@ async fn hostile_kerberos_tokens_are_refused_with_the_cause() {
     assert_eq!(fin.supported_mech.unwrap().0, spnego::MS_KRB5, "the client's own OID is echoed");
     assert!(fin.response_token.is_some(), "AP-REP for mutual authentication");
 
+    // A raw Kerberos token (no SPNEGO) is taken too; the answer is then the raw AP-REP.
+    let raw = alice_token(&env, spn, None);
+    let mut c = open(&ca, port).await;
+    c.send(with_negotiate(&raw).as_bytes()).await;
+    let r = c.response().await;
+    assert_eq!(r.status, 200, "{}", g.stderr());
+    let fin = B64.decode(r.header("www-authenticate").unwrap().strip_prefix("Negotiate ").unwrap()).unwrap();
+    assert_eq!(&fin[..2], &[0x60, fin[1]], "a framed Kerberos token");
+    assert!(spnego::kerberos_ap_req(&fin).is_err(), "an AP-REP, not an AP-REQ");
+
     // Replayed on another connection.
     let mut c = open(&ca, port).await;
     c.send(with_negotiate(&good).as_bytes()).await;
@@ -430,4 +440,36 @@ fn doctor_checks_the_acceptor_spn() {
         !ok && text.contains("FAIL  Negotiate: clients' tickets for HTTP/backend.ad.test would be refused"),
         "{text}"
     );
+}
+
+/// A ticket that is not forwardable cannot be S4U2Proxy evidence: gatehouse
+/// falls back to protocol transition, and bob still reaches the backend as bob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_that_is_not_forwardable_falls_back_to_s4u2self() {
+    let Some(env) = lab_env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cc = format!("FILE:{}", dir.path().join("bob.cc").display());
+    let mut kinit = Command::new("kinit")
+        .args(["-F", "bob@AD.TEST"])
+        .env("KRB5_CONFIG", &env["KRB5_CONFIG"])
+        .env("KRB5CCNAME", &cc)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    kinit.stdin.take().unwrap().write_all(b"Bob-Pass1\n").unwrap();
+    assert!(kinit.wait().unwrap().success(), "kinit -F bob failed");
+    let (g, ca, port) = start(&env, "when-supported", "");
+    let out = Command::new("curl")
+        .args(["-sS", "--negotiate", "-u", ":", "--cacert"])
+        .arg(&ca)
+        .args(["--resolve", &format!("proxy.ad.test:{port}:127.0.0.1"), &format!("https://proxy.ad.test:{port}/")])
+        .env("KRB5_CONFIG", &env["KRB5_CONFIG"])
+        .env("KRB5CCNAME", &cc)
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(body.contains("REMOTE_USER=bob@AD.TEST"), "{body}\n{}", g.stderr());
+    let line = counters(g);
+    assert!(line.contains("s4u2self=1") && line.contains("tickets_accepted=1"), "{line}");
 }
