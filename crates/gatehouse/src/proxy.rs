@@ -430,7 +430,7 @@ async fn delegate(
 }
 
 /// MIT's words for "no KDC answered", as opposed to a KDC that said no.
-fn domain_unreachable(message: &str) -> bool {
+pub(crate) fn domain_unreachable(message: &str) -> bool {
     ["Cannot contact any KDC", "Cannot find KDC", "Connection refused", "Resource temporarily unavailable"]
         .iter()
         .any(|w| message.contains(w))

@@ -93,9 +93,10 @@ impl Generation {
     }
 }
 
+/// Negotiate and Basic need the Kerberos service account.
 fn offers_negotiate(s: &config::Site) -> bool {
-    s.auth.contains(&config::Scheme::Negotiate)
-        || s.auth_for.iter().any(|r| r.auth.contains(&config::Scheme::Negotiate))
+    use config::Scheme::{Basic, Negotiate};
+    [Negotiate, Basic].iter().any(|k| s.auth.contains(k) || s.auth_for.iter().any(|r| r.auth.contains(k)))
 }
 
 /// State shared by every connection for the life of the process.
@@ -110,6 +111,8 @@ pub struct Shared {
     pub connections: Arc<Semaphore>,
     /// Failed logons, kept across reloads.
     pub lockout: crate::auth::Lockout,
+    /// Basic users whose password was checked recently.
+    pub basic: crate::auth::BasicCache,
     pub max_connections: usize,
     /// Flips to true when the process starts draining.
     pub draining: watch::Receiver<bool>,
@@ -151,6 +154,7 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
         ids: RequestIds::new(),
         connections: Arc::new(Semaphore::new(max)),
         lockout: Default::default(),
+        basic: Default::default(),
         max_connections: max,
         draining: drain_rx,
     });
@@ -163,7 +167,7 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     let pools = shared.pools.clone();
     let sweeper = shared.clone();
     tokio::spawn(async move {
-        let mut last = [0; 7];
+        let mut last = [0; 8];
         loop {
             tokio::time::sleep(Duration::from_secs(10)).await;
             pools.iter().for_each(|p| p.sweep());
@@ -200,7 +204,7 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
         ),
     }
     if let Some(d) = &shared.current().delegator {
-        log_delegation(d, &mut [u64::MAX; 7]);
+        log_delegation(d, &mut [u64::MAX; 8]);
     }
     shared.access.flush();
     Ok(())
@@ -208,12 +212,22 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
 
 /// The Kerberos counters, when they changed: ticket-cache hits, S4U2Self
 /// requests to the KDC, clients' tickets kept as S4U2Proxy evidence, UPN
-/// lookups, clients' tickets accepted and refused, and failures by Kerberos error.
-fn log_delegation(d: &kcd::Delegator, last: &mut [u64; 7]) {
+/// lookups, clients' tickets accepted and refused, failures by Kerberos error,
+/// and passwords checked with the KDC (Basic).
+fn log_delegation(d: &kcd::Delegator, last: &mut [u64; 8]) {
     use std::sync::atomic::Ordering::Relaxed;
     let s = d.stats();
-    let now = [&s.cache_hits, &s.s4u2self, &s.evidence, &s.upn_lookups, &s.accepted, &s.refused, &s.errors]
-        .map(|c| c.load(Relaxed));
+    let now = [
+        &s.cache_hits,
+        &s.s4u2self,
+        &s.evidence,
+        &s.upn_lookups,
+        &s.accepted,
+        &s.refused,
+        &s.errors,
+        &s.password_checks,
+    ]
+    .map(|c| c.load(Relaxed));
     if now != *last {
         let by_code: Vec<String> = s.errors_by_code().iter().map(|(code, n)| format!("{code}: {n}")).collect();
         tracing::info!(
@@ -224,6 +238,7 @@ fn log_delegation(d: &kcd::Delegator, last: &mut [u64; 7]) {
             tickets_accepted = now[4],
             tickets_refused = now[5],
             errors = now[6],
+            password_checks = now[7],
             errors_by_code = %by_code.join(", "),
             "kerberos counters"
         );

@@ -15,11 +15,13 @@
 //! connection (as IIS does by default, `authPersistNonNTLM`), and every request
 //! that carries a new ticket authenticates again.
 
+mod basic;
 mod lockout;
 mod negotiate;
 mod ntlm;
 mod rules;
 
+pub use basic::Remembered as BasicCache;
 pub use lockout::Lockout;
 pub use rules::{glob_match, Cidr};
 
@@ -167,7 +169,9 @@ pub async fn check<B>(req: &Request<B>, ctx: &ConnContext, generation: &Generati
     let schemes = to_offer(site, offered, ctx);
     let credentials = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
         let (scheme, rest) = v.split_once(' ')?;
-        let scheme = [Scheme::Ntlm, Scheme::Negotiate].into_iter().find(|s| s.name().eq_ignore_ascii_case(scheme))?;
+        let scheme = [Scheme::Ntlm, Scheme::Negotiate, Scheme::Basic]
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(scheme))?;
         // A scheme this client was not offered is ignored, as if absent.
         offered.contains(&scheme).then(|| (scheme, rest.trim().to_owned()))
     });
@@ -186,6 +190,7 @@ pub async fn check<B>(req: &Request<B>, ctx: &ConnContext, generation: &Generati
     };
     match scheme {
         Scheme::Ntlm => ntlm::leg(&bytes, Wrap::Bare("NTLM"), ctx, generation, &schemes).await,
+        Scheme::Basic => basic::check(&bytes, ctx, generation, &schemes).await,
         Scheme::Negotiate => match negotiate::leg(&bytes, ctx, generation, &schemes).await {
             // Kerberos just failed here: the refusal already offers what is left.
             Verdict::Answer(_, Reason::Refused(why)) if ctx.auth.negotiate_failed() => {
@@ -212,11 +217,20 @@ fn unauthorized(schemes: &[Scheme], challenge: Option<&str>) -> Box<Response<Res
         }
         None => {
             for s in schemes {
-                h.append(header::WWW_AUTHENTICATE, HeaderValue::from_static(s.name()));
+                h.append(header::WWW_AUTHENTICATE, HeaderValue::from_static(offer(*s)));
             }
         }
     }
     Box::new(resp)
+}
+
+/// What a 401 offers for each scheme. Basic needs a realm (RFC 7617); browsers
+/// show it in their prompt.
+fn offer(scheme: Scheme) -> &'static str {
+    match scheme {
+        Scheme::Basic => "Basic realm=\"Domain account\", charset=\"UTF-8\"",
+        other => other.name(),
+    }
 }
 
 fn refuse(schemes: &[Scheme], why: String) -> Verdict {

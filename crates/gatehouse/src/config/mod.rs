@@ -23,6 +23,8 @@ pub struct Config {
     pub domain: Option<Domain>,
     pub accounts: Option<Accounts>,
     pub lockout: Lockout,
+    /// How long a Basic user's checked password is remembered (0: never).
+    pub basic_cache: Duration,
     pub listeners: Vec<Listener>,
     pub sites: Vec<Site>,
     pub timeouts: Timeouts,
@@ -85,6 +87,8 @@ pub enum Scheme {
     Ntlm,
     /// SPNEGO: Kerberos, or NTLM inside SPNEGO.
     Negotiate,
+    /// User name and password, over TLS only; checked with the KDC.
+    Basic,
 }
 
 impl Scheme {
@@ -92,6 +96,7 @@ impl Scheme {
         match self {
             Scheme::Ntlm => "NTLM",
             Scheme::Negotiate => "Negotiate",
+            Scheme::Basic => "Basic",
         }
     }
 }

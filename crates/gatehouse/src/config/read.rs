@@ -258,6 +258,7 @@ impl<'t> Reader<'t> {
             domain: None,
             accounts: None,
             lockout: Lockout::default(),
+            basic_cache: Duration::from_secs(120),
             listeners: Vec::new(),
             sites: Vec::new(),
             timeouts: Timeouts::default(),
@@ -319,6 +320,14 @@ impl<'t> Reader<'t> {
                 }
                 if let Some(d) = self.duration(&mut s, "window") {
                     config.lockout.window = d;
+                }
+                self.finish(s);
+            }
+        }
+        if let Some(v) = root.get("basic") {
+            if let Some(mut s) = self.section(v, "basic".into()) {
+                if let Some(d) = self.duration(&mut s, "cache") {
+                    config.basic_cache = d;
                 }
                 self.finish(s);
             }
@@ -399,17 +408,32 @@ impl<'t> Reader<'t> {
                 "a site offers NTLM but there is no [domain] section (netbios_name, realm)".into(),
             );
         }
-        let needs_kerberos = config.sites.iter().any(|s| {
-            s.auth.contains(&Scheme::Negotiate) || s.auth_for.iter().any(|r| r.auth.contains(&Scheme::Negotiate))
-        });
+        let offers =
+            |s: &Site, scheme: Scheme| s.auth.contains(&scheme) || s.auth_for.iter().any(|r| r.auth.contains(&scheme));
+        // Basic carries the password itself: never over plain HTTP.
+        for (i, site) in config.sites.iter().enumerate() {
+            let plain = config.listeners.iter().any(|l| l.name == site.listener && l.tls.is_none());
+            if offers(site, Scheme::Basic) && plain {
+                self.problem(
+                    0..0,
+                    &format!("site[{i}].auth"),
+                    format!(
+                        "site `{}` offers Basic on listener `{}`, which has no TLS: the password would travel in clear",
+                        site.name, site.listener
+                    ),
+                );
+            }
+        }
+        let needs_kerberos = config.sites.iter().any(|s| offers(s, Scheme::Negotiate) || offers(s, Scheme::Basic));
         if needs_kerberos {
             match &config.domain {
                 Some(d) if d.keytab.is_some() && d.service_principal.is_some() && d.acceptor_spn.is_some() => {}
                 _ => self.problem(
                     0..0,
                     "domain",
-                    "a site offers Negotiate but [domain] lacks keytab, service_principal or acceptor_spn \
-                     (the SPN clients ask tickets for, and the account that owns it)"
+                    "a site offers Negotiate or Basic but [domain] lacks keytab, service_principal or acceptor_spn \
+                     (the SPN clients ask tickets for, and the account that owns it; Basic checks passwords by \
+                     asking the KDC for a ticket to it)"
                         .into(),
                 ),
             }
@@ -725,6 +749,15 @@ impl<'t> Reader<'t> {
             None => false,
             Some((m, _)) if m == "none" => false,
             Some((m, _)) if m == "kcd" => true,
+            Some((m, span)) if m == "basic" => {
+                let key = s.key_path("delegation");
+                self.not_yet(
+                    span.clone(),
+                    &key,
+                    "delegation = \"basic\" (forwarding the password) is not implemented in this version",
+                );
+                return None;
+            }
             Some((m, span)) => {
                 let key = s.key_path("delegation");
                 self.problem(span.clone(), &key, format!("`{m}`: expected \"none\" or \"kcd\""));
@@ -819,8 +852,12 @@ impl<'t> Reader<'t> {
             match name.to_ascii_lowercase().as_str() {
                 "ntlm" => out.push(Scheme::Ntlm),
                 "negotiate" => out.push(Scheme::Negotiate),
-                "basic" => self.not_yet(span, &path, &format!("`{name}` is not implemented in this version")),
-                _ => self.problem(span, &path, format!("`{name}` is not an authentication scheme (Negotiate, NTLM)")),
+                "basic" => out.push(Scheme::Basic),
+                _ => self.problem(
+                    span,
+                    &path,
+                    format!("`{name}` is not an authentication scheme (Negotiate, NTLM, Basic)"),
+                ),
             }
         }
         Some(out)

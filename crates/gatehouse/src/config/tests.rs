@@ -149,7 +149,7 @@ fn schemes_not_built_yet_are_refused() {
     // Publishing a site that asks for a scheme gatehouse cannot enforce would
     // expose it anonymously; the loader must refuse instead.
     for (line, key) in [
-        ("auth = [\"Basic\"]", "site[0].auth"),
+        ("delegation = \"basic\"", "site[0].delegation"),
         ("delegation = \"kcd\"", "site[0].delegation"),
         ("auth = [\"Kerberos5\"]", "site[0].auth"),
     ] {
@@ -237,4 +237,12 @@ fn delegation_keys() {
     // Delegation keys without delegation are mistakes, not silently ignored.
     let p = problems(&GOOD.replace("identity_header", "delegation_user = \"upn\"\nidentity_header"));
     assert!(p.iter().any(|p| p.key == "site[0].delegation_user" && p.message.contains("only meaningful")), "{p:#?}");
+}
+
+#[test]
+fn basic_needs_tls_and_the_kerberos_account() {
+    // GOOD's listener has no TLS.
+    let p = problems(&GOOD.replace("identity_header", "auth = [\"Basic\"]\nidentity_header"));
+    assert!(p.iter().any(|p| p.key == "site[0].auth" && p.message.contains("in clear")), "{p:#?}");
+    assert!(p.iter().any(|p| p.key == "domain" && p.message.contains("Basic")), "{p:#?}");
 }
