@@ -84,6 +84,10 @@ fn check(file: PathBuf) -> ExitCode {
         Ok(generation) => {
             let c = &generation.config;
             println!("{}: OK ({} listeners, {} sites)", file.display(), c.listeners.len(), c.sites.len());
+            // Every site as it will be served, presets expanded.
+            for site in &c.sites {
+                println!("  {}", config::describe_site(site));
+            }
             ExitCode::SUCCESS
         }
         Err(problems) => {

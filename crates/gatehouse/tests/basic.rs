@@ -121,13 +121,16 @@ async fn wrong_passwords_lockout_and_bad_credentials() {
     assert_eq!(ask(&ca, port, &basic("carol", "Carol-Pass1")).await.status, 401);
     assert!(g.stderr().contains("carol: extranet lockout"), "{}", g.stderr());
     // Malformed credentials.
-    let no_colon = format!("GET / HTTP/1.1\r\nHost: proxy.ad.test\r\nAuthorization: Basic {}\r\n\r\n", B64.encode("alice"));
+    let no_colon =
+        format!("GET / HTTP/1.1\r\nHost: proxy.ad.test\r\nAuthorization: Basic {}\r\n\r\n", B64.encode("alice"));
     assert_eq!(ask(&ca, port, &no_colon).await.status, 401);
     let not_b64 = "GET / HTTP/1.1\r\nHost: proxy.ad.test\r\nAuthorization: Basic %%%\r\n\r\n";
     assert_eq!(ask(&ca, port, not_b64).await.status, 401);
     assert_eq!(ask(&ca, port, &basic("OTHER\\alice", "Alice-Pass1")).await.status, 401);
     let log = g.stderr();
-    for cause in ["not UTF-8 `user:password`", "Authorization is not base64", "OTHER\\alice: not a user of domain ADTEST"] {
+    for cause in
+        ["not UTF-8 `user:password`", "Authorization is not base64", "OTHER\\alice: not a user of domain ADTEST"]
+    {
         assert!(log.contains(cause), "no log line names `{cause}`:\n{log}");
     }
     // The password never appears in the logs.

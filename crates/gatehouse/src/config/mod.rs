@@ -5,6 +5,7 @@
 //! and the file fixed in one pass. The shapes here are the validated ones; the
 //! reading lives in `read.rs`.
 
+mod preset;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use preset::describe as describe_site;
 pub use read::load;
 #[cfg(test)]
 pub use read::{load_str, Problem, Problems};

@@ -362,7 +362,32 @@ impl<'t> Reader<'t> {
         for (i, v) in self.array_of_tables(&mut root, "site") {
             if let Some(mut s) = self.section(v, format!("site[{i}]")) {
                 let span = s.span.clone();
-                if let Some(site) = self.site(&mut s, &listener_names) {
+                let preset = self.string(&mut s, "preset");
+                let path_given = s.table.iter().any(|(k, _)| k.get_ref().as_ref() == "path_prefix");
+                let read = self.site(&mut s, &listener_names, preset.is_some());
+                let expanded = match (read, preset) {
+                    (None, _) => Vec::new(),
+                    (Some(site), None) => vec![site],
+                    (Some(site), Some((p, pspan))) if p == "exchange" => {
+                        if path_given {
+                            self.problem(
+                                pspan,
+                                &format!("site[{i}].path_prefix"),
+                                "a preset publishes its own paths; remove path_prefix".into(),
+                            );
+                        }
+                        super::preset::exchange(&site)
+                    }
+                    (Some(site), Some((p, pspan))) => {
+                        self.problem(
+                            pspan,
+                            &format!("site[{i}].preset"),
+                            format!("`{p}`: the one preset is \"exchange\""),
+                        );
+                        vec![site]
+                    }
+                };
+                for site in expanded {
                     if !site_names.insert(site.name.clone()) {
                         self.problem(
                             span.clone(),
@@ -605,7 +630,8 @@ impl<'t> Reader<'t> {
         }
     }
 
-    fn site(&mut self, s: &mut Section<'_, '_>, listeners: &[String]) -> Option<Site> {
+    /// `preset`: the site is a preset's, which supplies `auth` when absent.
+    fn site(&mut self, s: &mut Section<'_, '_>, listeners: &[String], preset: bool) -> Option<Site> {
         let name = self.required_string(s, "name");
         let listener = self.required_string(s, "listener").and_then(|(l, span)| {
             if listeners.contains(&l) {
@@ -717,7 +743,7 @@ impl<'t> Reader<'t> {
                 }
             }
         }
-        let delegation = self.delegation(s, backend.as_ref(), !auth.is_empty());
+        let delegation = self.delegation(s, backend.as_ref(), !auth.is_empty() || preset);
         if !auth_for.is_empty() && auth.is_empty() {
             let key = s.key_path("auth_for");
             self.problem(s.span.clone(), &key, "auth_for overrides `auth`, which this site does not set".into());

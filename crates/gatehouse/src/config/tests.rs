@@ -246,3 +246,75 @@ fn basic_needs_tls_and_the_kerberos_account() {
     assert!(p.iter().any(|p| p.key == "site[0].auth" && p.message.contains("in clear")), "{p:#?}");
     assert!(p.iter().any(|p| p.key == "domain" && p.message.contains("Basic")), "{p:#?}");
 }
+
+#[test]
+fn exchange_preset_expands_to_the_exchange_paths() {
+    let text = r#"
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+keytab = "/etc/krb5.keytab"
+service_principal = "svc@AD.TEST"
+acceptor_spn = "HTTP/mail.ad.test"
+
+[accounts]
+source = "winbind"
+
+[[listener]]
+name = "public"
+bind = "127.0.0.1:8443"
+tls = { cert = "CERT", key = "KEY" }
+
+[[site]]
+name = "exchange"
+preset = "exchange"
+listener = "public"
+hosts = ["mail.ad.test"]
+backend = "https://exch01.ad.test"
+delegation = "kcd"
+backend_spn = "HTTP/{backend_host}"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    crate::config::tests::write_test_cert(dir.path());
+    let text = text
+        .replace("CERT", &dir.path().join("c.pem").to_string_lossy())
+        .replace("KEY", &dir.path().join("c.key").to_string_lossy());
+    let c = load_str(&dir.path().join("g.toml"), &text).unwrap();
+    let paths: Vec<&str> = c.sites.iter().map(|s| s.path_prefix.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["/autodiscover", "/ews", "/rpc", "/mapi", "/oab", "/owa", "/ecp", "/Microsoft-Server-ActiveSync"]
+    );
+    let by = |p: &str| c.sites.iter().find(|s| s.path_prefix == p).unwrap();
+    assert_eq!(by("/ews").auth, vec![Scheme::Negotiate, Scheme::Ntlm]);
+    assert!(by("/ews")
+        .auth_for
+        .iter()
+        .any(|r| r.user_agent.as_deref() == Some("*Communicator*") && r.auth == vec![Scheme::Ntlm]));
+    assert!(by("/rpc").auth_for.iter().any(|r| r.user_agent.as_deref() == Some("MSRPC")));
+    assert!(by("/rpc").stream_idle.unwrap() >= std::time::Duration::from_secs(15 * 60));
+    assert!(by("/mapi").stream_idle.unwrap() >= std::time::Duration::from_secs(15 * 60));
+    assert_eq!(by("/ews").stream_idle, None);
+    assert_eq!(by("/Microsoft-Server-ActiveSync").auth, vec![Scheme::Basic]);
+    assert!(c.sites.iter().all(|s| s.delegation.as_ref().unwrap().spn == "HTTP/exch01.ad.test"));
+    assert!(crate::config::describe_site(by("/rpc")).contains("[NTLM] for user agent MSRPC"));
+    // A preset publishes its own paths; an unknown preset is an error.
+    let p = load_str(
+        &dir.path().join("g.toml"),
+        &text.replace("preset = \"exchange\"", "preset = \"exchange\"\npath_prefix = \"/owa\""),
+    )
+    .unwrap_err()
+    .0;
+    assert!(p.iter().any(|p| p.key == "site[0].path_prefix"), "{p:#?}");
+    let p = load_str(&dir.path().join("g.toml"), &text.replace("preset = \"exchange\"", "preset = \"sharepoint\""))
+        .unwrap_err()
+        .0;
+    assert!(p.iter().any(|p| p.key == "site[0].preset"), "{p:#?}");
+}
+
+/// A self-signed certificate and key as `c.pem` and `c.key` in `dir`.
+pub fn write_test_cert(dir: &Path) {
+    let cert = rcgen::generate_simple_self_signed(vec!["mail.ad.test".to_string()]).unwrap();
+    std::fs::write(dir.join("c.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("c.key"), cert.signing_key.serialize_pem()).unwrap();
+}
