@@ -26,6 +26,7 @@ const KRB5_NT_PRINCIPAL: [u8; 10] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0
 /// The Kerberos 5 mechanism: 1.2.840.113554.1.2.2
 const KRB5_MECH: [u8; 9] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02];
 const GSS_C_BOTH: i32 = 0;
+const GSS_C_ACCEPT: i32 = 2;
 const GSS_C_INITIATE: i32 = 1;
 const GSS_C_INDEFINITE: OM_uint32 = 0xffff_ffff;
 const GSS_S_CONTINUE_NEEDED: OM_uint32 = 1;
@@ -70,14 +71,17 @@ impl Drop for AcceptorCred {
     }
 }
 
-pub fn acquire_acceptor(keytab: &str, ccache: &str) -> Result<AcceptorCred, Error> {
+/// `initiate`: usage "both" (needs the keytab's first principal to get a TGT
+/// now, i.e. a KDC and a user principal first in the keytab); otherwise usage
+/// "accept" alone, which needs nothing but the keytab.
+pub fn acquire_acceptor(keytab: &str, ccache: &str, initiate: bool) -> Result<AcceptorCred, Error> {
     // No name: the acceptor half then takes every key in the keytab (every SPN of
     // the account; the caller checks the ticket's SPN), and the initiator half
     // the keytab's first principal. MIT's file replay cache is off: gatehouse
     // keeps its own in memory (`replay.rs`).
     let store = [("keytab", keytab), ("client_keytab", keytab), ("ccache", ccache), ("rcache", "none:")];
     // Kerberos alone: SPNEGO is unwrapped by gatehouse itself.
-    Ok(AcceptorCred(acquire(None, &store, GSS_C_BOTH, true)?))
+    Ok(AcceptorCred(acquire(None, &store, if initiate { GSS_C_BOTH } else { GSS_C_ACCEPT }, true)?))
 }
 
 fn acquire(

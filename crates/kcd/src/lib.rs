@@ -125,7 +125,7 @@ pub struct Delegator {
     service: Mutex<Option<Cred>>,
     /// For accepting tickets (clients', and our own S4U2Self tickets for their
     /// PAC); acquired on first use.
-    acceptor: Mutex<Option<Arc<ffi::AcceptorCred>>>,
+    acceptor: Mutex<Option<(Arc<ffi::AcceptorCred>, bool, Instant)>>,
     cache: Mutex<HashMap<User, Entry>>,
     /// account principal -> (UPN, valid until)
     upns: Mutex<HashMap<String, (String, Instant)>>,
@@ -216,16 +216,30 @@ impl Delegator {
         Ok(cred)
     }
 
+    /// The acceptor credential. Preferably usage "both", which lets MIT turn
+    /// forwardable tickets into S4U2Proxy evidence; that needs a TGT for the
+    /// keytab's first principal, so when it cannot be had (no KDC now, or a
+    /// keytab that starts with an SPN) tickets are still accepted with a plain
+    /// acceptor, delegation falls back to S4U2Self, and "both" is tried again a
+    /// minute later.
     fn acceptor(&self) -> Result<Arc<ffi::AcceptorCred>, Error> {
         let mut slot = self.acceptor.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
+        if let Some((c, both, since)) = slot.as_ref() {
+            if *both || since.elapsed() < Duration::from_secs(60) {
+                return Ok(c.clone());
+            }
         }
-        let cred = Arc::new(
-            ffi::acquire_acceptor(&format!("FILE:{}", self.keytab), &memory_ccache())
-                .map_err(|e| gss("acquiring the acceptor credential from the keytab", e))?,
-        );
-        *slot = Some(cred.clone());
+        let keytab = format!("FILE:{}", self.keytab);
+        let (cred, both) = match ffi::acquire_acceptor(&keytab, &memory_ccache(), true) {
+            Ok(c) => (c, true),
+            Err(_) => (
+                ffi::acquire_acceptor(&keytab, &memory_ccache(), false)
+                    .map_err(|e| gss("acquiring the acceptor credential from the keytab", e))?,
+                false,
+            ),
+        };
+        let cred = Arc::new(cred);
+        *slot = Some((cred.clone(), both, Instant::now()));
         Ok(cred)
     }
 

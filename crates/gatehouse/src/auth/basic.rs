@@ -109,6 +109,11 @@ pub async fn check(credentials: &[u8], ctx: &ConnContext, generation: &Generatio
             }
             kcd::User::Account(format!("{u}@{}", domain.realm))
         }
+        // user@ad.test in realm AD.TEST is the account itself (the default UPN);
+        // any other suffix goes to the KDC as an enterprise name.
+        None if typed.rsplit_once('@').is_some_and(|(u, d)| !u.is_empty() && d.eq_ignore_ascii_case(&domain.realm)) => {
+            kcd::User::Account(format!("{}@{}", typed.rsplit_once('@').map_or(typed, |(u, _)| u), domain.realm))
+        }
         None if typed.contains('@') => kcd::User::Upn { upn: typed.to_owned(), account: String::new() },
         None => kcd::User::Account(format!("{typed}@{}", domain.realm)),
     };
