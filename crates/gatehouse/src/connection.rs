@@ -40,6 +40,9 @@ pub struct ConnContext {
     /// The same binding as Kerberos checks it: the application data
     /// `tls-server-end-point:` + certificate hash. None without TLS.
     pub tls_end_point: Option<Arc<[u8]>>,
+    /// HTTP/2 (ALPN h2): streams multiplexed, so nothing authenticates the
+    /// connection; connection-bound schemes are sent back to HTTP/1.1.
+    pub http2: bool,
     pub shared: Arc<Shared>,
 }
 
@@ -377,6 +380,92 @@ where
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(client = %ctx.peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = tokio::time::sleep(wait) => {}
+            _ = ctx.activity.changed.notified() => {}
+            _ = draining.changed(), if !drain_started => {
+                drain_started = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Counts I/O as activity for the watchdog (HTTP/2 has no framing guard in
+/// front: its binary framing is parsed only by the h2 crate, which enforces
+/// its own limits).
+struct ActivityIo<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ActivityIo<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        Poll::Ready(r)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, data))?;
+        self.activity.touch();
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Runs HTTP/2 on one client connection, with the same watchdog and drain as
+/// HTTP/1 (the head timer does not apply: h2 has no request heads to trickle
+/// in before the connection preface, which hyper times itself).
+pub async fn serve_h2<S>(io: S, ctx: Arc<ConnContext>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let generation = ctx.shared.current();
+    let limits = &generation.config.limits;
+    let timeouts = generation.config.timeouts.clone();
+    ctx.activity.head_started.store(0, Ordering::Relaxed);
+    let io = ActivityIo { inner: io, activity: ctx.activity.clone() };
+    let mut builder = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_header_list_size(limits.max_header_size as u32)
+        .max_concurrent_streams(100);
+    let service_ctx = ctx.clone();
+    let service = hyper::service::service_fn(move |req| crate::proxy::handle(req, service_ctx.clone()));
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut draining = ctx.shared.draining.clone();
+    let mut drain_started = *draining.borrow();
+    if drain_started {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        let wait = match ctx.activity.remaining(timeouts.header_read, timeouts.keepalive_idle) {
+            Ok(wait) => wait,
+            Err(why) => {
+                tracing::debug!(client = %ctx.peer, why, "closing HTTP/2 connection");
+                return;
+            }
+        };
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(client = %ctx.peer, error = %e, "HTTP/2 connection ended with an error");
                 }
                 return;
             }

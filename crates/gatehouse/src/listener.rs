@@ -74,7 +74,7 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
     let generation = shared.current();
     let timeouts = generation.config.timeouts.clone();
     let tls = generation.tls.get(&*listener).cloned();
-    let context = |end_point_hash: Option<Vec<u8>>| {
+    let context = |end_point_hash: Option<Vec<u8>>, http2: bool| {
         let channel_bindings = end_point_hash.as_deref().map(ntlm::crypto::tls_channel_bindings);
         let tls_end_point = end_point_hash.as_deref().map(|h| Arc::from(kcd::tls_server_end_point(h)));
         Arc::new(ConnContext {
@@ -84,14 +84,15 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
             activity: Arc::new(Activity::new(timeouts.stream_idle)),
             rejected: Default::default(),
             worker,
-            auth: Default::default(),
+            auth: crate::auth::ConnAuth::new(http2),
             channel_bindings,
             tls_end_point,
+            http2,
             shared: shared.clone(),
         })
     };
     match &tls {
-        None => connection::serve(sock, context(None)).await,
+        None => connection::serve(sock, context(None, false)).await,
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
             match tokio::time::timeout(timeouts.header_read, acceptor.accept(sock)).await {
@@ -105,7 +106,11 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
                         .and_then(|l| l.tls.as_ref())
                         .and_then(|t| crate::tls::choose(&t.certificates, sni))
                         .and_then(|ck| ck.end_entity_cert().ok().map(|der| crate::tls::server_end_point(der)));
-                    connection::serve(stream, context(end_point_hash)).await
+                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        connection::serve_h2(stream, context(end_point_hash, true)).await
+                    } else {
+                        connection::serve(stream, context(end_point_hash, false)).await
+                    }
                 }
                 Ok(Err(e)) => {
                     tracing::info!(listener = %listener, client = %peer, error = %e, "TLS handshake failed")

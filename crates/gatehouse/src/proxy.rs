@@ -2,7 +2,6 @@
 //! backend request, send it on a pooled connection for this identity, stream the
 //! answer back.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,13 +20,20 @@ use crate::route;
 use crate::server::Generation;
 use crate::telemetry::AccessRecord;
 
-/// The hyper service: never fails, every problem becomes a response.
-pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnContext>) -> Result<Response<ResponseBody>, Infallible> {
+/// The hyper service: every problem becomes a response, except the one that
+/// HTTP/2 says with a stream reset (HTTP_1_1_REQUIRED), which HTTP/1 never sees.
+pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnContext>) -> Result<Response<ResponseBody>, h2::Error> {
     let generation = ctx.shared.current();
     let in_flight = ctx.activity.begin_request(generation.config.timeouts.stream_idle);
     let mut record = AccessRecord::new(&ctx, ctx.shared.ids.next(), req.method().as_str(), req.uri().path());
     let mut resp = match forward(req, &ctx, &generation, &mut record).await {
         Ok(resp) => resp,
+        Err(Failure::Http11Required(why)) => {
+            tracing::info!(request_id = %record.request_id(), client = %ctx.peer, why, "HTTP/2 stream reset with HTTP_1_1_REQUIRED");
+            record.set_error(format!("HTTP_1_1_REQUIRED: {why}"));
+            record.set_status(0);
+            return Err(h2::Error::from(h2::Reason::HTTP_1_1_REQUIRED));
+        }
         Err(failure) => failure.respond(&ctx, &mut record),
     };
     record.set_status(resp.status().as_u16());
@@ -48,6 +54,8 @@ enum Failure {
     DomainUnreachable(String),
     /// The client left before the exchange ended; nobody reads the answer.
     ClientGone,
+    /// HTTP/2 and a connection-bound scheme: the stream is reset.
+    Http11Required(&'static str),
 }
 
 impl Failure {
@@ -85,6 +93,14 @@ impl Failure {
                 "The service is unavailable; try again shortly.".into(),
                 c.clone(),
                 true,
+            ),
+            // Answered by `handle` with a stream reset; an HTTP/1 request never
+            // gets here, but a 505 would be the honest answer if it did.
+            Failure::Http11Required(why) => (
+                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                "Sign in over HTTP/1.1.".into(),
+                (*why).into(),
+                false,
             ),
             Failure::ClientGone => {
                 tracing::debug!(request_id = %id, client = %ctx.peer, "client closed the connection mid-request");
@@ -143,6 +159,7 @@ async fn forward(
                 Some(user)
             }
             Verdict::Answer(resp, reason) => return Ok(answer_auth(req, *resp, reason, ctx, generation, record).await),
+            Verdict::Http11Required(why) => return Err(Failure::Http11Required(why)),
         }
     };
 

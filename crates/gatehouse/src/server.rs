@@ -54,7 +54,7 @@ impl Generation {
         let tls = config
             .listeners
             .iter()
-            .filter_map(|l| l.tls.as_ref().map(|t| (l.name.clone(), crate::tls::server_config(t))))
+            .filter_map(|l| l.tls.as_ref().map(|t| (l.name.clone(), crate::tls::server_config(t, l.http2))))
             .collect();
         let ntlm = match &config.domain {
             None => HashMap::new(),

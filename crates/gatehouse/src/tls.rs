@@ -157,14 +157,15 @@ fn signature_hash(der: &[u8]) -> Option<u16> {
     }
 }
 
-pub fn server_config(tls: &ListenerTls) -> Arc<rustls::ServerConfig> {
+pub fn server_config(tls: &ListenerTls, http2: bool) -> Arc<rustls::ServerConfig> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver { certificates: tls.certificates.clone() }));
-    // HTTP/2 comes with a later issue; NTLM is connection-bound and needs HTTP/1.1.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // h2 first when offered: clients that need a connection-bound scheme (NTLM)
+    // are sent back to HTTP/1.1 per request (HTTP_1_1_REQUIRED), as IIS does.
+    config.alpn_protocols = if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
     Arc::new(config)
 }
 

@@ -66,6 +66,8 @@ pub struct ConnAuth {
     /// A Kerberos attempt failed here: with `negotiate_once`, Negotiate is not
     /// offered again on this connection.
     negotiate_failed: AtomicBool,
+    /// HTTP/2: nothing is kept on the connection.
+    http2: bool,
 }
 
 #[derive(Default)]
@@ -95,11 +97,19 @@ enum Wrap {
 }
 
 impl ConnAuth {
+    pub fn new(http2: bool) -> ConnAuth {
+        ConnAuth { http2, ..Default::default() }
+    }
+
     fn take(&self) -> State {
         std::mem::take(&mut *self.state.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     fn set(&self, s: State) {
+        // Nothing is kept on an HTTP/2 connection: each stream authenticates.
+        if self.http2 && matches!(s, State::Authenticated(_)) {
+            return;
+        }
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
 
@@ -127,6 +137,9 @@ pub enum Verdict {
     Pass(Arc<User>, Option<HeaderValue>),
     /// Answer with this (a 401 challenge or refusal, or a 503), after draining the body.
     Answer(Box<Response<ResponseBody>>, Reason),
+    /// HTTP/2, and the client starts a connection-bound scheme: reset the stream
+    /// with HTTP_1_1_REQUIRED so that it retries on HTTP/1.1 (as IIS does).
+    Http11Required(&'static str),
 }
 
 /// Why a request was answered instead of forwarded: for the logs.
@@ -175,6 +188,13 @@ pub async fn check<B>(req: &Request<B>, ctx: &ConnContext, generation: &Generati
         // A scheme this client was not offered is ignored, as if absent.
         offered.contains(&scheme).then(|| (scheme, rest.trim().to_owned()))
     });
+    if ctx.http2 {
+        if let Some((scheme, token)) = &credentials {
+            if let Some(why) = connection_bound(*scheme, token) {
+                return Verdict::Http11Required(why);
+            }
+        }
+    }
     let Some((scheme, token)) = credentials else {
         // No (usable) credentials: an authenticated connection carries on,
         // anyone else is told what to use.
@@ -198,6 +218,29 @@ pub async fn check<B>(req: &Request<B>, ctx: &ConnContext, generation: &Generati
             }
             v => v,
         },
+    }
+}
+
+/// Whether these credentials start a connection-bound handshake, which cannot
+/// run on HTTP/2's multiplexed streams: NTLM, bare or inside SPNEGO (where the
+/// client's first mechanism is not Kerberos, gatehouse would pick NTLM; a
+/// NegTokenResp continues such a handshake).
+fn connection_bound(scheme: Scheme, token: &str) -> Option<&'static str> {
+    use base64::Engine;
+    match scheme {
+        Scheme::Ntlm => Some("NTLM is connection-bound"),
+        Scheme::Basic => None,
+        Scheme::Negotiate => {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(token.as_bytes()).ok()?;
+            match spnego::parse_client_token(&bytes).ok()? {
+                spnego::ClientToken::RawNtlm => Some("NTLM under Negotiate is connection-bound"),
+                spnego::ClientToken::Resp(_) => Some("a SPNEGO continuation is connection-bound"),
+                spnego::ClientToken::Init(init) if !init.mech_types[0].is_kerberos() => {
+                    Some("NTLM inside SPNEGO is connection-bound")
+                }
+                _ => None,
+            }
+        }
     }
 }
 

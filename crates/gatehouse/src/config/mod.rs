@@ -41,6 +41,8 @@ pub struct Listener {
     pub tls: Option<ListenerTls>,
     /// Extended Protection for NTLM on this listener.
     pub channel_binding: ntlm::ChannelBindingPolicy,
+    /// Offer HTTP/2 (ALPN `h2`) on this TLS listener.
+    pub http2: bool,
 }
 
 /// The Windows domain gatehouse speaks for.

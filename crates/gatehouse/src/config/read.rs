@@ -574,7 +574,20 @@ impl<'t> Reader<'t> {
                 }
             },
         };
-        Some(Listener { name: name?.0, bind: bind?, tls, channel_binding })
+        let http2 = match (self.bool(s, "http2"), &tls) {
+            (Some(true), None) => {
+                let key = s.key_path("http2");
+                self.problem(
+                    s.span.clone(),
+                    &key,
+                    "HTTP/2 is offered through TLS (ALPN); this listener has no TLS".into(),
+                );
+                false
+            }
+            (Some(h), _) => h,
+            (None, t) => t.is_some(),
+        };
+        Some(Listener { name: name?.0, bind: bind?, tls, channel_binding, http2 })
     }
 
     fn listener_tls(&mut self, t: &mut Section<'_, '_>) -> Option<ListenerTls> {

@@ -1,0 +1,142 @@
+//! HTTP/2 at the edge (ALPN h2 on TLS listeners), with curl as the client:
+//! anonymous requests and per-request schemes (Kerberos, Basic) run on h2;
+//! a connection-bound scheme (NTLM) gets its stream reset with
+//! HTTP_1_1_REQUIRED and the client retries on HTTP/1.1, as with IIS.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+use testkit::Backend;
+
+/// curl with `args` against `https://proxy.ad.test:port{path}`; returns the
+/// verbose trace and the body.
+fn curl(ca: &Path, port: u16, path: &str, args: &[&str], env: &[(&str, &str)]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-v", "--cacert"])
+        .arg(ca)
+        .args(["--resolve", &format!("proxy.ad.test:{port}:127.0.0.1")])
+        .args(args)
+        .arg(format!("https://proxy.ad.test:{port}{path}"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (String::from_utf8_lossy(&out.stderr).into_owned(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn config(port: u16, backend: &str, extra_listener: &str, domain: &str, sites: &str) -> String {
+    format!(
+        r#"
+{domain}
+
+[[listener]]
+name = "public"
+bind = "127.0.0.1:{port}"
+tls = {{ cert = "proxy.pem", key = "proxy.key" }}
+{extra_listener}
+
+[[site]]
+name = "anon"
+listener = "public"
+backend = "{backend}"
+{sites}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_and_ntlm_over_http2() {
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
+    std::fs::write(dir.path().join("users.ntlm"), "ADTEST:bob:Bob-Pass1\n").unwrap();
+    let port = free_port();
+    let domain = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n\n[accounts]\nsource = \"file\"\nfile = \"users.ntlm\"\n";
+    let ntlm_site = format!(
+        "\n[[site]]\nname = \"ntlm\"\nlistener = \"public\"\npath_prefix = \"/ews\"\nbackend = \"http://{}\"\nauth = [\"NTLM\"]\nidentity_header = \"X-Remote-User\"\n",
+        backend.addr
+    );
+    let g = Gatehouse::start_in(
+        dir,
+        &config(port, &format!("http://{}", backend.addr), "", domain, &ntlm_site),
+        listen(port),
+    );
+    let ca = &ca;
+
+    // Anonymous: h2 end to end at the edge, HTTP/1.1 to the backend.
+    let (trace, body) = curl(ca, port, "/x", &["--http2"], &[]);
+    assert!(trace.contains("ALPN: server accepted h2") && trace.contains("< HTTP/2 200"), "{trace}");
+    assert!(body.contains("\"path\":\"/x\""), "{body}");
+    // A body up, a larger one down, streamed chunks through.
+    let big = vec![b'z'; 1 << 20];
+    let file = g.path("up.bin");
+    std::fs::write(&file, &big).unwrap();
+    let (trace, body) = curl(ca, port, "/up", &["--http2", "--data-binary", &format!("@{}", file.display())], &[]);
+    assert!(
+        trace.contains("< HTTP/2 200") && body.contains(&format!("\"body_bytes\":{}", big.len())),
+        "{trace}\n{body}"
+    );
+    let (trace, body) = curl(ca, port, "/bytes/3000000", &["--http2"], &[]);
+    assert!(trace.contains("< HTTP/2 200") && body.len() == 3_000_000, "{}", body.len());
+    let (trace, body) = curl(ca, port, "/chunks/3/50", &["--http2"], &[]);
+    assert!(trace.contains("< HTTP/2 200") && body == "chunk-0\nchunk-1\nchunk-2\n", "{body}");
+
+    // NTLM started on h2: the stream is reset, curl retries on HTTP/1.1 and gets in.
+    let (trace, body) = curl(ca, port, "/ews/who", &["--http2", "--ntlm", "-u", "ADTEST\\bob:Bob-Pass1"], &[]);
+    assert!(trace.contains("HTTP_1_1_REQUIRED"), "{trace}");
+    assert!(trace.contains("< HTTP/1.1 200"), "{trace}");
+    assert!(body.contains("\"x-remote-user\":\"ADTEST\\\\bob\""), "{body}");
+    g.wait_for(|| g.stderr().contains("HTTP/2 stream reset with HTTP_1_1_REQUIRED"), "the reset in the log");
+    assert!(g.stderr().contains("NTLM is connection-bound"), "{}", g.stderr());
+    // An NTLM message on h2 never reached the backend.
+    assert!(backend.seen().iter().all(|s| s.header("authorization").is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_can_be_switched_off() {
+    let backend = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
+    let port = free_port();
+    let text = config(port, &format!("http://{}", backend.addr), "http2 = false", "", "");
+    let _g = Gatehouse::start_in(dir, &text, listen(port));
+    let (trace, _) = curl(&ca, port, "/x", &["--http2"], &[]);
+    assert!(trace.contains("ALPN: server accepted http/1.1") && trace.contains("< HTTP/1.1 200"), "{trace}");
+}
+
+/// Kerberos (a ticket per request) and Basic run on h2 itself, against the lab.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kerberos_and_basic_over_http2() {
+    let Some(env) = lab_env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
+    let cc = format!("FILE:{}", dir.path().join("alice.cc").display());
+    let mut kinit = Command::new("kinit")
+        .arg("alice@AD.TEST")
+        .env("KRB5_CONFIG", &env["KRB5_CONFIG"])
+        .env("KRB5CCNAME", &cc)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    kinit.stdin.take().unwrap().write_all(b"Alice-Pass1\n").unwrap();
+    assert!(kinit.wait().unwrap().success());
+    let port = free_port();
+    let domain = format!(
+        "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkrb5_conf = \"{}\"\nkeytab = \"{}\"\nservice_principal = \"svc-proxy@AD.TEST\"\nacceptor_spn = \"HTTP/proxy.ad.test\"\n",
+        env["KRB5_CONFIG"], env["LAB_PROXY_KEYTAB"]
+    );
+    let sites = "\n[[site]]\nname = \"kerberos\"\nlistener = \"public\"\npath_prefix = \"/owa\"\nbackend = \"http://127.0.0.1:18080\"\nhost_header = \"backend.ad.test\"\nauth = [\"Negotiate\"]\ndelegation = \"kcd\"\nbackend_spn = \"HTTP/backend.ad.test\"\n\n[[site]]\nname = \"basic\"\nlistener = \"public\"\npath_prefix = \"/Microsoft-Server-ActiveSync\"\nbackend = \"http://127.0.0.1:18080\"\nhost_header = \"backend.ad.test\"\nauth = [\"Basic\"]\ndelegation = \"kcd\"\nbackend_spn = \"HTTP/backend.ad.test\"\n";
+    let g = Gatehouse::start_in(dir, &config(port, "http://127.0.0.1:18080", "", &domain, sites), listen(port));
+    let krb = [("KRB5_CONFIG", env["KRB5_CONFIG"].as_str()), ("KRB5CCNAME", cc.as_str())];
+    let (trace, body) = curl(&ca, port, "/owa/", &["--http2", "--negotiate", "-u", ":"], &krb);
+    assert!(trace.contains("< HTTP/2 200") && !trace.contains("HTTP_1_1_REQUIRED"), "{trace}\n{}", g.stderr());
+    assert!(body.contains("REMOTE_USER=alice@AD.TEST"), "{body}");
+    let (trace, body) =
+        curl(&ca, port, "/Microsoft-Server-ActiveSync", &["--http2", "--basic", "-u", "bob:Bob-Pass1"], &[]);
+    assert!(trace.contains("< HTTP/2 200"), "{trace}\n{}", g.stderr());
+    assert!(body.contains("REMOTE_USER=bob@AD.TEST"), "{body}");
+}
