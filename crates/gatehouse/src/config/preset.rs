@@ -67,7 +67,7 @@ pub fn exchange(base: &Site) -> Vec<Site> {
 pub fn describe(site: &Site) -> String {
     let names = |schemes: &[Scheme]| schemes.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ");
     let mut line = format!(
-        "site {}: {}{} -> {} auth [{}]",
+        "site {}: {} {} -> {} auth [{}]",
         site.name,
         if site.hosts.is_empty() { "*".to_owned() } else { site.hosts.join("|") },
         site.path_prefix,
