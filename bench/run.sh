@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | negotiate (kcd, negotiate: need lab/lab.sh start)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | negotiate | exchange (the last three need lab/lab.sh start)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -381,5 +381,90 @@ TOML
     echo "| tickets refused during the run (replay cache false positives would show here) | ${refused:-?} | | |"
     echo
     echo "gatehouse CPU per request (user + system): anonymous $(us "${CPU[anon]}" "${CPU[anon,n]}") us, NTLM keep-alive $(us "${CPU[ntlm]}" "${CPU[ntlm,n]}") us, Kerberos per request $(us "${CPU[krb]}" "${CPU[krb,n]}") us. The client alone makes $token_rate AP-REQs/s on one core."
+  } | tee -a "$OUT"
+fi
+
+# Exchange: one Outlook Anywhere session pair carrying BENCH_RPC_BYTES (1 GiB)
+# each way, and 1,000 MAPI NotificationWait long polls held at once, through
+# gatehouse with NTLM at the edge and KCD to gh-exchange (Kerberos-only,
+# checks every connection's ticket with the backend keytab).
+if { [ "$ONLY" = all ] || [ "$ONLY" = exchange ]; } && [ -f "$LAB/env" ]; then
+  # shellcheck disable=SC1091
+  . "$LAB/env"
+  # 1 GiB less 1 MiB: the OUT channel announces 1 GiB and also carries its first line.
+  RPC_BYTES=${BENCH_RPC_BYTES:-1072693248}
+  POLLS=${BENCH_POLLS:-1000}
+  EXB=127.0.0.1:19091
+  target/release/gh-exchange "$EXB" "$LAB/backend.keytab" HTTP/backend.ad.test AD.TEST 2>/dev/null & pids+=($!)
+  echo "ADTEST:bob:Bob-Pass1" > "$W/users-ex.ntlm"
+  cat > "$W/gatehouse-ex.toml" <<TOML
+[log]
+access = "$W/gatehouse-ex-access.log"
+level = "warn"
+
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+krb5_conf = "$KRB5_CONFIG"
+keytab = "$LAB_PROXY_KEYTAB"
+service_principal = "svc-proxy@AD.TEST"
+
+[accounts]
+source = "file"
+file = "$W/users-ex.ntlm"
+
+[limits]
+max_connections = 5000
+
+[[listener]]
+name = "plain"
+bind = "127.0.0.1:19090"
+
+[[site]]
+name = "rpc"
+listener = "plain"
+path_prefix = "/rpc"
+backend = "http://$EXB"
+auth = ["NTLM"]
+delegation = "kcd"
+backend_spn = "HTTP/backend.ad.test"
+stream_idle = "20m"
+
+[[site]]
+name = "mapi"
+listener = "plain"
+path_prefix = "/mapi"
+backend = "http://$EXB"
+auth = ["NTLM"]
+delegation = "kcd"
+backend_spn = "HTTP/backend.ad.test"
+stream_idle = "20m"
+TOML
+  target/release/gatehouse run -c "$W/gatehouse-ex.toml" 2>"$W/gh-ex-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.5
+  kib() { awk -v k="$1" '$1 == k":" {print $2}' "/proc/$GHPID/status"; }
+  rss0=$(kib VmRSS)
+  read -r _ rpc_mbs <<<"$(target/release/gh-load rpc 127.0.0.1:19090 "$RPC_BYTES" 1 bob Bob-Pass1)"
+  rpc_hwm=$(kib VmHWM)
+  # Long polls: RSS with none open, then with all of them waiting.
+  sleep 1; idle_rss=$(kib VmRSS)
+  ulimit -n 65536 2>/dev/null || true
+  rm -f "$W/polls.ready"
+  target/release/gh-load mapi 127.0.0.1:19090 20 "$POLLS" bob Bob-Pass1 "$W/polls.ready" > "$W/polls.out" & LOADPID=$!
+  while [ ! -f "$W/polls.ready" ]; do sleep 0.2; done
+  held=$(cat "$W/polls.ready"); sleep 1; polls_rss=$(kib VmRSS)
+  wait "$LOADPID" || true
+  kill "$GHPID"; wait "$GHPID" 2>/dev/null || true
+  per_poll=$(awk -v a="$polls_rss" -v b="$idle_rss" -v n="$held" 'BEGIN { if (n == 0) print "n/a"; else printf "%.1f", (a - b) / n }')
+  {
+    echo
+    echo "Exchange ($(nproc) cores; NTLM at the edge, KCD to gh-exchange, which checks every connection's Kerberos ticket; plain HTTP on loopback):"
+    echo
+    echo "| case | gatehouse |"
+    echo "|---|---:|"
+    echo "| Outlook Anywhere session pair: $RPC_BYTES bytes into RPC_IN_DATA and back out of RPC_OUT_DATA (MB/s each way) | $rpc_mbs |"
+    echo "| gatehouse RSS before the session / peak during it (KiB) | $rss0 / $rpc_hwm |"
+    echo "| MAPI NotificationWait long polls held at once | $held of $POLLS |"
+    echo "| gatehouse RSS with no poll / with them all waiting (KiB) | $idle_rss / $polls_rss |"
+    echo "| memory per waiting long poll, client and backend connection included (KiB) | $per_poll |"
   } | tee -a "$OUT"
 fi

@@ -16,7 +16,8 @@
 //!   reached the same backend as the same user).
 //! - `POST /mapi/emsmdb/` with `X-RequestType`: `Connect` sets the session
 //!   cookies; `Execute` needs them; `NotificationWait` is a long poll: chunked,
-//!   `PROCESSING`, then `PENDING <unix ms>` every 300 ms five times, then `DONE`.
+//!   `PROCESSING`, then `PENDING <unix ms>` every 300 ms five times (or
+//!   `X-Test-Pending` times, for benchmarks), then `DONE`.
 //! - `GET /oab/<guid>/data.lzx`: 8 MiB of a known pattern, with `Range` support.
 //! - `GET /owa/` sets a session cookie; `POST /owa/service.svc` needs it.
 //! - anything else (ActiveSync included): JSON with the user and the body length.
@@ -69,7 +70,11 @@ pub struct ExchangeBackend {
 impl ExchangeBackend {
     /// `keytab` holds the backend's key for `spn` (`HTTP/backend.ad.test`).
     pub async fn start(keytab: &str, spn: &str, realm: &str) -> ExchangeBackend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_on("127.0.0.1:0".parse().unwrap(), keytab, spn, realm).await.expect("bind")
+    }
+
+    pub async fn start_on(addr: SocketAddr, keytab: &str, spn: &str, realm: &str) -> std::io::Result<ExchangeBackend> {
+        let listener = TcpListener::bind(addr).await?;
         let backend = ExchangeBackend {
             addr: listener.local_addr().unwrap(),
             served: Arc::default(),
@@ -90,7 +95,7 @@ impl ExchangeBackend {
                 });
             }
         });
-        backend
+        Ok(backend)
     }
 
     pub fn served(&self) -> Vec<Served> {
@@ -143,6 +148,9 @@ impl ExchangeBackend {
         let cookies = req.headers().get("cookie").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let request_type = req.headers().get("x-requesttype").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let range = req.headers().get("range").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        // For benchmarks: how many PENDING chunks a NotificationWait sends (5 by default).
+        let pending: u32 =
+            req.headers().get("x-test-pending").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(5);
         let declared: u64 =
             req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
         let record =
@@ -222,7 +230,7 @@ impl ExchangeBackend {
                     "<Response><User>{user}</User><BodyBytes>{n}</BodyBytes></Response>\n"
                 ))))
                 .unwrap(),
-            ("POST", p) if p.starts_with("/mapi/") => mapi(&user, &request_type, &cookies),
+            ("POST", p) if p.starts_with("/mapi/") => mapi(&user, &request_type, &cookies, pending),
             ("GET", p) if p.starts_with("/oab/") && p.ends_with("/data.lzx") => oab(&user, range.as_deref()),
             ("GET", "/owa/") => with_user(Response::builder(), &user)
                 .header("set-cookie", "X-OWA-CANARY=owa-session; path=/owa")
@@ -254,7 +262,7 @@ fn now_ms() -> u128 {
 }
 
 /// MS-OXCMAPIHTTP, as much as a client simulation needs.
-fn mapi(user: &str, request_type: &str, cookies: &str) -> Response<BoxBody> {
+fn mapi(user: &str, request_type: &str, cookies: &str, pending: u32) -> Response<BoxBody> {
     let has_session = cookies.contains("MapiContext=ctx-") && cookies.contains("MapiSequence=");
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(16);
     let mut b = with_user(Response::builder(), user)
@@ -284,7 +292,7 @@ fn mapi(user: &str, request_type: &str, cookies: &str) -> Response<BoxBody> {
         "NotificationWait" => {
             tokio::spawn(async move {
                 let _ = tx.send(Ok(Frame::data(Bytes::from("PROCESSING\r\n")))).await;
-                for _ in 0..5 {
+                for _ in 0..pending {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     if tx.send(Ok(Frame::data(Bytes::from(format!("PENDING {}\r\n", now_ms()))))).await.is_err() {
                         return;

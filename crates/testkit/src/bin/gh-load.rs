@@ -12,6 +12,15 @@
 //!       authenticates every request.
 //!   gh-load tokens ADDR SECONDS 1 SPN   (ADDR unused)
 //!       the client's own cost: AP-REQs made in a loop on one core, nothing sent.
+//!   gh-load rpc ADDR BYTES 1 USER PASSWORD
+//!       one Outlook Anywhere session: an OUT and an IN channel (RPC_OUT_DATA,
+//!       RPC_IN_DATA, HTTP/1.0, NTLM on each connection), BYTES streamed into
+//!       the IN channel and read back from the OUT channel (the backend is
+//!       gh-exchange, which pipes one into the other). Prints `<bytes> <MB/s>`.
+//!   gh-load mapi ADDR SECONDS CONNS USER PASSWORD READY_FILE
+//!       CONNS MAPI NotificationWait long polls held open at once (each on its
+//!       own NTLM-authenticated connection); writes READY_FILE when all are
+//!       waiting, then waits for them to end (SECONDS at most).
 //! A `%` in USER stands for the task's number modulo 10, plus one, in two digits
 //! (`user%` spreads the connections over user01 .. user10).
 //! Prints one line: `<count> <per second>`.
@@ -121,6 +130,27 @@ async fn main() {
     let mode = args[0].clone();
     if mode == "handshakes" && client.is_none() {
         usage();
+    }
+    if mode == "rpc" {
+        let client = client.unwrap_or_else(|| usage());
+        let bytes: u64 = args[2].parse().unwrap_or_else(|_| usage());
+        let start = Instant::now();
+        match rpc_session(addr, &client, bytes).await {
+            Ok(()) => {
+                let secs = start.elapsed().as_secs_f64();
+                println!("{bytes} {:.0}", bytes as f64 / secs / 1e6);
+            }
+            Err(e) => {
+                eprintln!("gh-load rpc: {e}");
+                std::process::exit(1)
+            }
+        }
+        return;
+    }
+    if mode == "mapi" {
+        let client = client.unwrap_or_else(|| usage());
+        let ready = args.get(6).cloned().unwrap_or_else(|| usage());
+        return mapi_polls(addr, seconds, conns, client, ready).await;
     }
     if mode == "tokens" {
         // The client's own cost: AP-REQs made in a loop, nothing sent.
@@ -247,4 +277,162 @@ async fn kerberos(addr: SocketAddr, seconds: u64, conns: usize, spn: String) {
         eprintln!("gh-load: {e} errors");
     }
     println!("{n} {:.0}", n as f64 / seconds as f64);
+}
+
+/// One NTLM handshake whose last leg is `head` (request line and headers,
+/// without Content-Length) announcing `announced` body bytes; returns the
+/// connection with the last leg's head sent and nothing of its body.
+async fn ntlm_head(addr: SocketAddr, client: &Client, head: &str, announced: u64) -> std::io::Result<Conn> {
+    let mut c = Conn::open(addr).await?;
+    let negotiate = client.negotiate();
+    c.s.write_all(
+        format!("{head}\r\nContent-Length: 0\r\nAuthorization: NTLM {}\r\n\r\n", B64.encode(&negotiate)).as_bytes(),
+    )
+    .await?;
+    let (_, www) = c.read_head().await?;
+    let challenge = www
+        .and_then(|w| w.strip_prefix("NTLM ").and_then(|c| B64.decode(c).ok()))
+        .ok_or_else(|| std::io::Error::other("no NTLM challenge"))?;
+    let auth = client.authenticate(&negotiate, &challenge);
+    c.s.write_all(
+        format!("{head}\r\nContent-Length: {announced}\r\nAuthorization: NTLM {}\r\n\r\n", B64.encode(auth)).as_bytes(),
+    )
+    .await?;
+    Ok(c)
+}
+
+impl Conn {
+    /// Reads one response head and its Content-Length body (for 401s).
+    async fn read_head(&mut self) -> std::io::Result<(u16, Option<String>)> {
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let header = |name: &str| {
+                    head.lines().find_map(|l| {
+                        let (n, v) = l.split_once(':')?;
+                        n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                    })
+                };
+                let len: usize =
+                    if status == 401 { header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0) } else { 0 };
+                while self.buf.len() < end + 4 + len {
+                    self.fill().await?;
+                }
+                self.buf.drain(..end + 4 + len);
+                return Ok((status, header("www-authenticate")));
+            }
+            self.fill().await?;
+        }
+    }
+}
+
+async fn rpc_session(addr: SocketAddr, client: &Client, bytes: u64) -> std::io::Result<()> {
+    let head = |m: &str| {
+        format!("{m} /rpc/rpcproxy.dll?backend.ad.test:6001 HTTP/1.0\r\nHost: bench\r\nUser-Agent: MSRPC\r\nConnection: Keep-Alive")
+    };
+    let cookie = *b"bench-session-01";
+    let mut out = ntlm_head(addr, client, &head("RPC_OUT_DATA"), 76).await?;
+    let mut a1 = cookie.to_vec();
+    a1.resize(76, 0);
+    out.s.write_all(&a1).await?;
+    let (status, _) = out.read_head().await?;
+    if status != 200 {
+        return Err(std::io::Error::other(format!("OUT channel: {status}")));
+    }
+    // Announced as Outlook does for large sessions (2 GiB), above what is sent.
+    let mut inn = ntlm_head(addr, client, &head("RPC_IN_DATA"), 2 << 30).await?;
+    inn.s.write_all(&cookie).await?;
+    let writer = tokio::spawn(async move {
+        static PIECE: [u8; 65536] = [b'p'; 65536];
+        let mut left = bytes;
+        while left > 0 {
+            let k = left.min(PIECE.len() as u64) as usize;
+            inn.s.write_all(&PIECE[..k]).await?;
+            left -= k as u64;
+        }
+        inn.s.flush().await?;
+        Ok::<_, std::io::Error>(inn)
+    });
+    // The OUT channel first says who it is (`USER ...\n`), then carries the bytes.
+    let mut got: u64 = 0;
+    let mut seen_user = false;
+    let mut pending = std::mem::take(&mut out.buf);
+    loop {
+        if !seen_user {
+            if let Some(nl) = pending.iter().position(|&b| b == b'\n') {
+                seen_user = true;
+                got += (pending.len() - nl - 1) as u64;
+            }
+        } else {
+            got += pending.len() as u64;
+        }
+        pending.clear();
+        if seen_user && got >= bytes {
+            break;
+        }
+        let mut tmp = vec![0u8; 65536];
+        let n = out.s.read(&mut tmp).await?;
+        if n == 0 {
+            return Err(std::io::Error::other(format!("OUT channel closed after {got} bytes")));
+        }
+        if seen_user {
+            got += n as u64;
+        } else {
+            pending.extend_from_slice(&tmp[..n]);
+        }
+    }
+    let _ = writer.await;
+    Ok(())
+}
+
+async fn mapi_polls(addr: SocketAddr, seconds: u64, conns: usize, client: Client, ready: String) {
+    let waiting = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    // Each poll sends PENDING every 300 ms for about `seconds`.
+    let pending = (seconds * 1000 / 300).max(1);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (waiting, errors, client) = (waiting.clone(), errors.clone(), client.clone());
+        tasks.push(tokio::spawn(async move {
+            let head = format!(
+                "POST /mapi/emsmdb/?MailboxId=bench HTTP/1.1\r\nHost: bench\r\nUser-Agent: Microsoft Office/16.0 (Microsoft Outlook 16.0)\r\nX-RequestType: NotificationWait\r\nCookie: MapiContext=ctx-1; MapiSequence=1\r\nX-Test-Pending: {pending}"
+            );
+            let Ok(mut c) = ntlm_head(addr, &client, &head, 0).await else {
+                errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            // Waiting once the first chunk (PROCESSING) is here.
+            loop {
+                if c.buf.windows(10).any(|w| w == b"PROCESSING") {
+                    break;
+                }
+                if c.fill().await.is_err() {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+            waiting.fetch_add(1, Ordering::Relaxed);
+            while !c.buf.windows(4).any(|w| w == b"DONE") {
+                if c.fill().await.is_err() {
+                    return;
+                }
+                let keep = c.buf.len().saturating_sub(8);
+                c.buf.drain(..keep);
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds + 30);
+    while waiting.load(Ordering::Relaxed) + errors.load(Ordering::Relaxed) < conns as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = std::fs::write(&ready, format!("{}\n", waiting.load(Ordering::Relaxed)));
+    for t in tasks {
+        let _ = t.await;
+    }
+    let e = errors.load(Ordering::Relaxed);
+    if e > 0 {
+        eprintln!("gh-load: {e} errors");
+    }
+    println!("{} {}", waiting.load(Ordering::Relaxed), e);
 }
