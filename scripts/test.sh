@@ -8,11 +8,12 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
-# pyspnego, an independent NTLM client, in a virtualenv of our own.
+# pyspnego (an independent NTLM and SPNEGO client) and httpx with h2 (an
+# HTTP/2 client library), in a virtualenv of our own.
 venv=target/pyvenv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import spnego' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import spnego, httpx, h2' 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet pyspnego
+  "$venv/bin/pip" install --quiet pyspnego 'httpx[http2]'
 fi
 export GATEHOUSE_PYTHON=$PWD/$venv/bin/python
 

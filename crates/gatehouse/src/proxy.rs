@@ -194,8 +194,10 @@ async fn forward(
             headers.insert(name.clone(), user.header.clone());
         }
     }
-    // The edge consumed the client's credentials; they mean nothing to the backend.
-    if user.is_some() {
+    // The edge consumed the client's credentials; they mean nothing to the
+    // backend, unless the site forwards Basic (the password, already checked).
+    let forwards = site.forward_basic && user.as_ref().is_some_and(|u| u.scheme == crate::config::Scheme::Basic);
+    if user.is_some() && !forwards {
         headers.remove(header::AUTHORIZATION);
     }
     for name in ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"] {

@@ -69,6 +69,7 @@ mod tests {
             auth_for: Vec::new(),
             negotiate_once: true,
             delegation: None,
+            forward_basic: false,
         }
     }
 

@@ -15,7 +15,7 @@ use common::*;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-fn start(env: &HashMap<String, String>, extra: &str) -> (Gatehouse, PathBuf, u16) {
+fn start(env: &HashMap<String, String>, extra: &str, sites: &str) -> (Gatehouse, PathBuf, u16) {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
     let port = free_port();
@@ -47,6 +47,8 @@ host_header = "backend.ad.test"
 auth = ["Basic"]
 delegation = "kcd"
 backend_spn = "HTTP/backend.ad.test"
+
+{sites}
 "#,
         krb5 = env["KRB5_CONFIG"],
         keytab = env["LAB_PROXY_KEYTAB"],
@@ -78,7 +80,7 @@ fn counters(mut g: Gatehouse) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_users_reach_the_kerberos_backend_as_themselves() {
     let Some(env) = lab_env() else { return };
-    let (g, ca, port) = start(&env, "");
+    let (g, ca, port) = start(&env, "", "");
     // Offered with a realm.
     let r = ask(&ca, port, "GET / HTTP/1.1\r\nHost: proxy.ad.test\r\n\r\n").await;
     assert_eq!(r.status, 401);
@@ -110,7 +112,7 @@ async fn basic_users_reach_the_kerberos_backend_as_themselves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passwords_lockout_and_bad_credentials() {
     let Some(env) = lab_env() else { return };
-    let (g, ca, port) = start(&env, "");
+    let (g, ca, port) = start(&env, "", "");
     // Right, then wrong: the remembered password does not let the wrong one in.
     assert_eq!(ask(&ca, port, &basic("carol", "Carol-Pass1")).await.status, 200, "{}", g.stderr());
     assert_eq!(ask(&ca, port, &basic("carol", "Carol-Pass2")).await.status, 401);
@@ -135,4 +137,27 @@ async fn wrong_passwords_lockout_and_bad_credentials() {
     }
     // The password never appears in the logs.
     assert!(!log.contains("Carol-Pass") && !log.contains("Guess-Pass"), "{log}");
+}
+
+/// The password goes to the backend only where a site says `delegation =
+/// "basic"` (after gatehouse checked it); elsewhere the header is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_is_forwarded_only_when_the_site_says_so() {
+    let Some(env) = lab_env() else { return };
+    let backend = testkit::Backend::start().await;
+    let sites = format!(
+        "[[site]]\nname = \"forwarding\"\nlistener = \"public\"\npath_prefix = \"/legacy\"\nbackend = \"http://{0}\"\nauth = [\"Basic\"]\ndelegation = \"basic\"\n\n[[site]]\nname = \"plain-basic\"\nlistener = \"public\"\npath_prefix = \"/other\"\nbackend = \"http://{0}\"\nauth = [\"Basic\"]\n",
+        backend.addr
+    );
+    let (g, ca, port) = start(&env, "", &sites);
+    let r = ask(&ca, port, &basic("bob", "Bob-Pass1").replace("/Microsoft-Server-ActiveSync", "/legacy/x")).await;
+    assert_eq!(r.status, 200, "{}", g.stderr());
+    let r = ask(&ca, port, &basic("bob", "Bob-Pass1").replace("/Microsoft-Server-ActiveSync", "/other/x")).await;
+    assert_eq!(r.status, 200, "{}", g.stderr());
+    let seen = backend.seen();
+    let expected = format!("Basic {}", B64.encode("bob:Bob-Pass1"));
+    let legacy = seen.iter().find(|s| s.path == "/legacy/x").expect("the forwarding site's request");
+    let other = seen.iter().find(|s| s.path == "/other/x").expect("the other site's request");
+    assert_eq!(legacy.header("authorization"), Some(expected.as_str()));
+    assert_eq!(other.header("authorization"), None);
 }

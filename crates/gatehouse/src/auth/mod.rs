@@ -312,6 +312,7 @@ mod tests {
             auth_for: rules,
             negotiate_once: true,
             delegation: None,
+            forward_basic: false,
         }
     }
 

@@ -143,6 +143,10 @@ pub struct Site {
     pub negotiate_once: bool,
     /// Sign in to the backend as the user (Kerberos Constrained Delegation).
     pub delegation: Option<Delegation>,
+    /// `delegation = "basic"`: the client's `Authorization: Basic` goes on to
+    /// the backend (checked at the edge first), for backends that need the
+    /// password itself.
+    pub forward_basic: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -480,10 +480,6 @@ impl<'t> Reader<'t> {
         config
     }
 
-    fn not_yet(&mut self, span: Span, key: &str, why: &str) {
-        self.problem(span, key, format!("{why}; refusing to start rather than serve without it"));
-    }
-
     fn array_of_tables<'a, 'i>(
         &mut self,
         root: &mut Section<'a, 'i>,
@@ -756,7 +752,17 @@ impl<'t> Reader<'t> {
                 }
             }
         }
+        let forward_basic =
+            s.table.iter().any(|(k, v)| k.get_ref().as_ref() == "delegation" && v.get_ref().as_str() == Some("basic"));
         let delegation = self.delegation(s, backend.as_ref(), !auth.is_empty() || preset);
+        if forward_basic && (auth != [Scheme::Basic] || !auth_for.is_empty() || preset) {
+            let key = s.key_path("delegation");
+            self.problem(
+                s.span.clone(),
+                &key,
+                "delegation = \"basic\" forwards the client's password, so the site must offer Basic alone (auth = [\"Basic\"], no auth_for, no preset)".into(),
+            );
+        }
         if !auth_for.is_empty() && auth.is_empty() {
             let key = s.key_path("auth_for");
             self.problem(s.span.clone(), &key, "auth_for overrides `auth`, which this site does not set".into());
@@ -774,6 +780,7 @@ impl<'t> Reader<'t> {
             auth_for,
             negotiate_once,
             delegation,
+            forward_basic,
         })
     }
 
@@ -788,18 +795,11 @@ impl<'t> Reader<'t> {
             None => false,
             Some((m, _)) if m == "none" => false,
             Some((m, _)) if m == "kcd" => true,
-            Some((m, span)) if m == "basic" => {
-                let key = s.key_path("delegation");
-                self.not_yet(
-                    span.clone(),
-                    &key,
-                    "delegation = \"basic\" (forwarding the password) is not implemented in this version",
-                );
-                return None;
-            }
+            // Forwarding the client's Basic credentials: no Kerberos involved.
+            Some((m, _)) if m == "basic" => false,
             Some((m, span)) => {
                 let key = s.key_path("delegation");
-                self.problem(span.clone(), &key, format!("`{m}`: expected \"none\" or \"kcd\""));
+                self.problem(span.clone(), &key, format!("`{m}`: expected \"none\", \"kcd\" or \"basic\""));
                 return None;
             }
         };

@@ -145,11 +145,11 @@ fn ntlm_with_a_user_file_loads() {
 }
 
 #[test]
-fn schemes_not_built_yet_are_refused() {
+fn unknown_schemes_and_modes_are_refused() {
     // Publishing a site that asks for a scheme gatehouse cannot enforce would
     // expose it anonymously; the loader must refuse instead.
     for (line, key) in [
-        ("delegation = \"basic\"", "site[0].delegation"),
+        ("delegation = \"password\"", "site[0].delegation"),
         ("delegation = \"kcd\"", "site[0].delegation"),
         ("auth = [\"Kerberos5\"]", "site[0].auth"),
     ] {
@@ -317,4 +317,26 @@ pub fn write_test_cert(dir: &Path) {
     let cert = rcgen::generate_simple_self_signed(vec!["mail.ad.test".to_string()]).unwrap();
     std::fs::write(dir.join("c.pem"), cert.cert.pem()).unwrap();
     std::fs::write(dir.join("c.key"), cert.signing_key.serialize_pem()).unwrap();
+}
+
+#[test]
+fn forwarding_basic_needs_basic_alone() {
+    let tls = GOOD
+        .replace("bind = \"127.0.0.1:8443\"", "bind = \"127.0.0.1:8443\"\ntls = { cert = \"CERT\", key = \"KEY\" }");
+    let dir = tempfile::tempdir().unwrap();
+    write_test_cert(dir.path());
+    let tls = tls
+        .replace("CERT", &dir.path().join("c.pem").to_string_lossy())
+        .replace("KEY", &dir.path().join("c.key").to_string_lossy());
+    let domain = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"/k\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/m.ad.test\"\n[accounts]\nsource = \"winbind\"\n";
+    let site = |auth: &str| {
+        format!(
+            "{domain}{}",
+            tls.replace("identity_header", &format!("auth = {auth}\ndelegation = \"basic\"\nidentity_header"))
+        )
+    };
+    let c = load_str(&dir.path().join("g.toml"), &site("[\"Basic\"]")).unwrap();
+    assert!(c.sites[0].forward_basic && c.sites[0].delegation.is_none());
+    let p = load_str(&dir.path().join("g.toml"), &site("[\"Negotiate\", \"Basic\"]")).unwrap_err().0;
+    assert!(p.iter().any(|p| p.key == "site[0].delegation" && p.message.contains("Basic alone")), "{p:#?}");
 }
