@@ -344,4 +344,22 @@ mod tests {
         assert_eq!(which(Some("MSRPC"), "203.0.113.9"), "site", "both conditions of a rule must match");
         assert_eq!(which(None, "203.0.113.9"), "site");
     }
+
+    #[test]
+    fn connection_bound_schemes_on_http2() {
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let ntlm_negotiate = b"NTLMSSP\0\x01\0\0\0\x07\x82\x08\xa2";
+        assert!(connection_bound(Scheme::Ntlm, &b64(ntlm_negotiate)).is_some());
+        assert!(connection_bound(Scheme::Basic, &b64(b"bob:pw")).is_none());
+        assert!(connection_bound(Scheme::Negotiate, &b64(ntlm_negotiate)).is_some(), "raw NTLM under Negotiate");
+        let ntlm_first = spnego::encode_init(&[spnego::NTLMSSP], Some(ntlm_negotiate), None);
+        assert!(connection_bound(Scheme::Negotiate, &b64(&ntlm_first)).is_some(), "NTLM inside SPNEGO");
+        let krb_first = spnego::encode_init(&[spnego::MS_KRB5, spnego::NTLMSSP], Some(b"\x60\x00"), None);
+        assert!(connection_bound(Scheme::Negotiate, &b64(&krb_first)).is_none(), "Kerberos runs on h2");
+        let continuation = spnego::encode_client_resp(Some(b"NTLMSSP\0\x03"), None);
+        assert!(connection_bound(Scheme::Negotiate, &b64(&continuation)).is_some());
+        // Garbage is not reset: it goes on to be refused with a 401 and a cause.
+        assert!(connection_bound(Scheme::Negotiate, "%%%").is_none());
+    }
 }
