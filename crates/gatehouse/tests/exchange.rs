@@ -366,3 +366,91 @@ async fn activesync_with_basic() {
         );
     }
 }
+
+/// Extended Protection end to end: an HTTPS backend that refuses any ticket not
+/// bound to its own TLS connection (as Exchange with Extended Protection
+/// "Required" does) accepts the tickets gatehouse sends it; a ticket without
+/// bindings is refused by the same backend, so the acceptance means something.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protection_towards_an_https_backend() {
+    let Some(env) = lab_env() else { return };
+    std::env::set_var("KRB5_CONFIG", &env["KRB5_CONFIG"]);
+    std::env::set_var("KRB5CCNAME", "MEMORY:exchange-test-no-default");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certs(dir.path(), &[("backend", &["backend.ad.test"]), ("mail", &["proxy.ad.test"])]);
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    let backend = ExchangeBackend::start_tls(
+        &format!("{}/backend.keytab", env["LAB"]),
+        "HTTP/backend.ad.test",
+        "AD.TEST",
+        &read("backend.pem"),
+        &read("backend.key"),
+    )
+    .await;
+    // Unbound ticket, straight to the backend: refused.
+    let d = kcd::Delegator::new("svc-proxy@AD.TEST", &env["LAB_PROXY_KEYTAB"], "AD.TEST");
+    let unbound =
+        d.token(&kcd::User::Account("bob@AD.TEST".into()), "HTTP/backend.ad.test", kcd::Token::Spnego, None).unwrap();
+    let mut c = Conn::open_tls(backend.addr, &ca, "backend.ad.test").await;
+    c.send(
+        format!(
+            "GET /ews/exchange.asmx HTTP/1.1\r\nHost: backend.ad.test\r\nAuthorization: Negotiate {}\r\n\r\n",
+            B64.encode(&unbound)
+        )
+        .as_bytes(),
+    )
+    .await;
+    let r = c.response().await;
+    assert_eq!(r.status, 401);
+    assert!(r.header("x-refused").unwrap_or("").contains("no channel bindings"), "{:?}", r.headers);
+
+    // Through gatehouse, whose tickets carry the bindings of its own TLS connection to the backend.
+    let port = free_port();
+    let config = format!(
+        r#"
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+krb5_conf = "{krb5}"
+keytab = "{keytab}"
+service_principal = "svc-proxy@AD.TEST"
+
+[accounts]
+source = "winbind"
+smb_conf = "{smb}"
+
+[[listener]]
+name = "public"
+bind = "127.0.0.1:{port}"
+tls = {{ cert = "{mail_pem}", key = "{mail_key}" }}
+
+[[site]]
+name = "ews"
+listener = "public"
+backend = "https://{backend}"
+backend_tls = {{ ca = "{ca}", server_name = "backend.ad.test" }}
+auth = ["NTLM"]
+delegation = "kcd"
+backend_spn = "HTTP/backend.ad.test"
+"#,
+        krb5 = env["KRB5_CONFIG"],
+        keytab = env["LAB_PROXY_KEYTAB"],
+        smb = env["SMB_CONF"],
+        mail_pem = dir.path().join("mail.pem").display(),
+        mail_key = dir.path().join("mail.key").display(),
+        backend = backend.addr,
+        ca = ca.display(),
+    );
+    let g = Gatehouse::start(&config, listen(port));
+    let mut c = Conn::open_tls(listen(port), &ca, "proxy.ad.test").await;
+    let r = handshake(
+        &mut c,
+        &Client::new("bob", "Bob-Pass1"),
+        "GET /ews/exchange.asmx HTTP/1.1\r\nHost: proxy.ad.test",
+        b"",
+        |_| {},
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), g.stderr());
+    assert_eq!(r.header("x-backend-user"), Some("bob@AD.TEST"));
+}

@@ -21,6 +21,11 @@
 //! - `GET /oab/<guid>/data.lzx`: 8 MiB of a known pattern, with `Range` support.
 //! - `GET /owa/` sets a session cookie; `POST /owa/service.svc` needs it.
 //! - anything else (ActiveSync included): JSON with the user and the body length.
+//!
+//! Over HTTPS ([`ExchangeBackend::start_tls`]) it enforces Extended Protection
+//! as Exchange can: every ticket must carry the channel bindings of the TLS
+//! connection it arrived on (`tls-server-end-point` of the backend's own
+//! certificate), or it is refused.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -65,6 +70,8 @@ pub struct ExchangeBackend {
     out_channels: Arc<Mutex<HashMap<Vec<u8>, mpsc::Sender<Bytes>>>>,
     kerberos: Arc<kcd::Delegator>,
     spn: String,
+    /// HTTPS with Extended Protection required: the bindings every ticket must carry.
+    bindings: Option<Arc<[u8]>>,
 }
 
 impl ExchangeBackend {
@@ -74,24 +81,67 @@ impl ExchangeBackend {
     }
 
     pub async fn start_on(addr: SocketAddr, keytab: &str, spn: &str, realm: &str) -> std::io::Result<ExchangeBackend> {
+        Self::start_with(addr, keytab, spn, realm, None).await
+    }
+
+    /// Over HTTPS with `cert_pem`/`key_pem` (one certificate), requiring
+    /// channel bindings in every ticket.
+    pub async fn start_tls(keytab: &str, spn: &str, realm: &str, cert_pem: &str, key_pem: &str) -> ExchangeBackend {
+        let certs: Vec<rustls::pki_types::CertificateDer<'static>> =
+            rustls_pemfile::certs(&mut cert_pem.as_bytes()).collect::<Result<_, _>>().expect("certificate PEM");
+        let key = rustls_pemfile::private_key(&mut key_pem.as_bytes()).expect("key PEM").expect("a key");
+        // RFC 5929: the certificate's hash (SHA-256 for the test CA's ECDSA-SHA256 certificates).
+        use sha2::Digest;
+        let bindings = kcd::tls_server_end_point(&sha2::Sha256::digest(&certs[0]));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("certificate and key");
+        Self::start_with("127.0.0.1:0".parse().unwrap(), keytab, spn, realm, Some((Arc::new(config), bindings.into())))
+            .await
+            .expect("bind")
+    }
+
+    async fn start_with(
+        addr: SocketAddr,
+        keytab: &str,
+        spn: &str,
+        realm: &str,
+        tls: Option<(Arc<rustls::ServerConfig>, Arc<[u8]>)>,
+    ) -> std::io::Result<ExchangeBackend> {
         let listener = TcpListener::bind(addr).await?;
         let backend = ExchangeBackend {
-            addr: listener.local_addr().unwrap(),
+            addr: listener.local_addr()?,
             served: Arc::default(),
             out_channels: Arc::default(),
             kerberos: Arc::new(kcd::Delegator::new(&format!("{spn}@{realm}"), keytab, realm)),
             spn: spn.to_owned(),
+            bindings: tls.as_ref().map(|(_, b)| b.clone()),
         };
         let b = backend.clone();
+        let acceptor = tls.map(|(config, _)| tokio_rustls::TlsAcceptor::from(config));
         tokio::spawn(async move {
             loop {
                 let Ok((sock, _)) = listener.accept().await else { continue };
                 let _ = sock.set_nodelay(true);
                 let b = b.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let user: Arc<Mutex<Option<String>>> = Arc::default();
                     let svc = hyper::service::service_fn(move |req| b.clone().serve(req, user.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(sock), svc).await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match acceptor {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(sock), svc).await;
+                        }
+                        Some(a) => {
+                            if let Ok(tls) = a.accept(sock).await {
+                                let _ = http.serve_connection(TokioIo::new(tls), svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -119,7 +169,10 @@ impl ExchangeBackend {
                     Ok(spnego::ClientToken::RawKerberos) => bytes,
                     other => return Err(format!("not a Kerberos token: {other:?}")),
                 };
-                let accepted = self.kerberos.accept(&krb, &self.spn, None).map_err(|e| e.0)?;
+                let accepted = self.kerberos.accept(&krb, &self.spn, self.bindings.as_deref()).map_err(|e| e.0)?;
+                if self.bindings.is_some() && !accepted.channel_bound {
+                    return Err("Extended Protection: the ticket carries no channel bindings".into());
+                }
                 *conn_user.lock().unwrap() = Some(accepted.client.clone());
                 Ok((accepted.client, true))
             }
