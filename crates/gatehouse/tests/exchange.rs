@@ -7,9 +7,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -251,21 +250,6 @@ async fn mapi_over_http() {
     assert!(p.backend.served().iter().all(|s| s.user == "bob@AD.TEST"));
 }
 
-fn kinit(env: &HashMap<String, String>, dir: &std::path::Path, user: &str, password: &str) -> String {
-    let cc = format!("FILE:{}", dir.join(format!("{user}.cc")).display());
-    let mut k = Command::new("kinit")
-        .arg(format!("{user}@AD.TEST"))
-        .env("KRB5_CONFIG", &env["KRB5_CONFIG"])
-        .env("KRB5CCNAME", &cc)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    k.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
-    assert!(k.wait().unwrap().success(), "kinit {user}");
-    cc
-}
-
 /// Whether one of the responses in curl's `-D -` output has this status
 /// (HTTP/2 or HTTP/1.1: curl takes h2 where gatehouse offers it).
 fn has_status(heads: &str, status: u16) -> bool {
@@ -295,7 +279,7 @@ async fn oab_and_owa_with_kerberos() {
     let Some(env) = lab_env() else { return };
     let p = publish(&env).await;
     let dir = tempfile::tempdir().unwrap();
-    let cc = kinit(&env, dir.path(), "alice", "Alice-Pass1");
+    let cc = kinit(&env, dir.path(), "alice", "Alice-Pass1", &[]);
     let base = format!("https://proxy.ad.test:{}", p.port);
     let (heads, body) =
         curl(&p, &env, Some(&cc), &[&format!("{base}/oab/5f7d0bd2-1d8a-4e0e-8b1a-2f3e5a4f6b7c/data.lzx")]);

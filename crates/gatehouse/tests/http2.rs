@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use testkit::Backend;
@@ -129,17 +128,7 @@ async fn kerberos_and_basic_over_http2() {
     let Some(env) = lab_env() else { return };
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
-    let cc = format!("FILE:{}", dir.path().join("alice.cc").display());
-    let mut kinit = Command::new("kinit")
-        .arg("alice@AD.TEST")
-        .env("KRB5_CONFIG", &env["KRB5_CONFIG"])
-        .env("KRB5CCNAME", &cc)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    kinit.stdin.take().unwrap().write_all(b"Alice-Pass1\n").unwrap();
-    assert!(kinit.wait().unwrap().success());
+    let cc = kinit(&env, dir.path(), "alice", "Alice-Pass1", &[]);
     let port = free_port();
     let domain = format!(
         "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkrb5_conf = \"{}\"\nkeytab = \"{}\"\nservice_principal = \"svc-proxy@AD.TEST\"\nacceptor_spn = \"HTTP/proxy.ad.test\"\n",

@@ -10,9 +10,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -40,17 +39,7 @@ fn alice_ccache(env: &HashMap<String, String>) -> &'static str {
     &CACHE
         .get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
-            let cc = format!("FILE:{}", dir.path().join("alice.cc").display());
-            let mut kinit = Command::new("kinit")
-                .arg("alice@AD.TEST")
-                .env("KRB5_CONFIG", &env["KRB5_CONFIG"])
-                .env("KRB5CCNAME", &cc)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap();
-            kinit.stdin.take().unwrap().write_all(b"Alice-Pass1\n").unwrap();
-            assert!(kinit.wait().unwrap().success(), "kinit alice failed");
+            let cc = kinit(env, dir.path(), "alice", "Alice-Pass1", &[]);
             std::env::set_var("KRB5_CONFIG", &env["KRB5_CONFIG"]);
             std::env::set_var("KRB5CCNAME", &cc);
             (dir, cc)
@@ -449,17 +438,8 @@ fn doctor_checks_the_acceptor_spn() {
 async fn a_ticket_that_is_not_forwardable_falls_back_to_s4u2self() {
     let Some(env) = lab_env() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let cc = format!("FILE:{}", dir.path().join("bob.cc").display());
-    let mut kinit = Command::new("kinit")
-        .args(["-F", "bob@AD.TEST"])
-        .env("KRB5_CONFIG", &env["KRB5_CONFIG"])
-        .env("KRB5CCNAME", &cc)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    kinit.stdin.take().unwrap().write_all(b"Bob-Pass1\n").unwrap();
-    assert!(kinit.wait().unwrap().success(), "kinit -F bob failed");
+    // -F: a ticket that is not forwardable.
+    let cc = kinit(&env, dir.path(), "bob", "Bob-Pass1", &["-F"]);
     let (g, ca, port) = start(&env, "when-supported", "");
     let out = Command::new("curl")
         .args(["-sS", "--negotiate", "-u", ":", "--cacert"])

@@ -445,3 +445,28 @@ send_token = "{send}"
         keytab = env["LAB_PROXY_KEYTAB"],
     )
 }
+
+/// A ticket cache for a lab user (kinit with the password, as a domain-joined
+/// client has at logon) in `dir`; returns its `FILE:` name.
+pub fn kinit(
+    env: &std::collections::HashMap<String, String>,
+    dir: &Path,
+    user: &str,
+    password: &str,
+    args: &[&str],
+) -> String {
+    use std::io::Write;
+    let cc = format!("FILE:{}", dir.join(format!("{user}.cc")).display());
+    let mut k = Command::new("kinit")
+        .args(args)
+        .arg(format!("{user}@AD.TEST"))
+        .env("KRB5_CONFIG", &env["KRB5_CONFIG"])
+        .env("KRB5CCNAME", &cc)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    k.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    assert!(k.wait().unwrap().success(), "kinit {user}");
+    cc
+}
