@@ -363,10 +363,25 @@ where
     let service = hyper::service::service_fn(move |req| crate::proxy::handle(req, service_ctx.clone()));
     let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service).with_upgrades();
     tokio::pin!(conn);
+    watch(conn, |c| c.graceful_shutdown(), &ctx, &timeouts).await;
+}
+
+/// The connection's watchdog, for HTTP/1 and HTTP/2 alike: drives `conn` until
+/// it ends, closes it when its clock runs out (head, idle or stream limits),
+/// and shuts it down gracefully when the process drains.
+async fn watch<F, E>(
+    mut conn: Pin<&mut F>,
+    graceful_shutdown: impl Fn(Pin<&mut F>),
+    ctx: &ConnContext,
+    timeouts: &crate::config::Timeouts,
+) where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let mut draining = ctx.shared.draining.clone();
     let mut drain_started = *draining.borrow();
     if drain_started {
-        conn.as_mut().graceful_shutdown();
+        graceful_shutdown(conn.as_mut());
     }
     loop {
         let wait = match ctx.activity.remaining(timeouts.header_read, timeouts.keepalive_idle) {
@@ -387,7 +402,7 @@ where
             _ = ctx.activity.changed.notified() => {}
             _ = draining.changed(), if !drain_started => {
                 drain_started = true;
-                conn.as_mut().graceful_shutdown();
+                graceful_shutdown(conn.as_mut());
             }
         }
     }
@@ -449,32 +464,5 @@ where
     let service = hyper::service::service_fn(move |req| crate::proxy::handle(req, service_ctx.clone()));
     let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
     tokio::pin!(conn);
-    let mut draining = ctx.shared.draining.clone();
-    let mut drain_started = *draining.borrow();
-    if drain_started {
-        conn.as_mut().graceful_shutdown();
-    }
-    loop {
-        let wait = match ctx.activity.remaining(timeouts.header_read, timeouts.keepalive_idle) {
-            Ok(wait) => wait,
-            Err(why) => {
-                tracing::debug!(client = %ctx.peer, why, "closing HTTP/2 connection");
-                return;
-            }
-        };
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(client = %ctx.peer, error = %e, "HTTP/2 connection ended with an error");
-                }
-                return;
-            }
-            _ = tokio::time::sleep(wait) => {}
-            _ = ctx.activity.changed.notified() => {}
-            _ = draining.changed(), if !drain_started => {
-                drain_started = true;
-                conn.as_mut().graceful_shutdown();
-            }
-        }
-    }
+    watch(conn, |c| c.graceful_shutdown(), &ctx, &timeouts).await;
 }
