@@ -26,6 +26,11 @@ pub enum Identity {
     Anonymous,
     /// An authenticated user, as `DOMAIN\user`.
     User(Arc<str>),
+    /// One client connection ([`crate::connection::ConnContext::id`]) on a site
+    /// without `auth`, after its own credentials, or a backend's connection-bound
+    /// challenge, went over a backend connection: that backend connection may
+    /// hold a Windows logon, so it serves this client connection alone.
+    Connection(u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -229,6 +234,11 @@ impl Pool {
             list.remove(0);
         }
         list.push(Idle { sender, since: Instant::now() });
+    }
+
+    /// Closes every idle connection kept for `identity` (its client connection ended).
+    pub fn discard(&self, identity: &Identity) {
+        self.idle.lock().unwrap().retain(|k, _| &k.identity != identity);
     }
 
     /// Drops idle connections that timed out or closed; run periodically.

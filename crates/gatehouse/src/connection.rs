@@ -9,9 +9,9 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::task::{ready, Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use httpguard::{Reject, RequestStream};
@@ -43,7 +43,30 @@ pub struct ConnContext {
     /// HTTP/2 (ALPN h2): streams multiplexed, so nothing authenticates the
     /// connection; connection-bound schemes are sent back to HTTP/1.1.
     pub http2: bool,
+    /// Unique in the process: names this connection's own backend connections.
+    pub id: u64,
+    /// Some backend connection carried this client's own credentials (or a
+    /// backend's connection-bound challenge) on a site without `auth`: such
+    /// connections belong to this client connection alone and close with it.
+    pub pinned: std::sync::atomic::AtomicBool,
     pub shared: Arc<Shared>,
+}
+
+impl ConnContext {
+    pub fn next_id() -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+impl Drop for ConnContext {
+    fn drop(&mut self) {
+        if self.pinned.load(Ordering::Relaxed) {
+            // A backend logon made through this client connection must not
+            // outlive it (IIS would serve it to whoever used the socket next).
+            self.shared.pools[self.worker].discard(&crate::backend::Identity::Connection(self.id));
+        }
+    }
 }
 
 /// Clocks of one connection, read by its watchdog.
@@ -57,6 +80,14 @@ pub struct Activity {
     in_flight: AtomicUsize,
     /// Idle limit while a request is in flight (the site's stream_idle).
     stream_idle_ms: AtomicU64,
+    /// Some bytes of a request head have arrived and the rest has not: a head
+    /// timeout then owes the client a 408 rather than a silent close.
+    partial_head: AtomicBool,
+    /// Requests whose response has ended (body sent or abandoned).
+    answered: AtomicU64,
+    /// What the HTTP side tells the byte guard, which cannot see it in the
+    /// bytes it checks.
+    guard: Mutex<GuardNews>,
     /// Wakes the watchdog whenever the clock that applies changes (a head starts
     /// or ends, a request starts or ends, a site sets its own stream idle time),
     /// so that the new limit counts at once rather than after the old sleep.
@@ -72,7 +103,43 @@ impl Activity {
             head_started: AtomicU64::new(1),
             in_flight: AtomicUsize::new(0),
             stream_idle_ms: AtomicU64::new(stream_idle.as_millis() as u64),
+            partial_head: AtomicBool::new(false),
+            answered: AtomicU64::new(0),
+            guard: Mutex::new(GuardNews::default()),
             changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn news(&self) -> std::sync::MutexGuard<'_, GuardNews> {
+        self.guard.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The answer to an upgrade request is decided: `switched` when it is a 101.
+    /// The guard stops checking the connection's bytes only after this says so.
+    pub fn upgrade_answered(&self, switched: bool) {
+        let mut news = self.news();
+        news.upgrade = Some(switched);
+        if let Some(w) = news.reader.take() {
+            w.wake();
+        }
+    }
+
+    /// A head is overdue and some of it has arrived.
+    fn owes_408(&self) -> bool {
+        self.partial_head.load(Ordering::Relaxed) && self.head_started.load(Ordering::Relaxed) != 0
+    }
+
+    fn head_timed_out(&self) {
+        let mut news = self.news();
+        news.head_timeout = true;
+        if let Some(w) = news.reader.take() {
+            w.wake();
+        }
+    }
+
+    fn wake_reader(&self) {
+        if let Some(w) = self.news().reader.take() {
+            w.wake();
         }
     }
 
@@ -84,12 +151,22 @@ impl Activity {
         self.last_io.store(self.now_ms(), Ordering::Relaxed);
     }
 
-    /// Marks a request as in flight until the returned guard drops.
+    /// Marks a request as in flight until the returned guard drops, which also
+    /// counts its response as given.
     pub fn begin_request(self: &Arc<Self>, stream_idle: Duration) -> InFlight {
+        self.begin(stream_idle, true)
+    }
+
+    /// Marks an upgraded connection's tunnel as in flight (no response of its own).
+    pub fn begin_tunnel(self: &Arc<Self>, stream_idle: Duration) -> InFlight {
+        self.begin(stream_idle, false)
+    }
+
+    fn begin(self: &Arc<Self>, stream_idle: Duration, response: bool) -> InFlight {
         self.stream_idle_ms.store(stream_idle.as_millis() as u64, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_one();
-        InFlight(self.clone())
+        InFlight { activity: self.clone(), response }
     }
 
     /// The site chose its own idle limit for long-lived streams.
@@ -120,14 +197,32 @@ impl Activity {
 }
 
 /// A request in flight; dropping it ends the request for the connection's clocks.
-pub struct InFlight(Arc<Activity>);
+pub struct InFlight {
+    activity: Arc<Activity>,
+    response: bool,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.changed.notify_one();
+        let a = &self.activity;
+        a.touch();
+        a.in_flight.fetch_sub(1, Ordering::Relaxed);
+        a.changed.notify_one();
+        if self.response {
+            a.answered.fetch_add(1, Ordering::Release);
+            // A refusal may be waiting for the answers to the requests before it.
+            a.wake_reader();
+        }
     }
+}
+
+/// News for the guard's reader, and how to wake it.
+#[derive(Default)]
+struct GuardNews {
+    upgrade: Option<bool>,
+    head_timeout: bool,
+    /// The guard's reader, parked while it waits for news rather than bytes.
+    reader: Option<Waker>,
 }
 
 /// The client's byte stream, checked by [`RequestStream`] on the way in.
@@ -151,6 +246,12 @@ pub struct GuardedIo<S> {
     /// A refusal to send before closing, and how much of it is written.
     answer: Option<(Vec<u8>, usize)>,
     body_refused: bool,
+    /// After a refused head: the requests before it that must be answered
+    /// before the connection reads as ended (and the refusal is written).
+    answer_after: u64,
+    /// Held bytes that have not been checked yet (they arrived while an
+    /// upgrade request waited for its answer).
+    unchecked: bool,
 }
 
 /// The verdict on newly read bytes.
@@ -173,6 +274,8 @@ impl<S> GuardedIo<S> {
             eof: false,
             answer: None,
             body_refused: false,
+            answer_after: 0,
+            unchecked: false,
         }
     }
 
@@ -183,18 +286,22 @@ impl<S> GuardedIo<S> {
         // body refused before its head was handed on is refused as a whole, so
         // the backend never even sees the head.
         let mut head_at = None;
+        // Requests before the current one: those are answered before a refusal.
+        let mut before = self.stream.heads();
         loop {
             if self.stream.at_request_boundary() {
                 head_at = Some(at);
+                before = self.stream.heads();
             }
             match self.stream.advance(&data[at..]) {
                 Ok(0) => break,
                 Ok(n) => at += n,
-                Err(reject) => return Scan::Refused { deliver: self.refuse(reject, head_at, at) },
+                Err(reject) => return Scan::Refused { deliver: self.refuse(reject, head_at, at, before) },
             }
         }
         let head = &self.ctx.activity.head_started;
         let pending_head = self.stream.at_request_boundary() && at < data.len();
+        self.ctx.activity.partial_head.store(pending_head, Ordering::Relaxed);
         if pending_head && head.load(Ordering::Relaxed) == 0 {
             head.store(self.ctx.activity.now_ms() + 1, Ordering::Relaxed);
             self.ctx.activity.changed.notify_one();
@@ -204,12 +311,15 @@ impl<S> GuardedIo<S> {
         Scan::Accepted(at)
     }
 
-    fn refuse(&mut self, reject: Reject, head_at: Option<usize>, at: usize) -> usize {
+    fn refuse(&mut self, reject: Reject, head_at: Option<usize>, at: usize, before: u64) -> usize {
         self.ctx.activity.head_started.store(0, Ordering::Relaxed);
+        self.ctx.activity.partial_head.store(false, Ordering::Relaxed);
         let in_head = head_at.is_some();
-        telemetry::refused_framing(&self.ctx, &reject, in_head);
+        let id = telemetry::refused_framing(&self.ctx, &reject, in_head);
         if in_head {
-            self.answer = Some((crate::pages::raw_refusal(reject.status(), reject.cause()), 0));
+            self.answer = Some((crate::pages::raw_refusal(reject.status(), reject.cause(), &id), 0));
+            // Every request before the refused one gets its answer first.
+            self.answer_after = before;
         } else {
             self.body_refused = true;
         }
@@ -230,10 +340,59 @@ impl<S> GuardedIo<S> {
     }
 }
 
+impl<S> GuardedIo<S> {
+    /// Takes the news the HTTP side left for the guard. Returns true when the
+    /// reader must wait for more news before anything else can happen.
+    fn take_news(&mut self, cx: &Context<'_>) -> bool {
+        let activity = self.ctx.activity.clone();
+        let mut news = activity.news();
+        if news.head_timeout && !self.eof {
+            news.head_timeout = false;
+            // The client started a head and never finished it: say so before
+            // closing, as any server would (RFC 9110 15.5.9).
+            let id = telemetry::head_timeout(&self.ctx);
+            self.answer = Some((crate::pages::raw_refusal(408, "request head not received in time", &id), 0));
+            self.held = Vec::new();
+            self.accepted = 0;
+            self.eof = true;
+            return false;
+        }
+        // While an upgrade request waits for its answer nothing is read: what
+        // follows it is either the next request or tunnel bytes, and only the
+        // answer can tell (the socket's buffer applies back-pressure meanwhile).
+        if self.stream.awaiting_upgrade_answer() {
+            match news.upgrade.take() {
+                Some(switched) => {
+                    self.stream.upgrade_answered(switched);
+                    self.unchecked = !self.held.is_empty();
+                }
+                None => {
+                    news.reader = Some(cx.waker().clone());
+                    return true;
+                }
+            }
+        }
+        if self.eof && self.answer.is_some() && activity.answered.load(Ordering::Acquire) < self.answer_after {
+            news.reader = Some(cx.waker().clone());
+            return true;
+        }
+        false
+    }
+
+    /// Parks the reader so that news (a head timeout) can wake it while the
+    /// socket is quiet; only needed while a partial head is held.
+    fn park_for_news(&self, cx: &Context<'_>) {
+        self.ctx.activity.news().reader = Some(cx.waker().clone());
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
+            if this.take_news(cx) {
+                return Poll::Pending;
+            }
             if this.accepted > 0 {
                 this.deliver_held(out);
                 return Poll::Ready(Ok(()));
@@ -244,6 +403,21 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, cause)));
                 }
                 return Poll::Ready(Ok(()));
+            }
+            if this.unchecked {
+                // Bytes that came in behind an upgrade request, checked now
+                // that its answer is known.
+                this.unchecked = false;
+                let held = std::mem::take(&mut this.held);
+                match this.scan(&held) {
+                    Scan::Accepted(k) => this.accepted = k,
+                    Scan::Refused { deliver } => this.accepted = deliver,
+                }
+                this.held = held;
+                if this.eof {
+                    this.held.truncate(this.accepted);
+                }
+                continue;
             }
             if this.held.is_empty() {
                 // Fast path: read into the reader's buffer and check in place.
@@ -277,7 +451,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
             let polled = Pin::new(&mut this.inner).poll_read(cx, &mut rb);
             let n = rb.filled().len();
             this.held.truncate(old + n);
-            ready!(polled)?;
+            if polled.is_pending() {
+                this.park_for_news(cx);
+                return Poll::Pending;
+            }
+            if let Poll::Ready(Err(e)) = polled {
+                return Poll::Ready(Err(e));
+            }
             if n == 0 {
                 // The client left mid-head; the partial head is dropped.
                 this.held = Vec::new();
@@ -388,6 +568,12 @@ async fn watch<F, E>(
             Ok(wait) => wait,
             Err(why) => {
                 tracing::debug!(client = %ctx.peer, why, "closing connection");
+                if ctx.activity.owes_408() {
+                    // Half a head arrived: the guard answers 408 and hyper
+                    // closes; a client that does not read it is not waited for.
+                    ctx.activity.head_timed_out();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
+                }
                 return;
             }
         };

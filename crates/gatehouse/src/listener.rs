@@ -47,8 +47,9 @@ async fn accept_loop(name: Arc<str>, tcp: TcpListener, shared: Arc<Shared>, mut 
             },
         };
         let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-            tracing::warn!(listener = %name, client = %peer, limit = shared.max_connections, "connection limit reached; refusing with 503");
-            tokio::spawn(refuse_overloaded(sock, shared.current().tls.contains_key(&*name)));
+            let id = shared.ids.next();
+            tracing::warn!(request_id = %id, listener = %name, client = %peer, limit = shared.max_connections, "connection limit reached; refusing with 503");
+            tokio::spawn(refuse_overloaded(sock, shared.current().tls.contains_key(&*name), id));
             continue;
         };
         let _ = sock.set_nodelay(true);
@@ -88,6 +89,8 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
             channel_bindings,
             tls_end_point,
             http2,
+            id: ConnContext::next_id(),
+            pinned: Default::default(),
             shared: shared.clone(),
         })
     };
@@ -126,9 +129,9 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
 /// Over the connection limit: say so in plain HTTP where we can, then close. On a
 /// TLS listener a handshake would cost exactly what the limit protects, so the
 /// connection just closes.
-async fn refuse_overloaded(mut sock: TcpStream, tls: bool) {
+async fn refuse_overloaded(mut sock: TcpStream, tls: bool, request_id: String) {
     if !tls {
-        let page = crate::pages::raw_refusal(503, "too many connections");
+        let page = crate::pages::raw_refusal(503, "too many connections", &request_id);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sock.write_all(&page)).await;
     }
     let _ = sock.shutdown().await;

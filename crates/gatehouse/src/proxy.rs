@@ -2,6 +2,7 @@
 //! backend request, send it on a pooled connection for this identity, stream the
 //! answer back.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +27,18 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnContext>) -> Result<Res
     let generation = ctx.shared.current();
     let in_flight = ctx.activity.begin_request(generation.config.timeouts.stream_idle);
     let mut record = AccessRecord::new(&ctx, ctx.shared.ids.next(), req.method().as_str(), req.uri().path());
-    let mut resp = match forward(req, &ctx, &generation, &mut record).await {
+    // The framing guard below holds this connection's next bytes until it
+    // hears how an upgrade request was answered; it goes opaque only on a 101.
+    let upgrade_asked = httpguard::framing::is_upgrade_request(
+        req.version() == Version::HTTP_11,
+        req.headers().iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+    );
+    let answer = forward(req, &ctx, &generation, &mut record, upgrade_asked).await;
+    if upgrade_asked {
+        let switched = matches!(&answer, Ok(r) if r.status() == StatusCode::SWITCHING_PROTOCOLS);
+        ctx.activity.upgrade_answered(switched);
+    }
+    let mut resp = match answer {
         Ok(resp) => resp,
         Err(Failure::Http11Required(why)) => {
             tracing::info!(request_id = %record.request_id(), client = %ctx.peer, why, "HTTP/2 stream reset with HTTP_1_1_REQUIRED");
@@ -122,6 +134,7 @@ async fn forward(
     ctx: &Arc<ConnContext>,
     generation: &Arc<Generation>,
     record: &mut AccessRecord,
+    upgrade_asked: bool,
 ) -> Result<Response<ResponseBody>, Failure> {
     if req.method() == Method::CONNECT {
         return Err(Failure::MethodNotAllowed);
@@ -142,7 +155,7 @@ async fn forward(
     }
     let target = generation
         .backends
-        .get(site.backend.origin.as_str())
+        .get(&site.backend)
         .ok_or_else(|| Failure::ServiceUnavailable("backend missing from this configuration".into()))?
         .clone();
 
@@ -171,7 +184,11 @@ async fn forward(
         _ => None,
     };
 
-    let client_upgrade = upgrade_token(req.headers()).map(|u| (u, hyper::upgrade::on(&mut req)));
+    // Only now, authenticated like any other request, may it open a tunnel.
+    let client_upgrade = match upgrade_asked {
+        true => websocket_upgrade(&req, &site)?.map(|u| (u, hyper::upgrade::on(&mut req))),
+        false => None,
+    };
     let (parts, body) = req.into_parts();
     let progress = RequestProgress::new();
     record.count_request_body(progress.clone());
@@ -188,6 +205,22 @@ async fn forward(
     strip_hop_by_hop(&mut headers);
     // hyper answers `Expect: 100-continue` itself when the body is first read.
     headers.remove(header::EXPECT);
+    // h2c is never forwarded: a backend that took it would serve HTTP/2
+    // requests that gatehouse never sees.
+    headers.remove("http2-settings");
+    remove_lookalikes_of_our_headers(&mut headers);
+    // The length gatehouse framed the body by, in plain decimal: `010` or
+    // `5, 5` could mean something else to the backend.
+    if headers.contains_key(header::CONTENT_LENGTH) {
+        match http_body::Body::size_hint(&body).exact() {
+            Some(n) => {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+            None => {
+                headers.remove(header::CONTENT_LENGTH);
+            }
+        }
+    }
     if let Some(name) = &site.identity_header {
         remove_lookalikes(&mut headers, name);
         if let Some(user) = &user {
@@ -200,7 +233,7 @@ async fn forward(
     if user.is_some() && !forwards {
         headers.remove(header::AUTHORIZATION);
     }
-    for name in ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"] {
+    for name in OURS {
         headers.remove(name);
     }
     // The edge trusts nothing the internet says about earlier hops.
@@ -236,10 +269,18 @@ async fn forward(
     *out.version_mut() = Version::HTTP_11;
     *out.headers_mut() = headers;
 
-    let key = PoolKey {
-        backend: target.pool_id.clone(),
-        identity: user.as_ref().map_or(Identity::Anonymous, |u| Identity::User(u.name.clone())),
+    // On a site without `auth` the client may log on to the backend itself:
+    // from its first credentials on, this client connection has backend
+    // connections of its own, never shared with anyone.
+    let identity = match &user {
+        Some(u) => Identity::User(u.name.clone()),
+        None if ctx.pinned.load(Ordering::Relaxed) || out.headers().contains_key(header::AUTHORIZATION) => {
+            ctx.pinned.store(true, Ordering::Relaxed);
+            Identity::Connection(ctx.id)
+        }
+        None => Identity::Anonymous,
     };
+    let key = PoolKey { backend: target.pool_id.clone(), identity };
     let pool = &ctx.shared.pools[ctx.worker];
     let timeouts = &generation.config.timeouts;
     let delegation = kcd.as_ref().map(|(d, u)| (*d, u, bodiless));
@@ -278,8 +319,13 @@ async fn forward(
         let Some((token, client_side)) = client_upgrade else {
             return Err(Failure::BadGateway("backend switched protocols unasked".into()));
         };
+        let to_asked =
+            resp.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+        if !to_asked {
+            return Err(Failure::BadGateway("backend switched to a protocol other than WebSocket".into()));
+        }
         let backend_side = hyper::upgrade::on(&mut resp);
-        let in_flight = ctx.activity.begin_request(site.stream_idle.unwrap_or(timeouts.stream_idle));
+        let in_flight = ctx.activity.begin_tunnel(site.stream_idle.unwrap_or(timeouts.stream_idle));
         let activity = ctx.activity.clone();
         let idle = timeouts.keepalive_idle;
         tokio::spawn(async move {
@@ -294,6 +340,18 @@ async fn forward(
     }
 
     let (mut parts, body) = resp.into_parts();
+    // An intermediary speaks its own version (RFC 9110 6.2); hyper lowers it
+    // for HTTP/1.0 clients.
+    if !ctx.http2 {
+        parts.version = Version::HTTP_11;
+    }
+    let mut key = key;
+    if key.identity == Identity::Anonymous && binds_connection(&parts.headers) {
+        // The backend started a connection-bound handshake on this connection:
+        // the next leg, and the logon after it, are this client's alone.
+        ctx.pinned.store(true, Ordering::Relaxed);
+        key.identity = Identity::Connection(ctx.id);
+    }
     strip_hop_by_hop(&mut parts.headers);
     if user.is_some() && parts.status != StatusCode::UNAUTHORIZED {
         // The backend's own mutual-authentication token answers gatehouse's
@@ -587,19 +645,97 @@ fn remove_lookalikes(headers: &mut HeaderMap, name: &HeaderName) {
     }
 }
 
-/// `Some(protocol)` when the client asks to switch protocols (WebSocket).
-fn upgrade_token(headers: &HeaderMap) -> Option<HeaderValue> {
-    let asks = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if asks {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
+/// The headers gatehouse sets itself: whatever the client sent under these
+/// names is removed first.
+const OURS: [&str; 6] =
+    ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "x-request-id"];
+
+/// Removes client headers that a backend reading `_` as `-` (IIS, CGI) would
+/// take for a framing or hop-by-hop header, or for one gatehouse sets itself
+/// (`Transfer_Encoding`, `X_Forwarded_For`). Content_Length and
+/// Transfer_Encoding never get this far on HTTP/1 (the framing check refuses
+/// them); HTTP/2 requests have no such check.
+fn remove_lookalikes_of_our_headers(headers: &mut HeaderMap) {
+    const GUARDED: [&str; 10] = [
+        "content-length",
+        "transfer-encoding",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "http2-settings",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-real-ip",
+    ];
+    // Names with `_` are rare: look before allocating.
+    if !headers.keys().any(|k| k.as_str().contains('_')) {
+        return;
     }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().contains('_'))
+        .filter(|k| {
+            let dashed = k.as_str().replace('_', "-");
+            GUARDED.contains(&dashed.as_str()) || dashed == "x-request-id"
+        })
+        .cloned()
+        .collect();
+    for k in doomed {
+        headers.remove(k);
+    }
+}
+
+/// Whether a backend's answer starts or keeps a logon bound to its
+/// connection: an NTLM or Negotiate challenge, or IIS's `Persistent-Auth`.
+fn binds_connection(headers: &HeaderMap) -> bool {
+    let scheme = |v: &HeaderValue| {
+        let v = v.as_bytes();
+        let word = v.split(|&b| b == b' ' || b == b',').next().unwrap_or(b"");
+        word.eq_ignore_ascii_case(b"ntlm") || word.eq_ignore_ascii_case(b"negotiate")
+    };
+    headers.get_all(header::WWW_AUTHENTICATE).iter().any(scheme) || headers.contains_key("persistent-auth")
+}
+
+/// What to do with an upgrade request (see [`httpguard::framing::is_upgrade_request`]):
+/// `Some("websocket")` to forward it as a WebSocket handshake, `None` to serve
+/// it as a plain request without upgrading (h2c, any other protocol, or a site
+/// with `websocket = false`), or a refusal when it asks for WebSocket with a
+/// handshake that RFC 6455 4.1 does not allow.
+fn websocket_upgrade<B>(req: &Request<B>, site: &crate::config::Site) -> Result<Option<HeaderValue>, Failure> {
+    let asks_websocket = req
+        .headers()
+        .get_all(header::UPGRADE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"websocket"));
+    if !asks_websocket {
+        tracing::debug!(site = %site.name, "upgrade to a protocol other than WebSocket ignored; served as HTTP/1.1");
+        return Ok(None);
+    }
+    if !site.websocket {
+        tracing::debug!(site = %site.name, "WebSocket is off for this site; served as HTTP/1.1");
+        return Ok(None);
+    }
+    let bad = |why: &str| Err(Failure::BadRequest(format!("WebSocket handshake refused: {why}")));
+    if req.method() != Method::GET {
+        return bad("the method must be GET");
+    }
+    let h = req.headers();
+    if h.get_all("sec-websocket-version").iter().count() != 1
+        || h.get("sec-websocket-version").map(|v| v.as_bytes()) != Some(b"13")
+    {
+        return bad("Sec-WebSocket-Version must be 13");
+    }
+    use base64::Engine;
+    let key_ok = h.get_all("sec-websocket-key").iter().count() == 1
+        && h.get("sec-websocket-key")
+            .and_then(|k| base64::engine::general_purpose::STANDARD.decode(k.as_bytes()).ok())
+            .is_some_and(|k| k.len() == 16);
+    if !key_ok {
+        return bad("Sec-WebSocket-Key must be 16 bytes in base64");
+    }
+    Ok(Some(HeaderValue::from_static("websocket")))
 }
 
 fn value(s: &str) -> HeaderValue {
@@ -673,11 +809,80 @@ mod tests {
     }
 
     #[test]
-    fn upgrade_needs_the_connection_token() {
+    fn lookalikes_of_framing_and_forwarding_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        assert!(upgrade_token(&h).is_none());
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
-        assert_eq!(upgrade_token(&h).unwrap(), "websocket");
+        for name in [
+            "transfer_encoding",
+            "content_length",
+            "x_forwarded_for",
+            "x-forwarded_host",
+            "x_real_ip",
+            "keep_alive",
+            "x_request_id",
+            "proxy_authorization",
+        ] {
+            h.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static("x"));
+        }
+        h.insert("x_custom_header", HeaderValue::from_static("keep"));
+        h.insert("content-type", HeaderValue::from_static("keep"));
+        remove_lookalikes_of_our_headers(&mut h);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert!(h.contains_key("x_custom_header") && h.contains_key("content-type"));
+    }
+
+    #[test]
+    fn connection_bound_challenges_are_recognised() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
+            binds_connection(&h)
+        };
+        assert!(with("NTLM"));
+        assert!(with("NTLM TlRMTVNTUAACAAAA"));
+        assert!(with("negotiate oYG2MIGzoAMKAQ"));
+        assert!(!with("Basic realm=\"x\""));
+        assert!(!with("Bearer"));
+        assert!(!with("NTLMv2"));
+        let mut h = HeaderMap::new();
+        h.insert("persistent-auth", HeaderValue::from_static("true"));
+        assert!(binds_connection(&h));
+        assert!(!binds_connection(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn websocket_handshake_is_checked() {
+        let site = crate::route::tests::site("s", "l", &[], "/");
+        let req = |method: &str, headers: &[(&str, &str)]| {
+            let mut b = Request::builder().method(method).uri("/ws");
+            for (n, v) in headers {
+                b = b.header(*n, *v);
+            }
+            b.body(()).unwrap()
+        };
+        let good = [
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
+        assert_eq!(websocket_upgrade(&req("GET", &good), &site).unwrap().unwrap(), "websocket");
+        assert!(matches!(websocket_upgrade(&req("POST", &good), &site), Err(Failure::BadRequest(_))));
+        let mut v8 = good;
+        v8[2].1 = "8";
+        assert!(matches!(websocket_upgrade(&req("GET", &v8), &site), Err(Failure::BadRequest(_))));
+        let mut short = good;
+        short[3].1 = "c2hvcnQ=";
+        assert!(matches!(websocket_upgrade(&req("GET", &short), &site), Err(Failure::BadRequest(_))));
+        let nokey = &good[..3];
+        assert!(matches!(websocket_upgrade(&req("GET", nokey), &site), Err(Failure::BadRequest(_))));
+        let h2c = [
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAAQAoAAAAAIAAAAA"),
+        ];
+        assert!(websocket_upgrade(&req("GET", &h2c), &site).unwrap().is_none(), "h2c is served without upgrading");
+        let mut off = site.clone();
+        off.websocket = false;
+        assert!(websocket_upgrade(&req("GET", &good), &off).unwrap().is_none());
     }
 }

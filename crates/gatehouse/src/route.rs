@@ -51,11 +51,11 @@ pub fn host_name(host: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Backend;
 
-    fn site(name: &str, listener: &str, hosts: &[&str], prefix: &str) -> Site {
+    pub(crate) fn site(name: &str, listener: &str, hosts: &[&str], prefix: &str) -> Site {
         Site {
             name: name.into(),
             listener: listener.into(),
@@ -70,6 +70,7 @@ mod tests {
             negotiate_once: true,
             delegation: None,
             forward_basic: false,
+            websocket: true,
         }
     }
 

@@ -25,8 +25,8 @@ use crate::worker::Workers;
 pub struct Generation {
     pub config: Config,
     pub routes: route::Table,
-    /// Backends by origin.
-    pub backends: HashMap<String, Arc<Target>>,
+    /// Backends by origin and TLS settings.
+    pub backends: HashMap<config::Backend, Arc<Target>>,
     /// TLS server configs by listener name.
     pub tls: HashMap<String, Arc<rustls::ServerConfig>>,
     /// NTLM acceptor settings by listener name (names, channel-binding policy).
@@ -46,9 +46,9 @@ impl Generation {
     pub fn build(config: Config) -> Result<Self, String> {
         let mut backends = HashMap::new();
         for site in &config.sites {
-            if !backends.contains_key(&site.backend.origin) {
+            if !backends.contains_key(&site.backend) {
                 let target = Target::new(&site.backend).map_err(|e| format!("site `{}`: {e}", site.name))?;
-                backends.insert(site.backend.origin.clone(), Arc::new(target));
+                backends.insert(site.backend.clone(), Arc::new(target));
             }
         }
         let tls = config

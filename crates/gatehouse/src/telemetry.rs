@@ -247,8 +247,13 @@ impl Drop for AccessRecord {
 }
 
 /// The framing check refused bytes on a connection.
-pub fn refused_framing(ctx: &ConnContext, reject: &httpguard::Reject, in_head: bool) {
+/// Logs a refusal by the framing check; returns the request id that the
+/// answer carries (a refused body has no answer of its own: its request's
+/// record says what happened).
+pub fn refused_framing(ctx: &ConnContext, reject: &httpguard::Reject, in_head: bool) -> String {
+    let id = ctx.shared.ids.next();
     tracing::warn!(
+        request_id = %id,
         client = %ctx.peer,
         listener = %ctx.listener,
         cause = reject.cause(),
@@ -257,9 +262,21 @@ pub fn refused_framing(ctx: &ConnContext, reject: &httpguard::Reject, in_head: b
         "request refused; closing the connection"
     );
     if in_head {
-        let mut record = AccessRecord::new(ctx, ctx.shared.ids.next(), "-", "-");
+        let mut record = AccessRecord::new(ctx, id.clone(), "-", "-");
         record.set_status(reject.status());
         record.set_error(reject.cause());
         record.finish(0, true);
     }
+    id
+}
+
+/// Logs a head that began and did not end in time (answered 408).
+pub fn head_timeout(ctx: &ConnContext) -> String {
+    let id = ctx.shared.ids.next();
+    tracing::info!(request_id = %id, client = %ctx.peer, listener = %ctx.listener, "request head not received in time; answering 408");
+    let mut record = AccessRecord::new(ctx, id.clone(), "-", "-");
+    record.set_status(408);
+    record.set_error("request head not received in time");
+    record.finish(0, true);
+    id
 }

@@ -373,8 +373,16 @@ async fn slow_head_is_cut_off_but_idle_keepalive_is_not() {
     let mut slow = Conn::open(listen(port)).await;
     slow.send(b"GET / HTTP/1.1\r\nHost: a\r\n").await;
     let start = Instant::now();
+    // Half a head is owed a 408 before the close (RFC 9110 15.5.9), in the
+    // same page format as every other answer from gatehouse.
+    let r = slow.response().await;
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert!(r.text().contains("Request id: "), "{}", r.text());
     assert!(slow.closed().await);
     assert!(start.elapsed() < Duration::from_secs(3));
+    // A connection that never sent a byte is closed without an answer.
+    let mut silent = Conn::open(listen(port)).await;
+    assert!(silent.closed().await);
     // An idle keep-alive connection outlives header_read...
     let mut idle = Conn::open(listen(port)).await;
     idle.send(get("a", "/").as_bytes()).await;

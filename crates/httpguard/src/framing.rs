@@ -42,6 +42,9 @@ pub enum Reject {
     BadChunkTerminator,
     ChunkLineTooLong,
     MalformedTrailer,
+    /// `Content_Length` or `Transfer_Encoding`: CGI and IIS read `_` as `-`, so a
+    /// backend could frame the body by a header this check never saw.
+    FramingLookalike,
 }
 
 impl Reject {
@@ -69,6 +72,7 @@ impl Reject {
             Reject::BadChunkTerminator => "chunk data not followed by CRLF",
             Reject::ChunkLineTooLong => "chunk size line too long",
             Reject::MalformedTrailer => "malformed trailer section",
+            Reject::FramingLookalike => "header name that a backend reads as Content-Length or Transfer-Encoding",
         }
     }
 }
@@ -95,7 +99,11 @@ enum State {
     ChunkDataEnd,
     /// After the last chunk: trailer lines until an empty line. Counts bytes so far.
     Trailers(usize),
-    /// The connection asked to switch protocols; the bytes are no longer HTTP/1
+    /// An upgrade request (`Connection: upgrade` with `Upgrade:`) has been read
+    /// whole. Whether the bytes after it are HTTP/1 depends on the answer, which
+    /// is not known yet: nothing more is accepted until [`RequestStream::upgrade_answered`].
+    UpgradePending,
+    /// A 101 answered the upgrade request; the bytes are no longer HTTP/1
     /// requests and pass unchecked.
     Opaque,
 }
@@ -106,8 +114,8 @@ pub struct RequestStream {
     state: State,
     max_head: usize,
     max_headers: usize,
-    /// Switch to opaque once the current body ends.
-    upgrade_after_body: bool,
+    /// Request heads accepted so far on this connection.
+    heads: u64,
 }
 
 impl Default for RequestStream {
@@ -118,7 +126,7 @@ impl Default for RequestStream {
 
 impl RequestStream {
     pub fn new(max_head: usize, max_headers: usize) -> Self {
-        RequestStream { state: State::Head, max_head, max_headers: max_headers.max(1), upgrade_after_body: false }
+        RequestStream { state: State::Head, max_head, max_headers: max_headers.max(1), heads: 0 }
     }
 
     /// True between requests (no partial head or body seen).
@@ -129,6 +137,28 @@ impl RequestStream {
     /// True once the connection switched protocols.
     pub fn is_opaque(&self) -> bool {
         self.state == State::Opaque
+    }
+
+    /// True while an upgrade request waits for its answer: `advance` accepts
+    /// nothing until [`RequestStream::upgrade_answered`] is called.
+    pub fn awaiting_upgrade_answer(&self) -> bool {
+        self.state == State::UpgradePending
+    }
+
+    /// How many request heads have been accepted on this connection.
+    pub fn heads(&self) -> u64 {
+        self.heads
+    }
+
+    /// The answer to the pending upgrade request went out: with `switched`
+    /// (a 101 was sent) the connection stops being HTTP/1 and its bytes pass
+    /// unchecked; otherwise the next bytes are the next request, checked like
+    /// every other. Does nothing unless an upgrade is pending, so that an
+    /// answer can never switch a connection whose request did not ask.
+    pub fn upgrade_answered(&mut self, switched: bool) {
+        if self.state == State::UpgradePending {
+            self.state = if switched { State::Opaque } else { State::Head };
+        }
     }
 
     /// Looks at `buf`, which must start at the first byte not yet accepted, and
@@ -142,12 +172,13 @@ impl RequestStream {
         }
         match self.state {
             State::Opaque => Ok(buf.len()),
+            State::UpgradePending => Ok(0),
             State::Head => self.head(buf),
             State::Fixed(remaining) => {
                 let n = take(remaining, buf.len());
                 self.state = State::Fixed(remaining - n as u64);
                 if remaining == n as u64 {
-                    self.body_done();
+                    self.state = State::Head;
                 }
                 Ok(n)
             }
@@ -172,11 +203,6 @@ impl RequestStream {
         }
     }
 
-    fn body_done(&mut self) {
-        self.state = if self.upgrade_after_body { State::Opaque } else { State::Head };
-        self.upgrade_after_body = false;
-    }
-
     fn head(&mut self, buf: &[u8]) -> Result<usize, Reject> {
         // Blank lines before a request line are tolerated (RFC 9112 section 2.2), as
         // hyper does; they carry no meaning.
@@ -184,7 +210,14 @@ impl RequestStream {
         if blank > 0 {
             return Ok(blank);
         }
-        let Some(end) = find_head_end(buf, self.max_head) else {
+        let end = find_head_end(buf, self.max_head);
+        // A bare CR ends a line for some servers and not for others; it also
+        // keeps the head from ever ending here. Refuse it as soon as it is seen
+        // rather than wait for a head that cannot complete.
+        if has_bare_cr(&buf[..end.unwrap_or(buf.len().min(self.max_head))]) {
+            return Err(Reject::MalformedHead("bare CR in request head"));
+        }
+        let Some(end) = end else {
             return if buf.len() > self.max_head { Err(Reject::HeadTooLarge) } else { Ok(0) };
         };
         let head = &buf[..end];
@@ -198,12 +231,14 @@ impl RequestStream {
             Err(e) => return Err(Reject::MalformedHead(httparse_cause(e))),
         }
         let framing = classify(&req)?;
-        self.upgrade_after_body = framing.upgrade;
-        match framing.body {
-            Body::None => self.body_done(),
-            Body::Fixed(n) => self.state = State::Fixed(n),
-            Body::Chunked => self.state = State::ChunkSize,
-        }
+        self.heads += 1;
+        self.state = match framing.body {
+            // Only a bodiless request can switch protocols (see `classify`).
+            Body::None if framing.upgrade => State::UpgradePending,
+            Body::None => State::Head,
+            Body::Fixed(n) => State::Fixed(n),
+            Body::Chunked => State::ChunkSize,
+        };
         Ok(end)
     }
 
@@ -224,7 +259,7 @@ impl RequestStream {
         };
         let line = &buf[..lf + 1];
         if line == b"\r\n" {
-            self.body_done();
+            self.state = State::Head;
             return Ok(2);
         }
         if line.len() < 2 || line[line.len() - 2] != b'\r' {
@@ -287,6 +322,21 @@ fn find_head_end(buf: &[u8], max: usize) -> Option<usize> {
     None
 }
 
+/// A CR followed by anything but LF. A CR at the very end may still be
+/// followed by its LF.
+fn has_bare_cr(head: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(off) = head[at..].iter().position(|&b| b == b'\r') {
+        let cr = at + off;
+        match head.get(cr + 1) {
+            Some(b'\n') | None => {}
+            Some(_) => return true,
+        }
+        at = cr + 1;
+    }
+    false
+}
+
 fn httparse_cause(e: httparse::Error) -> &'static str {
     match e {
         httparse::Error::HeaderName => "invalid header name (obs-fold or space before colon?)",
@@ -320,6 +370,9 @@ fn classify(req: &httparse::Request<'_, '_>) -> Result<Framing, Reject> {
     let mut connection_upgrade = false;
     for h in req.headers.iter() {
         let name = h.name;
+        if name.contains('_') && (dash_eq(name, "content-length") || dash_eq(name, "transfer-encoding")) {
+            return Err(Reject::FramingLookalike);
+        }
         if name.eq_ignore_ascii_case("content-length") {
             // A list ("5, 5") is legal only when every member is the same.
             for part in h.value.split(|&b| b == b',') {
@@ -360,7 +413,40 @@ fn classify(req: &httparse::Request<'_, '_>) -> Result<Framing, Reject> {
             Some(n) => Body::Fixed(n),
         }
     };
-    Ok(Framing { body, upgrade: http11 && has_upgrade && connection_upgrade })
+    // Only a bodiless request may switch protocols: the answer to it then
+    // decides about the very next byte. (hyper, behind us, would offer an
+    // upgrade on `Upgrade:` alone; gatehouse switches only when both are there.)
+    let upgrade = http11 && has_upgrade && connection_upgrade && matches!(body, Body::None) && transfer_encoding == 0;
+    Ok(Framing { body, upgrade })
+}
+
+/// Whether a parsed request asks to switch protocols in the sense that the
+/// framing check follows: HTTP/1.1, `Connection: upgrade`, an `Upgrade` header,
+/// and no body. The proxy asks the same question of the request hyper gives
+/// it, so that both sides agree on which answer decides the connection's fate.
+pub fn is_upgrade_request<'a>(http11: bool, headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> bool {
+    if !http11 {
+        return false;
+    }
+    let (mut upgrade, mut connection, mut body) = (false, false, false);
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case(b"upgrade") {
+            upgrade = true;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            connection |= value.split(|&b| b == b',').any(|t| trim_ows(t).eq_ignore_ascii_case(b"upgrade"));
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            body = true;
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            body |= value.split(|&b| b == b',').any(|v| parse_decimal(trim_ows(v)) != Some(0));
+        }
+    }
+    upgrade && connection && !body
+}
+
+/// `name` spelled with `_` where `dashed` has `-` (any case).
+fn dash_eq(name: &str, dashed: &str) -> bool {
+    name.len() == dashed.len()
+        && name.bytes().zip(dashed.bytes()).all(|(a, b)| a.eq_ignore_ascii_case(&b) || (a == b'_' && b == b'-'))
 }
 
 fn trim_ows(mut v: &[u8]) -> &[u8] {
@@ -619,13 +705,113 @@ mod tests {
         assert_eq!(both(req), Err(Reject::MalformedTrailer));
     }
 
+    const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    const SMUGGLE: &[u8] = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
+
     #[test]
-    fn upgrade_goes_opaque_after_head() {
-        let req = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x85garbage";
+    fn upgrade_goes_opaque_only_after_a_101() {
+        let mut req = UPGRADE.to_vec();
+        req.extend_from_slice(b"\x81\x85garbage");
         let mut s = RequestStream::default();
-        let n = s.advance(req).unwrap();
+        let n = s.advance(&req).unwrap();
+        assert_eq!(n, UPGRADE.len());
+        assert!(s.awaiting_upgrade_answer() && !s.is_opaque());
+        assert_eq!(s.advance(&req[n..]), Ok(0), "nothing passes before the answer");
+        s.upgrade_answered(true);
         assert!(s.is_opaque());
         assert_eq!(s.advance(&req[n..]), Ok(req.len() - n));
+    }
+
+    #[test]
+    fn upgrade_answered_without_101_keeps_framing() {
+        let mut req = UPGRADE.to_vec();
+        req.extend_from_slice(SMUGGLE);
+        let mut s = RequestStream::default();
+        let n = s.advance(&req).unwrap();
+        s.upgrade_answered(false);
+        assert!(!s.is_opaque() && s.at_request_boundary());
+        assert_eq!(s.advance(&req[n..]), Err(Reject::ContentLengthWithTransferEncoding));
+        // An oversized head after a refused upgrade is refused as on a fresh connection.
+        let mut s = RequestStream::new(100, 16);
+        assert_eq!(s.advance(UPGRADE), Ok(UPGRADE.len()));
+        s.upgrade_answered(false);
+        assert_eq!(s.advance(&[b'a'; 200]), Err(Reject::HeadTooLarge));
+    }
+
+    #[test]
+    fn an_answer_cannot_switch_a_request_that_did_not_ask() {
+        let mut s = RequestStream::default();
+        let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(s.advance(get), Ok(get.len()));
+        s.upgrade_answered(true);
+        assert!(!s.is_opaque());
+        assert_eq!(s.advance(SMUGGLE), Err(Reject::ContentLengthWithTransferEncoding));
+    }
+
+    #[test]
+    fn upgrade_with_a_body_or_on_http10_is_an_ordinary_request() {
+        for req in [
+            &b"POST /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\nab"[..],
+            b"POST /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"GET /ws HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        ] {
+            let mut s = RequestStream::default();
+            assert_eq!(s.advance(req).map(|n| n > 0), Ok(true));
+            let mut at = 0;
+            while let Ok(n) = s.advance(&req[at..]) {
+                if n == 0 {
+                    break;
+                }
+                at += n;
+            }
+            assert!(!s.awaiting_upgrade_answer() && !s.is_opaque(), "{}", String::from_utf8_lossy(req));
+        }
+    }
+
+    #[test]
+    fn proxy_and_guard_agree_on_what_asks_to_upgrade() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect::<Vec<_>>()
+        };
+        assert!(is_upgrade_request(true, h(&[("Connection", "keep-alive, Upgrade"), ("Upgrade", "websocket")])));
+        assert!(is_upgrade_request(true, h(&[("connection", "upgrade"), ("upgrade", "x"), ("content-length", "0")])));
+        assert!(!is_upgrade_request(false, h(&[("Connection", "Upgrade"), ("Upgrade", "websocket")])));
+        assert!(!is_upgrade_request(true, h(&[("Upgrade", "websocket")])));
+        assert!(!is_upgrade_request(true, h(&[("Connection", "Upgrade")])));
+        assert!(!is_upgrade_request(
+            true,
+            h(&[("Connection", "Upgrade"), ("Upgrade", "h2c"), ("Content-Length", "3")])
+        ));
+        assert!(!is_upgrade_request(
+            true,
+            h(&[("Connection", "Upgrade"), ("Upgrade", "h2c"), ("Transfer-Encoding", "chunked")])
+        ));
+    }
+
+    #[test]
+    fn bare_cr_is_refused_at_once() {
+        for req in [
+            &b"GET / HTTP/1.1\rHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\r\n",
+            b"GET / HTTP/1.1\rHost: a\rX: b\r\r",
+        ] {
+            assert_eq!(both(req), Err(Reject::MalformedHead("bare CR in request head")), "{req:?}");
+        }
+        // A CR at the end of what has arrived may still get its LF.
+        assert_eq!(both(b"GET / HTTP/1.1\r"), Ok(0));
+    }
+
+    #[test]
+    fn underscore_lookalikes_of_framing_headers_are_refused() {
+        for name in ["Content_Length", "content_length", "Transfer_Encoding", "TRANSFER_encoding", "Content-Length"] {
+            let req = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n{name}: 5\r\n\r\nhello");
+            let want = if name.contains('_') { Err(Reject::FramingLookalike) } else { Ok(req.len()) };
+            assert_eq!(both(req.as_bytes()), want, "{name}");
+        }
+        // Other names with underscores are not framing and pass.
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\nX_Content_Length: 5\r\nContent_Type: x\r\n\r\n";
+        assert_eq!(both(req), Ok(req.len()));
     }
 
     #[test]

@@ -313,6 +313,7 @@ mod tests {
             negotiate_once: true,
             delegation: None,
             forward_basic: false,
+            websocket: true,
         }
     }
 

@@ -147,6 +147,9 @@ pub struct Site {
     /// the backend (checked at the edge first), for backends that need the
     /// password itself.
     pub forward_basic: bool,
+    /// WebSocket upgrades are forwarded (after authentication, with their
+    /// handshake checked); no other upgrade ever is.
+    pub websocket: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -180,7 +183,9 @@ pub enum SendToken {
     On401,
 }
 
-#[derive(Debug, Clone)]
+/// Equal only when the origin and every TLS setting are: two sites that reach
+/// one origin under different TLS policies get separate connectors and pools.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Backend {
     /// `scheme://host:port`, the pool's notion of "which backend".
     pub origin: String,
@@ -189,7 +194,7 @@ pub struct Backend {
     pub port: u16,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BackendTls {
     /// The name checked against the backend's certificate (and sent as SNI).
     pub server_name: String,

@@ -733,6 +733,7 @@ impl<'t> Reader<'t> {
         let stream_idle = self.duration(s, "stream_idle");
         let auth = self.schemes(s, "auth").unwrap_or_default();
         let negotiate_once = self.bool(s, "negotiate_once").unwrap_or(true);
+        let websocket = self.bool(s, "websocket").unwrap_or(true);
         let mut auth_for = Vec::new();
         if let Some(v) = s.get("auth_for") {
             let path = s.key_path("auth_for");
@@ -781,6 +782,7 @@ impl<'t> Reader<'t> {
             negotiate_once,
             delegation,
             forward_basic,
+            websocket,
         })
     }
 
