@@ -411,15 +411,23 @@ mod tests {
         // make escapes of them.
         const ALPHABET: &[u8] = b"/.%2eE5cfF0\\a;:$~1(S) u0AC\xc3\xbc";
         let mut seed: u64 = 12345;
+        let (mut accepted, mut distinct) = (0, std::collections::HashSet::new());
         for _ in 0..20_000 {
             let mut data = vec![b'/'];
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
             for _ in 0..(seed % 24) {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
                 data.push(ALPHABET[(seed % ALPHABET.len() as u64) as usize]);
             }
+            accepted += usize::from(routing_path(&data).is_ok());
             fuzz_one(&data);
+            distinct.insert(data);
         }
+        // Both verdicts, on many inputs, or the entry's assertions check nothing.
+        assert!(accepted > 500 && distinct.len() > 10_000, "{accepted} accepted, {} distinct", distinct.len());
     }
 }
