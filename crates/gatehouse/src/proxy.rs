@@ -141,7 +141,9 @@ async fn forward(
     }
     let host = request_host(&req)?;
     let path = match req.uri().path() {
-        "*" => b"/".to_vec(),
+        // `OPTIONS *` asks about the server as a whole: the site for `/` answers.
+        "*" if req.method() == Method::OPTIONS => b"/".to_vec(),
+        "*" => return Err(Failure::BadRequest("the target * is for OPTIONS only".into())),
         p => httpguard::routing_path(p.as_bytes()).map_err(|e| Failure::BadRequest(e.cause().into()))?,
     };
     let site = generation
@@ -567,17 +569,26 @@ async fn drain(mut body: Incoming, limit: usize, time: Duration) -> bool {
 }
 
 /// The host the client asked for: the authority of an absolute-form target, else
-/// the Host header (which HTTP/1.0 clients may omit).
+/// the Host header (which HTTP/1.0 clients may omit). Both are checked, even when
+/// the authority wins: RFC 9112 section 3.2 answers an invalid Host with 400.
 fn request_host(req: &Request<Incoming>) -> Result<Option<String>, Failure> {
+    let checked = |value: &[u8], what: &str| match httpguard::parse_host(value) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Failure::BadRequest(format!("{what}: {}", e.cause()))),
+    };
+    let header = match req.headers().get(header::HOST) {
+        None => None,
+        Some(h) => {
+            checked(h.as_bytes(), "Host header")?;
+            // Checked above: ASCII only.
+            h.to_str().ok().map(str::to_owned)
+        }
+    };
     if let Some(auth) = req.uri().authority() {
+        checked(auth.as_str().as_bytes(), "request target authority")?;
         return Ok(Some(auth.as_str().to_owned()));
     }
-    match req.headers().get(header::HOST) {
-        None => Ok(None),
-        Some(h) => {
-            h.to_str().map(|s| Some(s.to_owned())).map_err(|_| Failure::BadRequest("Host header is not text".into()))
-        }
-    }
+    Ok(header)
 }
 
 fn classify_send_error(ctx: &ConnContext, progress: &RequestProgress, e: &hyper::Error) -> Failure {

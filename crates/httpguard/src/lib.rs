@@ -1,6 +1,6 @@
 //! Checks on untrusted HTTP/1 request bytes, with no I/O.
 //!
-//! Two things live here because both decide what an attacker's bytes *mean*, and a
+//! Three things live here because each decides what an attacker's bytes *mean*, and a
 //! proxy that disagrees with its backend about meaning is a proxy that can be
 //! bypassed:
 //!
@@ -9,12 +9,16 @@
 //!   request-smuggling shapes before the HTTP server ever sees them.
 //! - [`target::routing_path`] turns a request path into the form that sites are
 //!   matched on, refusing paths that a Windows backend would read differently
-//!   (dot segments, backslashes, encoded separators).
+//!   (dot segments, backslashes, encoded separators, the names Windows rewrites).
+//! - [`host::parse_host`] checks a Host value or an authority, refusing what two
+//!   parsers could split into different hosts (userinfo, stray colons, brackets).
 //!
-//! Neither function panics on any input; the fuzz targets in `fuzz/` hold them to it.
+//! No function here panics on any input; the fuzz targets in `fuzz/` hold them to it.
 
 pub mod framing;
+pub mod host;
 pub mod target;
 
 pub use framing::{Reject, RequestStream};
+pub use host::{parse_host, HostError, HostPort};
 pub use target::{prefix_matches, routing_path, TargetError};

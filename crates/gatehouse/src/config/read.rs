@@ -674,12 +674,18 @@ impl<'t> Reader<'t> {
         let path_prefix = match self.string(s, "path_prefix") {
             None => "/".to_owned(),
             Some((p, span)) => {
-                if !p.starts_with('/') || httpguard::routing_path(p.as_bytes()).is_err() {
+                // A prefix is compared with routing paths: one that is not its own
+                // routing path (escapes, `;`, `//`) could never match.
+                if httpguard::routing_path(p.as_bytes()).ok().as_deref() != Some(p.as_bytes()) {
                     let key = s.key_path("path_prefix");
                     self.problem(
                         span,
                         &key,
-                        format!("`{p}` must be an absolute path such as \"/ews\", with no dot segments or escapes"),
+                        format!(
+                            "`{p}` must be an absolute path such as \"/ews\", as gatehouse routes on it: \
+                             no dot segments, escapes, `;`, `//`, trailing dots or spaces, `~` and a digit, \
+                             `:$` or `(S(` segments"
+                        ),
                     );
                 }
                 p

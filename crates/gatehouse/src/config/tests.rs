@@ -200,6 +200,18 @@ fn bad_path_prefix_and_hosts() {
 }
 
 #[test]
+fn path_prefix_is_what_routing_compares() {
+    let with = |p: &str| GOOD.replace("path_prefix = \"/\"", &format!("path_prefix = \"{p}\""));
+    for bad in ["/a%20b", "/api;x", "/a//b", "/secure.", "/secure ", "/SECURE~1", "/a::$DATA", "/(S(x))", "ews"] {
+        assert!(problems(&with(bad)).iter().any(|p| p.key == "site[0].path_prefix"), "{bad}");
+    }
+    for good in ["/", "/owa/", "/EWS", "/Ünicode", "/a.b/c"] {
+        let loaded = load_str(Path::new("/etc/gatehouse/test.toml"), &with(good));
+        assert!(loaded.is_ok(), "{good}: {:#?}", loaded.err().map(|e| e.0));
+    }
+}
+
+#[test]
 fn backend_tls_needs_https() {
     let text = GOOD.replace("identity_header", "backend_tls = { verify = false }\nidentity_header");
     let p = problems(&text);
