@@ -49,6 +49,9 @@ pub struct ConnContext {
     /// backend's connection-bound challenge) on a site without `auth`: such
     /// connections belong to this client connection alone and close with it.
     pub pinned: std::sync::atomic::AtomicBool,
+    /// Closes the connection properly when hyper hands it to an upgrade that
+    /// was never answered with a 101 (set by `serve`, which knows the I/O type).
+    pub(crate) unswitched: OnceLock<Box<dyn Fn(hyper::upgrade::Upgraded) + Send + Sync>>,
     pub shared: Arc<Shared>,
 }
 
@@ -243,8 +246,10 @@ pub struct GuardedIo<S> {
     held: Vec<u8>,
     accepted: usize,
     eof: bool,
-    /// A refusal to send before closing, and how much of it is written.
-    answer: Option<(Vec<u8>, usize)>,
+    /// A refusal to send before closing, how much of it is written, and its
+    /// access record (written once the answer is: the log never claims an
+    /// answer that did not go out).
+    answer: Option<(Vec<u8>, usize, Option<telemetry::AccessRecord>)>,
     body_refused: bool,
     /// After a refused head: the requests before it that must be answered
     /// before the connection reads as ended (and the refusal is written).
@@ -315,9 +320,9 @@ impl<S> GuardedIo<S> {
         self.ctx.activity.head_started.store(0, Ordering::Relaxed);
         self.ctx.activity.partial_head.store(false, Ordering::Relaxed);
         let in_head = head_at.is_some();
-        let id = telemetry::refused_framing(&self.ctx, &reject, in_head);
+        let (id, record) = telemetry::refused_framing(&self.ctx, &reject, in_head);
         if in_head {
-            self.answer = Some((crate::pages::raw_refusal(reject.status(), reject.cause(), &id), 0));
+            self.answer = Some((crate::pages::raw_refusal(reject.status(), reject.cause(), &id), 0, record));
             // Every request before the refused one gets its answer first.
             self.answer_after = before;
         } else {
@@ -350,8 +355,9 @@ impl<S> GuardedIo<S> {
             news.head_timeout = false;
             // The client started a head and never finished it: say so before
             // closing, as any server would (RFC 9110 15.5.9).
-            let id = telemetry::head_timeout(&self.ctx);
-            self.answer = Some((crate::pages::raw_refusal(408, "request head not received in time", &id), 0));
+            let (id, record) = telemetry::head_timeout(&self.ctx);
+            self.answer =
+                Some((crate::pages::raw_refusal(408, "request head not received in time", &id), 0, Some(record)));
             self.held = Vec::new();
             self.accepted = 0;
             self.eof = true;
@@ -505,7 +511,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if let Some((answer, written)) = &mut this.answer {
+        if let Some((answer, written, record)) = &mut this.answer {
             while *written < answer.len() {
                 let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &answer[*written..]))?;
                 if n == 0 {
@@ -514,6 +520,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
                 *written += n;
             }
             ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+            if let Some(record) = record.take() {
+                record.finish(*written as u64, *written == answer.len());
+            }
         }
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
@@ -529,6 +538,16 @@ where
     let limits = &generation.config.limits;
     let timeouts = generation.config.timeouts.clone();
     let io = GuardedIo::new(io, ctx.clone(), limits.max_header_size, limits.max_headers);
+    let _ = ctx.unswitched.set(Box::new(|upgraded| {
+        // Ours again: shut it down, which writes any refusal still owed.
+        if let Ok(parts) = upgraded.downcast::<hyper_util::rt::TokioIo<GuardedIo<S>>>() {
+            let mut io = parts.io.into_inner();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = tokio::time::timeout(Duration::from_secs(5), io.shutdown()).await;
+            });
+        }
+    }));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(hyper_util::rt::TokioTimer::new())
@@ -592,6 +611,21 @@ async fn watch<F, E>(
             }
         }
     }
+}
+
+/// hyper offers an upgrade to every HTTP/1.1 request with an `Upgrade` header
+/// and, if no 101 took it, hands the connection to that offer when the
+/// connection ends. Waiting for it here gives the connection back to its
+/// guard, whose shutdown writes the refusal it may still owe.
+pub fn close_when_handed_back(ctx: &Arc<ConnContext>, offer: hyper::upgrade::OnUpgrade) {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        if let Ok(upgraded) = offer.await {
+            if let Some(close) = ctx.unswitched.get() {
+                close(upgraded);
+            }
+        }
+    });
 }
 
 /// Counts I/O as activity for the watchdog (HTTP/2 has no framing guard in

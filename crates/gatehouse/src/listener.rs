@@ -91,6 +91,7 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
             http2,
             id: ConnContext::next_id(),
             pinned: Default::default(),
+            unswitched: Default::default(),
             shared: shared.clone(),
         })
     };

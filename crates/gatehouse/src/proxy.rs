@@ -23,7 +23,7 @@ use crate::telemetry::AccessRecord;
 
 /// The hyper service: every problem becomes a response, except the one that
 /// HTTP/2 says with a stream reset (HTTP_1_1_REQUIRED), which HTTP/1 never sees.
-pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnContext>) -> Result<Response<ResponseBody>, h2::Error> {
+pub async fn handle(mut req: Request<Incoming>, ctx: Arc<ConnContext>) -> Result<Response<ResponseBody>, h2::Error> {
     let generation = ctx.shared.current();
     let in_flight = ctx.activity.begin_request(generation.config.timeouts.stream_idle);
     let mut record = AccessRecord::new(&ctx, ctx.shared.ids.next(), req.method().as_str(), req.uri().path());
@@ -33,10 +33,17 @@ pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnContext>) -> Result<Res
         req.version() == Version::HTTP_11,
         req.headers().iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
     );
-    let answer = forward(req, &ctx, &generation, &mut record, upgrade_asked).await;
+    // hyper offers an upgrade on every HTTP/1.1 request with `Upgrade:`; if it
+    // is not taken here, hyper hands the connection to it when the connection
+    // ends, which would skip the close that writes a pending refusal.
+    let mut on_upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
+    let answer = forward(req, &ctx, &generation, &mut record, upgrade_asked, &mut on_upgrade).await;
     if upgrade_asked {
         let switched = matches!(&answer, Ok(r) if r.status() == StatusCode::SWITCHING_PROTOCOLS);
         ctx.activity.upgrade_answered(switched);
+    }
+    if let Some(unswitched) = on_upgrade {
+        crate::connection::close_when_handed_back(&ctx, unswitched);
     }
     let mut resp = match answer {
         Ok(resp) => resp,
@@ -130,11 +137,12 @@ impl Failure {
 }
 
 async fn forward(
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     ctx: &Arc<ConnContext>,
     generation: &Arc<Generation>,
     record: &mut AccessRecord,
     upgrade_asked: bool,
+    on_upgrade: &mut Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response<ResponseBody>, Failure> {
     if req.method() == Method::CONNECT {
         return Err(Failure::MethodNotAllowed);
@@ -188,7 +196,7 @@ async fn forward(
 
     // Only now, authenticated like any other request, may it open a tunnel.
     let client_upgrade = match upgrade_asked {
-        true => websocket_upgrade(&req, &site)?.map(|u| (u, hyper::upgrade::on(&mut req))),
+        true => websocket_upgrade(&req, &site)?,
         false => None,
     };
     let (parts, body) = req.into_parts();
@@ -251,7 +259,7 @@ async fn forward(
         (None, None) => value(&format!("{}:{}", site.backend.host, site.backend.port)),
     };
     headers.insert(header::HOST, host_value);
-    if let Some((token, _)) = &client_upgrade {
+    if let Some(token) = &client_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, token.clone());
     }
@@ -318,7 +326,7 @@ async fn forward(
     }
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some((token, client_side)) = client_upgrade else {
+        let (Some(token), Some(client_side)) = (client_upgrade, on_upgrade.take()) else {
             return Err(Failure::BadGateway("backend switched protocols unasked".into()));
         };
         let to_asked =

@@ -248,9 +248,10 @@ impl Drop for AccessRecord {
 
 /// The framing check refused bytes on a connection.
 /// Logs a refusal by the framing check; returns the request id that the
-/// answer carries (a refused body has no answer of its own: its request's
-/// record says what happened).
-pub fn refused_framing(ctx: &ConnContext, reject: &httpguard::Reject, in_head: bool) -> String {
+/// answer carries and, for a refused head, its access record, to be finished
+/// when the answer has been written (a refused body has no answer of its own:
+/// its request's record says what happened).
+pub fn refused_framing(ctx: &ConnContext, reject: &httpguard::Reject, in_head: bool) -> (String, Option<AccessRecord>) {
     let id = ctx.shared.ids.next();
     tracing::warn!(
         request_id = %id,
@@ -261,22 +262,21 @@ pub fn refused_framing(ctx: &ConnContext, reject: &httpguard::Reject, in_head: b
         part = if in_head { "head" } else { "body" },
         "request refused; closing the connection"
     );
-    if in_head {
+    let record = in_head.then(|| {
         let mut record = AccessRecord::new(ctx, id.clone(), "-", "-");
         record.set_status(reject.status());
         record.set_error(reject.cause());
-        record.finish(0, true);
-    }
-    id
+        record
+    });
+    (id, record)
 }
 
 /// Logs a head that began and did not end in time (answered 408).
-pub fn head_timeout(ctx: &ConnContext) -> String {
+pub fn head_timeout(ctx: &ConnContext) -> (String, AccessRecord) {
     let id = ctx.shared.ids.next();
     tracing::info!(request_id = %id, client = %ctx.peer, listener = %ctx.listener, "request head not received in time; answering 408");
     let mut record = AccessRecord::new(ctx, id.clone(), "-", "-");
     record.set_status(408);
     record.set_error("request head not received in time");
-    record.finish(0, true);
-    id
+    (id, record)
 }
