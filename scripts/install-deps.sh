@@ -9,7 +9,8 @@ what=${1:-build}
 pkgs="ca-certificates curl build-essential pkg-config openssl python3 libkrb5-dev libclang-dev"
 case "$what" in
   # faketime: one test runs gatehouse with its clock ahead (an expired ticket).
-  test) pkgs="$pkgs python3-venv faketime" ;;
+  # krb5-user: ktutil makes the keytab of the tests without a lab (kerberos_stall.rs).
+  test) pkgs="$pkgs python3-venv faketime krb5-user" ;;
   bench) pkgs="$pkgs nginx-light wrk procps" ;;
 esac
 

@@ -136,6 +136,11 @@ pub fn load(path: &Path) -> Result<Generation, String> {
 /// Serves until SIGTERM or SIGINT, then drains.
 pub async fn run(path: PathBuf) -> Result<(), String> {
     let generation = Arc::new(load(&path)?);
+    if let Some(d) = &generation.delegator {
+        // Before the listeners: with a KDC that answers, the first clients
+        // find the TGTs in place; a silent one delays the start by this much.
+        start_kerberos(d, Duration::from_secs(2));
+    }
     let config = &generation.config;
     let access = AccessLog::open(&config.log.access)
         .map_err(|e| format!("cannot open access log {}: {e}", config.log.access))?;
@@ -210,6 +215,15 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
+/// The service's credentials come from the KDC on a thread of their own, at
+/// start and before they expire: no request waits for that, and no client's
+/// token can cause it (see kcd's `Delegator::start`).
+fn start_kerberos(d: &Arc<kcd::Delegator>, wait: Duration) {
+    if let Err(e) = d.start(wait) {
+        tracing::error!("kerberos: cannot start the credential thread: {e}; delegation gets its TGT on demand");
+    }
+}
+
 /// The Kerberos counters, when they changed: ticket-cache hits, S4U2Self
 /// requests to the KDC, clients' tickets kept as S4U2Proxy evidence, UPN
 /// lookups, clients' tickets accepted and refused, failures by Kerberos error,
@@ -261,6 +275,11 @@ fn reload(path: &Path, shared: &Arc<Shared>, listeners: &mut HashMap<(String, So
                 if same && !Arc::ptr_eq(new, old_d) {
                     generation.delegator = Some(old_d.clone());
                 }
+            }
+            if let Some(d) = &generation.delegator {
+                // A new account or keytab; the old thread ends with the old
+                // generation. Nothing waits for the KDC here.
+                start_kerberos(d, Duration::ZERO);
             }
             let c = &generation.config;
             for pool in &shared.pools {

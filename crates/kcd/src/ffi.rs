@@ -17,8 +17,8 @@ use libgssapi::error::{Error, MajorFlags};
 use libgssapi_sys::{
     gss_OID, gss_OID_desc, gss_OID_set_desc, gss_accept_sec_context, gss_acquire_cred_from, gss_buffer_desc,
     gss_channel_bindings_struct, gss_cred_id_t, gss_ctx_id_t, gss_delete_sec_context, gss_display_name,
-    gss_get_name_attribute, gss_import_name, gss_key_value_element_desc, gss_key_value_set_desc, gss_name_t,
-    gss_release_buffer, gss_release_cred, gss_release_name, OM_uint32, GSS_S_COMPLETE,
+    gss_get_name_attribute, gss_import_name, gss_inquire_cred, gss_key_value_element_desc, gss_key_value_set_desc,
+    gss_name_t, gss_release_buffer, gss_release_cred, gss_release_name, OM_uint32, GSS_S_COMPLETE,
 };
 
 /// GSS_KRB5_NT_PRINCIPAL_NAME: 1.2.840.113554.1.2.2.1
@@ -82,6 +82,20 @@ pub fn acquire_acceptor(keytab: &str, ccache: &str, initiate: bool) -> Result<Ac
     let store = [("keytab", keytab), ("client_keytab", keytab), ("ccache", ccache), ("rcache", "none:")];
     // Kerberos alone: SPNEGO is unwrapped by gatehouse itself.
     Ok(AcceptorCred(acquire(None, &store, if initiate { GSS_C_BOTH } else { GSS_C_ACCEPT }, true)?))
+}
+
+/// How long the credential's initiator half (its TGT) stays valid; None for an
+/// accept-only credential, which does not expire.
+pub fn lifetime(cred: &AcceptorCred) -> Option<std::time::Duration> {
+    let mut minor: OM_uint32 = 0;
+    let mut lifetime: OM_uint32 = 0;
+    // SAFETY: `cred.0` is a live credential handle; only the lifetime is asked
+    // for (the other out-parameters are null, so nothing needs releasing).
+    let major = unsafe {
+        gss_inquire_cred(&mut minor, cred.0, ptr::null_mut(), &mut lifetime, ptr::null_mut(), ptr::null_mut())
+    };
+    (major == GSS_S_COMPLETE && lifetime != GSS_C_INDEFINITE)
+        .then(|| std::time::Duration::from_secs(u64::from(lifetime)))
 }
 
 fn acquire(

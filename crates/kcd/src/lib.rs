@@ -24,12 +24,15 @@
 //! from the PAC of an S4U2Self ticket to the service itself ([`Delegator::upn`]):
 //! the domain controller is the directory, no LDAP connection is needed.
 //!
-//! GSSAPI calls block (they may talk to the KDC): callers run them off their
-//! async workers.
+//! GSSAPI calls that may talk to the KDC block: callers run them off their
+//! async workers. Accepting a client's ticket is not one of them: the
+//! service's own credentials come from the KDC in the background
+//! ([`Delegator::start`], `refresh.rs`), never because of a client's token.
 
 mod explain;
 mod ffi;
 mod pac;
+mod refresh;
 mod replay;
 
 pub use explain::{explain, Explanation};
@@ -38,7 +41,7 @@ pub use pac::{parse_upn_dns_info, PacError, UpnDnsInfo};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libgssapi::context::{ClientCtx, CtxFlags};
@@ -120,12 +123,21 @@ pub struct Delegator {
     principal: String,
     keytab: String,
     realm: String,
-    /// Acquired on first use (the KDC may be down when gatehouse starts), and again
-    /// after a failure.
-    service: Mutex<Option<Cred>>,
+    /// The service account's TGT, for S4U2Self. Renewed in the background; the
+    /// blocking delegation paths get it themselves when there is none (before
+    /// the first round, or after it stopped working).
+    service: Mutex<Option<Service>>,
+    /// Held while the service's TGT is being asked for (one AS exchange at a
+    /// time), with the last failure: callers that waited for a failed attempt
+    /// fail with it at once instead of each trying again in turn.
+    service_flight: Mutex<Option<(Instant, String)>>,
     /// For accepting tickets (clients', and our own S4U2Self tickets for their
-    /// PAC); acquired on first use.
-    acceptor: Mutex<Option<(Arc<ffi::AcceptorCred>, bool, Instant)>>,
+    /// PAC). Only ever replaced by the background thread (or, with no thread,
+    /// read from the keytab alone): the accept path never waits for a KDC.
+    acceptor: Mutex<Option<Acceptor>>,
+    /// The background thread's lifeline: dropped with the delegator, it ends
+    /// the thread's wait, and the thread.
+    refresher: Mutex<Option<mpsc::Sender<()>>>,
     cache: Mutex<HashMap<User, Entry>>,
     /// account principal -> (UPN, valid until)
     upns: Mutex<HashMap<String, (String, Instant)>>,
@@ -133,6 +145,28 @@ pub struct Delegator {
     flights: Mutex<HashMap<User, Arc<Mutex<()>>>>,
     replays: replay::Cache,
     stats: Stats,
+}
+
+struct Service {
+    cred: Cred,
+    refresh_at: Instant,
+    expires: Instant,
+}
+
+#[derive(Clone)]
+struct Acceptor {
+    cred: Arc<ffi::AcceptorCred>,
+    /// Usage "both": MIT turns forwardable tickets into S4U2Proxy evidence.
+    both: bool,
+    /// For "both": when the background renews it, and when its TGT is gone.
+    refresh_at: Option<Instant>,
+    expires: Option<Instant>,
+}
+
+impl Acceptor {
+    fn both_valid(&self, now: Instant) -> bool {
+        self.both && self.expires.is_none_or(|e| e > now)
+    }
 }
 
 struct Entry {
@@ -176,6 +210,9 @@ impl Stats {
 
 /// Renew this long before a credential expires.
 const MARGIN: Duration = Duration::from_secs(5 * 60);
+/// A failed attempt at the service's TGT answers the callers that arrive
+/// within this long after it, without a new AS exchange.
+const FAIL_FAST: Duration = Duration::from_secs(5);
 const MAX_USERS: usize = 50_000;
 
 static CACHE_SERIAL: AtomicU64 = AtomicU64::new(0);
@@ -188,7 +225,9 @@ impl Delegator {
             keytab: keytab.to_owned(),
             realm: realm.to_ascii_uppercase(),
             service: Mutex::new(None),
+            service_flight: Mutex::new(None),
             acceptor: Mutex::new(None),
+            refresher: Mutex::new(None),
             cache: Mutex::new(HashMap::new()),
             upns: Mutex::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
@@ -205,42 +244,142 @@ impl Delegator {
         &self.stats
     }
 
-    fn service(&self) -> Result<Cred, Error> {
-        let mut slot = self.service.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
+    /// Gets the service's credentials now and keeps them fresh from a thread
+    /// of their own: the acceptor credential from the keytab at once (no KDC
+    /// needed), then, in the background, the acceptor's TGT (usage "both", for
+    /// S4U2Proxy evidence) and the service account's TGT, renewed halfway
+    /// through their lifetime and retried with backoff while the KDC fails.
+    /// Waits up to `wait` for that first round, so that a gatehouse whose KDC
+    /// answers starts with everything in place; a silent KDC delays nothing
+    /// longer. Calling it again does nothing.
+    pub fn start(self: &Arc<Self>, wait: Duration) -> std::io::Result<()> {
+        let mut slot = lock(&self.refresher);
+        if slot.is_some() {
+            return Ok(());
         }
-        let cred = ffi::acquire_from_keytab(&self.principal, &format!("FILE:{}", self.keytab), &memory_ccache())
-            .map_err(|e| gss("acquiring the service credential from the keytab", e))?;
-        *slot = Some(cred.clone());
-        Ok(cred)
+        if let Err(e) = self.accept_only() {
+            tracing::error!(keytab = %self.keytab, "kerberos: cannot accept tickets yet: {e}");
+        }
+        let (wake, first) = refresh::spawn(self)?;
+        *slot = Some(wake);
+        drop(slot);
+        let _ = first.recv_timeout(wait);
+        Ok(())
     }
 
-    /// The acceptor credential. Preferably usage "both", which lets MIT turn
-    /// forwardable tickets into S4U2Proxy evidence; that needs a TGT for the
-    /// keytab's first principal, so when it cannot be had (no KDC now, or a
-    /// keytab that starts with an SPN) tickets are still accepted with a plain
-    /// acceptor, delegation falls back to S4U2Self, and "both" is tried again a
-    /// minute later.
-    fn acceptor(&self) -> Result<Arc<ffi::AcceptorCred>, Error> {
-        let mut slot = self.acceptor.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((c, both, since)) = slot.as_ref() {
-            if *both || since.elapsed() < Duration::from_secs(60) {
-                return Ok(c.clone());
+    /// One round of the background thread: whatever is missing or due.
+    fn refresh_round(&self) -> refresh::Round {
+        let now = Instant::now();
+        let mut failed = false;
+        let current = lock(&self.acceptor).clone();
+        if current.as_ref().is_none_or(|a| !a.both || a.refresh_at.is_none_or(|r| r <= now)) {
+            tracing::info!(keytab = %self.keytab, by = "background", "kerberos: asking the KDC for the acceptor's TGT");
+            let keytab = format!("FILE:{}", self.keytab);
+            match ffi::acquire_acceptor(&keytab, &memory_ccache(), true) {
+                Ok(cred) => {
+                    let lifetime = ffi::lifetime(&cred);
+                    *lock(&self.acceptor) = Some(Acceptor {
+                        cred: Arc::new(cred),
+                        both: true,
+                        refresh_at: lifetime.map(|l| now + refresh::refresh_after(l)),
+                        expires: lifetime.map(|l| now + l),
+                    });
+                    tracing::info!("kerberos: the acceptor has its TGT; forwardable tickets are S4U2Proxy evidence");
+                }
+                Err(e) => {
+                    failed = true;
+                    let e = gss("acquiring the acceptor's TGT (usage both)", e);
+                    // Until the TGT comes, the keytab alone accepts tickets;
+                    // delegation for their users then starts with S4U2Self.
+                    if current.as_ref().is_none_or(|a| a.both && !a.both_valid(now)) {
+                        let _ = self.accept_only();
+                    }
+                    tracing::warn!("kerberos: {e}; accepting with the keytab alone, delegation uses S4U2Self");
+                }
             }
         }
+        let service_due = lock(&self.service).as_ref().is_none_or(|s| s.refresh_at <= now);
+        if service_due && self.acquire_service("background", true).is_err() {
+            failed = true;
+        }
+        let acceptor_next = lock(&self.acceptor).as_ref().and_then(|a| a.refresh_at);
+        let service_next = lock(&self.service).as_ref().map(|s| s.refresh_at);
+        refresh::Round { failed, next: [acceptor_next, service_next].into_iter().flatten().min() }
+    }
+
+    /// Installs an accept-only credential from the keytab (a file read; no
+    /// KDC) unless a usable one is there.
+    fn accept_only(&self) -> Result<Arc<ffi::AcceptorCred>, Error> {
         let keytab = format!("FILE:{}", self.keytab);
-        let (cred, both) = match ffi::acquire_acceptor(&keytab, &memory_ccache(), true) {
-            Ok(c) => (c, true),
-            Err(_) => (
-                ffi::acquire_acceptor(&keytab, &memory_ccache(), false)
-                    .map_err(|e| gss("acquiring the acceptor credential from the keytab", e))?,
-                false,
-            ),
-        };
-        let cred = Arc::new(cred);
-        *slot = Some((cred.clone(), both, Instant::now()));
-        Ok(cred)
+        let cred = Arc::new(
+            ffi::acquire_acceptor(&keytab, &memory_ccache(), false)
+                .map_err(|e| gss("acquiring the acceptor credential from the keytab", e))?,
+        );
+        let mut slot = lock(&self.acceptor);
+        match slot.as_ref() {
+            Some(a) if a.both_valid(Instant::now()) => Ok(a.cred.clone()),
+            _ => {
+                *slot = Some(Acceptor { cred: cred.clone(), both: false, refresh_at: None, expires: None });
+                Ok(cred)
+            }
+        }
+    }
+
+    /// The acceptor credential in place. Without one (no background thread, or
+    /// a keytab that was unreadable until now) the keytab alone: accepting a
+    /// ticket never asks the KDC for anything.
+    fn acceptor(&self) -> Result<Arc<ffi::AcceptorCred>, Error> {
+        if let Some(a) = lock(&self.acceptor).as_ref() {
+            return Ok(a.cred.clone());
+        }
+        self.accept_only()
+    }
+
+    /// The service account's TGT; gets one if there is none (blocks on the
+    /// KDC: delegation paths only, on blocking threads).
+    fn service(&self) -> Result<Cred, Error> {
+        match self.current_service() {
+            Some(c) => Ok(c),
+            None => self.acquire_service("delegation", false),
+        }
+    }
+
+    fn current_service(&self) -> Option<Cred> {
+        let slot = lock(&self.service);
+        slot.as_ref().filter(|s| s.expires > Instant::now()).map(|s| s.cred.clone())
+    }
+
+    /// One AS exchange for the service account at a time. `renew`: the
+    /// background renewing a credential that is still valid (and not
+    /// answered by someone else's fresh failure).
+    fn acquire_service(&self, by: &'static str, renew: bool) -> Result<Cred, Error> {
+        let mut last_failure = lock(&self.service_flight);
+        if !renew {
+            if let Some(c) = self.current_service() {
+                return Ok(c);
+            }
+            if let Some((at, why)) = last_failure.as_ref().filter(|(at, _)| at.elapsed() < FAIL_FAST) {
+                let ago = at.elapsed().as_secs();
+                return Err(Error(format!("{why} (an attempt {ago} s ago; not retried yet)")));
+            }
+        }
+        tracing::info!(principal = %self.principal, by, "kerberos: asking the KDC for the service account's TGT");
+        let now = Instant::now();
+        match ffi::acquire_from_keytab(&self.principal, &format!("FILE:{}", self.keytab), &memory_ccache()) {
+            Ok(cred) => {
+                let lifetime = cred.lifetime().unwrap_or(Duration::from_secs(3600));
+                let (refresh_at, expires) = (now + refresh::refresh_after(lifetime), now + lifetime);
+                *lock(&self.service) = Some(Service { cred: cred.clone(), refresh_at, expires });
+                *last_failure = None;
+                Ok(cred)
+            }
+            Err(e) => {
+                let e = gss("acquiring the service credential from the keytab", e);
+                tracing::warn!(principal = %self.principal, by, "kerberos: {e}");
+                *last_failure = Some((Instant::now(), e.0.clone()));
+                Err(e)
+            }
+        }
     }
 
     fn counted<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
@@ -389,7 +528,8 @@ impl Delegator {
         if cred.is_err() {
             // A service credential that stopped working (KDC restarted, keys
             // changed) is acquired afresh next time.
-            *self.service.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            *lock(&self.service) = None;
+            lock(&self.flights).remove(user);
         }
         let cred = cred?;
         let until = until(&cred);
@@ -541,6 +681,11 @@ impl Delegator {
         upns.insert(account.to_owned(), (info.upn.clone(), until));
         Ok(info.upn)
     }
+}
+
+/// Poisoning is ignored: every critical section leaves its data consistent.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn until(cred: &Cred) -> Instant {

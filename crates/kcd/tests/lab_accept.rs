@@ -52,7 +52,10 @@ fn clients_tickets_accepted_and_used_as_evidence() {
     assert!(kinit.wait().unwrap().success(), "kinit alice failed");
     let alice = Cred::acquire(None, None, CredUsage::Initiate, None).unwrap();
 
-    let d = kcd::Delegator::new("svc-proxy@AD.TEST", &env["LAB_PROXY_KEYTAB"], "AD.TEST");
+    let d = std::sync::Arc::new(kcd::Delegator::new("svc-proxy@AD.TEST", &env["LAB_PROXY_KEYTAB"], "AD.TEST"));
+    // The acceptor's TGT, which turns forwardable tickets into evidence, comes
+    // from the background thread.
+    d.start(std::time::Duration::from_secs(10)).unwrap();
     let spn = "HTTP/proxy.ad.test";
     let token = client_token(&alice, "HTTP/proxy.ad.test@AD.TEST", None);
     let accepted = d.accept(&token, spn, None).unwrap();

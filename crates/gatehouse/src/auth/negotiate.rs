@@ -202,9 +202,11 @@ async fn kerberos(
         _ => ctx.tls_end_point.clone(),
     };
     // Accepting talks to no KDC: it is local cryptography and a read of the
-    // keytab, about as long as a TLS handshake's signature. It runs here, on the
-    // connection's worker; a hop to a blocking thread cost more than the work
-    // (measured: bench/run.sh negotiate).
+    // keytab, about as long as a TLS handshake's signature, with credentials
+    // that kcd's background thread got beforehand (a token can never make
+    // gatehouse ask the KDC for them). It runs here, on the connection's
+    // worker; a hop to a blocking thread cost more than the work (measured:
+    // bench/run.sh negotiate).
     let accepted = match delegator.accept(token, &spn, bindings.as_deref()) {
         Ok(a) => a,
         Err(e) => return failed(format!("Kerberos ticket refused: {e}")),
