@@ -290,15 +290,15 @@ async fn client_values_cannot_forge_operational_log_lines() {
     let records = 2 * ntlm_names.len() + 4;
     g.wait_for(|| g.access_log().len() >= records, "the access records");
     let raw = std::fs::read(g.path("stderr.log")).unwrap();
-    assert!(!raw.contains(&0x1b), "an ESC byte reached the log");
-    assert!(!raw.contains(&b'\r'), "a CR reached the log");
-    let log = String::from_utf8(raw).unwrap();
+    let log = String::from_utf8_lossy(&raw).into_owned();
     for line in log.lines() {
         assert!(!line.starts_with("FORGED"), "forged line: {line:?}");
         assert!(!line.starts_with("2030-"), "forged line: {line:?}");
         assert!(line.starts_with("20") && line.contains('Z'), "a line that is not a record: {line:?}");
         assert!(!line.chars().any(|c| c.is_control() || ('\u{2028}'..='\u{202e}').contains(&c)), "{line:?}");
     }
+    assert!(!raw.contains(&0x1b), "an ESC byte reached the log");
+    assert!(!raw.contains(&b'\r'), "a CR reached the log");
     // Still says what happened, with the name escaped.
     assert!(log.contains("ADTEST\\x\\r\\nFORGED: unknown user"), "{log}");
     assert!(log.contains("ADTEST\\bob\\x1b[31mred: unknown user"), "{log}");
