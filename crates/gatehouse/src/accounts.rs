@@ -15,11 +15,14 @@ use tokio::sync::{Mutex, Semaphore};
 
 use ntlm::{AuthenticateReceived, SessionBaseKey};
 
+use crate::auth::Evidence;
+
 /// Why a password check did not succeed.
 #[derive(Debug)]
 pub enum CheckError {
-    /// Wrong password, unknown user, disabled account: the user's fault (401).
-    Rejected(String),
+    /// Wrong password, unknown user, disabled account: the user's fault (401);
+    /// with what the answer says about whether the account exists.
+    Rejected(String, Evidence),
     /// The password could not be checked (DC or winbind down): not the user's fault (503).
     Unavailable(String),
 }
@@ -84,11 +87,13 @@ impl UserFile {
 
     pub fn check(&self, received: &AuthenticateReceived) -> Result<SessionBaseKey, CheckError> {
         match self.hash(&received.domain, &received.user) {
-            Some(hash) => received.verify_with_nt_hash(hash).map_err(|e| CheckError::Rejected(e.cause().into())),
+            Some(hash) => received
+                .verify_with_nt_hash(hash)
+                .map_err(|e| CheckError::Rejected(e.cause().into(), Evidence::Account)),
             None => {
                 // Same work for an unknown user as for a wrong password.
                 let _ = received.verify_with_nt_hash(&[0u8; 16]);
-                Err(CheckError::Rejected("unknown user".into()))
+                Err(CheckError::Rejected("unknown user".into(), Evidence::Unproven))
             }
         }
     }
@@ -207,10 +212,47 @@ fn parse_reply(lines: &[String]) -> Result<SessionBaseKey, CheckError> {
             if unreachable.iter().any(|w| lower.contains(w)) {
                 Err(CheckError::Unavailable(why))
             } else {
-                Err(CheckError::Rejected(why))
+                let evidence = evidence_of(&lower);
+                Err(CheckError::Rejected(why, evidence))
             }
         }
         None => Err(CheckError::Unavailable(format!("unexpected ntlm_auth reply: {}", lines.join(" | ")))),
+    }
+}
+
+/// Whether a refusal from the domain says the account exists. winbind reports
+/// the NTSTATUS by name or by its description (the helper protocol gives the
+/// description: "The specified account does not exist." for an unknown name
+/// from the lab's Samba DC), depending on the version:
+/// `NT_STATUS_WRONG_PASSWORD`, "the password is not correct", a locked,
+/// disabled or expired account, or logon restrictions all mean an account
+/// answered. `NT_STATUS_NO_SUCH_USER` and the generic `NT_STATUS_LOGON_FAILURE`
+/// ("unknown user name or bad password", which a DC may give for either) do not.
+pub fn evidence_of(lower: &str) -> Evidence {
+    let exists = [
+        "wrong_password",
+        "password is not correct",
+        "account_locked_out",
+        "locked out",
+        "account_disabled",
+        "account is disabled",
+        "currently disabled",
+        "password_expired",
+        "password has expired",
+        "password_must_change",
+        "account_expired",
+        "account has expired",
+        "account_restriction",
+        "invalid_logon_hours",
+        "time restrictions",
+        "invalid_workstation",
+        "source workstation",
+        "must be changed",
+    ];
+    if exists.iter().any(|w| lower.contains(w)) {
+        Evidence::Account
+    } else {
+        Evidence::Unproven
     }
 }
 
@@ -256,7 +298,24 @@ mod tests {
         let ok = vec!["Authenticated: Yes".to_string(), "User-Session-Key: 8DE40CCADBC14A82F15CB0AD0DE95CA3".into()];
         assert_eq!(parse_reply(&ok).unwrap().0[0], 0x8d);
         let no = vec!["Authenticated: No".to_string(), "Authentication-Error: the password is not correct.".into()];
-        assert!(matches!(parse_reply(&no), Err(CheckError::Rejected(_))));
+        assert!(matches!(parse_reply(&no), Err(CheckError::Rejected(_, Evidence::Account))));
+        for (unknown, said) in [
+            ("NT_STATUS_NO_SUCH_USER", Evidence::Unproven),
+            ("The specified account does not exist.", Evidence::Unproven),
+            ("The referenced account is currently locked out and may not be logged on to.", Evidence::Account),
+            ("The user's password has expired.", Evidence::Account),
+            ("Logon failure: unknown user name or bad password.", Evidence::Unproven),
+            ("NT_STATUS_LOGON_FAILURE", Evidence::Unproven),
+            ("NT_STATUS_WRONG_PASSWORD", Evidence::Account),
+            ("NT_STATUS_ACCOUNT_LOCKED_OUT", Evidence::Account),
+            ("NT_STATUS_ACCOUNT_DISABLED", Evidence::Account),
+        ] {
+            let reply = vec!["Authenticated: No".to_string(), format!("Authentication-Error: {unknown}")];
+            assert!(
+                matches!(parse_reply(&reply), Err(CheckError::Rejected(_, e)) if e == said),
+                "{unknown} should be {said:?}"
+            );
+        }
         let down = vec!["Authenticated: No".to_string(), "Authentication-Error: Reading winbind reply failed!".into()];
         assert!(matches!(parse_reply(&down), Err(CheckError::Unavailable(_))));
         let missing_key = vec!["Authenticated: Yes".to_string()];

@@ -263,7 +263,11 @@ fn log_delegation(d: &kcd::Delegator, last: &mut [u64; 8]) {
 fn reload(path: &Path, shared: &Arc<Shared>, listeners: &mut HashMap<(String, SocketAddr), ListenerHandle>) {
     match load(path) {
         Err(problems) => {
-            tracing::error!("reload refused, the running configuration stays:\n{problems}");
+            // One record per problem: the log escapes newlines inside a record.
+            tracing::error!("reload refused, the running configuration stays");
+            for problem in problems.lines() {
+                tracing::error!("reload refused: {problem}");
+            }
         }
         Ok(mut generation) => {
             let old = shared.current();

@@ -23,11 +23,62 @@ pub fn init_tracing(level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        // Colours only for a person at a terminal; log files get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        // No colours: `OneLine` escapes every ESC, the formatter's own too.
+        .with_ansi(false)
+        .with_writer(|| OneLine(std::io::stderr()))
         .with_target(false)
         .try_init();
+}
+
+/// The operational log's writer. The formatter hands it each record whole
+/// (one `write_all` per event), and it writes the record with every control
+/// character escaped except the newline that ends it, whatever field or
+/// message the characters came from. So no value a client sends (an NTLM
+/// user name, a header) can start a line of its own or drive a terminal, and
+/// no future log call can forget to escape.
+struct OneLine<W>(W);
+
+impl<W: Write> Write for OneLine<W> {
+    fn write(&mut self, record: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(one_line(record).as_bytes())?;
+        Ok(record.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// `record` as one line: C0 controls, DEL and C1 controls escaped (`\n`,
+/// `\r`, `\t`, `\x1b`, `\u{85}`), and the characters that make text display
+/// other than it reads (bidirectional overrides and isolates, line and
+/// paragraph separators) as `\u{..}`; a final newline kept. Backslashes are
+/// left alone: `ADTEST\bob` stays readable, and without a raw line break a
+/// client can fake the look of an escape but never a line.
+fn one_line(record: &[u8]) -> String {
+    let text = String::from_utf8_lossy(record);
+    let (body, end) = match text.strip_suffix('\n') {
+        Some(body) => (body, "\n"),
+        None => (&*text, ""),
+    };
+    let mut out = String::with_capacity(body.len() + end.len());
+    for c in body.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() || misleads(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push_str(end);
+    out
+}
+
+/// Characters that reorder or break the displayed text (Trojan Source).
+fn misleads(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Short unique request ids: a random per-process prefix and a counter.
@@ -279,4 +330,56 @@ pub fn head_timeout(ctx: &ConnContext) -> (String, AccessRecord) {
     record.set_status(408);
     record.set_error("request head not received in time");
     (id, record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_stays_one_line_whatever_it_carries() {
+        let forged = "refused cause=ADTEST\\x\r\n2025-01-01T00:00:00Z  INFO forged\x1b[31m\x07\x7f\u{85}\u{202e}end\n";
+        let out = one_line(forged.as_bytes());
+        assert_eq!(
+            out,
+            "refused cause=ADTEST\\x\\r\\n2025-01-01T00:00:00Z  INFO forged\\x1b[31m\\x07\\x7f\\u{85}\\u{202e}end\n"
+        );
+        assert_eq!(one_line("plain text, müller\n".as_bytes()), "plain text, müller\n");
+        assert_eq!(one_line(b"no end"), "no end", "only a record's own final newline is kept raw");
+        assert_eq!(one_line(b"two\n\n"), "two\\n\n");
+        assert_eq!(one_line(b"bad \xff utf-8\n"), "bad \u{fffd} utf-8\n");
+    }
+
+    #[test]
+    fn the_writer_escapes_what_it_is_given() {
+        let mut w = OneLine(Vec::new());
+        w.write_all(b"a\r\nb\n").unwrap();
+        assert_eq!(w.0, b"a\\r\\nb\n");
+    }
+
+    /// Stable-Rust stand-in for a fuzzer: any text comes out as one line with
+    /// no control character but its end, and printable text unchanged.
+    #[test]
+    fn fuzz_entry_one_line_on_noise() {
+        let alphabet: Vec<char> = "ab\\ \n\r\t\x1b\x00\x7f\u{85}\u{9b}\u{202e}\u{2066}\u{2028}ü€😀[m".chars().collect();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..(seed % 40) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push(alphabet[(seed % alphabet.len() as u64) as usize]);
+            }
+            let out = one_line(text.as_bytes());
+            let body = out.strip_suffix('\n').unwrap_or(&out);
+            assert!(!body.chars().any(|c| c.is_control() || misleads(c)), "{text:?} -> {out:?}");
+            assert_eq!(out.ends_with('\n'), text.ends_with('\n'));
+            let printable = text.chars().filter(|c| !c.is_control() && !misleads(*c)).count();
+            assert!(body.chars().count() >= printable);
+            if text.chars().all(|c| !c.is_control() && !misleads(c)) {
+                assert_eq!(out, text);
+            }
+        }
+    }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{refuse, service_unavailable, User, Verdict};
+use super::{refuse, service_unavailable, Evidence, User, Verdict};
 use crate::config::Scheme;
 use crate::connection::ConnContext;
 use crate::server::Generation;
@@ -86,6 +86,29 @@ impl Remembered {
     }
 }
 
+/// Whether the KDC's refusal says the account exists. MIT reports
+/// `KDC_ERR_C_PRINCIPAL_UNKNOWN` as "Client 'x@REALM' not found in Kerberos database"
+/// (AD answers it for a name it does not know); a wrong password
+/// (`KDC_ERR_PREAUTH_FAILED`), a locked or disabled account
+/// (`KDC_ERR_CLIENT_REVOKED`) or an expired password or account all come from
+/// an account that exists. Anything else tells nothing.
+fn evidence_of(error: &str) -> Evidence {
+    let lower = error.to_ascii_lowercase();
+    let exists = [
+        "preauthentication failed",
+        "password incorrect",
+        "credentials have been revoked",
+        "password has expired",
+        "key has expired",
+        "client's entry in database has expired",
+    ];
+    if !lower.contains("not found in kerberos database") && exists.iter().any(|w| lower.contains(w)) {
+        Evidence::Account
+    } else {
+        Evidence::Unproven
+    }
+}
+
 /// One request with `Authorization: Basic`.
 pub async fn check(credentials: &[u8], ctx: &ConnContext, generation: &Generation, schemes: &[Scheme]) -> Verdict {
     let Some((typed, password)) = std::str::from_utf8(credentials).ok().and_then(|c| c.split_once(':')) else {
@@ -93,6 +116,9 @@ pub async fn check(credentials: &[u8], ctx: &ConnContext, generation: &Generatio
     };
     if typed.is_empty() || password.is_empty() || typed.chars().any(char::is_control) {
         return refuse(schemes, "Basic credentials with an empty or unprintable user name or password".into());
+    }
+    if let Err(why) = super::names::check_typed(typed) {
+        return refuse(schemes, format!("Basic logon name: {why}; the domain was not asked"));
     }
     let (Some(delegator), Some(domain)) = (generation.delegator.clone(), generation.config.domain.as_ref()) else {
         return refuse(schemes, "Basic is not configured ([domain] keytab and service_principal)".into());
@@ -133,13 +159,13 @@ pub async fn check(credentials: &[u8], ctx: &ConnContext, generation: &Generatio
             return service_unavailable(format!("{typed}: cannot check the password: {e}"));
         }
         Ok(Err(e)) => {
-            lockout.failed(typed, ctx.peer.ip());
+            lockout.failed(typed, ctx.peer.ip(), evidence_of(&e.0), &generation.config.lockout);
             remembered.forget(typed);
             return refuse(schemes, format!("{typed}: Basic logon refused: {e}"));
         }
         Err(e) => return service_unavailable(format!("{typed}: the password check did not run: {e}")),
     };
-    lockout.succeeded(typed);
+    lockout.succeeded(typed, &generation.config.lockout);
     let name = match accepted.client.rsplit_once('@') {
         Some((u, realm)) if realm.eq_ignore_ascii_case(&domain.realm) => format!("{}\\{u}", domain.netbios_name),
         _ => accepted.client.clone(),
@@ -150,4 +176,27 @@ pub async fn check(credentials: &[u8], ctx: &ConnContext, generation: &Generatio
     };
     remembered.put(typed, password, user.clone(), generation.config.basic_cache);
     Verdict::Pass(user, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kdc_answers_that_name_an_account() {
+        let step =
+            "checking the password with the KDC: Unspecified GSS failure.  Minor code may provide more information";
+        for (said, evidence) in [
+            ("Preauthentication failed", Evidence::Account),
+            ("Password incorrect while getting initial credentials", Evidence::Account),
+            ("Client's credentials have been revoked", Evidence::Account),
+            ("Password has expired", Evidence::Account),
+            ("Client not found in Kerberos database", Evidence::Unproven),
+            ("Client 'nosuchuser9@AD.TEST' not found in Kerberos database", Evidence::Unproven),
+            ("Cannot contact any KDC for realm 'AD.TEST'", Evidence::Unproven),
+            ("something new", Evidence::Unproven),
+        ] {
+            assert_eq!(evidence_of(&format!("{step} ({said})")), evidence, "{said}");
+        }
+    }
 }

@@ -5,8 +5,8 @@
 //!   SPNEGO; connection-bound.
 //! - `negotiate.rs`: `Negotiate`: SPNEGO, Kerberos (MIT, through `kcd`), NTLM
 //!   inside SPNEGO with its mechListMIC.
-//! - `lockout.rs`: extranet lockout protection; `rules.rs`: `[[site.auth_for]]`
-//!   matching.
+//! - `lockout.rs`: extranet lockout protection; `names.rs`: the logon names AD
+//!   can hold, checked first; `rules.rs`: `[[site.auth_for]]` matching.
 //!
 //! NTLM authenticates the TCP connection, not the request: the legs must travel
 //! on one connection, and the identity then belongs to that connection and to
@@ -17,12 +17,13 @@
 
 mod basic;
 mod lockout;
+mod names;
 mod negotiate;
 mod ntlm;
 mod rules;
 
 pub use basic::Remembered as BasicCache;
-pub use lockout::Lockout;
+pub use lockout::{Evidence, Lockout};
 pub use rules::{glob_match, Cidr};
 
 use std::net::IpAddr;

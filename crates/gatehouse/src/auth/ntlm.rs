@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use http::header::HeaderValue;
 
+use super::Evidence;
 use super::{encode, refuse, service_unavailable, unauthorized, Reason, State, User, Verdict, Wrap};
 use crate::accounts::CheckError;
 use crate::config::Scheme;
@@ -93,6 +94,10 @@ pub async fn authenticate(
 ) -> Result<(Arc<User>, ntlm::SessionKey), Failure> {
     let received =
         sent.read_authenticate(bytes).map_err(|e| Failure::Refused(format!("NTLM authenticate refused: {e}")))?;
+    // Before anything is counted or the domain is asked: a name AD cannot
+    // hold is no one's, and must not cost gatehouse memory per attempt.
+    super::names::check_parts(&received.domain, &received.user)
+        .map_err(|why| Failure::Refused(format!("NTLM logon name: {why}; the domain was not asked")))?;
     let who = format!("{}\\{}", received.domain, received.user);
     let lockout = &ctx.shared.lockout;
     let limits = &generation.config.lockout;
@@ -106,8 +111,8 @@ pub async fn authenticate(
     };
     let key = match checked {
         Ok(key) => key,
-        Err(CheckError::Rejected(why)) => {
-            lockout.failed(&who, ctx.peer.ip());
+        Err(CheckError::Rejected(why, evidence)) => {
+            lockout.failed(&who, ctx.peer.ip(), evidence, limits);
             return Err(Failure::Refused(format!("{who}: {why}")));
         }
         Err(CheckError::Unavailable(why)) => {
@@ -116,7 +121,7 @@ pub async fn authenticate(
     };
     match received.finish(key, ctx.channel_bindings, ntlm::FileTime::now()) {
         Ok(done) => {
-            lockout.succeeded(&who);
+            lockout.succeeded(&who, limits);
             // A client that sent no domain logged on to ours.
             let domain = if done.domain.is_empty() {
                 generation.config.domain.as_ref().map_or(String::new(), |d| d.netbios_name.clone())
@@ -127,7 +132,8 @@ pub async fn authenticate(
             Ok((Arc::new(user), done.session_key))
         }
         Err(e) => {
-            lockout.failed(&who, ctx.peer.ip());
+            // The password was right: the account exists.
+            lockout.failed(&who, ctx.peer.ip(), Evidence::Account, limits);
             Err(Failure::Refused(format!("{who}: {e}")))
         }
     }

@@ -76,13 +76,26 @@ pub enum Accounts {
 #[derive(Debug, Clone)]
 pub struct Lockout {
     pub max_failures_per_user: u32,
+    /// Per client address, and again per client network (`ipv4_prefix`, `ipv6_prefix`).
     pub max_failures_per_client: u32,
     pub window: Duration,
+    /// The most counters each of the three tables (accounts, other names,
+    /// clients) holds: the bound on the lockout's memory.
+    pub max_entries: usize,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
 }
 
 impl Default for Lockout {
     fn default() -> Self {
-        Lockout { max_failures_per_user: 5, max_failures_per_client: 30, window: Duration::from_secs(30 * 60) }
+        Lockout {
+            max_failures_per_user: 5,
+            max_failures_per_client: 30,
+            window: Duration::from_secs(30 * 60),
+            max_entries: 100_000,
+            ipv4_prefix: 32,
+            ipv6_prefix: 64,
+        }
     }
 }
 

@@ -321,6 +321,15 @@ impl<'t> Reader<'t> {
                 if let Some(d) = self.duration(&mut s, "window") {
                     config.lockout.window = d;
                 }
+                if let Some(n) = self.count(&mut s, "max_entries", 100, 10_000_000) {
+                    config.lockout.max_entries = n;
+                }
+                if let Some(n) = self.count(&mut s, "ipv4_prefix", 8, 32) {
+                    config.lockout.ipv4_prefix = n as u8;
+                }
+                if let Some(n) = self.count(&mut s, "ipv6_prefix", 32, 128) {
+                    config.lockout.ipv6_prefix = n as u8;
+                }
                 self.finish(s);
             }
         }

@@ -352,3 +352,18 @@ fn forwarding_basic_needs_basic_alone() {
     let p = load_str(&dir.path().join("g.toml"), &site("[\"Negotiate\", \"Basic\"]")).unwrap_err().0;
     assert!(p.iter().any(|p| p.key == "site[0].delegation" && p.message.contains("Basic alone")), "{p:#?}");
 }
+
+#[test]
+fn lockout_memory_and_network_keys() {
+    let c = load_str(Path::new("/tmp/x.toml"), GOOD).unwrap();
+    assert_eq!((c.lockout.max_entries, c.lockout.ipv4_prefix, c.lockout.ipv6_prefix), (100_000, 32, 64));
+    let text = format!("{GOOD}\n[lockout]\nmax_entries = 5000\nipv4_prefix = 24\nipv6_prefix = 56\n");
+    let c = load_str(Path::new("/tmp/x.toml"), &text).unwrap();
+    assert_eq!((c.lockout.max_entries, c.lockout.ipv4_prefix, c.lockout.ipv6_prefix), (5000, 24, 56));
+    let bad = format!("{GOOD}\n[lockout]\nmax_entries = 0\nipv4_prefix = 33\nipv6_prefix = 8\n");
+    let p = problems(&bad);
+    let start = GOOD.lines().count() + 2;
+    assert!(has(&p, start + 1, "lockout.max_entries", "whole number from 100"), "{p:#?}");
+    assert!(has(&p, start + 2, "lockout.ipv4_prefix", "from 8 to 32"), "{p:#?}");
+    assert!(has(&p, start + 3, "lockout.ipv6_prefix", "from 32 to 128"), "{p:#?}");
+}
