@@ -62,8 +62,9 @@ pub struct Outcome {
     pub end: End,
 }
 
-/// What the framing guard alone decides: how many request heads it accepts, and
-/// whether it then refuses.
+/// What the framing guard alone decides: how many requests it accepts in full
+/// (a request refused inside its body does not count), and whether it then
+/// refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuardVerdict {
     pub heads: usize,
