@@ -38,52 +38,7 @@ const LANES: usize = 12;
 
 /// Cases (and global checks, `global/...`) that fail today, each with the defect
 /// behind it. Remove a name when its fix lands; the test fails until you do.
-const KNOWN_OPEN: &[&str] = &[
-    // A `Connection: Upgrade` + `Upgrade` request turns the guard opaque for the
-    // rest of the connection, even when the backend declines (200, not 101).
-    "pipe/declined-upgrade-then-cl-te",
-    "pipe/declined-upgrade-then-cl-te-pipelined",
-    "pipe/declined-upgrade-then-head-too-large",
-    // A valid request and an invalid one in the same segment: no answer at all.
-    "pipe/valid-then-bad-chunk",
-    "pipe/valid-then-cl-te",
-    "pipe/valid-then-duplicate-host",
-    "pipe/valid-then-garbage",
-    "pipe/valid-then-obs-fold",
-    // (the same: a bodiless POST, then its would-be chunked body as garbage)
-    "te/no-dash/alone",
-    "te/plural/alone",
-    "te/underscore/alone",
-    "te/x-prefixed/alone",
-    // `Content-Length: 010` (and `005`) forwarded with the leading zeros.
-    "cl/leading-zero-ten",
-    "cl/leading-zeros",
-    // A head of bare-CR line ends is held until the header timer, then closed
-    // without an answer.
-    "le/bare-cr-alone",
-    // The backend's `HTTP/1.0` status line reaches an HTTP/1.1 client.
-    "answer/backend-http10-status",
-    // 400s come as text/plain (guard), text/html (proxy) and empty (hyper).
-    "global/refusal-format",
-    // NEW: after a request that carries an `Upgrade` field without a real
-    // `Connection: upgrade` token, a refused request gets no 400, only a close.
-    "look/connection-token-lookalike-then-cl-te",
-    "look/connection-underscore-then-cl-te",
-    "look/upgrade-without-connection-then-cl-te",
-    "look/x-connection-then-cl-te",
-    // NEW: invalid Host values are forwarded (RFC 9112 section 3.2: MUST 400).
-    "look/host-at-sign",
-    "look/host-comma-list",
-    "look/host-space-inside",
-    // NEW: `_` look-alikes of framing and hop-by-hop fields reach the backend,
-    // which a backend that folds `_` into `-` (CGI, IIS server variables) reads
-    // as the real field that the edge did not honour.
-    "cl/lookalike-underscore",
-    "look/keep-alive-underscore",
-    "look/proxy-connection-underscore",
-    "te/underscore/cl-te",
-    "te/underscore/te-cl",
-];
+const KNOWN_OPEN: &[&str] = &[];
 
 // ---------------------------------------------------------------------------
 // The recording backend.

@@ -519,11 +519,18 @@ fn is_tchar(b: u8) -> bool {
 /// sizes come from the data itself and checks the invariants of [`RequestStream`].
 pub fn fuzz_one(data: &[u8]) {
     let split = data.first().copied().unwrap_or(1).max(1) as usize;
+    // The second byte decides how upgrades are answered: switched or not.
+    let switch = data.get(1).is_some_and(|b| b & 1 == 1);
     let mut stream = RequestStream::new(1024, 16);
     let mut pending: Vec<u8> = Vec::new();
     for piece in data.chunks(split) {
         pending.extend_from_slice(piece);
         loop {
+            if stream.awaiting_upgrade_answer() {
+                assert_eq!(stream.advance(&pending), Ok(0), "accepted bytes before the upgrade was answered");
+                stream.upgrade_answered(switch);
+                assert!(stream.is_opaque() == switch);
+            }
             match stream.advance(&pending) {
                 Ok(0) => break,
                 Ok(n) => {

@@ -586,7 +586,7 @@ fn pipelined(b: &mut Builder) {
 
     // An upgrade the backend declines (it answers 200, not 101): the connection
     // stays HTTP/1 and every later request is checked as before.
-    let upgrade = b"GET /CCCC/r0 HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n".to_vec();
+    let upgrade = b"GET /CCCC/r0 HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".to_vec();
     let smuggle_cl_te = cat(&[
         b"POST /CCCC/r1 HTTP/1.1\r\nHost: a\r\nContent-Length: ",
         (5 + SMUGGLED.len()).to_string().as_bytes(),
