@@ -21,7 +21,7 @@ done
 if [ -n "$missing" ]; then
   echo "installing Debian packages:$missing"
   if [ "$(id -u)" -ne 0 ]; then
-    echo "error: run as root (or with sudo) to install:$missing" >&2
+    echo "error: run as root to install:$missing" >&2
     exit 1
   fi
   apt-get update
