@@ -15,7 +15,21 @@ use tokio::sync::{Mutex, Semaphore};
 
 use ntlm::{AuthenticateReceived, SessionBaseKey};
 
-use crate::auth::Evidence;
+/// What the password check said about the name it was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Evidence {
+    /// The account exists: the accounts source knew it (wrong password,
+    /// locked, disabled), or the password was right and a later check failed.
+    Account,
+    /// Nothing says it exists: "no such user", or an answer that does not tell.
+    Unproven,
+}
+
+/// Where passwords are checked, ready to use.
+pub enum Accounts {
+    File(Arc<UserFile>),
+    Winbind(Arc<Winbind>),
+}
 
 /// Why a password check did not succeed.
 #[derive(Debug)]

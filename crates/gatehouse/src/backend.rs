@@ -17,8 +17,8 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::body::RequestBody;
 use crate::config::Backend;
+use crate::request_body::RequestBody;
 
 /// Who a backend connection speaks for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

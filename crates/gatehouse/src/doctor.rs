@@ -206,7 +206,8 @@ async fn connect(site: &config::Site) -> Result<crate::backend::Sender, String> 
 async fn backend_status(site: &config::Site, mut conn: crate::backend::Sender, token: &[u8]) -> Result<u16, String> {
     use base64::Engine;
     let host = site.host_header.clone().unwrap_or_else(|| site.backend.host.clone());
-    let mut req = http::Request::new(crate::body::RequestBody::empty(crate::body::RequestProgress::new()));
+    let mut req =
+        http::Request::new(crate::request_body::RequestBody::empty(crate::request_body::RequestProgress::new()));
     *req.uri_mut() = http::Uri::from_static("/");
     let headers = req.headers_mut();
     headers.insert(http::header::HOST, http::HeaderValue::from_str(&host).map_err(|e| e.to_string())?);

@@ -8,9 +8,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::connection::{self, Activity, ConnContext};
-use crate::server::Shared;
-use crate::worker::Accepted;
+use crate::conn::{Activity, ConnInfo};
+use crate::connection::{self, Connection};
+use crate::shared::Shared;
+use crate::worker::{Accepted, Workers};
 
 pub struct ListenerHandle {
     stop: watch::Sender<bool>,
@@ -23,16 +24,27 @@ impl ListenerHandle {
     }
 }
 
-pub fn start(name: &str, bind: SocketAddr, shared: Arc<Shared>) -> std::io::Result<ListenerHandle> {
+pub fn start(
+    name: &str,
+    bind: SocketAddr,
+    shared: Arc<Shared>,
+    workers: Arc<Workers>,
+) -> std::io::Result<ListenerHandle> {
     let std_listener = std::net::TcpListener::bind(bind)?;
     std_listener.set_nonblocking(true)?;
     let tcp = TcpListener::from_std(std_listener)?;
     let (stop, stopped) = watch::channel(false);
-    tokio::spawn(accept_loop(name.into(), tcp, shared, stopped));
+    tokio::spawn(accept_loop(name.into(), tcp, shared, workers, stopped));
     Ok(ListenerHandle { stop })
 }
 
-async fn accept_loop(name: Arc<str>, tcp: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+async fn accept_loop(
+    name: Arc<str>,
+    tcp: TcpListener,
+    shared: Arc<Shared>,
+    workers: Arc<Workers>,
+    mut stopped: watch::Receiver<bool>,
+) {
     loop {
         let (sock, peer) = tokio::select! {
             _ = stopped.changed() => return,
@@ -47,14 +59,14 @@ async fn accept_loop(name: Arc<str>, tcp: TcpListener, shared: Arc<Shared>, mut 
             },
         };
         let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-            let id = shared.ids.next();
+            let id = shared.access.next_id();
             tracing::warn!(request_id = %id, listener = %name, client = %peer, limit = shared.max_connections, "connection limit reached; refusing with 503");
             tokio::spawn(refuse_overloaded(sock, shared.current().tls.contains_key(&*name), id));
             continue;
         };
         let _ = sock.set_nodelay(true);
         match sock.into_std() {
-            Ok(sock) => shared.workers.dispatch(Accepted { sock, peer, listener: name.clone(), permit }),
+            Ok(sock) => workers.dispatch(Accepted { sock, peer, listener: name.clone(), permit }),
             Err(e) => tracing::warn!(listener = %name, error = %e, "cannot hand over a connection"),
         }
     }
@@ -78,22 +90,17 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
     let context = |end_point_hash: Option<Vec<u8>>, http2: bool| {
         let channel_bindings = end_point_hash.as_deref().map(ntlm::crypto::tls_channel_bindings);
         let tls_end_point = end_point_hash.as_deref().map(|h| Arc::from(kcd::tls_server_end_point(h)));
-        Arc::new(ConnContext {
+        let info = ConnInfo {
+            id: ConnInfo::next_id(),
             peer,
             listener: listener.clone(),
             tls: tls.is_some(),
-            activity: Arc::new(Activity::new(timeouts.stream_idle)),
-            rejected: Default::default(),
             worker,
-            auth: crate::auth::ConnAuth::new(http2),
             channel_bindings,
             tls_end_point,
             http2,
-            id: ConnContext::next_id(),
-            pinned: Default::default(),
-            unswitched: Default::default(),
-            shared: shared.clone(),
-        })
+        };
+        Connection::new(info, Activity::new(timeouts.stream_idle), shared.clone())
     };
     match &tls {
         None => connection::serve(sock, context(None, false)).await,

@@ -1,22 +1,31 @@
 //! gatehouse: an authenticating reverse proxy for Windows-authenticated web
 //! applications.
 //!
-//! A request travels: `listener` (TCP, TLS) -> `connection` (framing checks,
-//! HTTP/1, clocks) -> `proxy` (target checks, `route` to a site, backend request)
-//! -> `backend` (pooled connection per identity) -> `body` (streamed back).
+//! A request travels: `listener` (TCP, TLS) -> `connection` (its bytes through
+//! `guarded_io`'s framing checks, HTTP/1 or HTTP/2, clocks) -> `pipeline`
+//! (route -> authenticate -> authorize -> prepare -> delegate -> send ->
+//! filter response) -> `backend` (pooled connection per identity) ->
+//! `response_body` (streamed back). docs/design.md follows one request through.
+
+#![forbid(unsafe_code)]
 
 mod accounts;
 mod auth;
 mod backend;
-mod body;
 mod config;
+mod conn;
 mod connection;
 mod doctor;
+mod generation;
+mod guarded_io;
 mod listener;
 mod pages;
-mod proxy;
+mod pipeline;
+mod request_body;
+mod response_body;
 mod route;
 mod server;
+mod shared;
 mod telemetry;
 mod tls;
 mod worker;
@@ -80,7 +89,7 @@ fn ntlm_hash() -> ExitCode {
 }
 
 fn check(file: PathBuf) -> ExitCode {
-    match server::load(&file) {
+    match server::load(&file, &Default::default()) {
         Ok(generation) => {
             let c = &generation.config;
             println!("{}: OK ({} listeners, {} sites)", file.display(), c.listeners.len(), c.sites.len());

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
-use crate::body::ResponseBody;
+use crate::response_body::ResponseBody;
 
 /// The one page format, for answers from hyper's side and from below it alike.
 fn html(status: StatusCode, request_id: &str, what: &str) -> String {

@@ -8,134 +8,29 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Semaphore};
 
-use crate::backend::{Pool, Target};
-use crate::config::{self, Config};
+use crate::backend::Pool;
+use crate::config;
+use crate::generation::{Generation, Kept};
 use crate::listener::{self, ListenerHandle};
-use crate::route;
-use crate::telemetry::{AccessLog, RequestIds};
+use crate::shared::Shared;
+use crate::telemetry::AccessLog;
 use crate::worker::Workers;
 
-/// Everything derived from one configuration file.
-pub struct Generation {
-    pub config: Config,
-    pub routes: route::Table,
-    /// Backends by origin and TLS settings.
-    pub backends: HashMap<config::Backend, Arc<Target>>,
-    /// TLS server configs by listener name.
-    pub tls: HashMap<String, Arc<rustls::ServerConfig>>,
-    /// NTLM acceptor settings by listener name (names, channel-binding policy).
-    pub ntlm: HashMap<String, ntlm::AcceptorConfig>,
-    pub accounts: Option<AccountsRuntime>,
-    /// The delegating service account, when a site uses KCD.
-    pub delegator: Option<Arc<kcd::Delegator>>,
-}
-
-/// Where passwords are checked, ready to use.
-pub enum AccountsRuntime {
-    File(Arc<crate::accounts::UserFile>),
-    Winbind(Arc<crate::accounts::Winbind>),
-}
-
-impl Generation {
-    pub fn build(config: Config) -> Result<Self, String> {
-        let mut backends = HashMap::new();
-        for site in &config.sites {
-            if !backends.contains_key(&site.backend) {
-                let target = Target::new(&site.backend).map_err(|e| format!("site `{}`: {e}", site.name))?;
-                backends.insert(site.backend.clone(), Arc::new(target));
-            }
-        }
-        let tls = config
-            .listeners
-            .iter()
-            .filter_map(|l| l.tls.as_ref().map(|t| (l.name.clone(), crate::tls::server_config(t, l.http2))))
-            .collect();
-        let ntlm = match &config.domain {
-            None => HashMap::new(),
-            Some(d) => config
-                .listeners
-                .iter()
-                .map(|l| {
-                    let acceptor = ntlm::AcceptorConfig {
-                        netbios_domain: d.netbios_name.clone(),
-                        netbios_computer: d.computer_netbios.clone(),
-                        dns_domain: d.realm.to_ascii_lowercase(),
-                        dns_computer: d.computer_dns.clone(),
-                        channel_binding: l.channel_binding,
-                        max_skew: 5 * 60 * 10_000_000,
-                    };
-                    (l.name.clone(), acceptor)
-                })
-                .collect(),
-        };
-        let accounts = config.accounts.as_ref().map(|a| match a {
-            config::Accounts::File { users, .. } => AccountsRuntime::File(users.clone()),
-            config::Accounts::Winbind { ntlm_auth, smb_conf, helpers, timeout } => AccountsRuntime::Winbind(
-                crate::accounts::Winbind::new(ntlm_auth.clone(), smb_conf.clone(), *helpers, *timeout),
-            ),
-        });
-        let delegator = match &config.domain {
-            Some(d) if config.sites.iter().any(|s| s.delegation.is_some() || offers_negotiate(s)) => {
-                match (&d.service_principal, &d.keytab) {
-                    (Some(p), Some(k)) => Some(Arc::new(kcd::Delegator::new(p, &k.to_string_lossy(), &d.realm))),
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
-        Ok(Generation { routes: route::Table::new(&config.sites), backends, tls, ntlm, accounts, delegator, config })
-    }
-}
-
-/// Negotiate and Basic need the Kerberos service account.
-fn offers_negotiate(s: &config::Site) -> bool {
-    use config::Scheme::{Basic, Negotiate};
-    [Negotiate, Basic].iter().any(|k| s.auth.contains(k) || s.auth_for.iter().any(|r| r.auth.contains(k)))
-}
-
-/// State shared by every connection for the life of the process.
-pub struct Shared {
-    generation: RwLock<Arc<Generation>>,
-    /// One backend pool per worker: a backend connection stays on the worker
-    /// that opened it.
-    pub pools: Vec<Arc<Pool>>,
-    pub workers: Workers,
-    pub access: AccessLog,
-    pub ids: RequestIds,
-    pub connections: Arc<Semaphore>,
-    /// Failed logons, kept across reloads.
-    pub lockout: crate::auth::Lockout,
-    /// Basic users whose password was checked recently.
-    pub basic: crate::auth::BasicCache,
-    pub max_connections: usize,
-    /// Flips to true when the process starts draining.
-    pub draining: watch::Receiver<bool>,
-}
-
-impl Shared {
-    pub fn current(&self) -> Arc<Generation> {
-        self.generation.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn replace(&self, generation: Arc<Generation>) {
-        *self.generation.write().unwrap_or_else(|e| e.into_inner()) = generation;
-    }
-}
-
-pub fn load(path: &Path) -> Result<Generation, String> {
+pub fn load(path: &Path, kept: &Kept) -> Result<Generation, String> {
     let config = config::load(path).map_err(|p| p.to_string())?;
-    Generation::build(config)
+    Generation::build(config, kept)
 }
 
 /// Serves until SIGTERM or SIGINT, then drains.
 pub async fn run(path: PathBuf) -> Result<(), String> {
-    let generation = Arc::new(load(&path)?);
+    let kept = Kept::default();
+    let generation = Arc::new(load(&path, &kept)?);
     if let Some(d) = &generation.delegator {
         // Before the listeners: with a KDC that answers, the first clients
         // find the TGTs in place; a silent one delays the start by this much.
@@ -149,24 +44,16 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     let slot = Arc::new(std::sync::OnceLock::new());
     let workers =
         Workers::start(Workers::count(), slot.clone()).map_err(|e| format!("cannot start worker threads: {e}"))?;
-    let shared = Arc::new(Shared {
-        generation: RwLock::new(generation.clone()),
-        pools: (0..workers.len())
-            .map(|_| Pool::new(config.limits.backend_idle_per_key, config.timeouts.backend_idle))
-            .collect(),
-        workers,
-        access,
-        ids: RequestIds::new(),
-        connections: Arc::new(Semaphore::new(max)),
-        lockout: Default::default(),
-        basic: Default::default(),
-        max_connections: max,
-        draining: drain_rx,
-    });
+    let workers = Arc::new(workers);
+    let pools = (0..workers.len())
+        .map(|_| Pool::new(config.limits.backend_idle_per_key, config.timeouts.backend_idle))
+        .collect();
+    let shared =
+        Arc::new(Shared::new(generation.clone(), pools, access, Arc::new(Semaphore::new(max)), kept, drain_rx));
     let _ = slot.set(shared.clone());
 
     let mut listeners: HashMap<(String, SocketAddr), ListenerHandle> = HashMap::new();
-    reconcile(&shared, &mut listeners)?;
+    reconcile(&shared, &workers, &mut listeners)?;
     tracing::info!(file = %path.display(), listeners = listeners.len(), sites = generation.config.sites.len(), "gatehouse is serving");
 
     let pools = shared.pools.clone();
@@ -176,7 +63,7 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
         loop {
             tokio::time::sleep(Duration::from_secs(10)).await;
             pools.iter().for_each(|p| p.sweep());
-            sweeper.lockout.sweep();
+            sweeper.kept.lockout.sweep();
             if let Some(d) = &sweeper.current().delegator {
                 log_delegation(d, &mut last);
             }
@@ -188,7 +75,7 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&path, &shared, &mut listeners),
+            _ = hup.recv() => reload(&path, &shared, &workers, &mut listeners),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -260,8 +147,13 @@ fn log_delegation(d: &kcd::Delegator, last: &mut [u64; 8]) {
     }
 }
 
-fn reload(path: &Path, shared: &Arc<Shared>, listeners: &mut HashMap<(String, SocketAddr), ListenerHandle>) {
-    match load(path) {
+fn reload(
+    path: &Path,
+    shared: &Arc<Shared>,
+    workers: &Arc<Workers>,
+    listeners: &mut HashMap<(String, SocketAddr), ListenerHandle>,
+) {
+    match load(path, &shared.kept) {
         Err(problems) => {
             // One record per problem: the log escapes newlines inside a record.
             tracing::error!("reload refused, the running configuration stays");
@@ -293,7 +185,7 @@ fn reload(path: &Path, shared: &Arc<Shared>, listeners: &mut HashMap<(String, So
                 tracing::warn!("limits.max_connections changes only on restart");
             }
             shared.replace(Arc::new(generation));
-            if let Err(e) = reconcile(shared, listeners) {
+            if let Err(e) = reconcile(shared, workers, listeners) {
                 tracing::error!("{e}");
             }
             tracing::info!(file = %path.display(), "configuration reloaded");
@@ -303,7 +195,11 @@ fn reload(path: &Path, shared: &Arc<Shared>, listeners: &mut HashMap<(String, So
 
 /// Starts the listeners the current configuration has and stops the ones it lost.
 /// A listener whose name and address stay keeps its socket (and connections).
-fn reconcile(shared: &Arc<Shared>, running: &mut HashMap<(String, SocketAddr), ListenerHandle>) -> Result<(), String> {
+fn reconcile(
+    shared: &Arc<Shared>,
+    workers: &Arc<Workers>,
+    running: &mut HashMap<(String, SocketAddr), ListenerHandle>,
+) -> Result<(), String> {
     let generation = shared.current();
     let wanted: Vec<(String, SocketAddr)> =
         generation.config.listeners.iter().map(|l| (l.name.clone(), l.bind)).collect();
@@ -320,7 +216,7 @@ fn reconcile(shared: &Arc<Shared>, running: &mut HashMap<(String, SocketAddr), L
         if running.contains_key(&key) {
             continue;
         }
-        match listener::start(&key.0, key.1, shared.clone()) {
+        match listener::start(&key.0, key.1, shared.clone(), workers.clone()) {
             Ok(handle) => {
                 tracing::info!(listener = %key.0, bind = %key.1, "listening");
                 running.insert(key, handle);

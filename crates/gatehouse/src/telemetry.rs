@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::connection::ConnContext;
+use crate::conn::ConnInfo;
 
 /// Starts the operational log. `RUST_LOG` overrides the configured level.
 pub fn init_tracing(level: &str) {
@@ -106,6 +106,7 @@ impl RequestIds {
 #[derive(Clone)]
 pub struct AccessLog {
     inner: Arc<LogInner>,
+    ids: Arc<RequestIds>,
 }
 
 struct LogInner {
@@ -140,7 +141,13 @@ impl AccessLog {
             }
             writer.flush();
         })?;
-        Ok(AccessLog { inner })
+        Ok(AccessLog { inner, ids: Arc::new(RequestIds::new()) })
+    }
+
+    /// A new request id: every record, and the page and log line that go with
+    /// it, carries one.
+    pub fn next_id(&self) -> String {
+        self.ids.next()
     }
 
     fn send(&self, line: &[u8]) {
@@ -183,7 +190,7 @@ pub struct AccessRecord {
     log: AccessLog,
     started: Instant,
     fields: Fields,
-    bytes_in: Option<Arc<crate::body::RequestProgress>>,
+    bytes_in: Option<Arc<crate::request_body::RequestProgress>>,
     written: bool,
 }
 
@@ -211,15 +218,15 @@ struct Fields {
 }
 
 impl AccessRecord {
-    pub fn new(ctx: &ConnContext, request_id: String, method: &str, path: &str) -> Self {
+    pub fn new(log: &AccessLog, conn: &ConnInfo, request_id: String, method: &str, path: &str) -> Self {
         AccessRecord {
-            log: ctx.shared.access.clone(),
+            log: log.clone(),
             started: Instant::now(),
             fields: Fields {
                 time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
                 request_id,
-                client: ctx.peer.to_string(),
-                listener: ctx.listener.clone(),
+                client: conn.peer.to_string(),
+                listener: conn.listener.clone(),
                 site: None,
                 method: method.to_owned(),
                 // The path only: query strings can carry secrets (OWA canaries, tokens).
@@ -246,9 +253,10 @@ impl AccessRecord {
         self.fields.site = Some(site.to_owned());
     }
 
-    pub fn set_user(&mut self, user: &crate::auth::User) {
-        self.fields.user = Some(user.name.clone());
-        self.fields.auth = Some(user.scheme.name());
+    /// The signed-in user (`DOMAIN\user`) and the scheme that signed them in.
+    pub fn set_user(&mut self, name: &Arc<str>, scheme: &'static str) {
+        self.fields.user = Some(name.clone());
+        self.fields.auth = Some(scheme);
     }
 
     pub fn set_status(&mut self, status: u16) {
@@ -259,7 +267,7 @@ impl AccessRecord {
         self.fields.error = Some(error.into());
     }
 
-    pub fn count_request_body(&mut self, progress: Arc<crate::body::RequestProgress>) {
+    pub fn count_request_body(&mut self, progress: Arc<crate::request_body::RequestProgress>) {
         self.bytes_in = Some(progress);
     }
 
@@ -302,8 +310,13 @@ impl Drop for AccessRecord {
 /// answer carries and, for a refused head, its access record, to be finished
 /// when the answer has been written (a refused body has no answer of its own:
 /// its request's record says what happened).
-pub fn refused_framing(ctx: &ConnContext, reject: &httpguard::Reject, in_head: bool) -> (String, Option<AccessRecord>) {
-    let id = ctx.shared.ids.next();
+pub fn refused_framing(
+    log: &AccessLog,
+    ctx: &ConnInfo,
+    reject: &httpguard::Reject,
+    in_head: bool,
+) -> (String, Option<AccessRecord>) {
+    let id = log.next_id();
     tracing::warn!(
         request_id = %id,
         client = %ctx.peer,
@@ -314,7 +327,7 @@ pub fn refused_framing(ctx: &ConnContext, reject: &httpguard::Reject, in_head: b
         "request refused; closing the connection"
     );
     let record = in_head.then(|| {
-        let mut record = AccessRecord::new(ctx, id.clone(), "-", "-");
+        let mut record = AccessRecord::new(log, ctx, id.clone(), "-", "-");
         record.set_status(reject.status());
         record.set_error(reject.cause());
         record
@@ -323,10 +336,10 @@ pub fn refused_framing(ctx: &ConnContext, reject: &httpguard::Reject, in_head: b
 }
 
 /// Logs a head that began and did not end in time (answered 408).
-pub fn head_timeout(ctx: &ConnContext) -> (String, AccessRecord) {
-    let id = ctx.shared.ids.next();
+pub fn head_timeout(log: &AccessLog, ctx: &ConnInfo) -> (String, AccessRecord) {
+    let id = log.next_id();
     tracing::info!(request_id = %id, client = %ctx.peer, listener = %ctx.listener, "request head not received in time; answering 408");
-    let mut record = AccessRecord::new(ctx, id.clone(), "-", "-");
+    let mut record = AccessRecord::new(log, ctx, id.clone(), "-", "-");
     record.set_status(408);
     record.set_error("request head not received in time");
     (id, record)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// A connection accepted by a listener, on its way to a worker.
 pub struct Accepted {

@@ -19,9 +19,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{refuse, service_unavailable, Evidence, User, Verdict};
+use super::{Authenticator, Client};
 use crate::config::Scheme;
-use crate::connection::ConnContext;
-use crate::server::Generation;
 
 /// Users whose password was checked recently.
 pub struct Remembered {
@@ -110,7 +109,7 @@ fn evidence_of(error: &str) -> Evidence {
 }
 
 /// One request with `Authorization: Basic`.
-pub async fn check(credentials: &[u8], ctx: &ConnContext, generation: &Generation, schemes: &[Scheme]) -> Verdict {
+pub async fn check(credentials: &[u8], ctx: Client<'_>, setup: &Authenticator, schemes: &[Scheme]) -> Verdict {
     let Some((typed, password)) = std::str::from_utf8(credentials).ok().and_then(|c| c.split_once(':')) else {
         return refuse(schemes, "Basic credentials are not UTF-8 `user:password`".into());
     };
@@ -120,7 +119,7 @@ pub async fn check(credentials: &[u8], ctx: &ConnContext, generation: &Generatio
     if let Err(why) = super::names::check_typed(typed) {
         return refuse(schemes, format!("Basic logon name: {why}; the domain was not asked"));
     }
-    let (Some(delegator), Some(domain)) = (generation.delegator.clone(), generation.config.domain.as_ref()) else {
+    let (Some(delegator), Some(domain)) = (setup.delegator.clone(), setup.domain.as_ref()) else {
         return refuse(schemes, "Basic is not configured ([domain] keytab and service_principal)".into());
     };
     let Some(spn) = domain.acceptor_spn.clone() else {
@@ -143,29 +142,29 @@ pub async fn check(credentials: &[u8], ctx: &ConnContext, generation: &Generatio
         None if typed.contains('@') => kcd::User::Upn { upn: typed.to_owned(), account: String::new() },
         None => kcd::User::Account(format!("{typed}@{}", domain.realm)),
     };
-    let remembered = &ctx.shared.basic;
+    let remembered = &setup.basic;
     if let Some(user) = remembered.get(typed, password) {
         return Verdict::Pass(user, None);
     }
-    let lockout = &ctx.shared.lockout;
-    if let Err(why) = lockout.allowed(typed, ctx.peer.ip(), &generation.config.lockout) {
+    let lockout = &setup.lockout;
+    if let Err(why) = lockout.allowed(typed, ctx.info.peer.ip(), &setup.lockout_limits) {
         return refuse(schemes, format!("{typed}: {why}; the password was not sent to the domain"));
     }
     let secret = password.to_owned();
     let checked = tokio::task::spawn_blocking(move || delegator.check_password(&user, &secret, &spn)).await;
     let accepted = match checked {
         Ok(Ok(a)) => a,
-        Ok(Err(e)) if crate::proxy::domain_unreachable(&e.0) => {
+        Ok(Err(e)) if super::domain_unreachable(&e.0) => {
             return service_unavailable(format!("{typed}: cannot check the password: {e}"));
         }
         Ok(Err(e)) => {
-            lockout.failed(typed, ctx.peer.ip(), evidence_of(&e.0), &generation.config.lockout);
+            lockout.failed(typed, ctx.info.peer.ip(), evidence_of(&e.0), &setup.lockout_limits);
             remembered.forget(typed);
             return refuse(schemes, format!("{typed}: Basic logon refused: {e}"));
         }
         Err(e) => return service_unavailable(format!("{typed}: the password check did not run: {e}")),
     };
-    lockout.succeeded(typed, &generation.config.lockout);
+    lockout.succeeded(typed, &setup.lockout_limits);
     let name = match accepted.client.rsplit_once('@') {
         Some((u, realm)) if realm.eq_ignore_ascii_case(&domain.realm) => format!("{}\\{u}", domain.netbios_name),
         _ => accepted.client.clone(),
@@ -174,7 +173,7 @@ pub async fn check(credentials: &[u8], ctx: &ConnContext, generation: &Generatio
         Ok(u) => Arc::new(u),
         Err(why) => return refuse(schemes, why),
     };
-    remembered.put(typed, password, user.clone(), generation.config.basic_cache);
+    remembered.put(typed, password, user.clone(), setup.basic_cache);
     Verdict::Pass(user, None)
 }
 

@@ -21,17 +21,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::accounts::Evidence;
 use crate::config::Lockout as LockoutConfig;
-
-/// What the password check said about the name it was given.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Evidence {
-    /// The account exists: the accounts source knew it (wrong password,
-    /// locked, disabled), or the password was right and a later check failed.
-    Account,
-    /// Nothing says it exists: "no such user", or an answer that does not tell.
-    Unproven,
-}
 
 pub struct Lockout {
     salt: [u8; 32],

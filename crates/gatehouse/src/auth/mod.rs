@@ -22,21 +22,76 @@ mod negotiate;
 mod ntlm;
 mod rules;
 
+pub use crate::accounts::Evidence;
 pub use basic::Remembered as BasicCache;
-pub use lockout::{Evidence, Lockout};
+pub use lockout::Lockout;
 pub use rules::{glob_match, Cidr};
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
 
-use crate::body::ResponseBody;
-use crate::config::{Scheme, Site};
-use crate::connection::ConnContext;
-use crate::server::Generation;
+use crate::accounts::Accounts;
+use crate::config::{self, Scheme, Site};
+use crate::conn::ConnInfo;
+use crate::response_body::ResponseBody;
+
+/// Authentication at the edge, as one configuration generation sets it up:
+/// everything a scheme may use to decide who a client is, and nothing else
+/// (no pools, no access log, no other connection).
+pub struct Authenticator {
+    /// NTLM acceptor settings by listener name (names, channel-binding policy).
+    ntlm: HashMap<String, ::ntlm::AcceptorConfig>,
+    /// Where NTLM (and, without a keytab, Basic) passwords are checked.
+    accounts: Option<Arc<Accounts>>,
+    /// Kerberos: gatehouse's keytab and service account.
+    delegator: Option<Arc<kcd::Delegator>>,
+    domain: Option<config::Domain>,
+    lockout_limits: config::Lockout,
+    basic_cache: Duration,
+    /// Kept across reloads.
+    lockout: Arc<Lockout>,
+    basic: Arc<BasicCache>,
+}
+
+/// The client connection as a scheme sees it: its fixed facts and its
+/// authentication state.
+#[derive(Clone, Copy)]
+pub struct Client<'a> {
+    pub info: &'a ConnInfo,
+    pub auth: &'a ConnAuth,
+}
+
+impl Authenticator {
+    pub fn new(
+        config: &config::Config,
+        ntlm: HashMap<String, ::ntlm::AcceptorConfig>,
+        accounts: Option<Arc<Accounts>>,
+        delegator: Option<Arc<kcd::Delegator>>,
+        kept: &crate::generation::Kept,
+    ) -> Authenticator {
+        Authenticator {
+            ntlm,
+            accounts,
+            delegator,
+            domain: config.domain.clone(),
+            lockout_limits: config.lockout.clone(),
+            basic_cache: config.basic_cache,
+            lockout: kept.lockout.clone(),
+            basic: kept.basic.clone(),
+        }
+    }
+
+    /// Decides about a request to a site that requires authentication.
+    pub async fn check(&self, headers: &HeaderMap, info: &ConnInfo, auth: &ConnAuth, site: &Site) -> Verdict {
+        check(headers, Client { info, auth }, self, site).await
+    }
+}
 
 /// An authenticated user, as the backend and the logs will know them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +206,13 @@ pub enum Reason {
     Unavailable(String),
 }
 
+/// MIT's words for "no KDC answered", as opposed to a KDC that said no.
+pub(crate) fn domain_unreachable(message: &str) -> bool {
+    ["Cannot contact any KDC", "Cannot find KDC", "Connection refused", "Resource temporarily unavailable"]
+        .iter()
+        .any(|w| message.contains(w))
+}
+
 /// The schemes offered to this client on this site: the first matching
 /// `[[site.auth_for]]` rule, else the site's list.
 pub fn offered<'a>(site: &'a Site, user_agent: Option<&str>, client: IpAddr) -> &'a Vec<Scheme> {
@@ -167,7 +229,7 @@ pub fn offered<'a>(site: &'a Site, user_agent: Option<&str>, client: IpAddr) -> 
 /// The schemes to offer now: [`offered`], without Negotiate on a connection
 /// where Kerberos already failed when the site says `negotiate_once` (browsers
 /// otherwise loop or prompt). If Negotiate was all there was, it stays.
-fn to_offer(site: &Site, offered: &[Scheme], ctx: &ConnContext) -> Vec<Scheme> {
+fn to_offer(site: &Site, offered: &[Scheme], ctx: Client<'_>) -> Vec<Scheme> {
     if site.negotiate_once && ctx.auth.negotiate_failed() {
         let rest: Vec<Scheme> = offered.iter().copied().filter(|s| *s != Scheme::Negotiate).collect();
         if !rest.is_empty() {
@@ -177,11 +239,10 @@ fn to_offer(site: &Site, offered: &[Scheme], ctx: &ConnContext) -> Vec<Scheme> {
     offered.to_vec()
 }
 
-/// Decides about a request to a site that requires authentication.
-pub async fn check<B>(req: &Request<B>, ctx: &ConnContext, generation: &Generation, site: &Site) -> Verdict {
-    let offered = offered(site, req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()), ctx.peer.ip());
+async fn check(headers: &HeaderMap, ctx: Client<'_>, setup: &Authenticator, site: &Site) -> Verdict {
+    let offered = offered(site, headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()), ctx.info.peer.ip());
     let schemes = to_offer(site, offered, ctx);
-    let credentials = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+    let credentials = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
         let (scheme, rest) = v.split_once(' ')?;
         let scheme = [Scheme::Ntlm, Scheme::Negotiate, Scheme::Basic]
             .into_iter()
@@ -189,7 +250,7 @@ pub async fn check<B>(req: &Request<B>, ctx: &ConnContext, generation: &Generati
         // A scheme this client was not offered is ignored, as if absent.
         offered.contains(&scheme).then(|| (scheme, rest.trim().to_owned()))
     });
-    if ctx.http2 {
+    if ctx.info.http2 {
         if let Some((scheme, token)) = &credentials {
             if let Some(why) = connection_bound(*scheme, token) {
                 return Verdict::Http11Required(why);
@@ -210,9 +271,9 @@ pub async fn check<B>(req: &Request<B>, ctx: &ConnContext, generation: &Generati
         return Verdict::Answer(unauthorized(&schemes, None), Reason::Refused("Authorization is not base64".into()));
     };
     match scheme {
-        Scheme::Ntlm => ntlm::leg(&bytes, Wrap::Bare("NTLM"), ctx, generation, &schemes).await,
-        Scheme::Basic => basic::check(&bytes, ctx, generation, &schemes).await,
-        Scheme::Negotiate => match negotiate::leg(&bytes, ctx, generation, &schemes).await {
+        Scheme::Ntlm => ntlm::leg(&bytes, Wrap::Bare("NTLM"), ctx, setup, &schemes).await,
+        Scheme::Basic => basic::check(&bytes, ctx, setup, &schemes).await,
+        Scheme::Negotiate => match negotiate::leg(&bytes, ctx, setup, &schemes).await {
             // Kerberos just failed here: the refusal already offers what is left.
             Verdict::Answer(_, Reason::Refused(why)) if ctx.auth.negotiate_failed() => {
                 refuse(&to_offer(site, offered, ctx), why)

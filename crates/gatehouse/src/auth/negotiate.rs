@@ -25,11 +25,10 @@ use spnego::{ClientToken, NegState, NegTokenResp, Oid};
 
 use super::ntlm::{self as ntlm_leg, header};
 use super::{refuse, unauthorized, Reason, State, User, Verdict, Wrap};
+use super::{Authenticator, Client};
 use crate::config::Scheme;
-use crate::connection::ConnContext;
-use crate::server::Generation;
 
-pub async fn leg(bytes: &[u8], ctx: &ConnContext, generation: &Generation, schemes: &[Scheme]) -> Verdict {
+pub async fn leg(bytes: &[u8], ctx: Client<'_>, setup: &Authenticator, schemes: &[Scheme]) -> Verdict {
     let token = match spnego::parse_client_token(bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -39,18 +38,18 @@ pub async fn leg(bytes: &[u8], ctx: &ConnContext, generation: &Generation, schem
         }
     };
     match token {
-        ClientToken::RawNtlm => ntlm_leg::leg(bytes, Wrap::Bare("Negotiate"), ctx, generation, schemes).await,
-        ClientToken::RawKerberos => kerberos(bytes, None, ctx, generation, schemes).await,
+        ClientToken::RawNtlm => ntlm_leg::leg(bytes, Wrap::Bare("Negotiate"), ctx, setup, schemes).await,
+        ClientToken::RawKerberos => kerberos(bytes, None, ctx, setup, schemes).await,
         ClientToken::Init(init) => {
             let first = &init.mech_types[0];
-            let kerberos_ok = generation.delegator.is_some();
-            let ntlm_ok = generation.accounts.is_some();
+            let kerberos_ok = setup.delegator.is_some();
+            let ntlm_ok = setup.accounts.is_some();
             if first.is_kerberos() && kerberos_ok {
                 let Some(token) = init.mech_token.as_deref() else {
                     // No optimistic token: name Kerberos and wait for it.
                     return refuse(schemes, "SPNEGO offers Kerberos without a token".into());
                 };
-                return kerberos(token, Some(first.clone()), ctx, generation, schemes).await;
+                return kerberos(token, Some(first.clone()), ctx, setup, schemes).await;
             }
             if !(ntlm_ok && init.mech_types.iter().any(Oid::is_ntlm)) {
                 ctx.auth.set_negotiate_failed();
@@ -63,7 +62,7 @@ pub async fn leg(bytes: &[u8], ctx: &ConnContext, generation: &Generation, schem
             if first.is_ntlm() {
                 if let Some(token) = init.mech_token.as_deref() {
                     let wrap = Wrap::Spnego { mech_types: init.mech_types_der.clone(), mic_required: false };
-                    return ntlm_challenge(token, wrap, ctx, generation, schemes);
+                    return ntlm_challenge(token, wrap, ctx, setup, schemes);
                 }
             }
             // NTLM is listed but not first (or came without its token): name it.
@@ -82,13 +81,13 @@ pub async fn leg(bytes: &[u8], ctx: &ConnContext, generation: &Generation, schem
                     return refuse(schemes, "SPNEGO: the NTLM negotiate is missing".into());
                 };
                 let wrap = Wrap::Spnego { mech_types, mic_required: true };
-                ntlm_challenge(token, wrap, ctx, generation, schemes)
+                ntlm_challenge(token, wrap, ctx, setup, schemes)
             }
             State::Challenged(sent, Wrap::Spnego { mech_types, mic_required }) => {
                 let Some(token) = resp.response_token.as_deref() else {
                     return refuse(schemes, "SPNEGO: the NTLM authenticate is missing".into());
                 };
-                let (user, key) = match ntlm_leg::authenticate(sent, token, ctx, generation).await {
+                let (user, key) = match ntlm_leg::authenticate(sent, token, ctx, setup).await {
                     Ok(done) => done,
                     Err(f) => return f.verdict(schemes),
                 };
@@ -127,18 +126,12 @@ pub async fn leg(bytes: &[u8], ctx: &ConnContext, generation: &Generation, schem
     }
 }
 
-fn ntlm_challenge(
-    negotiate: &[u8],
-    wrap: Wrap,
-    ctx: &ConnContext,
-    generation: &Generation,
-    schemes: &[Scheme],
-) -> Verdict {
+fn ntlm_challenge(negotiate: &[u8], wrap: Wrap, ctx: Client<'_>, setup: &Authenticator, schemes: &[Scheme]) -> Verdict {
     if negotiate.get(8) != Some(&1) {
         ctx.auth.set(State::None);
         return refuse(schemes, "SPNEGO: expected an NTLM negotiate message".into());
     }
-    match ntlm_leg::challenge(negotiate, ctx, generation) {
+    match ntlm_leg::challenge(negotiate, ctx, setup) {
         Ok(sent) => {
             let first_leg = matches!(&wrap, Wrap::Spnego { mic_required: false, .. });
             let reply = NegTokenResp {
@@ -165,7 +158,7 @@ fn challenge_answer(reply: &NegTokenResp) -> Verdict {
 
 /// The connection is now this user's; `done` (SPNEGO) or `raw` (bare Kerberos)
 /// is the final token for the response.
-fn pass(ctx: &ConnContext, user: Arc<User>, done: Option<&NegTokenResp>, raw: Option<&[u8]>) -> Verdict {
+fn pass(ctx: Client<'_>, user: Arc<User>, done: Option<&NegTokenResp>, raw: Option<&[u8]>) -> Verdict {
     ctx.auth.set(State::Authenticated(user.clone()));
     let token = match (done, raw) {
         (Some(d), _) => Some(spnego::encode_resp(d)),
@@ -181,8 +174,8 @@ fn pass(ctx: &ConnContext, user: Arc<User>, done: Option<&NegTokenResp>, raw: Op
 async fn kerberos(
     token: &[u8],
     mech: Option<Oid>,
-    ctx: &ConnContext,
-    generation: &Generation,
+    ctx: Client<'_>,
+    setup: &Authenticator,
     schemes: &[Scheme],
 ) -> Verdict {
     let failed = |why: String| {
@@ -190,16 +183,16 @@ async fn kerberos(
         ctx.auth.set_negotiate_failed();
         refuse(schemes, why)
     };
-    let (Some(delegator), Some(domain)) = (generation.delegator.clone(), generation.config.domain.as_ref()) else {
+    let (Some(delegator), Some(domain)) = (setup.delegator.clone(), setup.domain.as_ref()) else {
         return failed("Kerberos is not configured ([domain] keytab and service_principal)".into());
     };
     let Some(spn) = domain.acceptor_spn.clone() else {
         return failed("Kerberos is not configured ([domain] acceptor_spn)".into());
     };
-    let policy = generation.ntlm.get(&*ctx.listener).map_or(ntlm::ChannelBindingPolicy::Off, |c| c.channel_binding);
+    let policy = setup.ntlm.get(&*ctx.info.listener).map_or(ntlm::ChannelBindingPolicy::Off, |c| c.channel_binding);
     let bindings = match policy {
         ntlm::ChannelBindingPolicy::Off => None,
-        _ => ctx.tls_end_point.clone(),
+        _ => ctx.info.tls_end_point.clone(),
     };
     // Accepting talks to no KDC: it is local cryptography and a read of the
     // keytab, about as long as a TLS handshake's signature, with credentials

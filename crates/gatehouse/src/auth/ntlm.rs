@@ -11,10 +11,10 @@ use http::header::HeaderValue;
 
 use super::Evidence;
 use super::{encode, refuse, service_unavailable, unauthorized, Reason, State, User, Verdict, Wrap};
+use super::{Authenticator, Client};
+use crate::accounts::Accounts;
 use crate::accounts::CheckError;
 use crate::config::Scheme;
-use crate::connection::ConnContext;
-use crate::server::Generation;
 
 /// Why a leg did not succeed.
 pub enum Failure {
@@ -34,10 +34,10 @@ impl Failure {
 }
 
 /// One bare NTLM leg (`Authorization: NTLM ...`, or raw NTLM under `Negotiate`).
-pub async fn leg(bytes: &[u8], wrap: Wrap, ctx: &ConnContext, generation: &Generation, schemes: &[Scheme]) -> Verdict {
+pub async fn leg(bytes: &[u8], wrap: Wrap, ctx: Client<'_>, setup: &Authenticator, schemes: &[Scheme]) -> Verdict {
     let Wrap::Bare(scheme) = wrap else { unreachable!("SPNEGO legs come through negotiate.rs") };
     match bytes.get(8) {
-        Some(1) => match challenge(bytes, ctx, generation) {
+        Some(1) => match challenge(bytes, ctx, setup) {
             Ok(sent) => {
                 let reply = format!("{scheme} {}", encode(sent.message()));
                 ctx.auth.set(State::Challenged(sent, Wrap::Bare(scheme)));
@@ -55,7 +55,7 @@ pub async fn leg(bytes: &[u8], wrap: Wrap, ctx: &ConnContext, generation: &Gener
             if wrap != Wrap::Bare(scheme) {
                 return refuse(schemes, "NTLM authenticate in another wrapping than its negotiate".into());
             }
-            match authenticate(sent, bytes, ctx, generation).await {
+            match authenticate(sent, bytes, ctx, setup).await {
                 Ok((user, _)) => {
                     ctx.auth.set(State::Authenticated(user.clone()));
                     Verdict::Pass(user, None)
@@ -72,8 +72,8 @@ pub async fn leg(bytes: &[u8], wrap: Wrap, ctx: &ConnContext, generation: &Gener
 
 /// NEGOTIATE in, CHALLENGE out. A new handshake may start on a connection that
 /// was already authenticated (clients re-authenticate, e.g. before a POST).
-pub fn challenge(bytes: &[u8], ctx: &ConnContext, generation: &Generation) -> Result<ChallengeSent, Failure> {
-    let Some(setup) = generation.ntlm.get(&*ctx.listener) else {
+pub fn challenge(bytes: &[u8], ctx: Client<'_>, setup: &Authenticator) -> Result<ChallengeSent, Failure> {
+    let Some(setup) = setup.ntlm.get(&*ctx.info.listener) else {
         return Err(Failure::Refused("NTLM is not configured on this listener".into()));
     };
     let mut server_challenge = [0u8; 8];
@@ -89,8 +89,8 @@ pub fn challenge(bytes: &[u8], ctx: &ConnContext, generation: &Generation) -> Re
 pub async fn authenticate(
     sent: ChallengeSent,
     bytes: &[u8],
-    ctx: &ConnContext,
-    generation: &Generation,
+    ctx: Client<'_>,
+    setup: &Authenticator,
 ) -> Result<(Arc<User>, ntlm::SessionKey), Failure> {
     let received =
         sent.read_authenticate(bytes).map_err(|e| Failure::Refused(format!("NTLM authenticate refused: {e}")))?;
@@ -99,32 +99,32 @@ pub async fn authenticate(
     super::names::check_parts(&received.domain, &received.user)
         .map_err(|why| Failure::Refused(format!("NTLM logon name: {why}; the domain was not asked")))?;
     let who = format!("{}\\{}", received.domain, received.user);
-    let lockout = &ctx.shared.lockout;
-    let limits = &generation.config.lockout;
-    if let Err(why) = lockout.allowed(&who, ctx.peer.ip(), limits) {
+    let lockout = &setup.lockout;
+    let limits = &setup.lockout_limits;
+    if let Err(why) = lockout.allowed(&who, ctx.info.peer.ip(), limits) {
         return Err(Failure::Refused(format!("{who}: {why}; the password was not sent to the domain")));
     }
-    let checked = match &generation.accounts {
-        Some(crate::server::AccountsRuntime::File(users)) => users.check(&received),
-        Some(crate::server::AccountsRuntime::Winbind(winbind)) => winbind.check(&received).await,
+    let checked = match setup.accounts.as_deref() {
+        Some(Accounts::File(users)) => users.check(&received),
+        Some(Accounts::Winbind(winbind)) => winbind.check(&received).await,
         None => Err(CheckError::Unavailable("no [accounts] configured".into())),
     };
     let key = match checked {
         Ok(key) => key,
         Err(CheckError::Rejected(why, evidence)) => {
-            lockout.failed(&who, ctx.peer.ip(), evidence, limits);
+            lockout.failed(&who, ctx.info.peer.ip(), evidence, limits);
             return Err(Failure::Refused(format!("{who}: {why}")));
         }
         Err(CheckError::Unavailable(why)) => {
             return Err(Failure::Unavailable(format!("{who}: cannot check the password: {why}")));
         }
     };
-    match received.finish(key, ctx.channel_bindings, ntlm::FileTime::now()) {
+    match received.finish(key, ctx.info.channel_bindings, ntlm::FileTime::now()) {
         Ok(done) => {
             lockout.succeeded(&who, limits);
             // A client that sent no domain logged on to ours.
             let domain = if done.domain.is_empty() {
-                generation.config.domain.as_ref().map_or(String::new(), |d| d.netbios_name.clone())
+                setup.domain.as_ref().map_or(String::new(), |d| d.netbios_name.clone())
             } else {
                 done.domain.to_uppercase()
             };
@@ -133,7 +133,7 @@ pub async fn authenticate(
         }
         Err(e) => {
             // The password was right: the account exists.
-            lockout.failed(&who, ctx.peer.ip(), Evidence::Account, limits);
+            lockout.failed(&who, ctx.info.peer.ip(), Evidence::Account, limits);
             Err(Failure::Refused(format!("{who}: {e}")))
         }
     }

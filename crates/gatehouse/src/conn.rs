@@ -1,0 +1,201 @@
+//! What one client connection knows about itself, and its clocks: a leaf that
+//! every stage may read and that reaches nothing else in the process.
+//!
+//! [`ConnInfo`] is fixed at accept (peer, listener, TLS binding); [`Activity`]
+//! changes as bytes move (the watchdog's clocks, the in-flight mark, and what
+//! the HTTP side tells the framing guard below it).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use httpguard::Reject;
+
+/// Fixed facts about one client connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// Unique in the process: names this connection's own backend connections.
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub listener: Arc<str>,
+    pub tls: bool,
+    /// The worker thread this connection lives on (and whose backend pool it uses).
+    pub worker: usize,
+    /// MsvAvChannelBindings expected from NTLM clients: the `tls-server-end-point`
+    /// binding of the certificate this connection presented. None without TLS.
+    pub channel_bindings: Option<[u8; 16]>,
+    /// The same binding as Kerberos checks it: the application data
+    /// `tls-server-end-point:` + certificate hash. None without TLS.
+    pub tls_end_point: Option<Arc<[u8]>>,
+    /// HTTP/2 (ALPN h2): streams multiplexed, so nothing authenticates the
+    /// connection; connection-bound schemes are sent back to HTTP/1.1.
+    pub http2: bool,
+}
+
+impl ConnInfo {
+    pub fn next_id() -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Clocks of one connection, read by its watchdog.
+pub struct Activity {
+    pub(crate) epoch: Instant,
+    /// Milliseconds since `epoch` of the last byte read or written.
+    pub(crate) last_io: AtomicU64,
+    /// Milliseconds since `epoch` (plus one) when the current head began; 0 if none.
+    pub(crate) head_started: AtomicU64,
+    /// Requests between arrival and the end of their response body.
+    pub(crate) in_flight: AtomicUsize,
+    /// Idle limit while a request is in flight (the site's stream_idle).
+    pub(crate) stream_idle_ms: AtomicU64,
+    /// Some bytes of a request head have arrived and the rest has not: a head
+    /// timeout then owes the client a 408 rather than a silent close.
+    pub(crate) partial_head: AtomicBool,
+    /// Requests whose response has ended (body sent or abandoned).
+    pub(crate) answered: AtomicU64,
+    /// What the HTTP side tells the byte guard, which cannot see it in the
+    /// bytes it checks.
+    guard: Mutex<GuardNews>,
+    /// Set when the framing check refused this connection's bytes.
+    pub rejected: OnceLock<Reject>,
+    /// Wakes the watchdog whenever the clock that applies changes (a head starts
+    /// or ends, a request starts or ends, a site sets its own stream idle time),
+    /// so that the new limit counts at once rather than after the old sleep.
+    pub changed: tokio::sync::Notify,
+}
+
+impl Activity {
+    pub fn new(stream_idle: Duration) -> Self {
+        Activity {
+            epoch: Instant::now(),
+            last_io: AtomicU64::new(0),
+            // A new connection owes us a head: time it from the accept.
+            head_started: AtomicU64::new(1),
+            in_flight: AtomicUsize::new(0),
+            stream_idle_ms: AtomicU64::new(stream_idle.as_millis() as u64),
+            partial_head: AtomicBool::new(false),
+            answered: AtomicU64::new(0),
+            guard: Mutex::new(GuardNews::default()),
+            rejected: OnceLock::new(),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub(crate) fn news(&self) -> std::sync::MutexGuard<'_, GuardNews> {
+        self.guard.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The answer to an upgrade request is decided: `switched` when it is a 101.
+    /// The guard stops checking the connection's bytes only after this says so.
+    pub fn upgrade_answered(&self, switched: bool) {
+        let mut news = self.news();
+        news.upgrade = Some(switched);
+        if let Some(w) = news.reader.take() {
+            w.wake();
+        }
+    }
+
+    /// A head is overdue and some of it has arrived.
+    pub(crate) fn owes_408(&self) -> bool {
+        self.partial_head.load(Ordering::Relaxed) && self.head_started.load(Ordering::Relaxed) != 0
+    }
+
+    pub(crate) fn head_timed_out(&self) {
+        let mut news = self.news();
+        news.head_timeout = true;
+        if let Some(w) = news.reader.take() {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn wake_reader(&self) {
+        if let Some(w) = self.news().reader.take() {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub(crate) fn touch(&self) {
+        self.last_io.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Marks a request as in flight until the returned guard drops, which also
+    /// counts its response as given.
+    pub fn begin_request(self: &Arc<Self>, stream_idle: Duration) -> InFlight {
+        self.begin(stream_idle, true)
+    }
+
+    /// Marks an upgraded connection's tunnel as in flight (no response of its own).
+    pub fn begin_tunnel(self: &Arc<Self>, stream_idle: Duration) -> InFlight {
+        self.begin(stream_idle, false)
+    }
+
+    fn begin(self: &Arc<Self>, stream_idle: Duration, response: bool) -> InFlight {
+        self.stream_idle_ms.store(stream_idle.as_millis() as u64, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_one();
+        InFlight { activity: self.clone(), response }
+    }
+
+    /// The site chose its own idle limit for long-lived streams.
+    pub fn set_stream_idle(&self, stream_idle: Duration) {
+        self.stream_idle_ms.store(stream_idle.as_millis() as u64, Ordering::Relaxed);
+        self.changed.notify_one();
+    }
+
+    /// How long until the connection has been quiet too long, or `None` if it
+    /// already has, with the reason.
+    pub fn remaining(&self, header_read: Duration, keepalive_idle: Duration) -> Result<Duration, &'static str> {
+        let now = self.now_ms();
+        let head = self.head_started.load(Ordering::Relaxed);
+        let (since, limit, why) = if head != 0 {
+            (head - 1, header_read.as_millis() as u64, "request head not received in time")
+        } else if self.in_flight.load(Ordering::Relaxed) > 0 {
+            (self.last_io.load(Ordering::Relaxed), self.stream_idle_ms.load(Ordering::Relaxed), "stream idle timeout")
+        } else {
+            (self.last_io.load(Ordering::Relaxed), keepalive_idle.as_millis() as u64, "keep-alive idle timeout")
+        };
+        let deadline = since.saturating_add(limit);
+        if now >= deadline {
+            Err(why)
+        } else {
+            Ok(Duration::from_millis(deadline - now))
+        }
+    }
+}
+
+/// A request in flight; dropping it ends the request for the connection's clocks.
+pub struct InFlight {
+    activity: Arc<Activity>,
+    response: bool,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let a = &self.activity;
+        a.touch();
+        a.in_flight.fetch_sub(1, Ordering::Relaxed);
+        a.changed.notify_one();
+        if self.response {
+            a.answered.fetch_add(1, Ordering::Release);
+            // A refusal may be waiting for the answers to the requests before it.
+            a.wake_reader();
+        }
+    }
+}
+
+/// News for the guard's reader, and how to wake it.
+#[derive(Default)]
+pub(crate) struct GuardNews {
+    pub(crate) upgrade: Option<bool>,
+    pub(crate) head_timeout: bool,
+    /// The guard's reader, parked while it waits for news rather than bytes.
+    pub(crate) reader: Option<Waker>,
+}

@@ -1,0 +1,90 @@
+//! One configuration generation: everything derived from one configuration
+//! file, built whole before it is swapped in (so a broken file never serves).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::backend::Target;
+use crate::config::{self, Config};
+use crate::route;
+
+/// Everything derived from one configuration file.
+pub struct Generation {
+    pub config: Config,
+    pub routes: route::Table,
+    /// Backends by origin and TLS settings.
+    pub backends: HashMap<config::Backend, Arc<Target>>,
+    /// TLS server configs by listener name.
+    pub tls: HashMap<String, Arc<rustls::ServerConfig>>,
+    /// The delegating service account, when a site uses KCD.
+    pub delegator: Option<Arc<kcd::Delegator>>,
+    /// Authentication at the edge, as this generation configures it.
+    pub auth: crate::auth::Authenticator,
+}
+
+/// Authentication state that outlives a reload (failed logons, remembered
+/// Basic passwords): every generation's [`crate::auth::Authenticator`] shares it.
+#[derive(Default, Clone)]
+pub struct Kept {
+    pub lockout: Arc<crate::auth::Lockout>,
+    pub basic: Arc<crate::auth::BasicCache>,
+}
+
+impl Generation {
+    pub fn build(config: Config, kept: &Kept) -> Result<Self, String> {
+        let mut backends = HashMap::new();
+        for site in &config.sites {
+            if !backends.contains_key(&site.backend) {
+                let target = Target::new(&site.backend).map_err(|e| format!("site `{}`: {e}", site.name))?;
+                backends.insert(site.backend.clone(), Arc::new(target));
+            }
+        }
+        let tls = config
+            .listeners
+            .iter()
+            .filter_map(|l| l.tls.as_ref().map(|t| (l.name.clone(), crate::tls::server_config(t, l.http2))))
+            .collect();
+        let ntlm = match &config.domain {
+            None => HashMap::new(),
+            Some(d) => config
+                .listeners
+                .iter()
+                .map(|l| {
+                    let acceptor = ntlm::AcceptorConfig {
+                        netbios_domain: d.netbios_name.clone(),
+                        netbios_computer: d.computer_netbios.clone(),
+                        dns_domain: d.realm.to_ascii_lowercase(),
+                        dns_computer: d.computer_dns.clone(),
+                        channel_binding: l.channel_binding,
+                        max_skew: 5 * 60 * 10_000_000,
+                    };
+                    (l.name.clone(), acceptor)
+                })
+                .collect(),
+        };
+        let accounts = config.accounts.as_ref().map(|a| match a {
+            config::Accounts::File { users, .. } => crate::accounts::Accounts::File(users.clone()),
+            config::Accounts::Winbind { ntlm_auth, smb_conf, helpers, timeout } => crate::accounts::Accounts::Winbind(
+                crate::accounts::Winbind::new(ntlm_auth.clone(), smb_conf.clone(), *helpers, *timeout),
+            ),
+        });
+        let delegator = match &config.domain {
+            Some(d) if config.sites.iter().any(|s| s.delegation.is_some() || offers_negotiate(s)) => {
+                match (&d.service_principal, &d.keytab) {
+                    (Some(p), Some(k)) => Some(Arc::new(kcd::Delegator::new(p, &k.to_string_lossy(), &d.realm))),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let accounts = accounts.map(Arc::new);
+        let auth = crate::auth::Authenticator::new(&config, ntlm, accounts, delegator.clone(), kept);
+        Ok(Generation { routes: route::Table::new(&config.sites), backends, tls, delegator, auth, config })
+    }
+}
+
+/// Negotiate and Basic need the Kerberos service account.
+fn offers_negotiate(s: &config::Site) -> bool {
+    use config::Scheme::{Basic, Negotiate};
+    [Negotiate, Basic].iter().any(|k| s.auth.contains(k) || s.auth_for.iter().any(|r| r.auth.contains(k)))
+}

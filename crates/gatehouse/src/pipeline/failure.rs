@@ -1,0 +1,85 @@
+//! The answers gatehouse gives itself when a request cannot be forwarded, and
+//! the log line and access-record error that go with each.
+
+use http::{Response, StatusCode};
+
+use crate::conn::ConnInfo;
+use crate::pages;
+use crate::response_body::ResponseBody;
+use crate::telemetry::AccessRecord;
+
+/// Why a request got an answer from gatehouse instead of from the backend.
+#[derive(Debug)]
+pub enum Failure {
+    BadRequest(String),
+    NotFound,
+    MethodNotAllowed,
+    BadGateway(String),
+    GatewayTimeout(String),
+    ServiceUnavailable(String),
+    /// No domain controller answered (Kerberos delegation).
+    DomainUnreachable(String),
+    /// The client left before the exchange ended; nobody reads the answer.
+    ClientGone,
+    /// HTTP/2 and a connection-bound scheme: the stream is reset.
+    Http11Required(&'static str),
+}
+
+impl Failure {
+    pub fn respond(self, ctx: &ConnInfo, record: &mut AccessRecord) -> Response<ResponseBody> {
+        let id = record.request_id().to_owned();
+        let (status, text, cause, close) = match &self {
+            // The causes are our own fixed words, never request data: safe to show.
+            Failure::BadRequest(c) => {
+                (StatusCode::BAD_REQUEST, format!("The request is malformed: {c}."), c.clone(), true)
+            }
+            Failure::NotFound => {
+                (StatusCode::NOT_FOUND, "No site is published at this address.".into(), "no site matches".into(), false)
+            }
+            Failure::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, "This method is not served.".into(), "CONNECT refused".into(), false)
+            }
+            Failure::BadGateway(c) => (
+                StatusCode::BAD_GATEWAY,
+                "The published server could not be reached or answered badly.".into(),
+                c.clone(),
+                false,
+            ),
+            Failure::GatewayTimeout(c) => {
+                (StatusCode::GATEWAY_TIMEOUT, "The published server did not answer in time.".into(), c.clone(), false)
+            }
+            Failure::DomainUnreachable(c) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The domain is unreachable, so you cannot be signed in to this application right now; try again shortly."
+                    .into(),
+                c.clone(),
+                false,
+            ),
+            Failure::ServiceUnavailable(c) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service is unavailable; try again shortly.".into(),
+                c.clone(),
+                true,
+            ),
+            // Answered by `handle` with a stream reset; an HTTP/1 request never
+            // gets here, but a 505 would be the honest answer if it did.
+            Failure::Http11Required(why) => (
+                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                "Sign in over HTTP/1.1.".into(),
+                (*why).into(),
+                false,
+            ),
+            Failure::ClientGone => {
+                tracing::debug!(request_id = %id, client = %ctx.peer, "client closed the connection mid-request");
+                record.set_error("client closed the connection");
+                // 499 is nginx's "client closed request": only the log sees it.
+                let mut r = pages::page(StatusCode::BAD_REQUEST, &id, "Client went away.", true);
+                *r.status_mut() = StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST);
+                return r;
+            }
+        };
+        tracing::warn!(request_id = %id, client = %ctx.peer, listener = %ctx.listener, status = status.as_u16(), cause = %cause, "request answered by gatehouse");
+        record.set_error(cause);
+        pages::page(status, &id, &text, close)
+    }
+}

@@ -1,0 +1,172 @@
+//! One request, through named stages, in the order it travels:
+//!
+//! 1. [`routing::route`]: the site, as the backend will read the target;
+//! 2. [`authenticate::authenticate`]: who the client is (or the next leg of
+//!    its handshake, answered at once);
+//! 3. [`authorize::authorize`]: whether they may use the site;
+//! 4. [`upgrade::websocket_upgrade`]: whether a protocol switch goes on;
+//! 5. [`upstream::prepare`]: the backend request and the identity it goes as;
+//! 6. [`send::send`]: a pooled connection, a Kerberos ticket where needed
+//!    ([`delegate`]), the request, and the one retry rule;
+//! 7. [`response::filter`] (or [`upgrade::switch`]): the answer as the client
+//!    gets it.
+//!
+//! Anything that goes wrong is a [`failure::Failure`], which becomes a page with
+//! a request id and a log line naming the cause. Each stage takes only what it
+//! needs; [`handle`] alone knows the connection and the process.
+
+mod authenticate;
+mod authorize;
+mod delegate;
+mod failure;
+mod headers;
+mod response;
+mod routing;
+mod send;
+mod upgrade;
+mod upstream;
+
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+
+use crate::connection::Connection;
+use crate::generation::Generation;
+use crate::response_body::ResponseBody;
+use crate::telemetry::AccessRecord;
+use authenticate::SignedIn;
+use failure::Failure;
+
+/// The hyper service: every problem becomes a response, except the one that
+/// HTTP/2 says with a stream reset (HTTP_1_1_REQUIRED), which HTTP/1 never sees.
+pub async fn handle(mut req: Request<Incoming>, conn: Arc<Connection>) -> Result<Response<ResponseBody>, h2::Error> {
+    let generation = conn.shared.current();
+    let in_flight = conn.activity.begin_request(generation.config.timeouts.stream_idle);
+    let log = &conn.shared.access;
+    let mut record = AccessRecord::new(log, &conn.info, log.next_id(), req.method().as_str(), req.uri().path());
+    // The framing guard below holds this connection's next bytes until it
+    // hears how an upgrade request was answered; it goes opaque only on a 101.
+    let upgrade_asked = httpguard::framing::is_upgrade_request(
+        req.version() == Version::HTTP_11,
+        req.headers().iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+    );
+    // hyper offers an upgrade on every HTTP/1.1 request with `Upgrade:`; if it
+    // is not taken here, hyper hands the connection to it when the connection
+    // ends, which would skip the close that writes a pending refusal.
+    let mut on_upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
+    let answer = run(req, &conn, &generation, &mut record, upgrade_asked, &mut on_upgrade).await;
+    if upgrade_asked {
+        let switched = matches!(&answer, Ok(r) if r.status() == StatusCode::SWITCHING_PROTOCOLS);
+        conn.activity.upgrade_answered(switched);
+    }
+    if let Some(unswitched) = on_upgrade {
+        crate::connection::close_when_handed_back(&conn, unswitched);
+    }
+    let mut resp = match answer {
+        Ok(resp) => resp,
+        Err(Failure::Http11Required(why)) => {
+            tracing::info!(request_id = %record.request_id(), client = %conn.info.peer, why, "HTTP/2 stream reset with HTTP_1_1_REQUIRED");
+            record.set_error(format!("HTTP_1_1_REQUIRED: {why}"));
+            record.set_status(0);
+            return Err(h2::Error::from(h2::Reason::HTTP_1_1_REQUIRED));
+        }
+        Err(failure) => failure.respond(&conn.info, &mut record),
+    };
+    record.set_status(resp.status().as_u16());
+    resp.body_mut().finish_with(in_flight, record);
+    Ok(resp)
+}
+
+/// The stages, in order.
+async fn run(
+    req: Request<Incoming>,
+    conn: &Arc<Connection>,
+    generation: &Generation,
+    record: &mut AccessRecord,
+    upgrade_asked: bool,
+    on_upgrade: &mut Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Response<ResponseBody>, Failure> {
+    let config = &generation.config;
+    let routed = routing::route(&req, &conn.info.listener, generation)?;
+    let site = &routed.site;
+    record.set_site(&site.name);
+    if let Some(idle) = site.stream_idle {
+        conn.activity.set_stream_idle(idle);
+    }
+
+    let (user, final_token) = match authenticate::authenticate(
+        req.headers(),
+        &generation.auth,
+        &conn.info,
+        &conn.auth,
+        site,
+        record,
+    )
+    .await?
+    {
+        SignedIn::Anonymous => (None, None),
+        SignedIn::User(user, token) => (Some(user), token),
+        SignedIn::NotYet(resp, reason) => {
+            let limits = (config.limits.handshake_body, config.timeouts.header_read);
+            return Ok(authenticate::answer(req, *resp, reason, &conn.info, limits, record).await);
+        }
+    };
+    authorize::authorize(site, user.as_deref())?;
+
+    // Only now, authenticated and authorized like any other request, may it
+    // open a tunnel.
+    let switch_to = match upgrade_asked {
+        true => upgrade::websocket_upgrade(&req, site)?,
+        false => None,
+    };
+    let prepared = upstream::prepare(
+        req,
+        &routed,
+        user.as_deref(),
+        switch_to.as_ref(),
+        &conn.info,
+        &conn.pinned,
+        record.request_id(),
+    )?;
+    record.count_request_body(prepared.progress.clone());
+
+    let pool = &conn.shared.pools[conn.info.worker];
+    let hop = send::Hop {
+        target: &routed.target,
+        origin: &site.backend.origin,
+        pool,
+        key: &prepared.key,
+        timeouts: &config.timeouts,
+        refused: &conn.activity.rejected,
+    };
+    let realm = config.domain.as_ref().map_or("", |d| d.realm.as_str());
+    let signing = match (&site.delegation, &user) {
+        (Some(settings), Some(user)) => Some(send::Signing {
+            kerberos: delegate::Kerberos { delegator: generation.delegator.as_ref(), realm, settings },
+            user,
+            bodiless: prepared.bodiless,
+        }),
+        _ => None,
+    };
+    let (key, progress) = (prepared.key.clone(), prepared.progress.clone());
+    let sent = send::send(&hop, prepared.request, &progress, signing.as_ref(), prepared.replay).await?;
+
+    if sent.response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let (Some(token), Some(client_side)) = (switch_to, on_upgrade.take()) else {
+            return Err(Failure::BadGateway("backend switched protocols unasked".into()));
+        };
+        let stream_idle = site.stream_idle.unwrap_or(config.timeouts.stream_idle);
+        return upgrade::switch(
+            sent.response,
+            token,
+            client_side,
+            &conn.activity,
+            stream_idle,
+            config.timeouts.keepalive_idle,
+        );
+    }
+    let back = response::GiveBack { pool, key, info: &conn.info, pinned: &conn.pinned };
+    let edge = response::Edge { signed_in: user.is_some(), delegated: signing.is_some(), final_token };
+    Ok(response::filter(sent.response, sent.sender, back, edge))
+}

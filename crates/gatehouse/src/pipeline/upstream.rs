@@ -1,0 +1,114 @@
+//! The prepare stage: the request as the backend gets it (target in origin
+//! form, HTTP/1.1, headers by `headers.rs`'s policy, the body streamed), and
+//! the identity whose backend connections may carry it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Uri, Version};
+use hyper::body::Incoming;
+
+use super::failure::Failure;
+use super::headers::{self, Upstream};
+use super::routing::Routed;
+use super::send::Replay;
+use crate::auth::User;
+use crate::backend::{Identity, PoolKey};
+use crate::conn::ConnInfo;
+use crate::request_body::{RequestBody, RequestProgress};
+
+pub struct Prepared {
+    pub request: Request<RequestBody>,
+    pub key: PoolKey,
+    /// For a bodiless request to a delegating site: what to send again with a
+    /// fresh ticket should the backend ask (401).
+    pub replay: Option<Replay>,
+    pub progress: Arc<RequestProgress>,
+    pub bodiless: bool,
+}
+
+/// `pinned`: this client connection already has backend connections of its
+/// own (see `Identity::Connection`).
+pub fn prepare(
+    req: Request<Incoming>,
+    routed: &Routed,
+    user: Option<&User>,
+    upgrade: Option<&HeaderValue>,
+    info: &ConnInfo,
+    pinned: &AtomicBool,
+    request_id: &str,
+) -> Result<Prepared, Failure> {
+    let site = &routed.site;
+    let bodiless = http_body::Body::is_end_stream(req.body());
+    let (parts, body) = req.into_parts();
+    let body_length = http_body::Body::size_hint(&body).exact();
+    let progress = RequestProgress::new();
+    let mut headers = parts.headers;
+    // For an absolute-form target the authority is the host (RFC 9112 3.2.2);
+    // a different Host header is ignored.
+    let client_host = match &routed.host {
+        Some(h) => {
+            Some(HeaderValue::from_str(h).map_err(|_| Failure::BadRequest("Host is not a valid header value".into()))?)
+        }
+        None => None,
+    };
+    let host = match (&site.host_header, &client_host) {
+        (Some(h), _) => headers::value(h),
+        (None, Some(h)) => h.clone(),
+        (None, None) => headers::value(&format!("{}:{}", site.backend.host, site.backend.port)),
+    };
+    // The edge consumed the client's credentials; they mean nothing to the
+    // backend, unless the site forwards Basic (the password, already checked)
+    // or does not authenticate at all (the client logs on to the backend).
+    let forwards_basic = site.forward_basic && user.is_some_and(|u| u.scheme == crate::config::Scheme::Basic);
+    let keep_authorization = user.is_none() || forwards_basic;
+    headers::to_backend(
+        &mut headers,
+        &Upstream {
+            peer: info.peer.ip(),
+            https: info.tls,
+            client_host: client_host.as_ref(),
+            host,
+            request_id,
+            identity: site.identity_header.as_ref().map(|n| (n, user.map(|u| &u.header))),
+            keep_authorization,
+            body_length,
+            upgrade,
+        },
+    );
+    let uri: Uri = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .parse()
+        .map_err(|_| Failure::BadRequest("bad request target".into()))?;
+    let replay = (site.delegation.is_some() && user.is_some() && bodiless).then(|| Replay {
+        method: parts.method.clone(),
+        uri: uri.clone(),
+        headers: headers.clone(),
+    });
+    // On a site without `auth` the client may log on to the backend itself:
+    // from its first credentials on, this client connection has backend
+    // connections of its own, never shared with anyone.
+    let identity = match user {
+        Some(u) => Identity::User(u.name.clone()),
+        None if pinned.load(Ordering::Relaxed) || headers.contains_key(header::AUTHORIZATION) => {
+            pinned.store(true, Ordering::Relaxed);
+            Identity::Connection(info.id)
+        }
+        None => Identity::Anonymous,
+    };
+    let mut request = Request::new(RequestBody::new(body, progress.clone()));
+    *request.method_mut() = parts.method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    Ok(Prepared {
+        request,
+        key: PoolKey { backend: routed.target.pool_id.clone(), identity },
+        replay,
+        progress,
+        bodiless,
+    })
+}
