@@ -26,7 +26,7 @@ pub enum Identity {
     Anonymous,
     /// An authenticated user, as `DOMAIN\user`.
     User(Arc<str>),
-    /// One client connection ([`crate::connection::ConnContext::id`]) on a site
+    /// One client connection (by its `ConnInfo::id`) on a site
     /// without `auth`, after its own credentials, or a backend's connection-bound
     /// challenge, went over a backend connection: that backend connection may
     /// hold a Windows logon, so it serves this client connection alone.

@@ -4,6 +4,7 @@
 //! HTTP/2 server that runs on it. Its bytes pass the framing guard
 //! (`guarded_io.rs`) first.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,10 +12,13 @@ use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::conn::{Activity, ConnInfo};
 use crate::guarded_io::GuardedIo;
+use crate::response_body::ResponseBody;
 use crate::shared::Shared;
 
 /// Everything one client connection carries from request to request.
@@ -60,10 +64,13 @@ impl Drop for Connection {
 }
 
 /// Runs HTTP/1 on one client connection until it closes, goes quiet for too
-/// long, or the process drains.
-pub async fn serve<S>(io: S, ctx: Arc<Connection>)
+/// long, or the process drains; `handle` answers each request (the request
+/// pipeline, `pipeline::handle`).
+pub async fn serve<S, H, F>(io: S, ctx: Arc<Connection>, handle: H)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, Arc<Connection>) -> F + Send + Clone + 'static,
+    F: Future<Output = Result<Response<ResponseBody>, h2::Error>> + Send + 'static,
 {
     let generation = ctx.shared.current();
     let limits = &generation.config.limits;
@@ -97,7 +104,7 @@ where
         .half_close(false)
         .keep_alive(true);
     let service_ctx = ctx.clone();
-    let service = hyper::service::service_fn(move |req| crate::pipeline::handle(req, service_ctx.clone()));
+    let service = hyper::service::service_fn(move |req| handle(req, service_ctx.clone()));
     let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service).with_upgrades();
     tokio::pin!(conn);
     watch(conn, |c| c.graceful_shutdown(), &ctx, &timeouts).await;
@@ -204,9 +211,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
 /// Runs HTTP/2 on one client connection, with the same watchdog and drain as
 /// HTTP/1 (the head timer does not apply: h2 has no request heads to trickle
 /// in before the connection preface, which hyper times itself).
-pub async fn serve_h2<S>(io: S, ctx: Arc<Connection>)
+pub async fn serve_h2<S, H, F>(io: S, ctx: Arc<Connection>, handle: H)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, Arc<Connection>) -> F + Send + Clone + 'static,
+    F: Future<Output = Result<Response<ResponseBody>, h2::Error>> + Send + 'static,
 {
     let generation = ctx.shared.current();
     let limits = &generation.config.limits;
@@ -219,7 +228,7 @@ where
         .max_header_list_size(limits.max_header_size as u32)
         .max_concurrent_streams(100);
     let service_ctx = ctx.clone();
-    let service = hyper::service::service_fn(move |req| crate::pipeline::handle(req, service_ctx.clone()));
+    let service = hyper::service::service_fn(move |req| handle(req, service_ctx.clone()));
     let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
     tokio::pin!(conn);
     watch(conn, |c| c.graceful_shutdown(), &ctx, &timeouts).await;

@@ -78,7 +78,14 @@ impl Generation {
             _ => None,
         };
         let accounts = accounts.map(Arc::new);
-        let auth = crate::auth::Authenticator::new(&config, ntlm, accounts, delegator.clone(), kept);
+        let auth = crate::auth::Authenticator::new(
+            &config,
+            ntlm,
+            accounts,
+            delegator.clone(),
+            kept.lockout.clone(),
+            kept.basic.clone(),
+        );
         Ok(Generation { routes: route::Table::new(&config.sites), backends, tls, delegator, auth, config })
     }
 }

@@ -103,7 +103,7 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
         Connection::new(info, Activity::new(timeouts.stream_idle), shared.clone())
     };
     match &tls {
-        None => connection::serve(sock, context(None, false)).await,
+        None => connection::serve(sock, context(None, false), crate::pipeline::handle).await,
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
             match tokio::time::timeout(timeouts.header_read, acceptor.accept(sock)).await {
@@ -118,9 +118,9 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
                         .and_then(|t| crate::tls::choose(&t.certificates, sni))
                         .and_then(|ck| ck.end_entity_cert().ok().map(|der| crate::tls::server_end_point(der)));
                     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        connection::serve_h2(stream, context(end_point_hash, true)).await
+                        connection::serve_h2(stream, context(end_point_hash, true), crate::pipeline::handle).await
                     } else {
-                        connection::serve(stream, context(end_point_hash, false)).await
+                        connection::serve(stream, context(end_point_hash, false), crate::pipeline::handle).await
                     }
                 }
                 Ok(Err(e)) => {

@@ -42,8 +42,8 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     let (drain_tx, drain_rx) = watch::channel(false);
     let max = config.limits.max_connections;
     let slot = Arc::new(std::sync::OnceLock::new());
-    let workers =
-        Workers::start(Workers::count(), slot.clone()).map_err(|e| format!("cannot start worker threads: {e}"))?;
+    let workers = Workers::start(Workers::count(), slot.clone(), listener::serve_accepted)
+        .map_err(|e| format!("cannot start worker threads: {e}"))?;
     let workers = Arc::new(workers);
     let pools = (0..workers.len())
         .map(|_| Pool::new(config.limits.backend_idle_per_key, config.timeouts.backend_idle))

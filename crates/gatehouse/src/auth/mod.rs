@@ -73,7 +73,8 @@ impl Authenticator {
         ntlm: HashMap<String, ::ntlm::AcceptorConfig>,
         accounts: Option<Arc<Accounts>>,
         delegator: Option<Arc<kcd::Delegator>>,
-        kept: &crate::generation::Kept,
+        lockout: Arc<Lockout>,
+        basic: Arc<BasicCache>,
     ) -> Authenticator {
         Authenticator {
             ntlm,
@@ -82,8 +83,8 @@ impl Authenticator {
             domain: config.domain.clone(),
             lockout_limits: config.lockout.clone(),
             basic_cache: config.basic_cache,
-            lockout: kept.lockout.clone(),
-            basic: kept.basic.clone(),
+            lockout,
+            basic,
         }
     }
 
