@@ -13,6 +13,7 @@ mod config;
 mod connection;
 mod doctor;
 mod listener;
+mod net;
 mod pages;
 mod proxy;
 mod route;
@@ -88,6 +89,7 @@ fn check(file: PathBuf) -> ExitCode {
             for site in &c.sites {
                 println!("  {}", config::describe_site(site));
             }
+            println!("  {}", c.describe_passwords());
             ExitCode::SUCCESS
         }
         Err(problems) => {

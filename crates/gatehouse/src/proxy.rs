@@ -189,7 +189,7 @@ async fn forward(
     // Kerberos Constrained Delegation: `exchange` puts a ticket for the backend,
     // in the user's name, on the requests that need one.
     let bodiless = http_body::Body::is_end_stream(req.body());
-    let kcd = match (&site.delegation, &user) {
+    let kcd = match (site.kcd(), &user) {
         (Some(d), Some(u)) => Some((d, u.clone())),
         _ => None,
     };
@@ -239,7 +239,8 @@ async fn forward(
     }
     // The edge consumed the client's credentials; they mean nothing to the
     // backend, unless the site forwards Basic (the password, already checked).
-    let forwards = site.forward_basic && user.as_ref().is_some_and(|u| u.scheme == crate::config::Scheme::Basic);
+    let forwards = matches!(site.delegation, crate::config::Delegation::ForwardBasic)
+        && user.as_ref().is_some_and(|u| u.scheme == crate::config::Scheme::Basic);
     if user.is_some() && !forwards {
         headers.remove(header::AUTHORIZATION);
     }
@@ -316,7 +317,7 @@ async fn forward(
             }
         }
         if kcd.is_some() && resp.status() == StatusCode::UNAUTHORIZED {
-            let spn = site.delegation.as_ref().map_or("", |d| d.spn.as_str());
+            let spn = site.kcd().map_or("", |d| d.spn.as_str());
             return Err(Failure::BadGateway(format!(
                 "the backend {} rejected the Kerberos ticket for {} ({spn}): 401; check the backend's keytab and SPN",
                 site.backend.origin,
@@ -394,7 +395,7 @@ async fn exchange(
     key: &PoolKey,
     request: Request<RequestBody>,
     progress: &RequestProgress,
-    delegation: Option<(&crate::config::Delegation, &Arc<auth::User>, bool)>,
+    delegation: Option<(&crate::config::Kcd, &Arc<auth::User>, bool)>,
     fresh: bool,
 ) -> Result<(Response<Incoming>, crate::backend::Sender, bool, bool), Failure> {
     let timeouts = &generation.config.timeouts;
@@ -457,7 +458,7 @@ async fn exchange(
 /// blocking thread.
 async fn delegate(
     generation: &Generation,
-    d: &crate::config::Delegation,
+    d: &crate::config::Kcd,
     user: &auth::User,
     binding: Option<Arc<[u8]>>,
 ) -> Result<HeaderValue, Failure> {

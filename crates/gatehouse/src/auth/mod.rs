@@ -24,7 +24,7 @@ mod rules;
 
 pub use basic::Remembered as BasicCache;
 pub use lockout::{Evidence, Lockout};
-pub use rules::{glob_match, Cidr};
+pub use rules::glob_match;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -312,8 +312,7 @@ mod tests {
             auth: vec![Scheme::Negotiate, Scheme::Ntlm],
             auth_for: rules,
             negotiate_once: true,
-            delegation: None,
-            forward_basic: false,
+            delegation: crate::config::Delegation::None,
             websocket: true,
         }
     }
