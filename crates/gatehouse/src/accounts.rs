@@ -1,19 +1,24 @@
-//! Where NTLM passwords are checked: a local file of NT hashes, or the domain
-//! controller through Samba winbind (`ntlm_auth --helper-protocol=ntlm-server-1`,
-//! a NETLOGON pass-through that returns the user session key the MIC needs).
+//! Where passwords are checked: a local file of NT hashes, or the domain
+//! controller through Samba winbind. NTLM goes to winbind as
+//! `ntlm_auth --helper-protocol=ntlm-server-1` (a NETLOGON pass-through that
+//! returns the user session key the MIC needs); a Basic password as
+//! `--helper-protocol=squid-2.5-basic` (a plaintext logon). Each protocol has
+//! its own small pool of helper processes.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
+use subtle::ConstantTimeEq;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use ntlm::{AuthenticateReceived, SessionBaseKey};
+
+use crate::config::UserFile;
 
 /// What the password check said about the name it was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,82 +46,94 @@ pub enum CheckError {
     Unavailable(String),
 }
 
-/// NT hashes read from a file: gss-ntlmssp's `DOMAIN:user:password` lines (the
-/// password is hashed on load and not kept) and smbpasswd lines
-/// (`user:uid:LMHASH:NTHASH:...`).
-#[derive(Default)]
-pub struct UserFile {
-    /// (upper-case domain or "" for any, lower-case user) -> NT hash
-    users: HashMap<(String, String), [u8; 16]>,
-}
-
-impl std::fmt::Debug for UserFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "UserFile({} users)", self.users.len())
-    }
-}
-
-impl UserFile {
-    pub fn load(path: &Path) -> Result<UserFile, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|(line, why)| format!("{}:{line}: {why}", path.display()))
-    }
-
-    pub fn parse(text: &str) -> Result<UserFile, (usize, String)> {
-        let mut users = HashMap::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim_end_matches('\r');
-            if line.trim().is_empty() || line.trim_start().starts_with('#') {
-                continue;
-            }
-            let fields: Vec<&str> = line.split(':').collect();
-            let entry =
-                if fields.len() >= 6 && fields[3].len() == 32 && fields[3].bytes().all(|b| b.is_ascii_hexdigit()) {
-                    // smbpasswd: no domain, so it matches any.
-                    let mut hash = [0u8; 16];
-                    for (k, byte) in hash.iter_mut().enumerate() {
-                        *byte = u8::from_str_radix(&fields[3][2 * k..2 * k + 2], 16)
-                            .map_err(|_| (i + 1, "bad NT hash".to_string()))?;
-                    }
-                    ((String::new(), fields[0].to_lowercase()), hash)
-                } else {
-                    let mut parts = line.splitn(3, ':');
-                    let (Some(domain), Some(user), Some(password)) = (parts.next(), parts.next(), parts.next()) else {
-                        return Err((i + 1, "expected DOMAIN:user:password or an smbpasswd line".into()));
-                    };
-                    if user.is_empty() {
-                        return Err((i + 1, "empty user name".into()));
-                    }
-                    ((domain.to_uppercase(), user.to_lowercase()), ntlm::crypto::nt_hash(password))
-                };
-            users.insert(entry.0, entry.1);
+/// An NTLM response checked against the file's NT hash.
+pub fn check_file(users: &UserFile, received: &AuthenticateReceived) -> Result<SessionBaseKey, CheckError> {
+    match users.hash(&received.domain, &received.user) {
+        Some(hash) => {
+            received.verify_with_nt_hash(hash).map_err(|e| CheckError::Rejected(e.cause().into(), Evidence::Account))
         }
-        Ok(UserFile { users })
-    }
-
-    fn hash(&self, domain: &str, user: &str) -> Option<&[u8; 16]> {
-        let user = user.to_lowercase();
-        self.users.get(&(domain.to_uppercase(), user.clone())).or_else(|| self.users.get(&(String::new(), user)))
-    }
-
-    pub fn check(&self, received: &AuthenticateReceived) -> Result<SessionBaseKey, CheckError> {
-        match self.hash(&received.domain, &received.user) {
-            Some(hash) => received
-                .verify_with_nt_hash(hash)
-                .map_err(|e| CheckError::Rejected(e.cause().into(), Evidence::Account)),
-            None => {
-                // Same work for an unknown user as for a wrong password.
-                let _ = received.verify_with_nt_hash(&[0u8; 16]);
-                Err(CheckError::Rejected("unknown user".into(), Evidence::Unproven))
-            }
+        None => {
+            // Same work for an unknown user as for a wrong password.
+            let _ = received.verify_with_nt_hash(&[0u8; 16]);
+            Err(CheckError::Rejected("unknown user".into(), Evidence::Unproven))
         }
     }
 }
 
-/// A small pool of `ntlm_auth` helper processes.
+/// A Basic password checked against the file: its NT hash (MD4 of UTF-16LE)
+/// compared in constant time with the stored one. An unknown user costs the
+/// same hashing and comparison, against a hash no password has.
+pub fn check_file_password(users: &UserFile, domain: &str, user: &str, password: &str) -> Result<(), CheckError> {
+    let offered = ntlm::crypto::nt_hash(password);
+    match users.hash(domain, user) {
+        Some(stored) if bool::from(offered.ct_eq(stored)) => Ok(()),
+        Some(_) => Err(CheckError::Rejected("wrong password".into(), Evidence::Account)),
+        None => {
+            let _ = offered.ct_eq(&[0u8; 16]);
+            Err(CheckError::Rejected("unknown user".into(), Evidence::Unproven))
+        }
+    }
+}
+
+/// The domain controller through winbind: one helper pool per protocol.
 pub struct Winbind {
+    ntlm: Pool,
+    basic: Pool,
+}
+
+impl Winbind {
+    pub fn new(program: PathBuf, smb_conf: Option<PathBuf>, helpers: usize, timeout: Duration) -> Arc<Winbind> {
+        let pool = |protocol| Pool {
+            program: program.clone(),
+            smb_conf: smb_conf.clone(),
+            protocol,
+            timeout,
+            slots: Semaphore::new(helpers),
+            idle: Mutex::new(Vec::new()),
+        };
+        Arc::new(Winbind { ntlm: pool(Protocol::Ntlm), basic: pool(Protocol::Basic) })
+    }
+
+    /// Asks the domain controller to check the response. The user and domain go
+    /// base64-encoded (`Key:: value`), so no client-chosen byte can inject a line.
+    pub async fn check(&self, received: &AuthenticateReceived) -> Result<SessionBaseKey, CheckError> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let request = format!(
+            "Username:: {}\nNT-Domain:: {}\nLANMAN-Challenge: {}\nNT-Response: {}\nRequest-User-Session-Key: Yes\n.\n",
+            b64.encode(received.user.as_bytes()),
+            b64.encode(received.domain.as_bytes()),
+            hex(&received.server_challenge()),
+            hex(received.nt_response()),
+        );
+        let (lines, _) = self.ntlm.ask(&request).await?;
+        parse_reply(&lines)
+    }
+
+    /// Asks the domain controller to check a Basic password (`name` as the
+    /// user typed it or as gatehouse qualified it: `DOMAIN\user`, a UPN).
+    /// Both fields go percent-encoded, as squid's protocol has them, so that
+    /// no space or newline in them can split or inject a request.
+    pub async fn check_password(&self, name: &str, password: &str) -> Result<(), CheckError> {
+        let request = format!("{} {}\n", percent_encode(name), percent_encode(password));
+        let (lines, status) = self.basic.ask(&request).await?;
+        parse_basic_reply(&lines, status.as_deref())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Protocol {
+    /// `ntlm-server-1`: `Key: value` lines ended by `.`.
+    Ntlm,
+    /// `squid-2.5-basic`: one line, `OK` or `ERR`. The reason for an `ERR` is
+    /// only in the debug log (`-d3`, on standard error), read beside it.
+    Basic,
+}
+
+/// A small pool of `ntlm_auth` helper processes speaking one protocol.
+struct Pool {
     program: PathBuf,
     smb_conf: Option<PathBuf>,
+    protocol: Protocol,
     timeout: Duration,
     slots: Semaphore,
     idle: Mutex<Vec<Helper>>,
@@ -126,48 +143,69 @@ struct Helper {
     _child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+    /// Basic: the NT status lines of the debug log, in order.
+    status: Option<mpsc::UnboundedReceiver<String>>,
 }
 
-impl Winbind {
-    pub fn new(program: PathBuf, smb_conf: Option<PathBuf>, helpers: usize, timeout: Duration) -> Arc<Winbind> {
-        Arc::new(Winbind { program, smb_conf, timeout, slots: Semaphore::new(helpers), idle: Mutex::new(Vec::new()) })
-    }
+/// How long to wait, after an `ERR`, for its NT status in the debug log
+/// (written before the `ERR`, so normally already there).
+const STATUS_WAIT: Duration = Duration::from_millis(500);
 
+impl Pool {
     fn spawn(&self) -> Result<Helper, CheckError> {
         let mut cmd = Command::new(&self.program);
-        cmd.arg("--helper-protocol=ntlm-server-1");
+        match self.protocol {
+            Protocol::Ntlm => cmd.arg("--helper-protocol=ntlm-server-1"),
+            Protocol::Basic => cmd.args(["--helper-protocol=squid-2.5-basic", "-d3"]),
+        };
         if let Some(conf) = &self.smb_conf {
             cmd.arg(format!("--configfile={}", conf.display()));
         }
+        let stderr = match self.protocol {
+            Protocol::Ntlm => Stdio::null(),
+            Protocol::Basic => Stdio::piped(),
+        };
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| CheckError::Unavailable(format!("cannot start {}: {e}", self.program.display())))?;
         let stdin = child.stdin.take().ok_or_else(|| CheckError::Unavailable("ntlm_auth has no stdin".into()))?;
         let stdout = child.stdout.take().ok_or_else(|| CheckError::Unavailable("ntlm_auth has no stdout".into()))?;
-        Ok(Helper { _child: child, stdin, stdout: BufReader::new(stdout) })
+        // The debug log is read all the time, not only after an ERR: a helper
+        // whose standard error fills up would stop answering.
+        let status = child.stderr.take().map(|stderr| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if is_status_line(&line) && tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        });
+        Ok(Helper { _child: child, stdin, stdout: BufReader::new(stdout), status })
     }
 
-    /// Asks the domain controller to check the response. The user and domain go
-    /// base64-encoded (`Key:: value`), so no client-chosen byte can inject a line.
-    pub async fn check(&self, received: &AuthenticateReceived) -> Result<SessionBaseKey, CheckError> {
+    /// One request and its reply lines (and, for Basic after an `ERR`, the NT
+    /// status the helper logged). A helper that failed or timed out is
+    /// dropped (and killed), never reused.
+    async fn ask(&self, request: &str) -> Result<(Vec<String>, Option<String>), CheckError> {
         let _slot = self.slots.acquire().await.map_err(|_| CheckError::Unavailable("winbind pool closed".into()))?;
         let helper = self.idle.lock().await.pop();
         let mut helper = match helper {
             Some(h) => h,
             None => self.spawn()?,
         };
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let request = format!(
-            "Username:: {}\nNT-Domain:: {}\nLANMAN-Challenge: {}\nNT-Response: {}\nRequest-User-Session-Key: Yes\n.\n",
-            b64.encode(received.user.as_bytes()),
-            b64.encode(received.domain.as_bytes()),
-            hex(&received.server_challenge()),
-            hex(received.nt_response()),
-        );
+        if let Some(status) = helper.status.as_mut() {
+            // Lines of earlier answers (a success logs one too).
+            while status.try_recv().is_ok() {}
+        }
+        let protocol = self.protocol;
         let exchange = async {
             helper.stdin.write_all(request.as_bytes()).await?;
             helper.stdin.flush().await?;
@@ -178,15 +216,15 @@ impl Winbind {
                     return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "ntlm_auth exited"));
                 }
                 let line = line.trim_end().to_owned();
-                if line == "." {
+                match protocol {
+                    Protocol::Basic if line.is_empty() => continue,
+                    Protocol::Basic => return Ok(vec![line]),
                     // ntlm_auth may end a reply with more than one "." line; a
                     // leftover one shows up first next time and is skipped.
-                    if lines.is_empty() {
-                        continue;
-                    }
-                    return Ok(lines);
+                    Protocol::Ntlm if line == "." && lines.is_empty() => continue,
+                    Protocol::Ntlm if line == "." => return Ok(lines),
+                    Protocol::Ntlm => lines.push(line),
                 }
-                lines.push(line);
             }
         };
         let lines = match tokio::time::timeout(self.timeout, exchange).await {
@@ -196,8 +234,55 @@ impl Winbind {
                 return Err(CheckError::Unavailable(format!("ntlm_auth gave no answer within {:?}", self.timeout)))
             }
         };
+        let mut status = None;
+        if lines.first().is_some_and(|l| l.starts_with("ERR")) {
+            if let Some(rx) = helper.status.as_mut() {
+                // A success's line may still be arriving late: skip it.
+                let failure = async {
+                    while let Some(line) = rx.recv().await {
+                        if !line.trim_end().ends_with("(0x0)") {
+                            return Some(line);
+                        }
+                    }
+                    None
+                };
+                status = tokio::time::timeout(STATUS_WAIT, failure).await.ok().flatten();
+            }
+        }
         self.idle.lock().await.push(helper);
-        parse_reply(&lines)
+        Ok((lines, status))
+    }
+}
+
+/// The debug log's line for a logon's outcome: `NT_STATUS_X: text (0x...)`,
+/// `:  (0x0)` for a success, or winbind's own failure.
+fn is_status_line(line: &str) -> bool {
+    line.contains("NT_STATUS_") || line.contains("winbind reply failed") || line.trim_end().ends_with("(0x0)")
+}
+
+/// `%XX` for every byte but letters, digits and a few safe marks, as
+/// `rfc1738_unescape` in ntlm_auth undoes it.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `OK` or `ERR`, with the NT status logged for an `ERR` (if any arrived).
+fn parse_basic_reply(lines: &[String], status: Option<&str>) -> Result<(), CheckError> {
+    match lines.first().map(|l| l.trim()) {
+        Some("OK") => Ok(()),
+        Some(l) if l.starts_with("ERR") => match status {
+            Some(s) => Err(classify(s.trim().to_owned())),
+            None => Err(CheckError::Rejected("rejected".into(), Evidence::Unproven)),
+        },
+        _ => Err(CheckError::Unavailable(format!("unexpected ntlm_auth reply: {}", lines.join(" | ")))),
     }
 }
 
@@ -210,27 +295,29 @@ fn parse_reply(lines: &[String]) -> Result<SessionBaseKey, CheckError> {
                 .ok_or_else(|| CheckError::Unavailable("the domain controller returned no user session key".into()))?;
             Ok(SessionBaseKey(key))
         }
-        Some(_) => {
-            let why = field("Authentication-Error:").unwrap_or("rejected").to_owned();
-            // Errors that say the domain could not be asked, rather than no.
-            let lower = why.to_ascii_lowercase();
-            let unreachable = [
-                "logon server",
-                "no_logon_servers",
-                "winbind",
-                "domain controller",
-                "cant_access_domain",
-                "trust",
-                "connection",
-            ];
-            if unreachable.iter().any(|w| lower.contains(w)) {
-                Err(CheckError::Unavailable(why))
-            } else {
-                let evidence = evidence_of(&lower);
-                Err(CheckError::Rejected(why, evidence))
-            }
-        }
+        Some(_) => Err(classify(field("Authentication-Error:").unwrap_or("rejected").to_owned())),
         None => Err(CheckError::Unavailable(format!("unexpected ntlm_auth reply: {}", lines.join(" | ")))),
+    }
+}
+
+/// A refusal from the domain: could it not be asked (503), or did it say no
+/// (401, with what that says about the account)?
+fn classify(why: String) -> CheckError {
+    let lower = why.to_ascii_lowercase();
+    let unreachable = [
+        "logon server",
+        "no_logon_servers",
+        "winbind",
+        "domain controller",
+        "cant_access_domain",
+        "trust",
+        "connection",
+    ];
+    if unreachable.iter().any(|w| lower.contains(w)) {
+        CheckError::Unavailable(why)
+    } else {
+        let evidence = evidence_of(&lower);
+        CheckError::Rejected(why, evidence)
     }
 }
 
@@ -290,24 +377,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn both_file_formats() {
-        let f = UserFile::parse(
-            "# comment\nADTEST:bob:Bob-Pass1\n:carol:pass:with:colons\nalice:1000:XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX:A4F49C406510BDCAB6824EE7C30FD852:[U          ]:LCT-00000000:\n",
-        )
-        .unwrap();
-        assert_eq!(f.hash("adtest", "BOB"), Some(&ntlm::crypto::nt_hash("Bob-Pass1")));
-        assert_eq!(f.hash("OTHER", "bob"), None, "a domain-qualified line matches only its domain");
-        assert_eq!(f.hash("ANY", "carol"), Some(&ntlm::crypto::nt_hash("pass:with:colons")));
-        assert_eq!(f.hash("ADTEST", "alice"), Some(&ntlm::crypto::nt_hash("Password")));
-    }
-
-    #[test]
-    fn bad_lines_are_reported_with_their_number() {
-        assert_eq!(UserFile::parse("ADTEST:bob:x\njunk\n").unwrap_err().0, 2);
-        assert_eq!(UserFile::parse("ADTEST::x\n").unwrap_err().0, 1);
-    }
-
-    #[test]
     fn winbind_replies() {
         let ok = vec!["Authenticated: Yes".to_string(), "User-Session-Key: 8DE40CCADBC14A82F15CB0AD0DE95CA3".into()];
         assert_eq!(parse_reply(&ok).unwrap().0[0], 0x8d);
@@ -335,5 +404,58 @@ mod tests {
         let missing_key = vec!["Authenticated: Yes".to_string()];
         assert!(matches!(parse_reply(&missing_key), Err(CheckError::Unavailable(_))));
         assert!(matches!(parse_reply(&["garbage".to_string()]), Err(CheckError::Unavailable(_))));
+    }
+
+    #[test]
+    fn basic_passwords_against_the_file() {
+        let f = UserFile::parse("ADTEST:bob:Bob-Pass1\nalice:1000:XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX:A4F49C406510BDCAB6824EE7C30FD852:[U          ]:LCT-00000000:\n").unwrap();
+        assert!(check_file_password(&f, "ADTEST", "BOB", "Bob-Pass1").is_ok());
+        assert!(check_file_password(&f, "ANY", "alice", "Password").is_ok(), "smbpasswd lines match any domain");
+        for (domain, user, password, evidence) in [
+            ("ADTEST", "bob", "Bob-Pass2", Evidence::Account),
+            ("ADTEST", "bob", "bob-pass1", Evidence::Account),
+            ("OTHER", "bob", "Bob-Pass1", Evidence::Unproven),
+            ("ADTEST", "nobody", "Bob-Pass1", Evidence::Unproven),
+            // The all-zero hash stands in for unknown users; no password has it.
+            ("ADTEST", "nobody", "", Evidence::Unproven),
+        ] {
+            assert!(
+                matches!(check_file_password(&f, domain, user, password), Err(CheckError::Rejected(_, e)) if e == evidence),
+                "{domain}\\{user}"
+            );
+        }
+    }
+
+    #[test]
+    fn basic_requests_cannot_split_or_inject() {
+        assert_eq!(percent_encode("ADTEST\\bob"), "ADTEST%5Cbob");
+        assert_eq!(percent_encode("a b\nOK\r%"), "a%20b%0AOK%0D%25");
+        assert_eq!(percent_encode("müller@ad.test"), "m%C3%BCller@ad.test");
+        let line = format!("{} {}\n", percent_encode("x y"), percent_encode("p w\nalice Alice-Pass1"));
+        assert_eq!(line.matches(' ').count(), 1);
+        assert_eq!(line.matches('\n').count(), 1);
+    }
+
+    #[test]
+    fn basic_replies_and_their_status() {
+        let one = |l: &str| vec![l.to_string()];
+        assert!(parse_basic_reply(&one("OK"), None).is_ok());
+        let wrong = "NT_STATUS_WRONG_PASSWORD: When trying to update a password, this return status indicates that the value provided as the current password is not correct. (0xc000006a)";
+        assert!(matches!(parse_basic_reply(&one("ERR"), Some(wrong)), Err(CheckError::Rejected(_, Evidence::Account))));
+        let unknown = "NT_STATUS_NO_SUCH_USER: The specified account does not exist. (0xc0000064)";
+        assert!(matches!(
+            parse_basic_reply(&one("ERR"), Some(unknown)),
+            Err(CheckError::Rejected(_, Evidence::Unproven))
+        ));
+        assert!(matches!(parse_basic_reply(&one("ERR"), None), Err(CheckError::Rejected(_, Evidence::Unproven))));
+        let down = "Reading winbind reply failed! (0x01)";
+        assert!(matches!(parse_basic_reply(&one("ERR"), Some(down)), Err(CheckError::Unavailable(_))));
+        assert!(matches!(parse_basic_reply(&one("BH broken"), None), Err(CheckError::Unavailable(_))));
+        assert!(matches!(parse_basic_reply(&[], None), Err(CheckError::Unavailable(_))));
+        for (line, status) in
+            [(wrong, true), (unknown, true), (down, true), (":  (0x0)", true), ("added interface lo", false)]
+        {
+            assert_eq!(is_status_line(line), status, "{line}");
+        }
     }
 }

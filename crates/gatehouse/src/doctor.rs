@@ -105,7 +105,7 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
             }
         }
     }
-    let sites: Vec<_> = config.sites.iter().filter_map(|s| s.delegation.as_ref().map(|d| (s, d))).collect();
+    let sites: Vec<_> = config.sites.iter().filter_map(|s| s.kcd().map(|d| (s, d))).collect();
     if sites.is_empty() {
         report.warn("no site uses delegation = \"kcd\"");
     }

@@ -69,7 +69,7 @@ impl Generation {
             ),
         });
         let delegator = match &config.domain {
-            Some(d) if config.sites.iter().any(|s| s.delegation.is_some() || offers_negotiate(s)) => {
+            Some(d) if config.sites.iter().any(|s| s.kcd().is_some() || offers_negotiate(s)) => {
                 match (&d.service_principal, &d.keytab) {
                     (Some(p), Some(k)) => Some(Arc::new(kcd::Delegator::new(p, &k.to_string_lossy(), &d.realm))),
                     _ => None,
@@ -92,6 +92,5 @@ impl Generation {
 
 /// Negotiate and Basic need the Kerberos service account.
 fn offers_negotiate(s: &config::Site) -> bool {
-    use config::Scheme::{Basic, Negotiate};
-    [Negotiate, Basic].iter().any(|k| s.auth.contains(k) || s.auth_for.iter().any(|r| r.auth.contains(k)))
+    s.offers(config::Scheme::Negotiate) || s.offers(config::Scheme::Basic)
 }

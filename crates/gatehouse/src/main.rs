@@ -19,7 +19,9 @@ mod doctor;
 mod generation;
 mod guarded_io;
 mod listener;
+mod net;
 mod pages;
+mod pem;
 mod pipeline;
 mod request_body;
 mod response_body;
@@ -97,6 +99,7 @@ fn check(file: PathBuf) -> ExitCode {
             for site in &c.sites {
                 println!("  {}", config::describe_site(site));
             }
+            println!("  {}", c.describe_passwords());
             ExitCode::SUCCESS
         }
         Err(problems) => {

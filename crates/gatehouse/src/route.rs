@@ -68,8 +68,7 @@ pub(crate) mod tests {
             auth: Vec::new(),
             auth_for: Vec::new(),
             negotiate_once: true,
-            delegation: None,
-            forward_basic: false,
+            delegation: crate::config::Delegation::None,
             websocket: true,
         }
     }

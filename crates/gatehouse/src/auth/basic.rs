@@ -2,14 +2,18 @@
 //! plain listeners): ActiveSync and scripts send the domain password on every
 //! request.
 //!
-//! The password is checked the Kerberos way: an AS exchange for the user, then
-//! a ticket for gatehouse's own SPN accepted with gatehouse's key (so a forged
-//! KDC answer cannot pass), through `kcd::Delegator::check_password`. That
-//! ticket is, like a Negotiate client's, the evidence for delegation: the
-//! password is never sent to the backend. The extranet lockout counts failures
-//! as for NTLM, and a checked password is remembered for `[basic] cache` as a
-//! salted SHA-256 (compared in constant time), so that a client sending it on
-//! every request costs one KDC exchange per period, not per request.
+//! Where `[domain]` has a keytab, the password is checked the Kerberos way: an
+//! AS exchange for the user, then a ticket for gatehouse's own SPN accepted
+//! with gatehouse's key (so a forged KDC answer cannot pass), through
+//! `kcd::Delegator::check_password`. That ticket is, like a Negotiate
+//! client's, the evidence for delegation. Without a keytab, the `[accounts]`
+//! NTLM uses check it (the file's NT hash, in constant time, or winbind's
+//! plaintext logon), and delegation goes through S4U2Self. Either way the
+//! password is never sent to the backend (unless the site forwards Basic).
+//! The extranet lockout counts failures as for NTLM, and a checked password
+//! is remembered for `[basic] cache` as a salted SHA-256 (compared in constant
+//! time), so that a client sending it on every request costs one check per
+//! period, not per request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,7 +24,9 @@ use subtle::ConstantTimeEq;
 
 use super::{refuse, service_unavailable, Evidence, User, Verdict};
 use super::{Authenticator, Client};
-use crate::config::Scheme;
+use crate::accounts::Accounts;
+use crate::accounts::CheckError;
+use crate::config::{Domain, Scheme};
 
 /// Users whose password was checked recently.
 pub struct Remembered {
@@ -108,7 +114,52 @@ fn evidence_of(error: &str) -> Evidence {
     }
 }
 
+/// A logon name as typed, resolved against `[domain]` (when there is one).
+#[derive(Debug, PartialEq, Eq)]
+enum Logon {
+    /// `DOMAIN\user`, `user@realm` or `user`: an account of `domain` (the
+    /// NetBIOS name; empty when nothing says which).
+    Account { domain: String, user: String },
+    /// `user@suffix` with another suffix than the realm: a UPN, which only the
+    /// domain can resolve.
+    Upn(String),
+}
+
+/// `DOMAIN\user` (our domain only, when `[domain]` says which that is),
+/// `user@upn-suffix`, or `user`.
+fn logon(typed: &str, domain: Option<&Domain>) -> Result<Logon, String> {
+    let netbios = domain.map_or(String::new(), |d| d.netbios_name.clone());
+    if let Some((d, u)) = typed.split_once('\\') {
+        if u.is_empty() {
+            return Err(format!("{typed}: no user name after the domain"));
+        }
+        return match domain {
+            Some(ours) if d.eq_ignore_ascii_case(&ours.netbios_name) || d.eq_ignore_ascii_case(&ours.realm) => {
+                Ok(Logon::Account { domain: netbios, user: u.to_owned() })
+            }
+            Some(ours) => Err(format!("{typed}: not a user of domain {}", ours.netbios_name)),
+            None => Ok(Logon::Account { domain: d.to_uppercase(), user: u.to_owned() }),
+        };
+    }
+    match typed.rsplit_once('@') {
+        // user@ad.test in realm AD.TEST is the account itself (the default UPN).
+        Some((u, d)) if !u.is_empty() && domain.is_some_and(|ours| d.eq_ignore_ascii_case(&ours.realm)) => {
+            Ok(Logon::Account { domain: netbios, user: u.to_owned() })
+        }
+        Some(_) => Ok(Logon::Upn(typed.to_owned())),
+        None => Ok(Logon::Account { domain: netbios, user: typed.to_owned() }),
+    }
+}
+
 /// One request with `Authorization: Basic`.
+///
+/// Which check runs: the KDC where `[domain]` has a keytab, a service
+/// principal and an acceptor SPN (the AS exchange proves the password with
+/// gatehouse's own key, and the user's ticket is then the delegation
+/// evidence, without S4U2Self); else the `[accounts]` NTLM uses (the file's NT
+/// hash, or winbind's plaintext logon), after which KCD goes through
+/// S4U2Self as for an NTLM user. Never both: one source of truth per
+/// configuration, so that a password cannot pass one and fail the other.
 pub async fn check(credentials: &[u8], ctx: Client<'_>, setup: &Authenticator, schemes: &[Scheme]) -> Verdict {
     let Some((typed, password)) = std::str::from_utf8(credentials).ok().and_then(|c| c.split_once(':')) else {
         return refuse(schemes, "Basic credentials are not UTF-8 `user:password`".into());
@@ -119,28 +170,20 @@ pub async fn check(credentials: &[u8], ctx: Client<'_>, setup: &Authenticator, s
     if let Err(why) = super::names::check_typed(typed) {
         return refuse(schemes, format!("Basic logon name: {why}; the domain was not asked"));
     }
-    let (Some(delegator), Some(domain)) = (setup.delegator.clone(), setup.domain.as_ref()) else {
-        return refuse(schemes, "Basic is not configured ([domain] keytab and service_principal)".into());
+    let domain = setup.domain.as_ref();
+    let kdc = match (setup.basic_by_kdc, setup.delegator.clone(), domain) {
+        (true, Some(delegator), Some(d)) => d.acceptor_spn.clone().map(|spn| (delegator, spn)),
+        _ => None,
     };
-    let Some(spn) = domain.acceptor_spn.clone() else {
-        return refuse(schemes, "Basic is not configured ([domain] acceptor_spn)".into());
-    };
-    // DOMAIN\user (our domain only), user@upn-suffix, or user.
-    let user = match typed.split_once('\\') {
-        Some((d, u)) => {
-            let ours = d.eq_ignore_ascii_case(&domain.netbios_name) || d.eq_ignore_ascii_case(&domain.realm);
-            if !ours || u.is_empty() {
-                return refuse(schemes, format!("{typed}: not a user of domain {}", domain.netbios_name));
-            }
-            kcd::User::Account(format!("{u}@{}", domain.realm))
-        }
-        // user@ad.test in realm AD.TEST is the account itself (the default UPN);
-        // any other suffix goes to the KDC as an enterprise name.
-        None if typed.rsplit_once('@').is_some_and(|(u, d)| !u.is_empty() && d.eq_ignore_ascii_case(&domain.realm)) => {
-            kcd::User::Account(format!("{}@{}", typed.rsplit_once('@').map_or(typed, |(u, _)| u), domain.realm))
-        }
-        None if typed.contains('@') => kcd::User::Upn { upn: typed.to_owned(), account: String::new() },
-        None => kcd::User::Account(format!("{typed}@{}", domain.realm)),
+    if kdc.is_none() && setup.accounts.is_none() {
+        return refuse(
+            schemes,
+            "Basic is not configured: no [accounts], and no [domain] keytab, service_principal and acceptor_spn".into(),
+        );
+    }
+    let name = match logon(typed, domain) {
+        Ok(n) => n,
+        Err(why) => return refuse(schemes, why),
     };
     let remembered = &setup.basic;
     if let Some(user) = remembered.get(typed, password) {
@@ -150,31 +193,82 @@ pub async fn check(credentials: &[u8], ctx: Client<'_>, setup: &Authenticator, s
     if let Err(why) = lockout.allowed(typed, ctx.info.peer.ip(), &setup.lockout_limits) {
         return refuse(schemes, format!("{typed}: {why}; the password was not sent to the domain"));
     }
-    let secret = password.to_owned();
-    let checked = tokio::task::spawn_blocking(move || delegator.check_password(&user, &secret, &spn)).await;
-    let accepted = match checked {
-        Ok(Ok(a)) => a,
-        Ok(Err(e)) if super::domain_unreachable(&e.0) => {
-            return service_unavailable(format!("{typed}: cannot check the password: {e}"));
-        }
-        Ok(Err(e)) => {
-            lockout.failed(typed, ctx.info.peer.ip(), evidence_of(&e.0), &setup.lockout_limits);
+    let checked = match (kdc, domain) {
+        (Some((delegator, spn)), Some(domain)) => by_kdc(delegator, spn, domain, name, password).await,
+        _ => by_accounts(setup, name, password).await,
+    };
+    let (name, principal) = match checked {
+        Ok(who) => who,
+        Err(CheckError::Rejected(why, evidence)) => {
+            lockout.failed(typed, ctx.info.peer.ip(), evidence, &setup.lockout_limits);
             remembered.forget(typed);
-            return refuse(schemes, format!("{typed}: Basic logon refused: {e}"));
+            return refuse(schemes, format!("{typed}: Basic logon refused: {why}"));
         }
-        Err(e) => return service_unavailable(format!("{typed}: the password check did not run: {e}")),
+        Err(CheckError::Unavailable(why)) => {
+            return service_unavailable(format!("{typed}: cannot check the password: {why}"));
+        }
     };
     lockout.succeeded(typed, &setup.lockout_limits);
-    let name = match accepted.client.rsplit_once('@') {
-        Some((u, realm)) if realm.eq_ignore_ascii_case(&domain.realm) => format!("{}\\{u}", domain.netbios_name),
-        _ => accepted.client.clone(),
-    };
-    let user = match User::new(name, Scheme::Basic, Some(accepted.client)) {
+    let user = match User::new(name, Scheme::Basic, principal) {
         Ok(u) => Arc::new(u),
         Err(why) => return refuse(schemes, why),
     };
     remembered.put(typed, password, user.clone(), setup.basic_cache);
     Verdict::Pass(user, None)
+}
+
+/// The password checked with an AS exchange and a ticket for gatehouse's own
+/// SPN; returns `DOMAIN\user` and the Kerberos principal.
+async fn by_kdc(
+    delegator: Arc<kcd::Delegator>,
+    spn: String,
+    domain: &Domain,
+    name: Logon,
+    password: &str,
+) -> Result<(String, Option<String>), CheckError> {
+    let user = match name {
+        Logon::Account { user, .. } => kcd::User::Account(format!("{user}@{}", domain.realm)),
+        // Any suffix but the realm's goes to the KDC as an enterprise name.
+        Logon::Upn(upn) => kcd::User::Upn { upn, account: String::new() },
+    };
+    let secret = password.to_owned();
+    let accepted = match tokio::task::spawn_blocking(move || delegator.check_password(&user, &secret, &spn)).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) if super::domain_unreachable(&e.0) => return Err(CheckError::Unavailable(e.to_string())),
+        Ok(Err(e)) => return Err(CheckError::Rejected(e.to_string(), evidence_of(&e.0))),
+        Err(e) => return Err(CheckError::Unavailable(format!("the password check did not run: {e}"))),
+    };
+    let name = match accepted.client.rsplit_once('@') {
+        Some((u, realm)) if realm.eq_ignore_ascii_case(&domain.realm) => format!("{}\\{u}", domain.netbios_name),
+        _ => accepted.client.clone(),
+    };
+    Ok((name, Some(accepted.client)))
+}
+
+/// The password checked by `[accounts]`: the file's NT hash, or winbind. No
+/// principal: delegation asks for the user's ticket with S4U2Self.
+async fn by_accounts(
+    setup: &Authenticator,
+    name: Logon,
+    password: &str,
+) -> Result<(String, Option<String>), CheckError> {
+    let qualified = match &name {
+        Logon::Account { domain, user } if domain.is_empty() => user.clone(),
+        Logon::Account { domain, user } => format!("{domain}\\{user}"),
+        Logon::Upn(upn) => upn.clone(),
+    };
+    match setup.accounts.as_deref() {
+        Some(Accounts::File(users)) => {
+            let (domain, user) = match &name {
+                Logon::Account { domain, user } => (domain.as_str(), user.as_str()),
+                Logon::Upn(upn) => ("", upn.as_str()),
+            };
+            crate::accounts::check_file_password(users, domain, user, password)?
+        }
+        Some(Accounts::Winbind(winbind)) => winbind.check_password(&qualified, password).await?,
+        None => return Err(CheckError::Unavailable("no [accounts] configured".into())),
+    }
+    Ok((qualified, None))
 }
 
 #[cfg(test)]
@@ -197,5 +291,33 @@ mod tests {
         ] {
             assert_eq!(evidence_of(&format!("{step} ({said})")), evidence, "{said}");
         }
+    }
+
+    #[test]
+    fn logon_names() {
+        let d = Domain {
+            realm: "AD.TEST".into(),
+            netbios_name: "ADTEST".into(),
+            computer_netbios: "G".into(),
+            computer_dns: "g.ad.test".into(),
+            krb5_conf: None,
+            keytab: None,
+            service_principal: None,
+            acceptor_spn: None,
+        };
+        let account = |domain: &str, user: &str| Ok(Logon::Account { domain: domain.into(), user: user.into() });
+        assert_eq!(logon("ADTEST\\bob", Some(&d)), account("ADTEST", "bob"));
+        assert_eq!(logon("adtest\\bob", Some(&d)), account("ADTEST", "bob"));
+        assert_eq!(logon("AD.TEST\\bob", Some(&d)), account("ADTEST", "bob"));
+        assert_eq!(logon("bob@ad.test", Some(&d)), account("ADTEST", "bob"));
+        assert_eq!(logon("bob", Some(&d)), account("ADTEST", "bob"));
+        assert_eq!(logon("bob@corp.example", Some(&d)), Ok(Logon::Upn("bob@corp.example".into())));
+        assert!(logon("OTHER\\bob", Some(&d)).unwrap_err().contains("not a user of domain ADTEST"));
+        assert!(logon("ADTEST\\", Some(&d)).is_err());
+        // Without [domain] (file accounts on a Basic-only site) nothing says
+        // which domain is ours: the typed one, or none.
+        assert_eq!(logon("other\\bob", None), account("OTHER", "bob"));
+        assert_eq!(logon("bob", None), account("", "bob"));
+        assert_eq!(logon("bob@ad.test", None), Ok(Logon::Upn("bob@ad.test".into())));
     }
 }

@@ -25,7 +25,7 @@ mod rules;
 pub use crate::accounts::Evidence;
 pub use basic::Remembered as BasicCache;
 pub use lockout::Lockout;
-pub use rules::{glob_match, Cidr};
+pub use rules::glob_match;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -54,6 +54,8 @@ pub struct Authenticator {
     domain: Option<config::Domain>,
     lockout_limits: config::Lockout,
     basic_cache: Duration,
+    /// Basic passwords go to the KDC (a keytab is configured), else to `accounts`.
+    basic_by_kdc: bool,
     /// Kept across reloads.
     lockout: Arc<Lockout>,
     basic: Arc<BasicCache>,
@@ -83,6 +85,7 @@ impl Authenticator {
             domain: config.domain.clone(),
             lockout_limits: config.lockout.clone(),
             basic_cache: config.basic_cache,
+            basic_by_kdc: config.basic_by_kdc(),
             lockout,
             basic,
         }
@@ -374,8 +377,7 @@ mod tests {
             auth: vec![Scheme::Negotiate, Scheme::Ntlm],
             auth_for: rules,
             negotiate_once: true,
-            delegation: None,
-            forward_basic: false,
+            delegation: crate::config::Delegation::None,
             websocket: true,
         }
     }

@@ -105,7 +105,7 @@ pub async fn authenticate(
         return Err(Failure::Refused(format!("{who}: {why}; the password was not sent to the domain")));
     }
     let checked = match setup.accounts.as_deref() {
-        Some(Accounts::File(users)) => users.check(&received),
+        Some(Accounts::File(users)) => crate::accounts::check_file(users, &received),
         Some(Accounts::Winbind(winbind)) => winbind.check(&received).await,
         None => Err(CheckError::Unavailable("no [accounts] configured".into())),
     };

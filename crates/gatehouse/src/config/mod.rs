@@ -7,8 +7,11 @@
 
 mod preset;
 mod read;
+mod reader;
 #[cfg(test)]
 mod tests;
+mod users;
+mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,7 +21,10 @@ use std::time::Duration;
 pub use preset::describe as describe_site;
 pub use read::load;
 #[cfg(test)]
-pub use read::{load_str, Problem, Problems};
+pub use read::load_str;
+#[cfg(test)]
+pub use reader::{Problem, Problems};
+pub use users::UserFile;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -32,6 +38,28 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub log: Log,
+}
+
+impl Config {
+    /// Whether Basic passwords go to the KDC: only where `[domain]` has
+    /// everything an AS exchange verified with gatehouse's own key needs. Else
+    /// `[accounts]` checks them.
+    pub fn basic_by_kdc(&self) -> bool {
+        self.domain
+            .as_ref()
+            .is_some_and(|d| d.keytab.is_some() && d.service_principal.is_some() && d.acceptor_spn.is_some())
+    }
+
+    /// Where passwords are checked, for `gatehouse check`.
+    pub fn describe_passwords(&self) -> String {
+        let accounts = match &self.accounts {
+            None => "nothing".to_owned(),
+            Some(Accounts::File { path, users }) => format!("the file {} ({users:?})", path.display()),
+            Some(Accounts::Winbind { .. }) => "the domain, through winbind".to_owned(),
+        };
+        let basic = if self.basic_by_kdc() { "the KDC (keytab)" } else { &accounts };
+        format!("passwords: NTLM checked by {accounts}; Basic by {basic}")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -63,11 +91,11 @@ pub struct Domain {
     pub acceptor_spn: Option<String>,
 }
 
-/// Where NTLM passwords are checked.
+/// Where NTLM passwords, and Basic passwords when there is no keytab, are checked.
 #[derive(Debug, Clone)]
 pub enum Accounts {
     /// NT hashes from a local file, already read and checked.
-    File { users: Arc<crate::accounts::UserFile> },
+    File { path: PathBuf, users: Arc<UserFile> },
     /// The domain controller, through Samba winbind's `ntlm_auth` helper.
     Winbind { ntlm_auth: PathBuf, smb_conf: Option<PathBuf>, helpers: usize, timeout: Duration },
 }
@@ -104,7 +132,8 @@ pub enum Scheme {
     Ntlm,
     /// SPNEGO: Kerberos, or NTLM inside SPNEGO.
     Negotiate,
-    /// User name and password, over TLS only; checked with the KDC.
+    /// User name and password, over TLS only; checked with the KDC where
+    /// `[domain]` has a keytab, else by `[accounts]`.
     Basic,
 }
 
@@ -122,7 +151,7 @@ impl Scheme {
 #[derive(Debug, Clone)]
 pub struct AuthRule {
     pub user_agent: Option<String>,
-    pub client_ip: Vec<crate::auth::Cidr>,
+    pub client_ip: Vec<crate::net::Cidr>,
     pub auth: Vec<Scheme>,
 }
 
@@ -154,19 +183,46 @@ pub struct Site {
     pub auth_for: Vec<AuthRule>,
     /// Stop offering Negotiate on a connection where a Kerberos attempt failed.
     pub negotiate_once: bool,
-    /// Sign in to the backend as the user (Kerberos Constrained Delegation).
-    pub delegation: Option<Delegation>,
-    /// `delegation = "basic"`: the client's `Authorization: Basic` goes on to
-    /// the backend (checked at the edge first), for backends that need the
-    /// password itself.
-    pub forward_basic: bool,
+    /// How the backend learns who the user is, beyond `identity_header`.
+    pub delegation: Delegation,
     /// WebSocket upgrades are forwarded (after authentication, with their
     /// handshake checked); no other upgrade ever is.
     pub websocket: bool,
 }
 
+impl Site {
+    /// Whether any client of this site may be offered `scheme` (by `auth` or
+    /// by an `auth_for` rule).
+    pub fn offers(&self, scheme: Scheme) -> bool {
+        self.auth.contains(&scheme) || self.auth_for.iter().any(|r| r.auth.contains(&scheme))
+    }
+
+    /// The site's Kerberos Constrained Delegation, if it delegates.
+    pub fn kcd(&self) -> Option<&Kcd> {
+        match &self.delegation {
+            Delegation::Kcd(k) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+/// `delegation`: one of three, so that no combination of fields can say two.
+#[derive(Debug, Clone, Default)]
+pub enum Delegation {
+    /// `"none"` (the default): the backend sees no credentials.
+    #[default]
+    None,
+    /// `"kcd"`: sign in to the backend as the user (Kerberos Constrained
+    /// Delegation).
+    Kcd(Kcd),
+    /// `"basic"`: the client's `Authorization: Basic` goes on to the backend
+    /// (checked at the edge first), for backends that need the password
+    /// itself. Only on a site that offers Basic alone.
+    ForwardBasic,
+}
+
 #[derive(Debug, Clone)]
-pub struct Delegation {
+pub struct Kcd {
     /// The backend's SPN, e.g. `HTTP/iis.corp.example`.
     pub spn: String,
     pub token: kcd::Token,

@@ -84,7 +84,7 @@ pub fn describe(site: &Site) -> String {
     if let Some(idle) = site.stream_idle {
         line.push_str(&format!("; stream idle {}", humantime::format_duration(idle)));
     }
-    if let Some(d) = &site.delegation {
+    if let Some(d) = site.kcd() {
         line.push_str(&format!("; KCD to {}", d.spn));
     }
     line

@@ -1,9 +1,9 @@
-//! Reading the TOML file into [`Config`], collecting every problem on the way.
+//! Reading the TOML file into [`Config`]: each section and key parsed into
+//! its type, every problem collected on the way. Checks that span sections
+//! (a site's Basic against the listener's TLS and the accounts) run on the
+//! result, in `validate.rs`.
 
-use std::collections::HashSet;
-use std::fmt;
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,43 +11,8 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use super::reader::{kind, Problem, Problems, Reader, Section, Span};
 use super::*;
-
-/// One thing wrong with the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: PathBuf,
-    pub line: usize,
-    pub column: usize,
-    /// Dotted key path, e.g. `site[1].backend`; empty for syntax errors.
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
-        if !self.key.is_empty() {
-            write!(f, "{}: ", self.key)?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-/// Everything wrong with the file, in file order.
-#[derive(Debug, Clone)]
-pub struct Problems(pub Vec<Problem>);
-
-impl fmt::Display for Problems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for p in &self.0 {
-            writeln!(f, "{p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Problems {}
 
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, Problems> {
@@ -87,171 +52,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, Problems> {
     Err(Problems(problems))
 }
 
-type Span = Range<usize>;
-
-struct Reader<'t> {
-    file: PathBuf,
-    base: PathBuf,
-    text: &'t str,
-    problems: Vec<Problem>,
-}
-
-/// A table being read: remembers which keys were asked for, so that the rest can
-/// be reported as unknown.
-struct Section<'a, 'i> {
-    table: &'a DeTable<'i>,
-    span: Span,
-    path: String,
-    known: Vec<&'static str>,
-}
-
-impl<'a, 'i> Section<'a, 'i> {
-    fn get(&mut self, key: &'static str) -> Option<&'a Spanned<DeValue<'i>>> {
-        self.known.push(key);
-        self.table.iter().find(|(k, _)| k.get_ref().as_ref() == key).map(|(_, v)| v)
-    }
-
-    fn key_path(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.path)
-        }
-    }
-}
-
 impl<'t> Reader<'t> {
-    fn problem(&mut self, span: Span, key: &str, message: String) {
-        let (line, column) = line_col(self.text, span.start);
-        self.problems.push(Problem { file: self.file.clone(), line, column, key: key.to_owned(), message });
-    }
-
-    fn section<'a, 'i>(&mut self, value: &'a Spanned<DeValue<'i>>, path: String) -> Option<Section<'a, 'i>> {
-        match value.get_ref() {
-            DeValue::Table(t) => Some(Section { table: t, span: value.span(), path, known: Vec::new() }),
-            other => {
-                self.problem(value.span(), &path, format!("expected a table, found {}", kind(other)));
-                None
-            }
-        }
-    }
-
-    fn finish(&mut self, s: Section<'_, '_>) {
-        for (k, _) in s.table.iter() {
-            let name = k.get_ref().as_ref();
-            if !s.known.contains(&name) {
-                let mut message = format!("unknown key `{name}`");
-                if let Some(near) = s.known.iter().find(|known| close(known, name)) {
-                    message.push_str(&format!(" (did you mean `{near}`?)"));
-                }
-                self.problem(k.span(), &s.key_path(name), message);
-            }
-        }
-    }
-
-    fn string(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Option<(String, Span)> {
-        let v = s.get(key)?;
-        match v.get_ref() {
-            DeValue::String(text) => Some((text.to_string(), v.span())),
-            other => {
-                let path = s.key_path(key);
-                self.problem(v.span(), &path, format!("expected a string, found {}", kind(other)));
-                None
-            }
-        }
-    }
-
-    fn required_string(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Option<(String, Span)> {
-        let present = s.table.iter().any(|(k, _)| k.get_ref().as_ref() == key);
-        if !present {
-            s.known.push(key);
-            let path = s.key_path(key);
-            self.problem(s.span.clone(), &path, format!("missing required key `{key}`"));
-            return None;
-        }
-        self.string(s, key)
-    }
-
-    fn bool(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Option<bool> {
-        let v = s.get(key)?;
-        match v.get_ref() {
-            DeValue::Boolean(b) => Some(*b),
-            other => {
-                let path = s.key_path(key);
-                self.problem(v.span(), &path, format!("expected true or false, found {}", kind(other)));
-                None
-            }
-        }
-    }
-
-    fn count(&mut self, s: &mut Section<'_, '_>, key: &'static str, min: u64, max: u64) -> Option<usize> {
-        let v = s.get(key)?;
-        let path = s.key_path(key);
-        let parsed = match v.get_ref() {
-            DeValue::Integer(i) => u64::from_str_radix(i.as_str(), i.radix()).ok(),
-            _ => None,
-        };
-        match parsed {
-            Some(n) if (min..=max).contains(&n) => Some(n as usize),
-            _ => {
-                self.problem(v.span(), &path, format!("expected a whole number from {min} to {max}"));
-                None
-            }
-        }
-    }
-
-    /// A duration: a whole number of seconds, or a string such as "90s", "20m", "1h".
-    fn duration(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Option<Duration> {
-        let v = s.get(key)?;
-        let path = s.key_path(key);
-        let parsed = match v.get_ref() {
-            DeValue::Integer(i) => u64::from_str_radix(i.as_str(), i.radix()).ok().map(Duration::from_secs),
-            DeValue::String(t) => humantime::parse_duration(t).ok(),
-            _ => None,
-        };
-        match parsed {
-            Some(d) if !d.is_zero() && d <= Duration::from_secs(30 * 24 * 3600) => Some(d),
-            _ => {
-                self.problem(
-                    v.span(),
-                    &path,
-                    "expected a duration above zero and at most 30 days: seconds, or a string like \"90s\", \"20m\", \"1h\"".into(),
-                );
-                None
-            }
-        }
-    }
-
-    fn string_list(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Option<Vec<(String, Span)>> {
-        let v = s.get(key)?;
-        let path = s.key_path(key);
-        let DeValue::Array(items) = v.get_ref() else {
-            self.problem(v.span(), &path, format!("expected a list of strings, found {}", kind(v.get_ref())));
-            return None;
-        };
-        let mut out = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            match item.get_ref() {
-                DeValue::String(t) => out.push((t.to_string(), item.span())),
-                other => self.problem(
-                    item.span(),
-                    &format!("{path}[{i}]"),
-                    format!("expected a string, found {}", kind(other)),
-                ),
-            }
-        }
-        Some(out)
-    }
-
-    fn file_path(&self, name: &str) -> PathBuf {
-        let p = Path::new(name);
-        if p.is_absolute() {
-            p.to_owned()
-        } else {
-            self.base.join(p)
-        }
-    }
-
     fn config(&mut self, doc: &DeTable<'_>, span: Span) -> Config {
         let mut root = Section { table: doc, span, path: String::new(), known: Vec::new() };
         let mut config = Config {
@@ -302,10 +103,8 @@ impl<'t> Reader<'t> {
                 self.finish(s);
             }
         }
-        let mut accounts_span = None;
         if let Some(v) = root.get("accounts") {
             if let Some(mut s) = self.section(v, "accounts".into()) {
-                accounts_span = Some(s.span.clone());
                 config.accounts = self.accounts(&mut s);
                 self.finish(s);
             }
@@ -366,8 +165,7 @@ impl<'t> Reader<'t> {
                 self.finish(s);
             }
         }
-        let mut site_keys = HashSet::new();
-        let mut site_names = HashSet::new();
+        let mut origins = Vec::new();
         for (i, v) in self.array_of_tables(&mut root, "site") {
             if let Some(mut s) = self.section(v, format!("site[{i}]")) {
                 let span = s.span.clone();
@@ -397,94 +195,15 @@ impl<'t> Reader<'t> {
                     }
                 };
                 for site in expanded {
-                    if !site_names.insert(site.name.clone()) {
-                        self.problem(
-                            span.clone(),
-                            &format!("site[{i}].name"),
-                            format!("two sites are named `{}`", site.name),
-                        );
-                    }
-                    let hosts = if site.hosts.is_empty() { vec![String::new()] } else { site.hosts.clone() };
-                    for h in hosts {
-                        let key = (site.listener.clone(), h.clone(), site.path_prefix.to_ascii_lowercase());
-                        if !site_keys.insert(key) {
-                            let host = if h.is_empty() { "any host".to_owned() } else { h };
-                            self.problem(
-                                span.clone(),
-                                &format!("site[{i}]"),
-                                format!(
-                                    "another site on listener `{}` already serves {host} with path_prefix `{}`",
-                                    site.listener, site.path_prefix
-                                ),
-                            );
-                        }
-                    }
+                    origins.push(super::validate::Origin { index: i, span: span.clone() });
                     config.sites.push(site);
                 }
                 self.finish(s);
             }
         }
-        let needs_ntlm = config
-            .sites
-            .iter()
-            .any(|s| s.auth.contains(&Scheme::Ntlm) || s.auth_for.iter().any(|r| r.auth.contains(&Scheme::Ntlm)));
-        if needs_ntlm && config.accounts.is_none() && accounts_span.is_none() {
-            self.problem(
-                0..0,
-                "accounts",
-                "a site offers NTLM but there is no [accounts] section saying where passwords are checked".into(),
-            );
-        }
-        if needs_ntlm && config.domain.is_none() && root.table.iter().all(|(k, _)| k.get_ref().as_ref() != "domain") {
-            self.problem(
-                0..0,
-                "domain",
-                "a site offers NTLM but there is no [domain] section (netbios_name, realm)".into(),
-            );
-        }
-        let offers =
-            |s: &Site, scheme: Scheme| s.auth.contains(&scheme) || s.auth_for.iter().any(|r| r.auth.contains(&scheme));
-        // Basic carries the password itself: never over plain HTTP.
-        for (i, site) in config.sites.iter().enumerate() {
-            let plain = config.listeners.iter().any(|l| l.name == site.listener && l.tls.is_none());
-            if offers(site, Scheme::Basic) && plain {
-                self.problem(
-                    0..0,
-                    &format!("site[{i}].auth"),
-                    format!(
-                        "site `{}` offers Basic on listener `{}`, which has no TLS: the password would travel in clear",
-                        site.name, site.listener
-                    ),
-                );
-            }
-        }
-        let needs_kerberos = config.sites.iter().any(|s| offers(s, Scheme::Negotiate) || offers(s, Scheme::Basic));
-        if needs_kerberos {
-            match &config.domain {
-                Some(d) if d.keytab.is_some() && d.service_principal.is_some() && d.acceptor_spn.is_some() => {}
-                _ => self.problem(
-                    0..0,
-                    "domain",
-                    "a site offers Negotiate or Basic but [domain] lacks keytab, service_principal or acceptor_spn \
-                     (the SPN clients ask tickets for, and the account that owns it; Basic checks passwords by \
-                     asking the KDC for a ticket to it)"
-                        .into(),
-                ),
-            }
-        }
-        if config.sites.iter().any(|s| s.delegation.is_some()) {
-            match &config.domain {
-                Some(d) if d.keytab.is_some() && d.service_principal.is_some() => {}
-                _ => self.problem(
-                    0..0,
-                    "domain",
-                    "a site delegates (kcd) but [domain] lacks keytab or service_principal".into(),
-                ),
-            }
-        }
-        if config.listeners.is_empty() && self.problems.is_empty() {
-            self.problem(0..0, "listener", "no [[listener]]: nothing would be served".into());
-        }
+        let given = |key: &str| root.table.iter().any(|(k, _)| k.get_ref().as_ref() == key);
+        let sections = super::validate::Given { accounts: given("accounts"), domain: given("domain") };
+        super::validate::check(self, &config, &origins, sections);
         self.finish(root);
         config
     }
@@ -566,19 +285,17 @@ impl<'t> Reader<'t> {
                 Some(tls?)
             }
         };
-        let channel_binding = match self.string(s, "channel_binding") {
-            None => ntlm::ChannelBindingPolicy::WhenSupported,
-            Some((p, span)) => match p.as_str() {
-                "off" => ntlm::ChannelBindingPolicy::Off,
-                "when-supported" => ntlm::ChannelBindingPolicy::WhenSupported,
-                "required" => ntlm::ChannelBindingPolicy::Required,
-                _ => {
-                    let key = s.key_path("channel_binding");
-                    self.problem(span, &key, format!("`{p}`: expected \"off\", \"when-supported\" or \"required\""));
-                    ntlm::ChannelBindingPolicy::WhenSupported
-                }
-            },
-        };
+        let channel_binding = self
+            .choice(
+                s,
+                "channel_binding",
+                &[
+                    ("when-supported", ntlm::ChannelBindingPolicy::WhenSupported),
+                    ("off", ntlm::ChannelBindingPolicy::Off),
+                    ("required", ntlm::ChannelBindingPolicy::Required),
+                ],
+            )
+            .unwrap_or(ntlm::ChannelBindingPolicy::WhenSupported);
         let http2 = match (self.bool(s, "http2"), &tls) {
             (Some(true), None) => {
                 let key = s.key_path("http2");
@@ -635,13 +352,13 @@ impl<'t> Reader<'t> {
         let ((cert, cert_span), (key, key_span)) = (cert?, key?);
         let cert_path = self.file_path(&cert);
         let key_path = self.file_path(&key);
-        match crate::tls::load_certified_key(&cert_path, &key_path) {
+        match crate::pem::load_certified_key(&cert_path, &key_path) {
             Ok(ck) => Some(ck),
-            Err(crate::tls::PemError::Cert(msg)) => {
+            Err(crate::pem::PemError::Cert(msg)) => {
                 self.problem(cert_span, &t.key_path("cert"), format!("{}: {msg}", cert_path.display()));
                 None
             }
-            Err(crate::tls::PemError::Key(msg)) => {
+            Err(crate::pem::PemError::Key(msg)) => {
                 self.problem(key_span, &t.key_path("key"), format!("{}: {msg}", key_path.display()));
                 None
             }
@@ -717,7 +434,7 @@ impl<'t> Reader<'t> {
                 let verify = self.bool(&mut t, "verify");
                 if let Some((ca, span)) = &ca {
                     let p = self.file_path(ca);
-                    if let Err(msg) = crate::tls::load_ca_bundle(&p) {
+                    if let Err(msg) = crate::pem::load_ca_bundle(&p) {
                         self.problem(span.clone(), &format!("{path}.ca"), format!("{}: {msg}", p.display()));
                     }
                 }
@@ -768,10 +485,9 @@ impl<'t> Reader<'t> {
                 }
             }
         }
-        let forward_basic =
-            s.table.iter().any(|(k, v)| k.get_ref().as_ref() == "delegation" && v.get_ref().as_str() == Some("basic"));
         let delegation = self.delegation(s, backend.as_ref(), !auth.is_empty() || preset);
-        if forward_basic && (auth != [Scheme::Basic] || !auth_for.is_empty() || preset) {
+        if matches!(delegation, Delegation::ForwardBasic) && (auth != [Scheme::Basic] || !auth_for.is_empty() || preset)
+        {
             let key = s.key_path("delegation");
             self.problem(
                 s.span.clone(),
@@ -796,41 +512,35 @@ impl<'t> Reader<'t> {
             auth_for,
             negotiate_once,
             delegation,
-            forward_basic,
             websocket,
         })
     }
 
     /// `delegation`, `backend_spn`, `backend_token`, `send_token`, `delegation_user`.
-    fn delegation(&mut self, s: &mut Section<'_, '_>, backend: Option<&Backend>, has_auth: bool) -> Option<Delegation> {
-        let mode = self.string(s, "delegation");
-        let spn = self.string(s, "backend_spn");
-        let token = self.string(s, "backend_token");
-        let send = self.string(s, "send_token");
-        let user = self.string(s, "delegation_user");
-        let kcd = match &mode {
-            None => false,
-            Some((m, _)) if m == "none" => false,
-            Some((m, _)) if m == "kcd" => true,
-            // Forwarding the client's Basic credentials: no Kerberos involved.
-            Some((m, _)) if m == "basic" => false,
-            Some((m, span)) => {
-                let key = s.key_path("delegation");
-                self.problem(span.clone(), &key, format!("`{m}`: expected \"none\", \"kcd\" or \"basic\""));
-                return None;
-            }
+    fn delegation(&mut self, s: &mut Section<'_, '_>, backend: Option<&Backend>, has_auth: bool) -> Delegation {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mode {
+            None,
+            Kcd,
+            ForwardBasic,
+        }
+        let span = s.table.iter().find(|(k, _)| k.get_ref().as_ref() == "delegation").map(|(_, v)| v.span());
+        let Some(mode) =
+            self.choice(s, "delegation", &[("none", Mode::None), ("kcd", Mode::Kcd), ("basic", Mode::ForwardBasic)])
+        else {
+            // Already reported; the keys that go with it are not judged.
+            s.known.extend(["backend_spn", "backend_token", "send_token", "delegation_user"]);
+            return Delegation::None;
         };
-        if !kcd {
-            for (v, key) in
-                [(&spn, "backend_spn"), (&token, "backend_token"), (&send, "send_token"), (&user, "delegation_user")]
-            {
-                if let Some((_, span)) = v {
-                    self.problem(span.clone(), &s.key_path(key), "only meaningful with delegation = \"kcd\"".into());
+        if mode != Mode::Kcd {
+            for key in ["backend_spn", "backend_token", "send_token", "delegation_user"] {
+                if let Some(v) = s.get(key) {
+                    self.problem(v.span(), &s.key_path(key), "only meaningful with delegation = \"kcd\"".into());
                 }
             }
-            return None;
+            return if mode == Mode::ForwardBasic { Delegation::ForwardBasic } else { Delegation::None };
         }
-        let span = mode.map(|m| m.1).unwrap_or(s.span.clone());
+        let span = span.unwrap_or(s.span.clone());
         if !has_auth {
             self.problem(
                 span.clone(),
@@ -838,13 +548,23 @@ impl<'t> Reader<'t> {
                 "delegation needs an authenticated user: set `auth`".into(),
             );
         }
+        let spn = self.string(s, "backend_spn");
+        let token =
+            self.choice(s, "backend_token", &[("spnego", kcd::Token::Spnego), ("kerberos", kcd::Token::Kerberos)]);
+        let send = self.choice(
+            s,
+            "send_token",
+            &[("always", SendToken::Always), ("every-request", SendToken::EveryRequest), ("on-401", SendToken::On401)],
+        );
+        let user =
+            self.choice(s, "delegation_user", &[("account", DelegationUser::Account), ("upn", DelegationUser::Upn)]);
         let Some((spn, spn_span)) = spn else {
             self.problem(
                 span,
                 &s.key_path("backend_spn"),
                 "delegation = \"kcd\" needs backend_spn, e.g. \"HTTP/{backend_host}\"".into(),
             );
-            return None;
+            return Delegation::None;
         };
         let spn = match backend {
             Some(b) => spn.replace("{backend_host}", &b.host),
@@ -857,47 +577,12 @@ impl<'t> Reader<'t> {
                 format!("`{spn}` is not an SPN such as \"HTTP/iis.corp.example\""),
             );
         }
-        let token = match token.as_ref().map(|(t, _)| t.as_str()) {
-            None | Some("spnego") => kcd::Token::Spnego,
-            Some("kerberos") => kcd::Token::Kerberos,
-            Some(other) => {
-                let (_, span) = token.clone().unwrap();
-                self.problem(
-                    span,
-                    &s.key_path("backend_token"),
-                    format!("`{other}`: expected \"spnego\" or \"kerberos\""),
-                );
-                kcd::Token::Spnego
-            }
-        };
-        let send = match send.as_ref().map(|(t, _)| t.as_str()) {
-            None | Some("always") => SendToken::Always,
-            Some("on-401") => SendToken::On401,
-            Some("every-request") => SendToken::EveryRequest,
-            Some(other) => {
-                let (_, span) = send.clone().unwrap();
-                self.problem(
-                    span,
-                    &s.key_path("send_token"),
-                    format!("`{other}`: expected \"always\", \"every-request\" or \"on-401\""),
-                );
-                SendToken::Always
-            }
-        };
-        let user = match user.as_ref().map(|(t, _)| t.as_str()) {
-            None | Some("account") => DelegationUser::Account,
-            Some("upn") => DelegationUser::Upn,
-            Some(other) => {
-                let (_, span) = user.clone().unwrap();
-                self.problem(
-                    span,
-                    &s.key_path("delegation_user"),
-                    format!("`{other}`: expected \"account\" or \"upn\""),
-                );
-                DelegationUser::Account
-            }
-        };
-        Some(Delegation { spn, token, send, user })
+        Delegation::Kcd(Kcd {
+            spn,
+            token: token.unwrap_or(kcd::Token::Spnego),
+            send: send.unwrap_or(SendToken::Always),
+            user: user.unwrap_or(DelegationUser::Account),
+        })
     }
 
     fn schemes(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Option<Vec<Scheme>> {
@@ -924,7 +609,7 @@ impl<'t> Reader<'t> {
         let mut client_ip = Vec::new();
         if let Some(list) = self.string_list(r, "client_ip") {
             for (text, span) in list {
-                match text.parse::<crate::auth::Cidr>() {
+                match text.parse::<crate::net::Cidr>() {
                     Ok(c) => client_ip.push(c),
                     Err(_) => {
                         let key = r.key_path("client_ip");
@@ -986,13 +671,21 @@ impl<'t> Reader<'t> {
     }
 
     fn accounts(&mut self, s: &mut Section<'_, '_>) -> Option<Accounts> {
-        let source = self.required_string(s, "source")?;
-        match source.0.as_str() {
-            "file" => {
+        #[derive(Clone, Copy)]
+        enum Source {
+            File,
+            Winbind,
+        }
+        if s.table.iter().all(|(k, _)| k.get_ref().as_ref() != "source") {
+            self.required_string(s, "source");
+            return None;
+        }
+        match self.choice(s, "source", &[("file", Source::File), ("winbind", Source::Winbind)])? {
+            Source::File => {
                 let (name, span) = self.required_string(s, "file")?;
                 let path = self.file_path(&name);
-                match crate::accounts::UserFile::load(&path) {
-                    Ok(users) => Some(Accounts::File { users: Arc::new(users) }),
+                match UserFile::load(&path) {
+                    Ok(users) => Some(Accounts::File { path, users: Arc::new(users) }),
                     Err(msg) => {
                         let key = s.key_path("file");
                         self.problem(span, &key, msg);
@@ -1000,18 +693,13 @@ impl<'t> Reader<'t> {
                     }
                 }
             }
-            "winbind" => {
+            Source::Winbind => {
                 let ntlm_auth =
                     self.string(s, "ntlm_auth").map_or_else(|| PathBuf::from("ntlm_auth"), |(p, _)| PathBuf::from(p));
                 let smb_conf = self.string(s, "smb_conf").map(|(p, _)| self.file_path(&p));
                 let helpers = self.count(s, "helpers", 1, 64).unwrap_or(4);
                 let timeout = self.duration(s, "timeout").unwrap_or(Duration::from_secs(10));
                 Some(Accounts::Winbind { ntlm_auth, smb_conf, helpers, timeout })
-            }
-            other => {
-                let key = s.key_path("source");
-                self.problem(source.1, &key, format!("`{other}`: expected \"file\" or \"winbind\""));
-                None
             }
         }
     }
@@ -1039,38 +727,4 @@ pub(super) fn parse_backend(text: &str) -> Result<Backend, String> {
         host,
         port,
     })
-}
-
-fn kind(v: &DeValue<'_>) -> &'static str {
-    match v {
-        DeValue::String(_) => "a string",
-        DeValue::Integer(_) => "an integer",
-        DeValue::Float(_) => "a float",
-        DeValue::Boolean(_) => "a boolean",
-        DeValue::Datetime(_) => "a date",
-        DeValue::Array(_) => "a list",
-        DeValue::Table(_) => "a table",
-    }
-}
-
-/// Same letters but for one edit or a different case: worth a "did you mean".
-fn close(a: &str, b: &str) -> bool {
-    if a.eq_ignore_ascii_case(b) {
-        return true;
-    }
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len().abs_diff(b.len()) > 1 {
-        return false;
-    }
-    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let suffix = a.iter().rev().zip(b.iter().rev()).take_while(|(x, y)| x == y).count();
-    prefix + suffix + 1 >= a.len().max(b.len())
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }

@@ -234,10 +234,10 @@ fn delegation_keys() {
         )
     };
     let c = load_str(Path::new("/tmp/g.toml"), &kcd("delegation_user = \"upn\"")).unwrap();
-    let d = c.sites[0].delegation.as_ref().unwrap();
+    let d = c.sites[0].kcd().unwrap();
     assert_eq!((d.spn.as_str(), d.user), ("HTTP/127.0.0.1", DelegationUser::Upn));
     let c = load_str(Path::new("/tmp/g.toml"), &kcd("")).unwrap();
-    assert_eq!(c.sites[0].delegation.as_ref().unwrap().user, DelegationUser::Account);
+    assert_eq!(c.sites[0].kcd().unwrap().user, DelegationUser::Account);
     for (extra, key) in [
         ("delegation_user = \"sam\"", "site[0].delegation_user"),
         ("backend_token = \"ntlm\"", "site[0].backend_token"),
@@ -256,7 +256,14 @@ fn basic_needs_tls_and_the_kerberos_account() {
     // GOOD's listener has no TLS.
     let p = problems(&GOOD.replace("identity_header", "auth = [\"Basic\"]\nidentity_header"));
     assert!(p.iter().any(|p| p.key == "site[0].auth" && p.message.contains("in clear")), "{p:#?}");
-    assert!(p.iter().any(|p| p.key == "domain" && p.message.contains("Basic")), "{p:#?}");
+    // Nothing to check the password with: the site and both fixes are named.
+    assert!(
+        p.iter().any(|p| p.key == "site[0].auth"
+            && p.message.contains("site `exchange` offers Basic")
+            && p.message.contains("[accounts]")
+            && p.message.contains("[domain] keytab")),
+        "{p:#?}"
+    );
 }
 
 #[test]
@@ -308,7 +315,7 @@ backend_spn = "HTTP/{backend_host}"
     assert!(by("/mapi").stream_idle.unwrap() >= std::time::Duration::from_secs(15 * 60));
     assert_eq!(by("/ews").stream_idle, None);
     assert_eq!(by("/Microsoft-Server-ActiveSync").auth, vec![Scheme::Basic]);
-    assert!(c.sites.iter().all(|s| s.delegation.as_ref().unwrap().spn == "HTTP/exch01.ad.test"));
+    assert!(c.sites.iter().all(|s| s.kcd().unwrap().spn == "HTTP/exch01.ad.test"));
     assert!(crate::config::describe_site(by("/rpc")).contains("[NTLM] for user agent MSRPC"));
     // A preset publishes its own paths; an unknown preset is an error.
     let p = load_str(
@@ -348,7 +355,7 @@ fn forwarding_basic_needs_basic_alone() {
         )
     };
     let c = load_str(&dir.path().join("g.toml"), &site("[\"Basic\"]")).unwrap();
-    assert!(c.sites[0].forward_basic && c.sites[0].delegation.is_none());
+    assert!(matches!(c.sites[0].delegation, Delegation::ForwardBasic) && c.sites[0].kcd().is_none());
     let p = load_str(&dir.path().join("g.toml"), &site("[\"Negotiate\", \"Basic\"]")).unwrap_err().0;
     assert!(p.iter().any(|p| p.key == "site[0].delegation" && p.message.contains("Basic alone")), "{p:#?}");
 }
@@ -366,4 +373,121 @@ fn lockout_memory_and_network_keys() {
     assert!(has(&p, start + 1, "lockout.max_entries", "whole number from 100"), "{p:#?}");
     assert!(has(&p, start + 2, "lockout.ipv4_prefix", "from 8 to 32"), "{p:#?}");
     assert!(has(&p, start + 3, "lockout.ipv6_prefix", "from 32 to 128"), "{p:#?}");
+}
+
+/// `[[listener]]` with TLS on a test certificate, and the exchange preset; the
+/// caller adds `[domain]` and `[accounts]`.
+fn exchange_preset(dir: &Path, sections: &str) -> String {
+    write_test_cert(dir);
+    format!(
+        "{sections}\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:8443\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\n[[site]]\nname = \"exchange\"\npreset = \"exchange\"\nlistener = \"public\"\nhosts = [\"mail.ad.test\"]\nbackend = \"https://exch01.ad.test\"\n",
+        dir.join("c.pem").display(),
+        dir.join("c.key").display()
+    )
+}
+
+const NO_KEYTAB: &str = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n";
+
+/// Issue 11, defect 3: the exchange preset offers Basic on ActiveSync; with
+/// NTLM accounts from a file (or winbind) and no keytab, Basic is checked by
+/// those accounts, and the file loads.
+#[test]
+fn exchange_preset_with_accounts_and_no_keytab_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.ntlm"), "ADTEST:bob:Bob-Pass1\n").unwrap();
+    for accounts in ["source = \"file\"\nfile = \"users.ntlm\"", "source = \"winbind\""] {
+        let text = exchange_preset(dir.path(), &format!("{NO_KEYTAB}[accounts]\n{accounts}\n"));
+        let c = load_str(&dir.path().join("g.toml"), &text).unwrap_or_else(|p| panic!("{accounts}:\n{p}"));
+        let activesync = c.sites.iter().find(|s| s.name == "exchange/activesync").unwrap();
+        assert!(activesync.offers(Scheme::Basic) && !c.basic_by_kdc());
+        assert!(c.describe_passwords().contains("Basic by the"), "{}", c.describe_passwords());
+    }
+}
+
+/// Without accounts and without a keytab nothing can check a Basic password:
+/// the problem names the expanded site and both keys that fix it, at the
+/// `[[site]]` table it came from.
+#[test]
+fn basic_with_nothing_to_check_it_names_the_expanded_site_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    // Negotiate and NTLM off, so that Basic's is the one problem about it.
+    let sections = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n";
+    let text = exchange_preset(dir.path(), sections)
+        .replace("preset = \"exchange\"", "preset = \"exchange\"\nauth = [\"Basic\"]");
+    let p = load_str(&dir.path().join("g.toml"), &text).unwrap_err().0;
+    let basic: Vec<_> = p.iter().filter(|p| p.message.contains("offers Basic")).collect();
+    assert_eq!(basic.len(), 1, "{p:#?}");
+    let b = basic[0];
+    assert_eq!(b.key, "site[0].auth");
+    assert!(b.message.contains("site `exchange/") && b.message.contains("[accounts]"), "{b:#?}");
+    assert!(b.message.contains("[domain] keytab, service_principal and acceptor_spn"), "{b:#?}");
+    let site_line = text.lines().position(|l| l == "[[site]]").unwrap() + 1;
+    assert_eq!(b.line, site_line, "{b:#?}");
+    // The preset as shipped (Negotiate, NTLM, Basic on ActiveSync) names
+    // exchange/activesync for Basic, and Negotiate's own need separately.
+    let p = load_str(&dir.path().join("g.toml"), &exchange_preset(dir.path(), sections)).unwrap_err().0;
+    assert!(p.iter().any(|p| p.message.contains("site `exchange/activesync` offers Basic")), "{p:#?}");
+    assert!(p.iter().any(|p| p.key == "domain" && p.message.contains("offers Negotiate")), "{p:#?}");
+    // A Kerberos setup begun but not finished is reported even with accounts.
+    let half = format!("{sections}keytab = \"/k\"\n[accounts]\nsource = \"winbind\"\n");
+    let p = load_str(&dir.path().join("g.toml"), &exchange_preset(dir.path(), &half)).unwrap_err().0;
+    assert!(p.iter().any(|p| p.key == "domain" && p.message.contains("offers Negotiate")), "{p:#?}");
+    assert!(!p.iter().any(|p| p.message.contains("offers Basic")), "{p:#?}");
+    // A keytab alone (no accounts) is enough for Basic.
+    let keytab = format!(
+        "{NO_KEYTAB}keytab = \"/k\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/mail.ad.test\"\n"
+    );
+    let p = load_str(&dir.path().join("g.toml"), &exchange_preset(dir.path(), &keytab)).unwrap_err().0;
+    assert!(!p.iter().any(|p| p.message.contains("offers Basic")), "{p:#?}");
+    assert!(
+        p.iter().any(|p| p.key == "accounts" && p.message.contains("exchange/")),
+        "NTLM still needs accounts: {p:#?}"
+    );
+}
+
+/// One enum for the three delegations; the value names its choices when wrong.
+#[test]
+fn delegation_is_one_of_three() {
+    let dir = tempfile::tempdir().unwrap();
+    let keytab = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"/k\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/mail.ad.test\"\n[accounts]\nsource = \"winbind\"\n";
+    let site = |d: &str| {
+        exchange_preset(dir.path(), keytab).replace("preset = \"exchange\"\n", &format!("auth = [\"Basic\"]\n{d}"))
+    };
+    let load = |d: &str| load_str(&dir.path().join("g.toml"), &site(d));
+    assert!(matches!(load("").unwrap().sites[0].delegation, Delegation::None));
+    assert!(matches!(load("delegation = \"none\"\n").unwrap().sites[0].delegation, Delegation::None));
+    assert!(matches!(load("delegation = \"basic\"\n").unwrap().sites[0].delegation, Delegation::ForwardBasic));
+    let kcd = load("delegation = \"kcd\"\nbackend_spn = \"HTTP/{backend_host}\"\nsend_token = \"on-401\"\n").unwrap();
+    let k = kcd.sites[0].kcd().unwrap();
+    assert_eq!((k.spn.as_str(), k.send, k.token), ("HTTP/exch01.ad.test", SendToken::On401, kcd::Token::Spnego));
+    let p = load("delegation = \"password\"\nbackend_spn = \"HTTP/x\"\n").unwrap_err().0;
+    assert!(
+        p.iter().any(
+            |p| p.key == "site[0].delegation" && p.message == "`password`: expected \"none\", \"kcd\" or \"basic\""
+        ),
+        "{p:#?}"
+    );
+    assert_eq!(p.len(), 1, "an unknown mode is one problem, not one per kcd key: {p:#?}");
+    let p = load("delegation = \"kcd\"\nbackend_spn = \"HTTP/x\"\nbackend_token = \"ntlm\"\nsend_token = 3\n")
+        .unwrap_err()
+        .0;
+    assert!(
+        p.iter().any(|p| p.key == "site[0].backend_token" && p.message.contains("\"spnego\" or \"kerberos\"")),
+        "{p:#?}"
+    );
+    assert!(p.iter().any(|p| p.key == "site[0].send_token" && p.message.contains("expected a string")), "{p:#?}");
+}
+
+/// The accounts file is held as data: its path and the parsed entries.
+#[test]
+fn the_users_file_is_data_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.ntlm"), "ADTEST:bob:Bob-Pass1\n").unwrap();
+    let text = format!("{NO_KEYTAB}[accounts]\nsource = \"file\"\nfile = \"users.ntlm\"\n{GOOD}");
+    let c = load_str(&dir.path().join("g.toml"), &text).unwrap();
+    let Some(Accounts::File { path, users }) = &c.accounts else { panic!("{:?}", c.accounts) };
+    assert_eq!(path, &dir.path().join("users.ntlm"));
+    assert_eq!(users.hash("adtest", "BOB"), Some(&ntlm::crypto::nt_hash("Bob-Pass1")));
+    let p = problems(&text.replace("source = \"file\"", "source = \"ldap\""));
+    assert!(p.iter().any(|p| p.key == "accounts.source" && p.message.contains("\"file\" or \"winbind\"")), "{p:#?}");
 }

@@ -8,7 +8,7 @@ use http::header::HeaderValue;
 
 use super::failure::Failure;
 use crate::auth::User;
-use crate::config::Delegation;
+use crate::config::Kcd;
 
 /// What delegation for one site needs: the service account, the realm that
 /// NTLM names belong to, and the site's settings.
@@ -16,7 +16,7 @@ use crate::config::Delegation;
 pub struct Kerberos<'a> {
     pub delegator: Option<&'a Arc<kcd::Delegator>>,
     pub realm: &'a str,
-    pub settings: &'a Delegation,
+    pub settings: &'a Kcd,
 }
 
 /// `Authorization: Negotiate` for the site's backend in `user`'s name (S4U2Self

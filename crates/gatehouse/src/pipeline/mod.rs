@@ -141,7 +141,7 @@ async fn run(
         refused: &conn.activity.rejected,
     };
     let realm = config.domain.as_ref().map_or("", |d| d.realm.as_str());
-    let signing = match (&site.delegation, &user) {
+    let signing = match (site.kcd(), &user) {
         (Some(settings), Some(user)) => Some(send::Signing {
             kerberos: delegate::Kerberos { delegator: generation.delegator.as_ref(), realm, settings },
             user,

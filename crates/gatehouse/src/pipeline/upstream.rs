@@ -61,7 +61,8 @@ pub fn prepare(
     // The edge consumed the client's credentials; they mean nothing to the
     // backend, unless the site forwards Basic (the password, already checked)
     // or does not authenticate at all (the client logs on to the backend).
-    let forwards_basic = site.forward_basic && user.is_some_and(|u| u.scheme == crate::config::Scheme::Basic);
+    let forwards_basic = matches!(site.delegation, crate::config::Delegation::ForwardBasic)
+        && user.is_some_and(|u| u.scheme == crate::config::Scheme::Basic);
     let keep_authorization = user.is_none() || forwards_basic;
     headers::to_backend(
         &mut headers,
@@ -83,7 +84,7 @@ pub fn prepare(
         .map_or("/", |p| p.as_str())
         .parse()
         .map_err(|_| Failure::BadRequest("bad request target".into()))?;
-    let replay = (site.delegation.is_some() && user.is_some() && bodiless).then(|| Replay {
+    let replay = (site.kcd().is_some() && user.is_some() && bodiless).then(|| Replay {
         method: parts.method.clone(),
         uri: uri.clone(),
         headers: headers.clone(),

@@ -1,0 +1,155 @@
+//! Checks across sections, run on what `read.rs` parsed: what one site needs
+//! from the listener, `[domain]` and `[accounts]`, and what two sites may not
+//! share. Each problem names the site as gatehouse knows it (a preset's
+//! expanded name, `exchange/activesync`) and the key that fixes it.
+
+use std::collections::HashSet;
+
+use super::reader::{Reader, Span};
+use super::{Config, Scheme, Site};
+
+/// Where an (expanded) site came from: its `[[site]]` table.
+pub struct Origin {
+    /// The table's index among the `[[site]]` tables of the file.
+    pub index: usize,
+    pub span: Span,
+}
+
+/// Which optional sections the file has, read well or not: a broken section
+/// was already reported, and is not reported again as missing.
+pub struct Given {
+    pub accounts: bool,
+    pub domain: bool,
+}
+
+/// `origins[i]` is where `config.sites[i]` came from.
+pub fn check(r: &mut Reader<'_>, config: &Config, origins: &[Origin], given: Given) {
+    unique_sites(r, config, origins);
+    let first = |scheme: Scheme| config.sites.iter().position(|s| s.offers(scheme));
+    let site_key = |i: usize| format!("site[{}]", origins[i].index);
+
+    if let Some(i) = first(Scheme::Ntlm) {
+        let name = &config.sites[i].name;
+        if config.accounts.is_none() && !given.accounts {
+            r.problem(
+                0..0,
+                "accounts",
+                format!(
+                    "site `{name}` offers NTLM but there is no [accounts] section saying where passwords are checked"
+                ),
+            );
+        }
+        if config.domain.is_none() && !given.domain {
+            r.problem(
+                0..0,
+                "domain",
+                format!("site `{name}` offers NTLM but there is no [domain] section (netbios_name, realm)"),
+            );
+        }
+    }
+
+    // Basic carries the password itself: never over plain HTTP.
+    for (i, site) in config.sites.iter().enumerate() {
+        let plain = config.listeners.iter().any(|l| l.name == site.listener && l.tls.is_none());
+        if site.offers(Scheme::Basic) && plain {
+            r.problem(
+                origins[i].span.clone(),
+                &format!("{}.auth", site_key(i)),
+                format!(
+                    "site `{}` offers Basic on listener `{}`, which has no TLS: the password would travel in clear",
+                    site.name, site.listener
+                ),
+            );
+        }
+    }
+
+    let domain = config.domain.as_ref();
+    let acceptor = config.basic_by_kdc();
+    // Negotiate carries Kerberos where gatehouse has its keys, and NTLM inside
+    // SPNEGO where [accounts] can check it: either will do, but a Kerberos
+    // setup begun and not finished is a mistake, not a choice.
+    if let Some(i) = first(Scheme::Negotiate) {
+        let begun =
+            domain.is_some_and(|d| d.keytab.is_some() || d.service_principal.is_some() || d.acceptor_spn.is_some());
+        if !acceptor && (begun || (config.accounts.is_none() && !given.accounts)) {
+            r.problem(
+                0..0,
+                "domain",
+                format!(
+                    "site `{}` offers Negotiate but [domain] lacks keytab, service_principal or acceptor_spn \
+                     (the SPN clients ask tickets for, and the account that owns it); without all three, and with \
+                     [accounts], Negotiate carries NTLM alone",
+                    config.sites[i].name
+                ),
+            );
+        }
+    }
+    // Basic passwords are checked by the KDC where gatehouse has a keytab for
+    // its SPN, else by the accounts NTLM uses: one of the two must be there.
+    if let Some(i) = first(Scheme::Basic) {
+        if !acceptor && config.accounts.is_none() && !given.accounts {
+            r.problem(
+                origins[i].span.clone(),
+                &format!("{}.auth", site_key(i)),
+                format!(
+                    "site `{}` offers Basic but nothing can check its passwords: add an [accounts] section \
+                     (source = \"file\" or \"winbind\"), or set [domain] keytab, service_principal and acceptor_spn \
+                     (the KDC then checks them)",
+                    config.sites[i].name
+                ),
+            );
+        }
+    }
+
+    if let Some(site) = config.sites.iter().find(|s| s.kcd().is_some()) {
+        if !domain.is_some_and(|d| d.keytab.is_some() && d.service_principal.is_some()) {
+            r.problem(
+                0..0,
+                "domain",
+                format!("site `{}` delegates (kcd) but [domain] lacks keytab or service_principal", site.name),
+            );
+        }
+    }
+
+    if config.listeners.is_empty() && r.problems.is_empty() {
+        r.problem(0..0, "listener", "no [[listener]]: nothing would be served".into());
+    }
+}
+
+/// No two sites by one name, and no two serving one host and path prefix on
+/// one listener (the second could never be reached).
+fn unique_sites(r: &mut Reader<'_>, config: &Config, origins: &[Origin]) {
+    let mut names = HashSet::new();
+    let mut keys = HashSet::new();
+    for (site, origin) in config.sites.iter().zip(origins) {
+        if !names.insert(site.name.as_str()) {
+            r.problem(
+                origin.span.clone(),
+                &format!("site[{}].name", origin.index),
+                format!("two sites are named `{}`", site.name),
+            );
+        }
+        for host in hosts(site) {
+            if !keys.insert((site.listener.as_str(), host, site.path_prefix.to_ascii_lowercase())) {
+                let host = if host.is_empty() { "any host" } else { host };
+                r.problem(
+                    origin.span.clone(),
+                    &format!("site[{}]", origin.index),
+                    format!(
+                        "another site on listener `{}` already serves {host} with path_prefix `{}`",
+                        site.listener, site.path_prefix
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The site's hosts; "" for a site that serves any.
+fn hosts(site: &Site) -> Vec<&str> {
+    if site.hosts.is_empty() {
+        vec![""]
+    } else {
+        site.hosts.iter().map(String::as_str).collect()
+    }
+}
