@@ -187,17 +187,17 @@ impl Pool {
 
     /// New limits from a reloaded configuration.
     pub fn configure(&self, max_idle_per_key: usize, idle_timeout: Duration) {
-        *self.settings.lock().unwrap() = (max_idle_per_key, idle_timeout);
+        *lock(&self.settings) = (max_idle_per_key, idle_timeout);
     }
 
     fn idle_timeout(&self) -> Duration {
-        self.settings.lock().unwrap().1
+        lock(&self.settings).1
     }
 
     /// The most recently used idle connection for `key` that is still open.
     pub fn checkout(&self, key: &PoolKey) -> Option<Sender> {
         let timeout = self.idle_timeout();
-        let mut idle = self.idle.lock().unwrap();
+        let mut idle = lock(&self.idle);
         let list = idle.get_mut(key)?;
         while let Some(entry) = list.pop() {
             if entry.since.elapsed() < timeout && entry.sender.is_ready() && !entry.sender.is_closed() {
@@ -224,11 +224,11 @@ impl Pool {
     }
 
     fn put(&self, key: PoolKey, sender: Sender) {
-        let max = self.settings.lock().unwrap().0;
+        let max = lock(&self.settings).0;
         if max == 0 {
             return;
         }
-        let mut idle = self.idle.lock().unwrap();
+        let mut idle = lock(&self.idle);
         let list = idle.entry(key).or_default();
         if list.len() >= max {
             list.remove(0);
@@ -238,16 +238,24 @@ impl Pool {
 
     /// Closes every idle connection kept for `identity` (its client connection ended).
     pub fn discard(&self, identity: &Identity) {
-        self.idle.lock().unwrap().retain(|k, _| &k.identity != identity);
+        lock(&self.idle).retain(|k, _| &k.identity != identity);
     }
 
     /// Drops idle connections that timed out or closed; run periodically.
     pub fn sweep(&self) {
         let timeout = self.idle_timeout();
-        let mut idle = self.idle.lock().unwrap();
+        let mut idle = lock(&self.idle);
         idle.retain(|_, list| {
             list.retain(|e| e.since.elapsed() < timeout && !e.sender.is_closed());
             !list.is_empty()
         });
     }
+}
+
+/// The pool's locks are held for a few map operations and never across an
+/// await or a call that can panic midway, so a poisoned lock still guards
+/// consistent data: recover it, as every other lock in gatehouse does, rather
+/// than take the process down with it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -15,6 +15,8 @@
 //!
 //! No function here panics on any input; the fuzz targets in `fuzz/` hold them to it.
 
+#![forbid(unsafe_code)]
+
 pub mod framing;
 pub mod host;
 pub mod target;

@@ -16,6 +16,8 @@
 //! outside the window, and channel bindings that the policy requires and that
 //! are missing or wrong.
 
+#![forbid(unsafe_code)]
+
 mod acceptor;
 pub mod av;
 #[cfg(any(test, feature = "client"))]

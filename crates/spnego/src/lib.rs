@@ -16,6 +16,8 @@
 //! mechanisms are gatehouse's); this crate gives it the exact bytes the MIC
 //! covers ([`NegTokenInit::mech_types_der`]).
 
+#![forbid(unsafe_code)]
+
 mod der;
 
 use der::{Reader, Writer};

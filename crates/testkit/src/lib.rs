@@ -12,6 +12,8 @@
 //! - anything else: reads the whole body (counting, not keeping it) and answers
 //!   JSON with the method, path, version, headers and body length.
 
+#![forbid(unsafe_code)]
+
 pub mod exchange;
 
 use std::convert::Infallible;

@@ -1,6 +1,8 @@
 //! `gh-backend [ADDR]`: the testkit backend as a process, for the demo and the
 //! benchmarks. Default address 127.0.0.1:18081.
 
+#![forbid(unsafe_code)]
+
 #[tokio::main]
 async fn main() {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18081".into());

@@ -1,6 +1,8 @@
 //! `gh-exchange ADDR KEYTAB SPN REALM`: the Exchange-like, Kerberos-only test
 //! backend (`testkit::exchange`) as a process, for the benchmarks.
 
+#![forbid(unsafe_code)]
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

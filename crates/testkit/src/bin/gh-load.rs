@@ -25,6 +25,8 @@
 //! (`user%` spreads the connections over user01 .. user10).
 //! Prints one line: `<count> <per second>`.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
