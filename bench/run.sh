@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | negotiate | exchange (the last three need lab/lab.sh start)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | negotiate | exchange (the last three need lab/lab.sh start) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -466,5 +466,99 @@ TOML
     echo "| MAPI NotificationWait long polls held at once | $held of $POLLS |"
     echo "| gatehouse RSS with no poll / with them all waiting (KiB) | $idle_rss / $polls_rss |"
     echo "| memory per waiting long poll, client and backend connection included (KiB) | $per_poll |"
+  } | tee -a "$OUT"
+fi
+
+# Two gatehouse builds side by side (BENCH_ONLY=ab, GATEHOUSE_A=<binary>, the
+# build before a change; B is this tree's): anonymous, NTLM keep-alive and KCD
+# keep-alive GETs of 1 KiB, one gatehouse process per build and run, in AB_PAIRS
+# interleaved pairs (A B A B ...). Prints the median B/A ratio per case and the
+# range of the ratios, so that a change is judged against the noise of the run.
+if [ "$ONLY" = ab ] && [ -f "$LAB/env" ]; then
+  # shellcheck disable=SC1091
+  . "$LAB/env"
+  A=${GATEHOUSE_A:?set GATEHOUSE_A to the gatehouse binary to compare with}
+  B=target/release/gatehouse
+  PAIRS=${AB_PAIRS:-5}
+  for i in $(seq -w 1 10); do echo "ADTEST:user$i:User-Pass1"; done > "$W/users-ab.ntlm"
+  cat > "$W/gatehouse-ab.toml" <<TOML
+[log]
+access = "$W/gatehouse-ab-access.log"
+level = "warn"
+
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+krb5_conf = "$KRB5_CONFIG"
+keytab = "$LAB_PROXY_KEYTAB"
+service_principal = "svc-proxy@AD.TEST"
+
+[accounts]
+source = "file"
+file = "$W/users-ab.ntlm"
+
+[[listener]]
+name = "anon"
+bind = "127.0.0.1:19095"
+
+[[listener]]
+name = "ntlm"
+bind = "127.0.0.1:19096"
+
+[[listener]]
+name = "kcd"
+bind = "127.0.0.1:19097"
+
+[[site]]
+name = "anon"
+listener = "anon"
+backend = "http://$BACKEND"
+
+[[site]]
+name = "ntlm"
+listener = "ntlm"
+backend = "http://$BACKEND"
+auth = ["NTLM"]
+
+[[site]]
+name = "kcd"
+listener = "kcd"
+backend = "http://$BACKEND"
+auth = ["NTLM"]
+delegation = "kcd"
+backend_spn = "HTTP/backend.ad.test"
+TOML
+  # One run of one build: "anon ntlm kcd" requests/s.
+  ab_run() {
+    "$1" run -c "$W/gatehouse-ab.toml" 2>>"$W/gh-ab-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.5
+    target/release/gh-load keepalive 127.0.0.1:19095 1 "$CONNS" >/dev/null   # warm-up
+    target/release/gh-load keepalive 127.0.0.1:19097 1 "$CONNS" 'user%' User-Pass1 >/dev/null
+    read -r _ a <<<"$(target/release/gh-load keepalive 127.0.0.1:19095 "$DUR" "$CONNS")"
+    read -r _ n <<<"$(target/release/gh-load keepalive 127.0.0.1:19096 "$DUR" "$CONNS" 'user%' User-Pass1)"
+    read -r _ k <<<"$(target/release/gh-load keepalive 127.0.0.1:19097 "$DUR" "$CONNS" 'user%' User-Pass1)"
+    kill "$GHPID"; wait "$GHPID" 2>/dev/null || true
+    echo "$a $n $k"
+  }
+  : > "$W/ab.txt"
+  for p in $(seq 1 "$PAIRS"); do
+    echo "A $(ab_run "$A")" >> "$W/ab.txt"
+    echo "B $(ab_run "$B")" >> "$W/ab.txt"
+  done
+  {
+    echo
+    echo "Two builds side by side ($(nproc) cores, gh-load with $CONNS connections, ${DUR}s per case, $PAIRS interleaved pairs A B; A = $A, B = this tree; NTLM and KCD users from a file, lab KDC; backend ignores tokens):"
+    echo
+    echo "| case | A median (requests/s) | B median (requests/s) | B/A median | B/A range |"
+    echo "|---|---:|---:|---:|---:|"
+    python3 - "$W/ab.txt" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+a = [list(map(int, r[1:])) for r in rows if r[0] == "A"]
+b = [list(map(int, r[1:])) for r in rows if r[0] == "B"]
+for i, case in enumerate(["anonymous keep-alive GET 1 KiB", "NTLM keep-alive GET 1 KiB", "KCD keep-alive GET 1 KiB (send_token = always)"]):
+    ratios = [y[i] / x[i] for x, y in zip(a, b) if x[i]]
+    print(f"| {case} | {statistics.median(r[i] for r in a):.0f} | {statistics.median(r[i] for r in b):.0f} | "
+          f"{statistics.median(ratios):.2f} | {min(ratios):.2f} to {max(ratios):.2f} |")
+PY
   } | tee -a "$OUT"
 fi
