@@ -498,7 +498,7 @@ async fn delegate(
         Err(e) => {
             let account = generation.delegator.as_ref().map_or("", |d| d.principal());
             let mut cause = format!("Kerberos delegation for {principal} to {spn} failed: {e}");
-            if let Some(x) = kcd::explain(&e.0, account, &spn, &principal) {
+            if let Some(x) = kcd::explain(&e, account, &spn, &principal) {
                 cause.push_str(&format!(
                     "; {}: {}; fix (PowerShell): {}; fix (samba-tool): {}",
                     x.code,
@@ -507,20 +507,13 @@ async fn delegate(
                     x.samba_tool.join(" ; ")
                 ));
             }
-            if domain_unreachable(&e.0) {
+            if e.is_unreachable() {
                 Err(Failure::DomainUnreachable(cause))
             } else {
                 Err(Failure::BadGateway(cause))
             }
         }
     }
-}
-
-/// MIT's words for "no KDC answered", as opposed to a KDC that said no.
-pub(crate) fn domain_unreachable(message: &str) -> bool {
-    ["Cannot contact any KDC", "Cannot find KDC", "Connection refused", "Resource temporarily unavailable"]
-        .iter()
-        .any(|w| message.contains(w))
 }
 
 /// Answers a request that did not pass authentication. The body of a handshake
