@@ -152,12 +152,13 @@ async fn delegation_with_no_kdc_is_503_with_the_cause() {
     let krb5 = closed_kdc_conf(&env, dir.path());
     let port = free_port();
     let accounts = format!("source = \"winbind\"\nsmb_conf = \"{}\"", env["SMB_CONF"]);
-    let config = kcd_config(&env, port, &accounts, "http://127.0.0.1:18080", "HTTP/backend.ad.test", "spnego", "always")
-        .replace(&env["KRB5_CONFIG"], &krb5);
+    let config =
+        kcd_config(&env, port, &accounts, "http://127.0.0.1:18080", "HTTP/backend.ad.test", "spnego", "always")
+            .replace(&env["KRB5_CONFIG"], &krb5);
     let g = Gatehouse::start_in(dir, &config, listen(port));
     let mut c = Conn::open(listen(port)).await;
-    let r = handshake(&mut c, &Client::new("bob", "Bob-Pass1"), "GET / HTTP/1.1\r\nHost: mail.ad.test", b"", |_| {})
-        .await;
+    let r =
+        handshake(&mut c, &Client::new("bob", "Bob-Pass1"), "GET / HTTP/1.1\r\nHost: mail.ad.test", b"", |_| {}).await;
     assert_eq!(r.status, 503, "{}\n{}", r.text(), g.stderr());
     let log = g.stderr();
     assert!(log.contains("Kerberos delegation for bob@AD.TEST to HTTP/backend.ad.test failed"), "{log}");
