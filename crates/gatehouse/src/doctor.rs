@@ -71,21 +71,23 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
     let account = principal.split('@').next().unwrap_or(principal);
     match read_keytab(keytab) {
         Err(e) => {
-            let x = kcd::explain("keytab", principal, "", "");
+            let x = kcd::advice(kcd::Kind::Keytab, principal, "", "");
             report.fail(&format!("keytab {}: {e}", keytab.display()), x.as_ref());
             return;
         }
         Ok(entries) => {
             let mine: Vec<&(String, u16)> = entries.iter().filter(|(p, _)| p.eq_ignore_ascii_case(principal)).collect();
             if mine.is_empty() {
-                let x = kcd::explain("No key table entry found", principal, "", "");
-                report.fail(&format!("keytab {} holds no key for {principal}", keytab.display()), x.as_ref());
+                let x = kcd::advice(kcd::Kind::Keytab, principal, "", "");
+                let what =
+                    if entries.is_empty() { "is empty".to_string() } else { format!("holds no key for {principal}") };
+                report.fail(&format!("keytab {} {what}", keytab.display()), x.as_ref());
                 return;
             }
             let names: Vec<&str> = mine.iter().map(|(_, e)| enctype_name(*e)).collect();
             report.pass(&format!("keytab {} holds keys for {principal}: {}", keytab.display(), names.join(", ")));
             if !mine.iter().any(|(_, e)| matches!(e, 17..=20)) {
-                let x = kcd::explain("KDC has no support for encryption type", principal, "", "");
+                let x = kcd::advice(kcd::Kind::EtypeNoSupp, principal, "", "");
                 report.fail("the keytab has no AES key (RC4 is being disabled in Active Directory)", x.as_ref());
             }
         }
@@ -100,7 +102,7 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
         match delegator.check_acceptor(spn) {
             Ok(()) => report.pass(&format!("Negotiate: a ticket for {spn} opens with the keytab's key")),
             Err(e) => {
-                let x = kcd::explain(&e.0, principal, spn, "");
+                let x = kcd::explain(&e, principal, spn, "");
                 report.fail(&format!("Negotiate: clients' tickets for {spn} would be refused: {e}"), x.as_ref());
             }
         }
@@ -120,7 +122,7 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
     match delegator.check_s4u2self(&account_user) {
         Ok(()) => report.pass(&format!("{account} has a TGT and a ticket to itself as {user_principal} (S4U2Self)")),
         Err(e) => {
-            let x = kcd::explain(&e.0, principal, "", &user_principal);
+            let x = kcd::explain(&e, principal, "", &user_principal);
             report.fail(&format!("{account} cannot impersonate {user_principal}: {e}"), x.as_ref());
             return;
         }
@@ -142,7 +144,7 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
                 upn_user = Some(kcd::User::Upn { upn, account: user_principal.clone() });
             }
             Err(e) => {
-                let x = kcd::explain(&e.0, principal, "", &user_principal);
+                let x = kcd::explain(&e, principal, "", &user_principal);
                 report.fail(&format!("cannot read {user_principal}'s UPN: {e}"), x.as_ref());
             }
         }
@@ -160,7 +162,7 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
         let binding = conn.as_ref().ok().and_then(|c| c.binding.clone());
         match delegator.token(&who, &d.spn, d.token, binding.as_deref()) {
             Err(e) => {
-                let x = kcd::explain(&e.0, principal, &d.spn, &user_principal);
+                let x = kcd::explain(&e, principal, &d.spn, &user_principal);
                 report.fail(
                     &format!(
                         "site {}: {account} cannot get a ticket for {} as {user_principal}: {e}",
@@ -240,6 +242,9 @@ fn read_keytab(path: &Path) -> Result<Vec<(String, u16)>, String> {
 
 fn parse_keytab(data: &[u8]) -> Result<Vec<(String, u16)>, String> {
     let bad = || "not an MIT keytab (version 0x0502)".to_string();
+    if data.is_empty() {
+        return Err("the keytab is empty (0 bytes)".into());
+    }
     if data.get(..2) != Some(&[0x05, 0x02]) {
         return Err(bad());
     }
@@ -314,7 +319,9 @@ mod tests {
 
     #[test]
     fn broken_keytabs_are_refused_without_panic() {
-        assert!(parse_keytab(b"").is_err());
+        assert_eq!(parse_keytab(b"").unwrap_err(), "the keytab is empty (0 bytes)");
+        assert_eq!(parse_keytab(&[0x05, 0x02]).unwrap(), vec![], "a header alone: no entries, no error");
+        assert_eq!(parse_keytab(&[0x05]).unwrap_err(), "not an MIT keytab (version 0x0502)");
         assert!(parse_keytab(&[0x05, 0x01]).is_err());
         let mut kt = vec![0x05, 0x02];
         kt.extend(entry(&["svc"], "AD.TEST", 18));

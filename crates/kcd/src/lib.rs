@@ -29,14 +29,19 @@
 //! service's own credentials come from the KDC in the background
 //! ([`Delegator::start`], `refresh.rs`), never because of a client's token.
 
+mod codes;
+mod error;
 mod explain;
 mod ffi;
 mod pac;
 mod refresh;
 mod replay;
+mod spn;
 
-pub use explain::{explain, Explanation};
+pub use error::{Error, Kind};
+pub use explain::{advice, explain, Explanation};
 pub use pac::{parse_upn_dns_info, PacError, UpnDnsInfo};
+pub use spn::qualify_spn;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -84,19 +89,8 @@ pub enum Token {
     Kerberos,
 }
 
-#[derive(Debug)]
-pub struct Error(pub String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
-
 fn gss(step: &str, e: libgssapi::error::Error) -> Error {
-    Error(format!("{step}: {e} (major 0x{:x}, minor {})", e.major.bits(), e.minor))
+    Error::gss(step, e)
 }
 
 /// A client's Kerberos ticket, accepted.
@@ -130,7 +124,7 @@ pub struct Delegator {
     /// Held while the service's TGT is being asked for (one AS exchange at a
     /// time), with the last failure: callers that waited for a failed attempt
     /// fail with it at once instead of each trying again in turn.
-    service_flight: Mutex<Option<(Instant, String)>>,
+    service_flight: Mutex<Option<(Instant, Error)>>,
     /// For accepting tickets (clients', and our own S4U2Self tickets for their
     /// PAC). Only ever replaced by the background thread (or, with no thread,
     /// read from the keytab alone): the accept path never waits for a KDC.
@@ -192,7 +186,7 @@ pub struct Stats {
     pub accepted: AtomicU64,
     pub refused: AtomicU64,
     pub errors: AtomicU64,
-    /// Failures by Kerberos error (`KDC_ERR_BADOPTION (13)`, `no KDC`, `other`).
+    /// Failures by [`Error::code_name`] (`KDC_ERR_BADOPTION`, `KRB5_KDC_UNREACH`).
     errors_by_code: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -201,9 +195,9 @@ impl Stats {
         self.errors_by_code.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn count_error(&self, message: &str) {
+    fn count_error(&self, error: &Error) {
         self.errors.fetch_add(1, Ordering::Relaxed);
-        let code = explain(message, "", "", "").map_or("other", |x| x.code);
+        let code = error.code_name();
         *self.errors_by_code.lock().unwrap_or_else(|e| e.into_inner()).entry(code).or_default() += 1;
     }
 }
@@ -288,7 +282,7 @@ impl Delegator {
                 }
                 Err(e) => {
                     failed = true;
-                    let e = gss("acquiring the acceptor's TGT (usage both)", e);
+                    let e = gss("acquiring the acceptor's TGT (usage both)", e).behind_keytab();
                     // Until the TGT comes, the keytab alone accepts tickets;
                     // delegation for their users then starts with S4U2Self.
                     if current.as_ref().is_none_or(|a| a.both && !a.both_valid(now)) {
@@ -313,7 +307,7 @@ impl Delegator {
         let keytab = format!("FILE:{}", self.keytab);
         let cred = Arc::new(
             ffi::acquire_acceptor(&keytab, &memory_ccache(), false)
-                .map_err(|e| gss("acquiring the acceptor credential from the keytab", e))?,
+                .map_err(|e| gss("acquiring the acceptor credential from the keytab", e).behind_keytab())?,
         );
         let mut slot = lock(&self.acceptor);
         match slot.as_ref() {
@@ -360,7 +354,7 @@ impl Delegator {
             }
             if let Some((at, why)) = last_failure.as_ref().filter(|(at, _)| at.elapsed() < FAIL_FAST) {
                 let ago = at.elapsed().as_secs();
-                return Err(Error(format!("{why} (an attempt {ago} s ago; not retried yet)")));
+                return Err(why.clone().context(&format!(" (an attempt {ago} s ago; not retried yet)")));
             }
         }
         tracing::info!(principal = %self.principal, by, "kerberos: asking the KDC for the service account's TGT");
@@ -374,9 +368,9 @@ impl Delegator {
                 Ok(cred)
             }
             Err(e) => {
-                let e = gss("acquiring the service credential from the keytab", e);
+                let e = gss("acquiring the service credential from the keytab", e).behind_keytab();
                 tracing::warn!(principal = %self.principal, by, "kerberos: {e}");
-                *last_failure = Some((Instant::now(), e.0.clone()));
+                *last_failure = Some((Instant::now(), e.clone()));
                 Err(e)
             }
         }
@@ -384,7 +378,7 @@ impl Delegator {
 
     fn counted<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
         if let Err(e) = &result {
-            self.stats.count_error(&e.0);
+            self.stats.count_error(e);
         }
         result
     }
@@ -403,25 +397,26 @@ impl Delegator {
     }
 
     fn accept_inner(&self, token: &[u8], spn: &str, channel_bindings: Option<&[u8]>) -> Result<Accepted, Error> {
-        let ap_req = spnego::kerberos_ap_req(token).map_err(|e| Error(format!("not a Kerberos AP-REQ: {e}")))?;
+        let ap_req = spnego::kerberos_ap_req(token)
+            .map_err(|e| Error::new(Kind::BadToken, format!("not a Kerberos AP-REQ: {e}")))?;
         let authenticator = ap_req.authenticator;
         // MIT accepts a ticket for any principal in the keytab; gatehouse serves
         // one SPN. (MIT's own report of the target names the credential, not
         // the ticket, when the credential also initiates.)
-        let wanted = if spn.contains('@') { spn.to_owned() } else { format!("{spn}@{}", self.realm) };
+        let wanted = qualify_spn(spn, &self.realm)?;
         let ticket_for = format!("{}@{}", ap_req.service, ap_req.realm);
         if !same_principal(&ticket_for, &wanted) {
-            return Err(Error(format!("the ticket is for {ticket_for}, not for {wanted}")));
+            return Err(Error::new(Kind::WrongPrincipal, format!("the ticket is for {ticket_for}, not for {wanted}")));
         }
         // Checked before MIT sees the token, and recorded only once MIT accepted
         // it: a forged token cannot block the real one.
         if self.replays.seen(authenticator) {
-            return Err(Error("the Kerberos authenticator was replayed (seen before within the clock skew)".into()));
+            return Err(replayed());
         }
         let accepted = ffi::accept(&*self.acceptor()?, token, channel_bindings)
             .map_err(|e| gss("accepting the client's Kerberos ticket", e))?;
         if !self.replays.record(authenticator) {
-            return Err(Error("the Kerberos authenticator was replayed (seen before within the clock skew)".into()));
+            return Err(replayed());
         }
         let evidence = accepted.proxy.is_some();
         if let Some(cred) = accepted.proxy {
@@ -484,7 +479,7 @@ impl Delegator {
         kind: Token,
         channel_bindings: Option<&[u8]>,
     ) -> Result<Vec<u8>, Error> {
-        let target = if spn.contains('@') { spn.to_owned() } else { format!("{spn}@{}", self.realm) };
+        let target = qualify_spn(spn, &self.realm)?;
         let (cred, evidence) = self.credential(user)?;
         let step = |cred: Cred| {
             let target =
@@ -503,7 +498,7 @@ impl Delegator {
             }
             Err(e) => return Err(e),
         };
-        let token = token.map(|t| t.to_vec()).ok_or_else(|| Error("GSSAPI produced no token".into()))?;
+        let token = token.map(|t| t.to_vec()).ok_or_else(no_token)?;
         Ok(match kind {
             Token::Kerberos => token,
             // Wrapped here rather than by MIT's SPNEGO mechanism, so that one
@@ -519,8 +514,9 @@ impl Delegator {
         if let Some(found) = self.cached(user) {
             return Ok(found);
         }
-        let flight = self.flights.lock().unwrap_or_else(|e| e.into_inner()).entry(user.clone()).or_default().clone();
-        let _turn = flight.lock().unwrap_or_else(|e| e.into_inner());
+        // Dropped after `_turn` (declared before it), on every way out.
+        let flight = Flight::join(&self.flights, user);
+        let _turn = lock(&flight.turn);
         if let Some(found) = self.cached(user) {
             return Ok(found);
         }
@@ -529,7 +525,6 @@ impl Delegator {
             // A service credential that stopped working (KDC restarted, keys
             // changed) is acquired afresh next time.
             *lock(&self.service) = None;
-            lock(&self.flights).remove(user);
         }
         let cred = cred?;
         let until = until(&cred);
@@ -539,8 +534,13 @@ impl Delegator {
             cache.retain(|_, e| e.until > now);
         }
         cache.insert(user.clone(), Entry { cred: cred.clone(), until, evidence: false });
-        self.flights.lock().unwrap_or_else(|e| e.into_inner()).remove(user);
         Ok((cred, false))
+    }
+
+    /// Users with an S4U2Self in flight, or waiting for one (for metrics and
+    /// tests: after the last request for a user, none of theirs is left).
+    pub fn users_in_flight(&self) -> usize {
+        lock(&self.flights).len()
     }
 
     fn cached(&self, user: &User) -> Option<(Cred, bool)> {
@@ -569,7 +569,7 @@ impl Delegator {
             .and_then(|m| m.contains(GSS_MECH_KRB5))
             .map_err(|e| gss("inspecting the impersonated credential", e))?;
         if !has_mech {
-            return Err(Error("the impersonated credential lacks the Kerberos mechanism".into()));
+            return Err(Error::new(Kind::WrongCredential, "the impersonated credential lacks the Kerberos mechanism"));
         }
         let cred_name = impersonated
             .name()
@@ -586,7 +586,10 @@ impl Delegator {
             }
         };
         if !expected {
-            return Err(Error(format!("the impersonated credential is for {cred_name}, not {user}")));
+            return Err(Error::new(
+                Kind::WrongCredential,
+                format!("the impersonated credential is for {cred_name}, not {user}"),
+            ));
         }
         Ok(impersonated)
     }
@@ -609,13 +612,13 @@ impl Delegator {
         // MIT keeps the TGT in a memory cache of the credential's own.
         let cred = Cred::acquire_with_password(Some(&name), password, None, CredUsage::Initiate, Some(&mechs))
             .map_err(|e| gss("checking the password with the KDC", e))?;
-        let target = if spn.contains('@') { spn.to_owned() } else { format!("{spn}@{}", self.realm) };
+        let target = qualify_spn(spn, &self.realm)?;
         let target = Name::new(target.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| gss("target name", e))?;
         let mut ctx = ClientCtx::new(Some(cred), target, CtxFlags::empty(), Some(GSS_MECH_KRB5));
         let token = ctx
             .step(None, None)
             .map_err(|e| gss("getting a ticket for gatehouse's SPN with the password", e))?
-            .ok_or_else(|| Error("GSSAPI produced no token".into()))?;
+            .ok_or_else(no_token)?;
         self.accept(&token, spn, None)
     }
 
@@ -623,14 +626,12 @@ impl Delegator {
     /// accepts it: proves that the SPN belongs to this account and that the
     /// keytab holds its current key (for `gatehouse doctor`). Blocks.
     pub fn check_acceptor(&self, spn: &str) -> Result<(), Error> {
+        let target = qualify_spn(spn, &self.realm)?;
         let service = self.service()?;
-        let target = if spn.contains('@') { spn.to_owned() } else { format!("{spn}@{}", self.realm) };
         let name = Name::new(target.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| gss("target name", e))?;
         let mut ctx = ClientCtx::new(Some(service), name, CtxFlags::empty(), Some(GSS_MECH_KRB5));
-        let token = ctx
-            .step(None, None)
-            .map_err(|e| gss("getting a ticket for the acceptor SPN", e))?
-            .ok_or_else(|| Error("GSSAPI produced no token".into()))?;
+        let token =
+            ctx.step(None, None).map_err(|e| gss("getting a ticket for the acceptor SPN", e))?.ok_or_else(no_token)?;
         self.accept(&token, spn, None).map(|_| ())
     }
 
@@ -662,16 +663,19 @@ impl Delegator {
         let token = ctx
             .step(None, None)
             .map_err(|e| gss("presenting the S4U2Self ticket to ourselves", e))?
-            .ok_or_else(|| Error("GSSAPI produced no token".into()))?;
+            .ok_or_else(no_token)?;
         let accepted =
             ffi::accept(&*self.acceptor()?, &token, None).map_err(|e| gss("reading the S4U2Self ticket's PAC", e))?;
         if !same_principal(&accepted.client, account) {
-            return Err(Error(format!("the S4U2Self ticket names {}, not {account}", accepted.client)));
+            return Err(Error::new(
+                Kind::WrongCredential,
+                format!("the S4U2Self ticket names {}, not {account}", accepted.client),
+            ));
         }
-        let buffer = accepted
-            .upn_dns_info
-            .ok_or_else(|| Error(format!("the PAC of {account}'s ticket has no verified UPN_DNS_INFO")))?;
-        let info = parse_upn_dns_info(&buffer).map_err(|e| Error(format!("{account}'s PAC: {e}")))?;
+        let buffer = accepted.upn_dns_info.ok_or_else(|| {
+            Error::new(Kind::Other, format!("the PAC of {account}'s ticket has no verified UPN_DNS_INFO"))
+        })?;
+        let info = parse_upn_dns_info(&buffer).map_err(|e| Error::new(Kind::Other, format!("{account}'s PAC: {e}")))?;
         let until = until(&impersonated);
         let mut upns = self.upns.lock().unwrap_or_else(|e| e.into_inner());
         if upns.len() >= MAX_USERS {
@@ -680,6 +684,45 @@ impl Delegator {
         }
         upns.insert(account.to_owned(), (info.upn.clone(), until));
         Ok(info.upn)
+    }
+}
+
+fn replayed() -> Error {
+    Error::new(Kind::Replay, "the Kerberos authenticator was replayed (seen before within the clock skew)")
+}
+
+fn no_token() -> Error {
+    Error::new(Kind::Other, "GSSAPI produced no token")
+}
+
+/// A caller's share of a user's S4U2Self lock. The lock's entry leaves the
+/// map with its last holder, however that holder leaves (a credential, an
+/// error, a panic): an entry left behind would be kept for every user name a
+/// client ever tried, and waiters must keep the same lock as the caller in
+/// flight, or two S4U2Self for one user would run at once.
+struct Flight<'a> {
+    flights: &'a Mutex<HashMap<User, Arc<Mutex<()>>>>,
+    user: &'a User,
+    turn: Arc<Mutex<()>>,
+}
+
+impl<'a> Flight<'a> {
+    fn join(flights: &'a Mutex<HashMap<User, Arc<Mutex<()>>>>, user: &'a User) -> Flight<'a> {
+        let turn = lock(flights).entry(user.clone()).or_default().clone();
+        Flight { flights, user, turn }
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let mut flights = lock(self.flights);
+        // Shares are only taken with the map locked, so the count is exact:
+        // two means the map's and ours.
+        let last =
+            flights.get(self.user).is_some_and(|t| Arc::ptr_eq(t, &self.turn)) && Arc::strong_count(&self.turn) == 2;
+        if last {
+            flights.remove(self.user);
+        }
     }
 }
 
@@ -713,4 +756,92 @@ pub fn tls_server_end_point(certificate_hash: &[u8]) -> Vec<u8> {
 /// Principal names compared as Kerberos does in AD: case-insensitively.
 fn same_principal(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11, defect 1: a failed S4U2Self left the user's lock behind, one
+    /// entry for every name a client ever tried. Fails without asking any KDC:
+    /// the keytab does not exist, so the service account has no TGT.
+    #[test]
+    fn a_failed_s4u2self_leaves_no_lock_behind() {
+        std::env::set_var("KRB5_CONFIG", "/dev/null");
+        std::env::set_var("KRB5CCNAME", "MEMORY:kcd-unit-empty-default");
+        let d = Delegator::new("svc@NO.REALM", "/nonexistent/kcd-unit.keytab", "NO.REALM");
+        for name in ["nobody@NO.REALM", "other@NO.REALM", "nobody@NO.REALM"] {
+            let e = d.check_s4u2self(&User::Account(name.into())).unwrap_err();
+            assert_ne!(e.kind(), Kind::Unreachable, "{e}");
+            assert_eq!(d.users_in_flight(), 0, "after {name}: {e}");
+        }
+        let e = d.token(&User::Account("x@NO.REALM".into()), "HTTP/b", Token::Spnego, None).unwrap_err();
+        assert_eq!(d.users_in_flight(), 0, "{e}");
+        assert_eq!(d.stats().errors.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn the_lock_leaves_with_its_last_holder_and_only_then() {
+        let flights = Mutex::new(HashMap::new());
+        let bob = User::Account("bob@AD.TEST".into());
+        let first = Flight::join(&flights, &bob);
+        let waiter = Flight::join(&flights, &bob);
+        assert!(Arc::ptr_eq(&first.turn, &waiter.turn), "one lock per user");
+        drop(first);
+        assert_eq!(lock(&flights).len(), 1, "a waiter still needs the same lock");
+        let late = Flight::join(&flights, &bob);
+        assert!(Arc::ptr_eq(&late.turn, &waiter.turn), "a newcomer queues behind the waiter");
+        drop(waiter);
+        drop(late);
+        assert!(lock(&flights).is_empty());
+        // A holder whose entry was replaced (it cannot be, but if it were)
+        // does not remove the newer one.
+        let stale = Flight::join(&flights, &bob);
+        lock(&flights).insert(bob.clone(), Arc::default());
+        drop(stale);
+        assert_eq!(lock(&flights).len(), 1);
+    }
+
+    #[test]
+    fn the_lock_leaves_when_its_holder_panics() {
+        let flights = Mutex::new(HashMap::new());
+        let bob = User::Account("bob@AD.TEST".into());
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let flight = Flight::join(&flights, &bob);
+            let _turn = lock(&flight.turn);
+            panic!("MIT failed in an unexpected way");
+        }));
+        assert!(result.is_err());
+        assert!(lock(&flights).is_empty());
+    }
+
+    /// Accepting needs only the keytab: a missing or empty one is a keytab
+    /// error (not "no credentials cache", as MIT words it).
+    #[test]
+    fn an_acceptor_without_a_usable_keytab_is_a_keytab_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.keytab");
+        std::fs::write(&empty, b"").unwrap();
+        let header_only = dir.path().join("header-only.keytab");
+        std::fs::write(&header_only, [0x05, 0x02]).unwrap();
+        let garbage = dir.path().join("garbage.keytab");
+        std::fs::write(&garbage, b"not a keytab at all").unwrap();
+        for keytab in [dir.path().join("missing.keytab"), empty, header_only, garbage] {
+            let d = Delegator::new("svc@NO.REALM", &keytab.to_string_lossy(), "NO.REALM");
+            let e = d.accept_only().err().unwrap_or_else(|| panic!("{}", keytab.display()));
+            eprintln!("{}: {} {e}", keytab.display(), e.code_name());
+            assert_eq!(e.kind(), Kind::Keytab, "{}: {e}", keytab.display());
+        }
+    }
+
+    #[test]
+    fn a_bad_spn_is_refused_before_any_kdc_is_asked() {
+        let d = Delegator::new("svc@NO.REALM", "/nonexistent/kcd-unit.keytab", "NO.REALM");
+        let e = d.token(&User::Account("x@NO.REALM".into()), "HTTP/", Token::Spnego, None).unwrap_err();
+        assert_eq!(e.kind(), Kind::BadName, "{e}");
+        assert_eq!(d.stats().s4u2self.load(Ordering::Relaxed), 0);
+        assert_eq!(d.check_acceptor("not-an-spn").unwrap_err().kind(), Kind::BadName);
+        let token = [0u8; 4];
+        assert_eq!(d.accept(&token, "HTTP/a", None).unwrap_err().kind(), Kind::BadToken);
+    }
 }

@@ -169,7 +169,8 @@ impl ExchangeBackend {
                     Ok(spnego::ClientToken::RawKerberos) => bytes,
                     other => return Err(format!("not a Kerberos token: {other:?}")),
                 };
-                let accepted = self.kerberos.accept(&krb, &self.spn, self.bindings.as_deref()).map_err(|e| e.0)?;
+                let accepted =
+                    self.kerberos.accept(&krb, &self.spn, self.bindings.as_deref()).map_err(|e| e.to_string())?;
                 if self.bindings.is_some() && !accepted.channel_bound {
                     return Err("Extended Protection: the ticket carries no channel bindings".into());
                 }

@@ -210,13 +210,6 @@ pub enum Reason {
     Unavailable(String),
 }
 
-/// MIT's words for "no KDC answered", as opposed to a KDC that said no.
-pub(crate) fn domain_unreachable(message: &str) -> bool {
-    ["Cannot contact any KDC", "Cannot find KDC", "Connection refused", "Resource temporarily unavailable"]
-        .iter()
-        .any(|w| message.contains(w))
-}
-
 /// The schemes offered to this client on this site: the first matching
 /// `[[site.auth_for]]` rule, else the site's list.
 pub fn offered<'a>(site: &'a Site, user_agent: Option<&str>, client: IpAddr) -> &'a Vec<Scheme> {

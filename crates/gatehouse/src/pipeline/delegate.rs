@@ -60,7 +60,7 @@ pub async fn token(k: &Kerberos<'_>, user: &User, binding: Option<Arc<[u8]>>) ->
         Err(e) => {
             let account = k.delegator.map_or("", |d| d.principal());
             let mut cause = format!("Kerberos delegation for {principal} to {spn} failed: {e}");
-            if let Some(x) = kcd::explain(&e.0, account, &spn, &principal) {
+            if let Some(x) = kcd::explain(&e, account, &spn, &principal) {
                 cause.push_str(&format!(
                     "; {}: {}; fix (PowerShell): {}; fix (samba-tool): {}",
                     x.code,
@@ -69,7 +69,7 @@ pub async fn token(k: &Kerberos<'_>, user: &User, binding: Option<Arc<[u8]>>) ->
                     x.samba_tool.join(" ; ")
                 ));
             }
-            if crate::auth::domain_unreachable(&e.0) {
+            if e.is_unreachable() {
                 Err(Failure::DomainUnreachable(cause))
             } else {
                 Err(Failure::BadGateway(cause))
