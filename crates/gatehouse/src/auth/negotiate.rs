@@ -75,54 +75,60 @@ pub async fn leg(bytes: &[u8], ctx: Client<'_>, setup: &Authenticator, schemes: 
             };
             challenge_answer(&reply)
         }
-        ClientToken::Resp(resp) => match ctx.auth.take() {
-            State::NtlmChosen { mech_types } => {
-                let Some(token) = resp.response_token.as_deref() else {
-                    return refuse(schemes, "SPNEGO: the NTLM negotiate is missing".into());
-                };
-                let wrap = Wrap::Spnego { mech_types, mic_required: true };
-                ntlm_challenge(token, wrap, ctx, setup, schemes)
-            }
-            State::Challenged(sent, Wrap::Spnego { mech_types, mic_required }) => {
-                let Some(token) = resp.response_token.as_deref() else {
-                    return refuse(schemes, "SPNEGO: the NTLM authenticate is missing".into());
-                };
-                let (user, key) = match ntlm_leg::authenticate(sent, token, ctx, setup).await {
-                    Ok(done) => done,
-                    Err(f) => return f.verdict(schemes),
-                };
-                // The mechListMIC proves that nobody removed Kerberos from the
-                // client's list to force NTLM (a downgrade).
-                let mut session = match ntlm::Session::new(&key) {
-                    Ok(s) => s,
-                    Err(e) if resp.mech_list_mic.is_some() || mic_required => {
-                        return refuse(schemes, format!("{}: {e}", user.name))
-                    }
-                    Err(_) => return pass(ctx, user, None, None),
-                };
-                match &resp.mech_list_mic {
-                    Some(mic) => {
-                        if let Err(e) = session.verify(&mech_types, mic) {
-                            return refuse(schemes, format!("{}: {e}", user.name));
-                        }
-                    }
-                    None if mic_required => {
-                        return refuse(schemes, format!("{}: SPNEGO mechListMIC required but not sent", user.name));
-                    }
-                    None => {}
+        ClientToken::Resp(resp) => continuation(resp, ctx, setup, schemes).await,
+    }
+}
+
+/// A NegTokenResp: the next leg of the NTLM handshake that SPNEGO carries on
+/// this connection (the client's NEGOTIATE after gatehouse named NTLM, or its
+/// AUTHENTICATE with the mechListMIC).
+async fn continuation(resp: NegTokenResp, ctx: Client<'_>, setup: &Authenticator, schemes: &[Scheme]) -> Verdict {
+    match ctx.auth.take() {
+        State::NtlmChosen { mech_types } => {
+            let Some(token) = resp.response_token.as_deref() else {
+                return refuse(schemes, "SPNEGO: the NTLM negotiate is missing".into());
+            };
+            let wrap = Wrap::Spnego { mech_types, mic_required: true };
+            ntlm_challenge(token, wrap, ctx, setup, schemes)
+        }
+        State::Challenged(sent, Wrap::Spnego { mech_types, mic_required }) => {
+            let Some(token) = resp.response_token.as_deref() else {
+                return refuse(schemes, "SPNEGO: the NTLM authenticate is missing".into());
+            };
+            let (user, key) = match ntlm_leg::authenticate(sent, token, ctx, setup).await {
+                Ok(done) => done,
+                Err(f) => return f.verdict(schemes),
+            };
+            // The mechListMIC proves that nobody removed Kerberos from the
+            // client's list to force NTLM (a downgrade).
+            let mut session = match ntlm::Session::new(&key) {
+                Ok(s) => s,
+                Err(e) if resp.mech_list_mic.is_some() || mic_required => {
+                    return refuse(schemes, format!("{}: {e}", user.name))
                 }
-                let our_mic =
-                    (resp.mech_list_mic.is_some() || mic_required).then(|| session.sign(&mech_types).to_vec());
-                let done = NegTokenResp {
-                    neg_state: Some(NegState::AcceptCompleted),
-                    supported_mech: None,
-                    response_token: None,
-                    mech_list_mic: our_mic,
-                };
-                pass(ctx, user, Some(&done), None)
+                Err(_) => return pass(ctx, user, None, None),
+            };
+            match &resp.mech_list_mic {
+                Some(mic) => {
+                    if let Err(e) = session.verify(&mech_types, mic) {
+                        return refuse(schemes, format!("{}: {e}", user.name));
+                    }
+                }
+                None if mic_required => {
+                    return refuse(schemes, format!("{}: SPNEGO mechListMIC required but not sent", user.name));
+                }
+                None => {}
             }
-            _ => refuse(schemes, "SPNEGO continuation without a handshake on this connection".into()),
-        },
+            let our_mic = (resp.mech_list_mic.is_some() || mic_required).then(|| session.sign(&mech_types).to_vec());
+            let done = NegTokenResp {
+                neg_state: Some(NegState::AcceptCompleted),
+                supported_mech: None,
+                response_token: None,
+                mech_list_mic: our_mic,
+            };
+            pass(ctx, user, Some(&done), None)
+        }
+        _ => refuse(schemes, "SPNEGO continuation without a handshake on this connection".into()),
     }
 }
 

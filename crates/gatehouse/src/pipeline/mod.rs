@@ -120,17 +120,35 @@ async fn run(
         true => upgrade::websocket_upgrade(&req, site)?,
         false => None,
     };
-    let prepared = upstream::prepare(
-        req,
-        &routed,
-        user.as_deref(),
-        switch_to.as_ref(),
-        &conn.info,
-        &conn.pinned,
-        record.request_id(),
-    )?;
-    record.count_request_body(prepared.progress.clone());
+    let admitted = Admitted { routed, user, final_token, switch_to };
+    forward(req, admitted, conn, generation, record, on_upgrade).await
+}
 
+/// A request that passed the first stages: where it goes, who the edge signed
+/// in (and its last handshake token for the client), and the protocol switch
+/// it may make.
+struct Admitted {
+    routed: routing::Routed,
+    user: Option<Arc<crate::auth::User>>,
+    final_token: Option<http::HeaderValue>,
+    switch_to: Option<http::HeaderValue>,
+}
+
+/// Prepare, delegate and send, then filter the response (or switch protocols).
+async fn forward(
+    req: Request<Incoming>,
+    admitted: Admitted,
+    conn: &Arc<Connection>,
+    generation: &Generation,
+    record: &mut AccessRecord,
+    on_upgrade: &mut Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Response<ResponseBody>, Failure> {
+    let Admitted { routed, user, final_token, switch_to } = admitted;
+    let routed = &routed;
+    let (config, site, user) = (&generation.config, &routed.site, user.as_deref());
+    let prepared =
+        upstream::prepare(req, routed, user, switch_to.as_ref(), &conn.info, &conn.pinned, record.request_id())?;
+    record.count_request_body(prepared.progress.clone());
     let pool = &conn.shared.pools[conn.info.worker];
     let hop = send::Hop {
         target: &routed.target,
@@ -141,7 +159,7 @@ async fn run(
         refused: &conn.activity.rejected,
     };
     let realm = config.domain.as_ref().map_or("", |d| d.realm.as_str());
-    let signing = match (site.kcd(), &user) {
+    let signing = match (site.kcd(), user) {
         (Some(settings), Some(user)) => Some(send::Signing {
             kerberos: delegate::Kerberos { delegator: generation.delegator.as_ref(), realm, settings },
             user,
@@ -157,14 +175,8 @@ async fn run(
             return Err(Failure::BadGateway("backend switched protocols unasked".into()));
         };
         let stream_idle = site.stream_idle.unwrap_or(config.timeouts.stream_idle);
-        return upgrade::switch(
-            sent.response,
-            token,
-            client_side,
-            &conn.activity,
-            stream_idle,
-            config.timeouts.keepalive_idle,
-        );
+        let idle = config.timeouts.keepalive_idle;
+        return upgrade::switch(sent.response, token, client_side, &conn.activity, stream_idle, idle);
     }
     let back = response::GiveBack { pool, key, info: &conn.info, pinned: &conn.pinned };
     let edge = response::Edge { signed_in: user.is_some(), delegated: signing.is_some(), final_token };

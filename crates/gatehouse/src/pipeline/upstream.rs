@@ -45,19 +45,7 @@ pub fn prepare(
     let body_length = http_body::Body::size_hint(&body).exact();
     let progress = RequestProgress::new();
     let mut headers = parts.headers;
-    // For an absolute-form target the authority is the host (RFC 9112 3.2.2);
-    // a different Host header is ignored.
-    let client_host = match &routed.host {
-        Some(h) => {
-            Some(HeaderValue::from_str(h).map_err(|_| Failure::BadRequest("Host is not a valid header value".into()))?)
-        }
-        None => None,
-    };
-    let host = match (&site.host_header, &client_host) {
-        (Some(h), _) => headers::value(h),
-        (None, Some(h)) => h.clone(),
-        (None, None) => headers::value(&format!("{}:{}", site.backend.host, site.backend.port)),
-    };
+    let (client_host, host) = hosts(routed)?;
     // The edge consumed the client's credentials; they mean nothing to the
     // backend, unless the site forwards Basic (the password, already checked)
     // or does not authenticate at all (the client logs on to the backend).
@@ -89,17 +77,7 @@ pub fn prepare(
         uri: uri.clone(),
         headers: headers.clone(),
     });
-    // On a site without `auth` the client may log on to the backend itself:
-    // from its first credentials on, this client connection has backend
-    // connections of its own, never shared with anyone.
-    let identity = match user {
-        Some(u) => Identity::User(u.name.clone()),
-        None if pinned.load(Ordering::Relaxed) || headers.contains_key(header::AUTHORIZATION) => {
-            pinned.store(true, Ordering::Relaxed);
-            Identity::Connection(info.id)
-        }
-        None => Identity::Anonymous,
-    };
+    let identity = identity(user, &headers, info, pinned);
     let mut request = Request::new(RequestBody::new(body, progress.clone()));
     *request.method_mut() = parts.method;
     *request.uri_mut() = uri;
@@ -112,4 +90,38 @@ pub fn prepare(
         progress,
         bodiless,
     })
+}
+
+/// The host the client asked for (for `X-Forwarded-Host`), and the `Host` the
+/// backend gets: the site's `host_header`, else the client's, else the
+/// backend's own address. For an absolute-form target the authority is the
+/// host (RFC 9112 3.2.2); a different Host header is ignored.
+fn hosts(routed: &Routed) -> Result<(Option<HeaderValue>, HeaderValue), Failure> {
+    let site = &routed.site;
+    let client_host = match &routed.host {
+        Some(h) => {
+            Some(HeaderValue::from_str(h).map_err(|_| Failure::BadRequest("Host is not a valid header value".into()))?)
+        }
+        None => None,
+    };
+    let host = match (&site.host_header, &client_host) {
+        (Some(h), _) => headers::value(h),
+        (None, Some(h)) => h.clone(),
+        (None, None) => headers::value(&format!("{}:{}", site.backend.host, site.backend.port)),
+    };
+    Ok((client_host, host))
+}
+
+/// Whose backend connections may carry the request. On a site without `auth`
+/// the client may log on to the backend itself: from its first credentials on,
+/// this client connection has backend connections of its own, never shared.
+fn identity(user: Option<&User>, headers: &http::HeaderMap, info: &ConnInfo, pinned: &AtomicBool) -> Identity {
+    match user {
+        Some(u) => Identity::User(u.name.clone()),
+        None if pinned.load(Ordering::Relaxed) || headers.contains_key(header::AUTHORIZATION) => {
+            pinned.store(true, Ordering::Relaxed);
+            Identity::Connection(info.id)
+        }
+        None => Identity::Anonymous,
+    }
 }
