@@ -12,7 +12,11 @@
 //! - anything else: reads the whole body (counting, not keeping it) and answers
 //!   JSON with the method, path, version, headers and body length.
 
+pub mod config;
 pub mod exchange;
+pub mod lab;
+pub mod net;
+pub mod process;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
