@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -15,45 +14,21 @@ use common::*;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-fn start(env: &HashMap<String, String>, extra: &str, sites: &str) -> (Gatehouse, PathBuf, u16) {
+/// gatehouse on a TLS listener for proxy.ad.test with an ActiveSync-like site
+/// (Basic, KCD to the lab's backend) and a lockout limit of two; `sites` come after.
+fn start(env: &LabEnv, sites: &[Site]) -> (Gatehouse, PathBuf, u16) {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
-    let port = free_port();
-    let config = format!(
-        r#"
-[domain]
-realm = "AD.TEST"
-netbios_name = "ADTEST"
-krb5_conf = "{krb5}"
-keytab = "{keytab}"
-service_principal = "svc-proxy@AD.TEST"
-acceptor_spn = "HTTP/proxy.ad.test"
-
-[lockout]
-max_failures_per_user = 2
-
-{extra}
-
-[[listener]]
-name = "public"
-bind = "127.0.0.1:{port}"
-tls = {{ cert = "proxy.pem", key = "proxy.key" }}
-
-[[site]]
-name = "activesync"
-listener = "public"
-backend = "http://127.0.0.1:18080"
-host_header = "backend.ad.test"
-auth = ["Basic"]
-delegation = "kcd"
-backend_spn = "HTTP/backend.ad.test"
-
-{sites}
-"#,
-        krb5 = env["KRB5_CONFIG"],
-        keytab = env["LAB_PROXY_KEYTAB"],
-    );
-    let g = Gatehouse::start_in(dir, &config, listen(port));
+    let mut config = Config::new()
+        .domain(Domain::lab(env).acceptor_spn("HTTP/proxy.ad.test"))
+        .table("lockout", "max_failures_per_user = 2")
+        .listener(Listener::tls("public", "proxy"))
+        .site(Site::lab_kcd("activesync", "public", env).auth(&["Basic"]));
+    for site in sites {
+        config = config.site(site.clone());
+    }
+    let g = Gatehouse::start_in(dir, &config.to_string());
+    let port = g.port();
     (g, ca, port)
 }
 
@@ -80,7 +55,7 @@ fn counters(mut g: Gatehouse) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_users_reach_the_kerberos_backend_as_themselves() {
     let Some(env) = lab_env() else { return };
-    let (g, ca, port) = start(&env, "", "");
+    let (g, ca, port) = start(&env, &[]);
     // Offered with a realm.
     let r = ask(&ca, port, "GET / HTTP/1.1\r\nHost: proxy.ad.test\r\n\r\n").await;
     assert_eq!(r.status, 401);
@@ -112,7 +87,7 @@ async fn basic_users_reach_the_kerberos_backend_as_themselves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passwords_lockout_and_bad_credentials() {
     let Some(env) = lab_env() else { return };
-    let (g, ca, port) = start(&env, "", "");
+    let (g, ca, port) = start(&env, &[]);
     // Right, then wrong: the remembered password does not let the wrong one in.
     assert_eq!(ask(&ca, port, &basic("carol", "Carol-Pass1")).await.status, 200, "{}", g.stderr());
     assert_eq!(ask(&ca, port, &basic("carol", "Carol-Pass2")).await.status, 401);
@@ -145,11 +120,12 @@ async fn wrong_passwords_lockout_and_bad_credentials() {
 async fn the_password_is_forwarded_only_when_the_site_says_so() {
     let Some(env) = lab_env() else { return };
     let backend = testkit::Backend::start().await;
-    let sites = format!(
-        "[[site]]\nname = \"forwarding\"\nlistener = \"public\"\npath_prefix = \"/legacy\"\nbackend = \"http://{0}\"\nauth = [\"Basic\"]\ndelegation = \"basic\"\n\n[[site]]\nname = \"plain-basic\"\nlistener = \"public\"\npath_prefix = \"/other\"\nbackend = \"http://{0}\"\nauth = [\"Basic\"]\n",
-        backend.addr
-    );
-    let (g, ca, port) = start(&env, "", &sites);
+    let origin = format!("http://{}", backend.addr);
+    let sites = [
+        Site::new("forwarding", "public", &origin).path_prefix("/legacy").auth(&["Basic"]).delegation("basic"),
+        Site::new("plain-basic", "public", &origin).path_prefix("/other").auth(&["Basic"]),
+    ];
+    let (g, ca, port) = start(&env, &sites);
     let r = ask(&ca, port, &basic("bob", "Bob-Pass1").replace("/Microsoft-Server-ActiveSync", "/legacy/x")).await;
     assert_eq!(r.status, 200, "{}", g.stderr());
     let r = ask(&ca, port, &basic("bob", "Bob-Pass1").replace("/Microsoft-Server-ActiveSync", "/other/x")).await;

@@ -554,12 +554,12 @@ fn lossy(b: &[u8]) -> String {
     }
 }
 
-fn one_site(port: u16, backend: SocketAddr) -> String {
+fn one_site(backend: SocketAddr) -> String {
     format!(
         r#"
 [[listener]]
 name = "public"
-bind = "127.0.0.1:{port}"
+bind = "127.0.0.1:0"
 
 [[site]]
 name = "app"
@@ -573,9 +573,8 @@ backend = "http://{backend}"
 async fn desync_corpus_through_gatehouse() {
     let all = cases::all();
     let recorder = Recorder::start().await;
-    let port = free_port();
-    let g = Gatehouse::start(&one_site(port, recorder.addr), listen(port));
-    let addr = listen(port);
+    let g = Gatehouse::start(&one_site(recorder.addr));
+    let addr = g.addr();
     let started = Instant::now();
 
     let all = Arc::new(all);
