@@ -3,14 +3,12 @@
 //! short password cache, and KCD to the Kerberos-only backend with the
 //! password never forwarded.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::*;
 use base64::Engine;
-use common::*;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 

@@ -4,13 +4,11 @@
 //! AD cannot hold refused before anything is stored, counting per client
 //! network, and client values that cannot forge operational log lines.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+use crate::common::*;
 use base64::Engine;
-use common::*;
 use ntlm::client::Client;
 use testkit::Backend;
 use tokio::net::TcpSocket;

@@ -2,12 +2,10 @@
 //! curl as a real client, and a scripted client on raw sockets that builds
 //! messages as Windows does and forges them as attackers do.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ntlm::client::Client;
 use testkit::Backend;
 

@@ -16,9 +16,7 @@
 //! Cases listed in [`KNOWN_OPEN`] fail today; the test asserts that they still
 //! do, so that a fix shows up as a failure asking for the list to shrink.
 
-mod common;
-
-#[path = "data/desync/cases.rs"]
+#[path = "../data/desync/cases.rs"]
 mod cases;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,8 +24,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use cases::{Case, End, Outcome};
-use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -3,14 +3,12 @@
 //! by sites, and the framing corner cases found by independent test suites.
 //! Each test sends the attack and checks the legitimate use next to it.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use ntlm::client::Client;
 use testkit::Backend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

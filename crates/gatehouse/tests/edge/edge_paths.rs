@@ -2,11 +2,9 @@
 //! findings 6 and 10): the real binary, an anonymous site on `/`, protected sites
 //! behind it, and recording backends that show where each request really went.
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::*;
+use crate::common::*;
 use testkit::Backend;
 
 /// `open` serves `/` for any host; `protected` serves `/secure`, `/Ünicode` and
