@@ -18,9 +18,33 @@ fi
 export GATEHOUSE_PYTHON=$PWD/$venv/bin/python
 
 export LAB=${LAB:-/tmp/gatehouse-lab}
-lab/lab.sh start
-trap 'lab/lab.sh stop' EXIT
 export GATEHOUSE_LAB_REQUIRED=1
+
+# Every gatehouse a test started must be gone when the tests are: one left
+# running (after a panic, or behind a wrapper that forked) keeps listening with
+# its folder deleted. Checked however the run ends; a leftover fails the run.
+gatehouse_bin=$(realpath -m "${CARGO_TARGET_DIR:-target}/debug/gatehouse")
+leftovers() {
+  for exe in /proc/[0-9]*/exe; do
+    case "$(readlink "$exe" 2>/dev/null)" in
+      "$gatehouse_bin" | "$gatehouse_bin (deleted)") pid=${exe#/proc/}; echo "${pid%/exe}" ;;
+    esac
+  done
+}
+finish() {
+  status=$?
+  lab/lab.sh stop || true
+  left=$(leftovers)
+  if [ -n "$left" ]; then
+    echo "FAILED: gatehouse processes outlived the tests:" >&2
+    ps -o pid,ppid,etime,args -p $(echo $left | tr ' ' ',') >&2 || true
+    kill -KILL $left 2>/dev/null || true
+    status=1
+  fi
+  exit $status
+}
+lab/lab.sh start
+trap finish EXIT
 
 cargo build --workspace --locked
 cargo test --workspace --locked

@@ -31,6 +31,9 @@ pub fn start(
     workers: Arc<Workers>,
 ) -> std::io::Result<ListenerHandle> {
     let std_listener = std::net::TcpListener::bind(bind)?;
+    // Port 0 in the file lets the system choose: the log names the port it chose
+    // (the integration tests start gatehouse so, and read it here).
+    tracing::info!(listener = %name, addr = %std_listener.local_addr()?, "bound");
     std_listener.set_nonblocking(true)?;
     let tcp = TcpListener::from_std(std_listener)?;
     let (stop, stopped) = watch::channel(false);

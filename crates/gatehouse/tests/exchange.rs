@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use common::*;
 use ntlm::client::Client;
+use testkit::config;
 use testkit::exchange::{oab_byte, ExchangeBackend, OAB_SIZE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -28,52 +28,28 @@ struct Published {
     backend: ExchangeBackend,
 }
 
-async fn publish(env: &HashMap<String, String>) -> Published {
+async fn publish(env: &LabEnv) -> Published {
     std::env::set_var("KRB5_CONFIG", &env["KRB5_CONFIG"]);
     let backend =
         ExchangeBackend::start(&format!("{}/backend.keytab", env["LAB"]), "HTTP/backend.ad.test", "AD.TEST").await;
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("mail", &["proxy.ad.test"])]);
-    let port = free_port();
-    let config = format!(
-        r#"
-[domain]
-realm = "AD.TEST"
-netbios_name = "ADTEST"
-krb5_conf = "{krb5}"
-keytab = "{keytab}"
-service_principal = "svc-proxy@AD.TEST"
-acceptor_spn = "HTTP/proxy.ad.test"
-
-[accounts]
-source = "winbind"
-smb_conf = "{smb}"
-
-[timeouts]
-# Short, so that the Outlook Anywhere simulation proves /rpc's own long idle time.
-keepalive_idle = "1s"
-
-[[listener]]
-name = "public"
-bind = "127.0.0.1:{port}"
-tls = {{ cert = "mail.pem", key = "mail.key" }}
-
-[[site]]
-name = "exchange"
-preset = "exchange"
-listener = "public"
-hosts = ["proxy.ad.test"]
-backend = "http://{backend}"
-host_header = "backend.ad.test"
-delegation = "kcd"
-backend_spn = "HTTP/backend.ad.test"
-"#,
-        krb5 = env["KRB5_CONFIG"],
-        keytab = env["LAB_PROXY_KEYTAB"],
-        smb = env["SMB_CONF"],
-        backend = backend.addr,
-    );
-    let g = Gatehouse::start_in(dir, &config, listen(port));
+    let config = Config::new()
+        .domain(Domain::lab(env).acceptor_spn("HTTP/proxy.ad.test"))
+        .accounts(Accounts::winbind(env))
+        // Short, so that the Outlook Anywhere simulation proves /rpc's own long idle time.
+        .table("timeouts", "keepalive_idle = \"1s\"")
+        .listener(Listener::tls("public", "mail"))
+        .site(
+            Site::new("exchange", "public", &format!("http://{}", backend.addr))
+                .set_str("preset", "exchange")
+                .hosts(&["proxy.ad.test"])
+                .host_header("backend.ad.test")
+                .delegation("kcd")
+                .backend_spn("HTTP/backend.ad.test"),
+        );
+    let g = Gatehouse::start_in(dir, &config.to_string());
+    let port = g.port();
     Published { g, ca, port, backend }
 }
 
@@ -256,7 +232,7 @@ fn has_status(heads: &str, status: u16) -> bool {
     heads.lines().any(|l| l.starts_with("HTTP/") && l.split_whitespace().nth(1) == Some(&status.to_string()))
 }
 
-fn curl(p: &Published, env: &HashMap<String, String>, cc: Option<&str>, args: &[&str]) -> (String, Vec<u8>) {
+fn curl(p: &Published, env: &LabEnv, cc: Option<&str>, args: &[&str]) -> (String, Vec<u8>) {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "-D", "-", "--cacert"])
         .arg(&p.ca)
@@ -389,43 +365,26 @@ async fn extended_protection_towards_an_https_backend() {
     assert!(r.header("x-refused").unwrap_or("").contains("no channel bindings"), "{:?}", r.headers);
 
     // Through gatehouse, whose tickets carry the bindings of its own TLS connection to the backend.
-    let port = free_port();
-    let config = format!(
-        r#"
-[domain]
-realm = "AD.TEST"
-netbios_name = "ADTEST"
-krb5_conf = "{krb5}"
-keytab = "{keytab}"
-service_principal = "svc-proxy@AD.TEST"
-
-[accounts]
-source = "winbind"
-smb_conf = "{smb}"
-
-[[listener]]
-name = "public"
-bind = "127.0.0.1:{port}"
-tls = {{ cert = "{mail_pem}", key = "{mail_key}" }}
-
-[[site]]
-name = "ews"
-listener = "public"
-backend = "https://{backend}"
-backend_tls = {{ ca = "{ca}", server_name = "backend.ad.test" }}
-auth = ["NTLM"]
-delegation = "kcd"
-backend_spn = "HTTP/backend.ad.test"
-"#,
-        krb5 = env["KRB5_CONFIG"],
-        keytab = env["LAB_PROXY_KEYTAB"],
-        smb = env["SMB_CONF"],
-        mail_pem = dir.path().join("mail.pem").display(),
-        mail_key = dir.path().join("mail.key").display(),
-        backend = backend.addr,
-        ca = ca.display(),
+    let tls = format!(
+        "{{ cert = {}, key = {} }}",
+        config::quote(&dir.path().join("mail.pem").display().to_string()),
+        config::quote(&dir.path().join("mail.key").display().to_string())
     );
-    let g = Gatehouse::start(&config, listen(port));
+    let backend_tls =
+        format!("{{ ca = {}, server_name = \"backend.ad.test\" }}", config::quote(&ca.display().to_string()));
+    let config = Config::new()
+        .domain(Domain::lab(&env))
+        .accounts(Accounts::winbind(&env))
+        .listener(Listener::plain("public").set("tls", &tls))
+        .site(
+            Site::new("ews", "public", &format!("https://{}", backend.addr))
+                .set("backend_tls", &backend_tls)
+                .auth(&["NTLM"])
+                .delegation("kcd")
+                .backend_spn("HTTP/backend.ad.test"),
+        );
+    let g = Gatehouse::start(&config.to_string());
+    let port = g.port();
     let mut c = Conn::open_tls(listen(port), &ca, "proxy.ad.test").await;
     let r = handshake(
         &mut c,

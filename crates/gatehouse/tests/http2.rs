@@ -26,24 +26,10 @@ fn curl(ca: &Path, port: u16, path: &str, args: &[&str], env: &[(&str, &str)]) -
     (String::from_utf8_lossy(&out.stderr).into_owned(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn config(port: u16, backend: &str, extra_listener: &str, domain: &str, sites: &str) -> String {
-    format!(
-        r#"
-{domain}
-
-[[listener]]
-name = "public"
-bind = "127.0.0.1:{port}"
-tls = {{ cert = "proxy.pem", key = "proxy.key" }}
-{extra_listener}
-
-[[site]]
-name = "anon"
-listener = "public"
-backend = "{backend}"
-{sites}
-"#
-    )
+/// A TLS listener `public` (certificate for proxy.ad.test) and an anonymous
+/// site in front of `backend`; the caller adds a domain and more sites.
+fn config(backend: &str, listener: Listener) -> Config {
+    Config::new().listener(listener).site(Site::new("anon", "public", backend))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,17 +38,15 @@ async fn anonymous_and_ntlm_over_http2() {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test", "127.0.0.1"])]);
     std::fs::write(dir.path().join("users.ntlm"), "ADTEST:bob:Bob-Pass1\n").unwrap();
-    let port = free_port();
-    let domain = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n\n[accounts]\nsource = \"file\"\nfile = \"users.ntlm\"\n";
-    let ntlm_site = format!(
-        "\n[[site]]\nname = \"ntlm\"\nlistener = \"public\"\npath_prefix = \"/ews\"\nbackend = \"http://{}\"\nauth = [\"NTLM\"]\nidentity_header = \"X-Remote-User\"\n",
-        backend.addr
-    );
-    let g = Gatehouse::start_in(
-        dir,
-        &config(port, &format!("http://{}", backend.addr), "", domain, &ntlm_site),
-        listen(port),
-    );
+    let origin = format!("http://{}", backend.addr);
+    let text = config(&origin, Listener::tls("public", "proxy"))
+        .domain(Domain::new())
+        .accounts(Accounts::file("users.ntlm"))
+        .site(
+            Site::new("ntlm", "public", &origin).path_prefix("/ews").auth(&["NTLM"]).identity_header("X-Remote-User"),
+        );
+    let g = Gatehouse::start_in(dir, &text.to_string());
+    let port = g.port();
     let ca = &ca;
 
     // Anonymous: h2 end to end at the edge, HTTP/1.1 to the backend.
@@ -115,9 +99,9 @@ async fn http2_can_be_switched_off() {
     let backend = Backend::start().await;
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
-    let port = free_port();
-    let text = config(port, &format!("http://{}", backend.addr), "http2 = false", "", "");
-    let _g = Gatehouse::start_in(dir, &text, listen(port));
+    let text = config(&format!("http://{}", backend.addr), Listener::tls("public", "proxy").set("http2", "false"));
+    let g = Gatehouse::start_in(dir, &text.to_string());
+    let port = g.port();
     let (trace, _) = curl(&ca, port, "/x", &["--http2"], &[]);
     assert!(trace.contains("ALPN: server accepted http/1.1") && trace.contains("< HTTP/1.1 200"), "{trace}");
 }
@@ -129,13 +113,12 @@ async fn kerberos_and_basic_over_http2() {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
     let cc = kinit(&env, dir.path(), "alice", "Alice-Pass1", &[]);
-    let port = free_port();
-    let domain = format!(
-        "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkrb5_conf = \"{}\"\nkeytab = \"{}\"\nservice_principal = \"svc-proxy@AD.TEST\"\nacceptor_spn = \"HTTP/proxy.ad.test\"\n",
-        env["KRB5_CONFIG"], env["LAB_PROXY_KEYTAB"]
-    );
-    let sites = "\n[[site]]\nname = \"kerberos\"\nlistener = \"public\"\npath_prefix = \"/owa\"\nbackend = \"http://127.0.0.1:18080\"\nhost_header = \"backend.ad.test\"\nauth = [\"Negotiate\"]\ndelegation = \"kcd\"\nbackend_spn = \"HTTP/backend.ad.test\"\n\n[[site]]\nname = \"basic\"\nlistener = \"public\"\npath_prefix = \"/Microsoft-Server-ActiveSync\"\nbackend = \"http://127.0.0.1:18080\"\nhost_header = \"backend.ad.test\"\nauth = [\"Basic\"]\ndelegation = \"kcd\"\nbackend_spn = \"HTTP/backend.ad.test\"\n";
-    let g = Gatehouse::start_in(dir, &config(port, "http://127.0.0.1:18080", "", &domain, sites), listen(port));
+    let text = config(&env["LAB_BACKEND"], Listener::tls("public", "proxy"))
+        .domain(Domain::lab(&env).acceptor_spn("HTTP/proxy.ad.test"))
+        .site(Site::lab_kcd("kerberos", "public", &env).path_prefix("/owa").auth(&["Negotiate"]))
+        .site(Site::lab_kcd("basic", "public", &env).path_prefix("/Microsoft-Server-ActiveSync").auth(&["Basic"]));
+    let g = Gatehouse::start_in(dir, &text.to_string());
+    let port = g.port();
     let krb = [("KRB5_CONFIG", env["KRB5_CONFIG"].as_str()), ("KRB5CCNAME", cc.as_str())];
     let (trace, body) = curl(&ca, port, "/owa/", &["--http2", "--negotiate", "-u", ":"], &krb);
     assert!(trace.contains("< HTTP/2 200") && !trace.contains("HTTP_1_1_REQUIRED"), "{trace}\n{}", g.stderr());

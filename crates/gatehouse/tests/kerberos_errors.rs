@@ -126,8 +126,8 @@ async fn basic_with_no_kdc_is_503_and_locks_nobody_out() {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
     let krb5 = closed_kdc_conf(&env, dir.path());
-    let port = free_port();
-    let g = Gatehouse::start_in(dir, &basic_config(&env, &krb5, port), listen(port));
+    let g = Gatehouse::start_in(dir, &basic_config(&env, &krb5, 0));
+    let port = g.port();
     let raw = format!(
         "GET / HTTP/1.1\r\nHost: proxy.ad.test\r\nAuthorization: Basic {}\r\n\r\n",
         base64::engine::general_purpose::STANDARD.encode("bob:Bob-Pass1")
@@ -150,12 +150,15 @@ async fn delegation_with_no_kdc_is_503_with_the_cause() {
     let Some(env) = lab_env() else { return };
     let dir = tempfile::tempdir().unwrap();
     let krb5 = closed_kdc_conf(&env, dir.path());
-    let port = free_port();
-    let accounts = format!("source = \"winbind\"\nsmb_conf = \"{}\"", env["SMB_CONF"]);
-    let config =
-        kcd_config(&env, port, &accounts, "http://127.0.0.1:18080", "HTTP/backend.ad.test", "spnego", "always")
-            .replace(&env["KRB5_CONFIG"], &krb5);
-    let g = Gatehouse::start_in(dir, &config, listen(port));
+    let config = kcd_config(
+        &env,
+        Accounts::winbind(&env),
+        kcd_site("http://127.0.0.1:18080", "HTTP/backend.ad.test", "spnego", "always"),
+    )
+    .to_string()
+    .replace(&env["KRB5_CONFIG"], &krb5);
+    let g = Gatehouse::start_in(dir, &config);
+    let port = g.port();
     let mut c = Conn::open(listen(port)).await;
     let r =
         handshake(&mut c, &Client::new("bob", "Bob-Pass1"), "GET / HTTP/1.1\r\nHost: mail.ad.test", b"", |_| {}).await;

@@ -104,7 +104,7 @@ fn kerberos_files(dir: &Path, kdc: &SilentKdc) {
     assert!(std::fs::metadata(&keytab).unwrap().len() > 0, "ktutil wrote no keytab");
 }
 
-fn config(port: u16, backend: SocketAddr, keytab: &str) -> String {
+fn config(backend: SocketAddr, keytab: &str) -> String {
     format!(
         r#"
 [domain]
@@ -117,7 +117,7 @@ acceptor_spn = "{SPN}"
 
 [[listener]]
 name = "plain"
-bind = "127.0.0.1:{port}"
+bind = "127.0.0.1:0"
 
 [[site]]
 name = "intranet"
@@ -221,7 +221,7 @@ async fn timed(port: u16, raw: String, within: Duration) -> Option<(u16, Duratio
 
 /// gatehouse's threads by name.
 fn threads_named(g: &Gatehouse, name: &str) -> usize {
-    let pid = g.child.as_ref().unwrap().id();
+    let pid = g.pid();
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
@@ -270,8 +270,8 @@ async fn forged_tokens_neither_stall_the_workers_nor_reach_the_kdc() {
     let dir = tempfile::tempdir().unwrap();
     kerberos_files(dir.path(), &kdc);
     let backend = Backend::start().await;
-    let port = free_port();
-    let g = Gatehouse::start_in(dir, &config(port, backend.addr, "proxy.keytab"), listen(port));
+    let g = Gatehouse::start_in(dir, &config(backend.addr, "proxy.keytab"));
+    let port = g.port();
 
     // Two per worker would have stopped every worker until MIT gave up.
     burst(port, 8, 0).await;
@@ -301,12 +301,12 @@ async fn a_reload_with_a_new_keytab_gets_its_credentials_in_the_background_too()
     kerberos_files(dir.path(), &kdc);
     std::fs::copy(dir.path().join("proxy.keytab"), dir.path().join("new.keytab")).unwrap();
     let backend = Backend::start().await;
-    let port = free_port();
-    let g = Gatehouse::start_in(dir, &config(port, backend.addr, "proxy.keytab"), listen(port));
+    let g = Gatehouse::start_in(dir, &config(backend.addr, "proxy.keytab"));
+    let port = g.port();
     g.wait_for(|| kdc_attempts(&g).0 >= 1, "the first background attempt");
 
     let reload_started = Instant::now();
-    g.reload(&config(port, backend.addr, "new.keytab"));
+    g.reload(&config(backend.addr, "new.keytab"));
     // The reload itself did not wait for the silent KDC.
     assert!(reload_started.elapsed() < Duration::from_secs(5), "{:?}", reload_started.elapsed());
     g.wait_for(|| kdc_attempts(&g).0 >= 2, "the new delegator's background attempt");

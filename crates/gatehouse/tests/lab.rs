@@ -2,12 +2,11 @@
 //! passwords through winbind, and three independent NTLM clients (curl,
 //! pyspnego, Samba's ntlm_auth) sign in through gatehouse.
 //!
-//! Needs the lab running. Without it these tests say so and pass, unless
-//! GATEHOUSE_LAB_REQUIRED is set, as `scripts/test.sh` (and so CI) sets it.
+//! Needs the lab running: without it these tests fail, unless
+//! GATEHOUSE_LAB_SKIP=1 says to skip them (see `testkit::lab`).
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -26,57 +25,22 @@ fn client_script(name: &str) -> PathBuf {
 
 /// gatehouse with winbind-checked NTLM sites on a TLS and a plain listener.
 /// Returns gatehouse, the CA file, the TLS port and the plain port.
-fn start(
-    env: &HashMap<String, String>,
-    backend: SocketAddr,
-    binding: &str,
-    max_failures: u32,
-) -> (Gatehouse, PathBuf, u16, u16) {
+fn start(env: &LabEnv, backend: SocketAddr, binding: &str, max_failures: u32) -> (Gatehouse, PathBuf, u16, u16) {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("mail", &["mail.ad.test"])]);
-    let port = free_port();
-    let plain = free_port();
-    let config = format!(
-        r#"
-[domain]
-realm = "AD.TEST"
-netbios_name = "ADTEST"
-acceptor_spn = "HTTP/proxy.ad.test"
-
-[accounts]
-source = "winbind"
-smb_conf = "{smb}"
-
-[lockout]
-max_failures_per_user = {max_failures}
-
-[[listener]]
-name = "public"
-bind = "127.0.0.1:{port}"
-tls = {{ cert = "mail.pem", key = "mail.key" }}
-channel_binding = "{binding}"
-
-[[listener]]
-name = "plain"
-bind = "127.0.0.1:{plain}"
-
-[[site]]
-name = "ews"
-listener = "public"
-backend = "http://{backend}"
-auth = ["NTLM"]
-identity_header = "X-Remote-User"
-
-[[site]]
-name = "ews-plain"
-listener = "plain"
-backend = "http://{backend}"
-auth = ["NTLM"]
-identity_header = "X-Remote-User"
-"#,
-        smb = env["SMB_CONF"],
-    );
-    let g = Gatehouse::start_in(dir, &config, listen(port));
+    let ntlm_site = |name: &str, listener: &str| {
+        Site::new(name, listener, &format!("http://{backend}")).auth(&["NTLM"]).identity_header("X-Remote-User")
+    };
+    let config = Config::new()
+        .domain(Domain::new().acceptor_spn("HTTP/proxy.ad.test"))
+        .accounts(Accounts::winbind(env))
+        .table("lockout", &format!("max_failures_per_user = {max_failures}"))
+        .listener(Listener::tls("public", "mail").channel_binding(binding))
+        .listener(Listener::plain("plain"))
+        .site(ntlm_site("ews", "public"))
+        .site(ntlm_site("ews-plain", "plain"));
+    let g = Gatehouse::start_in(dir, &config.to_string());
+    let (port, plain) = (g.addr_of("public").port(), g.addr_of("plain").port());
     (g, ca, port, plain)
 }
 
@@ -145,7 +109,7 @@ async fn samba_ntlm_auth_as_the_client() {
     assert!(text.contains(r#""x-remote-user":"ADTEST\\bob""#), "{text}");
 }
 
-fn bad_password_count(env: &HashMap<String, String>, user: &str) -> u32 {
+fn bad_password_count(env: &LabEnv, user: &str) -> u32 {
     let out = Command::new("samba-tool")
         .args(["user", "show", user, "-s", &env["SMB_CONF"], "--attributes=badPwdCount"])
         .output()
@@ -186,33 +150,19 @@ async fn the_domain_controller_sees_at_most_the_lockout_limit() {
 
 /// gatehouse signing users in with NTLM (winbind) and reaching the lab's
 /// Kerberos-only Apache backend as them (KCD). Returns gatehouse and its port.
-fn start_kcd(env: &HashMap<String, String>, spn: &str, token: &str) -> (Gatehouse, u16) {
+fn start_kcd(env: &LabEnv, spn: &str, token: &str) -> (Gatehouse, u16) {
     start_kcd_with(env, spn, token, "always", "http://127.0.0.1:18080")
 }
 
 /// [`kcd_config`] with passwords checked by the lab's DC through winbind.
-fn winbind_kcd_config(
-    env: &HashMap<String, String>,
-    port: u16,
-    backend: &str,
-    spn: &str,
-    token: &str,
-    send: &str,
-) -> String {
-    let accounts = format!("source = \"winbind\"\nsmb_conf = \"{}\"", env["SMB_CONF"]);
-    kcd_config(env, port, &accounts, backend, spn, token, send)
+fn winbind_kcd_config(env: &LabEnv, site: Site) -> Config {
+    kcd_config(env, Accounts::winbind(env), site)
 }
 
-fn start_kcd_with(
-    env: &HashMap<String, String>,
-    spn: &str,
-    token: &str,
-    send: &str,
-    backend: &str,
-) -> (Gatehouse, u16) {
-    let port = free_port();
-    let config = winbind_kcd_config(env, port, backend, spn, token, send);
-    (Gatehouse::start(&config, listen(port)), port)
+fn start_kcd_with(env: &LabEnv, spn: &str, token: &str, send: &str, backend: &str) -> (Gatehouse, u16) {
+    let g = Gatehouse::start(&winbind_kcd_config(env, kcd_site(backend, spn, token, send)).to_string());
+    let port = g.port();
+    (g, port)
 }
 
 async fn sign_in(port: u16, user: &'static str, password: &'static str) -> (Conn, Resp) {
@@ -256,14 +206,14 @@ async fn ntlm_users_reach_the_kerberos_backend_as_themselves() {
     drop(g);
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("mail", &["mail.ad.test"])]);
-    let tls_port = free_port();
-    let config =
-        winbind_kcd_config(&env, tls_port, "http://127.0.0.1:18080", "HTTP/backend.ad.test", "kerberos", "always")
-            .replace(
-                &format!("bind = \"127.0.0.1:{tls_port}\"\n"),
-                &format!("bind = \"127.0.0.1:{tls_port}\"\ntls = {{ cert = \"mail.pem\", key = \"mail.key\" }}\n"),
-            );
-    let g = Gatehouse::start_in(dir, &config, listen(tls_port));
+    let site = kcd_site(&env["LAB_BACKEND"], "HTTP/backend.ad.test", "kerberos", "always");
+    let config = Config::new()
+        .domain(Domain::lab(&env))
+        .accounts(Accounts::winbind(&env))
+        .listener(Listener::tls("plain", "mail"))
+        .site(site);
+    let g = Gatehouse::start_in(dir, &config.to_string());
+    let tls_port = g.port();
     for (user, password) in [("bob", "Bob-Pass1"), ("alice", "Alice-Pass1")] {
         let out = Command::new("curl")
             .args(["-sS", "--ntlm", "-u", &format!("ADTEST\\{user}:{password}"), "--cacert"])
@@ -352,11 +302,9 @@ async fn send_token_modes_on_the_wire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delegation_by_upn() {
     let Some(env) = lab_env() else { return };
-    let port = free_port();
-    let config =
-        winbind_kcd_config(&env, port, "http://127.0.0.1:18080", "HTTP/backend.ad.test", "spnego", "every-request")
-            + "delegation_user = \"upn\"\n";
-    let g = Gatehouse::start(&config, listen(port));
+    let site = kcd_site(&env["LAB_BACKEND"], "HTTP/backend.ad.test", "spnego", "every-request");
+    let g = Gatehouse::start(&winbind_kcd_config(&env, site.set_str("delegation_user", "upn")).to_string());
+    let port = g.port();
     let (_, r) = sign_in(port, "carol", "Carol-Pass1").await;
     assert_eq!(r.status, 200, "{}\n{}", r.text(), g.stderr());
     assert!(r.text().contains("REMOTE_USER=carol.jones\\@corp.example@AD.TEST"), "{}", r.text());

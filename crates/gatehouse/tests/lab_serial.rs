@@ -36,9 +36,9 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Passwords from a file, so that a KDC outage is the KDC's alone (winbind
 /// would fail first and hide what delegation does).
-fn file_kcd_config(env: &std::collections::HashMap<String, String>, port: u16) -> String {
-    let accounts = "source = \"file\"\nfile = \"users.ntlm\"";
-    kcd_config(env, port, accounts, "http://127.0.0.1:18080", "HTTP/backend.ad.test", "spnego", "always")
+fn file_kcd_config(env: &LabEnv) -> String {
+    let site = kcd_site(&env["LAB_BACKEND"], "HTTP/backend.ad.test", "spnego", "always");
+    kcd_config(env, Accounts::file("users.ntlm"), site).to_string()
 }
 
 /// Turns protocol transition back on however the test ends.
@@ -65,10 +65,8 @@ async fn without_protocol_transition_the_cause_is_logged_and_doctor_prints_the_f
     let restore = RestoreProtocolTransition(smb);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("users.ntlm"), "ADTEST:carol:Carol-Pass1\n").unwrap();
-    let port = free_port();
-    let text = file_kcd_config(&env, port);
-    let g = Gatehouse::start_in(dir, &text, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-    let mut c = Conn::open(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await;
+    let g = Gatehouse::start_in(dir, &file_kcd_config(&env));
+    let mut c = Conn::open(g.addr()).await;
     let r = request_as(&mut c, Some(&Client::new("carol", "Carol-Pass1"))).await;
     assert_eq!(r.status, 502, "{}", r.text());
     let log = g.stderr();
@@ -114,10 +112,8 @@ async fn cached_users_keep_working_while_the_kdc_is_down_and_new_ones_recover() 
     // Passwords from a file, so that the outage is the KDC's alone (winbind would
     // fail first and hide what delegation does).
     std::fs::write(dir.path().join("users.ntlm"), "ADTEST:alice:Alice-Pass1\nADTEST:bob:Bob-Pass1\n").unwrap();
-    let port = free_port();
-    let config = file_kcd_config(&env, port);
-    let g = Gatehouse::start_in(dir, &config, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let g = Gatehouse::start_in(dir, &file_kcd_config(&env));
+    let addr = g.addr();
     let alice = Client::new("alice", "Alice-Pass1");
     let bob = Client::new("bob", "Bob-Pass1");
 

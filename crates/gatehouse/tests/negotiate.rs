@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -34,7 +33,7 @@ fn client_script(name: &str) -> PathBuf {
 
 /// alice's ticket cache (kinit with her password, as a domain-joined client
 /// has at logon), made once for the whole test binary.
-fn alice_ccache(env: &HashMap<String, String>) -> &'static str {
+fn alice_ccache(env: &LabEnv) -> &'static str {
     static CACHE: OnceLock<(tempfile::TempDir, String)> = OnceLock::new();
     &CACHE
         .get_or_init(|| {
@@ -48,7 +47,7 @@ fn alice_ccache(env: &HashMap<String, String>) -> &'static str {
 }
 
 /// A Kerberos token from alice's cache, as a browser makes it.
-fn alice_token(env: &HashMap<String, String>, target: &str, bindings: Option<&[u8]>) -> Vec<u8> {
+fn alice_token(env: &LabEnv, target: &str, bindings: Option<&[u8]>) -> Vec<u8> {
     alice_ccache(env);
     let cred = Cred::acquire(None, None, CredUsage::Initiate, None).unwrap();
     let name = Name::new(target.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).unwrap();
@@ -63,55 +62,22 @@ fn spnego_init(krb: &[u8]) -> Vec<u8> {
 
 /// gatehouse on a TLS listener (certificate for proxy.ad.test, the lab's
 /// acceptor SPN), one site offering `auth`, delegating to the lab's
-/// Kerberos-only Apache. Returns gatehouse, the CA file and the port.
-fn start(env: &HashMap<String, String>, binding: &str, site_extra: &str) -> (Gatehouse, PathBuf, u16) {
-    start_wrapped(env, binding, site_extra, &[])
+/// Kerberos-only Apache; `site_extra` goes at the end of the site. Returns
+/// gatehouse, the CA file and the port.
+fn start(env: &LabEnv, binding: &str, site_extra: &str) -> (Gatehouse, PathBuf, u16) {
+    launch(env, binding, site_extra, Launch::default())
 }
 
-fn start_wrapped(
-    env: &HashMap<String, String>,
-    binding: &str,
-    site_extra: &str,
-    wrapper: &[&str],
-) -> (Gatehouse, PathBuf, u16) {
+fn launch(env: &LabEnv, binding: &str, site_extra: &str, how: Launch) -> (Gatehouse, PathBuf, u16) {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
-    let port = free_port();
-    let config = format!(
-        r#"
-[domain]
-realm = "AD.TEST"
-netbios_name = "ADTEST"
-krb5_conf = "{krb5}"
-keytab = "{keytab}"
-service_principal = "svc-proxy@AD.TEST"
-acceptor_spn = "HTTP/proxy.ad.test"
-
-[accounts]
-source = "winbind"
-smb_conf = "{smb}"
-
-[[listener]]
-name = "public"
-bind = "127.0.0.1:{port}"
-tls = {{ cert = "proxy.pem", key = "proxy.key" }}
-channel_binding = "{binding}"
-
-[[site]]
-name = "intranet"
-listener = "public"
-backend = "http://127.0.0.1:18080"
-host_header = "backend.ad.test"
-auth = ["Negotiate", "NTLM"]
-delegation = "kcd"
-backend_spn = "HTTP/backend.ad.test"
-{site_extra}
-"#,
-        krb5 = env["KRB5_CONFIG"],
-        keytab = env["LAB_PROXY_KEYTAB"],
-        smb = env["SMB_CONF"],
-    );
-    let g = Gatehouse::start_wrapped(dir, &config, listen(port), wrapper);
+    let config = Config::new()
+        .domain(Domain::lab(env).acceptor_spn("HTTP/proxy.ad.test"))
+        .accounts(Accounts::winbind(env))
+        .listener(Listener::tls("public", "proxy").channel_binding(binding))
+        .site(Site::lab_kcd("intranet", "public", env).auth(&["Negotiate", "NTLM"]).then(site_extra));
+    let g = Gatehouse::launch(dir, &config.to_string(), how);
+    let port = g.port();
     (g, ca, port)
 }
 
@@ -390,7 +356,9 @@ async fn ntlm_inside_spnego_mech_list_mic_is_checked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_ticket_is_refused() {
     let Some(env) = lab_env() else { return };
-    let (g, ca, port) = start_wrapped(&env, "when-supported", "", &["faketime", "-f", "+11h"]);
+    // gatehouse itself runs with the clock ahead (libfaketime preloaded, no
+    // `faketime` wrapper): the process the test spawned is the one it stops.
+    let (g, ca, port) = launch(&env, "when-supported", "", Launch::clock_ahead("+11h"));
     let token = spnego_init(&alice_token(&env, "HTTP/proxy.ad.test@AD.TEST", None));
     let mut c = open(&ca, port).await;
     c.send(with_negotiate(&token).as_bytes()).await;

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use common::*;
 use testkit::Backend;
 
-fn one_site(port: u16, backend: SocketAddr, extra: &str) -> String {
+fn one_site(backend: SocketAddr, extra: &str) -> String {
     format!(
         r#"
 [[listener]]
 name = "public"
-bind = "127.0.0.1:{port}"
+bind = "127.0.0.1:0"
 
 [[site]]
 name = "app"
@@ -29,20 +29,19 @@ backend = "http://{backend}"
 /// appended to the site (or starts new tables).
 async fn proxied(extra: &str) -> (Backend, Gatehouse, u16) {
     let b = Backend::start().await;
-    let port = free_port();
-    let g = Gatehouse::start(&one_site(port, b.addr, extra), listen(port));
+    let g = Gatehouse::start(&one_site(b.addr, extra));
+    let port = g.port();
     (b, g, port)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_and_longest_prefix() {
     let (a, b, c) = (Backend::start().await, Backend::start().await, Backend::start().await);
-    let port = free_port();
     let config = format!(
         r#"
 [[listener]]
 name = "public"
-bind = "127.0.0.1:{port}"
+bind = "127.0.0.1:0"
 
 [[site]]
 name = "catch-all"
@@ -67,8 +66,8 @@ backend = "http://{c}"
         b = b.addr,
         c = c.addr
     );
-    let g = Gatehouse::start(&config, listen(port));
-    let addr = listen(port);
+    let g = Gatehouse::start(&config);
+    let addr = g.addr();
 
     assert_eq!(request(addr, &get("mail.test", "/EWS/Exchange.asmx")).await.status, 200);
     assert_eq!(b.seen().last().unwrap().path, "/EWS/Exchange.asmx", "case-insensitive prefix goes to the ews site");
@@ -96,12 +95,12 @@ backend = "http://{c}"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_site_is_404_and_ambiguous_paths_are_400() {
     let b = Backend::start().await;
-    let port = free_port();
     let config = format!(
-        "[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:{port}\"\n\n[[site]]\nname = \"s\"\nlistener = \"l\"\nhosts = [\"mail.test\"]\npath_prefix = \"/owa\"\nbackend = \"http://{}\"\n",
+        "[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n\n[[site]]\nname = \"s\"\nlistener = \"l\"\nhosts = [\"mail.test\"]\npath_prefix = \"/owa\"\nbackend = \"http://{}\"\n",
         b.addr
     );
-    let _g = Gatehouse::start(&config, listen(port));
+    let g = Gatehouse::start(&config);
+    let port = g.port();
     let r = request(listen(port), &get("mail.test", "/ews")).await;
     assert_eq!(r.status, 404);
     assert!(r.header("x-request-id").is_some());
@@ -311,8 +310,8 @@ async fn websocket_upgrade_passes_through() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_failures_get_502_and_504_with_request_id() {
     let b = Backend::start().await;
-    let dead = free_port();
-    let port = free_port();
+    // Bound, not listening, and held: connecting is refused for the whole test.
+    let dead = testkit::net::ClosedPort::new();
     let config = format!(
         r#"
 [timeouts]
@@ -320,22 +319,24 @@ backend_response = "1s"
 
 [[listener]]
 name = "public"
-bind = "127.0.0.1:{port}"
+bind = "127.0.0.1:0"
 
 [[site]]
 name = "down"
 listener = "public"
 path_prefix = "/down"
-backend = "http://127.0.0.1:{dead}"
+backend = "http://{dead}"
 
 [[site]]
 name = "slow"
 listener = "public"
 backend = "http://{b}"
 "#,
-        b = b.addr
+        b = b.addr,
+        dead = dead.addr
     );
-    let g = Gatehouse::start(&config, listen(port));
+    let g = Gatehouse::start(&config);
+    let port = g.port();
     let r = request(listen(port), &get("a", "/down/x")).await;
     assert_eq!(r.status, 502);
     let id = r.header("x-request-id").unwrap().to_owned();
@@ -366,9 +367,9 @@ async fn oversized_head_gets_431() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_head_is_cut_off_but_idle_keepalive_is_not() {
     let b = Backend::start().await;
-    let port = free_port();
     let extra = "[timeouts]\nheader_read = \"1s\"\nkeepalive_idle = \"3s\"";
-    let _g = Gatehouse::start(&one_site(port, b.addr, extra), listen(port));
+    let g = Gatehouse::start(&one_site(b.addr, extra));
+    let port = g.port();
     // Slowloris: a head that never ends.
     let mut slow = Conn::open(listen(port)).await;
     slow.send(b"GET / HTTP/1.1\r\nHost: a\r\n").await;
@@ -419,8 +420,8 @@ async fn connection_limit_answers_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reload_keeps_established_connections() {
     let (a, b) = (Backend::start().await, Backend::start().await);
-    let port = free_port();
-    let g = Gatehouse::start(&one_site(port, a.addr, ""), listen(port));
+    let g = Gatehouse::start(&one_site(a.addr, ""));
+    let port = g.port();
     let mut kept = Conn::open(listen(port)).await;
     kept.send(get("a", "/one").as_bytes()).await;
     assert_eq!(kept.response().await.status, 200);
@@ -434,7 +435,8 @@ async fn sighup_reload_keeps_established_connections() {
     assert_eq!(kept.response().await.status, 200);
     assert_eq!(a.seen().len(), 2);
 
-    g.reload(&one_site(port, b.addr, ""));
+    // Same listener, same `bind` (port 0): the socket, and so the port, is kept.
+    g.reload(&one_site(b.addr, ""));
     kept.send(get("a", "/three").as_bytes()).await;
     assert_eq!(kept.response().await.status, 200, "the established connection survived the reload");
     assert_eq!(b.seen().len(), 1, "and its next request used the new site");
@@ -463,12 +465,11 @@ async fn tls_with_two_certificates_chosen_by_sni() {
     let b = Backend::start().await;
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("mail", &["mail.test"]), ("sp", &["sharepoint.test", "*.sp.test"])]);
-    let port = free_port();
     let config = format!(
         r#"
 [[listener]]
 name = "public"
-bind = "127.0.0.1:{port}"
+bind = "127.0.0.1:0"
 tls = {{ cert = "mail.pem", key = "mail.key", sni = [{{ cert = "sp.pem", key = "sp.key" }}] }}
 
 [[site]]
@@ -478,7 +479,8 @@ backend = "http://{}"
 "#,
         b.addr
     );
-    let _g = Gatehouse::start_in(dir, &config, listen(port));
+    let g = Gatehouse::start_in(dir, &config);
+    let port = g.port();
     let curl = |name: &str| {
         let out = std::process::Command::new("curl")
             .args(["-sS", "--fail", "--cacert"])
@@ -508,19 +510,20 @@ async fn https_backend_with_ca_and_name_checks() {
     let b = Backend::start().await;
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("inner", &["iis.internal"])]);
-    let (inner, outer) = (free_port(), free_port());
     let inner_cfg = format!(
-        "[[listener]]\nname = \"i\"\nbind = \"127.0.0.1:{inner}\"\ntls = {{ cert = \"inner.pem\", key = \"inner.key\" }}\n\n[[site]]\nname = \"s\"\nlistener = \"i\"\nbackend = \"http://{}\"\n",
+        "[[listener]]\nname = \"i\"\nbind = \"127.0.0.1:0\"\ntls = {{ cert = \"inner.pem\", key = \"inner.key\" }}\n\n[[site]]\nname = \"s\"\nlistener = \"i\"\nbackend = \"http://{}\"\n",
         b.addr
     );
-    let _inner = Gatehouse::start_in(dir, &inner_cfg, listen(inner));
+    let inner_g = Gatehouse::start_in(dir, &inner_cfg);
+    let inner = inner_g.port();
     let outer_cfg = |tls: &str| {
         format!(
-            "[[listener]]\nname = \"o\"\nbind = \"127.0.0.1:{outer}\"\n\n[[site]]\nname = \"s\"\nlistener = \"o\"\nbackend = \"https://127.0.0.1:{inner}\"\nbackend_tls = {tls}\n"
+            "[[listener]]\nname = \"o\"\nbind = \"127.0.0.1:0\"\n\n[[site]]\nname = \"s\"\nlistener = \"o\"\nbackend = \"https://127.0.0.1:{inner}\"\nbackend_tls = {tls}\n"
         )
     };
     let good = outer_cfg(&format!("{{ ca = \"{}\", server_name = \"iis.internal\" }}", ca.display()));
-    let g = Gatehouse::start(&good, listen(outer));
+    let g = Gatehouse::start(&good);
+    let outer = g.port();
     assert_eq!(request(listen(outer), &get("a", "/")).await.status, 200);
     // Wrong expected name: the handshake must fail, 502.
     g.reload(&outer_cfg(&format!("{{ ca = \"{}\", server_name = \"evil.internal\" }}", ca.display())));

@@ -1,6 +1,6 @@
 //! Against the lab domain: svc-proxy impersonates a user and the Kerberos-only
 //! Apache backend accepts the token as that user. Needs `lab/lab.sh start`;
-//! without it the test says so and passes, unless GATEHOUSE_LAB_REQUIRED is set.
+//! without it the test fails unless GATEHOUSE_LAB_SKIP=1 (see `testkit::lab`).
 
 use std::io::{Read, Write};
 

@@ -14,7 +14,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod exchange;
+pub mod lab;
+pub mod net;
+pub mod process;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -2,45 +2,78 @@
 //! backend in-process, and a raw HTTP/1 client that shows exactly what went over
 //! the wire.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use testkit::process::Guarded;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+pub use testkit::config::{Accounts, Config, Domain, Listener, Site};
+pub use testkit::lab::{lab_env, LabEnv};
 
 pub fn listen(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// The real binary on a config in a temporary folder. Listeners bind port 0
+/// (the system picks a free port, gatehouse logs it: see [`Gatehouse::addr_of`]),
+/// so parallel tests never race each other for a port. Dropping it kills
+/// gatehouse and everything it started, and reaps it, panicking or not.
+pub struct Gatehouse {
+    // Before `dir`: the process dies before its folder is deleted.
+    process: Guarded,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
 }
 
-pub struct Gatehouse {
-    pub dir: tempfile::TempDir,
-    pub child: Option<Child>,
-    pub config: PathBuf,
+/// How to launch gatehouse, beyond the config.
+#[derive(Default)]
+pub struct Launch {
+    /// Environment for the gatehouse process.
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl Launch {
+    /// gatehouse itself (no wrapper process) with its wall clock `offset`
+    /// ahead (`"+11h"`), through libfaketime's preload; timers keep real time.
+    pub fn clock_ahead(offset: &str) -> Launch {
+        Launch {
+            env: vec![
+                ("LD_PRELOAD", libfaketime().display().to_string()),
+                ("FAKETIME", offset.to_owned()),
+                ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+            ],
+        }
+    }
+}
+
+/// Debian's libfaketime (package `faketime`, installed by scripts/install-deps.sh).
+fn libfaketime() -> PathBuf {
+    let found = std::fs::read_dir("/usr/lib").into_iter().flatten().flatten().find_map(|e| {
+        let p = e.path().join("faketime/libfaketime.so.1");
+        p.exists().then_some(p)
+    });
+    found.expect("libfaketime.so.1 not found under /usr/lib/*/faketime: install Debian's faketime package")
 }
 
 impl Gatehouse {
     /// Writes `config` (with `{dir}` replaced by the temp directory) and starts
-    /// gatehouse on it, waiting until `ready` accepts connections.
-    pub fn start(config: &str, ready: SocketAddr) -> Gatehouse {
-        let dir = tempfile::tempdir().unwrap();
-        Self::start_in(dir, config, ready)
+    /// gatehouse on it, waiting until it serves.
+    pub fn start(config: &str) -> Gatehouse {
+        Self::start_in(tempfile::tempdir().unwrap(), config)
     }
 
-    pub fn start_in(dir: tempfile::TempDir, config: &str, ready: SocketAddr) -> Gatehouse {
-        Self::start_wrapped(dir, config, ready, &[])
+    pub fn start_in(dir: tempfile::TempDir, config: &str) -> Gatehouse {
+        Self::launch(dir, config, Launch::default())
     }
 
-    /// Starts gatehouse under a wrapper command, e.g. `faketime -f +11h` to
-    /// see the world from a clock that has run ahead.
-    pub fn start_wrapped(dir: tempfile::TempDir, config: &str, ready: SocketAddr, wrapper: &[&str]) -> Gatehouse {
+    pub fn launch(dir: tempfile::TempDir, config: &str, launch: Launch) -> Gatehouse {
         let path = dir.path().join("gatehouse.toml");
         let text = format!(
             "[log]\naccess = \"access.log\"\nlevel = \"info\"\n\n{}",
@@ -48,34 +81,62 @@ impl Gatehouse {
         );
         std::fs::write(&path, text).unwrap();
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let mut command = match wrapper.split_first() {
-            None => Command::new(env!("CARGO_BIN_EXE_gatehouse")),
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(env!("CARGO_BIN_EXE_gatehouse"));
-                // Timers keep real time; only the wall clock is shifted.
-                c.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-                c
-            }
-        };
-        let child = command
-            .args(["run", "-c"])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start gatehouse");
-        let mut g = Gatehouse { dir, child: Some(child), config: path };
+        let process = Guarded::spawn(
+            Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+                .args(["run", "-c"])
+                .arg(&path)
+                .envs(launch.env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr),
+        )
+        .expect("start gatehouse");
+        let mut g = Gatehouse { process, dir, config: path };
+        // Logged once every listener is bound and listening.
         let start = Instant::now();
-        while std::net::TcpStream::connect(ready).is_err() {
-            if let Some(status) = g.child.as_mut().unwrap().try_wait().unwrap() {
+        while !g.stderr().contains("gatehouse is serving") {
+            if let Some(status) = g.process.try_wait() {
                 panic!("gatehouse exited at start ({status}):\n{}", g.stderr());
             }
-            assert!(start.elapsed() < Duration::from_secs(10), "gatehouse did not listen:\n{}", g.stderr());
+            assert!(start.elapsed() < Duration::from_secs(10), "gatehouse did not start serving:\n{}", g.stderr());
             std::thread::sleep(Duration::from_millis(20));
         }
         g
+    }
+
+    /// gatehouse's pid.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// The addresses the listeners bound, by name, from the log's `bound`
+    /// lines (the latest line per name: a reload that adds a listener adds one).
+    pub fn addrs(&self) -> HashMap<String, SocketAddr> {
+        self.stderr()
+            .lines()
+            .filter(|l| l.contains(" bound "))
+            .filter_map(|l| {
+                let field = |k: &str| l.split_whitespace().find_map(|w| w.strip_prefix(k));
+                Some((field("listener=")?.to_owned(), field("addr=")?.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Where the listener `name` accepts connections.
+    pub fn addr_of(&self, name: &str) -> SocketAddr {
+        *self.addrs().get(name).unwrap_or_else(|| panic!("no listener `{name}` bound:\n{}", self.stderr()))
+    }
+
+    /// The address of the only listener.
+    pub fn addr(&self) -> SocketAddr {
+        let addrs = self.addrs();
+        assert_eq!(addrs.len(), 1, "several listeners ({addrs:?}): name one with addr_of");
+        *addrs.values().next().unwrap()
+    }
+
+    /// The port of the only listener.
+    pub fn port(&self) -> u16 {
+        self.addr().port()
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -105,11 +166,12 @@ impl Gatehouse {
     }
 
     pub fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+        self.process.signal(sig);
     }
 
-    /// Rewrites the config and sends SIGHUP; waits for the reload line.
+    /// Rewrites the config and sends SIGHUP; waits for the reload line. A
+    /// listener whose name and `bind` (port 0 included) stay keeps its socket,
+    /// so its port does not change.
     pub fn reload(&self, config: &str) {
         let before = self.stderr().matches("configuration reloaded").count();
         let text =
@@ -120,25 +182,7 @@ impl Gatehouse {
     }
 
     pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let child = self.child.as_mut().unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            assert!(start.elapsed() < within, "gatehouse did not exit in {within:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Gatehouse {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.wait_exit(within)
     }
 }
 
@@ -338,29 +382,6 @@ pub fn make_certs(dir: &Path, leaves: &[(&str, &[&str])]) -> PathBuf {
     ca_path
 }
 
-/// The lab domain's settings (`lab/lab.sh` writes them to `$LAB/env`). Without a
-/// lab: None, and the caller skips, unless GATEHOUSE_LAB_REQUIRED is set (as
-/// `scripts/test.sh`, and so CI, sets it), in which case this panics.
-pub fn lab_env() -> Option<std::collections::HashMap<String, String>> {
-    let dir = std::env::var("LAB").unwrap_or_else(|_| "/tmp/gatehouse-lab".into());
-    let Ok(text) = std::fs::read_to_string(format!("{dir}/env")) else {
-        if std::env::var_os("GATEHOUSE_LAB_REQUIRED").is_some() {
-            panic!("the lab is required but {dir}/env is missing: run lab/lab.sh start");
-        }
-        eprintln!("SKIPPED: no lab at {dir} (run lab/lab.sh start)");
-        return None;
-    };
-    let mut env = std::collections::HashMap::new();
-    for line in text.lines() {
-        for pair in line.trim_start_matches("export ").split_whitespace() {
-            if let Some((k, v)) = pair.split_once('=') {
-                env.insert(k.to_owned(), v.to_owned());
-            }
-        }
-    }
-    Some(env)
-}
-
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// The NTLM challenge in a 401.
@@ -402,59 +423,27 @@ pub async fn handshake<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     leg(c, head, &auth, body).await
 }
 
-/// A gatehouse configuration for the lab: NTLM at the edge (`accounts`, the body
-/// of an `[accounts]` section), KCD to `backend` as `svc-proxy`, one plain
-/// listener on `port`.
-pub fn kcd_config(
-    env: &std::collections::HashMap<String, String>,
-    port: u16,
-    accounts: &str,
-    backend: &str,
-    spn: &str,
-    token: &str,
-    send: &str,
-) -> String {
-    format!(
-        r#"
-[domain]
-realm = "AD.TEST"
-netbios_name = "ADTEST"
-krb5_conf = "{krb5}"
-keytab = "{keytab}"
-service_principal = "svc-proxy@AD.TEST"
+/// The site the KCD tests share: NTLM at the edge, then KCD as svc-proxy to
+/// `backend` (Host `backend.ad.test`) for `spn`, with `backend_token = token`
+/// and `send_token = send`, on the listener `plain`.
+pub fn kcd_site(backend: &str, spn: &str, token: &str, send: &str) -> Site {
+    Site::new("kerberos-backend", "plain", backend)
+        .host_header("backend.ad.test")
+        .auth(&["NTLM"])
+        .delegation("kcd")
+        .backend_spn(spn)
+        .set_str("backend_token", token)
+        .set_str("send_token", send)
+}
 
-[accounts]
-{accounts}
-
-[[listener]]
-name = "plain"
-bind = "127.0.0.1:{port}"
-
-[[site]]
-name = "kerberos-backend"
-listener = "plain"
-backend = "{backend}"
-host_header = "backend.ad.test"
-auth = ["NTLM"]
-delegation = "kcd"
-backend_spn = "{spn}"
-backend_token = "{token}"
-send_token = "{send}"
-"#,
-        krb5 = env["KRB5_CONFIG"],
-        keytab = env["LAB_PROXY_KEYTAB"],
-    )
+/// The lab's domain, `accounts`, a plain listener `plain` and `site`.
+pub fn kcd_config(env: &LabEnv, accounts: Accounts, site: Site) -> Config {
+    Config::new().domain(Domain::lab(env)).accounts(accounts).listener(Listener::plain("plain")).site(site)
 }
 
 /// A ticket cache for a lab user (kinit with the password, as a domain-joined
 /// client has at logon) in `dir`; returns its `FILE:` name.
-pub fn kinit(
-    env: &std::collections::HashMap<String, String>,
-    dir: &Path,
-    user: &str,
-    password: &str,
-    args: &[&str],
-) -> String {
+pub fn kinit(env: &LabEnv, dir: &Path, user: &str, password: &str, args: &[&str]) -> String {
     use std::io::Write;
     let cc = format!("FILE:{}", dir.join(format!("{user}.cc")).display());
     let mut k = Command::new("kinit")

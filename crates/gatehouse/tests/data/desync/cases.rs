@@ -6,7 +6,7 @@
 //! header crossed with several message shapes, and a generator keeps the
 //! lengths (Content-Length, chunk sizes) right by construction, where hand-kept
 //! byte files would drift. Deterministic: no randomness, so a case name always
-//! means the same bytes. Shared by `crates/gatehouse/tests/desync_corpus.rs` (the
+//! means the same bytes. Shared by `crates/gatehouse/tests/edge/desync_corpus.rs` (the
 //! real binary, a recording backend) and `crates/httpguard/tests/desync_corpus.rs`
 //! (the framing guard alone, and the fuzz seeds), which include this file.
 //!

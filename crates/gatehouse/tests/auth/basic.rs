@@ -3,57 +3,30 @@
 //! short password cache, and KCD to the Kerberos-only backend with the
 //! password never forwarded.
 
-mod common;
-
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::*;
 use base64::Engine;
-use common::*;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-fn start(env: &HashMap<String, String>, extra: &str, sites: &str) -> (Gatehouse, PathBuf, u16) {
+/// gatehouse on a TLS listener for proxy.ad.test with an ActiveSync-like site
+/// (Basic, KCD to the lab's backend) and a lockout limit of two; `sites` come after.
+fn start(env: &LabEnv, sites: &[Site]) -> (Gatehouse, PathBuf, u16) {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
-    let port = free_port();
-    let config = format!(
-        r#"
-[domain]
-realm = "AD.TEST"
-netbios_name = "ADTEST"
-krb5_conf = "{krb5}"
-keytab = "{keytab}"
-service_principal = "svc-proxy@AD.TEST"
-acceptor_spn = "HTTP/proxy.ad.test"
-
-[lockout]
-max_failures_per_user = 2
-
-{extra}
-
-[[listener]]
-name = "public"
-bind = "127.0.0.1:{port}"
-tls = {{ cert = "proxy.pem", key = "proxy.key" }}
-
-[[site]]
-name = "activesync"
-listener = "public"
-backend = "http://127.0.0.1:18080"
-host_header = "backend.ad.test"
-auth = ["Basic"]
-delegation = "kcd"
-backend_spn = "HTTP/backend.ad.test"
-
-{sites}
-"#,
-        krb5 = env["KRB5_CONFIG"],
-        keytab = env["LAB_PROXY_KEYTAB"],
-    );
-    let g = Gatehouse::start_in(dir, &config, listen(port));
+    let mut config = Config::new()
+        .domain(Domain::lab(env).acceptor_spn("HTTP/proxy.ad.test"))
+        .table("lockout", "max_failures_per_user = 2")
+        .listener(Listener::tls("public", "proxy"))
+        .site(Site::lab_kcd("activesync", "public", env).auth(&["Basic"]));
+    for site in sites {
+        config = config.site(site.clone());
+    }
+    let g = Gatehouse::start_in(dir, &config.to_string());
+    let port = g.port();
     (g, ca, port)
 }
 
@@ -80,7 +53,7 @@ fn counters(mut g: Gatehouse) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_users_reach_the_kerberos_backend_as_themselves() {
     let Some(env) = lab_env() else { return };
-    let (g, ca, port) = start(&env, "", "");
+    let (g, ca, port) = start(&env, &[]);
     // Offered with a realm.
     let r = ask(&ca, port, "GET / HTTP/1.1\r\nHost: proxy.ad.test\r\n\r\n").await;
     assert_eq!(r.status, 401);
@@ -112,7 +85,7 @@ async fn basic_users_reach_the_kerberos_backend_as_themselves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passwords_lockout_and_bad_credentials() {
     let Some(env) = lab_env() else { return };
-    let (g, ca, port) = start(&env, "", "");
+    let (g, ca, port) = start(&env, &[]);
     // Right, then wrong: the remembered password does not let the wrong one in.
     assert_eq!(ask(&ca, port, &basic("carol", "Carol-Pass1")).await.status, 200, "{}", g.stderr());
     assert_eq!(ask(&ca, port, &basic("carol", "Carol-Pass2")).await.status, 401);
@@ -145,11 +118,12 @@ async fn wrong_passwords_lockout_and_bad_credentials() {
 async fn the_password_is_forwarded_only_when_the_site_says_so() {
     let Some(env) = lab_env() else { return };
     let backend = testkit::Backend::start().await;
-    let sites = format!(
-        "[[site]]\nname = \"forwarding\"\nlistener = \"public\"\npath_prefix = \"/legacy\"\nbackend = \"http://{0}\"\nauth = [\"Basic\"]\ndelegation = \"basic\"\n\n[[site]]\nname = \"plain-basic\"\nlistener = \"public\"\npath_prefix = \"/other\"\nbackend = \"http://{0}\"\nauth = [\"Basic\"]\n",
-        backend.addr
-    );
-    let (g, ca, port) = start(&env, "", &sites);
+    let origin = format!("http://{}", backend.addr);
+    let sites = [
+        Site::new("forwarding", "public", &origin).path_prefix("/legacy").auth(&["Basic"]).delegation("basic"),
+        Site::new("plain-basic", "public", &origin).path_prefix("/other").auth(&["Basic"]),
+    ];
+    let (g, ca, port) = start(&env, &sites);
     let r = ask(&ca, port, &basic("bob", "Bob-Pass1").replace("/Microsoft-Server-ActiveSync", "/legacy/x")).await;
     assert_eq!(r.status, 200, "{}", g.stderr());
     let r = ask(&ca, port, &basic("bob", "Bob-Pass1").replace("/Microsoft-Server-ActiveSync", "/other/x")).await;
@@ -198,7 +172,7 @@ async fn basic_from_a_users_file_without_a_keytab() {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
     std::fs::write(dir.path().join("users.ntlm"), "ADTEST:bob:Bob-Pass1\nADTEST:carol:Carol-Pass1\n").unwrap();
-    let port = free_port();
+    let port = 0u16;
     let sections = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n\n[accounts]\nsource = \"file\"\nfile = \"users.ntlm\"\n";
     let config = exchange_without_keytab(port, &format!("http://{}", backend.addr), sections);
 
@@ -210,7 +184,8 @@ async fn basic_from_a_users_file_without_a_keytab() {
     assert!(check.status.success(), "{said}");
     assert!(said.contains("site exchange/activesync") && said.contains("Basic by the file"), "{said}");
 
-    let g = Gatehouse::start_in(dir, &config, listen(port));
+    let g = Gatehouse::start_in(dir, &config);
+    let port = g.port();
     let r = ask(&ca, port, "GET /Microsoft-Server-ActiveSync HTTP/1.1\r\nHost: proxy.ad.test\r\n\r\n").await;
     assert_eq!(r.status, 401);
     assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"Domain account\", charset=\"UTF-8\""));
@@ -253,11 +228,8 @@ async fn basic_from_a_users_file_without_a_keytab() {
 fn basic_with_nothing_to_check_it_is_refused_by_check() {
     let dir = tempfile::tempdir().unwrap();
     make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
-    let config = exchange_without_keytab(
-        free_port(),
-        "http://127.0.0.1:9",
-        "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n",
-    );
+    let config =
+        exchange_without_keytab(0, "http://127.0.0.1:9", "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n");
     let file = dir.path().join("g.toml");
     std::fs::write(&file, &config).unwrap();
     let check = Command::new(env!("CARGO_BIN_EXE_gatehouse")).args(["check", "-c"]).arg(&file).output().unwrap();
@@ -275,7 +247,7 @@ async fn basic_through_winbind_then_kcd_by_s4u2self() {
     let Some(env) = lab_env() else { return };
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
-    let port = free_port();
+    let port = 0u16;
     let config = format!(
         r#"
 [domain]
@@ -310,7 +282,8 @@ backend_spn = "HTTP/backend.ad.test"
         keytab = env["LAB_PROXY_KEYTAB"],
         smb_conf = env["SMB_CONF"],
     );
-    let g = Gatehouse::start_in(dir, &config, listen(port));
+    let g = Gatehouse::start_in(dir, &config);
+    let port = g.port();
     for typed in ["alice", "ADTEST\\alice", "alice@ad.test"] {
         let r = ask(&ca, port, &basic(typed, "Alice-Pass1")).await;
         assert_eq!(r.status, 200, "{typed}: {}", g.stderr());

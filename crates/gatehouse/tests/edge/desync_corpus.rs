@@ -16,9 +16,7 @@
 //! Cases listed in [`KNOWN_OPEN`] fail today; the test asserts that they still
 //! do, so that a fix shows up as a failure asking for the list to shrink.
 
-mod common;
-
-#[path = "data/desync/cases.rs"]
+#[path = "../data/desync/cases.rs"]
 mod cases;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,8 +24,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use cases::{Case, End, Outcome};
-use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -554,12 +552,12 @@ fn lossy(b: &[u8]) -> String {
     }
 }
 
-fn one_site(port: u16, backend: SocketAddr) -> String {
+fn one_site(backend: SocketAddr) -> String {
     format!(
         r#"
 [[listener]]
 name = "public"
-bind = "127.0.0.1:{port}"
+bind = "127.0.0.1:0"
 
 [[site]]
 name = "app"
@@ -573,9 +571,8 @@ backend = "http://{backend}"
 async fn desync_corpus_through_gatehouse() {
     let all = cases::all();
     let recorder = Recorder::start().await;
-    let port = free_port();
-    let g = Gatehouse::start(&one_site(port, recorder.addr), listen(port));
-    let addr = listen(port);
+    let g = Gatehouse::start(&one_site(recorder.addr));
+    let addr = g.addr();
     let started = Instant::now();
 
     let all = Arc::new(all);

@@ -2,11 +2,9 @@
 //! findings 6 and 10): the real binary, an anonymous site on `/`, protected sites
 //! behind it, and recording backends that show where each request really went.
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::*;
+use crate::common::*;
 use testkit::Backend;
 
 /// `open` serves `/` for any host; `protected` serves `/secure`, `/Ünicode` and
@@ -21,12 +19,11 @@ struct Edge {
 
 async fn edge() -> Edge {
     let (open, protected) = (Backend::start().await, Backend::start().await);
-    let port = free_port();
     let config = format!(
         r#"
 [[listener]]
 name = "public"
-bind = "127.0.0.1:{port}"
+bind = "127.0.0.1:0"
 
 [[site]]
 name = "open"
@@ -54,8 +51,9 @@ backend = "http://{protected}"
         open = open.addr,
         protected = protected.addr,
     );
-    let g = Gatehouse::start(&config, listen(port));
-    Edge { open, protected, g, addr: listen(port) }
+    let g = Gatehouse::start(&config);
+    let addr = g.addr();
+    Edge { open, protected, g, addr }
 }
 
 impl Edge {

@@ -3,14 +3,12 @@
 //! by sites, and the framing corner cases found by independent test suites.
 //! Each test sends the attack and checks the legitimate use next to it.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use ntlm::client::Client;
 use testkit::Backend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,51 +22,21 @@ const SMUGGLE: &[u8] =
 /// users in with NTLM (passwords from a file), a site for host `only.test`;
 /// all in front of `b`. Other hosts get 404.
 fn start(b: SocketAddr, extra: &str) -> (Gatehouse, u16) {
-    let port = free_port();
-    let text = format!(
-        r#"
-[domain]
-realm = "AD.TEST"
-netbios_name = "ADTEST"
-
-[accounts]
-source = "file"
-file = "users.ntlm"
-
-[timeouts]
-header_read = "1s"
-
-[[listener]]
-name = "l"
-bind = "127.0.0.1:{port}"
-
-[[site]]
-name = "open"
-listener = "l"
-hosts = ["a"]
-path_prefix = "/"
-backend = "http://{b}"
-{extra}
-
-[[site]]
-name = "secure"
-listener = "l"
-hosts = ["secure.test"]
-path_prefix = "/"
-backend = "http://{b}"
-auth = ["NTLM"]
-
-[[site]]
-name = "only"
-listener = "l"
-hosts = ["only.test"]
-path_prefix = "/"
-backend = "http://{b}"
-"#
-    );
+    let backend = format!("http://{b}");
+    let site = |name: &str, host: &str| Site::new(name, "l", &backend).hosts(&[host]).path_prefix("/");
+    let text = Config::new()
+        .domain(Domain::new())
+        .accounts(Accounts::file("users.ntlm"))
+        .table("timeouts", "header_read = \"1s\"")
+        .listener(Listener::plain("l"))
+        .site(site("open", "a").then(extra))
+        .site(site("secure", "secure.test").auth(&["NTLM"]))
+        .site(site("only", "only.test"));
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("users.ntlm"), "ADTEST:bob:Bob-Pass1\n").unwrap();
-    (Gatehouse::start_in(dir, &text, listen(port)), port)
+    let g = Gatehouse::start_in(dir, &text.to_string());
+    let port = g.port();
+    (g, port)
 }
 
 fn paths(b: &Backend) -> Vec<String> {
@@ -408,19 +376,19 @@ async fn sites_sharing_an_origin_keep_their_own_tls_settings() {
     let b = Backend::start().await;
     let dir = tempfile::tempdir().unwrap();
     make_certs(dir.path(), &[("inner", &["iis.internal"])]);
-    let inner = free_port();
     let inner_cfg = format!(
-        "[[listener]]\nname = \"i\"\nbind = \"127.0.0.1:{inner}\"\ntls = {{ cert = \"inner.pem\", key = \"inner.key\" }}\n\n[[site]]\nname = \"s\"\nlistener = \"i\"\nbackend = \"http://{}\"\n",
+        "[[listener]]\nname = \"i\"\nbind = \"127.0.0.1:0\"\ntls = {{ cert = \"inner.pem\", key = \"inner.key\" }}\n\n[[site]]\nname = \"s\"\nlistener = \"i\"\nbackend = \"http://{}\"\n",
         b.addr
     );
-    let _inner = Gatehouse::start_in(dir, &inner_cfg, listen(inner));
+    let inner_g = Gatehouse::start_in(dir, &inner_cfg);
+    let inner = inner_g.port();
     for lax_first in [true, false] {
-        let outer = free_port();
         let lax = format!("[[site]]\nname = \"lax\"\nlistener = \"o\"\npath_prefix = \"/lax\"\nbackend = \"https://127.0.0.1:{inner}\"\nbackend_tls = {{ verify = false }}\n");
         let strict = format!("[[site]]\nname = \"strict\"\nlistener = \"o\"\npath_prefix = \"/strict\"\nbackend = \"https://127.0.0.1:{inner}\"\n");
         let sites = if lax_first { format!("{lax}\n{strict}") } else { format!("{strict}\n{lax}") };
-        let cfg = format!("[[listener]]\nname = \"o\"\nbind = \"127.0.0.1:{outer}\"\n\n{sites}");
-        let g = Gatehouse::start(&cfg, listen(outer));
+        let cfg = format!("[[listener]]\nname = \"o\"\nbind = \"127.0.0.1:0\"\n\n{sites}");
+        let g = Gatehouse::start(&cfg);
+        let outer = g.port();
         assert_eq!(request(listen(outer), &get("a", "/lax/x")).await.status, 200, "lax first: {lax_first}");
         let r = request(listen(outer), &get("a", "/strict/x")).await;
         assert_eq!(r.status, 502, "the verifying site used an unverified connection (lax first: {lax_first})");

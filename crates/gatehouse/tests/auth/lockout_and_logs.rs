@@ -4,48 +4,33 @@
 //! AD cannot hold refused before anything is stored, counting per client
 //! network, and client values that cannot forge operational log lines.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+use crate::common::*;
 use base64::Engine;
-use common::*;
 use ntlm::client::Client;
 use testkit::Backend;
 use tokio::net::TcpSocket;
 
 const HEAD: &str = "GET /ews HTTP/1.1\r\nHost: a";
 
-fn config(port: u16, backend: SocketAddr, lockout: &str) -> String {
-    format!(
-        r#"
-[domain]
-realm = "AD.TEST"
-netbios_name = "ADTEST"
-acceptor_spn = "HTTP/proxy.ad.test"
-
-[accounts]
-source = "file"
-file = "users.ntlm"
-
-[lockout]
-{lockout}
-
-[[listener]]
-name = "public"
-bind = "127.0.0.1:{port}"
-
-[[site]]
-name = "ews"
-listener = "public"
-backend = "http://{backend}"
-auth = ["NTLM"]
-"#
-    )
+/// NTLM against a file of passwords with `lockout` as the `[lockout]` table,
+/// one NTLM site on the listener `public`.
+fn config(backend: SocketAddr, lockout: &str) -> Config {
+    config_with(Domain::new().acceptor_spn("HTTP/proxy.ad.test"), backend, lockout)
 }
 
-fn start(port: u16, backend: SocketAddr, lockout: &str) -> Gatehouse {
+fn config_with(domain: Domain, backend: SocketAddr, lockout: &str) -> Config {
+    Config::new()
+        .domain(domain)
+        .accounts(Accounts::file("users.ntlm"))
+        .table("lockout", lockout)
+        .listener(Listener::plain("public"))
+        .site(Site::new("ews", "public", &format!("http://{backend}")).auth(&["NTLM"]))
+}
+
+fn start(backend: SocketAddr, lockout: &str) -> Gatehouse {
     let dir = tempfile::tempdir().unwrap();
     let twenty = "abcdefghijklmnopqrst";
     std::fs::write(
@@ -53,7 +38,7 @@ fn start(port: u16, backend: SocketAddr, lockout: &str) -> Gatehouse {
         format!("ADTEST:bob:Bob-Pass1\nADTEST:alice:Alice-Pass1\nADTEST:{twenty}:Twenty-Pass1\n"),
     )
     .unwrap();
-    Gatehouse::start_in(dir, &config(port, backend, lockout), listen(port))
+    Gatehouse::start_in(dir, &config(backend, lockout).to_string())
 }
 
 fn leak(s: String) -> &'static str {
@@ -79,7 +64,7 @@ async fn logon(port: u16, source: Option<Ipv4Addr>, c: &Client) -> u16 {
 }
 
 fn rss_kib(g: &Gatehouse) -> u64 {
-    let pid = g.child.as_ref().unwrap().id();
+    let pid = g.pid();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
@@ -96,9 +81,9 @@ fn rotating(i: u32) -> Ipv4Addr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_ad_cannot_hold_are_refused_before_anything_is_stored() {
     let b = Backend::start().await;
-    let port = free_port();
     // A per-client limit below the number of refused names sent from here.
-    let g = start(port, b.addr, "max_failures_per_user = 3\nmax_failures_per_client = 3");
+    let g = start(b.addr, "max_failures_per_user = 3\nmax_failures_per_client = 3");
+    let port = g.port();
     let long = "a".repeat(20_000);
     for (domain, user, cause) in [
         ("ADTEST", "abcdefghijklmnopqrstu".to_string(), "account name of 21 characters refused (AD allows 20)"),
@@ -132,8 +117,8 @@ async fn names_ad_cannot_hold_are_refused_before_anything_is_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_stays_bounded_under_a_flood_of_failed_logons() {
     let b = Backend::start().await;
-    let port = free_port();
-    let g = Arc::new(start(port, b.addr, "max_failures_per_user = 3\nmax_failures_per_client = 100000"));
+    let g = Arc::new(start(b.addr, "max_failures_per_user = 3\nmax_failures_per_client = 100000"));
+    let port = g.port();
     for _ in 0..3 {
         assert_eq!(logon(port, None, &client("ADTEST", "bob", "guess")).await, 401);
     }
@@ -175,8 +160,8 @@ async fn memory_stays_bounded_under_a_flood_of_failed_logons() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_unknown_names_evicts_unknown_names_and_never_a_real_account() {
     let b = Backend::start().await;
-    let port = free_port();
-    let g = start(port, b.addr, "max_failures_per_user = 3\nmax_failures_per_client = 100000\nmax_entries = 200");
+    let g = start(b.addr, "max_failures_per_user = 3\nmax_failures_per_client = 100000\nmax_entries = 200");
+    let port = g.port();
     for user in ["bob", "zed"] {
         for _ in 0..3 {
             assert_eq!(logon(port, None, &client("ADTEST", user, "guess")).await, 401);
@@ -203,8 +188,8 @@ async fn a_flood_of_unknown_names_evicts_unknown_names_and_never_a_real_account(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_counted_per_client_network_as_well_as_per_address() {
     let b = Backend::start().await;
-    let port = free_port();
-    let g = start(port, b.addr, "max_failures_per_user = 100\nmax_failures_per_client = 5\nipv4_prefix = 16");
+    let g = start(b.addr, "max_failures_per_user = 100\nmax_failures_per_client = 5\nipv4_prefix = 16");
+    let port = g.port();
     // Five addresses of 127.9.0.0/16, one failure each: no address is at its limit.
     for i in 1..=5u8 {
         assert_eq!(logon(port, Some(Ipv4Addr::new(127, 9, 0, i)), &client("ADTEST", "bob", "guess")).await, 401);
@@ -230,40 +215,31 @@ async fn failures_are_counted_per_client_network_as_well_as_per_address() {
 
 /// A Basic site next to the NTLM one, on TLS, whose KDC is a closed port: a
 /// Basic name that passes the checks gets a 503 that names it in the log.
-fn basic_config(dir: &std::path::Path, port: u16, tls_port: u16, backend: SocketAddr) -> String {
+/// [`config`] with a domain whose KDC never answers, and a TLS listener `tls`
+/// with a Basic site.
+fn basic_config(dir: &std::path::Path, backend: SocketAddr) -> String {
     std::fs::write(
         dir.join("krb5.conf"),
         "[libdefaults]\ndefault_realm = AD.TEST\ndns_lookup_kdc = false\n[realms]\nAD.TEST = {\n kdc = 127.0.0.1:9\n}\n",
     )
     .unwrap();
-    config(port, backend, "max_failures_per_user = 100").replace(
-        "acceptor_spn",
-        "krb5_conf = \"krb5.conf\"\nkeytab = \"none.keytab\"\nservice_principal = \"svc-proxy@AD.TEST\"\nacceptor_spn",
-    ) + &format!(
-        r#"
-[[listener]]
-name = "tls"
-bind = "127.0.0.1:{tls_port}"
-tls = {{ cert = "proxy.pem", key = "proxy.key" }}
-
-[[site]]
-name = "eas"
-listener = "tls"
-backend = "http://{backend}"
-auth = ["Basic"]
-"#
-    )
+    let domain =
+        Domain::new().kerberos("krb5.conf", "none.keytab", "svc-proxy@AD.TEST").acceptor_spn("HTTP/proxy.ad.test");
+    config_with(domain, backend, "max_failures_per_user = 100")
+        .listener(Listener::tls("tls", "proxy"))
+        .site(Site::new("eas", "tls", &format!("http://{backend}")).auth(&["Basic"]))
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_values_cannot_forge_operational_log_lines() {
     let b = Backend::start().await;
-    let (port, tls_port) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
     std::fs::write(dir.path().join("users.ntlm"), "ADTEST:bob:Bob-Pass1\n").unwrap();
-    let text = basic_config(dir.path(), port, tls_port, b.addr);
-    let g = Gatehouse::start_in(dir, &text, listen(port));
+    let text = basic_config(dir.path(), b.addr);
+    let g = Gatehouse::start_in(dir, &text);
+    let (port, tls_port) = (g.addr_of("public").port(), g.addr_of("tls").port());
     let forged = "2030-01-01T00:00:00.000000Z  INFO gatehouse is serving FORGED";
     let ntlm_names = [
         ("ADTEST", "x\r\nFORGED".to_string()),

@@ -2,61 +2,44 @@
 //! curl as a real client, and a scripted client on raw sockets that builds
 //! messages as Windows does and forges them as attackers do.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ntlm::client::Client;
 use testkit::Backend;
 
-/// A gatehouse with an NTLM site in front of `backend`; `tls` is the listener's
-/// TLS line (or ""), `extra` goes at the end of the site.
-fn config(port: u16, backend: SocketAddr, tls: &str, extra: &str) -> String {
-    format!(
-        r#"
-[domain]
-realm = "AD.TEST"
-netbios_name = "ADTEST"
-acceptor_spn = "HTTP/proxy.ad.test"
-
-[accounts]
-source = "file"
-file = "users.ntlm"
-
-[lockout]
-max_failures_per_user = 3
-
-[[listener]]
-name = "public"
-bind = "127.0.0.1:{port}"
-{tls}
-
-[[site]]
-name = "ews"
-listener = "public"
-backend = "http://{backend}"
-auth = ["NTLM"]
-identity_header = "X-Remote-User"
-{extra}
-"#
-    )
+/// NTLM with passwords from a file, a lockout limit of three, and one NTLM
+/// site on `listener` in front of `backend`; `extra` goes at the end of the site.
+fn config(listener: Listener, backend: SocketAddr, extra: &str) -> Config {
+    Config::new()
+        .domain(Domain::new().acceptor_spn("HTTP/proxy.ad.test"))
+        .accounts(Accounts::file("users.ntlm"))
+        .table("lockout", "max_failures_per_user = 3")
+        .listener(listener)
+        .site(
+            Site::new("ews", "public", &format!("http://{backend}"))
+                .auth(&["NTLM"])
+                .identity_header("X-Remote-User")
+                .then(extra),
+        )
 }
 
-fn start(port: u16, backend: SocketAddr, tls: &str, extra: &str) -> Gatehouse {
-    start_text(port, &config(port, backend, tls, extra))
+/// [`config`] on a plain listener.
+fn plain(backend: SocketAddr) -> Config {
+    config(Listener::plain("public"), backend, "")
 }
 
-fn start_text(port: u16, text: &str) -> Gatehouse {
+/// gatehouse on `config`, with bob's and alice's passwords in its folder.
+fn start(config: Config) -> Gatehouse {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("users.ntlm"), "ADTEST:bob:Bob-Pass1\nADTEST:alice:Alice-Pass1\n").unwrap();
-    Gatehouse::start_in(dir, text, listen(port))
+    Gatehouse::start_in(dir, &config.to_string())
 }
 
 /// The same, with a lockout limit that the test will not reach.
-fn no_lockout(text: String) -> String {
-    text.replace("max_failures_per_user = 3", "max_failures_per_user = 100")
+fn no_lockout(config: Config) -> Config {
+    config.table("lockout", "max_failures_per_user = 100")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,12 +48,8 @@ async fn curl_ntlm_over_tls_right_and_wrong_password() {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("mail", &["mail.ad.test"])]);
     std::fs::write(dir.path().join("users.ntlm"), "ADTEST:bob:Bob-Pass1\n").unwrap();
-    let port = free_port();
-    let g = Gatehouse::start_in(
-        dir,
-        &config(port, b.addr, "tls = { cert = \"mail.pem\", key = \"mail.key\" }", ""),
-        listen(port),
-    );
+    let g = Gatehouse::start_in(dir, &config(Listener::tls("public", "mail"), b.addr, "").to_string());
+    let port = g.port();
     let curl = |user: &str| {
         let out = std::process::Command::new("curl")
             .args(["-sS", "--ntlm", "-u", user, "--cacert"])
@@ -98,8 +77,8 @@ async fn curl_ntlm_over_tls_right_and_wrong_password() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wininet_zero_length_post_sequence() {
     let b = Backend::start().await;
-    let port = free_port();
-    let _g = start(port, b.addr, "", "");
+    let g = start(plain(b.addr));
+    let port = g.port();
     let mut c = Conn::open(listen(port)).await;
     // 1. No credentials, no body: told to use NTLM.
     c.send(b"POST /ews/Exchange.asmx HTTP/1.1\r\nHost: mail.ad.test\r\nContent-Length: 0\r\n\r\n").await;
@@ -129,8 +108,8 @@ async fn wininet_zero_length_post_sequence() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_echo_requests_after_handshake_on_http10_keep_alive() {
     let b = Backend::start().await;
-    let port = free_port();
-    let _g = start(port, b.addr, "", "");
+    let g = start(plain(b.addr));
+    let port = g.port();
     let mut c = Conn::open(listen(port)).await;
     let head = "RPC_IN_DATA /rpc/rpcproxy.dll?mail.ad.test:6001 HTTP/1.0\r\nConnection: Keep-Alive\r\nUser-Agent: MSRPC\r\nHost: mail.ad.test";
     let client = Client::new("bob", "Bob-Pass1");
@@ -156,8 +135,8 @@ async fn rpc_echo_requests_after_handshake_on_http10_keep_alive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_bodies_are_drained_up_to_the_bound() {
     let b = Backend::start().await;
-    let port = free_port();
-    let _g = start(port, b.addr, "[limits]\nhandshake_body = 4096", "");
+    let g = start(plain(b.addr).table("limits", "handshake_body = 4096"));
+    let port = g.port();
     let client = Client::new("bob", "Bob-Pass1");
     // A body under the bound on the NEGOTIATE leg: read, dropped, connection kept.
     let mut c = Conn::open(listen(port)).await;
@@ -182,8 +161,8 @@ async fn handshake_bodies_are_drained_up_to_the_bound() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expect_100_continue_without_credentials_gets_401_at_once() {
     let b = Backend::start().await;
-    let port = free_port();
-    let _g = start(port, b.addr, "", "");
+    let g = start(plain(b.addr));
+    let port = g.port();
     let mut c = Conn::open(listen(port)).await;
     c.send(b"POST /ews HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n").await;
     let r = c.response().await;
@@ -194,8 +173,8 @@ async fn expect_100_continue_without_credentials_gets_401_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_authenticate_messages_are_refused() {
     let b = Backend::start().await;
-    let port = free_port();
-    let g = start_text(port, &no_lockout(config(port, b.addr, "", "")));
+    let g = start(no_lockout(plain(b.addr)));
+    let port = g.port();
     let head = "GET /ews HTTP/1.1\r\nHost: a";
     let bob = Client::new("bob", "Bob-Pass1");
     let nt_offset = |m: &Vec<u8>| u32::from_le_bytes(m[24..28].try_into().unwrap()) as usize;
@@ -260,8 +239,8 @@ async fn forged_authenticate_messages_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_stays_with_its_connection() {
     let b = Backend::start().await;
-    let port = free_port();
-    let _g = start(port, b.addr, "", "");
+    let g = start(plain(b.addr));
+    let port = g.port();
     let users = [("alice", "Alice-Pass1"), ("bob", "Bob-Pass1")];
     let mut conns = Vec::new();
     for i in 0..8 {
@@ -302,8 +281,8 @@ async fn identity_stays_with_its_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lockout_stops_asking_after_the_limit() {
     let b = Backend::start().await;
-    let port = free_port();
-    let g = start(port, b.addr, "", "");
+    let g = start(plain(b.addr));
+    let port = g.port();
     let head = "GET /ews HTTP/1.1\r\nHost: a";
     for _ in 0..6 {
         let mut c = Conn::open(listen(port)).await;
@@ -333,9 +312,9 @@ async fn channel_binding_policies_over_tls() {
     let right = ntlm::crypto::tls_channel_bindings(&sha256(&der));
     let wrong = ntlm::crypto::tls_channel_bindings(&[0u8; 32]);
     std::fs::write(dir.path().join("users.ntlm"), "ADTEST:bob:Bob-Pass1\n").unwrap();
-    let port = free_port();
-    let tls = "tls = { cert = \"mail.pem\", key = \"mail.key\" }\nchannel_binding = \"required\"";
-    let g = Gatehouse::start_in(dir, &no_lockout(config(port, b.addr, tls, "")), listen(port));
+    let tls = Listener::tls("public", "mail").channel_binding("required");
+    let g = Gatehouse::start_in(dir, &no_lockout(config(tls, b.addr, "")).to_string());
+    let port = g.port();
     let head = "GET /ews HTTP/1.1\r\nHost: mail.ad.test";
     let attempt = |bindings: Option<[u8; 16]>| {
         let ca = ca.clone();
@@ -365,12 +344,9 @@ fn sha256(data: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_checker_down_is_503_not_a_crash() {
     let b = Backend::start().await;
-    let port = free_port();
-    let text = config(port, b.addr, "", "").replace(
-        "source = \"file\"\nfile = \"users.ntlm\"",
-        "source = \"winbind\"\nntlm_auth = \"/nonexistent/ntlm_auth\"\ntimeout = \"2s\"",
-    );
-    let g = Gatehouse::start(&text, listen(port));
+    let text = plain(b.addr).accounts(Accounts::ntlm_auth("/nonexistent/ntlm_auth", "2s")).to_string();
+    let g = Gatehouse::start(&text);
+    let port = g.port();
     let mut c = Conn::open(listen(port)).await;
     let r = handshake(&mut c, &Client::new("bob", "Bob-Pass1"), "GET /ews HTTP/1.1\r\nHost: a", b"", |_| {}).await;
     assert_eq!(r.status, 503);
@@ -399,17 +375,14 @@ fn ntlm_hash_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_checker_that_hangs_is_503_within_the_timeout() {
     let b = Backend::start().await;
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     // An ntlm_auth that reads the request and never answers.
     let helper = dir.path().join("ntlm_auth");
     std::fs::write(&helper, "#!/bin/sh\nexec sleep 600\n").unwrap();
     std::process::Command::new("chmod").arg("+x").arg(&helper).status().unwrap();
-    let text = config(port, b.addr, "", "").replace(
-        "source = \"file\"\nfile = \"users.ntlm\"",
-        &format!("source = \"winbind\"\nntlm_auth = \"{}\"\ntimeout = \"1s\"", helper.display()),
-    );
-    let g = Gatehouse::start_in(dir, &text, listen(port));
+    let text = plain(b.addr).accounts(Accounts::ntlm_auth(&helper.display().to_string(), "1s")).to_string();
+    let g = Gatehouse::start_in(dir, &text);
+    let port = g.port();
     let start = std::time::Instant::now();
     let mut c = Conn::open(listen(port)).await;
     let r = handshake(&mut c, &Client::new("bob", "Bob-Pass1"), "GET /ews HTTP/1.1\r\nHost: a", b"", |_| {}).await;
