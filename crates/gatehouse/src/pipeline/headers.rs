@@ -18,8 +18,23 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 
 /// The headers gatehouse sets itself: whatever the client sent under these
 /// names is removed first.
-const OURS: [&str; 6] =
-    ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "x-request-id"];
+const OURS: [HeaderName; 6] = [
+    header::FORWARDED,
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    HeaderName::from_static("x-real-ip"),
+    X_REQUEST_ID,
+];
+
+// Named once: a `&str` name is parsed and validated again on every use.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// What the request stage knows that the backend should be told.
 pub struct Upstream<'a> {
@@ -48,7 +63,7 @@ pub fn to_backend(headers: &mut HeaderMap, up: &Upstream<'_>) {
     headers.remove(header::EXPECT);
     // h2c is never forwarded: a backend that took it would serve HTTP/2
     // requests that gatehouse never sees.
-    headers.remove("http2-settings");
+    headers.remove(HTTP2_SETTINGS);
     remove_lookalikes_of_our_headers(headers);
     // The length gatehouse framed the body by, in plain decimal: `010` could
     // mean something else to the backend.
@@ -71,16 +86,16 @@ pub fn to_backend(headers: &mut HeaderMap, up: &Upstream<'_>) {
     if !up.keep_authorization {
         headers.remove(header::AUTHORIZATION);
     }
-    for name in OURS {
+    for name in &OURS {
         headers.remove(name);
     }
     // The edge trusts nothing the internet says about earlier hops.
-    headers.insert("x-forwarded-for", value(&up.peer.to_string()));
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(if up.https { "https" } else { "http" }));
+    headers.insert(X_FORWARDED_FOR, value(&up.peer.to_string()));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if up.https { "https" } else { "http" }));
     if let Some(h) = up.client_host {
-        headers.insert("x-forwarded-host", h.clone());
+        headers.insert(X_FORWARDED_HOST, h.clone());
     }
-    headers.insert("x-request-id", value(up.request_id));
+    headers.insert(X_REQUEST_ID, value(up.request_id));
     headers.insert(header::HOST, up.host.clone());
     if let Some(token) = up.upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -114,8 +129,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+    headers.remove(KEEP_ALIVE);
+    headers.remove(PROXY_CONNECTION);
 }
 
 /// Removes `name` and every header that a backend could read as `name`: IIS and

@@ -55,7 +55,9 @@ pub async fn handle(mut req: Request<Incoming>, conn: Arc<Connection>) -> Result
     // is not taken here, hyper hands the connection to it when the connection
     // ends, which would skip the close that writes a pending refusal.
     let mut on_upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
-    let answer = run(req, &conn, &generation, &mut record, upgrade_asked, &mut on_upgrade).await;
+    // Boxed: the stages' state is large, and hyper moves the future it is
+    // handed; a pointer moves cheaper than kilobytes of state.
+    let answer = Box::pin(run(req, &conn, &generation, &mut record, upgrade_asked, &mut on_upgrade)).await;
     if upgrade_asked {
         let switched = matches!(&answer, Ok(r) if r.status() == StatusCode::SWITCHING_PROTOCOLS);
         conn.activity.upgrade_answered(switched);
