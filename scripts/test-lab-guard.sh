@@ -11,6 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "test-lab-guard: run as root (as scripts/test.sh is)" >&2; exit 1; }
+# LAB_TAKE_OVER=1 scripts/test.sh is for the real lab below, not for these cases.
+unset LAB_TAKE_OVER LAB_GUARD_ONLY
 
 if [ "${1:-}" != --inside ]; then
   if ! unshare --pid --fork --mount-proc --net true 2>/dev/null; then
