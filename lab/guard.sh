@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by lab/lab.sh: what on this machine stands in the lab's way, and whose it is.
 #
 # The lab needs the DC's ports on $DC_IP, 127.0.0.1:$BACKEND_PORT, and winbind's
@@ -40,7 +41,7 @@ lab_roots() {
 
 # Is PID one of the lab's processes, or a child of one? ROOTS: lab_roots' output.
 is_lab_process() { # pid roots
-  local pid=$1 roots=" $(echo $2) "
+  local pid=$1 roots=" ${2//$'\n'/ } "
   while [ -n "$pid" ] && [ "$pid" -gt 1 ]; do
     case "$roots" in *" $pid "*) return 0 ;; esac
     pid=$(parent_of "$pid") || return 1
@@ -71,7 +72,7 @@ describe() { # pid
 
 # Samba and Kerberos daemons the lab did not start: "pid<TAB>daemon|winbind<TAB>name".
 foreign_daemons() { # roots
-  local d pid comm
+  local d pid comm kind
   for d in /proc/[0-9]*; do
     pid=${d#/proc/}
     comm=$(cat "$d/comm" 2>/dev/null) || continue

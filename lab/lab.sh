@@ -57,6 +57,7 @@ install_packages() {
   fi
   printf '#!/bin/sh\n# lab/lab.sh: no service starts while it installs packages\nexit 101\n' >"$policy"
   chmod 755 "$policy"
+  # shellcheck disable=SC2064 # the path is fixed now, not when the trap runs
   trap "rm -f $policy" EXIT
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PKGS >/dev/null
   rm -f "$policy"
