@@ -9,6 +9,10 @@
 #     (SPN HTTP/backend.ad.test) that answers with the user it authenticated
 #
 #   lab/lab.sh start    provision and start (about 20 s; installs Debian packages if missing)
+#   lab/lab.sh start --take-over   (or LAB_TAKE_OVER=1) the same where the machine's own
+#                       Samba, winbind, KDC or whatever holds the lab's ports runs: stops
+#                       them first. Without it the lab refuses, having touched nothing.
+#                       LAB_GUARD_ONLY=1: only that check (and take-over), then exit.
 #   lab/lab.sh stop
 #   lab/lab.sh status
 #   lab/lab.sh kdc-stop | kdc-start   stop or start the DC process only (the
@@ -24,16 +28,41 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 PKGS="samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind krb5-user smbclient apache2 libapache2-mod-auth-gssapi python3-samba iproute2"
 
 say() { printf '[lab] %s\n' "$*"; }
+. "$(dirname "$0")/guard.sh"
 
+# Only processes the lab started: own_pid checks a pid file still names the lab's program.
 stop() {
-  [ -f "$LAB/apache/run/httpd.pid" ] && kill "$(cat "$LAB/apache/run/httpd.pid")" 2>/dev/null || true
-  if [ -f "$LAB/samba.pid" ]; then
-    kill "$(cat "$LAB/samba.pid")" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$(cat "$LAB/samba.pid")" 2>/dev/null || break; sleep 0.1; done
+  local pid
+  pid=$(own_pid "$LAB/apache/run/httpd.pid" apache2)
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  pid=$(own_pid "$LAB/samba.pid" samba)
+  if [ -n "$pid" ]; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
   fi
 }
 
-running() { [ -f "$LAB/samba.pid" ] && kill -0 "$(cat "$LAB/samba.pid")" 2>/dev/null; }
+running() { [ -n "$(own_pid "$LAB/samba.pid" samba)" ]; }
+
+# Debian starts smbd, nmbd and winbind when it installs them; the lab needs their
+# programs, not those services (they would hold its ports and winbind's socket).
+# policy-rc.d is what invoke-rc.d and deb-systemd-invoke ask first.
+install_packages() {
+  local policy=/usr/sbin/policy-rc.d
+  say "installing Debian packages (their services are not started)"
+  apt-get update >/dev/null
+  if [ -e "$policy" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PKGS >/dev/null
+    return
+  fi
+  printf '#!/bin/sh\n# lab/lab.sh: no service starts while it installs packages\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  # shellcheck disable=SC2064 # the path is fixed now, not when the trap runs
+  trap "rm -f $policy" EXIT
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PKGS >/dev/null
+  rm -f "$policy"
+  trap - EXIT
+}
 
 start_samba() {
   samba -F --debug-stdout -s "$LAB/dc/etc/smb.conf" </dev/null >>"$LAB/samba.log" 2>&1 &
@@ -49,25 +78,25 @@ start_samba() {
 case "${1:-start}" in
   stop) stop; say stopped; exit 0 ;;
   kdc-stop)
-    kill "$(cat "$LAB/samba.pid")"
+    running || { echo "lab.sh: no lab DC runs at $LAB" >&2; exit 1; }
+    kill "$(own_pid "$LAB/samba.pid" samba)"
     for _ in $(seq 100); do running || break; sleep 0.1; done
     say "DC stopped"; exit 0 ;;
   kdc-start) start_samba; say "DC started"; exit 0 ;;
   status) if running; then say "running ($LAB/env)"; exit 0; else say "not running"; exit 1; fi ;;
-  start) ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  start)
+    case "${2:-}" in
+      --take-over) LAB_TAKE_OVER=1 ;;
+      '') ;;
+      *) echo "usage: $0 start [--take-over]" >&2; exit 2 ;;
+    esac ;;
+  *) echo "usage: $0 start [--take-over]|stop|status|kdc-stop|kdc-start" >&2; exit 2 ;;
 esac
 
 [ "$(id -u)" -eq 0 ] || { echo "lab.sh: run as root" >&2; exit 1; }
-if ! dpkg -s $PKGS >/dev/null 2>&1; then
-  say "installing Debian packages"
-  apt-get update >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PKGS >/dev/null
-fi
-# A distribution-started Samba or KDC would hold the ports and winbind's pipe.
-if [ -d /run/systemd/system ]; then
-  systemctl stop smbd nmbd winbind samba-ad-dc krb5-kdc apache2 2>/dev/null || true
-fi
+guard || exit 1
+if [ "${LAB_GUARD_ONLY:-0}" = 1 ]; then say "nothing in the lab's way"; exit 0; fi
+dpkg -s $PKGS >/dev/null 2>&1 || install_packages
 stop
 rm -rf "$LAB"; mkdir -p "$LAB"
 D=$LAB/dc

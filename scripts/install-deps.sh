@@ -10,7 +10,8 @@ pkgs="ca-certificates curl build-essential pkg-config openssl python3 libkrb5-de
 case "$what" in
   # faketime: one test runs gatehouse with its clock ahead (an expired ticket).
   # krb5-user: ktutil makes the keytab of the tests without a lab (kerberos_stall.rs).
-  test) pkgs="$pkgs python3-venv faketime krb5-user" ;;
+  # iproute2 (ip, ss), util-linux (unshare), procps (pgrep): scripts/test-lab-guard.sh.
+  test) pkgs="$pkgs python3-venv faketime krb5-user iproute2 util-linux procps" ;;
   bench) pkgs="$pkgs nginx-light wrk procps" ;;
 esac
 

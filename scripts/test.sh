@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+# Before the lab starts: lab.sh stops no service it did not start (in namespaces of
+# its own, so the lab below is neither seen nor touched).
+scripts/test-lab-guard.sh
 
 # pyspnego (an independent NTLM and SPNEGO client) and httpx with h2 (an
 # HTTP/2 client library), in a virtualenv of our own.
