@@ -222,21 +222,30 @@ fn read_backend(u: &str) -> Result<Backend, String> {
     super::read::parse_backend(u)
 }
 
+/// `k.keytab` in `dir`, with keys for the service principals the tests name.
+fn write_test_keytab(dir: &Path) {
+    std::fs::write(dir.join("k.keytab"), crate::keytab::for_tests(&["svc@AD.TEST", "s@AD.TEST"])).unwrap();
+}
+
 #[test]
 fn delegation_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    write_test_keytab(dir.path());
+    let g = dir.path().join("g.toml");
+    let problems = |text: &str| load_str(&g, text).unwrap_err().0;
     let kcd = |extra: &str| {
         format!(
-            "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"/etc/krb5.keytab\"\nservice_principal = \"svc@AD.TEST\"\n[accounts]\nsource = \"winbind\"\n{}",
+            "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"k.keytab\"\nservice_principal = \"svc@AD.TEST\"\n[accounts]\nsource = \"winbind\"\n{}",
             GOOD.replace(
                 "identity_header",
                 &format!("auth = [\"NTLM\"]\ndelegation = \"kcd\"\nbackend_spn = \"HTTP/{{backend_host}}\"\n{extra}\nidentity_header")
             )
         )
     };
-    let c = load_str(Path::new("/tmp/g.toml"), &kcd("delegation_user = \"upn\"")).unwrap();
+    let c = load_str(&g, &kcd("delegation_user = \"upn\"")).unwrap();
     let d = c.sites[0].kcd().unwrap();
     assert_eq!((d.spn.as_str(), d.user), ("HTTP/127.0.0.1", DelegationUser::Upn));
-    let c = load_str(Path::new("/tmp/g.toml"), &kcd("")).unwrap();
+    let c = load_str(&g, &kcd("")).unwrap();
     assert_eq!(c.sites[0].kcd().unwrap().user, DelegationUser::Account);
     for (extra, key) in [
         ("delegation_user = \"sam\"", "site[0].delegation_user"),
@@ -272,7 +281,7 @@ fn exchange_preset_expands_to_the_exchange_paths() {
 [domain]
 realm = "AD.TEST"
 netbios_name = "ADTEST"
-keytab = "/etc/krb5.keytab"
+keytab = "k.keytab"
 service_principal = "svc@AD.TEST"
 acceptor_spn = "HTTP/mail.ad.test"
 
@@ -295,6 +304,7 @@ backend_spn = "HTTP/{backend_host}"
 "#;
     let dir = tempfile::tempdir().unwrap();
     crate::config::tests::write_test_cert(dir.path());
+    write_test_keytab(dir.path());
     let text = text
         .replace("CERT", &dir.path().join("c.pem").to_string_lossy())
         .replace("KEY", &dir.path().join("c.key").to_string_lossy());
@@ -344,10 +354,11 @@ fn forwarding_basic_needs_basic_alone() {
         .replace("bind = \"127.0.0.1:8443\"", "bind = \"127.0.0.1:8443\"\ntls = { cert = \"CERT\", key = \"KEY\" }");
     let dir = tempfile::tempdir().unwrap();
     write_test_cert(dir.path());
+    write_test_keytab(dir.path());
     let tls = tls
         .replace("CERT", &dir.path().join("c.pem").to_string_lossy())
         .replace("KEY", &dir.path().join("c.key").to_string_lossy());
-    let domain = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"/k\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/m.ad.test\"\n[accounts]\nsource = \"winbind\"\n";
+    let domain = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"k.keytab\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/m.ad.test\"\n[accounts]\nsource = \"winbind\"\n";
     let site = |auth: &str| {
         format!(
             "{domain}{}",
@@ -379,6 +390,7 @@ fn lockout_memory_and_network_keys() {
 /// caller adds `[domain]` and `[accounts]`.
 fn exchange_preset(dir: &Path, sections: &str) -> String {
     write_test_cert(dir);
+    write_test_keytab(dir);
     format!(
         "{sections}\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:8443\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\n[[site]]\nname = \"exchange\"\npreset = \"exchange\"\nlistener = \"public\"\nhosts = [\"mail.ad.test\"]\nbackend = \"https://exch01.ad.test\"\n",
         dir.join("c.pem").display(),
@@ -429,13 +441,13 @@ fn basic_with_nothing_to_check_it_names_the_expanded_site_and_the_fix() {
     assert!(p.iter().any(|p| p.message.contains("site `exchange/activesync` offers Basic")), "{p:#?}");
     assert!(p.iter().any(|p| p.key == "domain" && p.message.contains("offers Negotiate")), "{p:#?}");
     // A Kerberos setup begun but not finished is reported even with accounts.
-    let half = format!("{sections}keytab = \"/k\"\n[accounts]\nsource = \"winbind\"\n");
+    let half = format!("{sections}keytab = \"k.keytab\"\n[accounts]\nsource = \"winbind\"\n");
     let p = load_str(&dir.path().join("g.toml"), &exchange_preset(dir.path(), &half)).unwrap_err().0;
     assert!(p.iter().any(|p| p.key == "domain" && p.message.contains("offers Negotiate")), "{p:#?}");
     assert!(!p.iter().any(|p| p.message.contains("offers Basic")), "{p:#?}");
     // A keytab alone (no accounts) is enough for Basic.
     let keytab = format!(
-        "{NO_KEYTAB}keytab = \"/k\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/mail.ad.test\"\n"
+        "{NO_KEYTAB}keytab = \"k.keytab\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/mail.ad.test\"\n"
     );
     let p = load_str(&dir.path().join("g.toml"), &exchange_preset(dir.path(), &keytab)).unwrap_err().0;
     assert!(!p.iter().any(|p| p.message.contains("offers Basic")), "{p:#?}");
@@ -449,7 +461,7 @@ fn basic_with_nothing_to_check_it_names_the_expanded_site_and_the_fix() {
 #[test]
 fn delegation_is_one_of_three() {
     let dir = tempfile::tempdir().unwrap();
-    let keytab = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"/k\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/mail.ad.test\"\n[accounts]\nsource = \"winbind\"\n";
+    let keytab = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"k.keytab\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/mail.ad.test\"\n[accounts]\nsource = \"winbind\"\n";
     let site = |d: &str| {
         exchange_preset(dir.path(), keytab).replace("preset = \"exchange\"\n", &format!("auth = [\"Basic\"]\n{d}"))
     };
