@@ -503,3 +503,78 @@ fn the_users_file_is_data_with_its_path() {
     let p = problems(&text.replace("source = \"file\"", "source = \"ldap\""));
     assert!(p.iter().any(|p| p.key == "accounts.source" && p.message.contains("\"file\" or \"winbind\"")), "{p:#?}");
 }
+
+/// Issue 12: a `tls` table that fails to load stopped the listener's reading,
+/// and every key after it was "unknown"; now the keys after it are read, and
+/// their own mistakes reported.
+#[test]
+fn a_broken_tls_table_gives_no_false_unknown_keys() {
+    let text = "[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:1\"\ntls = { cert = \"/nonexistent/c.pem\", key = \"/nonexistent/c.key\" }\nchannel_binding = \"sometimes\"\nhttp2 = true\n";
+    let p = problems(text);
+    assert!(!p.iter().any(|p| p.message.contains("unknown key")), "{p:#?}");
+    assert!(has(&p, 4, "listener[0].tls.cert", "No such file"), "{p:#?}");
+    assert!(has(&p, 5, "listener[0].channel_binding", "`sometimes`: expected"), "{p:#?}");
+    assert!(!p.iter().any(|p| p.key == "listener[0].http2"), "http2 with a broken tls is not `no TLS`: {p:#?}");
+    // A misspelt source: the keys of both sources are still known.
+    let p = problems("[accounts]\nsource = \"ad\"\nntlm_auth = \"/x\"\nfile = \"u\"\n");
+    assert!(!p.iter().any(|p| p.message.contains("unknown key")), "{p:#?}");
+    assert!(has(&p, 2, "accounts.source", "`ad`"), "{p:#?}");
+    // Winbind's keys with the file source are mistakes, named as such.
+    let p = problems("[accounts]\nsource = \"winbind\"\nfile = \"u\"\n");
+    assert!(has(&p, 3, "accounts.file", "only meaningful with source = \"file\""), "{p:#?}");
+}
+
+/// `[domain] keytab` is opened at load; `doctor` loads without judging it.
+#[test]
+fn the_keytab_is_read_at_load_but_left_to_doctor() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("g.toml");
+    let text = format!("{NO_KEYTAB}keytab = \"k.keytab\"\nservice_principal = \"svc@AD.TEST\"\n{GOOD}");
+    std::fs::write(&file, &text).unwrap();
+    let p = super::load(&file).unwrap_err().0;
+    assert!(has(&p, 4, "domain.keytab", "cannot read the keytab"), "{p:#?}");
+    assert!(p[0].message.contains(&format!("gatehouse doctor -c {}", file.display())), "{p:#?}");
+    assert!(super::load_leaving_keytab(&file).is_ok());
+    std::fs::write(dir.path().join("k.keytab"), crate::keytab::for_tests(&["other@AD.TEST"])).unwrap();
+    let p = super::load(&file).unwrap_err().0;
+    assert!(has(&p, 4, "domain.keytab", "holds no key for svc@AD.TEST (it holds other@AD.TEST)"), "{p:#?}");
+    // A service principal without realm is the realm's.
+    write_test_keytab(dir.path());
+    std::fs::write(&file, text.replace("svc@AD.TEST", "svc")).unwrap();
+    assert!(super::load(&file).is_ok());
+}
+
+/// `exclude` leaves preset paths out; `[[site.path]]` sets one path's keys
+/// and nothing else; both are noted for `check`.
+#[test]
+fn preset_exceptions_change_only_what_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let keytab = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"k.keytab\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/mail.ad.test\"\n[accounts]\nsource = \"winbind\"\n";
+    let base = exchange_preset(dir.path(), keytab);
+    let text = format!(
+        "{base}exclude = [\"/ECP\", \"/oab\"]\n\n[[site.path]]\nprefix = \"/rpc\"\nstream_idle = \"1h\"\nwebsocket = false\n"
+    );
+    let c = load_str(&dir.path().join("g.toml"), &text).unwrap_or_else(|p| panic!("{p}"));
+    let paths: Vec<&str> = c.sites.iter().map(|s| s.path_prefix.as_str()).collect();
+    assert_eq!(paths, ["/autodiscover", "/ews", "/rpc", "/mapi", "/owa", "/Microsoft-Server-ActiveSync"]);
+    assert_eq!(c.left_out, ["exchange/oab", "exchange/ecp"], "in the preset's order");
+    let rpc = c.sites.iter().find(|s| s.path_prefix == "/rpc").unwrap();
+    let mapi = c.sites.iter().find(|s| s.path_prefix == "/mapi").unwrap();
+    assert_eq!(rpc.stream_idle, Some(std::time::Duration::from_secs(3600)));
+    assert!(!rpc.websocket && mapi.websocket);
+    assert_eq!(rpc.auth, mapi.auth, "what the path does not set stays the preset's");
+    assert_eq!(rpc.auth_for.len(), mapi.auth_for.len());
+    assert_eq!(c.set_by_path, [("exchange/rpc".to_string(), vec!["stream_idle", "websocket"])]);
+    let lines = describe_sites(&c);
+    assert!(lines.iter().any(|l| l.starts_with("site exchange/rpc:") && l.ends_with("set by [[site.path]]: stream_idle, websocket")), "{lines:#?}");
+    assert!(lines.contains(&"site exchange/oab: left out (exclude)".to_string()), "{lines:#?}");
+    // A path made anonymous while the preset delegates: refused.
+    let kcd = base.replace("backend = ", "delegation = \"kcd\"\nbackend_spn = \"HTTP/{backend_host}\"\nbackend = ");
+    let anonymous = format!("{kcd}\n[[site.path]]\nprefix = \"/owa\"\nauth = []\nauth_for = []\n");
+    let p = load_str(&dir.path().join("g.toml"), &anonymous).unwrap_err().0;
+    assert!(p.iter().any(|p| p.key == "site[0].path[0].auth" && p.message.contains("anonymously")), "{p:#?}");
+    // A path with auth = [] keeping the preset's per-agent rules: said.
+    let rules = format!("{base}\n[[site.path]]\nprefix = \"/owa\"\nauth = []\n");
+    let p = load_str(&dir.path().join("g.toml"), &rules).unwrap_err().0;
+    assert!(p.iter().any(|p| p.key == "site[0].path[0].auth" && p.message.contains("auth_for")), "{p:#?}");
+}
