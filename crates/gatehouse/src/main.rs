@@ -18,10 +18,12 @@ mod connection;
 mod doctor;
 mod generation;
 mod guarded_io;
+mod keytab;
 mod listener;
 mod net;
 mod pages;
 mod pem;
+mod pem_hint;
 mod pipeline;
 mod request_body;
 mod response_body;
@@ -96,8 +98,8 @@ fn check(file: PathBuf) -> ExitCode {
             let c = &generation.config;
             println!("{}: OK ({} listeners, {} sites)", file.display(), c.listeners.len(), c.sites.len());
             // Every site as it will be served, presets expanded.
-            for site in &c.sites {
-                println!("  {}", config::describe_site(site));
+            for line in config::describe_sites(c) {
+                println!("  {line}");
             }
             println!("  {}", c.describe_passwords());
             ExitCode::SUCCESS

@@ -18,16 +18,25 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Reads a PEM certificate chain and its private key, and checks they belong together.
+/// Reads a PEM certificate chain and its private key, and checks they belong
+/// together. A file in another form (DER, PKCS#12, an encrypted key) is named
+/// as such, with the `openssl` command that converts it.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, PemError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| PemError::Cert(pem_message(e)))?
+    let cert_bytes = std::fs::read(cert).map_err(|e| PemError::Cert(e.to_string()))?;
+    if let Some(hint) = crate::pem_hint::for_cert(cert, &cert_bytes) {
+        return Err(PemError::Cert(hint));
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_bytes)
         .collect::<Result<_, _>>()
         .map_err(|e| PemError::Cert(pem_message(e)))?;
     if chain.is_empty() {
         return Err(PemError::Cert("no CERTIFICATE block in the file".into()));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| PemError::Key(pem_message(e)))?;
+    let key_bytes = std::fs::read(key).map_err(|e| PemError::Key(e.to_string()))?;
+    if let Some(hint) = crate::pem_hint::for_key(key, &key_bytes) {
+        return Err(PemError::Key(hint));
+    }
+    let key_der = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| PemError::Key(pem_message(e)))?;
     let signing = provider()
         .key_provider
         .load_private_key(key_der)

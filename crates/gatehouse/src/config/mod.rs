@@ -5,6 +5,8 @@
 //! and the file fixed in one pass. The shapes here are the validated ones; the
 //! reading lives in `read.rs`.
 
+mod files;
+mod names;
 mod preset;
 mod read;
 mod reader;
@@ -19,9 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use preset::describe as describe_site;
-pub use read::load;
+pub use preset::describe_sites;
 #[cfg(test)]
 pub use read::load_str;
+pub use read::{load, load_leaving_keytab};
 #[cfg(test)]
 pub use reader::{Problem, Problems};
 pub use users::UserFile;
@@ -38,6 +41,11 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub log: Log,
+    /// Sites a preset would publish and its `exclude` left out, by name
+    /// (`exchange/ecp`), for `gatehouse check`.
+    pub left_out: Vec<String>,
+    /// Per site name, the keys a preset's `[[site.path]]` set, for `gatehouse check`.
+    pub set_by_path: Vec<(String, Vec<&'static str>)>,
 }
 
 impl Config {
@@ -161,6 +169,8 @@ pub struct AuthRule {
 #[derive(Debug, Clone)]
 pub struct ListenerTls {
     pub certificates: Vec<Arc<rustls::sign::CertifiedKey>>,
+    /// The file each certificate was read from, for messages.
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

@@ -4,7 +4,164 @@
 
 use std::time::Duration;
 
-use super::{AuthRule, Scheme, Site};
+use toml::de::DeValue;
+
+use super::reader::{kind, Reader, Section, Span};
+use super::{AuthRule, Config, Scheme, Site};
+
+/// A preset site's exceptions: `exclude = ["/ecp"]` leaves paths out,
+/// `[[site.path]]` (`prefix` and any of `PATH_KEYS`) sets one path's own.
+pub const EXCEPTION_KEYS: &[&str] = &["exclude", "path"];
+const PATH_KEYS: &[&str] = &["prefix", "auth", "auth_for", "stream_idle", "negotiate_once", "websocket"];
+
+/// One `[[site.path]]`: what it sets, None for what the preset decides.
+struct PathSettings {
+    prefix: String,
+    auth: Option<Vec<Scheme>>,
+    auth_for: Option<Vec<AuthRule>>,
+    stream_idle: Option<Duration>,
+    negotiate_once: Option<bool>,
+    websocket: Option<bool>,
+}
+
+impl PathSettings {
+    /// The keys set, in the order of PATH_KEYS.
+    fn apply(self, site: &mut Site) -> Vec<&'static str> {
+        let mut set = Vec::new();
+        if let Some(a) = self.auth {
+            site.auth = a;
+            set.push("auth");
+        }
+        if let Some(a) = self.auth_for {
+            site.auth_for = a;
+            set.push("auth_for");
+        }
+        if let Some(d) = self.stream_idle {
+            site.stream_idle = Some(d);
+            set.push("stream_idle");
+        }
+        if let Some(b) = self.negotiate_once {
+            site.negotiate_once = b;
+            set.push("negotiate_once");
+        }
+        if let Some(b) = self.websocket {
+            site.websocket = b;
+            set.push("websocket");
+        }
+        set
+    }
+}
+
+impl Reader<'_> {
+    /// `preset = "exchange"` on `base`, with its exceptions, which are noted
+    /// in `config` for `gatehouse check`.
+    pub(super) fn exchange_preset(&mut self, s: &mut Section<'_, '_>, base: &Site, config: &mut Config) -> Vec<Site> {
+        let mut sites = exchange(base);
+        let prefixes: Vec<&str> = EXCHANGE.iter().map(|(_, p)| *p).collect();
+        let not_ours = |p: &str| {
+            format!(
+                "`{p}` is not one of the preset's paths ({}); a path of its own needs a [[site]] of its own",
+                prefixes.join(", ")
+            )
+        };
+        // `exchange` returns the sites in the order of EXCHANGE.
+        let position = |p: &str| prefixes.iter().position(|ours| ours.eq_ignore_ascii_case(p));
+        let mut excluded = Vec::new();
+        for (p, span) in self.string_list(s, "exclude").unwrap_or_default() {
+            match position(&p) {
+                Some(i) => excluded.push(i),
+                None => self.problem(span, &s.key_path("exclude"), not_ours(&p)),
+            }
+        }
+        let mut set = Vec::new();
+        for (i, settings, span, key) in self.path_settings(s) {
+            match position(&settings.prefix) {
+                None => self.problem(span, &key, not_ours(&settings.prefix)),
+                Some(at) if excluded.contains(&at) => self.problem(
+                    span,
+                    &key,
+                    format!("`{}` is left out by exclude; set it or leave it out", settings.prefix),
+                ),
+                Some(at) if set.contains(&at) => {
+                    self.problem(span, &key, format!("`{}` is set by another [[site.path]]", settings.prefix))
+                }
+                Some(at) => {
+                    set.push(at);
+                    let keys = settings.apply(&mut sites[at]);
+                    config.set_by_path.push((sites[at].name.clone(), keys));
+                    if sites[at].auth.is_empty() && !sites[at].auth_for.is_empty() {
+                        let key = format!("{}.path[{i}].auth", s.path);
+                        self.problem(
+                            span.clone(),
+                            &key,
+                            "auth_for overrides `auth`, which this path sets empty".into(),
+                        );
+                    }
+                    if sites[at].auth.is_empty() && sites[at].auth_for.is_empty() && sites[at].kcd().is_some() {
+                        let key = format!("{}.path[{i}].auth", s.path);
+                        self.problem(span, &key, "delegation needs an authenticated user: an empty `auth` would publish this path anonymously".into());
+                    }
+                }
+            }
+        }
+        let mut kept = Vec::new();
+        for (i, site) in sites.into_iter().enumerate() {
+            if excluded.contains(&i) {
+                config.left_out.push(site.name);
+            } else {
+                kept.push(site);
+            }
+        }
+        kept
+    }
+
+    /// `exclude` and `[[site.path]]` on a site without a preset.
+    pub(super) fn exceptions_without_preset(&mut self, s: &mut Section<'_, '_>) {
+        for key in EXCEPTION_KEYS {
+            if let Some(v) = s.get(key) {
+                self.problem(
+                    v.span(),
+                    &s.key_path(key),
+                    "only with a preset (preset = \"exchange\"): a site of its own publishes its one path_prefix"
+                        .into(),
+                );
+            }
+        }
+    }
+
+    /// Each `[[site.path]]` read: its index, settings, the span and key of its `prefix`.
+    fn path_settings(&mut self, s: &mut Section<'_, '_>) -> Vec<(usize, PathSettings, Span, String)> {
+        let Some(v) = s.get("path") else {
+            return Vec::new();
+        };
+        let path = s.key_path("path");
+        let DeValue::Array(items) = v.get_ref() else {
+            self.problem(v.span(), &path, format!("expected [[site.path]] tables, found {}", kind(v.get_ref())));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let Some(mut t) = self.section(item, format!("{path}[{i}]"), PATH_KEYS) else {
+                continue;
+            };
+            let prefix = self.required_string(&mut t, "prefix");
+            let settings = PathSettings {
+                prefix: String::new(),
+                auth: self.schemes(&mut t, "auth"),
+                auth_for: self.auth_for(&mut t),
+                stream_idle: self.duration(&mut t, "stream_idle"),
+                negotiate_once: self.bool(&mut t, "negotiate_once"),
+                websocket: self.bool(&mut t, "websocket"),
+            };
+            let key = t.key_path("prefix");
+            self.finish(t);
+            if let Some((prefix, span)) = prefix {
+                out.push((i, PathSettings { prefix, ..settings }, span, key));
+            }
+        }
+        out
+    }
+}
 
 /// User agents that must be offered NTLM alone: Communicator/Lync prompt when
 /// offered Negotiate, Outlook's RPC over HTTP (`MSRPC`) and Outlook's own HTTP
@@ -63,7 +220,25 @@ pub fn exchange(base: &Site) -> Vec<Site> {
         .collect()
 }
 
-/// One line per site, for `gatehouse check`.
+/// Every site as it will be served, presets expanded, with what a preset's
+/// exceptions changed: for `gatehouse check`.
+pub fn describe_sites(config: &Config) -> Vec<String> {
+    let mut lines: Vec<String> = config
+        .sites
+        .iter()
+        .map(|site| {
+            let mut line = describe(site);
+            if let Some((_, keys)) = config.set_by_path.iter().find(|(name, _)| *name == site.name) {
+                line.push_str(&format!("; set by [[site.path]]: {}", keys.join(", ")));
+            }
+            line
+        })
+        .collect();
+    lines.extend(config.left_out.iter().map(|name| format!("site {name}: left out (exclude)")));
+    lines
+}
+
+/// One line per site.
 pub fn describe(site: &Site) -> String {
     let names = |schemes: &[Scheme]| schemes.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ");
     let mut line = format!(

@@ -14,8 +14,25 @@ use toml::Spanned;
 use super::reader::{kind, Problem, Problems, Reader, Section, Span};
 use super::*;
 
+/// Keys of the tables whose reader may stop before the end (see
+/// `Reader::section`).
+const LISTENER_KEYS: &[&str] = &["name", "bind", "tls", "channel_binding", "http2"];
+const TLS_KEYS: &[&str] = &["cert", "key", "sni"];
+const CERT_KEYS: &[&str] = &["cert", "key"];
+const ACCOUNTS_KEYS: &[&str] = &["source", "file", "ntlm_auth", "smb_conf", "helpers", "timeout"];
+
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, Problems> {
+    load_file(path, true)
+}
+
+/// As `load`, the keytab's content not judged: for `gatehouse doctor`, which
+/// reads it itself and prints the commands that make a new one.
+pub fn load_leaving_keytab(path: &Path) -> Result<Config, Problems> {
+    load_file(path, false)
+}
+
+fn load_file(path: &Path, read_keytab: bool) -> Result<Config, Problems> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Problems(vec![Problem {
             file: path.to_owned(),
@@ -25,17 +42,23 @@ pub fn load(path: &Path) -> Result<Config, Problems> {
             message: format!("cannot read configuration: {e}"),
         }])
     })?;
-    load_str(path, &text)
+    read_str(path, &text, read_keytab)
 }
 
 /// Validates `text` as if read from `path`; relative file names in it are taken
 /// relative to the directory of `path`.
+#[cfg(test)]
 pub fn load_str(path: &Path, text: &str) -> Result<Config, Problems> {
+    read_str(path, text, true)
+}
+
+fn read_str(path: &Path, text: &str, read_keytab: bool) -> Result<Config, Problems> {
     let mut r = Reader {
         file: path.to_owned(),
         base: path.parent().map(Path::to_owned).unwrap_or_default(),
         text,
         problems: Vec::new(),
+        read_keytab,
     };
     let (doc, syntax) = DeTable::parse_recoverable(text);
     for e in syntax {
@@ -65,21 +88,23 @@ impl<'t> Reader<'t> {
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             log: Log::default(),
+            left_out: Vec::new(),
+            set_by_path: Vec::new(),
         };
         if let Some(v) = root.get("timeouts") {
-            if let Some(mut s) = self.section(v, "timeouts".into()) {
+            if let Some(mut s) = self.section(v, "timeouts".into(), &[]) {
                 self.timeouts(&mut s, &mut config.timeouts);
                 self.finish(s);
             }
         }
         if let Some(v) = root.get("limits") {
-            if let Some(mut s) = self.section(v, "limits".into()) {
+            if let Some(mut s) = self.section(v, "limits".into(), &[]) {
                 self.limits(&mut s, &mut config.limits);
                 self.finish(s);
             }
         }
         if let Some(v) = root.get("log") {
-            if let Some(mut s) = self.section(v, "log".into()) {
+            if let Some(mut s) = self.section(v, "log".into(), &[]) {
                 if let Some((access, _)) = self.string(&mut s, "access") {
                     config.log.access =
                         if access == "-" { access } else { self.file_path(&access).to_string_lossy().into_owned() };
@@ -98,19 +123,19 @@ impl<'t> Reader<'t> {
             }
         }
         if let Some(v) = root.get("domain") {
-            if let Some(mut s) = self.section(v, "domain".into()) {
+            if let Some(mut s) = self.section(v, "domain".into(), &[]) {
                 config.domain = self.domain(&mut s);
                 self.finish(s);
             }
         }
         if let Some(v) = root.get("accounts") {
-            if let Some(mut s) = self.section(v, "accounts".into()) {
+            if let Some(mut s) = self.section(v, "accounts".into(), ACCOUNTS_KEYS) {
                 config.accounts = self.accounts(&mut s);
                 self.finish(s);
             }
         }
         if let Some(v) = root.get("lockout") {
-            if let Some(mut s) = self.section(v, "lockout".into()) {
+            if let Some(mut s) = self.section(v, "lockout".into(), &[]) {
                 if let Some(n) = self.count(&mut s, "max_failures_per_user", 1, 1000) {
                     config.lockout.max_failures_per_user = n as u32;
                 }
@@ -133,7 +158,7 @@ impl<'t> Reader<'t> {
             }
         }
         if let Some(v) = root.get("basic") {
-            if let Some(mut s) = self.section(v, "basic".into()) {
+            if let Some(mut s) = self.section(v, "basic".into(), &[]) {
                 if let Some(d) = self.duration(&mut s, "cache") {
                     config.basic_cache = d;
                 }
@@ -144,7 +169,7 @@ impl<'t> Reader<'t> {
         // listener is not reported as naming a missing one.
         let mut listener_names = Vec::new();
         for (i, v) in self.array_of_tables(&mut root, "listener") {
-            if let Some(mut s) = self.section(v, format!("listener[{i}]")) {
+            if let Some(mut s) = self.section(v, format!("listener[{i}]"), LISTENER_KEYS) {
                 let name = match s.table.iter().find(|(k, _)| k.get_ref().as_ref() == "name").map(|(_, v)| v) {
                     Some(v) => v.get_ref().as_str().map(str::to_owned),
                     None => None,
@@ -167,14 +192,17 @@ impl<'t> Reader<'t> {
         }
         let mut origins = Vec::new();
         for (i, v) in self.array_of_tables(&mut root, "site") {
-            if let Some(mut s) = self.section(v, format!("site[{i}]")) {
+            if let Some(mut s) = self.section(v, format!("site[{i}]"), super::preset::EXCEPTION_KEYS) {
                 let span = s.span.clone();
                 let preset = self.string(&mut s, "preset");
                 let path_given = s.table.iter().any(|(k, _)| k.get_ref().as_ref() == "path_prefix");
                 let read = self.site(&mut s, &listener_names, preset.is_some());
                 let expanded = match (read, preset) {
                     (None, _) => Vec::new(),
-                    (Some(site), None) => vec![site],
+                    (Some(site), None) => {
+                        self.exceptions_without_preset(&mut s);
+                        vec![site]
+                    }
                     (Some(site), Some((p, pspan))) if p == "exchange" => {
                         if path_given {
                             self.problem(
@@ -183,7 +211,7 @@ impl<'t> Reader<'t> {
                                 "a preset publishes its own paths; remove path_prefix".into(),
                             );
                         }
-                        super::preset::exchange(&site)
+                        self.exchange_preset(&mut s, &site, &mut config)
                     }
                     (Some(site), Some((p, pspan))) => {
                         self.problem(
@@ -194,8 +222,9 @@ impl<'t> Reader<'t> {
                         vec![site]
                     }
                 };
+                let hosts = host_spans(&s);
                 for site in expanded {
-                    origins.push(super::validate::Origin { index: i, span: span.clone() });
+                    origins.push(super::validate::Origin { index: i, span: span.clone(), hosts: hosts.clone() });
                     config.sites.push(site);
                 }
                 self.finish(s);
@@ -275,16 +304,15 @@ impl<'t> Reader<'t> {
                 None
             }
         });
-        let tls = match s.get("tls") {
-            None => None,
-            Some(v) => {
-                let path = s.key_path("tls");
-                let mut t = self.section(v, path)?;
-                let tls = self.listener_tls(&mut t);
-                self.finish(t);
-                Some(tls?)
-            }
-        };
+        // Some(None): given but broken, already reported. The keys after it
+        // are still read, so that their own mistakes are reported too.
+        let tls = s.get("tls").map(|v| {
+            let path = s.key_path("tls");
+            let mut t = self.section(v, path, TLS_KEYS)?;
+            let tls = self.listener_tls(&mut t);
+            self.finish(t);
+            tls
+        });
         let channel_binding = self
             .choice(
                 s,
@@ -296,7 +324,7 @@ impl<'t> Reader<'t> {
                 ],
             )
             .unwrap_or(ntlm::ChannelBindingPolicy::WhenSupported);
-        let http2 = match (self.bool(s, "http2"), &tls) {
+        let http2 = match (self.bool(s, "http2"), &tls.as_ref().map(|_| ())) {
             (Some(true), None) => {
                 let key = s.key_path("http2");
                 self.problem(
@@ -309,14 +337,22 @@ impl<'t> Reader<'t> {
             (Some(h), _) => h,
             (None, t) => t.is_some(),
         };
+        let tls = match tls {
+            None => None,
+            Some(t) => Some(t?),
+        };
         Some(Listener { name: name?.0, bind: bind?, tls, channel_binding, http2 })
     }
 
     fn listener_tls(&mut self, t: &mut Section<'_, '_>) -> Option<ListenerTls> {
         let mut certificates = Vec::new();
+        let mut files = Vec::new();
         let mut ok = true;
         match self.cert_pair(t) {
-            Some(c) => certificates.push(c),
+            Some((c, f)) => {
+                certificates.push(c);
+                files.push(f);
+            }
             None => ok = false,
         }
         if let Some(v) = t.get("sni") {
@@ -324,9 +360,12 @@ impl<'t> Reader<'t> {
             match v.get_ref() {
                 DeValue::Array(items) => {
                     for (i, item) in items.iter().enumerate() {
-                        if let Some(mut c) = self.section(item, format!("{path}[{i}]")) {
+                        if let Some(mut c) = self.section(item, format!("{path}[{i}]"), CERT_KEYS) {
                             match self.cert_pair(&mut c) {
-                                Some(cert) => certificates.push(cert),
+                                Some((cert, file)) => {
+                                    certificates.push(cert);
+                                    files.push(file);
+                                }
                                 None => ok = false,
                             }
                             self.finish(c);
@@ -343,17 +382,17 @@ impl<'t> Reader<'t> {
                 }
             }
         }
-        ok.then_some(ListenerTls { certificates })
+        ok.then_some(ListenerTls { certificates, files })
     }
 
-    fn cert_pair(&mut self, t: &mut Section<'_, '_>) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+    fn cert_pair(&mut self, t: &mut Section<'_, '_>) -> Option<(Arc<rustls::sign::CertifiedKey>, PathBuf)> {
         let cert = self.required_string(t, "cert");
         let key = self.required_string(t, "key");
         let ((cert, cert_span), (key, key_span)) = (cert?, key?);
         let cert_path = self.file_path(&cert);
         let key_path = self.file_path(&key);
         match crate::pem::load_certified_key(&cert_path, &key_path) {
-            Ok(ck) => Some(ck),
+            Ok(ck) => Some((ck, cert_path)),
             Err(crate::pem::PemError::Cert(msg)) => {
                 self.problem(cert_span, &t.key_path("cert"), format!("{}: {msg}", cert_path.display()));
                 None
@@ -428,7 +467,7 @@ impl<'t> Reader<'t> {
         let mut backend = backend;
         if let Some(v) = s.get("backend_tls") {
             let path = s.key_path("backend_tls");
-            if let Some(mut t) = self.section(v, path.clone()) {
+            if let Some(mut t) = self.section(v, path.clone(), &[]) {
                 let server_name = self.string(&mut t, "server_name");
                 let ca = self.string(&mut t, "ca");
                 let verify = self.bool(&mut t, "verify");
@@ -466,25 +505,7 @@ impl<'t> Reader<'t> {
         let auth = self.schemes(s, "auth").unwrap_or_default();
         let negotiate_once = self.bool(s, "negotiate_once").unwrap_or(true);
         let websocket = self.bool(s, "websocket").unwrap_or(true);
-        let mut auth_for = Vec::new();
-        if let Some(v) = s.get("auth_for") {
-            let path = s.key_path("auth_for");
-            match v.get_ref() {
-                DeValue::Array(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        if let Some(mut r) = self.section(item, format!("{path}[{i}]")) {
-                            if let Some(rule) = self.auth_rule(&mut r) {
-                                auth_for.push(rule);
-                            }
-                            self.finish(r);
-                        }
-                    }
-                }
-                other => {
-                    self.problem(v.span(), &path, format!("expected [[site.auth_for]] tables, found {}", kind(other)))
-                }
-            }
-        }
+        let auth_for = self.auth_for(s).unwrap_or_default();
         let delegation = self.delegation(s, backend.as_ref(), !auth.is_empty() || preset);
         if matches!(delegation, Delegation::ForwardBasic) && (auth != [Scheme::Basic] || !auth_for.is_empty() || preset)
         {
@@ -585,7 +606,28 @@ impl<'t> Reader<'t> {
         })
     }
 
-    fn schemes(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Option<Vec<Scheme>> {
+    /// `auth_for`: None when absent.
+    pub(super) fn auth_for(&mut self, s: &mut Section<'_, '_>) -> Option<Vec<AuthRule>> {
+        let v = s.get("auth_for")?;
+        let path = s.key_path("auth_for");
+        let mut auth_for = Vec::new();
+        match v.get_ref() {
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(mut r) = self.section(item, format!("{path}[{i}]"), &[]) {
+                        if let Some(rule) = self.auth_rule(&mut r) {
+                            auth_for.push(rule);
+                        }
+                        self.finish(r);
+                    }
+                }
+            }
+            other => self.problem(v.span(), &path, format!("expected [[site.auth_for]] tables, found {}", kind(other))),
+        }
+        Some(auth_for)
+    }
+
+    pub(super) fn schemes(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Option<Vec<Scheme>> {
         let list = self.string_list(s, key)?;
         let path = s.key_path(key);
         let mut out = Vec::new();
@@ -647,10 +689,17 @@ impl<'t> Reader<'t> {
         let realm = self.required_string(s, "realm").map(|(r, _)| r.to_ascii_uppercase());
         let netbios = self.required_string(s, "netbios_name").map(|(n, _)| n.to_ascii_uppercase());
         let krb5_conf = self.string(s, "krb5_conf").map(|(p, _)| self.file_path(&p));
-        let keytab = self.string(s, "keytab").map(|(p, _)| self.file_path(&p));
+        let keytab = self.string(s, "keytab").map(|(p, span)| (self.file_path(&p), span));
         let service_principal = self.string(s, "service_principal").map(|(p, _)| p);
         let acceptor_spn = self.string(s, "acceptor_spn").map(|(p, _)| p);
         let (realm, netbios_name) = (realm?, netbios?);
+        if let (Some((path, span)), true) = (&keytab, self.read_keytab) {
+            let config = self.file.clone();
+            if let Some(msg) = super::files::keytab(path, service_principal.as_deref(), &realm, &config) {
+                self.problem(span.clone(), &s.key_path("keytab"), msg);
+            }
+        }
+        let keytab = keytab.map(|(p, _)| p);
         // gatehouse's own host name, from the SPN clients use for it.
         let computer_dns = acceptor_spn
             .as_deref()
@@ -680,7 +729,18 @@ impl<'t> Reader<'t> {
             self.required_string(s, "source");
             return None;
         }
-        match self.choice(s, "source", &[("file", Source::File), ("winbind", Source::Winbind)])? {
+        let source = self.choice(s, "source", &[("file", Source::File), ("winbind", Source::Winbind)])?;
+        // Declared known for both sources: a key of the other is a mistake.
+        let (others, name) = match source {
+            Source::File => (&ACCOUNTS_KEYS[2..], "winbind"),
+            Source::Winbind => (&ACCOUNTS_KEYS[1..2], "file"),
+        };
+        for key in others {
+            if let Some(v) = s.table.iter().find(|(k, _)| k.get_ref().as_ref() == *key).map(|(_, v)| v) {
+                self.problem(v.span(), &s.key_path(key), format!("only meaningful with source = \"{name}\""));
+            }
+        }
+        match source {
             Source::File => {
                 let (name, span) = self.required_string(s, "file")?;
                 let path = self.file_path(&name);
@@ -694,8 +754,14 @@ impl<'t> Reader<'t> {
                 }
             }
             Source::Winbind => {
-                let ntlm_auth =
-                    self.string(s, "ntlm_auth").map_or_else(|| PathBuf::from("ntlm_auth"), |(p, _)| PathBuf::from(p));
+                let source_span = s.table.iter().find(|(k, _)| k.get_ref().as_ref() == "source").map(|(_, v)| v.span());
+                let (ntlm_auth, span, key) = match self.string(s, "ntlm_auth") {
+                    Some((p, span)) => (PathBuf::from(p), Some(span), "ntlm_auth"),
+                    None => (PathBuf::from("ntlm_auth"), source_span, "source"),
+                };
+                if let Some(msg) = super::files::ntlm_auth(&ntlm_auth) {
+                    self.problem(span.unwrap_or(s.span.clone()), &s.key_path(key), msg);
+                }
                 let smb_conf = self.string(s, "smb_conf").map(|(p, _)| self.file_path(&p));
                 let helpers = self.count(s, "helpers", 1, 64).unwrap_or(4);
                 let timeout = self.duration(s, "timeout").unwrap_or(Duration::from_secs(10));
@@ -703,6 +769,17 @@ impl<'t> Reader<'t> {
             }
         }
     }
+}
+
+/// Each string of the table's `hosts`, lower-cased as sites hold them, and
+/// where it is written.
+fn host_spans(s: &Section<'_, '_>) -> Vec<(String, Span)> {
+    let Some(DeValue::Array(items)) =
+        s.table.iter().find(|(k, _)| k.get_ref().as_ref() == "hosts").map(|(_, v)| v.get_ref())
+    else {
+        return Vec::new();
+    };
+    items.iter().filter_map(|h| Some((h.get_ref().as_str()?.to_ascii_lowercase(), h.span()))).collect()
 }
 
 pub(super) fn parse_backend(text: &str) -> Result<Backend, String> {

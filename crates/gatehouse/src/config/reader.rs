@@ -53,6 +53,8 @@ pub struct Reader<'t> {
     pub base: PathBuf,
     pub text: &'t str,
     pub problems: Vec<Problem>,
+    /// Whether `[domain] keytab` is opened and its principals checked.
+    pub read_keytab: bool,
 }
 
 /// A table being read: remembers which keys were asked for, so that the rest can
@@ -85,9 +87,18 @@ impl<'t> Reader<'t> {
         self.problems.push(Problem { file: self.file.clone(), line, column, key: key.to_owned(), message });
     }
 
-    pub fn section<'a, 'i>(&mut self, value: &'a Spanned<DeValue<'i>>, path: String) -> Option<Section<'a, 'i>> {
+    /// `keys`: every key the table may have. Declared up front, not learnt from
+    /// the keys read, so that a reader that stops early (its `tls` failed to
+    /// load, its `source` is misspelt) does not turn the keys it never reached
+    /// into false "unknown key" problems.
+    pub fn section<'a, 'i>(
+        &mut self,
+        value: &'a Spanned<DeValue<'i>>,
+        path: String,
+        keys: &[&'static str],
+    ) -> Option<Section<'a, 'i>> {
         match value.get_ref() {
-            DeValue::Table(t) => Some(Section { table: t, span: value.span(), path, known: Vec::new() }),
+            DeValue::Table(t) => Some(Section { table: t, span: value.span(), path, known: keys.to_vec() }),
             other => {
                 self.problem(value.span(), &path, format!("expected a table, found {}", kind(other)));
                 None

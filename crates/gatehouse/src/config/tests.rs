@@ -222,21 +222,30 @@ fn read_backend(u: &str) -> Result<Backend, String> {
     super::read::parse_backend(u)
 }
 
+/// `k.keytab` in `dir`, with keys for the service principals the tests name.
+fn write_test_keytab(dir: &Path) {
+    std::fs::write(dir.join("k.keytab"), crate::keytab::for_tests(&["svc@AD.TEST", "s@AD.TEST"])).unwrap();
+}
+
 #[test]
 fn delegation_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    write_test_keytab(dir.path());
+    let g = dir.path().join("g.toml");
+    let problems = |text: &str| load_str(&g, text).unwrap_err().0;
     let kcd = |extra: &str| {
         format!(
-            "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"/etc/krb5.keytab\"\nservice_principal = \"svc@AD.TEST\"\n[accounts]\nsource = \"winbind\"\n{}",
+            "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"k.keytab\"\nservice_principal = \"svc@AD.TEST\"\n[accounts]\nsource = \"winbind\"\n{}",
             GOOD.replace(
                 "identity_header",
                 &format!("auth = [\"NTLM\"]\ndelegation = \"kcd\"\nbackend_spn = \"HTTP/{{backend_host}}\"\n{extra}\nidentity_header")
             )
         )
     };
-    let c = load_str(Path::new("/tmp/g.toml"), &kcd("delegation_user = \"upn\"")).unwrap();
+    let c = load_str(&g, &kcd("delegation_user = \"upn\"")).unwrap();
     let d = c.sites[0].kcd().unwrap();
     assert_eq!((d.spn.as_str(), d.user), ("HTTP/127.0.0.1", DelegationUser::Upn));
-    let c = load_str(Path::new("/tmp/g.toml"), &kcd("")).unwrap();
+    let c = load_str(&g, &kcd("")).unwrap();
     assert_eq!(c.sites[0].kcd().unwrap().user, DelegationUser::Account);
     for (extra, key) in [
         ("delegation_user = \"sam\"", "site[0].delegation_user"),
@@ -272,7 +281,7 @@ fn exchange_preset_expands_to_the_exchange_paths() {
 [domain]
 realm = "AD.TEST"
 netbios_name = "ADTEST"
-keytab = "/etc/krb5.keytab"
+keytab = "k.keytab"
 service_principal = "svc@AD.TEST"
 acceptor_spn = "HTTP/mail.ad.test"
 
@@ -295,6 +304,7 @@ backend_spn = "HTTP/{backend_host}"
 "#;
     let dir = tempfile::tempdir().unwrap();
     crate::config::tests::write_test_cert(dir.path());
+    write_test_keytab(dir.path());
     let text = text
         .replace("CERT", &dir.path().join("c.pem").to_string_lossy())
         .replace("KEY", &dir.path().join("c.key").to_string_lossy());
@@ -344,10 +354,11 @@ fn forwarding_basic_needs_basic_alone() {
         .replace("bind = \"127.0.0.1:8443\"", "bind = \"127.0.0.1:8443\"\ntls = { cert = \"CERT\", key = \"KEY\" }");
     let dir = tempfile::tempdir().unwrap();
     write_test_cert(dir.path());
+    write_test_keytab(dir.path());
     let tls = tls
         .replace("CERT", &dir.path().join("c.pem").to_string_lossy())
         .replace("KEY", &dir.path().join("c.key").to_string_lossy());
-    let domain = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"/k\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/m.ad.test\"\n[accounts]\nsource = \"winbind\"\n";
+    let domain = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"k.keytab\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/m.ad.test\"\n[accounts]\nsource = \"winbind\"\n";
     let site = |auth: &str| {
         format!(
             "{domain}{}",
@@ -379,6 +390,7 @@ fn lockout_memory_and_network_keys() {
 /// caller adds `[domain]` and `[accounts]`.
 fn exchange_preset(dir: &Path, sections: &str) -> String {
     write_test_cert(dir);
+    write_test_keytab(dir);
     format!(
         "{sections}\n[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:8443\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\n[[site]]\nname = \"exchange\"\npreset = \"exchange\"\nlistener = \"public\"\nhosts = [\"mail.ad.test\"]\nbackend = \"https://exch01.ad.test\"\n",
         dir.join("c.pem").display(),
@@ -429,13 +441,13 @@ fn basic_with_nothing_to_check_it_names_the_expanded_site_and_the_fix() {
     assert!(p.iter().any(|p| p.message.contains("site `exchange/activesync` offers Basic")), "{p:#?}");
     assert!(p.iter().any(|p| p.key == "domain" && p.message.contains("offers Negotiate")), "{p:#?}");
     // A Kerberos setup begun but not finished is reported even with accounts.
-    let half = format!("{sections}keytab = \"/k\"\n[accounts]\nsource = \"winbind\"\n");
+    let half = format!("{sections}keytab = \"k.keytab\"\n[accounts]\nsource = \"winbind\"\n");
     let p = load_str(&dir.path().join("g.toml"), &exchange_preset(dir.path(), &half)).unwrap_err().0;
     assert!(p.iter().any(|p| p.key == "domain" && p.message.contains("offers Negotiate")), "{p:#?}");
     assert!(!p.iter().any(|p| p.message.contains("offers Basic")), "{p:#?}");
     // A keytab alone (no accounts) is enough for Basic.
     let keytab = format!(
-        "{NO_KEYTAB}keytab = \"/k\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/mail.ad.test\"\n"
+        "{NO_KEYTAB}keytab = \"k.keytab\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/mail.ad.test\"\n"
     );
     let p = load_str(&dir.path().join("g.toml"), &exchange_preset(dir.path(), &keytab)).unwrap_err().0;
     assert!(!p.iter().any(|p| p.message.contains("offers Basic")), "{p:#?}");
@@ -449,7 +461,7 @@ fn basic_with_nothing_to_check_it_names_the_expanded_site_and_the_fix() {
 #[test]
 fn delegation_is_one_of_three() {
     let dir = tempfile::tempdir().unwrap();
-    let keytab = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"/k\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/mail.ad.test\"\n[accounts]\nsource = \"winbind\"\n";
+    let keytab = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"k.keytab\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/mail.ad.test\"\n[accounts]\nsource = \"winbind\"\n";
     let site = |d: &str| {
         exchange_preset(dir.path(), keytab).replace("preset = \"exchange\"\n", &format!("auth = [\"Basic\"]\n{d}"))
     };
@@ -490,4 +502,79 @@ fn the_users_file_is_data_with_its_path() {
     assert_eq!(users.hash("adtest", "BOB"), Some(&ntlm::crypto::nt_hash("Bob-Pass1")));
     let p = problems(&text.replace("source = \"file\"", "source = \"ldap\""));
     assert!(p.iter().any(|p| p.key == "accounts.source" && p.message.contains("\"file\" or \"winbind\"")), "{p:#?}");
+}
+
+/// Issue 12: a `tls` table that fails to load stopped the listener's reading,
+/// and every key after it was "unknown"; now the keys after it are read, and
+/// their own mistakes reported.
+#[test]
+fn a_broken_tls_table_gives_no_false_unknown_keys() {
+    let text = "[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:1\"\ntls = { cert = \"/nonexistent/c.pem\", key = \"/nonexistent/c.key\" }\nchannel_binding = \"sometimes\"\nhttp2 = true\n";
+    let p = problems(text);
+    assert!(!p.iter().any(|p| p.message.contains("unknown key")), "{p:#?}");
+    assert!(has(&p, 4, "listener[0].tls.cert", "No such file"), "{p:#?}");
+    assert!(has(&p, 5, "listener[0].channel_binding", "`sometimes`: expected"), "{p:#?}");
+    assert!(!p.iter().any(|p| p.key == "listener[0].http2"), "http2 with a broken tls is not `no TLS`: {p:#?}");
+    // A misspelt source: the keys of both sources are still known.
+    let p = problems("[accounts]\nsource = \"ad\"\nntlm_auth = \"/x\"\nfile = \"u\"\n");
+    assert!(!p.iter().any(|p| p.message.contains("unknown key")), "{p:#?}");
+    assert!(has(&p, 2, "accounts.source", "`ad`"), "{p:#?}");
+    // Winbind's keys with the file source are mistakes, named as such.
+    let p = problems("[accounts]\nsource = \"winbind\"\nfile = \"u\"\n");
+    assert!(has(&p, 3, "accounts.file", "only meaningful with source = \"file\""), "{p:#?}");
+}
+
+/// `[domain] keytab` is opened at load; `doctor` loads without judging it.
+#[test]
+fn the_keytab_is_read_at_load_but_left_to_doctor() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("g.toml");
+    let text = format!("{NO_KEYTAB}keytab = \"k.keytab\"\nservice_principal = \"svc@AD.TEST\"\n{GOOD}");
+    std::fs::write(&file, &text).unwrap();
+    let p = super::load(&file).unwrap_err().0;
+    assert!(has(&p, 4, "domain.keytab", "cannot read the keytab"), "{p:#?}");
+    assert!(p[0].message.contains(&format!("gatehouse doctor -c {}", file.display())), "{p:#?}");
+    assert!(super::load_leaving_keytab(&file).is_ok());
+    std::fs::write(dir.path().join("k.keytab"), crate::keytab::for_tests(&["other@AD.TEST"])).unwrap();
+    let p = super::load(&file).unwrap_err().0;
+    assert!(has(&p, 4, "domain.keytab", "holds no key for svc@AD.TEST (it holds other@AD.TEST)"), "{p:#?}");
+    // A service principal without realm is the realm's.
+    write_test_keytab(dir.path());
+    std::fs::write(&file, text.replace("svc@AD.TEST", "svc")).unwrap();
+    assert!(super::load(&file).is_ok());
+}
+
+/// `exclude` leaves preset paths out; `[[site.path]]` sets one path's keys
+/// and nothing else; both are noted for `check`.
+#[test]
+fn preset_exceptions_change_only_what_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let keytab = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"k.keytab\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/mail.ad.test\"\n[accounts]\nsource = \"winbind\"\n";
+    let base = exchange_preset(dir.path(), keytab);
+    let text = format!(
+        "{base}exclude = [\"/ECP\", \"/oab\"]\n\n[[site.path]]\nprefix = \"/rpc\"\nstream_idle = \"1h\"\nwebsocket = false\n"
+    );
+    let c = load_str(&dir.path().join("g.toml"), &text).unwrap_or_else(|p| panic!("{p}"));
+    let paths: Vec<&str> = c.sites.iter().map(|s| s.path_prefix.as_str()).collect();
+    assert_eq!(paths, ["/autodiscover", "/ews", "/rpc", "/mapi", "/owa", "/Microsoft-Server-ActiveSync"]);
+    assert_eq!(c.left_out, ["exchange/oab", "exchange/ecp"], "in the preset's order");
+    let rpc = c.sites.iter().find(|s| s.path_prefix == "/rpc").unwrap();
+    let mapi = c.sites.iter().find(|s| s.path_prefix == "/mapi").unwrap();
+    assert_eq!(rpc.stream_idle, Some(std::time::Duration::from_secs(3600)));
+    assert!(!rpc.websocket && mapi.websocket);
+    assert_eq!(rpc.auth, mapi.auth, "what the path does not set stays the preset's");
+    assert_eq!(rpc.auth_for.len(), mapi.auth_for.len());
+    assert_eq!(c.set_by_path, [("exchange/rpc".to_string(), vec!["stream_idle", "websocket"])]);
+    let lines = describe_sites(&c);
+    assert!(lines.iter().any(|l| l.starts_with("site exchange/rpc:") && l.ends_with("set by [[site.path]]: stream_idle, websocket")), "{lines:#?}");
+    assert!(lines.contains(&"site exchange/oab: left out (exclude)".to_string()), "{lines:#?}");
+    // A path made anonymous while the preset delegates: refused.
+    let kcd = base.replace("backend = ", "delegation = \"kcd\"\nbackend_spn = \"HTTP/{backend_host}\"\nbackend = ");
+    let anonymous = format!("{kcd}\n[[site.path]]\nprefix = \"/owa\"\nauth = []\nauth_for = []\n");
+    let p = load_str(&dir.path().join("g.toml"), &anonymous).unwrap_err().0;
+    assert!(p.iter().any(|p| p.key == "site[0].path[0].auth" && p.message.contains("anonymously")), "{p:#?}");
+    // A path with auth = [] keeping the preset's per-agent rules: said.
+    let rules = format!("{base}\n[[site.path]]\nprefix = \"/owa\"\nauth = []\n");
+    let p = load_str(&dir.path().join("g.toml"), &rules).unwrap_err().0;
+    assert!(p.iter().any(|p| p.key == "site[0].path[0].auth" && p.message.contains("auth_for")), "{p:#?}");
 }

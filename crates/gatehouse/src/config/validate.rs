@@ -13,6 +13,8 @@ pub struct Origin {
     /// The table's index among the `[[site]]` tables of the file.
     pub index: usize,
     pub span: Span,
+    /// The table's `hosts`, lower-cased, each where it is written.
+    pub hosts: Vec<(String, Span)>,
 }
 
 /// Which optional sections the file has, read well or not: a broken section
@@ -25,6 +27,18 @@ pub struct Given {
 /// `origins[i]` is where `config.sites[i]` came from.
 pub fn check(r: &mut Reader<'_>, config: &Config, origins: &[Origin], given: Given) {
     unique_sites(r, config, origins);
+    // A preset's sites share their table's hosts: judged once, by its name.
+    for (i, (site, origin)) in config.sites.iter().zip(origins).enumerate() {
+        let same_table = |j: usize| origins.get(j).is_some_and(|o| o.index == origin.index);
+        if i > 0 && same_table(i - 1) {
+            continue;
+        }
+        let name = match site.name.rsplit_once('/') {
+            Some((base, _)) if same_table(i + 1) => base,
+            _ => &site.name,
+        };
+        super::names::check_hosts(r, config, site, origin, name);
+    }
     let first = |scheme: Scheme| config.sites.iter().position(|s| s.offers(scheme));
     let site_key = |i: usize| format!("site[{}]", origins[i].index);
 

@@ -223,12 +223,34 @@ fn basic_config(dir: &std::path::Path, backend: SocketAddr) -> String {
         "[libdefaults]\ndefault_realm = AD.TEST\ndns_lookup_kdc = false\n[realms]\nAD.TEST = {\n kdc = 127.0.0.1:9\n}\n",
     )
     .unwrap();
+    std::fs::write(dir.join("made-up.keytab"), made_up_keytab("svc-proxy", "AD.TEST")).unwrap();
     let domain =
-        Domain::new().kerberos("krb5.conf", "none.keytab", "svc-proxy@AD.TEST").acceptor_spn("HTTP/proxy.ad.test");
+        Domain::new().kerberos("krb5.conf", "made-up.keytab", "svc-proxy@AD.TEST").acceptor_spn("HTTP/proxy.ad.test");
     config_with(domain, backend, "max_failures_per_user = 100")
         .listener(Listener::tls("tls", "proxy"))
         .site(Site::new("eas", "tls", &format!("http://{backend}")).auth(&["Basic"]))
         .to_string()
+}
+
+/// A keytab (MIT format 0x0502) with one made-up AES256 key for `account@realm`:
+/// the loader wants a keytab that holds the service principal; no KDC ever
+/// sees this key, as the KDC is a closed port.
+fn made_up_keytab(account: &str, realm: &str) -> Vec<u8> {
+    let mut entry = 1u16.to_be_bytes().to_vec();
+    for s in [realm, account] {
+        entry.extend((s.len() as u16).to_be_bytes());
+        entry.extend(s.as_bytes());
+    }
+    entry.extend(1u32.to_be_bytes()); // KRB5_NT_PRINCIPAL
+    entry.extend(0u32.to_be_bytes());
+    entry.push(1);
+    entry.extend(18u16.to_be_bytes());
+    entry.extend(32u16.to_be_bytes());
+    entry.extend([0x5a; 32]);
+    let mut kt = vec![0x05, 0x02];
+    kt.extend((entry.len() as i32).to_be_bytes());
+    kt.extend(entry);
+    kt
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

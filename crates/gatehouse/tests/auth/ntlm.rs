@@ -344,7 +344,8 @@ fn sha256(data: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_checker_down_is_503_not_a_crash() {
     let b = Backend::start().await;
-    let text = plain(b.addr).accounts(Accounts::ntlm_auth("/nonexistent/ntlm_auth", "2s")).to_string();
+    // A helper that exits at once: a missing one is refused by the loader.
+    let text = plain(b.addr).accounts(Accounts::ntlm_auth("/bin/false", "2s")).to_string();
     let g = Gatehouse::start(&text);
     let port = g.port();
     let mut c = Conn::open(listen(port)).await;
