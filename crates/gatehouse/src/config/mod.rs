@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(test)]
 pub use preset::describe as describe_site;
 pub use preset::describe_sites;
 #[cfg(test)]
