@@ -100,6 +100,15 @@ fn check(file: PathBuf) -> ExitCode {
                 println!("  {}", config::describe_site(site));
             }
             println!("  {}", c.describe_passwords());
+            // Publishing without a sign-in is a choice that must be seen: TMG's
+            // rules said "all users" in the rule itself.
+            let anonymous: Vec<&str> = c.sites.iter().filter(|s| s.auth.is_empty()).map(|s| s.name.as_str()).collect();
+            if !anonymous.is_empty() {
+                println!(
+                    "  anonymous: no sign-in at gatehouse on site {} (anyone who reaches it gets to the backend; set auth to require one)",
+                    anonymous.join(", site ")
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(problems) => {

@@ -410,3 +410,43 @@ fn indented_blocks_are_found_and_unindented() {
     assert_eq!(found[0].line, 4);
     assert_eq!(found[1].text, "a = 1\n");
 }
+
+/// The examples of one page.
+fn page_examples(page: &str) -> Vec<Example> {
+    examples(page, &std::fs::read_to_string(repo().join(page)).unwrap())
+}
+
+/// The README's minimal configuration publishes anonymously, and says so;
+/// `check` names the site. A site that signs users in is not named.
+#[test]
+fn check_names_the_anonymous_site_of_the_readme() {
+    let readme = page_examples("README.md");
+    let minimal = readme.iter().find(|e| e.text.contains("[[site]]")).expect("the README's minimal configuration");
+    assert!(minimal.text.contains("auth = []"), "the README publishes anonymously without writing auth = []");
+    let (ok, output) = check(&minimal.text);
+    assert!(ok, "{output}");
+    assert!(output.contains("anonymous: no sign-in at gatehouse on site exchange"), "{output}");
+    let signed_in = minimal.text.replace("auth = []", "auth = [\"Basic\"]");
+    let (ok, output) = check(&format!("{signed_in}\n[accounts]\nsource = \"file\"\nfile = \"users\"\n"));
+    assert!(ok, "{output}");
+    assert!(!output.contains("anonymous: no sign-in"), "{output}");
+}
+
+/// The Exchange guide's own rules do what its text says: tried in order,
+/// Communicator first, then the corporate network (Negotiate, Outlook
+/// included), then Outlook's agents (NTLM, for the internet); ActiveSync keeps Basic.
+#[test]
+fn the_exchange_guide_rules_give_outlook_ntlm_outside_and_negotiate_inside() {
+    let guide = page_examples("docs/exchange.md");
+    let rules = guide.iter().find(|e| e.text.contains("client_ip")).expect("the guide's auth_for example");
+    let (ok, output) = check(&rules.text);
+    assert!(ok, "{output}");
+    let rpc = output.lines().find(|l| l.contains("site exchange/rpc:")).unwrap_or_else(|| panic!("{output}"));
+    let at = |what: &str| rpc.find(what).unwrap_or_else(|| panic!("`{what}` missing: {rpc}"));
+    assert!(rpc.contains("auth [Negotiate, NTLM]"), "{rpc}");
+    assert!(at("[NTLM] for user agent *Communicator*") < at("[Negotiate, NTLM] for listed addresses"), "{rpc}");
+    assert!(at("[Negotiate, NTLM] for listed addresses") < at("[NTLM] for user agent MSRPC"), "{rpc}");
+    assert!(at("[NTLM] for user agent MSRPC") < at("[NTLM] for user agent *Microsoft Outlook*"), "{rpc}");
+    let activesync = output.lines().find(|l| l.contains("site exchange/activesync:")).unwrap();
+    assert!(activesync.contains("auth [Basic]") && !activesync.contains(" for "), "{activesync}");
+}
