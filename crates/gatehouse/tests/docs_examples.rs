@@ -115,8 +115,7 @@ fn configuration(example: &str) -> String {
         return example.to_owned();
     }
     // A fragment that does not parse gets the whole base; check reports its syntax.
-    let own: BTreeSet<String> =
-        example.parse::<toml::Table>().map(|t| t.keys().cloned().collect()).unwrap_or_default();
+    let own: BTreeSet<String> = example.parse::<toml::Table>().map(|t| t.keys().cloned().collect()).unwrap_or_default();
     let mut text = String::new();
     for (key, section) in BASE {
         if !own.contains(key) {
@@ -203,12 +202,17 @@ fn prepare(dir: &Path, example: &str) -> PathBuf {
             "file" | "access" => std::fs::write(&path, "").unwrap(),
             "krb5_conf" => std::fs::write(
                 &path,
-                format!("[libdefaults]\n  default_realm = {realm}\n[realms]\n  {realm} = {{\n    kdc = 127.0.0.1\n  }}\n"),
+                format!(
+                    "[libdefaults]\n  default_realm = {realm}\n[realms]\n  {realm} = {{\n    kdc = 127.0.0.1\n  }}\n"
+                ),
             )
             .unwrap(),
             "smb_conf" => std::fs::write(
                 &path,
-                format!("[global]\n  security = ads\n  realm = {realm}\n  workgroup = {}\n", realm.split('.').next().unwrap()),
+                format!(
+                    "[global]\n  security = ads\n  realm = {realm}\n  workgroup = {}\n",
+                    realm.split('.').next().unwrap()
+                ),
             )
             .unwrap(),
             "ntlm_auth" => {
@@ -346,7 +350,13 @@ fn every_toml_example_in_the_docs_passes_check() {
             failed.push(format!("{}:{} ({kind}):\n{output}", e.file, e.line));
         }
     }
-    assert!(failed.is_empty(), "{} of {} examples fail `gatehouse check`:\n\n{}", failed.len(), all.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} of {} examples fail `gatehouse check`:\n\n{}",
+        failed.len(),
+        all.len(),
+        failed.join("\n")
+    );
 }
 
 /// The test can fail: the example the Exchange guide used to show (rules for
