@@ -23,6 +23,7 @@ mod net;
 mod pages;
 mod pem;
 mod pipeline;
+mod redirect;
 mod request_body;
 mod response_body;
 mod route;
@@ -98,6 +99,11 @@ fn check(file: PathBuf) -> ExitCode {
             // Every site as it will be served, presets expanded.
             for site in &c.sites {
                 println!("  {}", config::describe_site(site));
+            }
+            for l in &c.listeners {
+                if let Some(to) = &l.redirect_to {
+                    println!("  listener {}: every request redirected to https on listener {to}", l.name);
+                }
             }
             println!("  {}", c.describe_passwords());
             // Publishing without a sign-in is a choice that must be seen: TMG's
