@@ -215,17 +215,21 @@ fn prepare(dir: &Path, example: &str) -> PathBuf {
                 ),
             )
             .unwrap(),
-            "ntlm_auth" => {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::write(&path, "#!/bin/sh\necho 'Version 4 (placeholder)'\n").unwrap();
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-            }
+            "ntlm_auth" => write_helper(&path),
             _ => unreachable!("{key}"),
         }
     }
     let config = dir.join("gatehouse.toml");
     std::fs::write(&config, text).unwrap();
     config
+}
+
+/// An executable that stands in for Samba's `ntlm_auth`.
+fn write_helper(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, "#!/bin/sh\necho 'Version 4 (placeholder)'\n").unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// A fresh folder for `make_certs`, which names its files itself.
@@ -314,10 +318,16 @@ fn write_keytab(path: &Path, principals: &[String]) {
 fn check(example: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = prepare(dir.path(), example);
+    // An `ntlm_auth` found in PATH (winbind without the key) is a placeholder
+    // too: the examples do not depend on Samba being installed here.
+    let bin = dir.path().join("bin");
+    write_helper(&bin.join("ntlm_auth"));
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["check", "-c"])
         .arg(&config)
         .current_dir(dir.path())
+        .env("PATH", path)
         .output()
         .unwrap();
     let text = std::fs::read_to_string(&config).unwrap();
