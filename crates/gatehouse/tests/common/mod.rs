@@ -64,7 +64,8 @@ fn libfaketime() -> PathBuf {
 
 /// The harness's `[log]` lines (the access log where `access_log` reads
 /// it) ahead of the test's: merged into the test's own `[log]` table when it
-/// has one (a table may not be given twice), else a table of their own.
+/// has one (a table may not be given twice; the test's then sets neither
+/// `access` nor `level`), else a table of their own.
 fn with_log(ours: &str, config: &str) -> String {
     if config.starts_with("[log]\n") || config.contains("\n[log]\n") {
         let at = if config.starts_with("[log]\n") { 0 } else { config.find("\n[log]\n").unwrap() + 1 };
