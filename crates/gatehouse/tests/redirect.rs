@@ -146,7 +146,7 @@ fn check_refuses_redirect_misuse() {
 async fn requests_to_no_site_are_counted_in_one_line() {
     let b = Backend::start().await;
     let text = format!(
-        "{}",
+        "[log]\nno_site_summary = \"2s\"\n\n{}",
         Config::new()
             .listener(Listener::plain("web"))
             .site(Site::new("app", "web", &format!("http://{}", b.addr)).hosts(&["app.test"]).set("auth", "[]"))
