@@ -15,12 +15,23 @@ use crate::worker::{Accepted, Workers};
 
 pub struct ListenerHandle {
     stop: watch::Sender<bool>,
+    /// The accept loop, which owns the socket: closed when it ends.
+    task: tokio::task::JoinHandle<()>,
+    /// The address bound (the system's choice for port 0).
+    pub addr: SocketAddr,
 }
 
 impl ListenerHandle {
     /// Stops accepting; established connections carry on.
     pub fn stop(&self) {
         let _ = self.stop.send(true);
+    }
+
+    /// Stops accepting and waits until the socket is closed, so that a client
+    /// connecting afterwards is refused rather than accepted and dropped.
+    pub async fn close(self) {
+        self.stop();
+        let _ = self.task.await;
     }
 }
 
@@ -33,12 +44,13 @@ pub fn start(
     let std_listener = std::net::TcpListener::bind(bind)?;
     // Port 0 in the file lets the system choose: the log names the port it chose
     // (the integration tests start gatehouse so, and read it here).
-    tracing::info!(listener = %name, addr = %std_listener.local_addr()?, "bound");
+    let addr = std_listener.local_addr()?;
+    tracing::info!(listener = %name, addr = %addr, "bound");
     std_listener.set_nonblocking(true)?;
     let tcp = TcpListener::from_std(std_listener)?;
     let (stop, stopped) = watch::channel(false);
-    tokio::spawn(accept_loop(name.into(), tcp, shared, workers, stopped));
-    Ok(ListenerHandle { stop })
+    let task = tokio::spawn(accept_loop(name.into(), tcp, shared, workers, stopped));
+    Ok(ListenerHandle { stop, task, addr })
 }
 
 async fn accept_loop(
@@ -105,7 +117,11 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
         };
         Connection::new(info, Activity::new(timeouts.stream_idle), shared.clone())
     };
+    let redirects = generation.config.listeners.iter().any(|l| *l.name == *listener && l.redirect_to.is_some());
     match &tls {
+        // Through the same connection code, so the framing guard and the
+        // clocks apply to a redirecting listener as to any other.
+        None if redirects => connection::serve(sock, context(None, false), crate::redirect::handle).await,
         None => connection::serve(sock, context(None, false), crate::pipeline::handle).await,
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());

@@ -25,6 +25,7 @@ mod pages;
 mod pem;
 mod pem_hint;
 mod pipeline;
+mod redirect;
 mod request_body;
 mod response_body;
 mod route;
@@ -101,7 +102,21 @@ fn check(file: PathBuf) -> ExitCode {
             for line in config::describe_sites(c) {
                 println!("  {line}");
             }
+            for l in &c.listeners {
+                if let Some(to) = &l.redirect_to {
+                    println!("  listener {}: every request redirected to https on listener {to}", l.name);
+                }
+            }
             println!("  {}", c.describe_passwords());
+            // Publishing without a sign-in is a choice that must be seen: TMG's
+            // rules said "all users" in the rule itself.
+            let anonymous: Vec<&str> = c.sites.iter().filter(|s| s.auth.is_empty()).map(|s| s.name.as_str()).collect();
+            if !anonymous.is_empty() {
+                println!(
+                    "  anonymous: no sign-in at gatehouse on site {} (anyone who reaches it gets to the backend; set auth to require one)",
+                    anonymous.join(", site ")
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(problems) => {

@@ -70,6 +70,16 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
         }
     });
 
+    let counted = shared.clone();
+    tokio::spawn(async move {
+        loop {
+            // Read each period, so that a reload changes the next one.
+            let period = counted.current().config.log.no_site_summary;
+            tokio::time::sleep(period).await;
+            counted.no_site.report(period);
+        }
+    });
+
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -81,10 +91,10 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
         }
     }
 
-    tracing::info!("shutting down: no new connections; draining established ones");
     for (_, l) in listeners.drain() {
-        l.stop();
+        l.close().await;
     }
+    tracing::info!("shutting down: no new connections; draining established ones");
     let _ = drain_tx.send(true);
     let drain = shared.current().config.timeouts.shutdown_drain;
     let all = u32::try_from(max).unwrap_or(u32::MAX);
@@ -209,6 +219,9 @@ fn reconcile(
             tracing::info!(listener = %key.0, bind = %key.1, "listener removed");
             handle.stop();
         }
+        if !keep {
+            shared.set_bound(&key.0, None);
+        }
         keep
     });
     let mut errors = Vec::new();
@@ -219,6 +232,7 @@ fn reconcile(
         match listener::start(&key.0, key.1, shared.clone(), workers.clone()) {
             Ok(handle) => {
                 tracing::info!(listener = %key.0, bind = %key.1, "listening");
+                shared.set_bound(&key.0, Some(handle.addr));
                 running.insert(key, handle);
             }
             Err(e) => errors.push(format!("listener `{}` cannot bind {}: {e}", key.0, key.1)),

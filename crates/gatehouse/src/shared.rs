@@ -2,6 +2,8 @@
 //! configuration generation, the backend pools (one per worker), the access
 //! log, the connection limit and the drain signal.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::{watch, Semaphore};
@@ -23,6 +25,11 @@ pub struct Shared {
     pub max_connections: usize,
     /// Flips to true when the process starts draining.
     pub draining: watch::Receiver<bool>,
+    /// Requests that matched no site, since the last summary line.
+    pub no_site: crate::telemetry::NoSite,
+    /// The address each running listener is bound to (port 0 in the file
+    /// becomes the port the system chose), for redirects to it.
+    bound: RwLock<HashMap<String, SocketAddr>>,
 }
 
 impl Shared {
@@ -35,7 +42,30 @@ impl Shared {
         draining: watch::Receiver<bool>,
     ) -> Shared {
         let max_connections = connections.available_permits();
-        Shared { generation: RwLock::new(generation), pools, access, connections, kept, max_connections, draining }
+        Shared {
+            generation: RwLock::new(generation),
+            pools,
+            access,
+            connections,
+            kept,
+            max_connections,
+            draining,
+            no_site: Default::default(),
+            bound: Default::default(),
+        }
+    }
+
+    /// Where the listener `name` is bound, while it runs.
+    pub fn bound(&self, name: &str) -> Option<SocketAddr> {
+        self.bound.read().unwrap_or_else(|e| e.into_inner()).get(name).copied()
+    }
+
+    pub fn set_bound(&self, name: &str, addr: Option<SocketAddr>) {
+        let mut bound = self.bound.write().unwrap_or_else(|e| e.into_inner());
+        match addr {
+            Some(addr) => bound.insert(name.to_owned(), addr),
+            None => bound.remove(name),
+        };
     }
 
     pub fn current(&self) -> Arc<Generation> {

@@ -345,6 +345,28 @@ pub fn head_timeout(log: &AccessLog, ctx: &ConnInfo) -> (String, AccessRecord) {
     (id, record)
 }
 
+/// Requests that matched no site (scanners asking for `/` or `/healthz`):
+/// each is answered 404 and logged at debug, and their number goes to the
+/// operational log once per `[log] no_site_summary`, so that a scan cannot
+/// bury the log in lines that say the same thing.
+#[derive(Default)]
+pub struct NoSite(AtomicU64);
+
+impl NoSite {
+    pub fn count(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The line for the period that just ended, when any request matched no site.
+    pub fn report(&self, period: Duration) {
+        let n = self.0.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            let period = humantime::format_duration(period);
+            tracing::info!(count = n, "requests to no site: {n} in the last {period} (answered 404)");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

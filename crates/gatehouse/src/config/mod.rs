@@ -80,6 +80,9 @@ pub struct Listener {
     pub channel_binding: ntlm::ChannelBindingPolicy,
     /// Offer HTTP/2 (ALPN `h2`) on this TLS listener.
     pub http2: bool,
+    /// A plain listener that serves no site and sends every request to the
+    /// TLS listener of this name (TMG's "redirect HTTP to HTTPS").
+    pub redirect_to: Option<String>,
 }
 
 /// The Windows domain gatehouse speaks for.
@@ -336,10 +339,13 @@ pub struct Log {
     pub access: String,
     /// tracing filter for the operational log on standard error.
     pub level: String,
+    /// Requests that matched no site are counted and logged as one line per
+    /// this period (scanners would otherwise write one line each).
+    pub no_site_summary: Duration,
 }
 
 impl Default for Log {
     fn default() -> Self {
-        Log { access: "-".into(), level: "info".into() }
+        Log { access: "-".into(), level: "info".into(), no_site_summary: Duration::from_secs(60) }
     }
 }

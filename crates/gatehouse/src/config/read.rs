@@ -119,6 +119,9 @@ impl<'t> Reader<'t> {
                     }
                     config.log.level = level;
                 }
+                if let Some(d) = self.duration(&mut s, "no_site_summary") {
+                    config.log.no_site_summary = d;
+                }
                 self.finish(s);
             }
         }
@@ -168,6 +171,7 @@ impl<'t> Reader<'t> {
         // Names of every listener, valid or not, so that a site naming a broken
         // listener is not reported as naming a missing one.
         let mut listener_names = Vec::new();
+        let mut redirects = Vec::new();
         for (i, v) in self.array_of_tables(&mut root, "listener") {
             if let Some(mut s) = self.section(v, format!("listener[{i}]"), LISTENER_KEYS) {
                 let name = match s.table.iter().find(|(k, _)| k.get_ref().as_ref() == "name").map(|(_, v)| v) {
@@ -185,6 +189,16 @@ impl<'t> Reader<'t> {
                     listener_names.push(name);
                 }
                 if let Some(l) = self.listener(&mut s) {
+                    if let Some(to) = &l.redirect_to {
+                        let span =
+                            s.table.iter().find(|(k, _)| k.get_ref().as_ref() == "redirect_to").map(|(_, v)| v.span());
+                        redirects.push(super::validate::Redirect {
+                            from: l.name.clone(),
+                            to: to.clone(),
+                            index: i,
+                            span: span.unwrap_or(s.span.clone()),
+                        });
+                    }
                     config.listeners.push(l);
                 }
                 self.finish(s);
@@ -233,6 +247,7 @@ impl<'t> Reader<'t> {
         let given = |key: &str| root.table.iter().any(|(k, _)| k.get_ref().as_ref() == key);
         let sections = super::validate::Given { accounts: given("accounts"), domain: given("domain") };
         super::validate::check(self, &config, &origins, sections);
+        super::validate::redirects(self, &config, &origins, &redirects);
         self.finish(root);
         config
     }
@@ -337,11 +352,24 @@ impl<'t> Reader<'t> {
             (Some(h), _) => h,
             (None, t) => t.is_some(),
         };
+        let redirect_to = self.string(s, "redirect_to").map(|(to, span)| {
+            if tls.is_some() {
+                let key = s.key_path("redirect_to");
+                self.problem(
+                    span,
+                    &key,
+                    "a TLS listener serves its sites itself; redirect_to belongs on a plain listener \
+                     (bind = \"0.0.0.0:80\", no tls) that sends clients to this one"
+                        .into(),
+                );
+            }
+            to
+        });
         let tls = match tls {
             None => None,
             Some(t) => Some(t?),
         };
-        Some(Listener { name: name?.0, bind: bind?, tls, channel_binding, http2 })
+        Some(Listener { name: name?.0, bind: bind?, tls, channel_binding, http2, redirect_to })
     }
 
     fn listener_tls(&mut self, t: &mut Section<'_, '_>) -> Option<ListenerTls> {

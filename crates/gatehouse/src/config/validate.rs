@@ -167,3 +167,55 @@ fn hosts(site: &Site) -> Vec<&str> {
         site.hosts.iter().map(String::as_str).collect()
     }
 }
+
+/// A listener's `redirect_to`, where the file says it.
+pub struct Redirect {
+    pub from: String,
+    pub to: String,
+    /// The listener's index among the `[[listener]]` tables.
+    pub index: usize,
+    pub span: Span,
+}
+
+/// A redirecting listener sends clients to a TLS listener of this file, and
+/// serves no site itself (a site there could never be reached).
+pub fn redirects(r: &mut Reader<'_>, config: &Config, origins: &[Origin], redirects: &[Redirect]) {
+    for redirect in redirects {
+        let key = format!("listener[{}].redirect_to", redirect.index);
+        match config.listeners.iter().find(|l| l.name == redirect.to) {
+            None => {
+                let tls: Vec<_> =
+                    config.listeners.iter().filter(|l| l.tls.is_some()).map(|l| format!("`{}`", l.name)).collect();
+                r.problem(
+                    redirect.span.clone(),
+                    &key,
+                    format!(
+                        "no listener is named `{}` (TLS listeners: {})",
+                        redirect.to,
+                        if tls.is_empty() { "none".into() } else { tls.join(", ") }
+                    ),
+                );
+            }
+            Some(l) if l.tls.is_none() => r.problem(
+                redirect.span.clone(),
+                &key,
+                format!("listener `{}` has no TLS: redirect_to names the TLS listener clients are sent to", l.name),
+            ),
+            Some(_) => {}
+        }
+        let mut told = HashSet::new();
+        for (site, origin) in config.sites.iter().zip(origins) {
+            // A preset's paths come from one table: one problem for it.
+            if site.listener == redirect.from && told.insert(origin.index) {
+                r.problem(
+                    origin.span.clone(),
+                    &format!("site[{}].listener", origin.index),
+                    format!(
+                        "site `{}` is on listener `{}`, which only redirects to `{}`: put the site on `{}`",
+                        site.name, redirect.from, redirect.to, redirect.to
+                    ),
+                );
+            }
+        }
+    }
+}

@@ -78,7 +78,13 @@ impl Failure {
                 return r;
             }
         };
-        tracing::warn!(request_id = %id, client = %ctx.peer, listener = %ctx.listener, status = status.as_u16(), cause = %cause, "request answered by gatehouse");
+        if matches!(self, Failure::NotFound) {
+            // Scanners ask for `/` and `/healthz` all day: counted by the
+            // caller and summed up in one line per period instead.
+            tracing::debug!(request_id = %id, client = %ctx.peer, listener = %ctx.listener, status = status.as_u16(), cause = %cause, "request answered by gatehouse");
+        } else {
+            tracing::warn!(request_id = %id, client = %ctx.peer, listener = %ctx.listener, status = status.as_u16(), cause = %cause, "request answered by gatehouse");
+        }
         record.set_error(cause);
         pages::page(status, &id, &text, close)
     }

@@ -73,7 +73,12 @@ pub async fn handle(mut req: Request<Incoming>, conn: Arc<Connection>) -> Result
             record.set_status(0);
             return Err(h2::Error::from(h2::Reason::HTTP_1_1_REQUIRED));
         }
-        Err(failure) => failure.respond(&conn.info, &mut record),
+        Err(failure) => {
+            if matches!(failure, Failure::NotFound) {
+                conn.shared.no_site.count();
+            }
+            failure.respond(&conn.info, &mut record)
+        }
     };
     record.set_status(resp.status().as_u16());
     resp.body_mut().finish_with(in_flight, record);

@@ -62,6 +62,19 @@ fn libfaketime() -> PathBuf {
     found.expect("libfaketime.so.1 not found under /usr/lib/*/faketime: install Debian's faketime package")
 }
 
+/// The harness's `[log]` lines (the access log where `access_log` reads
+/// it) ahead of the test's: merged into the test's own `[log]` table when it
+/// has one (a table may not be given twice; the test's then sets neither
+/// `access` nor `level`), else a table of their own.
+fn with_log(ours: &str, config: &str) -> String {
+    if config.starts_with("[log]\n") || config.contains("\n[log]\n") {
+        let at = if config.starts_with("[log]\n") { 0 } else { config.find("\n[log]\n").unwrap() + 1 };
+        format!("{}{ours}{}", &config[..at], &config[at + "[log]\n".len()..])
+    } else {
+        format!("{ours}\n{config}")
+    }
+}
+
 impl Gatehouse {
     /// Writes `config` (with `{dir}` replaced by the temp directory) and starts
     /// gatehouse on it, waiting until it serves.
@@ -75,9 +88,9 @@ impl Gatehouse {
 
     pub fn launch(dir: tempfile::TempDir, config: &str, launch: Launch) -> Gatehouse {
         let path = dir.path().join("gatehouse.toml");
-        let text = format!(
-            "[log]\naccess = \"access.log\"\nlevel = \"info\"\n\n{}",
-            config.replace("{dir}", dir.path().to_str().unwrap())
+        let text = with_log(
+            "[log]\naccess = \"access.log\"\nlevel = \"info\"\n",
+            &config.replace("{dir}", dir.path().to_str().unwrap()),
         );
         std::fs::write(&path, text).unwrap();
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
@@ -175,7 +188,7 @@ impl Gatehouse {
     pub fn reload(&self, config: &str) {
         let before = self.stderr().matches("configuration reloaded").count();
         let text =
-            format!("[log]\naccess = \"access.log\"\n\n{}", config.replace("{dir}", self.dir.path().to_str().unwrap()));
+            with_log("[log]\naccess = \"access.log\"\n", &config.replace("{dir}", self.dir.path().to_str().unwrap()));
         std::fs::write(&self.config, text).unwrap();
         self.signal("-HUP");
         self.wait_for(|| self.stderr().matches("configuration reloaded").count() > before, "the reload");
