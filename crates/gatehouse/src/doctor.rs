@@ -1,6 +1,11 @@
-//! `gatehouse doctor -c FILE [--user NAME]`: checks, one line each, everything
-//! Kerberos delegation needs, and prints the fix for what fails, as PowerShell
-//! for Windows administrators and as samba-tool for Samba domains.
+//! `gatehouse doctor -c FILE [--user NAME [--password-stdin]]`: checks, one
+//! line each, everything Kerberos delegation needs, and prints the fix for what
+//! fails, as PowerShell for Windows administrators and as samba-tool for Samba
+//! domains; then the NTLM side (`accounts.rs`).
+
+mod accounts;
+
+pub use accounts::Logon;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,6 +25,15 @@ impl Report {
         println!("WARN  {what}");
     }
 
+    /// A failure with its fixes in plain words (commands to run).
+    fn fail_with(&mut self, what: &str, fixes: &[&str]) {
+        self.failed = true;
+        println!("FAIL  {what}");
+        for fix in fixes {
+            println!("      fix: {fix}");
+        }
+    }
+
     fn fail(&mut self, what: &str, fix: Option<&kcd::Explanation>) {
         self.failed = true;
         println!("FAIL  {what}");
@@ -35,7 +49,7 @@ impl Report {
     }
 }
 
-pub fn run(file: &Path, user: Option<&str>) -> ExitCode {
+pub fn run(file: &Path, logon: Option<&Logon<'_>>) -> ExitCode {
     let config = match config::load(file) {
         Ok(c) => c,
         Err(problems) => {
@@ -46,7 +60,8 @@ pub fn run(file: &Path, user: Option<&str>) -> ExitCode {
     };
     let mut report = Report { failed: false };
     report.pass(&format!("configuration {} is valid", file.display()));
-    check(&config, user, &mut report);
+    check(&config, logon.map(|l| l.user), &mut report);
+    accounts::check(&config, logon, &mut report);
     if report.failed {
         ExitCode::FAILURE
     } else {
@@ -98,7 +113,7 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
         s.auth.contains(&crate::config::Scheme::Negotiate)
             || s.auth_for.iter().any(|r| r.auth.contains(&crate::config::Scheme::Negotiate))
     });
-    if let (true, Some(spn)) = (negotiate, &domain.acceptor_spn) {
+    for spn in domain.acceptor_spn.iter().filter(|_| negotiate) {
         match delegator.check_acceptor(spn) {
             Ok(()) => report.pass(&format!("Negotiate: a ticket for {spn} opens with the keytab's key")),
             Err(e) => {
