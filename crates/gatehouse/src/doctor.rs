@@ -91,7 +91,7 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
             return;
         }
         Ok(entries) => {
-            let mine: Vec<&(String, u16)> = entries.iter().filter(|(p, _)| p.eq_ignore_ascii_case(principal)).collect();
+            let mine: Vec<&Entry> = entries.iter().filter(|e| e.principal.eq_ignore_ascii_case(principal)).collect();
             if mine.is_empty() {
                 let x = kcd::advice(kcd::Kind::Keytab, principal, "", "");
                 let what =
@@ -99,9 +99,8 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
                 report.fail(&format!("keytab {} {what}", keytab.display()), x.as_ref());
                 return;
             }
-            let names: Vec<&str> = mine.iter().map(|(_, e)| enctype_name(*e)).collect();
-            report.pass(&format!("keytab {} holds keys for {principal}: {}", keytab.display(), names.join(", ")));
-            if !mine.iter().any(|(_, e)| matches!(e, 17..=20)) {
+            report.pass(&format!("keytab {} holds keys for {principal}: {}", keytab.display(), by_kvno(&mine)));
+            if !mine.iter().any(|e| matches!(e.enctype, 17..=20)) {
                 let x = kcd::advice(kcd::Kind::EtypeNoSupp, principal, "", "");
                 report.fail("the keytab has no AES key (RC4 is being disabled in Active Directory)", x.as_ref());
             }
@@ -249,13 +248,35 @@ fn enctype_name(e: u16) -> &'static str {
     }
 }
 
-/// (principal, enctype) for each live entry of an MIT keytab (format 0x0502).
-fn read_keytab(path: &Path) -> Result<Vec<(String, u16)>, String> {
+/// One live entry of an MIT keytab.
+#[derive(Debug, PartialEq, Eq)]
+struct Entry {
+    principal: String,
+    enctype: u16,
+    /// The key version number: a keytab in the middle of a rotation holds two.
+    kvno: u32,
+}
+
+/// "kvno 2: aes256-cts-hmac-sha1-96, aes128-cts-hmac-sha1-96; kvno 3: ...",
+/// lowest first.
+fn by_kvno(entries: &[&Entry]) -> String {
+    let mut kvnos: Vec<u32> = entries.iter().map(|e| e.kvno).collect();
+    kvnos.sort_unstable();
+    kvnos.dedup();
+    let each = kvnos.iter().map(|k| {
+        let names: Vec<&str> = entries.iter().filter(|e| e.kvno == *k).map(|e| enctype_name(e.enctype)).collect();
+        format!("kvno {k}: {}", names.join(", "))
+    });
+    each.collect::<Vec<_>>().join("; ")
+}
+
+/// Each live entry of an MIT keytab (format 0x0502).
+fn read_keytab(path: &Path) -> Result<Vec<Entry>, String> {
     let data = std::fs::read(path).map_err(|e| e.to_string())?;
     parse_keytab(&data)
 }
 
-fn parse_keytab(data: &[u8]) -> Result<Vec<(String, u16)>, String> {
+fn parse_keytab(data: &[u8]) -> Result<Vec<Entry>, String> {
     let bad = || "not an MIT keytab (version 0x0502)".to_string();
     if data.is_empty() {
         return Err("the keytab is empty (0 bytes)".into());
@@ -288,9 +309,18 @@ fn parse_keytab(data: &[u8]) -> Result<Vec<(String, u16)>, String> {
         for _ in 0..components {
             parts.push(read_string(&mut p)?);
         }
-        p += 4 + 4 + 1; // name type, timestamp, 8-bit kvno
+        p += 4 + 4; // name type, timestamp
+        let kvno8 = *entry.get(p).ok_or_else(bad)?;
+        p += 1;
         let enctype = be16(entry, p).ok_or_else(bad)?;
-        out.push((format!("{}@{realm}", parts.join("/")), enctype));
+        let key_len = be16(entry, p + 2).ok_or_else(bad)? as usize;
+        p += 4 + key_len;
+        // The 32-bit kvno after the key, when there (kvnos above 255 need it).
+        let kvno = match entry.get(p..p + 4) {
+            Some(b) if b != [0; 4] => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            _ => u32::from(kvno8),
+        };
+        out.push(Entry { principal: format!("{}@{realm}", parts.join("/")), enctype, kvno });
     }
     Ok(out)
 }
@@ -326,10 +356,23 @@ mod tests {
         let size = i32::from_be_bytes(deleted[..4].try_into().unwrap());
         deleted[..4].copy_from_slice(&(-size).to_be_bytes());
         kt.extend(deleted);
+        let e = |p: &str, enctype, kvno| Entry { principal: p.into(), enctype, kvno };
         assert_eq!(
             parse_keytab(&kt).unwrap(),
-            vec![("svc-proxy@AD.TEST".to_string(), 18), ("HTTP/proxy.ad.test@AD.TEST".to_string(), 23)]
+            vec![e("svc-proxy@AD.TEST", 18, 2), e("HTTP/proxy.ad.test@AD.TEST", 23, 2)]
         );
+        // A 32-bit kvno after the key wins over the 8-bit one (which wraps at 256).
+        let mut big = entry(&["svc"], "AD.TEST", 18);
+        big.extend_from_slice(&300u32.to_be_bytes());
+        let size = i32::from_be_bytes(big[..4].try_into().unwrap()) + 4;
+        big[..4].copy_from_slice(&size.to_be_bytes());
+        let mut kt = vec![0x05, 0x02];
+        kt.extend(big);
+        kt.extend(entry(&["svc"], "AD.TEST", 17));
+        let entries = parse_keytab(&kt).unwrap();
+        assert_eq!(entries, vec![e("svc@AD.TEST", 18, 300), e("svc@AD.TEST", 17, 2)]);
+        let mine: Vec<&Entry> = entries.iter().collect();
+        assert_eq!(by_kvno(&mine), "kvno 2: aes128-cts-hmac-sha1-96; kvno 300: aes256-cts-hmac-sha1-96");
     }
 
     #[test]
