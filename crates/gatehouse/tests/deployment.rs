@@ -457,3 +457,47 @@ fn doctor_checks_a_user_and_password_against_the_accounts_file() {
     assert_eq!(status.code(), Some(2), "{out}");
     assert!(out.contains("--password-stdin needs --user NAME"), "{out}");
 }
+
+/// A first keytab that is wrong (keys from another password: AD refuses the
+/// TGT), fixed in place, then SIGHUP as the guide says: the acceptor gets its
+/// TGT at once, not when the background's backoff next wakes (by then 10 s
+/// away, and up to 5 minutes after longer trouble). Tickets open with the
+/// fixed keys.
+#[test]
+fn a_keytab_fixed_in_place_is_tried_again_at_once_on_reload() {
+    let Some(env) = lab_env() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let account = ServiceAccount::create(&env, "f", &["fix.ad.test"]);
+    let spn = "HTTP/fix.ad.test";
+    let keytab = work.path().join("gatehouse.keytab");
+    let salt = format!("AD.TEST{}", account.name);
+    let names = [account.principal(), format!("{spn}@AD.TEST")];
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    keys_from_password(&names, 1, "Not-The-Password1", &salt, &keytab);
+    let (g, ca) = start(&env, &account, &keytab, &[spn], &["fix.ad.test"]);
+    let asked = || g.stderr().matches("asking the KDC for the acceptor's TGT").count();
+    // Two failed rounds (at start and 5 s later): the next one is 10 s away.
+    g.wait_for(
+        || asked() >= 2 && g.stderr().matches("accepting with the keytab alone").count() >= 2,
+        "two failed rounds",
+    );
+    assert!(!g.stderr().contains("the acceptor has its TGT"), "{}", g.stderr());
+
+    let fixed = work.path().join("fixed.keytab");
+    account.export(&fixed, &[spn]);
+    std::fs::rename(&fixed, &keytab).unwrap();
+    sighup(&g);
+    let reloaded = std::time::Instant::now();
+    while !g.stderr().contains("the acceptor has its TGT") {
+        assert!(
+            reloaded.elapsed() < std::time::Duration::from_secs(3),
+            "no new round within 3 s of the reload:\n{}",
+            g.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let cc_dir = tempfile::tempdir().unwrap();
+    let cc = kinit(&env, cc_dir.path(), "alice", "Alice-Pass1", &[]);
+    let (status, body) = curl(&env, &cc, &ca, g.port(), "fix.ad.test", None);
+    assert_eq!(status, 200, "{body}\n{}", g.stderr());
+}
