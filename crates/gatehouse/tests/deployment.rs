@@ -501,3 +501,36 @@ fn a_keytab_fixed_in_place_is_tried_again_at_once_on_reload() {
     let (status, body) = curl(&env, &cc, &ca, g.port(), "fix.ad.test", None);
     assert_eq!(status, 200, "{body}\n{}", g.stderr());
 }
+
+/// The guide's keytab, made on Linux from the password: with AD's salt
+/// (realm and the UPN's user part) doctor passes the ticket for the SPN;
+/// with the SPN as the salt (what `ktutil` uses for an `HTTP/` name without
+/// `-s`, here for every entry) the same password gives keys AD never made,
+/// and doctor fails, naming the SPN.
+#[test]
+fn doctor_tells_a_keytab_with_the_right_salt_from_one_without() {
+    let Some(env) = lab_env() else { return };
+    let account = ServiceAccount::create(&env, "s", &["salt.ad.test"]);
+    let spn = "HTTP/salt.ad.test";
+    let names = [account.principal(), format!("{spn}@AD.TEST")];
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let cc_dir = tempfile::tempdir().unwrap();
+    let kvno = kvno(&env, &kinit(&env, cc_dir.path(), "alice", "Alice-Pass1", &[]), spn);
+    let opened = format!("PASS  Negotiate: a ticket for {spn} opens with the keytab's key");
+    for (right, salt) in [(true, format!("AD.TEST{}", account.name)), (false, "AD.TESTHTTPsalt.ad.test".to_string())] {
+        let dir = tempfile::tempdir().unwrap();
+        make_certs(dir.path(), &[("edge", &["salt.ad.test"])]);
+        let keytab = dir.path().join("gatehouse.keytab");
+        keys_from_password(&names, kvno, &password(1), &salt, &keytab);
+        let file = dir.path().join("gatehouse.toml");
+        std::fs::write(&file, config(&env, &account, &keytab, &[spn])).unwrap();
+        let (status, out) = doctor(&file, &[], None);
+        if right {
+            assert!(out.contains(&opened) && status.success(), "salt {salt}: {out}");
+        } else {
+            let refused = format!("FAIL  Negotiate: clients' tickets for {spn} would be refused");
+            assert!(out.contains(&refused), "salt {salt}: {out}");
+            assert!(!out.contains(&opened) && !status.success(), "salt {salt}: {out}");
+        }
+    }
+}
