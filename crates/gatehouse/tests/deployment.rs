@@ -400,6 +400,11 @@ fn doctor_checks_winbind_and_a_test_logon_without_printing_the_password() {
     assert!(!status.success());
     assert!(!out.contains(wrong), "the password was printed:\n{out}");
 
+    // A UPN names its domain itself, as a Windows client's logon by UPN does.
+    let upn = format!("{}@ad.test", user.name);
+    let (status, out) = doctor(&file, &["--user", &upn, "--password-stdin"], Some(&format!("{right}\n")));
+    assert!(out.contains(&format!("PASS  NTLM test logon as {upn}")) && status.success(), "{out}");
+
     // Without a password: no logon, and doctor says how to ask for one.
     let (status, out) = doctor(&file, &["--user", &user.name], None);
     assert!(out.contains("WARN  no test logon for") && out.contains("--password-stdin"), "{out}");
