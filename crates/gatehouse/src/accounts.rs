@@ -97,13 +97,26 @@ impl Winbind {
     /// Asks the domain controller to check the response. The user and domain go
     /// base64-encoded (`Key:: value`), so no client-chosen byte can inject a line.
     pub async fn check(&self, received: &AuthenticateReceived) -> Result<SessionBaseKey, CheckError> {
+        self.check_response(&received.user, &received.domain, &received.server_challenge(), received.nt_response())
+            .await
+    }
+
+    /// The same check for an NT response computed elsewhere (`gatehouse
+    /// doctor`'s test logon makes its own from a password).
+    pub async fn check_response(
+        &self,
+        user: &str,
+        domain: &str,
+        challenge: &[u8; 8],
+        nt_response: &[u8],
+    ) -> Result<SessionBaseKey, CheckError> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let request = format!(
             "Username:: {}\nNT-Domain:: {}\nLANMAN-Challenge: {}\nNT-Response: {}\nRequest-User-Session-Key: Yes\n.\n",
-            b64.encode(received.user.as_bytes()),
-            b64.encode(received.domain.as_bytes()),
-            hex(&received.server_challenge()),
-            hex(received.nt_response()),
+            b64.encode(user.as_bytes()),
+            b64.encode(domain.as_bytes()),
+            hex(challenge),
+            hex(nt_response),
         );
         let (lines, _) = self.ntlm.ask(&request).await?;
         parse_reply(&lines)

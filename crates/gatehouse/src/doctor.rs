@@ -1,6 +1,11 @@
-//! `gatehouse doctor -c FILE [--user NAME]`: checks, one line each, everything
-//! Kerberos delegation needs, and prints the fix for what fails, as PowerShell
-//! for Windows administrators and as samba-tool for Samba domains.
+//! `gatehouse doctor -c FILE [--user NAME [--password-stdin]]`: checks, one
+//! line each, everything Kerberos delegation needs, and prints the fix for what
+//! fails, as PowerShell for Windows administrators and as samba-tool for Samba
+//! domains; then the NTLM side (`accounts.rs`).
+
+mod accounts;
+
+pub use accounts::Logon;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,6 +25,15 @@ impl Report {
         println!("WARN  {what}");
     }
 
+    /// A failure with its fixes in plain words (commands to run).
+    fn fail_with(&mut self, what: &str, fixes: &[&str]) {
+        self.failed = true;
+        println!("FAIL  {what}");
+        for fix in fixes {
+            println!("      fix: {fix}");
+        }
+    }
+
     fn fail(&mut self, what: &str, fix: Option<&kcd::Explanation>) {
         self.failed = true;
         println!("FAIL  {what}");
@@ -35,7 +49,7 @@ impl Report {
     }
 }
 
-pub fn run(file: &Path, user: Option<&str>) -> ExitCode {
+pub fn run(file: &Path, logon: Option<&Logon<'_>>) -> ExitCode {
     // The keytab is doctor's to judge, with the commands that fix it.
     let config = match config::load_leaving_keytab(file) {
         Ok(c) => c,
@@ -47,7 +61,8 @@ pub fn run(file: &Path, user: Option<&str>) -> ExitCode {
     };
     let mut report = Report { failed: false };
     report.pass(&format!("configuration {} is valid", file.display()));
-    check(&config, user, &mut report);
+    check(&config, logon.map(|l| l.user), &mut report);
+    accounts::check(&config, logon, &mut report);
     if report.failed {
         ExitCode::FAILURE
     } else {
@@ -77,7 +92,7 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
             return;
         }
         Ok(entries) => {
-            let mine: Vec<&(String, u16)> = entries.iter().filter(|(p, _)| p.eq_ignore_ascii_case(principal)).collect();
+            let mine: Vec<&Entry> = entries.iter().filter(|e| e.principal.eq_ignore_ascii_case(principal)).collect();
             if mine.is_empty() {
                 let x = kcd::advice(kcd::Kind::Keytab, principal, "", "");
                 let what =
@@ -85,9 +100,8 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
                 report.fail(&format!("keytab {} {what}", keytab.display()), x.as_ref());
                 return;
             }
-            let names: Vec<&str> = mine.iter().map(|(_, e)| enctype_name(*e)).collect();
-            report.pass(&format!("keytab {} holds keys for {principal}: {}", keytab.display(), names.join(", ")));
-            if !mine.iter().any(|(_, e)| matches!(e, 17..=20)) {
+            report.pass(&format!("keytab {} holds keys for {principal}: {}", keytab.display(), by_kvno(&mine)));
+            if !mine.iter().any(|e| matches!(e.enctype, 17..=20)) {
                 let x = kcd::advice(kcd::Kind::EtypeNoSupp, principal, "", "");
                 report.fail("the keytab has no AES key (RC4 is being disabled in Active Directory)", x.as_ref());
             }
@@ -99,7 +113,7 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
         s.auth.contains(&crate::config::Scheme::Negotiate)
             || s.auth_for.iter().any(|r| r.auth.contains(&crate::config::Scheme::Negotiate))
     });
-    if let (true, Some(spn)) = (negotiate, &domain.acceptor_spn) {
+    for spn in domain.acceptor_spn.iter().filter(|_| negotiate) {
         match delegator.check_acceptor(spn) {
             Ok(()) => report.pass(&format!("Negotiate: a ticket for {spn} opens with the keytab's key")),
             Err(e) => {
@@ -235,14 +249,39 @@ fn enctype_name(e: u16) -> &'static str {
     }
 }
 
-/// (principal, enctype) for each live entry of an MIT keytab (format 0x0502).
-fn read_keytab(path: &Path) -> Result<Vec<(String, u16)>, String> {
+/// One live entry of an MIT keytab.
+#[derive(Debug, PartialEq, Eq)]
+struct Entry {
+    principal: String,
+    enctype: u16,
+    /// The key version number: a keytab in the middle of a rotation holds two.
+    kvno: u32,
+}
+
+/// "kvno 2: aes256-cts-hmac-sha1-96, aes128-cts-hmac-sha1-96; kvno 3: ...",
+/// lowest first.
+fn by_kvno(entries: &[&Entry]) -> String {
+    let mut kvnos: Vec<u32> = entries.iter().map(|e| e.kvno).collect();
+    kvnos.sort_unstable();
+    kvnos.dedup();
+    let each = kvnos.iter().map(|k| {
+        let names: Vec<&str> = entries.iter().filter(|e| e.kvno == *k).map(|e| enctype_name(e.enctype)).collect();
+        format!("kvno {k}: {}", names.join(", "))
+    });
+    each.collect::<Vec<_>>().join("; ")
+}
+
+/// Each live entry of an MIT keytab (format 0x0502).
+fn read_keytab(path: &Path) -> Result<Vec<Entry>, String> {
     let data = std::fs::read(path).map_err(|e| e.to_string())?;
     parse_keytab(&data)
 }
 
-fn parse_keytab(data: &[u8]) -> Result<Vec<(String, u16)>, String> {
-    Ok(crate::keytab::parse(data)?.into_iter().map(|e| (e.principal, e.enctype)).collect())
+fn parse_keytab(data: &[u8]) -> Result<Vec<Entry>, String> {
+    Ok(crate::keytab::parse(data)?
+        .into_iter()
+        .map(|e| Entry { principal: e.principal, enctype: e.enctype, kvno: e.kvno })
+        .collect())
 }
 
 #[cfg(test)]
@@ -276,10 +315,23 @@ mod tests {
         let size = i32::from_be_bytes(deleted[..4].try_into().unwrap());
         deleted[..4].copy_from_slice(&(-size).to_be_bytes());
         kt.extend(deleted);
+        let e = |p: &str, enctype, kvno| Entry { principal: p.into(), enctype, kvno };
         assert_eq!(
             parse_keytab(&kt).unwrap(),
-            vec![("svc-proxy@AD.TEST".to_string(), 18), ("HTTP/proxy.ad.test@AD.TEST".to_string(), 23)]
+            vec![e("svc-proxy@AD.TEST", 18, 2), e("HTTP/proxy.ad.test@AD.TEST", 23, 2)]
         );
+        // A 32-bit kvno after the key wins over the 8-bit one (which wraps at 256).
+        let mut big = entry(&["svc"], "AD.TEST", 18);
+        big.extend_from_slice(&300u32.to_be_bytes());
+        let size = i32::from_be_bytes(big[..4].try_into().unwrap()) + 4;
+        big[..4].copy_from_slice(&size.to_be_bytes());
+        let mut kt = vec![0x05, 0x02];
+        kt.extend(big);
+        kt.extend(entry(&["svc"], "AD.TEST", 17));
+        let entries = parse_keytab(&kt).unwrap();
+        assert_eq!(entries, vec![e("svc@AD.TEST", 18, 300), e("svc@AD.TEST", 17, 2)]);
+        let mine: Vec<&Entry> = entries.iter().collect();
+        assert_eq!(by_kvno(&mine), "kvno 2: aes128-cts-hmac-sha1-96; kvno 300: aes256-cts-hmac-sha1-96");
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub struct Entry {
     /// `HTTP/mail.corp.example@CORP.EXAMPLE`.
     pub principal: String,
     pub enctype: u16,
+    /// The key version number: a keytab in the middle of a rotation holds two.
+    pub kvno: u32,
 }
 
 pub fn read(path: &Path) -> Result<Vec<Entry>, String> {
@@ -59,9 +61,18 @@ fn parse_entry(entry: &[u8]) -> Option<Entry> {
     for _ in 0..components {
         parts.push(p.string()?);
     }
-    p.skip(4 + 4 + 1)?;
+    p.skip(4 + 4)?;
+    let kvno8 = p.take(1)?[0];
     let enctype = p.u16()?;
-    Some(Entry { principal: format!("{}@{realm}", parts.join("/")), enctype })
+    let key_len = p.u16()? as usize;
+    p.skip(key_len)?;
+    // The 32-bit kvno after the key, when there and not zero (kvnos above 255
+    // need it); else the 8-bit one.
+    let kvno = match p.take(4) {
+        Some(b) if b != [0; 4] => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        _ => u32::from(kvno8),
+    };
+    Some(Entry { principal: format!("{}@{realm}", parts.join("/")), enctype, kvno })
 }
 
 struct Cursor<'a> {

@@ -41,8 +41,10 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   gatehouse run -c FILE      serve (SIGHUP reloads FILE, SIGTERM drains and exits)
   gatehouse check -c FILE    validate FILE; print every problem with file:line:column
-  gatehouse doctor -c FILE [--user NAME]
-                             check Kerberos delegation step by step, with fixes
+  gatehouse doctor -c FILE [--user NAME [--password-stdin]]
+                             check Kerberos delegation and the NTLM side step by
+                             step, with fixes; --password-stdin reads NAME's
+                             password from standard input for a test logon
   gatehouse ntlm-hash         print the NT hash of a password read from standard input
   gatehouse --version";
 
@@ -57,16 +59,7 @@ fn main() -> ExitCode {
         (Some("run"), Some(file)) => run(file),
         (Some("check"), Some(file)) => check(file),
         (Some("ntlm-hash"), None) => ntlm_hash(),
-        (Some("doctor"), _) => match args.get(1..) {
-            Some([flag, file]) if flag == "-c" => doctor::run(std::path::Path::new(file), None),
-            Some([flag, file, u, user]) if flag == "-c" && u == "--user" => {
-                doctor::run(std::path::Path::new(file), Some(user))
-            }
-            _ => {
-                eprintln!("{USAGE}");
-                ExitCode::from(2)
-            }
-        },
+        (Some("doctor"), _) => doctor(&args[1..]),
         (Some("--version"), None) => {
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -157,4 +150,43 @@ fn run(file: PathBuf) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `doctor -c FILE [--user NAME] [--password-stdin]`: the password only ever
+/// from standard input (a command line is visible to every local user).
+fn doctor(args: &[String]) -> ExitCode {
+    let usage = || {
+        eprintln!("{USAGE}");
+        ExitCode::from(2)
+    };
+    let (mut file, mut user, mut password_stdin) = (None, None, false);
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "-c" | "--config" => file = rest.next(),
+            "--user" => user = rest.next(),
+            "--password-stdin" => password_stdin = true,
+            _ => return usage(),
+        }
+    }
+    let Some(file) = file else { return usage() };
+    if password_stdin && user.is_none() {
+        eprintln!("--password-stdin needs --user NAME");
+        return ExitCode::from(2);
+    }
+    let mut password = String::new();
+    if password_stdin {
+        if let Err(e) = std::io::stdin().read_line(&mut password) {
+            eprintln!("cannot read the password from standard input: {e}");
+            return ExitCode::from(2);
+        }
+        let kept = password.trim_end_matches(['\r', '\n']).len();
+        password.truncate(kept);
+        if password.is_empty() {
+            eprintln!("--password-stdin: standard input held no password");
+            return ExitCode::from(2);
+        }
+    }
+    let logon = user.map(|u| doctor::Logon { user: u, password: password_stdin.then_some(password.as_str()) });
+    doctor::run(std::path::Path::new(file), logon.as_ref())
 }

@@ -180,6 +180,11 @@ fn reload(
                     nd.service_principal == od.service_principal && nd.keytab == od.keytab && nd.realm == od.realm;
                 if same && !Arc::ptr_eq(new, old_d) {
                     generation.delegator = Some(old_d.clone());
+                    // The keytab may have been fixed in place: what failed
+                    // is tried again now. Keys that work are kept; MIT
+                    // reads the file at each ticket, so rotated keys need
+                    // nothing more.
+                    old_d.retry_now();
                 }
             }
             if let Some(d) = &generation.delegator {

@@ -90,7 +90,7 @@ pub fn advice(kind: Kind, account: &str, spn: &str, user: &str) -> Option<Explan
         },
         Kind::PreauthFailed => Explanation {
             code: "KDC_ERR_PREAUTH_FAILED (24)",
-            cause: format!("the key was refused: the keytab's key for {account} is out of date (its password or kvno changed), or the user's password is wrong"),
+            cause: format!("the key was refused: the keytab's key for {account} is out of date (its password or kvno changed) or was made with the wrong salt (AD's is the realm in capitals and the UPN's user part), or the user's password is wrong"),
             powershell: vec![ktpass(account)],
             samba_tool: vec![exportkeytab(account)],
         },

@@ -265,6 +265,19 @@ impl Delegator {
         Ok(())
     }
 
+    /// Asks the background thread for a round now, instead of after its
+    /// backoff: for a reload, after which a keytab fixed in place (same
+    /// path, new content) should be tried at once rather than in up to five
+    /// minutes. A credential that works is not replaced (a round only gets
+    /// what is missing or due), and the last failure no longer answers for
+    /// the KDC. Does nothing before [`Delegator::start`].
+    pub fn retry_now(&self) {
+        *lock(&self.service_flight) = None;
+        if let Some(wake) = lock(&self.refresher).as_ref() {
+            let _ = wake.send(());
+        }
+    }
+
     /// One round of the background thread: whatever is missing or due.
     fn refresh_round(&self) -> refresh::Round {
         let now = Instant::now();

@@ -79,6 +79,11 @@ impl Domain {
         Domain(self.0.str("acceptor_spn", spn))
     }
 
+    /// Several SPNs clients ask tickets for (one per published name).
+    pub fn acceptor_spns(self, spns: &[&str]) -> Domain {
+        Domain(self.0.raw("acceptor_spn", &list(spns)))
+    }
+
     /// Any other key, `value` as TOML.
     pub fn set(self, key: &str, value: &str) -> Domain {
         Domain(self.0.raw(key, value))

@@ -161,7 +161,8 @@ pub async fn check(credentials: &[u8], ctx: Client<'_>, setup: &Authenticator, s
     }
     let domain = setup.domain.as_ref();
     let kdc = match (setup.basic_by_kdc, setup.delegator.clone(), domain) {
-        (true, Some(delegator), Some(d)) => d.acceptor_spn.clone().map(|spn| (delegator, spn)),
+        // Any of gatehouse's own SPNs proves the KDC's answer: the first.
+        (true, Some(delegator), Some(d)) => d.acceptor_spn.first().cloned().map(|spn| (delegator, spn)),
         _ => None,
     };
     if kdc.is_none() && setup.accounts.is_none() {
@@ -291,7 +292,7 @@ mod tests {
             krb5_conf: None,
             keytab: None,
             service_principal: None,
-            acceptor_spn: None,
+            acceptor_spn: Vec::new(),
         };
         let account = |domain: &str, user: &str| Ok(Logon::Account { domain: domain.into(), user: user.into() });
         assert_eq!(logon("ADTEST\\bob", Some(&d)), account("ADTEST", "bob"));

@@ -67,6 +67,9 @@ pub struct Authenticator {
 pub struct Client<'a> {
     pub info: &'a ConnInfo,
     pub auth: &'a ConnAuth,
+    /// The host the request was sent to (Host, or the absolute target's),
+    /// without its port; None for an HTTP/1.0 request without one.
+    pub host: Option<&'a str>,
 }
 
 impl Authenticator {
@@ -92,8 +95,16 @@ impl Authenticator {
     }
 
     /// Decides about a request to a site that requires authentication.
-    pub async fn check(&self, headers: &HeaderMap, info: &ConnInfo, auth: &ConnAuth, site: &Site) -> Verdict {
-        check(headers, Client { info, auth }, self, site).await
+    /// `host`: see [`Client::host`].
+    pub async fn check(
+        &self,
+        headers: &HeaderMap,
+        host: Option<&str>,
+        info: &ConnInfo,
+        auth: &ConnAuth,
+        site: &Site,
+    ) -> Verdict {
+        check(headers, Client { info, auth, host }, self, site).await
     }
 }
 

@@ -174,8 +174,26 @@ fn pass(ctx: Client<'_>, user: Arc<User>, done: Option<&NegTokenResp>, raw: Opti
     Verdict::Pass(user, token.and_then(|t| header("Negotiate", &t)))
 }
 
+/// The `acceptor_spn` naming the host the request was sent to: a ticket is
+/// good only for the name the client asked for (one for autodiscover sent to
+/// mail is refused, as IIS refuses it), so the host picks the one SPN kcd
+/// checks the ticket against.
+fn spn_for_host<'a>(spns: &'a [String], host: Option<&str>) -> Result<&'a str, String> {
+    let Some(host) = host else {
+        return Err("the request names no host (HTTP/1.0 without Host): no acceptor_spn can be chosen".into());
+    };
+    let host_of = |spn: &str| spn.split_once('/').map_or("", |(_, h)| h).to_owned();
+    spns.iter().find(|spn| host_of(spn).eq_ignore_ascii_case(host)).map(String::as_str).ok_or_else(|| {
+        format!(
+            "the request was sent to {host}, and no acceptor_spn names it ([domain] acceptor_spn = {:?}); \
+             add \"HTTP/{host}\" there and register it on the service account",
+            spns
+        )
+    })
+}
+
 /// A Kerberos AP-REQ, accepted by MIT with gatehouse's keys for the
-/// `acceptor_spn`, under the listener's channel-binding policy. `mech` is the
+/// `acceptor_spn` of the request's host, under the listener's channel-binding policy. `mech` is the
 /// OID the client used inside SPNEGO (echoed back), None for a raw token.
 async fn kerberos(
     token: &[u8],
@@ -192,8 +210,12 @@ async fn kerberos(
     let (Some(delegator), Some(domain)) = (setup.delegator.clone(), setup.domain.as_ref()) else {
         return failed("Kerberos is not configured ([domain] keytab and service_principal)".into());
     };
-    let Some(spn) = domain.acceptor_spn.clone() else {
+    if domain.acceptor_spn.is_empty() {
         return failed("Kerberos is not configured ([domain] acceptor_spn)".into());
+    }
+    let spn = match spn_for_host(&domain.acceptor_spn, ctx.host) {
+        Ok(spn) => spn,
+        Err(why) => return failed(format!("Kerberos ticket refused: {why}")),
     };
     let policy = setup.ntlm.get(&*ctx.info.listener).map_or(ntlm::ChannelBindingPolicy::Off, |c| c.channel_binding);
     let bindings = match policy {
@@ -206,7 +228,7 @@ async fn kerberos(
     // gatehouse ask the KDC for them). It runs here, on the connection's
     // worker; a hop to a blocking thread cost more than the work (measured:
     // bench/run.sh negotiate).
-    let accepted = match delegator.accept(token, &spn, bindings.as_deref()) {
+    let accepted = match delegator.accept(token, spn, bindings.as_deref()) {
         Ok(a) => a,
         Err(e) => return failed(format!("Kerberos ticket refused: {e}")),
     };
@@ -234,5 +256,23 @@ async fn kerberos(
             pass(ctx, user, Some(&done), None)
         }
         None => pass(ctx, user, None, Some(&accepted.mutual)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spn_for_host;
+
+    #[test]
+    fn the_request_host_picks_the_acceptor_spn() {
+        let spns = vec!["HTTP/mail.corp.example".to_string(), "HTTP/Autodiscover.corp.example".to_string()];
+        assert_eq!(spn_for_host(&spns, Some("mail.corp.example")), Ok("HTTP/mail.corp.example"));
+        assert_eq!(spn_for_host(&spns, Some("autodiscover.corp.example")), Ok("HTTP/Autodiscover.corp.example"));
+        let other = spn_for_host(&spns, Some("owa.corp.example")).unwrap_err();
+        assert!(other.contains("sent to owa.corp.example") && other.contains("HTTP/owa.corp.example"), "{other}");
+        assert!(spn_for_host(&spns, None).unwrap_err().contains("names no host"));
+        // A prefix or suffix of a listed host is another host.
+        assert!(spn_for_host(&spns, Some("mail.corp")).is_err());
+        assert!(spn_for_host(&spns, Some("xmail.corp.example")).is_err());
     }
 }

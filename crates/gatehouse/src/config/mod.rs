@@ -56,7 +56,7 @@ impl Config {
     pub fn basic_by_kdc(&self) -> bool {
         self.domain
             .as_ref()
-            .is_some_and(|d| d.keytab.is_some() && d.service_principal.is_some() && d.acceptor_spn.is_some())
+            .is_some_and(|d| d.keytab.is_some() && d.service_principal.is_some() && !d.acceptor_spn.is_empty())
     }
 
     /// Where passwords are checked, for `gatehouse check`.
@@ -98,9 +98,10 @@ pub struct Domain {
     pub keytab: Option<PathBuf>,
     /// The account that delegates, e.g. `svc-proxy@AD.TEST`.
     pub service_principal: Option<String>,
-    /// The SPN clients ask Kerberos tickets for (`HTTP/mail.corp.example`); its
-    /// keys are in `keytab`.
-    pub acceptor_spn: Option<String>,
+    /// The SPNs clients ask Kerberos tickets for (`HTTP/mail.corp.example`,
+    /// `HTTP/autodiscover.corp.example`); their keys are in `keytab`. A ticket
+    /// is accepted only for the one naming the host the request was sent to.
+    pub acceptor_spn: Vec<String>,
 }
 
 /// Where NTLM passwords, and Basic passwords when there is no keytab, are checked.

@@ -719,7 +719,7 @@ impl<'t> Reader<'t> {
         let krb5_conf = self.string(s, "krb5_conf").map(|(p, _)| self.file_path(&p));
         let keytab = self.string(s, "keytab").map(|(p, span)| (self.file_path(&p), span));
         let service_principal = self.string(s, "service_principal").map(|(p, _)| p);
-        let acceptor_spn = self.string(s, "acceptor_spn").map(|(p, _)| p);
+        let acceptor_spn = self.acceptor_spns(s);
         let (realm, netbios_name) = (realm?, netbios?);
         if let (Some((path, span)), true) = (&keytab, self.read_keytab) {
             let config = self.file.clone();
@@ -728,9 +728,9 @@ impl<'t> Reader<'t> {
             }
         }
         let keytab = keytab.map(|(p, _)| p);
-        // gatehouse's own host name, from the SPN clients use for it.
+        // gatehouse's own host name, from the (first) SPN clients use for it.
         let computer_dns = acceptor_spn
-            .as_deref()
+            .first()
             .and_then(|spn| spn.split_once('/'))
             .map(|(_, host)| host.split(['@', ':']).next().unwrap_or(host).to_ascii_lowercase())
             .unwrap_or_else(|| format!("gatehouse.{}", realm.to_ascii_lowercase()));
@@ -745,6 +745,44 @@ impl<'t> Reader<'t> {
             service_principal,
             acceptor_spn,
         })
+    }
+
+    /// `acceptor_spn`: one SPN, or a list of them (mail, autodiscover and any
+    /// other published name). Each must be `service/host` with no realm (the
+    /// realm is `[domain] realm`): the host is matched against the request's.
+    fn acceptor_spns(&mut self, s: &mut Section<'_, '_>) -> Vec<String> {
+        let Some(value) = s.get("acceptor_spn") else { return Vec::new() };
+        let given = match value.get_ref() {
+            DeValue::String(text) => vec![(text.to_string(), value.span())],
+            DeValue::Array(_) => self.string_list(s, "acceptor_spn").unwrap_or_default(),
+            _ => {
+                let key = s.key_path("acceptor_spn");
+                let fix = "expected an SPN such as \"HTTP/mail.corp.example\", or a list of them";
+                self.problem(value.span(), &key, fix.into());
+                return Vec::new();
+            }
+        };
+        if given.is_empty() {
+            let key = s.key_path("acceptor_spn");
+            let why = "an empty list accepts no Kerberos ticket; name the SPN clients ask for, or remove the key";
+            self.problem(value.span(), &key, why.into());
+        }
+        let mut out: Vec<String> = Vec::new();
+        for (spn, span) in given {
+            let key = s.key_path("acceptor_spn");
+            let host = spn.split_once('/').map(|(_, h)| h);
+            if spn.contains('@') || host.is_none_or(|h| h.is_empty() || h.contains('/')) {
+                let why = format!(
+                    "`{spn}` is not an SPN of the form \"HTTP/mail.corp.example\" (service/host, without @REALM)"
+                );
+                self.problem(span, &key, why);
+            } else if out.iter().any(|o| o.eq_ignore_ascii_case(&spn)) {
+                self.problem(span, &key, format!("`{spn}` is listed twice"));
+            } else {
+                out.push(spn);
+            }
+        }
+        out
     }
 
     fn accounts(&mut self, s: &mut Section<'_, '_>) -> Option<Accounts> {

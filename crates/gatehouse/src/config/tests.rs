@@ -578,3 +578,36 @@ fn preset_exceptions_change_only_what_they_name() {
     let p = load_str(&dir.path().join("g.toml"), &rules).unwrap_err().0;
     assert!(p.iter().any(|p| p.key == "site[0].path[0].auth" && p.message.contains("auth_for")), "{p:#?}");
 }
+
+/// Issue 12: `acceptor_spn` takes one SPN or a list of them (each published
+/// name a Kerberos ticket may be for); anything else names the cause.
+#[test]
+fn acceptor_spn_is_one_spn_or_a_list() {
+    let with = |value: &str| {
+        format!("{GOOD}\n[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nacceptor_spn = {value}\n")
+    };
+    let one = load_str(Path::new("/tmp/x.toml"), &with("\"HTTP/mail.ad.test\"")).unwrap();
+    assert_eq!(one.domain.as_ref().unwrap().acceptor_spn, ["HTTP/mail.ad.test"]);
+    let two =
+        load_str(Path::new("/tmp/x.toml"), &with("[\"HTTP/mail.ad.test\", \"HTTP/autodiscover.ad.test\"]")).unwrap();
+    let d = two.domain.unwrap();
+    assert_eq!(d.acceptor_spn, ["HTTP/mail.ad.test", "HTTP/autodiscover.ad.test"]);
+    // The first names gatehouse in NTLM challenges, as the single one did.
+    assert_eq!((d.computer_dns.as_str(), d.computer_netbios.as_str()), ("mail.ad.test", "MAIL"));
+    let line = with("x").lines().position(|l| l.starts_with("acceptor_spn")).unwrap() + 1;
+    for (value, words) in [
+        ("[]", "an empty list accepts no Kerberos ticket"),
+        ("42", "expected an SPN such as"),
+        ("[\"HTTP/mail.ad.test\", 7]", "expected a string"),
+        ("\"mail.ad.test\"", "`mail.ad.test` is not an SPN"),
+        ("\"HTTP/\"", "is not an SPN"),
+        ("\"HTTP/mail.ad.test@AD.TEST\"", "without @REALM"),
+        ("[\"HTTP/mail.ad.test\", \"http/MAIL.ad.test\"]", "listed twice"),
+    ] {
+        let p = problems(&with(value));
+        assert!(
+            p.iter().any(|p| p.line == line && p.key.starts_with("domain.acceptor_spn") && p.message.contains(words)),
+            "{value}: {p:#?}"
+        );
+    }
+}

@@ -61,6 +61,15 @@ impl UserFile {
 
     /// The NT hash for `user` of `domain` (a domain-qualified line first, then an
     /// smbpasswd line, which matches any domain).
+    /// How many users the file holds (for `gatehouse doctor`).
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
     pub fn hash(&self, domain: &str, user: &str) -> Option<&[u8; 16]> {
         let user = user.to_lowercase();
         self.users.get(&(domain.to_uppercase(), user.clone())).or_else(|| self.users.get(&(String::new(), user)))

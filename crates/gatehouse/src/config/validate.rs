@@ -84,7 +84,7 @@ pub fn check(r: &mut Reader<'_>, config: &Config, origins: &[Origin], given: Giv
     // setup begun and not finished is a mistake, not a choice.
     if let Some(i) = first(Scheme::Negotiate) {
         let begun =
-            domain.is_some_and(|d| d.keytab.is_some() || d.service_principal.is_some() || d.acceptor_spn.is_some());
+            domain.is_some_and(|d| d.keytab.is_some() || d.service_principal.is_some() || !d.acceptor_spn.is_empty());
         if !acceptor && (begun || (config.accounts.is_none() && !given.accounts)) {
             r.problem(
                 0..0,

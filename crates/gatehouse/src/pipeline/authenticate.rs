@@ -24,8 +24,11 @@ pub enum SignedIn {
     NotYet(Box<Response<ResponseBody>>, Reason),
 }
 
+/// `host`: the host the request was sent to, without its port (Kerberos
+/// tickets are accepted only for that name).
 pub async fn authenticate(
     headers: &HeaderMap,
+    host: Option<&str>,
     auth: &Authenticator,
     info: &ConnInfo,
     state: &ConnAuth,
@@ -35,7 +38,7 @@ pub async fn authenticate(
     if site.auth.is_empty() {
         return Ok(SignedIn::Anonymous);
     }
-    match auth.check(headers, info, state, site).await {
+    match auth.check(headers, host, info, state, site).await {
         Verdict::Pass(user, token) => {
             record.set_user(&user.name, user.scheme.name());
             Ok(SignedIn::User(user, token))

@@ -102,8 +102,10 @@ async fn run(
         conn.activity.set_stream_idle(idle);
     }
 
+    let host = routed.host.as_deref().map(crate::route::host_name);
     let (user, final_token) = match authenticate::authenticate(
         req.headers(),
+        host.as_deref(),
         &generation.auth,
         &conn.info,
         &conn.auth,
