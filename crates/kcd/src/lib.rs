@@ -37,6 +37,7 @@ mod explain;
 // The one place with `unsafe` (MIT's C API); every other module may not.
 #[allow(unsafe_code)]
 mod ffi;
+mod logon_info;
 mod pac;
 mod refresh;
 mod replay;
@@ -44,6 +45,7 @@ mod spn;
 
 pub use error::{Error, Kind};
 pub use explain::{advice, explain, Explanation};
+pub use logon_info::{parse_logon_info, GroupRid, GroupSid, LogonInfo, LogonInfoError, Sid};
 pub use pac::{parse_upn_dns_info, PacError, UpnDnsInfo};
 pub use spn::qualify_spn;
 
