@@ -26,11 +26,17 @@ pub struct Sid {
 const MAX_SUB_AUTHORITIES: usize = 15;
 
 impl Sid {
-    /// `S-1-5-21-a-b-c` as text; None for anything else.
+    /// `S-1-5-21-a-b-c` as text (an authority of 2^32 or more in hex, as
+    /// `Display` writes it); None for anything else.
     pub fn parse(s: &str) -> Option<Sid> {
         let mut parts = s.strip_prefix("S-")?.split('-');
         let revision = parts.next()?.parse().ok()?;
-        let authority = parts.next()?.parse::<u64>().ok().filter(|a| *a < 1 << 48)?;
+        let authority = parts.next()?;
+        let authority = match authority.strip_prefix("0x") {
+            Some(hex) if hex.len() == 12 => u64::from_str_radix(hex, 16).ok(),
+            Some(_) => None,
+            None => authority.parse::<u64>().ok().filter(|a| *a >> 32 == 0),
+        }?;
         let sub_authorities: Vec<u32> = parts.map(|p| p.parse().ok()).collect::<Option<_>>()?;
         (sub_authorities.len() <= MAX_SUB_AUTHORITIES).then_some(Sid { revision, authority, sub_authorities })
     }
@@ -435,6 +441,18 @@ fn validation_info(r: &mut Reader<'_>) -> Result<LogonInfo> {
         resource_domain,
         resource_groups,
     })
+}
+
+/// The fuzz target's body (`fuzz/fuzz_targets/pac_logon_info.rs`), also run
+/// on generated inputs by the unit tests: never a panic, and every SID of a
+/// buffer that parses prints as text that reads back as the same SID.
+pub fn fuzz_logon_info(data: &[u8]) {
+    let Ok(info) = parse_logon_info(data) else { return };
+    let mut all = vec![info.user_sid(), info.primary_group_sid()];
+    all.extend(info.group_sids().into_iter().map(|g| g.sid));
+    for sid in all {
+        assert_eq!(Sid::parse(&sid.to_string()).as_ref(), Some(&sid), "{sid}");
+    }
 }
 
 #[cfg(test)]
