@@ -579,7 +579,7 @@ impl Delegator {
     /// Users with an S4U2Self in flight, or waiting for one (for metrics and
     /// tests: after the last request for a user, none of theirs is left).
     pub fn users_in_flight(&self) -> usize {
-        lock(&self.flights).len()
+        lock(&self.flights).len() + lock(&self.logon_flights).len()
     }
 
     fn cached(&self, user: &User) -> Option<(Cred, bool)> {
@@ -768,9 +768,12 @@ impl Delegator {
         let impersonated = match self.s4u2self(user) {
             Ok(c) => c,
             Err(e) => {
-                if matches!(e.kind(), Kind::Revoked | Kind::ClientUnknown) {
-                    // The domain no longer lets this user in: nothing kept
-                    // for them may be used either.
+                // The KDC refused this user (Samba answers a disabled
+                // account's S4U2Self with KDC_ERR_POLICY, kind BadOption;
+                // Windows with KDC_ERR_CLIENT_REVOKED): nothing kept for
+                // them may be used either. A KDC that did not answer decides
+                // nothing, and the service credential is then tried afresh.
+                if matches!(e.kind(), Kind::Revoked | Kind::ClientUnknown | Kind::BadOption) {
                     lock(&self.logons).remove(user);
                     lock(&self.cache).remove(user);
                 } else {
@@ -793,7 +796,7 @@ impl Delegator {
         drop(logons);
         // The fresh credential serves delegation too, when none is cached.
         let mut cache = lock(&self.cache);
-        if !cache.get(user).is_some_and(|e| e.until > Instant::now()) && cache.len() < MAX_USERS {
+        if cache.get(user).is_none_or(|e| e.until <= Instant::now()) && cache.len() < MAX_USERS {
             let until = until(&impersonated);
             cache.insert(user.clone(), Entry { cred: impersonated, until, evidence: false });
         }
