@@ -163,6 +163,12 @@ fn groups_from_s4u2self_and_from_the_users_own_ticket() {
     drop(own);
     std::env::remove_var("KRB5CCNAME");
 
+    // Basic: the password check's ticket is the user's own, with its PAC.
+    let basic = d.check_password(&user, &accounts.password, "HTTP/proxy.ad.test").unwrap();
+    let logon = basic.logon.expect("the password check's ticket has logon information");
+    assert_eq!(logon.user_sid().to_string(), user_sid);
+    assert!(sids(&logon).contains(&outer));
+
     // Removed from the inner group: seen once the refresh time has passed
     // (zero here), with both the inner and the outer group gone.
     let fresh =
@@ -219,4 +225,24 @@ fn one_request_in_flight_per_user() {
     let e = d.logon_info(&User::Account("g13-nobody@AD.TEST".into())).unwrap_err();
     eprintln!("unknown: {} {e}", e.code_name());
     assert_eq!(e.kind(), Kind::ClientUnknown, "{e}");
+}
+
+/// alice, read only: her SID and groups as the directory lists them
+/// (`samba-tool user show alice`, `samba-tool user getgroups alice`).
+#[test]
+fn alice_as_the_directory_has_her() {
+    let Some(env) = lab_env() else { return };
+    std::env::set_var("KRB5_CONFIG", &env["KRB5_CONFIG"]);
+    let smb = env["SMB_CONF"].clone();
+    let d = Delegator::new("svc-proxy@AD.TEST", &env["LAB_PROXY_KEYTAB"], "AD.TEST");
+    let info = d.logon_info(&User::Account("alice@AD.TEST".into())).unwrap();
+    assert_eq!(info.user_sid().to_string(), object_sid(&smb, "user", "alice"));
+    let groups = sids(&info);
+    let listed = samba_tool(&smb, &["user", "getgroups", "alice"]);
+    let names: Vec<&str> = listed.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    assert!(names.contains(&"Domain Users"), "{listed}");
+    for name in names {
+        let sid = object_sid(&smb, "group", name);
+        assert!(groups.contains(&sid), "alice's group {name} ({sid}) missing from {groups:?}");
+    }
 }
