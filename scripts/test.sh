@@ -22,6 +22,12 @@ export GATEHOUSE_PYTHON=$PWD/$venv/bin/python
 
 export LAB=${LAB:-/tmp/gatehouse-lab}
 export GATEHOUSE_LAB_REQUIRED=1
+# The real clients' captures beside the checkout (as in CI): their tests must run.
+if [ -d ../shared/interop-captures ]; then
+  export GATEHOUSE_CAPTURES_REQUIRED=1
+else
+  echo "*** ../shared/interop-captures is absent: the tests of real clients' captures will be skipped ***" >&2
+fi
 
 # Every gatehouse a test started must be gone when the tests are: one left
 # running (after a panic, or behind a wrapper that forked) keeps listening with

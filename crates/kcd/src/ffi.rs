@@ -172,6 +172,8 @@ pub struct Accepted {
     pub flags: u32,
     /// The PAC's UPN_DNS_INFO buffer, when the ticket had a verified PAC.
     pub upn_dns_info: Option<Vec<u8>>,
+    /// The PAC's logon information buffer (KERB_VALIDATION_INFO), likewise.
+    pub logon_info: Option<Vec<u8>>,
     /// S4U2Proxy evidence: present when the client's ticket was forwardable.
     pub proxy: Option<Cred>,
 }
@@ -222,7 +224,10 @@ fn display(name: &OwnedName) -> Result<String, Error> {
     Ok(String::from_utf8_lossy(&out.to_vec()).into_owned())
 }
 
-/// A name attribute's value, when present, authenticated and complete.
+/// A name attribute's value, when present and authenticated. For the PAC's
+/// buffers (`urn:mspac:<buffer>`), MIT says "authenticated" only when it
+/// verified the PAC's server signature with our key and its client name and
+/// time against the ticket's; an unverified PAC is never read.
 fn attribute(name: &OwnedName, attr: &str) -> Option<Vec<u8>> {
     let mut minor = 0;
     let mut attr_buf = gss_buffer_desc { length: attr.len(), value: attr.as_ptr() as *mut c_void };
@@ -306,6 +311,7 @@ pub fn accept(cred: &AcceptorCred, token: &[u8], channel_bindings: Option<&[u8]>
         client: display(&source)?,
         flags,
         upn_dns_info: attribute(&source, "urn:mspac:upn-dns-info"),
+        logon_info: attribute(&source, "urn:mspac:logon-info"),
         proxy,
     })
 }

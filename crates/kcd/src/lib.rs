@@ -37,6 +37,7 @@ mod explain;
 // The one place with `unsafe` (MIT's C API); every other module may not.
 #[allow(unsafe_code)]
 mod ffi;
+mod logon_info;
 mod pac;
 mod refresh;
 mod replay;
@@ -44,6 +45,7 @@ mod spn;
 
 pub use error::{Error, Kind};
 pub use explain::{advice, explain, Explanation};
+pub use logon_info::{fuzz_logon_info, parse_logon_info, GroupRid, GroupSid, LogonInfo, LogonInfoError, Sid};
 pub use pac::{parse_upn_dns_info, PacError, UpnDnsInfo};
 pub use spn::qualify_spn;
 
@@ -108,6 +110,10 @@ pub struct Accepted {
     pub channel_bound: bool,
     /// The ticket was forwardable: S4U2Proxy for this user needs no S4U2Self.
     pub evidence: bool,
+    /// The user's SID and groups from the ticket's verified PAC. None when the
+    /// ticket had no verified PAC or its logon information did not parse
+    /// (logged): the caller then asks [`Delegator::logon_info`].
+    pub logon: Option<LogonInfo>,
 }
 
 /// The service account: accepts clients' tickets, and delegates for users.
@@ -139,6 +145,12 @@ pub struct Delegator {
     cache: Mutex<HashMap<User, Entry>>,
     /// account principal -> (UPN, valid until)
     upns: Mutex<HashMap<String, (String, Instant)>>,
+    /// The users' logon information from S4U2Self, and when it was read.
+    logons: Mutex<HashMap<User, (LogonInfo, Instant)>>,
+    logon_refresh: Duration,
+    /// One lock per user while the S4U2Self for their groups is in flight
+    /// (not `flights`: that one is taken inside, by `credential`).
+    logon_flights: Mutex<HashMap<User, Arc<Mutex<()>>>>,
     /// One lock per user while its S4U2Self is in flight.
     flights: Mutex<HashMap<User, Arc<Mutex<()>>>>,
     replays: replay::Cache,
@@ -184,6 +196,8 @@ pub struct Stats {
     pub evidence: AtomicU64,
     /// PAC reads for a user's UPN (each needs the user's S4U2Self credential).
     pub upn_lookups: AtomicU64,
+    /// PAC reads for a user's groups (each a fresh S4U2Self).
+    pub logon_lookups: AtomicU64,
     /// Passwords checked with the KDC (Basic at the edge).
     pub password_checks: AtomicU64,
     /// Clients' tickets accepted, and refused.
@@ -212,6 +226,8 @@ const MARGIN: Duration = Duration::from_secs(5 * 60);
 /// within this long after it, without a new AS exchange.
 const FAIL_FAST: Duration = Duration::from_secs(5);
 const MAX_USERS: usize = 50_000;
+/// How long a user's groups from S4U2Self are kept, unless told otherwise.
+pub const DEFAULT_LOGON_REFRESH: Duration = Duration::from_secs(10 * 60);
 
 static CACHE_SERIAL: AtomicU64 = AtomicU64::new(0);
 
@@ -228,10 +244,21 @@ impl Delegator {
             refresher: Mutex::new(None),
             cache: Mutex::new(HashMap::new()),
             upns: Mutex::new(HashMap::new()),
+            logons: Mutex::new(HashMap::new()),
+            logon_refresh: DEFAULT_LOGON_REFRESH,
+            logon_flights: Mutex::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
             replays: replay::Cache::new(),
             stats: Stats::default(),
         }
+    }
+
+    /// How long a user's groups read by [`Delegator::logon_info`] are kept
+    /// before the next call asks the KDC again (a user disabled or removed
+    /// from a group in AD is seen within this long).
+    pub fn with_logon_refresh(mut self, refresh: Duration) -> Delegator {
+        self.logon_refresh = refresh;
+        self
     }
 
     pub fn principal(&self) -> &str {
@@ -439,11 +466,19 @@ impl Delegator {
         if let Some(cred) = accepted.proxy {
             self.keep_evidence(&accepted.client, cred);
         }
+        let logon = accepted.logon_info.as_deref().and_then(|buf| match parse_logon_info(buf) {
+            Ok(info) => Some(info),
+            Err(e) => {
+                tracing::warn!(client = %accepted.client, "kerberos: the ticket's PAC is unusable: {e}");
+                None
+            }
+        });
         Ok(Accepted {
             client: accepted.client,
             mutual: accepted.output,
             channel_bound: accepted.flags & ffi::GSS_C_CHANNEL_BOUND_FLAG != 0,
             evidence,
+            logon,
         })
     }
 
@@ -557,7 +592,7 @@ impl Delegator {
     /// Users with an S4U2Self in flight, or waiting for one (for metrics and
     /// tests: after the last request for a user, none of theirs is left).
     pub fn users_in_flight(&self) -> usize {
-        lock(&self.flights).len()
+        lock(&self.flights).len() + lock(&self.logon_flights).len()
     }
 
     fn cached(&self, user: &User) -> Option<(Cred, bool)> {
@@ -593,16 +628,9 @@ impl Delegator {
             .and_then(|n| n.display_name())
             .map_err(|e| gss("inspecting the impersonated credential", e))?;
         let cred_name = String::from_utf8_lossy(&cred_name);
-        let expected = match user {
-            User::Account(a) => same_principal(&cred_name, a),
-            // The KDC answers with the enterprise name as asked, or with the
-            // account's canonical name.
-            User::Upn { upn, account } => {
-                same_principal(&cred_name, &format!("{}@{}", upn.replace('@', "\\@"), self.realm))
-                    || same_principal(&cred_name, account)
-            }
-        };
-        if !expected {
+        // The KDC answers with the enterprise name as asked, or with the
+        // account's canonical name.
+        if !self.names(&cred_name, user) {
             return Err(Error::new(
                 Kind::WrongCredential,
                 format!("the impersonated credential is for {cred_name}, not {user}"),
@@ -673,22 +701,7 @@ impl Delegator {
             impersonated = self.s4u2self(&user)?;
         }
         self.stats.upn_lookups.fetch_add(1, Ordering::Relaxed);
-        // The S4U2Self ticket is for this service: presenting it to ourselves
-        // costs no KDC round trip, and our key verifies the PAC it carries.
-        let me = Name::new(self.principal.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| gss("own name", e))?;
-        let mut ctx = ClientCtx::new(Some(impersonated.clone()), me, CtxFlags::empty(), Some(GSS_MECH_KRB5));
-        let token = ctx
-            .step(None, None)
-            .map_err(|e| gss("presenting the S4U2Self ticket to ourselves", e))?
-            .ok_or_else(no_token)?;
-        let accepted =
-            ffi::accept(&*self.acceptor()?, &token, None).map_err(|e| gss("reading the S4U2Self ticket's PAC", e))?;
-        if !same_principal(&accepted.client, account) {
-            return Err(Error::new(
-                Kind::WrongCredential,
-                format!("the S4U2Self ticket names {}, not {account}", accepted.client),
-            ));
-        }
+        let accepted = self.own_pac(&impersonated, &user)?;
         let buffer = accepted.upn_dns_info.ok_or_else(|| {
             Error::new(Kind::Other, format!("the PAC of {account}'s ticket has no verified UPN_DNS_INFO"))
         })?;
@@ -701,6 +714,106 @@ impl Delegator {
         }
         upns.insert(account.to_owned(), (info.upn.clone(), until));
         Ok(info.upn)
+    }
+
+    /// The S4U2Self ticket in `impersonated` is for this service: presenting
+    /// it to ourselves costs no KDC round trip, and our key verifies the PAC
+    /// it carries.
+    fn own_pac(&self, impersonated: &Cred, user: &User) -> Result<ffi::Accepted, Error> {
+        let me = Name::new(self.principal.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| gss("own name", e))?;
+        let mut ctx = ClientCtx::new(Some(impersonated.clone()), me, CtxFlags::empty(), Some(GSS_MECH_KRB5));
+        let token = ctx
+            .step(None, None)
+            .map_err(|e| gss("presenting the S4U2Self ticket to ourselves", e))?
+            .ok_or_else(no_token)?;
+        let accepted =
+            ffi::accept(&*self.acceptor()?, &token, None).map_err(|e| gss("reading the S4U2Self ticket's PAC", e))?;
+        if !self.names(&accepted.client, user) {
+            return Err(Error::new(
+                Kind::WrongCredential,
+                format!("the S4U2Self ticket names {}, not {user}", accepted.client),
+            ));
+        }
+        Ok(accepted)
+    }
+
+    /// Whether a principal name MIT reports is `user`: the account, or for a
+    /// UPN the enterprise name as asked or the account it resolved to.
+    fn names(&self, principal: &str, user: &User) -> bool {
+        match user {
+            User::Account(a) => same_principal(principal, a),
+            User::Upn { upn, account } => {
+                same_principal(principal, &format!("{}@{}", upn.replace('@', "\\@"), self.realm))
+                    || same_principal(principal, account)
+            }
+        }
+    }
+
+    /// The user's SID and groups as the domain controller puts them in the
+    /// PAC of an S4U2Self ticket to this service: for users who signed in
+    /// without a Kerberos ticket of their own (NTLM, Basic). Kept for the
+    /// logon refresh time ([`Delegator::with_logon_refresh`]); after it, a
+    /// fresh S4U2Self, so that a disabled account (the KDC refuses it:
+    /// [`Kind::Revoked`]) or a changed membership is seen. One S4U2Self per
+    /// user in flight; callers for the same user wait for it and share its
+    /// answer. Blocks; may talk to the KDC.
+    pub fn logon_info(&self, user: &User) -> Result<LogonInfo, Error> {
+        self.counted(self.logon_info_inner(user))
+    }
+
+    fn fresh_logon(&self, user: &User) -> Option<LogonInfo> {
+        let logons = lock(&self.logons);
+        logons.get(user).filter(|(_, at)| at.elapsed() < self.logon_refresh).map(|(info, _)| info.clone())
+    }
+
+    fn logon_info_inner(&self, user: &User) -> Result<LogonInfo, Error> {
+        if let Some(info) = self.fresh_logon(user) {
+            return Ok(info);
+        }
+        let flight = Flight::join(&self.logon_flights, user);
+        let _turn = lock(&flight.turn);
+        if let Some(info) = self.fresh_logon(user) {
+            return Ok(info);
+        }
+        self.stats.logon_lookups.fetch_add(1, Ordering::Relaxed);
+        // Always a new S4U2Self, never the cached credential: its PAC is as
+        // old as the credential (hours), and the point is to see changes.
+        let impersonated = match self.s4u2self(user) {
+            Ok(c) => c,
+            Err(e) => {
+                // The KDC refused this user (Samba answers a disabled
+                // account's S4U2Self with KDC_ERR_POLICY, kind BadOption;
+                // Windows with KDC_ERR_CLIENT_REVOKED): nothing kept for
+                // them may be used either. A KDC that did not answer decides
+                // nothing, and the service credential is then tried afresh.
+                if matches!(e.kind(), Kind::Revoked | Kind::ClientUnknown | Kind::BadOption) {
+                    lock(&self.logons).remove(user);
+                    lock(&self.cache).remove(user);
+                } else {
+                    *lock(&self.service) = None;
+                }
+                return Err(e);
+            }
+        };
+        let accepted = self.own_pac(&impersonated, user)?;
+        let buffer = accepted.logon_info.ok_or_else(|| {
+            Error::new(Kind::Other, format!("the PAC of {user}'s ticket has no verified logon information"))
+        })?;
+        let info = parse_logon_info(&buffer).map_err(|e| Error::new(Kind::Other, format!("{user}'s PAC: {e}")))?;
+        let mut logons = lock(&self.logons);
+        if logons.len() >= MAX_USERS {
+            let refresh = self.logon_refresh;
+            logons.retain(|_, (_, at)| at.elapsed() < refresh);
+        }
+        logons.insert(user.clone(), (info.clone(), Instant::now()));
+        drop(logons);
+        // The fresh credential serves delegation too, when none is cached.
+        let mut cache = lock(&self.cache);
+        if cache.get(user).is_none_or(|e| e.until <= Instant::now()) && cache.len() < MAX_USERS {
+            let until = until(&impersonated);
+            cache.insert(user.clone(), Entry { cred: impersonated, until, evidence: false });
+        }
+        Ok(info)
     }
 }
 

@@ -119,6 +119,9 @@ pub struct User {
     /// The Kerberos principal (`alice@AD.TEST`) when the user signed in with
     /// Kerberos: delegation then asks for tickets in exactly that name.
     pub principal: Option<Arc<str>>,
+    /// SID and groups from the verified PAC of the user's own ticket
+    /// (Negotiate); None otherwise, and the authorize stage asks kcd.
+    pub logon: Option<Arc<kcd::LogonInfo>>,
 }
 
 impl User {
@@ -126,7 +129,7 @@ impl User {
         // UTF-8 names (müller) travel as raw bytes; only control characters cannot.
         let header = HeaderValue::from_bytes(name.as_bytes())
             .map_err(|_| format!("{name}: user name cannot travel in a header"))?;
-        Ok(User { name: name.into(), scheme, header, principal: principal.map(Into::into) })
+        Ok(User { name: name.into(), scheme, header, principal: principal.map(Into::into), logon: None })
     }
 }
 

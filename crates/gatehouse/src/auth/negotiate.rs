@@ -242,7 +242,7 @@ async fn kerberos(
         _ => accepted.client.clone(),
     };
     let user = match User::new(name, Scheme::Negotiate, Some(accepted.client.clone())) {
-        Ok(u) => Arc::new(u),
+        Ok(u) => Arc::new(User { logon: accepted.logon.map(Arc::new), ..u }),
         Err(why) => return failed(why),
     };
     match mech {
