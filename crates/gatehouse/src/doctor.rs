@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::{self, Config};
+use crate::keytab::{parse as parse_keytab, Entry};
 
 struct Report {
     failed: bool,
@@ -249,15 +250,6 @@ fn enctype_name(e: u16) -> &'static str {
     }
 }
 
-/// One live entry of an MIT keytab.
-#[derive(Debug, PartialEq, Eq)]
-struct Entry {
-    principal: String,
-    enctype: u16,
-    /// The key version number: a keytab in the middle of a rotation holds two.
-    kvno: u32,
-}
-
 /// "kvno 2: aes256-cts-hmac-sha1-96, aes128-cts-hmac-sha1-96; kvno 3: ...",
 /// lowest first.
 fn by_kvno(entries: &[&Entry]) -> String {
@@ -277,34 +269,11 @@ fn read_keytab(path: &Path) -> Result<Vec<Entry>, String> {
     parse_keytab(&data)
 }
 
-fn parse_keytab(data: &[u8]) -> Result<Vec<Entry>, String> {
-    Ok(crate::keytab::parse(data)?
-        .into_iter()
-        .map(|e| Entry { principal: e.principal, enctype: e.enctype, kvno: e.kvno })
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry(principal: &[&str], realm: &str, enctype: u16) -> Vec<u8> {
-        let mut e = Vec::new();
-        e.extend_from_slice(&(principal.len() as u16).to_be_bytes());
-        for s in std::iter::once(&realm).chain(principal.iter()) {
-            e.extend_from_slice(&(s.len() as u16).to_be_bytes());
-            e.extend_from_slice(s.as_bytes());
-        }
-        e.extend_from_slice(&1u32.to_be_bytes()); // KRB5_NT_PRINCIPAL
-        e.extend_from_slice(&0u32.to_be_bytes());
-        e.push(2);
-        e.extend_from_slice(&enctype.to_be_bytes());
-        e.extend_from_slice(&16u16.to_be_bytes());
-        e.extend_from_slice(&[0u8; 16]);
-        let mut framed = (e.len() as i32).to_be_bytes().to_vec();
-        framed.extend(e);
-        framed
-    }
+    use crate::keytab::tests::entry;
 
     #[test]
     fn keytab_entries() {

@@ -113,7 +113,7 @@ pub fn for_tests(principals: &[&str]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub fn entry(principal: &[&str], realm: &str, enctype: u16) -> Vec<u8> {
