@@ -24,56 +24,11 @@ cargo build --release --locked -p gatehouse -p testkit >&2
 W=$(mktemp -d /tmp/gatehouse-instr.XXXXXX)
 BACKEND=127.0.0.1:19300
 target/release/gh-backend $BACKEND 2>/dev/null & backend=$!
-trap 'kill $backend 2>/dev/null || true' EXIT
+trap 'kill $backend 2>/dev/null || true; rm -rf "$W"' EXIT
 sleep 0.2
-for i in $(seq -w 1 10); do echo "ADTEST:user$i:User-Pass1"; done > "$W/users.ntlm"
-cat > "$W/gatehouse.toml" <<TOML
-[log]
-access = "$W/access.log"
-level = "warn"
-
-[domain]
-realm = "AD.TEST"
-netbios_name = "ADTEST"
-krb5_conf = "$KRB5_CONFIG"
-keytab = "$LAB_PROXY_KEYTAB"
-service_principal = "svc-proxy@AD.TEST"
-
-[accounts]
-source = "file"
-file = "$W/users.ntlm"
-
-[[listener]]
-name = "anon"
-bind = "127.0.0.1:19301"
-
-[[listener]]
-name = "ntlm"
-bind = "127.0.0.1:19302"
-
-[[listener]]
-name = "kcd"
-bind = "127.0.0.1:19303"
-
-[[site]]
-name = "anon"
-listener = "anon"
-backend = "http://$BACKEND"
-
-[[site]]
-name = "ntlm"
-listener = "ntlm"
-backend = "http://$BACKEND"
-auth = ["NTLM"]
-
-[[site]]
-name = "kcd"
-listener = "kcd"
-backend = "http://$BACKEND"
-auth = ["NTLM"]
-delegation = "kcd"
-backend_spn = "HTTP/backend.ad.test"
-TOML
+# shellcheck source=bench/lab-sites.sh
+. bench/lab-sites.sh
+lab_sites_toml "$W" "$BACKEND" 19301 19302 19303 > "$W/gatehouse.toml"
 
 # One run: prints "instructions requests".
 run() {

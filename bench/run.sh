@@ -20,7 +20,7 @@ CONNS=${BENCH_CONNS:-50}
 W=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)
 BACKEND=127.0.0.1:19000; NGINX=127.0.0.1:19080; GH=127.0.0.1:19081
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
 
 target/release/gh-backend $BACKEND 2>/dev/null & pids+=($!)
@@ -480,54 +480,9 @@ if [ "$ONLY" = ab ] && [ -f "$LAB/env" ]; then
   A=${GATEHOUSE_A:?set GATEHOUSE_A to the gatehouse binary to compare with}
   B=target/release/gatehouse
   PAIRS=${AB_PAIRS:-5}
-  for i in $(seq -w 1 10); do echo "ADTEST:user$i:User-Pass1"; done > "$W/users-ab.ntlm"
-  cat > "$W/gatehouse-ab.toml" <<TOML
-[log]
-access = "$W/gatehouse-ab-access.log"
-level = "warn"
-
-[domain]
-realm = "AD.TEST"
-netbios_name = "ADTEST"
-krb5_conf = "$KRB5_CONFIG"
-keytab = "$LAB_PROXY_KEYTAB"
-service_principal = "svc-proxy@AD.TEST"
-
-[accounts]
-source = "file"
-file = "$W/users-ab.ntlm"
-
-[[listener]]
-name = "anon"
-bind = "127.0.0.1:19095"
-
-[[listener]]
-name = "ntlm"
-bind = "127.0.0.1:19096"
-
-[[listener]]
-name = "kcd"
-bind = "127.0.0.1:19097"
-
-[[site]]
-name = "anon"
-listener = "anon"
-backend = "http://$BACKEND"
-
-[[site]]
-name = "ntlm"
-listener = "ntlm"
-backend = "http://$BACKEND"
-auth = ["NTLM"]
-
-[[site]]
-name = "kcd"
-listener = "kcd"
-backend = "http://$BACKEND"
-auth = ["NTLM"]
-delegation = "kcd"
-backend_spn = "HTTP/backend.ad.test"
-TOML
+  # shellcheck source=bench/lab-sites.sh
+  . bench/lab-sites.sh
+  lab_sites_toml "$W" "$BACKEND" 19095 19096 19097 > "$W/gatehouse-ab.toml"
   # One run of one build: "anon ntlm kcd" requests/s.
   ab_run() {
     "$1" run -c "$W/gatehouse-ab.toml" 2>>"$W/gh-ab-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.5
