@@ -119,8 +119,15 @@ impl<'t> Reader<'t> {
                     }
                     config.log.level = level;
                 }
+                let span = s.get("no_site_summary").map(|v| v.span());
                 if let Some(d) = self.duration(&mut s, "no_site_summary") {
-                    config.log.no_site_summary = d;
+                    if d < Duration::from_secs(1) {
+                        // The summary loop sleeps this long between lines: zero would spin.
+                        let key = s.key_path("no_site_summary");
+                        self.problem(span.unwrap_or(0..0), &key, "must be at least 1s".into());
+                    } else {
+                        config.log.no_site_summary = d;
+                    }
                 }
                 self.finish(s);
             }

@@ -84,6 +84,19 @@ fn wrong_types() {
     assert!(has(&p, 9, "timeouts.stream_idle", "duration"), "{p:#?}");
 }
 
+/// Issue 10 and 12's keys refuse what they cannot mean.
+#[test]
+fn new_keys_refuse_wrong_values() {
+    let p = problems(&GOOD.replace("identity_header", "websocket = \"yes\"\nidentity_header"));
+    assert!(p.iter().any(|p| p.key == "site[0].websocket" && p.message.contains("true or false")), "{p:#?}");
+    for bad in ["\"0s\"", "\"500ms\"", "\"soon\""] {
+        let p = problems(&format!("[log]\nno_site_summary = {bad}\n{GOOD}"));
+        assert!(p.iter().any(|p| p.line == 2 && p.key == "log.no_site_summary"), "{bad}: {p:#?}");
+    }
+    let ok = load_str(Path::new("/etc/gatehouse/test.toml"), &format!("[log]\nno_site_summary = \"5m\"\n{GOOD}"));
+    assert_eq!(ok.unwrap().log.no_site_summary, std::time::Duration::from_secs(300));
+}
+
 #[test]
 fn syntax_errors_have_lines() {
     let p = problems("[[listener]]\nname = \"a\nbind = 1\n");
