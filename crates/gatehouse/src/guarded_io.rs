@@ -176,6 +176,11 @@ impl<S> GuardedIo<S> {
                     return true;
                 }
             }
+        } else {
+            // An answer can only be for the upgrade the guard is waiting on
+            // (it reads nothing past one): any other is stale, never kept for
+            // a later upgrade request to pick up.
+            news.upgrade = None;
         }
         if self.eof && self.answer.is_some() && activity.answered.load(Ordering::Acquire) < self.answer_after {
             news.reader = Some(cx.waker().clone());
