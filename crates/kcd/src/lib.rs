@@ -37,6 +37,7 @@ mod explain;
 // The one place with `unsafe` (MIT's C API); every other module may not.
 #[allow(unsafe_code)]
 mod ffi;
+mod logon;
 mod logon_info;
 mod pac;
 mod refresh;
@@ -45,6 +46,7 @@ mod spn;
 
 pub use error::{Error, Kind};
 pub use explain::{advice, explain, Explanation};
+pub use logon::Logon;
 pub use logon_info::{fuzz_logon_info, parse_logon_info, GroupRid, GroupSid, LogonInfo, LogonInfoError, Sid};
 pub use pac::{parse_upn_dns_info, PacError, UpnDnsInfo};
 pub use spn::qualify_spn;
@@ -145,9 +147,13 @@ pub struct Delegator {
     cache: Mutex<HashMap<User, Entry>>,
     /// account principal -> (UPN, valid until)
     upns: Mutex<HashMap<String, (String, Instant)>>,
-    /// The users' logon information from S4U2Self, and when it was read.
-    logons: Mutex<HashMap<User, (LogonInfo, Instant)>>,
+    /// What the domain said about each user's logon (S4U2Self): their
+    /// groups, or that it refused them.
+    logons: Mutex<HashMap<User, Known>>,
     logon_refresh: Duration,
+    /// With no KDC answering, a logon read this long past its refresh time
+    /// still stands (the KDC being down must not lock everyone out).
+    logon_grace: Duration,
     /// One lock per user while the S4U2Self for their groups is in flight
     /// (not `flights`: that one is taken inside, by `credential`).
     logon_flights: Mutex<HashMap<User, Arc<Mutex<()>>>>,
@@ -155,6 +161,14 @@ pub struct Delegator {
     flights: Mutex<HashMap<User, Arc<Mutex<()>>>>,
     replays: replay::Cache,
     stats: Stats,
+}
+
+/// The domain's last word on a user's logon.
+enum Known {
+    Logon(Arc<Logon>),
+    /// The KDC refused the user's S4U2Self (disabled, expired, locked out,
+    /// deleted); asked again after the refresh time.
+    Refused(Error, Instant),
 }
 
 struct Service {
@@ -246,6 +260,7 @@ impl Delegator {
             upns: Mutex::new(HashMap::new()),
             logons: Mutex::new(HashMap::new()),
             logon_refresh: DEFAULT_LOGON_REFRESH,
+            logon_grace: Duration::ZERO,
             logon_flights: Mutex::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
             replays: replay::Cache::new(),
@@ -258,6 +273,13 @@ impl Delegator {
     /// from a group in AD is seen within this long).
     pub fn with_logon_refresh(mut self, refresh: Duration) -> Delegator {
         self.logon_refresh = refresh;
+        self
+    }
+
+    /// How long past its refresh time a user's logon still stands when no
+    /// KDC answers (default none). A refusal by the KDC is never graced.
+    pub fn with_logon_grace(mut self, grace: Duration) -> Delegator {
+        self.logon_grace = grace;
         self
     }
 
@@ -751,29 +773,44 @@ impl Delegator {
 
     /// The user's SID and groups as the domain controller puts them in the
     /// PAC of an S4U2Self ticket to this service: for users who signed in
-    /// without a Kerberos ticket of their own (NTLM, Basic). Kept for the
-    /// logon refresh time ([`Delegator::with_logon_refresh`]); after it, a
-    /// fresh S4U2Self, so that a disabled account (the KDC refuses it:
-    /// [`Kind::Revoked`]) or a changed membership is seen. One S4U2Self per
-    /// user in flight; callers for the same user wait for it and share its
-    /// answer. Blocks; may talk to the KDC.
+    /// without a Kerberos ticket of their own (NTLM), and for everyone once
+    /// their sign-in is older than the refresh time. Kept for the logon
+    /// refresh time ([`Delegator::with_logon_refresh`]); after it, a fresh
+    /// S4U2Self, so that a disabled account (the KDC refuses it) or a changed
+    /// membership is seen. A refusal is kept as long. One S4U2Self per user
+    /// in flight; callers for the same user wait for it and share its answer.
+    /// With no KDC answering, the last logon stands until its refresh time
+    /// plus the grace ([`Delegator::with_logon_grace`]). Blocks; may talk to
+    /// the KDC.
+    pub fn logon(&self, user: &User) -> Result<Arc<Logon>, Error> {
+        self.counted(self.logon_inner(user))
+    }
+
+    /// [`Delegator::logon`]'s logon information alone.
     pub fn logon_info(&self, user: &User) -> Result<LogonInfo, Error> {
-        self.counted(self.logon_info_inner(user))
+        self.logon(user).map(|l| l.info.clone())
     }
 
-    fn fresh_logon(&self, user: &User) -> Option<LogonInfo> {
+    /// What [`Delegator::logon`] would answer without asking the KDC: None
+    /// when that needs a KDC round trip (nothing known, or past the refresh
+    /// time). Never blocks on the network: for the request path.
+    pub fn cached_logon(&self, user: &User) -> Option<Result<Arc<Logon>, Error>> {
         let logons = lock(&self.logons);
-        logons.get(user).filter(|(_, at)| at.elapsed() < self.logon_refresh).map(|(info, _)| info.clone())
+        match logons.get(user)? {
+            Known::Logon(l) if l.read.elapsed() < self.logon_refresh => Some(Ok(l.clone())),
+            Known::Refused(e, at) if at.elapsed() < self.logon_refresh => Some(Err(e.clone())),
+            _ => None,
+        }
     }
 
-    fn logon_info_inner(&self, user: &User) -> Result<LogonInfo, Error> {
-        if let Some(info) = self.fresh_logon(user) {
-            return Ok(info);
+    fn logon_inner(&self, user: &User) -> Result<Arc<Logon>, Error> {
+        if let Some(known) = self.cached_logon(user) {
+            return known;
         }
         let flight = Flight::join(&self.logon_flights, user);
         let _turn = lock(&flight.turn);
-        if let Some(info) = self.fresh_logon(user) {
-            return Ok(info);
+        if let Some(known) = self.cached_logon(user) {
+            return known;
         }
         self.stats.logon_lookups.fetch_add(1, Ordering::Relaxed);
         // Always a new S4U2Self, never the cached credential: its PAC is as
@@ -785,12 +822,19 @@ impl Delegator {
                 // account's S4U2Self with KDC_ERR_POLICY, kind BadOption;
                 // Windows with KDC_ERR_CLIENT_REVOKED): nothing kept for
                 // them may be used either. A KDC that did not answer decides
-                // nothing, and the service credential is then tried afresh.
+                // nothing: the last logon stands through the grace, and the
+                // service credential is tried afresh.
                 if matches!(e.kind(), Kind::Revoked | Kind::ClientUnknown | Kind::BadOption) {
-                    lock(&self.logons).remove(user);
+                    self.remember(user, Known::Refused(e.clone(), Instant::now()));
                     lock(&self.cache).remove(user);
                 } else {
                     *lock(&self.service) = None;
+                    if let Some(Known::Logon(l)) = lock(&self.logons).get(user) {
+                        if l.read.elapsed() < self.logon_refresh + self.logon_grace {
+                            tracing::warn!(user = %user, error = %e, "the KDC did not answer; the user's last known groups stand for the grace period");
+                            return Ok(l.clone());
+                        }
+                    }
                 }
                 return Err(e);
             }
@@ -800,20 +844,27 @@ impl Delegator {
             Error::new(Kind::Other, format!("the PAC of {user}'s ticket has no verified logon information"))
         })?;
         let info = parse_logon_info(&buffer).map_err(|e| Error::new(Kind::Other, format!("{user}'s PAC: {e}")))?;
-        let mut logons = lock(&self.logons);
-        if logons.len() >= MAX_USERS {
-            let refresh = self.logon_refresh;
-            logons.retain(|_, (_, at)| at.elapsed() < refresh);
-        }
-        logons.insert(user.clone(), (info.clone(), Instant::now()));
-        drop(logons);
+        let logon = Arc::new(Logon::new(info));
+        self.remember(user, Known::Logon(logon.clone()));
         // The fresh credential serves delegation too, when none is cached.
         let mut cache = lock(&self.cache);
         if cache.get(user).is_none_or(|e| e.until <= Instant::now()) && cache.len() < MAX_USERS {
             let until = until(&impersonated);
             cache.insert(user.clone(), Entry { cred: impersonated, until, evidence: false });
         }
-        Ok(info)
+        Ok(logon)
+    }
+
+    fn remember(&self, user: &User, known: Known) {
+        let mut logons = lock(&self.logons);
+        if logons.len() >= MAX_USERS {
+            let keep = self.logon_refresh + self.logon_grace;
+            logons.retain(|_, k| match k {
+                Known::Logon(l) => l.read.elapsed() < keep,
+                Known::Refused(_, at) => at.elapsed() < keep,
+            });
+        }
+        logons.insert(user.clone(), known);
     }
 }
 
