@@ -57,6 +57,11 @@ pub enum Kind {
     BadName,
     /// MIT answered with a credential that is not the one asked for.
     WrongCredential,
+    /// The directory (LDAP on a domain controller) could not be reached in
+    /// time, refused the bind or a search, or answered with something that
+    /// is not the LDAP asked for. Failures of the Kerberos part of its bind
+    /// keep their Kerberos kinds.
+    Directory,
     /// Anything else.
     Other,
 }
@@ -84,6 +89,7 @@ impl Kind {
             Kind::BadToken => "bad token",
             Kind::BadName => "bad name",
             Kind::WrongCredential => "wrong credential",
+            Kind::Directory => "directory",
             Kind::Other => "other",
         }
     }

@@ -24,6 +24,10 @@
 //! from the PAC of an S4U2Self ticket to the service itself ([`Delegator::upn`]):
 //! the domain controller is the directory, no LDAP connection is needed.
 //!
+//! Names for SIDs and SIDs for names come from the directory
+//! ([`Directory`], `directory.rs`): LDAP to a domain controller, bound with
+//! the same service credential and integrity-protected.
+//!
 //! GSSAPI calls that may talk to the KDC block: callers run them off their
 //! async workers. Accepting a client's ticket is not one of them: the
 //! service's own credentials come from the KDC in the background
@@ -32,6 +36,7 @@
 #![deny(unsafe_code)]
 
 mod codes;
+mod directory;
 mod error;
 mod explain;
 // The one place with `unsafe` (MIT's C API); every other module may not.
@@ -44,6 +49,7 @@ mod refresh;
 mod replay;
 mod spn;
 
+pub use directory::{Directory, Entry, EntryKind};
 pub use error::{Error, Kind};
 pub use explain::{advice, explain, Explanation};
 pub use logon::Logon;
@@ -144,7 +150,7 @@ pub struct Delegator {
     /// The background thread's lifeline: dropped with the delegator, it ends
     /// the thread's wait, and the thread.
     refresher: Mutex<Option<mpsc::Sender<()>>>,
-    cache: Mutex<HashMap<User, Entry>>,
+    cache: Mutex<HashMap<User, Cached>>,
     /// account principal -> (UPN, valid until)
     upns: Mutex<HashMap<String, (String, Instant)>>,
     /// What the domain said about each user's logon (S4U2Self): their
@@ -193,7 +199,7 @@ impl Acceptor {
     }
 }
 
-struct Entry {
+struct Cached {
     cred: Cred,
     until: Instant,
     /// From the client's own ticket (no S4U2Self was made).
@@ -521,7 +527,7 @@ impl Delegator {
             let now = Instant::now();
             cache.retain(|_, e| e.until > now);
         }
-        cache.insert(user, Entry { cred, until, evidence: true });
+        cache.insert(user, Cached { cred, until, evidence: true });
         self.stats.evidence.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -607,7 +613,7 @@ impl Delegator {
             let now = Instant::now();
             cache.retain(|_, e| e.until > now);
         }
-        cache.insert(user.clone(), Entry { cred: cred.clone(), until, evidence: false });
+        cache.insert(user.clone(), Cached { cred: cred.clone(), until, evidence: false });
         Ok((cred, false))
     }
 
@@ -850,7 +856,7 @@ impl Delegator {
         let mut cache = lock(&self.cache);
         if cache.get(user).is_none_or(|e| e.until <= Instant::now()) && cache.len() < MAX_USERS {
             let until = until(&impersonated);
-            cache.insert(user.clone(), Entry { cred: impersonated, until, evidence: false });
+            cache.insert(user.clone(), Cached { cred: impersonated, until, evidence: false });
         }
         Ok(logon)
     }

@@ -52,6 +52,34 @@ impl Sid {
     pub fn rid(&self) -> Option<u32> {
         self.sub_authorities.last().copied()
     }
+
+    /// The binary form (MS-DTYP 2.4.2.2), as the directory keeps `objectSid`:
+    /// revision, sub-authority count, the authority in six big-endian bytes,
+    /// each sub-authority in four little-endian ones. None unless `bytes` is
+    /// exactly one revision-1 SID.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Sid> {
+        let (&[revision, count], rest) = bytes.split_first_chunk::<2>()?;
+        let (authority, subs) = rest.split_first_chunk::<6>()?;
+        if revision != 1 || usize::from(count) > MAX_SUB_AUTHORITIES || subs.len() != usize::from(count) * 4 {
+            return None;
+        }
+        let authority = authority.iter().fold(0u64, |a, b| a << 8 | u64::from(*b));
+        let sub_authorities = subs.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        Some(Sid { revision, authority, sub_authorities })
+    }
+
+    /// The binary form, for a search by `objectSid`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + 4 * self.sub_authorities.len());
+        out.push(self.revision);
+        // At most 15, by every constructor.
+        out.push(self.sub_authorities.len() as u8);
+        out.extend_from_slice(&self.authority.to_be_bytes()[2..]);
+        for s in &self.sub_authorities {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out
+    }
 }
 
 impl fmt::Display for Sid {

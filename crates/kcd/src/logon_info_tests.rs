@@ -348,3 +348,39 @@ fn fuzz_entry_on_generated_buffers() {
     // a successful parse were exercised too.
     assert!(parsed > 0);
 }
+
+/// The binary form as `objectSid` holds it (MS-DTYP 2.4.2.2), bytes written
+/// out by hand.
+#[test]
+fn sids_in_binary_form_both_ways_and_refusals() {
+    #[rustfmt::skip]
+    let bytes = [
+        0x01, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05,
+        0x15, 0x00, 0x00, 0x00,
+        0xdc, 0xf4, 0xdc, 0x3b,
+        0x83, 0x3d, 0x2b, 0x46,
+        0x82, 0x8b, 0xa6, 0x28,
+        0x00, 0x02, 0x00, 0x00,
+    ];
+    let s = sid("S-1-5-21-1004336348-1177238915-682003330-512");
+    assert_eq!(Sid::from_bytes(&bytes), Some(s.clone()));
+    assert_eq!(s.to_bytes(), bytes);
+    assert_eq!(Sid::from_bytes(&[1, 0, 0, 0, 0, 0, 0, 1]), Some(sid("S-1-1")));
+    let high = Sid { revision: 1, authority: 0x0102_0304_0506, sub_authorities: vec![7] };
+    assert_eq!(Sid::from_bytes(&high.to_bytes()), Some(high));
+    for len in 0..bytes.len() {
+        assert_eq!(Sid::from_bytes(&bytes[..len]), None, "{len}");
+    }
+    let mut longer = bytes.to_vec();
+    longer.push(0);
+    assert_eq!(Sid::from_bytes(&longer), None, "a byte beyond the count");
+    let mut revision = bytes;
+    revision[0] = 2;
+    assert_eq!(Sid::from_bytes(&revision), None);
+    let mut count = bytes;
+    count[1] = 4;
+    assert_eq!(Sid::from_bytes(&count), None, "a count that disagrees with the length");
+    let mut sixteen = vec![1u8, 16, 0, 0, 0, 0, 0, 5];
+    sixteen.extend([0u8; 64]);
+    assert_eq!(Sid::from_bytes(&sixteen), None, "more than 15 sub-authorities");
+}
