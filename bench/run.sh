@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | negotiate | exchange (the last three need lab/lab.sh start) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | access | negotiate | exchange (kcd onwards need lab/lab.sh start) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -284,6 +284,82 @@ TOML
     echo "| first request of a new user: curl, NTLM + S4U2Self + S4U2Proxy (s) | $t_first | |"
     echo "| a later request of that user: curl, NTLM, cached credential (s) | $t_later | |"
     echo "| S4U2Self requests to the KDC for $kcd_requests HTTP requests from 10 users | ${s4u:-?} | |"
+  } | tee -a "$OUT"
+fi
+
+# Access rules (issue 13): the KCD keep-alive case, with NTLM checked by the
+# lab's winbind so that the ten users are the domain's (their groups from the
+# PAC of an S4U2Self ticket, kept for [access] refresh), on a site with an
+# allow rule (ADTEST\Domain Users, looked up in the lab's LDAP at load) and on
+# the same site without one, interleaved, in one gatehouse.
+if { [ "$ONLY" = all ] || [ "$ONLY" = access ]; } && [ -f "$LAB/env" ]; then
+  # shellcheck disable=SC1091
+  . "$LAB/env"
+  cat > "$W/gatehouse-access.toml" <<TOML
+[log]
+access = "/dev/null"
+level = "info"
+
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+krb5_conf = "$KRB5_CONFIG"
+keytab = "$LAB_PROXY_KEYTAB"
+service_principal = "svc-proxy@AD.TEST"
+
+[accounts]
+source = "winbind"
+smb_conf = "$SMB_CONF"
+
+[access]
+directory = "ldap://dc1.ad.test"
+directory_address = "$LAB_DC_IP"
+
+[[listener]]
+name = "plain"
+bind = "127.0.0.1:19091"
+
+[[listener]]
+name = "allow"
+bind = "127.0.0.1:19092"
+
+[[site]]
+name = "kcd"
+listener = "plain"
+backend = "http://$BACKEND"
+auth = ["NTLM"]
+delegation = "kcd"
+backend_spn = "HTTP/backend.ad.test"
+
+[[site]]
+name = "kcd-allow"
+listener = "allow"
+backend = "http://$BACKEND"
+auth = ["NTLM"]
+delegation = "kcd"
+backend_spn = "HTTP/backend.ad.test"
+allow = ["ADTEST\\\\Domain Users"]
+TOML
+  target/release/gatehouse run -c "$W/gatehouse-access.toml" 2>"$W/gh-access-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.5
+  kill -0 "$GHPID" 2>/dev/null || { cat "$W/gh-access-stderr.log" >&2; exit 1; }
+  target/release/gh-load keepalive 127.0.0.1:19091 2 "$CONNS" 'user%' User-Pass1 >/dev/null
+  target/release/gh-load keepalive 127.0.0.1:19092 2 "$CONNS" 'user%' User-Pass1 >/dev/null
+  read -r _ p1 <<<"$(target/release/gh-load keepalive 127.0.0.1:19091 "$DUR" "$CONNS" 'user%' User-Pass1)"
+  read -r _ r1 <<<"$(target/release/gh-load keepalive 127.0.0.1:19092 "$DUR" "$CONNS" 'user%' User-Pass1)"
+  read -r _ p2 <<<"$(target/release/gh-load keepalive 127.0.0.1:19091 "$DUR" "$CONNS" 'user%' User-Pass1)"
+  read -r _ r2 <<<"$(target/release/gh-load keepalive 127.0.0.1:19092 "$DUR" "$CONNS" 'user%' User-Pass1)"
+  kill "$GHPID"; wait "$GHPID" 2>/dev/null || true
+  plain_rps=$(( (p1 + p2) / 2 )); allow_rps=$(( (r1 + r2) / 2 ))
+  lookups=$(grep -a "kerberos counters" "$W/gh-access-stderr.log" | tail -1 | sed -n 's/.*s4u2self=\([0-9]*\).*/\1/p')
+  {
+    echo
+    echo "Access rules ($(nproc) cores, gh-load with $CONNS connections spread over 10 domain users (winbind NTLM), ${DUR}s per case, interleaved twice; KCD to gh-backend):"
+    echo
+    echo "| case | gatehouse | ratio |"
+    echo "|---|---:|---:|"
+    echo "| KCD keep-alive GET 1 KiB, no rule (requests/s) | $plain_rps | 1.00 |"
+    echo "| KCD keep-alive GET 1 KiB, allow = [ADTEST\\Domain Users] (requests/s) | $allow_rps | $(ratio "$allow_rps" "$plain_rps") |"
+    echo "| S4U2Self requests to the KDC in the whole run | ${lookups:-?} | |"
   } | tee -a "$OUT"
 fi
 

@@ -3,6 +3,7 @@
 //! fails, as PowerShell for Windows administrators and as samba-tool for Samba
 //! domains; then the NTLM side (`accounts.rs`).
 
+mod access;
 mod accounts;
 
 pub use accounts::Logon;
@@ -64,6 +65,7 @@ pub fn run(file: &Path, logon: Option<&Logon<'_>>) -> ExitCode {
     report.pass(&format!("configuration {} is valid", file.display()));
     check(&config, logon.map(|l| l.user), &mut report);
     accounts::check(&config, logon, &mut report);
+    access::check(&config, logon.map(|l| l.user), &mut report);
     if report.failed {
         ExitCode::FAILURE
     } else {

@@ -20,6 +20,8 @@ pub struct Generation {
     pub delegator: Option<Arc<kcd::Delegator>>,
     /// Authentication at the edge, as this generation configures it.
     pub auth: crate::auth::Authenticator,
+    /// What access rules may ask about a user.
+    pub access: crate::access::Access,
 }
 
 /// Authentication state that outlives a reload (failed logons, remembered
@@ -31,7 +33,7 @@ pub struct Kept {
 }
 
 impl Generation {
-    pub fn build(config: Config, kept: &Kept) -> Result<Self, String> {
+    pub fn build(mut config: Config, kept: &Kept, previous: Option<&Generation>) -> Result<Self, String> {
         let mut backends = HashMap::new();
         for site in &config.sites {
             if !backends.contains_key(&site.backend) {
@@ -69,15 +71,28 @@ impl Generation {
             ),
         });
         let delegator = match &config.domain {
-            Some(d) if config.sites.iter().any(|s| s.kcd().is_some() || offers_negotiate(s)) => {
+            Some(d) if config.sites.iter().any(|s| s.kcd().is_some() || offers_negotiate(s) || !s.rules.is_empty()) => {
                 match (&d.service_principal, &d.keytab) {
-                    (Some(p), Some(k)) => Some(Arc::new(kcd::Delegator::new(p, &k.to_string_lossy(), &d.realm))),
+                    (Some(_), Some(_)) if previous.is_some_and(|g| same_account(g, &config)) => {
+                        previous.and_then(|g| g.delegator.clone())
+                    }
+                    (Some(p), Some(k)) => Some(Arc::new(
+                        kcd::Delegator::new(p, &k.to_string_lossy(), &d.realm)
+                            .with_logon_refresh(config.access.refresh)
+                            .with_logon_grace(config.access.grace),
+                    )),
                     _ => None,
                 }
             }
             _ => None,
         };
         let accounts = accounts.map(Arc::new);
+        crate::access::resolve(&mut config, delegator.as_ref())?;
+        let file = match &config.accounts {
+            Some(config::Accounts::File { users, .. }) => Some(users.clone()),
+            _ => None,
+        };
+        let access = crate::access::Access::new(delegator.clone(), file, config.access.refresh);
         let auth = crate::auth::Authenticator::new(
             &config,
             ntlm,
@@ -86,8 +101,22 @@ impl Generation {
             kept.lockout.clone(),
             kept.basic.clone(),
         );
-        Ok(Generation { routes: route::Table::new(&config.sites), backends, tls, delegator, auth, config })
+        Ok(Generation { routes: route::Table::new(&config.sites), backends, tls, delegator, auth, access, config })
     }
+}
+
+/// Whether `previous`'s Kerberos service account serves `config` as it is:
+/// same account, keytab, realm, and the same refresh and grace for the
+/// users' groups it keeps (else they start afresh).
+fn same_account(previous: &Generation, config: &Config) -> bool {
+    let (Some(old), Some(new), Some(_)) = (&previous.config.domain, &config.domain, &previous.delegator) else {
+        return false;
+    };
+    let (oa, na) = (&previous.config.access, &config.access);
+    new.service_principal == old.service_principal
+        && new.keytab == old.keytab
+        && new.realm == old.realm
+        && (na.refresh, na.grace) == (oa.refresh, oa.grace)
 }
 
 /// Negotiate and Basic need the Kerberos service account.

@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 mod accounts;
 mod auth;
 mod backend;
@@ -87,7 +88,10 @@ fn ntlm_hash() -> ExitCode {
 }
 
 fn check(file: PathBuf) -> ExitCode {
-    match server::load(&file, &Default::default()) {
+    // check looks names up in the directory with gatehouse's own Kerberos
+    // credential, as run does.
+    kerberos_environment(config::load(&file).ok().as_ref());
+    match server::load(&file, &Default::default(), None) {
         Ok(generation) => {
             let c = &generation.config;
             println!("{}: OK ({} listeners, {} sites)", file.display(), c.listeners.len(), c.sites.len());
@@ -122,18 +126,22 @@ fn check(file: PathBuf) -> ExitCode {
     }
 }
 
+/// MIT krb5 reads its configuration and default cache from the environment,
+/// per process; set them before any thread exists. The default cache points
+/// at an empty memory cache so that GSSAPI can never fall back to whatever
+/// tickets the account running gatehouse happens to have.
+fn kerberos_environment(config: Option<&config::Config>) {
+    std::env::set_var("KRB5CCNAME", "MEMORY:gatehouse-no-default-credentials");
+    if let Some(conf) = config.and_then(|c| c.domain.as_ref()).and_then(|d| d.krb5_conf.as_ref()) {
+        std::env::set_var("KRB5_CONFIG", conf);
+    }
+}
+
 fn run(file: PathBuf) -> ExitCode {
     let initial = config::load(&file).ok();
     let level = initial.as_ref().map_or_else(|| "info".into(), |c| c.log.level.clone());
     telemetry::init_tracing(&level);
-    // MIT krb5 reads its configuration and default cache from the environment,
-    // per process; set them before any thread exists. The default cache points
-    // at an empty memory cache so that GSSAPI can never fall back to whatever
-    // tickets the account running gatehouse happens to have.
-    std::env::set_var("KRB5CCNAME", "MEMORY:gatehouse-no-default-credentials");
-    if let Some(conf) = initial.as_ref().and_then(|c| c.domain.as_ref()).and_then(|d| d.krb5_conf.as_ref()) {
-        std::env::set_var("KRB5_CONFIG", conf);
-    }
+    kerberos_environment(initial.as_ref());
     // The main thread runs listeners, signals and housekeeping; connections run on
     // the worker threads (worker.rs).
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

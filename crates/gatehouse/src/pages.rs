@@ -16,6 +16,23 @@ fn html(status: StatusCode, request_id: &str, what: &str) -> String {
     )
 }
 
+/// Text as HTML: for the few words of a page that came from the user (their
+/// own sign-in name).
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 pub fn page(status: StatusCode, request_id: &str, what: &str, close: bool) -> Response<ResponseBody> {
     let body = html(status, request_id, what);
     let mut resp = Response::new(ResponseBody::local(Bytes::from(body)));

@@ -70,6 +70,7 @@ pub(crate) mod tests {
             negotiate_once: true,
             delegation: crate::config::Delegation::None,
             websocket: true,
+            rules: Default::default(),
         }
     }
 

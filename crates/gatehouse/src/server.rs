@@ -22,15 +22,18 @@ use crate::shared::Shared;
 use crate::telemetry::AccessLog;
 use crate::worker::Workers;
 
-pub fn load(path: &Path, kept: &Kept) -> Result<Generation, String> {
+/// `previous`: the generation serving now, whose Kerberos service account
+/// (with its caches and credential thread) the new one keeps when its
+/// settings stay.
+pub fn load(path: &Path, kept: &Kept, previous: Option<&Generation>) -> Result<Generation, String> {
     let config = config::load(path).map_err(|p| p.to_string())?;
-    Generation::build(config, kept)
+    Generation::build(config, kept, previous)
 }
 
 /// Serves until SIGTERM or SIGINT, then drains.
 pub async fn run(path: PathBuf) -> Result<(), String> {
     let kept = Kept::default();
-    let generation = Arc::new(load(&path, &kept)?);
+    let generation = Arc::new(load(&path, &kept, None)?);
     if let Some(d) = &generation.delegator {
         // Before the listeners: with a KDC that answers, the first clients
         // find the TGTs in place; a silent one delays the start by this much.
@@ -163,7 +166,8 @@ fn reload(
     workers: &Arc<Workers>,
     listeners: &mut HashMap<(String, SocketAddr), ListenerHandle>,
 ) {
-    match load(path, &shared.kept) {
+    let old = shared.current();
+    match load(path, &shared.kept, Some(&old)) {
         Err(problems) => {
             // One record per problem: the log escapes newlines inside a record.
             tracing::error!("reload refused, the running configuration stays");
@@ -171,26 +175,19 @@ fn reload(
                 tracing::error!("reload refused: {problem}");
             }
         }
-        Ok(mut generation) => {
-            let old = shared.current();
-            if let (Some(new), Some(old_d), Some(nd), Some(od)) =
-                (&generation.delegator, &old.delegator, &generation.config.domain, &old.config.domain)
-            {
-                let same =
-                    nd.service_principal == od.service_principal && nd.keytab == od.keytab && nd.realm == od.realm;
-                if same && !Arc::ptr_eq(new, old_d) {
-                    generation.delegator = Some(old_d.clone());
+        Ok(generation) => {
+            match (&generation.delegator, &old.delegator) {
+                (Some(new), Some(old_d)) if Arc::ptr_eq(new, old_d) => {
                     // The keytab may have been fixed in place: what failed
                     // is tried again now. Keys that work are kept; MIT
                     // reads the file at each ticket, so rotated keys need
                     // nothing more.
                     old_d.retry_now();
                 }
-            }
-            if let Some(d) = &generation.delegator {
                 // A new account or keytab; the old thread ends with the old
                 // generation. Nothing waits for the KDC here.
-                start_kerberos(d, Duration::ZERO);
+                (Some(new), _) => start_kerberos(new, Duration::ZERO),
+                (None, _) => {}
             }
             let c = &generation.config;
             for pool in &shared.pools {

@@ -215,6 +215,11 @@ struct Fields {
     complete: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Access refused: the rule that matched (`deny ADTEST\\Contractors
+    /// (file:line:column: site[0].deny)`, `not in allow`), or the domain's
+    /// refusal of the account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    denied: Option<String>,
 }
 
 impl AccessRecord {
@@ -239,6 +244,7 @@ impl AccessRecord {
                 duration_ms: 0.0,
                 complete: false,
                 error: None,
+                denied: None,
             },
             bytes_in: None,
             written: false,
@@ -265,6 +271,10 @@ impl AccessRecord {
 
     pub fn set_error(&mut self, error: impl Into<String>) {
         self.fields.error = Some(error.into());
+    }
+
+    pub fn set_denied(&mut self, rule: String) {
+        self.fields.denied = Some(rule);
     }
 
     pub fn count_request_body(&mut self, progress: Arc<crate::request_body::RequestProgress>) {

@@ -163,3 +163,60 @@ async fn cached_users_keep_working_while_the_kdc_is_down_and_new_ones_recover() 
     }
     assert!(g.stderr().contains("Cannot contact any KDC") || g.stderr().contains("domain"), "{}", g.stderr());
 }
+
+/// The objectSid of a lab user, as the directory has it.
+fn user_sid(env: &LabEnv, user: &str) -> String {
+    let out = Command::new("samba-tool")
+        .args(["user", "show", user, "--attributes=objectSid", "-s", &env["SMB_CONF"]])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().find_map(|l| l.strip_prefix("objectSid: ")).unwrap_or_else(|| panic!("{text}")).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_kdc_down_access_decisions_stand_for_the_grace_period_then_503() {
+    let _serial = SERIAL.lock().await;
+    let Some(env) = lab_env() else { return };
+    let sid = user_sid(&env, "alice");
+    let backend = testkit::Backend::start().await;
+    let site = |name: &str, prefix: &str| {
+        Site::new(name, "plain", &format!("http://{}", backend.addr)).path_prefix(prefix).auth(&["NTLM"])
+    };
+    let config = Config::new()
+        .domain(Domain::lab(&env))
+        .accounts(Accounts::winbind(&env))
+        .table("access", "refresh = \"2s\"\ngrace = \"6s\"")
+        .listener(Listener::plain("plain"))
+        .site(site("rules", "/rules").allow(&[&sid]))
+        .site(site("open", "/"));
+    let g = Gatehouse::start(&config.to_string());
+    let alice = Client::new("alice", "Alice-Pass1");
+    let mut a = Conn::open(g.addr()).await;
+    let signed_in = Instant::now();
+    let r = handshake(&mut a, &alice, "GET /rules HTTP/1.1\r\nHost: a", b"", |_| {}).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), g.stderr());
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+
+    lab_sh("kdc-stop");
+    let outcome = async {
+        // Past the refresh time, within the grace: the last answer stands.
+        tokio::time::sleep(Duration::from_secs(3).saturating_sub(signed_in.elapsed())).await;
+        a.send(get("/rules").as_bytes()).await;
+        let r = a.response().await;
+        assert_eq!(r.status, 200, "within the grace period: {}\n{}", r.text(), g.stderr());
+        assert!(g.stderr().contains("last known groups stand"), "{}", g.stderr());
+        // Past refresh + grace: a site with rules cannot decide (503), one
+        // without lets the sign-in stand.
+        tokio::time::sleep(Duration::from_secs(9).saturating_sub(signed_in.elapsed())).await;
+        a.send(get("/rules").as_bytes()).await;
+        let r = a.response().await;
+        assert_eq!(r.status, 503, "past the grace period: {}\n{}", r.text(), g.stderr());
+        assert!(r.text().contains("domain is unreachable"), "{}", r.text());
+        a.send(get("/").as_bytes()).await;
+        assert_eq!(a.response().await.status, 200, "a site without rules");
+    };
+    let result = tokio::time::timeout(Duration::from_secs(60), outcome).await;
+    lab_sh("kdc-start");
+    result.expect("the outage checks took too long");
+}

@@ -199,6 +199,15 @@ impl Site {
         self.set_str("backend_spn", spn)
     }
 
+    /// `allow`: who may use the site (names or SIDs).
+    pub fn allow(self, who: &[&str]) -> Site {
+        Site { lines: self.lines.raw("allow", &list(who)), ..self }
+    }
+
+    pub fn deny(self, who: &[&str]) -> Site {
+        Site { lines: self.lines.raw("deny", &list(who)), ..self }
+    }
+
     pub fn identity_header(self, name: &str) -> Site {
         self.set_str("identity_header", name)
     }

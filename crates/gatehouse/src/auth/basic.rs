@@ -187,7 +187,7 @@ pub async fn check(credentials: &[u8], ctx: Client<'_>, setup: &Authenticator, s
         (Some((delegator, spn)), Some(domain)) => by_kdc(delegator, spn, domain, name, password).await,
         _ => by_accounts(setup, name, password).await,
     };
-    let (name, principal) = match checked {
+    let checked = match checked {
         Ok(who) => who,
         Err(CheckError::Rejected(why, evidence)) => {
             lockout.failed(typed, ctx.info.peer.ip(), evidence, &setup.lockout_limits);
@@ -199,8 +199,14 @@ pub async fn check(credentials: &[u8], ctx: Client<'_>, setup: &Authenticator, s
         }
     };
     lockout.succeeded(typed, &setup.lockout_limits);
-    let user = match User::new(name, Scheme::Basic, principal) {
-        Ok(u) => Arc::new(u),
+    let user = match User::new(checked.name, Scheme::Basic, checked.principal) {
+        Ok(u) => match (checked.of_domain, domain) {
+            // A trusted domain's user is known by the sign-in alone.
+            (true, Some(d)) if u.name.split_once('\\').is_none_or(|(n, _)| n.eq_ignore_ascii_case(&d.netbios_name)) => {
+                Arc::new(User { logon: checked.logon, ..u.of_domain(&d.realm) })
+            }
+            _ => Arc::new(u),
+        },
         Err(why) => return refuse(schemes, why),
     };
     remembered.put(typed, password, user.clone(), setup.basic_cache);
@@ -215,7 +221,7 @@ async fn by_kdc(
     domain: &Domain,
     name: Logon,
     password: &str,
-) -> Result<(String, Option<String>), CheckError> {
+) -> Result<Checked, CheckError> {
     let user = match name {
         Logon::Account { user, .. } => kcd::User::Account(format!("{user}@{}", domain.realm)),
         // Any suffix but the realm's goes to the KDC as an enterprise name.
@@ -232,33 +238,45 @@ async fn by_kdc(
         Some((u, realm)) if realm.eq_ignore_ascii_case(&domain.realm) => format!("{}\\{u}", domain.netbios_name),
         _ => accepted.client.clone(),
     };
-    Ok((name, Some(accepted.client)))
+    let logon = accepted.logon.map(|i| Arc::new(kcd::Logon::new(i)));
+    Ok(Checked { name, principal: Some(accepted.client), logon, of_domain: true })
+}
+
+/// Who a Basic password check found.
+struct Checked {
+    /// `DOMAIN\user`, or as typed for a file's user without a domain.
+    name: String,
+    /// The Kerberos principal, when the KDC checked the password.
+    principal: Option<String>,
+    logon: Option<Arc<kcd::Logon>>,
+    /// An account of the domain (the KDC or winbind checked it), not a file's.
+    of_domain: bool,
 }
 
 /// The password checked by `[accounts]`: the file's NT hash, or winbind. No
 /// principal: delegation asks for the user's ticket with S4U2Self.
-async fn by_accounts(
-    setup: &Authenticator,
-    name: Logon,
-    password: &str,
-) -> Result<(String, Option<String>), CheckError> {
+async fn by_accounts(setup: &Authenticator, name: Logon, password: &str) -> Result<Checked, CheckError> {
     let qualified = match &name {
         Logon::Account { domain, user } if domain.is_empty() => user.clone(),
         Logon::Account { domain, user } => format!("{domain}\\{user}"),
         Logon::Upn(upn) => upn.clone(),
     };
-    match setup.accounts.as_deref() {
+    let of_domain = match setup.accounts.as_deref() {
         Some(Accounts::File(users)) => {
             let (domain, user) = match &name {
                 Logon::Account { domain, user } => (domain.as_str(), user.as_str()),
                 Logon::Upn(upn) => ("", upn.as_str()),
             };
-            crate::accounts::check_file_password(users, domain, user, password)?
+            crate::accounts::check_file_password(users, domain, user, password)?;
+            false
         }
-        Some(Accounts::Winbind(winbind)) => winbind.check_password(&qualified, password).await?,
+        Some(Accounts::Winbind(winbind)) => {
+            winbind.check_password(&qualified, password).await?;
+            true
+        }
         None => return Err(CheckError::Unavailable("no [accounts] configured".into())),
-    }
-    Ok((qualified, None))
+    };
+    Ok(Checked { name: qualified, principal: None, logon: None, of_domain })
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
@@ -108,8 +108,9 @@ impl Authenticator {
     }
 }
 
-/// An authenticated user, as the backend and the logs will know them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An authenticated user, as the backend, the access rules and the logs will
+/// know them.
+#[derive(Debug, Clone)]
 pub struct User {
     /// `DOMAIN\user` (or `user@REALM` for a Kerberos user of another realm).
     pub name: Arc<str>,
@@ -119,17 +120,44 @@ pub struct User {
     /// The Kerberos principal (`alice@AD.TEST`) when the user signed in with
     /// Kerberos: delegation then asks for tickets in exactly that name.
     pub principal: Option<Arc<str>>,
-    /// SID and groups from the verified PAC of the user's own ticket
-    /// (Negotiate); None otherwise, and the authorize stage asks kcd.
-    pub logon: Option<Arc<kcd::LogonInfo>>,
+    /// The account as the domain's KDC knows it, for what the domain says
+    /// about the user later (S4U2Self: groups, account state). None for a
+    /// user of an accounts file.
+    pub account: Option<kcd::User>,
+    /// SID and groups as the domain stated them at sign-in: the verified PAC
+    /// of the user's own ticket (Negotiate) or of the password check's
+    /// (Basic by the KDC). None for NTLM: the authorize stage asks kcd.
+    pub logon: Option<Arc<kcd::Logon>>,
+    pub signed_in: SystemTime,
 }
 
 impl User {
-    fn new(name: String, scheme: Scheme, principal: Option<String>) -> Result<User, String> {
+    pub(crate) fn new(name: String, scheme: Scheme, principal: Option<String>) -> Result<User, String> {
         // UTF-8 names (müller) travel as raw bytes; only control characters cannot.
         let header = HeaderValue::from_bytes(name.as_bytes())
             .map_err(|_| format!("{name}: user name cannot travel in a header"))?;
-        Ok(User { name: name.into(), scheme, header, principal: principal.map(Into::into), logon: None })
+        Ok(User {
+            name: name.into(),
+            scheme,
+            header,
+            principal: principal.map(Into::into),
+            account: None,
+            logon: None,
+            signed_in: SystemTime::now(),
+        })
+    }
+
+    /// The user is an account of the domain of `realm`: how kcd asks for them
+    /// (their exact principal after Kerberos; a sign-in name with `@` is
+    /// already a UPN; else `account@REALM`), as delegation does.
+    fn of_domain(mut self, realm: &str) -> User {
+        let account = self.name.rsplit('\\').next().unwrap_or(&self.name);
+        self.account = Some(match &self.principal {
+            Some(p) => kcd::User::Account(p.to_string()),
+            None if account.contains('@') => kcd::User::Upn { upn: account.to_owned(), account: account.to_owned() },
+            None => kcd::User::Account(format!("{account}@{realm}")),
+        });
+        self
     }
 }
 
@@ -191,6 +219,15 @@ impl ConnAuth {
         match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
             State::Authenticated(u) => Some(u.clone()),
             _ => None,
+        }
+    }
+
+    /// The connection's logon, if it is `user`'s, is dropped: the next
+    /// request must sign in again.
+    pub fn forget(&self, user: &User) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(&*state, State::Authenticated(u) if u.name == user.name) {
+            *state = State::None;
         }
     }
 
@@ -386,6 +423,7 @@ mod tests {
             negotiate_once: true,
             delegation: crate::config::Delegation::None,
             websocket: true,
+            rules: Default::default(),
         }
     }
 

@@ -242,7 +242,14 @@ async fn kerberos(
         _ => accepted.client.clone(),
     };
     let user = match User::new(name, Scheme::Negotiate, Some(accepted.client.clone())) {
-        Ok(u) => Arc::new(User { logon: accepted.logon.map(Arc::new), ..u }),
+        Ok(u) => {
+            let logon = accepted.logon.map(|i| Arc::new(kcd::Logon::new(i)));
+            // A user of another realm is known by their ticket alone: this
+            // domain's KDC cannot answer S4U2Self for them.
+            let ours = accepted.client.rsplit_once('@').is_some_and(|(_, r)| r.eq_ignore_ascii_case(&domain.realm));
+            let u = if ours { u.of_domain(&domain.realm) } else { u };
+            Arc::new(User { logon, ..u })
+        }
         Err(why) => return failed(why),
     };
     match mech {

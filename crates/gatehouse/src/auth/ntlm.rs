@@ -129,6 +129,16 @@ pub async fn authenticate(
                 done.domain.to_uppercase()
             };
             let user = User::new(format!("{domain}\\{}", done.user), Scheme::Ntlm, None).map_err(Failure::Refused)?;
+            // Winbind asked the domain: the user is its account (a trusted
+            // domain's user is known by the sign-in alone). A file's user is not.
+            let user = match (setup.accounts.as_deref(), &setup.domain) {
+                (Some(crate::accounts::Accounts::Winbind(_)), Some(d))
+                    if domain.eq_ignore_ascii_case(&d.netbios_name) =>
+                {
+                    user.of_domain(&d.realm)
+                }
+                _ => user,
+            };
             Ok((Arc::new(user), done.session_key))
         }
         Err(e) => {

@@ -5,6 +5,7 @@
 //! and the file fixed in one pass. The shapes here are the validated ones; the
 //! reading lives in `read.rs`.
 
+mod access;
 mod files;
 mod names;
 mod preset;
@@ -20,6 +21,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(test)]
+pub use access::rule_entry;
 #[cfg(test)]
 pub use preset::describe as describe_site;
 pub use preset::describe_sites;
@@ -42,6 +45,7 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub log: Log,
+    pub access: Access,
     /// Sites a preset would publish and its `exclude` left out, by name
     /// (`exchange/ecp`), for `gatehouse check`.
     pub left_out: Vec<String>,
@@ -203,6 +207,8 @@ pub struct Site {
     /// WebSocket upgrades are forwarded (after authentication, with their
     /// handshake checked); no other upgrade ever is.
     pub websocket: bool,
+    /// Who may use the site (`allow`, `deny`).
+    pub rules: Rules,
 }
 
 impl Site {
@@ -349,4 +355,73 @@ impl Default for Log {
     fn default() -> Self {
         Log { access: "-".into(), level: "info".into(), no_site_summary: Duration::from_secs(60) }
     }
+}
+
+/// `[access]`: how long what the domain says about a user stands, and where
+/// the names in `allow` and `deny` are looked up.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// A user's groups and account state are asked of the domain again after
+    /// this long (S4U2Self): a user disabled or removed from a group loses
+    /// access within it.
+    pub refresh: Duration,
+    /// With no KDC answering, the last answer stands this long past `refresh`;
+    /// then a site with rules answers 503.
+    pub grace: Duration,
+    pub directory: Option<Directory>,
+}
+
+impl Default for Access {
+    fn default() -> Access {
+        Access { refresh: Duration::from_secs(10 * 60), grace: Duration::from_secs(60 * 60), directory: None }
+    }
+}
+
+/// `[access] directory`: a domain controller's LDAP, bound with gatehouse's
+/// own Kerberos credential (`ldap/<host>`), for names in rules.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    pub host: String,
+    pub port: u16,
+    /// `directory_address`: connect here rather than to what `host` resolves to.
+    pub address: Option<SocketAddr>,
+    pub timeout: Duration,
+}
+
+/// A site's `allow` and `deny`. Deny wins; no `allow` lets every signed-in
+/// user in.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub allow: Vec<Principal>,
+    pub deny: Vec<Principal>,
+}
+
+impl Rules {
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+
+    pub fn principals_mut(&mut self) -> impl Iterator<Item = &mut Principal> {
+        self.allow.iter_mut().chain(self.deny.iter_mut())
+    }
+}
+
+/// One entry of `allow` or `deny`: as written, where, and whom it means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub written: String,
+    /// `file:line:column: site[0].allow`, for problems found after reading
+    /// (a name the directory does not know).
+    pub place: String,
+    pub who: Who,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Who {
+    /// A SID as written, or what the directory resolved a name to.
+    Sid(kcd::Sid),
+    /// A name not (yet) resolved: `domain` upper-case when written
+    /// (`ADTEST\\Finance`), `name` lower-case (a sAMAccountName or a UPN).
+    /// Stays a name only for users and groups of an accounts file.
+    Name { domain: Option<String>, name: String },
 }

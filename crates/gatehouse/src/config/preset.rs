@@ -12,7 +12,8 @@ use super::{AuthRule, Config, Scheme, Site};
 /// A preset site's exceptions: `exclude = ["/ecp"]` leaves paths out,
 /// `[[site.path]]` (`prefix` and any of `PATH_KEYS`) sets one path's own.
 pub const EXCEPTION_KEYS: &[&str] = &["exclude", "path"];
-const PATH_KEYS: &[&str] = &["prefix", "auth", "auth_for", "stream_idle", "negotiate_once", "websocket"];
+const PATH_KEYS: &[&str] =
+    &["prefix", "auth", "auth_for", "stream_idle", "negotiate_once", "websocket", "allow", "deny"];
 
 /// One `[[site.path]]`: what it sets, None for what the preset decides.
 struct PathSettings {
@@ -22,6 +23,9 @@ struct PathSettings {
     stream_idle: Option<Duration>,
     negotiate_once: Option<bool>,
     websocket: Option<bool>,
+    /// `allow` and `deny` of this path, replacing the site's (both, even if
+    /// only one is written: `/ecp` for admins is its own rule).
+    rules: Option<super::Rules>,
 }
 
 impl PathSettings {
@@ -47,6 +51,10 @@ impl PathSettings {
         if let Some(b) = self.websocket {
             site.websocket = b;
             set.push("websocket");
+        }
+        if let Some(r) = self.rules {
+            site.rules = r;
+            set.push("allow/deny");
         }
         set
     }
@@ -152,6 +160,11 @@ impl Reader<'_> {
                 stream_idle: self.duration(&mut t, "stream_idle"),
                 negotiate_once: self.bool(&mut t, "negotiate_once"),
                 websocket: self.bool(&mut t, "websocket"),
+                rules: {
+                    let given = t.table.iter().any(|(k, _)| matches!(k.get_ref().as_ref(), "allow" | "deny"));
+                    let rules = self.rules(&mut t);
+                    given.then_some(rules)
+                },
             };
             let key = t.key_path("prefix");
             self.finish(t);
@@ -258,6 +271,16 @@ pub fn describe(site: &Site) -> String {
     }
     if let Some(idle) = site.stream_idle {
         line.push_str(&format!("; stream idle {}", humantime::format_duration(idle)));
+    }
+    let written = |ps: &[super::Principal]| ps.iter().map(|p| p.written.as_str()).collect::<Vec<_>>().join(", ");
+    match (site.rules.allow.is_empty(), site.rules.deny.is_empty()) {
+        (true, true) if !site.auth.is_empty() => line.push_str("; open to every signed-in user"),
+        (true, true) => {}
+        (true, false) => line.push_str(&format!("; every signed-in user but deny [{}]", written(&site.rules.deny))),
+        (false, true) => line.push_str(&format!("; allow [{}]", written(&site.rules.allow))),
+        (false, false) => {
+            line.push_str(&format!("; allow [{}] deny [{}]", written(&site.rules.allow), written(&site.rules.deny)))
+        }
     }
     if let Some(d) = site.kcd() {
         line.push_str(&format!("; KCD to {}", d.spn));

@@ -88,6 +88,7 @@ impl<'t> Reader<'t> {
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             log: Log::default(),
+            access: super::Access::default(),
             left_out: Vec::new(),
             set_by_path: Vec::new(),
         };
@@ -164,6 +165,12 @@ impl<'t> Reader<'t> {
                 if let Some(n) = self.count(&mut s, "ipv6_prefix", 32, 128) {
                     config.lockout.ipv6_prefix = n as u8;
                 }
+                self.finish(s);
+            }
+        }
+        if let Some(v) = root.get("access") {
+            if let Some(mut s) = self.section(v, "access".into(), &[]) {
+                self.access(&mut s, &mut config.access);
                 self.finish(s);
             }
         }
@@ -542,6 +549,15 @@ impl<'t> Reader<'t> {
         let websocket = self.bool(s, "websocket").unwrap_or(true);
         let auth_for = self.auth_for(s).unwrap_or_default();
         let delegation = self.delegation(s, backend.as_ref(), !auth.is_empty() || preset);
+        let rules = self.rules(s);
+        if !rules.is_empty() && auth.is_empty() && !preset {
+            let key = s.key_path("allow");
+            self.problem(
+                s.span.clone(),
+                &key,
+                "allow and deny need a signed-in user: this site sets no `auth` (it is anonymous)".into(),
+            );
+        }
         if matches!(delegation, Delegation::ForwardBasic) && (auth != [Scheme::Basic] || !auth_for.is_empty() || preset)
         {
             let key = s.key_path("delegation");
@@ -569,7 +585,87 @@ impl<'t> Reader<'t> {
             negotiate_once,
             delegation,
             websocket,
+            rules,
         })
+    }
+
+    /// `allow` and `deny`: the entries as written; names are resolved to SIDs
+    /// after reading (`access::resolve`), SIDs are checked here.
+    pub(super) fn rules(&mut self, s: &mut Section<'_, '_>) -> super::Rules {
+        let mut rules = super::Rules::default();
+        for key in ["allow", "deny"] {
+            let Some(list) = self.string_list(s, key) else { continue };
+            let path = s.key_path(key);
+            if list.is_empty() && key == "allow" {
+                let span = s.get(key).map(|v| v.span()).unwrap_or(s.span.clone());
+                self.problem(
+                    span,
+                    &path,
+                    "an empty allow would let nobody in; leave it out to let every signed-in user in".into(),
+                );
+            }
+            for (written, span) in list {
+                let (line, column) = super::reader::line_col(self.text, span.start);
+                let place = format!("{}:{line}:{column}: {path}", self.file.display());
+                match super::access::rule_entry(&written) {
+                    Ok(who) => {
+                        let p = super::Principal { written, place, who };
+                        if key == "allow" {
+                            rules.allow.push(p)
+                        } else {
+                            rules.deny.push(p)
+                        }
+                    }
+                    Err(why) => self.problem(span, &path, format!("`{written}`: {why}")),
+                }
+            }
+        }
+        rules
+    }
+
+    /// `[access]`: refresh, grace, directory, directory_address, directory_timeout.
+    fn access(&mut self, s: &mut Section<'_, '_>, a: &mut super::Access) {
+        let span = s.get("refresh").map(|v| v.span());
+        if let Some(d) = self.duration(s, "refresh") {
+            if d < Duration::from_secs(1) {
+                // Zero would ask the KDC on every request.
+                self.problem(span.unwrap_or(0..0), &s.key_path("refresh"), "must be at least 1s".into());
+            } else {
+                a.refresh = d;
+            }
+        }
+        if let Some(d) = self.duration(s, "grace") {
+            a.grace = d;
+        }
+        let timeout = self.duration(s, "directory_timeout").unwrap_or(Duration::from_secs(10));
+        // An address alone takes the directory's port.
+        let address = self.string(s, "directory_address").and_then(|(text, span)| {
+            let parsed = match text.parse::<SocketAddr>() {
+                Ok(a) => Some((a.ip(), Some(a.port()))),
+                Err(_) => text.parse::<std::net::IpAddr>().ok().map(|ip| (ip, None)),
+            };
+            if parsed.is_none() {
+                let key = s.key_path("directory_address");
+                self.problem(span, &key, format!("`{text}` is not an IP address (with or without a port)"));
+            }
+            parsed
+        });
+        let address_given = s.table.iter().any(|(k, _)| k.get_ref().as_ref() == "directory_address");
+        match self.string(s, "directory") {
+            Some((url, span)) => match super::access::ldap_url(&url) {
+                Ok((host, port)) => {
+                    let address = address.map(|(ip, p)| SocketAddr::new(ip, p.unwrap_or(port)));
+                    a.directory = Some(super::Directory { host, port, address, timeout });
+                }
+                Err(why) => self.problem(span, &s.key_path("directory"), format!("`{url}`: {why}")),
+            },
+            None if address_given => self.problem(
+                s.span.clone(),
+                &s.key_path("directory_address"),
+                "directory_address needs `directory`".into(),
+            ),
+            None => {}
+        }
     }
 
     /// `delegation`, `backend_spn`, `backend_token`, `send_token`, `delegation_user`.

@@ -269,7 +269,7 @@ fn close(a: &str, b: &str) -> bool {
     prefix + suffix + 1 >= a.len().max(b.len())
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;

@@ -592,6 +592,34 @@ fn preset_exceptions_change_only_what_they_name() {
     assert!(p.iter().any(|p| p.key == "site[0].path[0].auth" && p.message.contains("auth_for")), "{p:#?}");
 }
 
+/// Issue 13: a preset's site-level allow and deny go to every path; a
+/// `[[site.path]]` with either replaces both for that path (`/ecp` for admins).
+#[test]
+fn preset_paths_take_access_rules_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let keytab = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"k.keytab\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/mail.ad.test\"\n[accounts]\nsource = \"winbind\"\n";
+    let base = exchange_preset(dir.path(), keytab);
+    let text = format!(
+        "{base}deny = [\"S-1-5-21-1-2-3-1300\"]\n\n[[site.path]]\nprefix = \"/ecp\"\nallow = [\"S-1-5-21-1-2-3-512\"]\n"
+    );
+    let c = load_str(&dir.path().join("g.toml"), &text).unwrap_or_else(|p| panic!("{p}"));
+    let ecp = c.sites.iter().find(|s| s.path_prefix == "/ecp").unwrap();
+    let owa = c.sites.iter().find(|s| s.path_prefix == "/owa").unwrap();
+    assert_eq!(ecp.rules.allow.len(), 1);
+    assert!(ecp.rules.deny.is_empty(), "the path's rules replace the site's");
+    assert!(owa.rules.allow.is_empty() && owa.rules.deny[0].written == "S-1-5-21-1-2-3-1300");
+    assert_eq!(c.set_by_path, [("exchange/ecp".to_string(), vec!["allow/deny"])]);
+    let lines = describe_sites(&c);
+    assert!(
+        lines.iter().any(|l| l.starts_with("site exchange/ecp:") && l.contains("; allow [S-1-5-21-1-2-3-512]")),
+        "{lines:#?}"
+    );
+    // A bad entry on a path is found where it is written.
+    let bad = text.replace("S-1-5-21-1-2-3-512", "S-1-5-oops");
+    let p = load_str(&dir.path().join("g.toml"), &bad).unwrap_err().0;
+    assert!(p.iter().any(|p| p.key == "site[0].path[0].allow" && p.message.contains("SID")), "{p:#?}");
+}
+
 /// Issue 12: `acceptor_spn` takes one SPN or a list of them (each published
 /// name a Kerberos ticket may be for); anything else names the cause.
 #[test]
@@ -623,4 +651,93 @@ fn acceptor_spn_is_one_spn_or_a_list() {
             "{value}: {p:#?}"
         );
     }
+}
+
+const RULES: &str = r#"
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+
+[accounts]
+source = "winbind"
+ntlm_auth = "/bin/true"
+
+[access]
+refresh = "30s"
+grace = "5m"
+directory = "ldap://DC1.ad.test"
+directory_address = "127.0.0.21"
+
+[[listener]]
+name = "public"
+bind = "127.0.0.1:8443"
+
+[[site]]
+name = "finance"
+listener = "public"
+backend = "http://127.0.0.1:18080"
+auth = ["NTLM"]
+allow = ["ADTEST\\Finance", "alice", "S-1-5-21-1-2-3-1107"]
+deny = ["ADTEST\\Contractors"]
+"#;
+
+#[test]
+fn access_rules_and_the_access_section_load() {
+    let c = load_str(Path::new("/tmp/x.toml"), RULES).unwrap();
+    assert_eq!(c.access.refresh, std::time::Duration::from_secs(30));
+    assert_eq!(c.access.grace, std::time::Duration::from_secs(300));
+    let d = c.access.directory.as_ref().unwrap();
+    assert_eq!((d.host.as_str(), d.port, d.address), ("dc1.ad.test", 389, Some("127.0.0.21:389".parse().unwrap())));
+    let r = &c.sites[0].rules;
+    let who: Vec<&Who> = r.allow.iter().map(|p| &p.who).collect();
+    assert_eq!(
+        who,
+        [
+            &Who::Name { domain: Some("ADTEST".into()), name: "finance".into() },
+            &Who::Name { domain: None, name: "alice".into() },
+            &Who::Sid(kcd::Sid::parse("S-1-5-21-1-2-3-1107").unwrap()),
+        ]
+    );
+    assert_eq!(r.deny[0].written, "ADTEST\\Contractors");
+    // Where each entry is written, for problems found when it is looked up.
+    assert_eq!(r.allow[1].place, "/tmp/x.toml:25:29: site[0].allow");
+    let described = describe_sites(&c).join("\n");
+    assert!(
+        described.contains("allow [ADTEST\\Finance, alice, S-1-5-21-1-2-3-1107] deny [ADTEST\\Contractors]"),
+        "{described}"
+    );
+    // No [access]: ten minutes and an hour.
+    let plain = load_str(Path::new("/tmp/x.toml"), GOOD).unwrap();
+    assert_eq!((plain.access.refresh.as_secs(), plain.access.grace.as_secs()), (600, 3600));
+    assert!(plain.sites[0].rules.is_empty());
+}
+
+#[test]
+fn access_rules_refuse_wrong_values() {
+    let p = problems(&RULES.replace(r#""alice","#, r#""al*ce","#));
+    assert!(has(&p, 25, "site[0].allow", "`al*ce`: not a user or group name"), "{p:?}");
+    let p = problems(&RULES.replace("S-1-5-21-1-2-3-1107", "S-1-5-x"));
+    assert!(has(&p, 25, "site[0].allow", "not a well-formed SID"), "{p:?}");
+    let p = problems(&RULES.replace(r#"deny = ["ADTEST\\Contractors"]"#, "deny = [\"AD.TEST\\\\x\"]"));
+    assert!(has(&p, 26, "site[0].deny", "NetBIOS domain name"), "{p:?}");
+    let p = problems(&RULES.replace(r#"allow = ["ADTEST\\Finance", "alice", "S-1-5-21-1-2-3-1107"]"#, "allow = []"));
+    assert!(has(&p, 25, "site[0].allow", "would let nobody in"), "{p:?}");
+    let p = problems(&RULES.replace(r#"allow = ["#, r#"allow = 3 #["#));
+    assert!(p.iter().any(|p| p.key == "site[0].allow"), "{p:?}");
+    let p = problems(&RULES.replace(r#"auth = ["NTLM"]"#, ""));
+    assert!(p.iter().any(|p| p.message.contains("this site sets no `auth`")), "{p:?}");
+    let p = problems(&RULES.replace(r#"refresh = "30s""#, r#"refresh = "0s""#));
+    assert!(has(&p, 11, "access.refresh", "above zero"), "{p:?}");
+    let p = problems(&RULES.replace(r#"refresh = "30s""#, r#"refresh = "500ms""#));
+    assert!(has(&p, 11, "access.refresh", "at least 1s"), "{p:?}");
+    let p = problems(&RULES.replace("ldap://DC1.ad.test", "ldap://127.0.0.21"));
+    assert!(has(&p, 13, "access.directory", "not an address"), "{p:?}");
+    let p = problems(&RULES.replace("ldap://DC1.ad.test", "ldaps://dc1"));
+    assert!(has(&p, 13, "access.directory", "ldaps:// is not supported"), "{p:?}");
+    let p = problems(&RULES.replace(r#"directory_address = "127.0.0.21""#, r#"directory_address = "dc1""#));
+    assert!(has(&p, 14, "access.directory_address", "not an IP address"), "{p:?}");
+    let p = problems(&RULES.replace(r#"directory = "ldap://DC1.ad.test""#, ""));
+    assert!(p.iter().any(|p| p.key == "access.directory_address" && p.message.contains("needs `directory`")), "{p:?}");
+    let p = problems(&RULES.replace("grace =", "graze ="));
+    assert!(p.iter().any(|p| p.key == "access.graze"), "{p:?}");
 }

@@ -19,6 +19,13 @@ pub enum Failure {
     ServiceUnavailable(String),
     /// No domain controller answered (Kerberos delegation).
     DomainUnreachable(String),
+    /// Signed in, but the site is not open to the user (`cause`: the rule,
+    /// for the logs only), or (`account`) the domain no longer accepts them.
+    Forbidden {
+        user: std::sync::Arc<str>,
+        cause: String,
+        account: bool,
+    },
     /// The client left before the exchange ended; nobody reads the answer.
     ClientGone,
     /// HTTP/2 and a connection-bound scheme: the stream is reset.
@@ -69,6 +76,19 @@ impl Failure {
                 (*why).into(),
                 false,
             ),
+            Failure::Forbidden { user, cause, account } => {
+                // The user's own name, which they typed: escaped. No rule or
+                // group name is shown: they are the site's business.
+                let who = pages::escape(user);
+                let text = if *account {
+                    format!("You are signed in as {who}, but the domain no longer accepts this account. Sign in again, or ask your help desk.")
+                } else {
+                    format!("You are signed in as {who}. This site is not open to your account; if you need it, ask your help desk.")
+                };
+                tracing::info!(request_id = %id, client = %ctx.peer, user = %user, denied = %cause, "access denied");
+                record.set_denied(cause.clone());
+                return pages::page(StatusCode::FORBIDDEN, &id, &text, false);
+            }
             Failure::ClientGone => {
                 tracing::debug!(request_id = %id, client = %ctx.peer, "client closed the connection mid-request");
                 record.set_error("client closed the connection");

@@ -121,7 +121,7 @@ async fn run(
             return Ok(authenticate::answer(req, *resp, reason, &conn.info, limits, record).await);
         }
     };
-    authorize::authorize(site, user.as_deref())?;
+    authorize::authorize(site, user.as_deref(), &generation.access, &conn.auth).await?;
 
     // Only now, authenticated and authorized like any other request, may it
     // open a tunnel.

@@ -1,0 +1,106 @@
+//! Names in `allow` and `deny` become SIDs when the configuration loads, so
+//! that a request compares SIDs only and a rename in AD changes nothing.
+//!
+//! The domain's names are looked up in its directory (LDAP, bound with
+//! gatehouse's own Kerberos credential: `kcd::Directory`); an accounts file's
+//! users and groups stay names, checked against the file. A name nobody
+//! knows is a problem with the file, line and column where it is written:
+//! `gatehouse check` prints it, `run` does not start, and a reload keeps the
+//! running configuration.
+
+use std::sync::Arc;
+
+use crate::config::{Accounts, Config, Principal, Who};
+
+/// Resolves every name of every site's rules in place, or says which cannot
+/// be, one line each. `delegator`: gatehouse's service account, which binds
+/// to the directory. Blocks (LDAP): run off async workers.
+pub fn resolve(config: &mut Config, delegator: Option<&Arc<kcd::Delegator>>) -> Result<(), String> {
+    let netbios = config.domain.as_ref().map(|d| d.netbios_name.clone());
+    let file = match &config.accounts {
+        Some(Accounts::File { users, path }) => Some((users.clone(), path.clone())),
+        _ => None,
+    };
+    let directory = config.access.directory.clone();
+    let mut problems = Vec::new();
+    let mut names: Vec<&mut Principal> = config
+        .sites
+        .iter_mut()
+        .flat_map(|s| s.rules.principals_mut())
+        .filter(|p| matches!(p.who, Who::Name { .. }))
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    // A name of another domain cannot be looked up here.
+    names.retain(|p| {
+        let Who::Name { domain: Some(d), .. } = &p.who else { return true };
+        if netbios.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(d)) || (netbios.is_none() && file.is_some()) {
+            return true;
+        }
+        problems.push(format!(
+            "{}: `{}`: only names of the domain {} can be looked up; write a trusted domain's user or group as its SID",
+            p.place,
+            p.written,
+            netbios.as_deref().unwrap_or("(no [domain])")
+        ));
+        false
+    });
+    match (&directory, delegator, &file) {
+        (Some(dir), Some(delegator), _) => {
+            let client = kcd::Directory::new(delegator.clone(), &dir.host, dir.port, dir.address, dir.timeout);
+            let asked: Vec<String> = names
+                .iter()
+                .map(|p| match &p.who {
+                    Who::Name { name, .. } => name.clone(),
+                    Who::Sid(_) => String::new(),
+                })
+                .collect();
+            let refs: Vec<&str> = asked.iter().map(String::as_str).collect();
+            match client.lookup(&refs) {
+                Err(e) => problems.push(format!(
+                    "cannot look up the names in allow and deny at ldap://{}:{}: {e}",
+                    dir.host, dir.port
+                )),
+                Ok(found) => {
+                    for (p, entry) in names.into_iter().zip(found) {
+                        match entry {
+                            Some(e) => p.who = Who::Sid(e.sid),
+                            None => problems.push(format!(
+                                "{}: `{}` is not a user or group of the domain (looked up at ldap://{})",
+                                p.place, p.written, dir.host
+                            )),
+                        }
+                    }
+                }
+            }
+        }
+        (Some(_), None, _) => problems.push(format!(
+            "{}: names in allow and deny are looked up with gatehouse's own Kerberos credential: \
+             [domain] needs keytab and service_principal (or write SIDs)",
+            names[0].place
+        )),
+        (None, _, Some((users, path))) => {
+            for p in names {
+                let Who::Name { domain, name } = &p.who else { continue };
+                if !users.has_user(domain.as_deref(), name) && (domain.is_some() || !users.has_group(name)) {
+                    problems.push(format!(
+                        "{}: `{}` is neither a user nor a group of {}",
+                        p.place,
+                        p.written,
+                        path.display()
+                    ));
+                }
+            }
+        }
+        (None, _, None) => problems.push(format!(
+            "{}: `{}`: names need [access] directory to be looked up in (or write the SID)",
+            names[0].place, names[0].written
+        )),
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
