@@ -342,5 +342,7 @@ pub struct Authenticated {
     pub session_key: crate::SessionKey,
 }
 
+#[cfg(feature = "replay")]
+mod replay;
 #[cfg(test)]
 mod tests;
