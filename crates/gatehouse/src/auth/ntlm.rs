@@ -105,7 +105,7 @@ pub async fn authenticate(
         return Err(Failure::Refused(format!("{who}: {why}; the password was not sent to the domain")));
     }
     let checked = match setup.accounts.as_deref() {
-        Some(Accounts::File(users)) => crate::accounts::check_file(users, &received),
+        Some(Accounts::File(users)) => crate::accounts::check_file(users, &received, setup.domain.as_ref()),
         Some(Accounts::Winbind(winbind)) => winbind.check(&received).await,
         None => Err(CheckError::Unavailable("no [accounts] configured".into())),
     };
@@ -122,13 +122,14 @@ pub async fn authenticate(
     match received.finish(key, ctx.info.channel_bindings, ntlm::FileTime::now()) {
         Ok(done) => {
             lockout.succeeded(&who, limits);
-            // A client that sent no domain logged on to ours.
-            let domain = if done.domain.is_empty() {
-                setup.domain.as_ref().map_or(String::new(), |d| d.netbios_name.clone())
-            } else {
-                done.domain.to_uppercase()
+            // The account the accounts source vouched for (a client that sent
+            // no domain logged on to ours, or with a UPN).
+            let account = match setup.accounts.as_deref() {
+                Some(Accounts::Winbind(_)) => crate::accounts::winbind_account,
+                _ => crate::accounts::file_account,
             };
-            let user = User::new(format!("{domain}\\{}", done.user), Scheme::Ntlm, None).map_err(Failure::Refused)?;
+            let name = account(&done.domain, &done.user, setup.domain.as_ref()).name();
+            let user = User::new(name, Scheme::Ntlm, None).map_err(Failure::Refused)?;
             Ok((Arc::new(user), done.session_key))
         }
         Err(e) => {
