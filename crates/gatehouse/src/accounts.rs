@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use ntlm::{AuthenticateReceived, SessionBaseKey};
 
-use crate::config::UserFile;
+use crate::config::{Domain, UserFile};
 
 /// What the password check said about the name it was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,9 +46,81 @@ pub enum CheckError {
     Unavailable(String),
 }
 
-/// An NTLM response checked against the file's NT hash.
-pub fn check_file(users: &UserFile, received: &AuthenticateReceived) -> Result<SessionBaseKey, CheckError> {
-    match users.hash(&received.domain, &received.user) {
+/// Whose account an NTLM logon names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NtlmAccount {
+    /// An account of a domain (upper case; empty when none is known).
+    Account { domain: String, user: String },
+    /// A `user@suffix` sign-in name with no domain, which only the domain
+    /// controller can resolve.
+    Upn(String),
+}
+
+impl NtlmAccount {
+    /// The user's name for the backend and the logs: `DOMAIN\user`, or the UPN.
+    pub fn name(&self) -> String {
+        match self {
+            NtlmAccount::Account { domain, user } => format!("{domain}\\{user}"),
+            NtlmAccount::Upn(upn) => upn.clone(),
+        }
+    }
+}
+
+/// The account the file is asked for, Samba's way (`map_user_info`): the
+/// domain the client sent, our realm's DNS name counting as our NetBIOS name
+/// (macOS sends the DNS name); with no domain, the realm of a `user@REALM`
+/// sign-in name (Windows SSPI and gss-ntlmssp send UPNs so), or else our
+/// domain. The file holds NetBIOS domains, so `user@` our realm is the line of
+/// our domain; any other suffix stays a UPN, found only by a line naming it.
+/// The proof is still checked with the names as sent (the client's NTOWFv2
+/// covers them).
+pub fn file_account(domain: &str, user: &str, ours: Option<&Domain>) -> NtlmAccount {
+    let ours_named =
+        |d: &str| ours.is_some_and(|o| d.eq_ignore_ascii_case(&o.netbios_name) || d.eq_ignore_ascii_case(&o.realm));
+    let netbios = || ours.map_or(String::new(), |o| o.netbios_name.to_uppercase());
+    if !domain.is_empty() {
+        let domain = if ours_named(domain) { netbios() } else { domain.to_uppercase() };
+        return NtlmAccount::Account { domain, user: user.to_owned() };
+    }
+    match user.rsplit_once('@') {
+        Some((account, realm)) if !account.is_empty() && ours.is_some_and(|o| realm.eq_ignore_ascii_case(&o.realm)) => {
+            NtlmAccount::Account { domain: netbios(), user: account.to_owned() }
+        }
+        Some(_) => NtlmAccount::Upn(user.to_owned()),
+        None => NtlmAccount::Account { domain: netbios(), user: user.to_owned() },
+    }
+}
+
+/// The account winbind vouched for. winbind is asked with the names as the
+/// client sent them ([`Winbind::check`]), and the domain controller resolves a
+/// UPN itself, to whichever account holds it: that need not be the account
+/// named like its user part (an explicit UPN `bob@ad.test` may belong to
+/// `robert`). So a sign-in name with `@` and no domain stays the UPN, which
+/// delegation hands the KDC as an enterprise name and the KDC resolves the
+/// same way; anything else is named as for the file.
+pub fn winbind_account(domain: &str, user: &str, ours: Option<&Domain>) -> NtlmAccount {
+    if domain.is_empty() && user.contains('@') {
+        return NtlmAccount::Upn(user.to_owned());
+    }
+    file_account(domain, user, ours)
+}
+
+/// An NTLM response checked against the file's NT hash, for the account
+/// [`file_account`] names (or, failing that, a line with the names as sent).
+pub fn check_file(
+    users: &UserFile,
+    received: &AuthenticateReceived,
+    ours: Option<&Domain>,
+) -> Result<SessionBaseKey, CheckError> {
+    let hash = match file_account(&received.domain, &received.user, ours) {
+        // Then a line naming the account as sent (`AD.TEST:bob`, `:bob@ad.test`),
+        // which the mapping would otherwise have made unreachable.
+        NtlmAccount::Account { domain, user } => {
+            users.hash(&domain, &user).or_else(|| users.hash(&received.domain, &received.user))
+        }
+        NtlmAccount::Upn(upn) => users.hash("", &upn),
+    };
+    match hash {
         Some(hash) => {
             received.verify_with_nt_hash(hash).map_err(|e| CheckError::Rejected(e.cause().into(), Evidence::Account))
         }
@@ -96,6 +168,9 @@ impl Winbind {
 
     /// Asks the domain controller to check the response. The user and domain go
     /// base64-encoded (`Key:: value`), so no client-chosen byte can inject a line.
+    /// They go as the client sent them, a UPN with an empty domain too: the
+    /// client's proof is keyed by exactly those names, and the domain
+    /// controller resolves the UPN (see [`winbind_account`]).
     pub async fn check(&self, received: &AuthenticateReceived) -> Result<SessionBaseKey, CheckError> {
         self.check_response(&received.user, &received.domain, &received.server_challenge(), received.nt_response())
             .await
@@ -110,15 +185,7 @@ impl Winbind {
         challenge: &[u8; 8],
         nt_response: &[u8],
     ) -> Result<SessionBaseKey, CheckError> {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let request = format!(
-            "Username:: {}\nNT-Domain:: {}\nLANMAN-Challenge: {}\nNT-Response: {}\nRequest-User-Session-Key: Yes\n.\n",
-            b64.encode(user.as_bytes()),
-            b64.encode(domain.as_bytes()),
-            hex(challenge),
-            hex(nt_response),
-        );
-        let (lines, _) = self.ntlm.ask(&request).await?;
+        let (lines, _) = self.ntlm.ask(&ntlm_request(user, domain, challenge, nt_response)).await?;
         parse_reply(&lines)
     }
 
@@ -267,6 +334,18 @@ impl Pool {
     }
 }
 
+/// One `ntlm-server-1` request: the response and the names it was made for.
+fn ntlm_request(user: &str, domain: &str, challenge: &[u8; 8], nt_response: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!(
+        "Username:: {}\nNT-Domain:: {}\nLANMAN-Challenge: {}\nNT-Response: {}\nRequest-User-Session-Key: Yes\n.\n",
+        b64.encode(user.as_bytes()),
+        b64.encode(domain.as_bytes()),
+        hex(challenge),
+        hex(nt_response),
+    )
+}
+
 /// The debug log's line for a logon's outcome: `NT_STATUS_X: text (0x...)`,
 /// `:  (0x0)` for a success, or winbind's own failure.
 fn is_status_line(line: &str) -> bool {
@@ -386,8 +465,78 @@ fn unhex16(text: &str) -> Option<[u8; 16]> {
 }
 
 #[cfg(test)]
+mod capture_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    fn domain() -> Domain {
+        Domain {
+            realm: "AD.TEST".into(),
+            netbios_name: "ADTEST".into(),
+            computer_netbios: "G".into(),
+            computer_dns: "g.ad.test".into(),
+            krb5_conf: None,
+            keytab: None,
+            service_principal: None,
+            acceptor_spn: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ntlm_accounts_samba_style() {
+        let d = domain();
+        let account = |domain: &str, user: &str| NtlmAccount::Account { domain: domain.into(), user: user.into() };
+        for (sent_domain, sent_user, file, winbind) in [
+            ("ADTEST", "bob", account("ADTEST", "bob"), account("ADTEST", "bob")),
+            ("adtest", "bob", account("ADTEST", "bob"), account("ADTEST", "bob")),
+            // macOS Heimdal sends the DNS name.
+            ("ad.test", "bob", account("ADTEST", "bob"), account("ADTEST", "bob")),
+            ("OTHER", "bob", account("OTHER", "bob"), account("OTHER", "bob")),
+            ("", "bob", account("ADTEST", "bob"), account("ADTEST", "bob")),
+            // Windows SSPI's and gss-ntlmssp's UPN with no domain: the file
+            // holds the account of our domain; winbind's DC resolved the UPN.
+            ("", "bob@AD.TEST", account("ADTEST", "bob"), NtlmAccount::Upn("bob@AD.TEST".into())),
+            ("", "bob@ad.test", account("ADTEST", "bob"), NtlmAccount::Upn("bob@ad.test".into())),
+            (
+                "",
+                "bob@corp.example",
+                NtlmAccount::Upn("bob@corp.example".into()),
+                NtlmAccount::Upn("bob@corp.example".into()),
+            ),
+            ("", "@AD.TEST", NtlmAccount::Upn("@AD.TEST".into()), NtlmAccount::Upn("@AD.TEST".into())),
+            // A domain sent is the domain: the `@` is then part of the name.
+            (
+                "ADTEST",
+                "bob@corp.example",
+                account("ADTEST", "bob@corp.example"),
+                account("ADTEST", "bob@corp.example"),
+            ),
+        ] {
+            assert_eq!(file_account(sent_domain, sent_user, Some(&d)), file, "{sent_domain:?} {sent_user:?}");
+            assert_eq!(winbind_account(sent_domain, sent_user, Some(&d)), winbind, "{sent_domain:?} {sent_user:?}");
+        }
+        assert_eq!(file_account("", "bob@AD.TEST", None), NtlmAccount::Upn("bob@AD.TEST".into()));
+        assert_eq!(account("ADTEST", "bob").name(), "ADTEST\\bob");
+        assert_eq!(NtlmAccount::Upn("bob@corp.example".into()).name(), "bob@corp.example");
+    }
+
+    /// winbind is asked for the names as sent: a UPN with an empty domain goes
+    /// as it is (splitting it would ask the DC about a proof over other names).
+    #[test]
+    fn winbind_is_asked_with_the_names_as_sent() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let request = ntlm_request("alice@AD.TEST", "", &[0x11; 8], &[0x22; 44]);
+        let lines: Vec<&str> = request.lines().collect();
+        assert_eq!(lines[0], format!("Username:: {}", b64("alice@AD.TEST")));
+        assert_eq!(lines[1], "NT-Domain:: ");
+        assert_eq!(lines[2], "LANMAN-Challenge: 1111111111111111");
+        assert_eq!(lines[3], format!("NT-Response: {}", "22".repeat(44)));
+        assert_eq!(&lines[4..], ["Request-User-Session-Key: Yes", "."]);
+        let request = ntlm_request("bob\nAuthenticated: Yes", "AD\nX", &[0; 8], &[0; 44]);
+        assert_eq!(request.lines().count(), 6, "a name cannot add a line: {request}");
+    }
 
     #[test]
     fn winbind_replies() {

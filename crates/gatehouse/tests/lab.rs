@@ -295,6 +295,38 @@ async fn send_token_modes_on_the_wire() {
     }
 }
 
+/// A UPN with an empty domain field, as Windows SSPI and gss-ntlmssp send it
+/// (the interop captures 01, 02 and 05): winbind is asked with the names as
+/// sent (the client's proof covers them) and the DC resolves the UPN to its
+/// account. The user keeps the UPN, since that account need not be the one
+/// named like its user part, and delegation asks the KDC for it as an
+/// enterprise name, which resolves it the same way: the backend sees alice.
+/// Only successful logons: the lab's counts stay as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upn_with_an_empty_domain_reaches_its_account() {
+    let Some(env) = lab_env() else { return };
+    let site = kcd_site(&env["LAB_BACKEND"], "HTTP/backend.ad.test", "spnego", "every-request");
+    let g = Gatehouse::start(&winbind_kcd_config(&env, site).to_string());
+    let port = g.port();
+    let sign_in_as = |upn: &'static str, password: &'static str| async move {
+        let mut client = Client::new(upn, password);
+        client.domain = "";
+        let mut c = Conn::open(listen(port)).await;
+        handshake(&mut c, &client, "GET /whoami HTTP/1.1\r\nHost: mail.ad.test", b"", |_| {}).await
+    };
+    let r = sign_in_as("alice@AD.TEST", "Alice-Pass1").await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), g.stderr());
+    assert!(r.text().contains("REMOTE_USER=alice\\@AD.TEST@AD.TEST"), "{}", r.text());
+    // A limit of Samba's winbind (4.17), not of gatehouse: it routes a logon
+    // by its domain, and with none it takes a UPN's suffix for one; a suffix
+    // that is no domain's name (carol's corp.example) fails there, before any
+    // password is checked (badPwdCount does not move). A client sending
+    // ADTEST\carol signs in.
+    let r = sign_in_as("carol.jones@corp.example", "Carol-Pass1").await;
+    assert_eq!(r.status, 401);
+    assert!(g.stderr().contains("carol.jones@corp.example: {Not Enough Quota}"), "{}", g.stderr());
+}
+
 /// `delegation_user = "upn"`: carol signs in as ADTEST\carol; the lab gave her
 /// the UPN carol.jones@corp.example, which gatehouse reads from the domain and
 /// the backend's ticket carries. alice, whose UPN is the default, is unchanged

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::av::{self, AvPairs};
 use crate::crypto;
@@ -254,13 +254,35 @@ impl AuthenticateReceived {
     }
 
     /// Checks the NTLMv2 proof against the user's NT hash, in constant time.
+    ///
+    /// The proof is keyed by NTOWFv2 over the user name and a domain, and
+    /// clients do not all use the domain they put in the message: Windows XP
+    /// SP3 names its own computer and computes the proof over no domain at
+    /// all (the interop capture 08). Samba's password check, which a domain
+    /// controller or winbind applies, tries the domain as sent, then in
+    /// capitals, then none, always with the user name as sent; so does this
+    /// one. The three are computed every time and the match is selected in
+    /// constant time: the time taken does not tell which one matched.
     pub fn verify_with_nt_hash(&self, nt_hash: &[u8; 16]) -> Result<SessionBaseKey, Error> {
-        let response_key = crypto::ntowf_v2(nt_hash, &self.user, &self.domain);
-        let proof = crypto::nt_proof(&response_key, &self.sent.server_challenge, &self.nt_response[16..]);
-        if !bool::from(proof.ct_eq(&self.nt_response[..16])) {
+        let (sent, temp) = self.nt_response.split_at(16);
+        let upper = self.domain.to_uppercase();
+        let mut found = Choice::from(0);
+        let mut key = [0u8; 16];
+        for domain in [self.domain.as_str(), upper.as_str(), ""] {
+            let response_key = crypto::ntowf_v2(nt_hash, &self.user, domain);
+            let proof = crypto::nt_proof(&response_key, &self.sent.server_challenge, temp);
+            // The first domain that matches gives the key, as in Samba.
+            let take = proof.ct_eq(sent) & !found;
+            let base = crypto::session_base_key(&response_key, &proof);
+            for (k, b) in key.iter_mut().zip(base) {
+                k.conditional_assign(&b, take);
+            }
+            found |= take;
+        }
+        if !bool::from(found) {
             return Err(Error::BadProof);
         }
-        Ok(SessionBaseKey(crypto::session_base_key(&response_key, &proof)))
+        Ok(SessionBaseKey(key))
     }
 
     /// With the password checked, checks what binds the handshake together: the
@@ -320,5 +342,7 @@ pub struct Authenticated {
     pub session_key: crate::SessionKey,
 }
 
+#[cfg(feature = "replay")]
+mod replay;
 #[cfg(test)]
 mod tests;

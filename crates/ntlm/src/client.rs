@@ -14,6 +14,9 @@ pub struct Client {
     /// The user name the proof is computed for (normally `user`).
     pub proof_user: &'static str,
     pub domain: &'static str,
+    /// The domain the proof is computed for (normally `domain`; Windows XP
+    /// uses none while naming its computer).
+    pub proof_domain: Option<&'static str>,
     pub password: &'static str,
     pub flags: u32,
     pub mic: bool,
@@ -26,6 +29,7 @@ impl Client {
             user,
             proof_user: user,
             domain: "ADTEST",
+            proof_domain: None,
             password,
             flags: UNICODE
                 | NTLM
@@ -70,7 +74,11 @@ impl Client {
         blob.extend_from_slice(&[0; 4]);
         blob.extend_from_slice(&pairs.encode());
         blob.extend_from_slice(&[0; 4]);
-        let key = crypto::ntowf_v2(&crypto::nt_hash(self.password), self.proof_user, self.domain);
+        let key = crypto::ntowf_v2(
+            &crypto::nt_hash(self.password),
+            self.proof_user,
+            self.proof_domain.unwrap_or(self.domain),
+        );
         let proof = crypto::nt_proof(&key, &server_challenge, &blob);
         let base = crypto::session_base_key(&key, &proof);
         let mut nt = proof.to_vec();

@@ -105,7 +105,7 @@ pub async fn authenticate(
         return Err(Failure::Refused(format!("{who}: {why}; the password was not sent to the domain")));
     }
     let checked = match setup.accounts.as_deref() {
-        Some(Accounts::File(users)) => crate::accounts::check_file(users, &received),
+        Some(Accounts::File(users)) => crate::accounts::check_file(users, &received, setup.domain.as_ref()),
         Some(Accounts::Winbind(winbind)) => winbind.check(&received).await,
         None => Err(CheckError::Unavailable("no [accounts] configured".into())),
     };
@@ -122,21 +122,25 @@ pub async fn authenticate(
     match received.finish(key, ctx.info.channel_bindings, ntlm::FileTime::now()) {
         Ok(done) => {
             lockout.succeeded(&who, limits);
-            // A client that sent no domain logged on to ours.
-            let domain = if done.domain.is_empty() {
-                setup.domain.as_ref().map_or(String::new(), |d| d.netbios_name.clone())
-            } else {
-                done.domain.to_uppercase()
+            // The account the accounts source vouched for (a client that sent
+            // no domain logged on to ours, or with a UPN).
+            let account = match setup.accounts.as_deref() {
+                Some(Accounts::Winbind(_)) => crate::accounts::winbind_account,
+                _ => crate::accounts::file_account,
             };
-            let user = User::new(format!("{domain}\\{}", done.user), Scheme::Ntlm, None).map_err(Failure::Refused)?;
-            // Winbind asked the domain: the user is its account (a trusted
-            // domain's user is known by the sign-in alone). A file's user is not.
-            let user = match (setup.accounts.as_deref(), &setup.domain) {
-                (Some(crate::accounts::Accounts::Winbind(_)), Some(d))
-                    if domain.eq_ignore_ascii_case(&d.netbios_name) =>
-                {
-                    user.of_domain(&d.realm)
+            let named = account(&done.domain, &done.user, setup.domain.as_ref());
+            let user = User::new(named.name(), Scheme::Ntlm, None).map_err(Failure::Refused)?;
+            // Winbind asked the domain: the user is its account (a UPN the
+            // domain controller resolved, or our domain's; a trusted domain's
+            // user is known by the sign-in alone). A file's user is not.
+            let ours = match &named {
+                crate::accounts::NtlmAccount::Upn(_) => true,
+                crate::accounts::NtlmAccount::Account { domain, .. } => {
+                    setup.domain.as_ref().is_some_and(|d| domain.eq_ignore_ascii_case(&d.netbios_name))
                 }
+            };
+            let user = match (setup.accounts.as_deref(), &setup.domain) {
+                (Some(Accounts::Winbind(_)), Some(d)) if ours => user.of_domain(&d.realm),
                 _ => user,
             };
             Ok((Arc::new(user), done.session_key))

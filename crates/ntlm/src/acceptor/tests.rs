@@ -86,6 +86,32 @@ fn proof_of_another_user_is_refused() {
     assert_eq!(handshake(&c, &AcceptorConfig::example(), "Bob-Pass1", None, ok), Err(Error::BadProof));
 }
 
+/// Samba's rule: the proof may be over the domain as sent, in capitals, or
+/// none; never over another one.
+#[test]
+fn proof_over_the_domain_in_capitals_or_none_is_accepted_and_no_other() {
+    let with = |domain: &'static str, proof_domain: &'static str| {
+        let mut c = Client::new("bob", "Bob-Pass1");
+        c.domain = domain;
+        c.proof_domain = Some(proof_domain);
+        handshake(&c, &AcceptorConfig::example(), "Bob-Pass1", None, ok)
+    };
+    for (domain, proof_domain) in [("adtest", "adtest"), ("adtest", "ADTEST"), ("ADTEST", ""), ("", "")] {
+        let who = with(domain, proof_domain).unwrap_or_else(|e| panic!("{domain:?} over {proof_domain:?}: {e}"));
+        // The names stay the ones sent; the MIC, keyed by the session key of
+        // the domain that matched, verified.
+        assert_eq!((who.user.as_str(), who.domain.as_str()), ("bob", domain));
+    }
+    for (domain, proof_domain) in [("ADTEST", "adtest"), ("ADTEST", "OTHER"), ("", "ADTEST"), ("ADTEST", "ADTEST ")] {
+        assert_eq!(with(domain, proof_domain), Err(Error::BadProof), "{domain:?} over {proof_domain:?}");
+    }
+    // The rule is about the domain only: the user name is always the one sent.
+    let mut c = Client::new("bob", "Bob-Pass1");
+    c.proof_user = "BOB@ADTEST";
+    c.proof_domain = Some("");
+    assert_eq!(handshake(&c, &AcceptorConfig::example(), "Bob-Pass1", None, ok), Err(Error::BadProof));
+}
+
 #[test]
 fn garbage_proof_is_refused() {
     // The sspi-rs bug: a proof that is never compared.
