@@ -33,7 +33,13 @@ pub struct Kept {
 }
 
 impl Generation {
-    pub fn build(mut config: Config, kept: &Kept, previous: Option<&Generation>) -> Result<Self, String> {
+    /// `names`: whether rules' names are looked up (always, but for `check --offline`).
+    pub fn build(
+        mut config: Config,
+        kept: &Kept,
+        previous: Option<&Generation>,
+        names: crate::access::Names,
+    ) -> Result<Self, String> {
         let mut backends = HashMap::new();
         for site in &config.sites {
             if !backends.contains_key(&site.backend) {
@@ -87,7 +93,7 @@ impl Generation {
             _ => None,
         };
         let accounts = accounts.map(Arc::new);
-        crate::access::resolve(&mut config, delegator.as_ref())?;
+        crate::access::resolve(&mut config, delegator.as_ref(), names)?;
         let file = match &config.accounts {
             Some(config::Accounts::File { users, .. }) => Some(users.clone()),
             _ => None,

@@ -41,7 +41,9 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   gatehouse run -c FILE      serve (SIGHUP reloads FILE, SIGTERM drains and exits)
-  gatehouse check -c FILE    validate FILE; print every problem with file:line:column
+  gatehouse check -c FILE [--offline]
+                             validate FILE; print every problem with file:line:column;
+                             --offline: do not look the names in allow/deny up
   gatehouse doctor -c FILE [--user NAME [--password-stdin]]
                              check Kerberos delegation and the NTLM side step by
                              step, with fixes; --password-stdin reads NAME's
@@ -56,9 +58,16 @@ fn main() -> ExitCode {
         Some([flag, file]) if flag == "-c" || flag == "--config" => Some(PathBuf::from(file)),
         _ => None,
     };
+    let offline = match args.get(1..) {
+        Some([flag, file, offline]) if (flag == "-c" || flag == "--config") && offline == "--offline" => {
+            Some(PathBuf::from(file))
+        }
+        _ => None,
+    };
     match (command, file) {
         (Some("run"), Some(file)) => run(file),
-        (Some("check"), Some(file)) => check(file),
+        (Some("check"), Some(file)) => check(file, access::Names::LookUp),
+        (Some("check"), None) if offline.is_some() => check(offline.unwrap_or_default(), access::Names::Offline),
         (Some("ntlm-hash"), None) => ntlm_hash(),
         (Some("doctor"), _) => doctor(&args[1..]),
         (Some("--version"), None) => {
@@ -87,14 +96,18 @@ fn ntlm_hash() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn check(file: PathBuf) -> ExitCode {
+fn check(file: PathBuf, names: access::Names) -> ExitCode {
     // check looks names up in the directory with gatehouse's own Kerberos
     // credential, as run does.
     kerberos_environment(config::load(&file).ok().as_ref());
-    match server::load(&file, &Default::default(), None) {
+    match server::load_as(&file, &Default::default(), None, names) {
         Ok(generation) => {
             let c = &generation.config;
             println!("{}: OK ({} listeners, {} sites)", file.display(), c.listeners.len(), c.sites.len());
+            let written = c.sites.iter().flat_map(|s| s.rules.allow.iter().chain(&s.rules.deny));
+            if names == access::Names::Offline && written.clone().any(|p| matches!(p.who, config::Who::Name { .. })) {
+                println!("  --offline: the names in allow and deny were not looked up in the directory");
+            }
             // Every site as it will be served, presets expanded.
             for line in config::describe_sites(c) {
                 println!("  {line}");

@@ -26,8 +26,18 @@ use crate::worker::Workers;
 /// (with its caches and credential thread) the new one keeps when its
 /// settings stay.
 pub fn load(path: &Path, kept: &Kept, previous: Option<&Generation>) -> Result<Generation, String> {
+    load_as(path, kept, previous, crate::access::Names::LookUp)
+}
+
+/// [`load`], with the names in access rules looked up or not (`check --offline`).
+pub fn load_as(
+    path: &Path,
+    kept: &Kept,
+    previous: Option<&Generation>,
+    names: crate::access::Names,
+) -> Result<Generation, String> {
     let config = config::load(path).map_err(|p| p.to_string())?;
-    Generation::build(config, kept, previous)
+    Generation::build(config, kept, previous, names)
 }
 
 /// Serves until SIGTERM or SIGINT, then drains.

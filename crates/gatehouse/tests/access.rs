@@ -292,6 +292,18 @@ fn names_are_resolved_when_loading_and_an_unknown_one_fails_check_and_reload() {
         "{err}"
     );
     assert!(err.contains("is not a user or group of the domain"), "{err}");
+    // --offline checks everything else and says the names were not looked up.
+    let offline = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["check", "-c"])
+        .arg(&file)
+        .arg("--offline")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&offline.stdout);
+    assert!(
+        offline.status.success() && out.contains("--offline: the names in allow and deny were not looked up"),
+        "{out}"
+    );
 
     // A reload that cannot resolve keeps the running configuration.
     let g = Gatehouse::start_in(dir, &good);

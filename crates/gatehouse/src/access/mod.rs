@@ -14,7 +14,7 @@
 
 mod resolve;
 
-pub use resolve::resolve;
+pub use resolve::{resolve, Names};
 
 use std::sync::Arc;
 use std::time::Duration;

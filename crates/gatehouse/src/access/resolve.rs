@@ -12,10 +12,19 @@ use std::sync::Arc;
 
 use crate::config::{Accounts, Config, Principal, Who};
 
+/// Whether names are looked up in the directory, or (`gatehouse check
+/// --offline`, on a machine that cannot reach a domain controller) left as
+/// written after every check that needs no directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    LookUp,
+    Offline,
+}
+
 /// Resolves every name of every site's rules in place, or says which cannot
 /// be, one line each. `delegator`: gatehouse's service account, which binds
 /// to the directory. Blocks (LDAP): run off async workers.
-pub fn resolve(config: &mut Config, delegator: Option<&Arc<kcd::Delegator>>) -> Result<(), String> {
+pub fn resolve(config: &mut Config, delegator: Option<&Arc<kcd::Delegator>>, names_mode: Names) -> Result<(), String> {
     let netbios = config.domain.as_ref().map(|d| d.netbios_name.clone());
     let file = match &config.accounts {
         Some(Accounts::File { users, path }) => Some((users.clone(), path.clone())),
@@ -47,6 +56,7 @@ pub fn resolve(config: &mut Config, delegator: Option<&Arc<kcd::Delegator>>) -> 
         false
     });
     match (&directory, delegator, &file) {
+        (Some(_), Some(_), _) if names_mode == Names::Offline => {}
         (Some(dir), Some(delegator), _) => {
             let client = kcd::Directory::new(delegator.clone(), &dir.host, dir.port, dir.address, dir.timeout);
             let asked: Vec<String> = names

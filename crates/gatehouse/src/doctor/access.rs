@@ -68,7 +68,7 @@ pub fn check(config: &Config, user: Option<&str>, report: &mut Report) {
         println!("      group {sid} {known}");
     }
     let mut resolved = config.clone();
-    if let Err(problems) = access::resolve(&mut resolved, Some(&delegator)) {
+    if let Err(problems) = access::resolve(&mut resolved, Some(&delegator), access::Names::LookUp) {
         for p in problems.lines() {
             report.fail(p, None);
         }
