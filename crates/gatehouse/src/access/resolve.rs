@@ -114,3 +114,66 @@ pub fn resolve(config: &mut Config, delegator: Option<&Arc<kcd::Delegator>>, nam
         Err(problems.join("\n"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path, accounts: &str, access: &str, allow: &str) -> Config {
+        std::fs::write(dir.join("users"), "ADTEST:alice:x\n:bob:y\n+Finance:alice\n").unwrap();
+        let text = format!(
+            "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n{accounts}\n{access}\n\
+             [[listener]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n\
+             [[site]]\nname = \"s\"\nlistener = \"l\"\nbackend = \"http://127.0.0.1:1\"\nauth = [\"NTLM\"]\nallow = {allow}\n"
+        );
+        crate::config::load_str(&dir.join("g.toml"), &text).unwrap_or_else(|p| panic!("{p}"))
+    }
+
+    const FILE: &str = "[accounts]\nsource = \"file\"\nfile = \"users\"";
+    const WINBIND: &str = "[accounts]\nsource = \"winbind\"\nntlm_auth = \"/bin/true\"";
+
+    #[test]
+    fn an_accounts_file_knows_its_users_and_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path(), FILE, "", r#"["Finance", "ADTEST\\alice", "bob", "S-1-5-21-1-2-3-4"]"#);
+        resolve(&mut c, None, Names::LookUp).unwrap();
+        // Names stay names for the file; the SID stays a SID.
+        assert!(matches!(c.sites[0].rules.allow[0].who, Who::Name { .. }));
+        let mut c = config(dir.path(), FILE, "", r#"["ADTEST\\carol", "Audit", "ADTEST\\Finance"]"#);
+        let e = resolve(&mut c, None, Names::LookUp).unwrap_err();
+        assert_eq!(e.lines().count(), 3, "{e}");
+        assert!(e.contains("`ADTEST\\carol` is neither a user nor a group of"), "{e}");
+        assert!(e.contains("g.toml:") && e.contains("site[0].allow"), "{e}");
+        // A group of the file has no domain: written with one, it is not the group.
+        assert!(e.contains("`ADTEST\\Finance`"), "{e}");
+    }
+
+    #[test]
+    fn names_of_the_domain_need_the_directory_and_the_service_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path(), WINBIND, "", r#"["ADTEST\\Finance"]"#);
+        let e = resolve(&mut c, None, Names::LookUp).unwrap_err();
+        assert!(e.contains("names need [access] directory"), "{e}");
+        let directory = "[access]\ndirectory = \"ldap://dc1.ad.test\"";
+        let mut c = config(dir.path(), WINBIND, directory, r#"["ADTEST\\Finance"]"#);
+        let e = resolve(&mut c, None, Names::LookUp).unwrap_err();
+        assert!(e.contains("[domain] needs keytab and service_principal"), "{e}");
+        // SIDs need nothing.
+        let mut c = config(dir.path(), WINBIND, "", r#"["S-1-5-21-1-2-3-4"]"#);
+        resolve(&mut c, None, Names::LookUp).unwrap();
+    }
+
+    #[test]
+    fn another_domains_name_cannot_be_looked_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let directory = "[access]\ndirectory = \"ldap://dc1.ad.test\"";
+        let mut c = config(dir.path(), WINBIND, directory, r#"["OTHER\\Finance"]"#);
+        let d = Arc::new(kcd::Delegator::new("svc@AD.TEST", "/nonexistent", "AD.TEST"));
+        // Offline: the domain is still checked, nothing is asked.
+        let e = resolve(&mut c, Some(&d), Names::Offline).unwrap_err();
+        assert!(e.contains("only names of the domain ADTEST can be looked up"), "{e}");
+        let mut c = config(dir.path(), WINBIND, directory, r#"["ADTEST\\Finance"]"#);
+        resolve(&mut c, Some(&d), Names::Offline).unwrap();
+        assert!(matches!(c.sites[0].rules.allow[0].who, Who::Name { .. }), "offline leaves names");
+    }
+}
