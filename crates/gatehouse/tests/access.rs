@@ -220,6 +220,12 @@ async fn a_refusal_on_one_site_keeps_the_connections_logon_for_the_others() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains(&format!("ADTEST\\\\{}", a.user("outsider"))), "{}", r.text());
     assert_eq!(plain_get(&mut c, "/fin/").await.status, 403);
+    // A refused POST's small body is read past: the connection stays.
+    c.send(b"POST /fin/form HTTP/1.1\r\nHost: proxy.ad.test\r\nContent-Length: 5\r\n\r\nhello").await;
+    let r = c.response().await;
+    assert_eq!(r.status, 403);
+    assert!(r.header("connection").is_none_or(|v| !v.eq_ignore_ascii_case("close")), "{:?}", r.headers);
+    assert_eq!(plain_get(&mut c, "/open").await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

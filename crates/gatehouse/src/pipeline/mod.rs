@@ -121,7 +121,18 @@ async fn run(
             return Ok(authenticate::answer(req, *resp, reason, &conn.info, limits, record).await);
         }
     };
-    authorize::authorize(site, user.as_deref(), &generation.access, &conn.auth).await?;
+    match authorize::authorize(site, user.as_deref(), &generation.access, &conn.auth).await {
+        Ok(()) => {}
+        // A refusal keeps the connection (and its logon, for the sites the
+        // user may use) when the body is small enough to read past.
+        Err(refused @ Failure::Forbidden { .. }) => {
+            let resp = refused.respond(&conn.info, record);
+            let limits = (config.limits.handshake_body, config.timeouts.header_read);
+            let reason = crate::auth::Reason::Handshake;
+            return Ok(authenticate::answer(req, resp, reason, &conn.info, limits, record).await);
+        }
+        Err(other) => return Err(other),
+    }
 
     // Only now, authenticated and authorized like any other request, may it
     // open a tunnel.
