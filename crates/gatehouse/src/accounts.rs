@@ -481,6 +481,7 @@ mod tests {
             keytab: None,
             service_principal: None,
             acceptor_spn: Vec::new(),
+            allow_rc4: false,
         }
     }
 

@@ -104,13 +104,15 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
                 return;
             }
             report.pass(&format!("keytab {} holds keys for {principal}: {}", keytab.display(), by_kvno(&mine)));
-            if !mine.iter().any(|e| matches!(e.enctype, 17..=20)) {
-                let x = kcd::advice(kcd::Kind::EtypeNoSupp, principal, "", "");
-                report.fail("the keytab has no AES key (RC4 is being disabled in Active Directory)", x.as_ref());
+            let what = "the keytab has no AES key (RC4 is being disabled in Active Directory)";
+            match key_types(&mine, domain.allow_rc4) {
+                KeyTypes::Aes => {}
+                KeyTypes::Rc4Allowed => report.warn(&format!("{what}; used only because [domain] allow_rc4 = true")),
+                KeyTypes::Refused => report.fail(what, kcd::advice(kcd::Kind::EtypeNoSupp, principal, "", "").as_ref()),
             }
         }
     }
-    let delegator = kcd::Delegator::new(principal, &keytab.to_string_lossy(), &domain.realm);
+    let delegator = kcd::Delegator::new(principal, &keytab.to_string_lossy(), &domain.realm).with_rc4(domain.allow_rc4);
     // Negotiate: clients' tickets for acceptor_spn must open with our keytab.
     let negotiate = config.sites.iter().any(|s| {
         s.auth.contains(&crate::config::Scheme::Negotiate)
@@ -240,6 +242,26 @@ async fn backend_status(site: &config::Site, mut conn: crate::backend::Sender, t
     Ok(resp.status().as_u16())
 }
 
+#[derive(Debug, PartialEq, Eq)]
+enum KeyTypes {
+    Aes,
+    /// RC4 keys alone, which gatehouse uses only with `[domain] allow_rc4`.
+    Rc4Allowed,
+    Refused,
+}
+
+/// What gatehouse makes of the account's keys: AES, or RC4 when allowed
+/// (kcd refuses the TGT otherwise, with the same cause).
+fn key_types(mine: &[&Entry], allow_rc4: bool) -> KeyTypes {
+    if mine.iter().any(|e| matches!(e.enctype, 17..=20)) {
+        KeyTypes::Aes
+    } else if allow_rc4 && mine.iter().any(|e| e.enctype == 23) {
+        KeyTypes::Rc4Allowed
+    } else {
+        KeyTypes::Refused
+    }
+}
+
 fn enctype_name(e: u16) -> &'static str {
     match e {
         17 => "aes128-cts-hmac-sha1-96",
@@ -276,6 +298,16 @@ mod tests {
     use super::*;
 
     use crate::keytab::tests::entry;
+
+    #[test]
+    fn rc4_keys_alone_fail_unless_allowed() {
+        let e = |enctype| Entry { principal: "svc@AD.TEST".into(), enctype, kvno: 2 };
+        let (aes, rc4, des) = (e(18), e(23), e(3));
+        assert_eq!(key_types(&[&rc4, &aes], false), KeyTypes::Aes);
+        assert_eq!(key_types(&[&rc4], false), KeyTypes::Refused);
+        assert_eq!(key_types(&[&rc4], true), KeyTypes::Rc4Allowed);
+        assert_eq!(key_types(&[&des], true), KeyTypes::Refused);
+    }
 
     #[test]
     fn keytab_entries() {

@@ -84,6 +84,7 @@ impl Generation {
                     }
                     (Some(p), Some(k)) => Some(Arc::new(
                         kcd::Delegator::new(p, &k.to_string_lossy(), &d.realm)
+                            .with_rc4(d.allow_rc4)
                             .with_logon_refresh(config.access.refresh)
                             .with_logon_grace(config.access.grace),
                     )),
@@ -112,8 +113,8 @@ impl Generation {
 }
 
 /// Whether `previous`'s Kerberos service account serves `config` as it is:
-/// same account, keytab, realm, and the same refresh and grace for the
-/// users' groups it keeps (else they start afresh).
+/// same account, keytab, realm and RC4 setting, and the same refresh and
+/// grace for the users' groups it keeps (else they start afresh).
 fn same_account(previous: &Generation, config: &Config) -> bool {
     let (Some(old), Some(new), Some(_)) = (&previous.config.domain, &config.domain, &previous.delegator) else {
         return false;
@@ -122,6 +123,7 @@ fn same_account(previous: &Generation, config: &Config) -> bool {
     new.service_principal == old.service_principal
         && new.keytab == old.keytab
         && new.realm == old.realm
+        && new.allow_rc4 == old.allow_rc4
         && (na.refresh, na.grace) == (oa.refresh, oa.grace)
 }
 

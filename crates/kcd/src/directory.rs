@@ -210,7 +210,7 @@ impl Directory {
             | CtxFlags::GSS_C_INTEG_FLAG
             | CtxFlags::GSS_C_SEQUENCE_FLAG
             | CtxFlags::GSS_C_REPLAY_FLAG;
-        let mut ctx = ClientCtx::new(Some(service), target, flags, Some(GSS_MECH_KRB5));
+        let mut ctx = ClientCtx::new(Some(service.cred().clone()), target, flags, Some(GSS_MECH_KRB5));
         let first = ctx
             .step(None, None)
             .map_err(|e| Error::gss(&format!("getting a ticket for the directory ({spn})"), e))?

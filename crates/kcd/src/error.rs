@@ -118,6 +118,12 @@ impl Error {
         Error { kind, major: 0, minor: 0, message: message.into() }
     }
 
+    /// A failure kcd found itself that MIT has a krb5 error code for (`code`,
+    /// e.g. `KRB5_NOPERM_ETYPE`): named by that code in logs and counters.
+    pub(crate) fn with_code(kind: Kind, code: i32, message: impl Into<String>) -> Error {
+        Error { kind, major: 0, minor: code as u32, message: message.into() }
+    }
+
     /// A failed GSS call during `step`. The message is taken now: MIT keeps
     /// the extended text of a krb5 error (which KDC, which realm) per thread,
     /// until the next call.

@@ -20,7 +20,22 @@ pub struct Explanation {
 /// (`svc-proxy`), the target SPN and the user. By the error's kind alone: the
 /// message is for people.
 pub fn explain(error: &Error, account: &str, spn: &str, user: &str) -> Option<Explanation> {
-    advice(error.kind(), account, spn, user)
+    let mut x = advice(error.kind(), account, spn, user)?;
+    // The same kind, refused on this side (by kcd or by MIT's limit on the
+    // credential) rather than by the KDC: gatehouse's own rule.
+    if error.minor() == crate::codes::KRB5_NOPERM_ETYPE as u32 {
+        let account = account.split('@').next().unwrap_or(account);
+        x.code = "KRB5_NOPERM_ETYPE";
+        x.cause = format!(
+            "gatehouse uses AES only: a ticket, session key or keytab key (of {account}, of the backend's account or of the client's ticket) is RC4 or DES; \
+             give the accounts AES keys and AES in msDS-SupportedEncryptionTypes, or {}",
+            crate::enctypes::HATCH
+        );
+        x.samba_tool.push(format!(
+            "samba-tool user show {account} --attributes=msDS-SupportedEncryptionTypes  # 24 = AES128 and AES256"
+        ));
+    }
+    Some(x)
 }
 
 /// The cause and fix for a kind of failure (for checks that found it without
@@ -75,7 +90,7 @@ pub fn advice(kind: Kind, account: &str, spn: &str, user: &str) -> Option<Explan
         },
         Kind::EtypeNoSupp => Explanation {
             code: "KDC_ERR_ETYPE_NOSUPP (14)",
-            cause: format!("the keytab and the account {account} share no encryption type; AES is expected (RC4 is being disabled in AD)"),
+            cause: format!("the keytab and the account {account} share no encryption type gatehouse uses; AES is expected (RC4 is being disabled in AD, and gatehouse refuses it unless [domain] allow_rc4 = true)"),
             powershell: vec![
                 format!("Set-ADUser {account} -KerberosEncryptionType AES128,AES256"),
                 ktpass(account),
@@ -183,6 +198,12 @@ mod tests {
             assert_eq!(explain(&failed("a step", code), "svc", "HTTP/x", "u").map(|e| e.code), Some(shown), "{shown}");
         }
         assert_eq!(explain(&failed("a step", 0), "svc", "HTTP/x", "u"), None);
+        let refused = failed("accepting the client's Kerberos ticket", KRB5_NOPERM_ETYPE);
+        let x = explain(&refused, "svc-proxy@AD.TEST", "HTTP/x", "u").unwrap();
+        assert_eq!(x.code, "KRB5_NOPERM_ETYPE");
+        assert!(x.cause.contains("RC4") && x.cause.contains("allow_rc4 = true only for a domain"), "{x:?}");
+        assert!(x.powershell.iter().any(|l| l.contains("Set-ADUser svc-proxy -KerberosEncryptionType AES128,AES256")));
+        assert!(x.samba_tool.iter().any(|l| l.contains("msDS-SupportedEncryptionTypes")));
         assert_eq!(explain(&Error::new(Kind::Replay, "replayed"), "svc", "HTTP/x", "u"), None);
     }
 

@@ -8,21 +8,29 @@
 //! - Acceptance (`gss_accept_sec_context`) is done here rather than through
 //!   `libgssapi::ServerCtx` because the client's name must be asked for its PAC
 //!   attributes (`gss_get_name_attribute`), which needs the raw name handle.
+//! - Every credential kcd makes gets the encryption types it may negotiate
+//!   (`gss_krb5_set_allowable_enctypes`, `enctypes.rs`), which needs the raw
+//!   credential handle: so the impersonation (`gss_acquire_cred_impersonate_name`)
+//!   is done here too, and the keytab's key types are read with MIT's keytab
+//!   API (libkrb5), the same reading MIT's AS exchange makes.
 
-use std::ffi::{c_void, CString};
+use std::ffi::{c_char, c_uint, c_void, CString};
 use std::ptr;
 
 use libgssapi::credential::Cred;
 use libgssapi::error::{Error, MajorFlags};
 use libgssapi_sys::{
-    gss_OID, gss_OID_desc, gss_OID_set_desc, gss_accept_sec_context, gss_acquire_cred_from, gss_buffer_desc,
-    gss_channel_bindings_struct, gss_cred_id_t, gss_ctx_id_t, gss_delete_sec_context, gss_display_name,
-    gss_get_name_attribute, gss_import_name, gss_inquire_cred, gss_key_value_element_desc, gss_key_value_set_desc,
-    gss_name_t, gss_release_buffer, gss_release_cred, gss_release_name, OM_uint32, GSS_S_COMPLETE,
+    gss_OID, gss_OID_desc, gss_OID_set_desc, gss_accept_sec_context, gss_acquire_cred_from,
+    gss_acquire_cred_impersonate_name, gss_buffer_desc, gss_channel_bindings_struct, gss_cred_id_t, gss_ctx_id_t,
+    gss_delete_sec_context, gss_display_name, gss_get_name_attribute, gss_import_name, gss_inquire_cred,
+    gss_key_value_element_desc, gss_key_value_set_desc, gss_name_t, gss_release_buffer, gss_release_cred,
+    gss_release_name, OM_uint32, GSS_S_COMPLETE,
 };
 
 /// GSS_KRB5_NT_PRINCIPAL_NAME: 1.2.840.113554.1.2.2.1
 const KRB5_NT_PRINCIPAL: [u8; 10] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02, 0x01];
+/// GSS_KRB5_NT_ENTERPRISE_NAME: 1.2.840.113554.1.2.2.6
+const KRB5_NT_ENTERPRISE: [u8; 10] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02, 0x06];
 /// The Kerberos 5 mechanism: 1.2.840.113554.1.2.2
 const KRB5_MECH: [u8; 9] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02];
 const GSS_C_BOTH: i32 = 0;
@@ -34,6 +42,30 @@ const GSS_S_CONTINUE_NEEDED: OM_uint32 = 1;
 /// and matched ours.
 pub const GSS_C_CHANNEL_BOUND_FLAG: u32 = 0x800;
 
+// From MIT's <gssapi/gssapi_krb5.h>, which libgssapi-sys does not bind; the
+// function is exported by libgssapi_krb5, which it links.
+extern "C" {
+    fn gss_krb5_set_allowable_enctypes(
+        minor_status: *mut OM_uint32,
+        cred: gss_cred_id_t,
+        num_ktypes: OM_uint32,
+        ktypes: *mut i32,
+    ) -> OM_uint32;
+}
+
+/// Limits the encryption types MIT negotiates with `cred`: the session keys
+/// it asks the KDC for (TGS requests), and, when accepting, the session keys
+/// and subkeys it takes. MIT copies the list.
+fn limit_enctypes(cred: gss_cred_id_t, enctypes: &[i32]) -> Result<(), Error> {
+    let mut list = enctypes.to_vec();
+    let mut minor: OM_uint32 = 0;
+    // SAFETY: `cred` is a live credential handle owned by the caller; `list`
+    // holds `len` enctypes and outlives the call, and MIT copies it.
+    let major =
+        unsafe { gss_krb5_set_allowable_enctypes(&mut minor, cred, list.len() as OM_uint32, list.as_mut_ptr()) };
+    check(major, minor)
+}
+
 fn check(major: OM_uint32, minor: OM_uint32) -> Result<(), Error> {
     if major == GSS_S_COMPLETE {
         Ok(())
@@ -42,14 +74,86 @@ fn check(major: OM_uint32, minor: OM_uint32) -> Result<(), Error> {
     }
 }
 
+/// The service account's initiator credential (its TGT), with the limit on
+/// its encryption types (`enctypes`; none when RC4 is allowed), which its
+/// impersonated credentials get too. `raw` is the handle `cred` owns, for the calls
+/// libgssapi does not wrap: valid as long as this value (which holds a clone
+/// of `cred`) lives.
+#[derive(Clone)]
+pub struct ServiceCred {
+    cred: Cred,
+    raw: gss_cred_id_t,
+    enctypes: Option<&'static [i32]>,
+}
+
+// SAFETY: as for AcceptorCred below: MIT's credential handles may be used from
+// several threads (each has its own lock); `raw` is only ever passed to GSSAPI.
+unsafe impl Send for ServiceCred {}
+unsafe impl Sync for ServiceCred {}
+
+impl ServiceCred {
+    pub fn cred(&self) -> &Cred {
+        &self.cred
+    }
+}
+
 /// An initiator credential for `principal`, with its keys from `client_keytab`
-/// (a `FILE:` name) and its tickets in `ccache` (a `MEMORY:` name of its own).
-pub fn acquire_from_keytab(principal: &str, client_keytab: &str, ccache: &str) -> Result<Cred, Error> {
+/// (a `FILE:` name) and its tickets in `ccache` (a `MEMORY:` name of its own);
+/// `enctypes`, if any, limits the session keys it asks for.
+pub fn acquire_from_keytab(
+    principal: &str,
+    client_keytab: &str,
+    ccache: &str,
+    enctypes: Option<&'static [i32]>,
+) -> Result<ServiceCred, Error> {
     let store = [("client_keytab", client_keytab), ("ccache", ccache)];
     // All mechanisms: impersonation may be asked for SPNEGO or Kerberos.
-    let cred = acquire(Some(principal), &store, GSS_C_INITIATE, false)?;
-    // SAFETY: `cred` is a credential handle GSSAPI just gave us; Cred owns it from here.
-    Ok(unsafe { Cred::from_c(cred) })
+    let raw = acquire(Some(principal), &store, GSS_C_INITIATE, false)?;
+    // SAFETY: `raw` is a credential handle GSSAPI just gave us; Cred owns it
+    // from here (and releases it if limiting fails).
+    let cred = unsafe { Cred::from_c(raw) };
+    if let Some(enctypes) = enctypes {
+        limit_enctypes(raw, enctypes)?;
+    }
+    Ok(ServiceCred { cred, raw, enctypes })
+}
+
+/// S4U2Self: a credential in `user`'s name (an enterprise name when
+/// `enterprise`), for the Kerberos mechanism, from the service's TGT; limited
+/// like the service's own, so that its S4U2Proxy requests ask for allowed
+/// session keys only (MIT does not pass the limit on).
+pub fn impersonate(service: &ServiceCred, user: &str, enterprise: bool) -> Result<Cred, Error> {
+    let mut name = import_name(user, if enterprise { &KRB5_NT_ENTERPRISE } else { &KRB5_NT_PRINCIPAL })?;
+    let mut krb5 = oid(&KRB5_MECH);
+    let mut mechs = gss_OID_set_desc { count: 1, elements: &mut krb5 };
+    let mut minor: OM_uint32 = 0;
+    let mut raw: gss_cred_id_t = ptr::null_mut();
+    // SAFETY: `service.raw` is alive while `service` is (it holds the owning
+    // Cred); `name` was just imported; `mechs` points at `krb5`, which points
+    // at a static array; the out-parameter is a local, the others are null.
+    let major = unsafe {
+        gss_acquire_cred_impersonate_name(
+            &mut minor,
+            service.raw,
+            name,
+            GSS_C_INDEFINITE,
+            &mut mechs,
+            GSS_C_INITIATE,
+            &mut raw,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
+    let mut release_minor: OM_uint32 = 0;
+    // SAFETY: `name` came from gss_import_name and is released once.
+    unsafe { gss_release_name(&mut release_minor, &mut name) };
+    check(major, minor)?;
+    // SAFETY: a credential handle GSSAPI just gave us; Cred owns it from here.
+    let cred = unsafe { Cred::from_c(raw) };
+    if let Some(enctypes) = service.enctypes {
+        limit_enctypes(raw, enctypes)?;
+    }
+    Ok(cred)
 }
 
 /// The service's credential for accepting clients' Kerberos tickets: any key in
@@ -74,14 +178,22 @@ impl Drop for AcceptorCred {
 /// `initiate`: usage "both" (needs the keytab's first principal to get a TGT
 /// now, i.e. a KDC and a user principal first in the keytab); otherwise usage
 /// "accept" alone, which needs nothing but the keytab.
-pub fn acquire_acceptor(keytab: &str, ccache: &str, initiate: bool) -> Result<AcceptorCred, Error> {
+/// `enctypes`: the session keys and subkeys it accepts (and, for "both", asks for).
+pub fn acquire_acceptor(
+    keytab: &str,
+    ccache: &str,
+    initiate: bool,
+    enctypes: &'static [i32],
+) -> Result<AcceptorCred, Error> {
     // No name: the acceptor half then takes every key in the keytab (every SPN of
     // the account; the caller checks the ticket's SPN), and the initiator half
     // the keytab's first principal. MIT's file replay cache is off: gatehouse
     // keeps its own in memory (`replay.rs`).
     let store = [("keytab", keytab), ("client_keytab", keytab), ("ccache", ccache), ("rcache", "none:")];
     // Kerberos alone: SPNEGO is unwrapped by gatehouse itself.
-    Ok(AcceptorCred(acquire(None, &store, if initiate { GSS_C_BOTH } else { GSS_C_ACCEPT }, true)?))
+    let cred = AcceptorCred(acquire(None, &store, if initiate { GSS_C_BOTH } else { GSS_C_ACCEPT }, true)?);
+    limit_enctypes(cred.0, enctypes)?;
+    Ok(cred)
 }
 
 /// How long the credential's initiator half (its TGT) stays valid; None for an
@@ -252,8 +364,14 @@ fn attribute(name: &OwnedName, attr: &str) -> Option<Vec<u8>> {
 
 /// Accepts one Kerberos (RFC 4121) initial context token. The context is single
 /// round trip; it is deleted before returning (gatehouse needs no per-message
-/// protection from it).
-pub fn accept(cred: &AcceptorCred, token: &[u8], channel_bindings: Option<&[u8]>) -> Result<Accepted, Error> {
+/// protection from it). The S4U2Proxy evidence credential, if any, is limited
+/// to `evidence_enctypes` (MIT does not pass the acceptor's limit on to it).
+pub fn accept(
+    cred: &AcceptorCred,
+    token: &[u8],
+    channel_bindings: Option<&[u8]>,
+    evidence_enctypes: Option<&[i32]>,
+) -> Result<Accepted, Error> {
     let mut minor: OM_uint32 = 0;
     let mut ctx: gss_ctx_id_t = ptr::null_mut();
     let mut input = gss_buffer_desc { length: token.len(), value: token.as_ptr() as *mut c_void };
@@ -297,6 +415,9 @@ pub fn accept(cred: &AcceptorCred, token: &[u8], channel_bindings: Option<&[u8]>
     // Taken before anything can return, so that it is always released.
     // SAFETY: a non-null handle GSSAPI just gave us; Cred owns it from here.
     let proxy = (!delegated.is_null()).then(|| unsafe { Cred::from_c(delegated) });
+    // Evidence that cannot be limited is not used (delegation then starts
+    // with S4U2Self, which is); the client's ticket itself is still good.
+    let proxy = proxy.filter(|_| evidence_enctypes.is_none_or(|e| limit_enctypes(delegated, e).is_ok()));
     if !ctx.is_null() {
         let mut delete_minor = 0;
         // SAFETY: `ctx` is the context GSSAPI created above; deleted once.
@@ -314,4 +435,129 @@ pub fn accept(cred: &AcceptorCred, token: &[u8], channel_bindings: Option<&[u8]>
         logon_info: attribute(&source, "urn:mspac:logon-info"),
         proxy,
     })
+}
+
+// MIT's keytab API (libkrb5, <krb5/krb5.h>). The two structs are MIT's public
+// ABI, field for field: krb5_magic, krb5_enctype and krb5_timestamp are
+// 32-bit ints, krb5_kvno an unsigned int, the others pointers.
+#[repr(C)]
+struct Krb5Keyblock {
+    magic: i32,
+    enctype: i32,
+    length: c_uint,
+    contents: *mut u8,
+}
+
+#[repr(C)]
+struct Krb5KeytabEntry {
+    magic: i32,
+    principal: *mut c_void,
+    timestamp: i32,
+    vno: c_uint,
+    key: Krb5Keyblock,
+}
+
+#[link(name = "krb5")]
+extern "C" {
+    fn krb5_init_context(context: *mut *mut c_void) -> i32;
+    fn krb5_free_context(context: *mut c_void);
+    fn krb5_parse_name(context: *mut c_void, name: *const c_char, principal: *mut *mut c_void) -> i32;
+    fn krb5_free_principal(context: *mut c_void, principal: *mut c_void);
+    fn krb5_principal_compare(context: *mut c_void, a: *const c_void, b: *const c_void) -> c_uint;
+    fn krb5_kt_resolve(context: *mut c_void, name: *const c_char, keytab: *mut *mut c_void) -> i32;
+    fn krb5_kt_close(context: *mut c_void, keytab: *mut c_void) -> i32;
+    fn krb5_kt_start_seq_get(context: *mut c_void, keytab: *mut c_void, cursor: *mut *mut c_void) -> i32;
+    fn krb5_kt_next_entry(
+        context: *mut c_void,
+        keytab: *mut c_void,
+        entry: *mut Krb5KeytabEntry,
+        cursor: *mut *mut c_void,
+    ) -> i32;
+    fn krb5_kt_end_seq_get(context: *mut c_void, keytab: *mut c_void, cursor: *mut *mut c_void) -> i32;
+    fn krb5_free_keytab_entry_contents(context: *mut c_void, entry: *mut Krb5KeytabEntry) -> i32;
+}
+
+/// A krb5 context and what was opened with it, released in reverse order.
+struct Krb5 {
+    context: *mut c_void,
+    principal: *mut c_void,
+    keytab: *mut c_void,
+}
+
+impl Drop for Krb5 {
+    fn drop(&mut self) {
+        // SAFETY: each handle is null or was returned by the matching call
+        // on this context, and is released once, before the context.
+        unsafe {
+            if !self.keytab.is_null() {
+                krb5_kt_close(self.context, self.keytab);
+            }
+            if !self.principal.is_null() {
+                krb5_free_principal(self.context, self.principal);
+            }
+            krb5_free_context(self.context);
+        }
+    }
+}
+
+/// The encryption types of `principal`'s keys in `keytab` (a `FILE:` name)
+/// with the highest key version number: the keys MIT's AS exchange offers
+/// (`krb5_get_init_creds_keytab` takes the newest kvno's). A krb5 error code
+/// when the keytab cannot be read. The keys are freed (and zeroed by MIT) at
+/// once; only their types are kept.
+pub fn keytab_enctypes(keytab: &str, principal: &str) -> Result<Vec<i32>, i32> {
+    let (keytab, principal) = match (CString::new(keytab), CString::new(principal)) {
+        (Ok(k), Ok(p)) => (k, p),
+        _ => return Err(crate::codes::KRB5_KT_BADNAME),
+    };
+    let mut k = Krb5 { context: ptr::null_mut(), principal: ptr::null_mut(), keytab: ptr::null_mut() };
+    // SAFETY: the out-parameter is a local; on failure MIT leaves it null.
+    let code = unsafe { krb5_init_context(&mut k.context) };
+    if code != 0 {
+        // Dropping `k` frees a null context, which MIT allows.
+        return Err(code);
+    }
+    // SAFETY: the context is live; the names are NUL-terminated and outlive
+    // the calls; the out-parameters are fields of `k`, released by its Drop.
+    let code = unsafe { krb5_parse_name(k.context, principal.as_ptr(), &mut k.principal) };
+    if code != 0 {
+        return Err(code);
+    }
+    // SAFETY: as above.
+    let code = unsafe { krb5_kt_resolve(k.context, keytab.as_ptr(), &mut k.keytab) };
+    if code != 0 {
+        return Err(code);
+    }
+    let mut cursor: *mut c_void = ptr::null_mut();
+    // SAFETY: context and keytab are live; the cursor is a local that is
+    // ended below once it was started.
+    let code = unsafe { krb5_kt_start_seq_get(k.context, k.keytab, &mut cursor) };
+    if code != 0 {
+        return Err(code);
+    }
+    let (mut newest, mut enctypes) = (0, Vec::new());
+    let result = loop {
+        // SAFETY: an all-zero entry is a valid out-parameter (null pointers,
+        // zero numbers); MIT fills it on success.
+        let mut entry: Krb5KeytabEntry = unsafe { std::mem::zeroed() };
+        // SAFETY: context, keytab and the started cursor are live.
+        let code = unsafe { krb5_kt_next_entry(k.context, k.keytab, &mut entry, &mut cursor) };
+        if code != 0 {
+            break if code == crate::codes::KRB5_KT_END { Ok(()) } else { Err(code) };
+        }
+        // SAFETY: `entry.principal` was filled by MIT and is live until the
+        // entry's contents are freed, right after.
+        let mine = unsafe { krb5_principal_compare(k.context, entry.principal, k.principal) } != 0;
+        if mine && entry.vno > newest {
+            (newest, enctypes) = (entry.vno, Vec::new());
+        }
+        if mine && entry.vno == newest {
+            enctypes.push(entry.key.enctype);
+        }
+        // SAFETY: the entry was filled by krb5_kt_next_entry and is freed once.
+        unsafe { krb5_free_keytab_entry_contents(k.context, &mut entry) };
+    };
+    // SAFETY: the cursor was started on this keytab and is ended once.
+    unsafe { krb5_kt_end_seq_get(k.context, k.keytab, &mut cursor) };
+    result.map(|()| enctypes)
 }

@@ -17,7 +17,10 @@
 //!   the user's name (MIT otherwise falls back to the default credential: a
 //!   request meant for bob could reach the backend as alice);
 //! - accepted tickets are checked for their SPN, and their authenticators kept
-//!   in a replay cache in memory.
+//!   in a replay cache in memory;
+//! - AES only, unless RC4 is allowed (`enctypes.rs`): for the tickets it
+//!   accepts, the session keys it asks the KDC for and the keytab's keys its
+//!   TGT comes from.
 //!
 //! A user may be impersonated by account name (`alice@AD.TEST`) or by UPN, sent
 //! as an enterprise name that AD resolves across the forest. The UPN is read
@@ -37,6 +40,7 @@
 
 mod codes;
 mod directory;
+mod enctypes;
 mod error;
 mod explain;
 // The one place with `unsafe` (MIT's C API); every other module may not.
@@ -166,6 +170,8 @@ pub struct Delegator {
     /// One lock per user while its S4U2Self is in flight.
     flights: Mutex<HashMap<User, Arc<Mutex<()>>>>,
     replays: replay::Cache,
+    /// The encryption types used: AES, and RC4 when allowed.
+    enctypes: enctypes::Policy,
     stats: Stats,
 }
 
@@ -178,7 +184,7 @@ enum Known {
 }
 
 struct Service {
-    cred: Cred,
+    cred: ffi::ServiceCred,
     refresh_at: Instant,
     expires: Instant,
 }
@@ -270,8 +276,19 @@ impl Delegator {
             logon_flights: Mutex::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
             replays: replay::Cache::new(),
+            enctypes: enctypes::Policy::default(),
             stats: Stats::default(),
         }
+    }
+
+    /// Whether RC4 (arcfour-hmac) is used as well as AES: tickets encrypted
+    /// with it accepted, its session keys asked for and taken, a keytab of RC4
+    /// keys only used for the TGT; and what kcd asks the KDC for left to MIT's
+    /// defaults. Off by default (AD is disabling RC4); DES and RC4-EXP are
+    /// never accepted. Call before [`Delegator::start`].
+    pub fn with_rc4(mut self, allow: bool) -> Delegator {
+        self.enctypes = enctypes::Policy::new(allow);
+        self
     }
 
     /// How long a user's groups read by [`Delegator::logon_info`] are kept
@@ -341,7 +358,11 @@ impl Delegator {
         if current.as_ref().is_none_or(|a| !a.both || a.refresh_at.is_none_or(|r| r <= now)) {
             tracing::info!(keytab = %self.keytab, by = "background", "kerberos: asking the KDC for the acceptor's TGT");
             let keytab = format!("FILE:{}", self.keytab);
-            match ffi::acquire_acceptor(&keytab, &memory_ccache(), true) {
+            let acquired = self.check_keytab().and_then(|()| {
+                ffi::acquire_acceptor(&keytab, &memory_ccache(), true, self.enctypes.allowed())
+                    .map_err(|e| gss("acquiring the acceptor's TGT (usage both)", e).behind_keytab())
+            });
+            match acquired {
                 Ok(cred) => {
                     let lifetime = ffi::lifetime(&cred);
                     *lock(&self.acceptor) = Some(Acceptor {
@@ -354,7 +375,6 @@ impl Delegator {
                 }
                 Err(e) => {
                     failed = true;
-                    let e = gss("acquiring the acceptor's TGT (usage both)", e).behind_keytab();
                     // Until the TGT comes, the keytab alone accepts tickets;
                     // delegation for their users then starts with S4U2Self.
                     if current.as_ref().is_none_or(|a| a.both && !a.both_valid(now)) {
@@ -378,7 +398,7 @@ impl Delegator {
     fn accept_only(&self) -> Result<Arc<ffi::AcceptorCred>, Error> {
         let keytab = format!("FILE:{}", self.keytab);
         let cred = Arc::new(
-            ffi::acquire_acceptor(&keytab, &memory_ccache(), false)
+            ffi::acquire_acceptor(&keytab, &memory_ccache(), false, self.enctypes.allowed())
                 .map_err(|e| gss("acquiring the acceptor credential from the keytab", e).behind_keytab())?,
         );
         let mut slot = lock(&self.acceptor);
@@ -403,14 +423,14 @@ impl Delegator {
 
     /// The service account's TGT; gets one if there is none (blocks on the
     /// KDC: delegation paths only, on blocking threads).
-    fn service(&self) -> Result<Cred, Error> {
+    fn service(&self) -> Result<ffi::ServiceCred, Error> {
         match self.current_service() {
             Some(c) => Ok(c),
             None => self.acquire_service("delegation", false),
         }
     }
 
-    fn current_service(&self) -> Option<Cred> {
+    fn current_service(&self) -> Option<ffi::ServiceCred> {
         let slot = lock(&self.service);
         slot.as_ref().filter(|s| s.expires > Instant::now()).map(|s| s.cred.clone())
     }
@@ -418,7 +438,7 @@ impl Delegator {
     /// One AS exchange for the service account at a time. `renew`: the
     /// background renewing a credential that is still valid (and not
     /// answered by someone else's fresh failure).
-    fn acquire_service(&self, by: &'static str, renew: bool) -> Result<Cred, Error> {
+    fn acquire_service(&self, by: &'static str, renew: bool) -> Result<ffi::ServiceCred, Error> {
         let mut last_failure = lock(&self.service_flight);
         if !renew {
             if let Some(c) = self.current_service() {
@@ -431,20 +451,35 @@ impl Delegator {
         }
         tracing::info!(principal = %self.principal, by, "kerberos: asking the KDC for the service account's TGT");
         let now = Instant::now();
-        match ffi::acquire_from_keytab(&self.principal, &format!("FILE:{}", self.keytab), &memory_ccache()) {
+        let acquired = self.check_keytab().and_then(|()| {
+            let keytab = format!("FILE:{}", self.keytab);
+            ffi::acquire_from_keytab(&self.principal, &keytab, &memory_ccache(), self.enctypes.initiator())
+                .map_err(|e| gss("acquiring the service credential from the keytab", e).behind_keytab())
+        });
+        match acquired {
             Ok(cred) => {
-                let lifetime = cred.lifetime().unwrap_or(Duration::from_secs(3600));
+                let lifetime = cred.cred().lifetime().unwrap_or(Duration::from_secs(3600));
                 let (refresh_at, expires) = (now + refresh::refresh_after(lifetime), now + lifetime);
                 *lock(&self.service) = Some(Service { cred: cred.clone(), refresh_at, expires });
                 *last_failure = None;
                 Ok(cred)
             }
             Err(e) => {
-                let e = gss("acquiring the service credential from the keytab", e).behind_keytab();
                 tracing::warn!(principal = %self.principal, by, "kerberos: {e}");
                 *last_failure = Some((Instant::now(), e.clone()));
                 Err(e)
             }
+        }
+    }
+
+    /// Before an AS exchange with the keytab: MIT's request offers whatever
+    /// keys the keytab holds for the account, RC4 included, and the KDC may
+    /// take them; a keytab with no allowed key is refused here, with the
+    /// cause. (A keytab MIT cannot read is left to MIT's own message.)
+    fn check_keytab(&self) -> Result<(), Error> {
+        match ffi::keytab_enctypes(&format!("FILE:{}", self.keytab), &self.principal) {
+            Ok(held) => self.enctypes.check_keytab(&self.principal, &held),
+            Err(_) => Ok(()),
         }
     }
 
@@ -480,13 +515,16 @@ impl Delegator {
         if !same_principal(&ticket_for, &wanted) {
             return Err(Error::new(Kind::WrongPrincipal, format!("the ticket is for {ticket_for}, not for {wanted}")));
         }
+        // Before MIT decrypts anything: MIT's own limit (on the acceptor
+        // credential) covers the session key and subkey, not the ticket.
+        self.enctypes.check_ticket("the client's ticket", ap_req.ticket_enctype)?;
         // Checked before MIT sees the token, and recorded only once MIT accepted
         // it: a forged token cannot block the real one.
         if self.replays.seen(authenticator) {
             return Err(replayed());
         }
-        let accepted = ffi::accept(&*self.acceptor()?, token, channel_bindings)
-            .map_err(|e| gss("accepting the client's Kerberos ticket", e))?;
+        let accepted = ffi::accept(&*self.acceptor()?, token, channel_bindings, self.enctypes.initiator())
+            .map_err(|e| self.mit_refusal(gss("accepting the client's Kerberos ticket", e)))?;
         if !self.replays.record(authenticator) {
             return Err(replayed());
         }
@@ -508,6 +546,29 @@ impl Delegator {
             evidence,
             logon,
         })
+    }
+
+    /// The encryption of the ticket inside a token MIT made for us.
+    fn check_own_ticket(&self, token: &[u8], what: &str) -> Result<(), Error> {
+        let ap_req = spnego::kerberos_ap_req(token)
+            .map_err(|e| Error::new(Kind::Other, format!("{what}: MIT's token does not read as an AP-REQ: {e}")))?;
+        self.enctypes.check_ticket(what, ap_req.ticket_enctype)
+    }
+
+    /// MIT's refusal of a session key or subkey by the acceptor's limit says
+    /// only "Encryption type arcfour-hmac not permitted", and the KDC's of a
+    /// request limited to AES "KDC has no support for encryption type": said
+    /// whose rule it is.
+    fn mit_refusal(&self, e: Error) -> Error {
+        if e.minor() == codes::KRB5_NOPERM_ETYPE as u32 {
+            return e.context(&self.enctypes.after_mit_refusal());
+        }
+        if e.minor() == codes::KRB5KDC_ERR_ETYPE_NOSUPP as u32 {
+            if let Some(more) = self.enctypes.after_kdc_refusal() {
+                return e.context(&more);
+            }
+        }
+        e
     }
 
     /// A client's own ticket, turned by MIT into an S4U2Proxy credential: kept
@@ -565,7 +626,7 @@ impl Delegator {
             let target =
                 Name::new(target.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| gss("target name", e))?;
             let mut ctx = ClientCtx::new(Some(cred), target, CtxFlags::empty(), Some(GSS_MECH_KRB5));
-            ctx.step(None, channel_bindings).map_err(|e| gss("S4U2Proxy (ticket for the backend)", e))
+            ctx.step(None, channel_bindings).map_err(|e| self.mit_refusal(gss("S4U2Proxy (ticket for the backend)", e)))
         };
         let token = match step(cred) {
             Ok(t) => t,
@@ -579,6 +640,10 @@ impl Delegator {
             Err(e) => return Err(e),
         };
         let token = token.map(|t| t.to_vec()).ok_or_else(no_token)?;
+        // The backend's ticket is encrypted with the backend account's key,
+        // of the type the KDC chose for it; MIT's limit governs only the
+        // session key.
+        self.check_own_ticket(&token, &format!("the ticket for {target}"))?;
         Ok(match kind {
             Token::Kerberos => token,
             // Wrapped here rather than by MIT's SPNEGO mechanism, so that one
@@ -632,17 +697,10 @@ impl Delegator {
 
     fn s4u2self(&self, user: &User) -> Result<Cred, Error> {
         let service = self.service()?;
-        let name_type = match user {
-            User::Account(_) => GSS_NT_KRB5_PRINCIPAL,
-            User::Upn { .. } => GSS_KRB5_NT_ENTERPRISE_NAME,
-        };
-        let user_name = Name::new(user.name().as_bytes(), Some(name_type)).map_err(|e| gss("user name", e))?;
-        let mut mechs = OidSet::new();
-        mechs.add(GSS_MECH_KRB5).map_err(|e| gss("mechanism set", e))?;
         self.stats.s4u2self.fetch_add(1, Ordering::Relaxed);
-        let impersonated = service
-            .impersonate(&user_name, None, CredUsage::Initiate, Some(&mechs))
-            .map_err(|e| gss("S4U2Self (impersonating the user)", e))?;
+        let enterprise = matches!(user, User::Upn { .. });
+        let impersonated = ffi::impersonate(&service, user.name(), enterprise)
+            .map_err(|e| self.mit_refusal(gss("S4U2Self (impersonating the user)", e)))?;
         // The two guards against MIT's silent fallback to the default credential.
         let has_mech = impersonated
             .mechanisms()
@@ -702,9 +760,11 @@ impl Delegator {
         let target = qualify_spn(spn, &self.realm)?;
         let service = self.service()?;
         let name = Name::new(target.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| gss("target name", e))?;
-        let mut ctx = ClientCtx::new(Some(service), name, CtxFlags::empty(), Some(GSS_MECH_KRB5));
-        let token =
-            ctx.step(None, None).map_err(|e| gss("getting a ticket for the acceptor SPN", e))?.ok_or_else(no_token)?;
+        let mut ctx = ClientCtx::new(Some(service.cred().clone()), name, CtxFlags::empty(), Some(GSS_MECH_KRB5));
+        let token = ctx
+            .step(None, None)
+            .map_err(|e| self.mit_refusal(gss("getting a ticket for the acceptor SPN", e)))?
+            .ok_or_else(no_token)?;
         self.accept(&token, spn, None).map(|_| ())
     }
 
@@ -754,8 +814,11 @@ impl Delegator {
             .step(None, None)
             .map_err(|e| gss("presenting the S4U2Self ticket to ourselves", e))?
             .ok_or_else(no_token)?;
-        let accepted =
-            ffi::accept(&*self.acceptor()?, &token, None).map_err(|e| gss("reading the S4U2Self ticket's PAC", e))?;
+        // Encrypted with this account's key, of the type its
+        // msDS-SupportedEncryptionTypes made the KDC choose.
+        self.check_own_ticket(&token, &format!("the S4U2Self ticket for {user}"))?;
+        let accepted = ffi::accept(&*self.acceptor()?, &token, None, self.enctypes.initiator())
+            .map_err(|e| self.mit_refusal(gss("reading the S4U2Self ticket's PAC", e)))?;
         if !self.names(&accepted.client, user) {
             return Err(Error::new(
                 Kind::WrongCredential,
@@ -1018,6 +1081,88 @@ mod tests {
             let e = d.accept_only().err().unwrap_or_else(|| panic!("{}", keytab.display()));
             eprintln!("{}: {} {e}", keytab.display(), e.code_name());
             assert_eq!(e.kind(), Kind::Keytab, "{}: {e}", keytab.display());
+        }
+    }
+
+    /// An MIT keytab (format 0x0502) of `(principal, kvno, enctype)` entries,
+    /// each with a zero key of 16 bytes.
+    fn keytab(entries: &[(&str, u8, u16)]) -> Vec<u8> {
+        let mut kt = vec![0x05, 0x02];
+        for (principal, kvno, enctype) in entries {
+            let (name, realm) = principal.split_once('@').unwrap();
+            let parts: Vec<&str> = name.split('/').collect();
+            let mut e = (parts.len() as u16).to_be_bytes().to_vec();
+            for s in std::iter::once(realm).chain(parts) {
+                e.extend_from_slice(&(s.len() as u16).to_be_bytes());
+                e.extend_from_slice(s.as_bytes());
+            }
+            e.extend_from_slice(&1u32.to_be_bytes());
+            e.extend_from_slice(&0u32.to_be_bytes());
+            e.push(*kvno);
+            e.extend_from_slice(&enctype.to_be_bytes());
+            e.extend_from_slice(&16u16.to_be_bytes());
+            e.extend_from_slice(&[0u8; 16]);
+            kt.extend_from_slice(&(e.len() as i32).to_be_bytes());
+            kt.extend(e);
+        }
+        kt
+    }
+
+    /// MIT reads the keytab: the newest kvno's key types of the principal
+    /// asked for, nobody else's.
+    #[test]
+    fn the_keytab_key_types_are_mits_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.keytab");
+        std::fs::write(
+            &path,
+            keytab(&[
+                ("svc@NO.REALM", 1, 18),
+                ("svc@NO.REALM", 2, 23),
+                ("svc@NO.REALM", 2, 17),
+                ("HTTP/svc.no.realm@NO.REALM", 3, 20),
+                ("svc@OTHER.REALM", 5, 19),
+            ]),
+        )
+        .unwrap();
+        let name = format!("FILE:{}", path.display());
+        assert_eq!(ffi::keytab_enctypes(&name, "svc@NO.REALM"), Ok(vec![23, 17]));
+        assert_eq!(ffi::keytab_enctypes(&name, "HTTP/svc.no.realm@NO.REALM"), Ok(vec![20]));
+        assert_eq!(ffi::keytab_enctypes(&name, "nobody@NO.REALM"), Ok(vec![]));
+        assert!(ffi::keytab_enctypes("FILE:/nonexistent/kcd-unit.keytab", "svc@NO.REALM").is_err());
+        std::fs::write(&path, b"not a keytab").unwrap();
+        assert!(ffi::keytab_enctypes(&name, "svc@NO.REALM").is_err());
+    }
+
+    /// A keytab whose newest keys for the account are all RC4 (or DES) gets
+    /// no TGT: refused before MIT's AS exchange (the realm here has no KDC),
+    /// unless RC4 is allowed.
+    #[test]
+    fn no_tgt_from_a_keytab_without_an_aes_key() {
+        std::env::set_var("KRB5_CONFIG", "/dev/null");
+        std::env::set_var("KRB5CCNAME", "MEMORY:kcd-unit-empty-default");
+        let dir = tempfile::tempdir().unwrap();
+        let user = User::Account("bob@NO.REALM".into());
+        for (entries, refused) in [
+            (&[("svc@NO.REALM", 2, 23)][..], true),
+            (&[("svc@NO.REALM", 1, 18), ("svc@NO.REALM", 2, 23)], true),
+            (&[("svc@NO.REALM", 2, 3), ("svc@NO.REALM", 2, 1)], true),
+            (&[("svc@NO.REALM", 2, 23), ("svc@NO.REALM", 2, 18)], false),
+            (&[("svc@NO.REALM", 2, 17), ("HTTP/svc@NO.REALM", 2, 23)], false),
+        ] {
+            let path = dir.path().join("k.keytab");
+            std::fs::write(&path, keytab(entries)).unwrap();
+            let d = Delegator::new("svc@NO.REALM", &path.to_string_lossy(), "NO.REALM");
+            let e = d.check_s4u2self(&user).unwrap_err();
+            assert_eq!(e.kind() == Kind::EtypeNoSupp, refused, "{entries:?}: {e}");
+            if refused {
+                assert!(e.to_string().starts_with("the keytab holds no AES key for svc@NO.REALM, only "), "{e}");
+                assert_eq!(e.code_name(), "KRB5_NOPERM_ETYPE");
+            }
+            let d = Delegator::new("svc@NO.REALM", &path.to_string_lossy(), "NO.REALM").with_rc4(true);
+            let e = d.check_s4u2self(&user).unwrap_err();
+            let des = entries.iter().all(|(_, _, t)| *t == 1 || *t == 3);
+            assert_eq!(e.kind() == Kind::EtypeNoSupp, des, "RC4 allowed, {entries:?}: {e}");
         }
     }
 

@@ -11,12 +11,14 @@
 //! ticket did, the same token is refused, so the times are being checked.
 //! (KRB5_CONFIG is process-wide: the tests here take turns.)
 //!
-//! RC4: gatehouse has no refusal of RC4 tickets of its own. MIT 1.20 permits
-//! rc4-hmac by default, and the RC4 ticket of 09 is accepted when the keytab
-//! holds the account's RC4 key. What refuses it is a keytab of AES keys only,
-//! which is what docs/deploying-with-active-directory.md exports and what
-//! `gatehouse doctor` demands, or a krb5.conf whose `permitted_enctypes`
-//! leaves RC4 out; both are asserted with MIT's message.
+//! RC4: gatehouse refuses RC4 tickets unless `[domain] allow_rc4 = true`
+//! ([`Delegator::with_rc4`]): 09 is refused by default with kcd's message,
+//! before MIT decrypts anything (a keytab that does not exist changes
+//! nothing), and accepted with RC4 allowed when the keytab holds the
+//! account's RC4 key. Even then a keytab of AES keys only, which is what
+//! docs/deploying-with-active-directory.md exports and what `gatehouse
+//! doctor` demands, or a krb5.conf whose `permitted_enctypes` leaves RC4 out
+//! refuses it, with MIT's message. 10 (AES256) is accepted either way.
 //!
 //! The folder is `../shared/interop-captures` beside the repository. Without
 //! it these tests say so loudly on standard error and skip, or fail when
@@ -164,9 +166,14 @@ impl Capture {
         std::env::set_var("KRB5_CONFIG", path);
     }
 
-    fn accept(&self, keytab: &str, bindings: Option<&[u8]>) -> Result<kcd::Accepted, kcd::Error> {
+    /// Through a new delegator (a replay cache of its own), RC4 allowed or not.
+    fn accept_with(&self, rc4: bool, keytab: &str, bindings: Option<&[u8]>) -> Result<kcd::Accepted, kcd::Error> {
         let (spn, realm) = self.spn();
-        Delegator::new(&format!("nobody@{realm}"), keytab, realm).accept(&self.token(), spn, bindings)
+        Delegator::new(&format!("nobody@{realm}"), keytab, realm).with_rc4(rc4).accept(&self.token(), spn, bindings)
+    }
+
+    fn accept(&self, keytab: &str, bindings: Option<&[u8]>) -> Result<kcd::Accepted, kcd::Error> {
+        self.accept_with(false, keytab, bindings)
     }
 }
 
@@ -177,8 +184,8 @@ fn refused(r: Result<kcd::Accepted, kcd::Error>) -> kcd::Error {
     }
 }
 
-/// Windows (2009), AES256: accepted once, with its PAC; then each thing that
-/// must refuse it does.
+/// Windows (2009), AES256: accepted once, with its PAC, whether RC4 is
+/// allowed or not; then each thing that must refuse it does.
 #[test]
 fn windows_aes256_ticket() {
     let _turn = KRB5_CONFIG.lock().unwrap_or_else(|e| e.into_inner());
@@ -197,6 +204,10 @@ fn windows_aes256_ticket() {
     assert!(!a.channel_bound);
     // The same token again: a replay.
     assert_eq!(refused(d.accept(&token, spn, None)).kind(), Kind::Replay);
+    // With RC4 allowed (gatehouse's `allow_rc4 = true`): AES is accepted all the same.
+    let a = c.accept_with(true, &keytab, None).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+    assert_eq!(a.client, c.str("client_principal"));
+    assert!(a.logon.is_some());
 
     // With this connection's channel bindings: the client sent zeros, which
     // MIT takes for none; `channel_bound` says so, and gatehouse's `required`
@@ -237,17 +248,32 @@ fn authenticator_offset(token: &[u8]) -> usize {
 }
 
 /// Windows 10 era, RC4 ticket with a PAC, bound to a TLS certificate we do
-/// not have.
+/// not have: refused by default, accepted with RC4 allowed.
 #[test]
 fn windows_10_rc4_ticket() {
     let _turn = KRB5_CONFIG.lock().unwrap_or_else(|e| e.into_inner());
     let Some(c) = Capture::load("09_kerberosnet_win10_spnego_krb5_rc4_pac_cb.json") else { return };
     assert_eq!(c.j["ticket"]["ticket_etype"], 23);
     // The capture's own keytab (RC4, AES and DES keys, kvno 12; the ticket
-    // says 3): MIT accepts the RC4 ticket. gatehouse adds no refusal.
+    // says 3), with which MIT would accept the RC4 ticket.
     let full = c.file("capture.keytab", &b64(c.str("keytab_b64")));
     c.krb5_conf(false, "");
-    let a = c.accept(&full, None).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+    let refusal = "the client's ticket is encrypted with RC4 (arcfour-hmac, enctype 23), which gatehouse refuses; \
+                   set [domain] allow_rc4 = true only for a domain that cannot issue AES tickets";
+    let e = refused(c.accept(&full, None));
+    assert_eq!((e.kind(), e.code_name()), (Kind::EtypeNoSupp, "KRB5_NOPERM_ETYPE"), "{e}");
+    assert_eq!(e.to_string(), refusal);
+    // Before MIT decrypts anything: no keytab at all gives the same refusal,
+    // and the token was not recorded as seen (RC4 allowed, it is accepted).
+    let (spn, realm) = c.spn();
+    let d = Delegator::new(&format!("nobody@{realm}"), "/nonexistent/kcd-captures.keytab", realm);
+    assert_eq!(refused(d.accept(&c.token(), spn, None)).to_string(), refusal);
+    assert_eq!(d.stats().refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let explained = kcd::explain(&e, "nobody@IDENTITYINTERVENTION.COM", spn, "").unwrap();
+    assert!(explained.cause.contains("RC4"), "{explained:?}");
+
+    // RC4 allowed: MIT accepts the RC4 ticket.
+    let a = c.accept_with(true, &full, None).unwrap_or_else(|e| panic!("{}: {e}", c.name));
     assert_eq!(a.client, c.str("client_principal"));
     assert_eq!(a.logon.as_ref().map(|l| l.account.as_str()), Some("Administrator"), "the PAC was read");
     assert!(!a.channel_bound, "no bindings were given to compare");
@@ -255,24 +281,26 @@ fn windows_10_rc4_ticket() {
     // it talked to (GSS checksum with a non-zero hash); any bindings of ours
     // differ. (The certificate is not in the capture, so the matching ones
     // cannot be tried.)
-    let e = refused(c.accept(&full, Some(&kcd::tls_server_end_point(&[0xab; 32]))));
+    let e = refused(c.accept_with(true, &full, Some(&kcd::tls_server_end_point(&[0xab; 32]))));
     assert_eq!(e.kind(), Kind::BadBindings, "{e}");
 
-    // The keytab gatehouse's deployment guide exports, AES keys only: the
-    // RC4 ticket finds no key.
+    // The keytab gatehouse's deployment guide exports, AES keys only: even
+    // with RC4 allowed, the RC4 ticket finds no key.
     let kvno = 12;
     let aes = c.keytab("aes.keytab", &[(18, kvno, c.key(18)), (17, kvno, c.key(17))]);
-    let e = refused(c.accept(&aes, None));
+    let e = refused(c.accept_with(true, &aes, None));
     assert_eq!(e.kind(), Kind::Keytab, "{e}");
     let mit =
         "Request ticket server HTTP/aadg.windows.net.nsatc.net@IDENTITYINTERVENTION.COM kvno 3 not found in keytab";
     assert!(e.to_string().contains(mit), "{e}");
     // A krb5.conf that permits AES only refuses it with the full keytab too.
     c.krb5_conf(false, "  permitted_enctypes = aes256-cts-hmac-sha1-96 aes128-cts-hmac-sha1-96");
-    let e = refused(c.accept(&full, None));
+    let e = refused(c.accept_with(true, &full, None));
     assert_eq!(e.kind(), Kind::Keytab, "{e}");
     assert!(e.to_string().contains(mit), "{e}");
     // And the window that stops before the ticket's end.
     c.krb5_conf(true, "");
-    assert_eq!(refused(c.accept(&full, None)).kind(), Kind::TicketExpired);
+    assert_eq!(refused(c.accept_with(true, &full, None)).kind(), Kind::TicketExpired);
+    // Refused by default whatever the clock.
+    assert_eq!(refused(c.accept(&full, None)).to_string(), refusal);
 }

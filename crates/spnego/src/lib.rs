@@ -138,6 +138,7 @@ const OID: u8 = 0x06;
 const OCTET_STRING: u8 = 0x04;
 const ENUMERATED: u8 = 0x0a;
 const BIT_STRING: u8 = 0x03;
+const INTEGER: u8 = 0x02;
 
 const fn context(n: u8) -> u8 {
     0xa0 | n
@@ -349,6 +350,11 @@ pub struct ApReq<'a> {
     /// asked for.
     pub service: String,
     pub realm: String,
+    /// The encryption type of the ticket's enc-part (RFC 3961 numbers: 18
+    /// aes256-cts-hmac-sha1-96, 23 arcfour-hmac). In clear text, and yet what
+    /// the acceptor decrypts with: MIT picks the key and the cipher by this
+    /// number, so a ticket relabelled with another type does not decrypt.
+    pub ticket_enctype: i32,
     /// The ciphertext of the authenticator: unique per authentication and
     /// bound by its integrity check, so it identifies a replay however the
     /// outer encoding is varied.
@@ -384,12 +390,12 @@ pub fn kerberos_ap_req(token: &[u8]) -> Result<ApReq<'_>, Error> {
         if tag == context(3) {
             ticket = Some(Reader::new(value).expect(TICKET, "Ticket")?);
         } else if tag == context(4) {
-            authenticator = Some(cipher_of(value, "authenticator")?);
+            authenticator = Some(encrypted_data(value, "authenticator")?.1);
         }
     }
     let ticket = ticket.ok_or(Error::Malformed("AP-REQ without a ticket"))?;
     let authenticator = authenticator.ok_or(Error::Malformed("AP-REQ without an authenticator"))?;
-    let (mut realm, mut service) = (None, None);
+    let (mut realm, mut service, mut ticket_enctype) = (None, None, None);
     let mut t = Reader::new(Reader::new(ticket).expect(SEQUENCE, "Ticket")?);
     while !t.is_empty() {
         let (tag, value) = t.any("Ticket field")?;
@@ -414,17 +420,23 @@ pub fn kerberos_ap_req(token: &[u8]) -> Result<ApReq<'_>, Error> {
                 return Err(Error::Malformed("empty service name"));
             }
             service = Some(parts.join("/"));
+        } else if tag == context(3) {
+            ticket_enctype = Some(encrypted_data(value, "ticket cipher")?.0);
         }
     }
     Ok(ApReq {
         service: service.ok_or(Error::Malformed("ticket without a service name"))?,
         realm: realm.ok_or(Error::Malformed("ticket without a realm"))?,
+        ticket_enctype: ticket_enctype.ok_or(Error::Malformed("ticket without an enc-part"))?,
         authenticator,
     })
 }
 
-fn cipher_of<'a>(encrypted_data: &'a [u8], what: &'static str) -> Result<&'a [u8], Error> {
+/// EncryptedData (RFC 4120 5.2.9): `etype [0] Int32` first, as MIT's decoder
+/// requires, then the cipher `[2]`. Returns both.
+fn encrypted_data<'a>(encrypted_data: &'a [u8], what: &'static str) -> Result<(i32, &'a [u8]), Error> {
     let mut parts = Reader::new(Reader::new(encrypted_data).expect(SEQUENCE, "EncryptedData")?);
+    let etype = int32(Reader::new(parts.expect(context(0), "EncryptedData etype")?).expect(INTEGER, "etype")?)?;
     while !parts.is_empty() {
         let (tag, value) = parts.any("EncryptedData field")?;
         if tag == context(2) {
@@ -432,10 +444,22 @@ fn cipher_of<'a>(encrypted_data: &'a [u8], what: &'static str) -> Result<&'a [u8
             if cipher.is_empty() {
                 return Err(Error::Malformed("empty ciphertext"));
             }
-            return Ok(cipher);
+            return Ok((etype, cipher));
         }
     }
     Err(Error::Malformed("EncryptedData without a cipher"))
+}
+
+/// A DER INTEGER's content as an Int32: one to four bytes, two's complement.
+/// (Longer encodings, which DER forbids for these values, are refused rather
+/// than read differently from MIT.)
+fn int32(bytes: &[u8]) -> Result<i32, Error> {
+    let first = *bytes.first().ok_or(Error::Malformed("empty INTEGER"))?;
+    if bytes.len() > 4 {
+        return Err(Error::Malformed("INTEGER longer than an Int32"));
+    }
+    let sign = if first & 0x80 != 0 { -1i32 } else { 0 };
+    Ok(bytes.iter().fold(sign, |acc, &b| (acc << 8) | i32::from(b)))
 }
 
 /// Names in tickets: printable ASCII only (AD's SPNs and realms are).

@@ -153,6 +153,7 @@ fn kerberos_ap_req_fields_are_found_and_bad_shapes_refused() {
     let a = kerberos_ap_req(&good).unwrap();
     assert_eq!((a.service.as_str(), a.realm.as_str()), ("HTTP/mail.ad.test", "AD.TEST"));
     assert_eq!(a.authenticator, b"authenticator cipher");
+    assert_eq!(a.ticket_enctype, 18);
     assert!(kerberos_ap_req(&token(MS_KRB5, &[1, 0], &ap_req_fields(true))).is_ok());
     assert_eq!(kerberos_ap_req(&token(NTLMSSP, &[1, 0], &ap_req_fields(true))), Err(Error::UnknownMechanism));
     assert!(kerberos_ap_req(&token(KRB5, &[2, 0], &ap_req_fields(true))).is_err(), "AP-REP is not an AP-REQ");
@@ -169,5 +170,49 @@ fn kerberos_ap_req_fields_are_found_and_bad_shapes_refused() {
             b[i] = v;
             let _ = kerberos_ap_req(&b);
         }
+    }
+}
+
+/// The ticket's encryption type, which kcd refuses RC4 by before MIT decrypts
+/// anything: read as MIT reads it, or the token is refused.
+#[test]
+fn the_ticket_enctype_is_read_as_an_int32_or_refused() {
+    use der::Writer as W;
+    let sname = W::tlv(0x30, &W::tlv(0xa1, &W::tlv(0x30, &[W::tlv(0x1b, b"HTTP"), W::tlv(0x1b, b"h")].concat())));
+    let with_etype = |etype: Option<&[u8]>, ticket_enc_part: bool| {
+        let mut enc = Vec::new();
+        if let Some(e) = etype {
+            enc.extend(W::tlv(0xa0, &W::tlv(0x02, e)));
+        }
+        enc.extend(W::tlv(0xa2, &W::tlv(0x04, b"cipher")));
+        let enc = W::tlv(0x30, &enc);
+        let mut fields = [W::tlv(0xa1, &W::tlv(0x1b, b"AD.TEST")), W::tlv(0xa2, &sname)].concat();
+        if ticket_enc_part {
+            fields.extend(W::tlv(0xa3, &enc));
+        }
+        let ticket = W::tlv(0x61, &W::tlv(0x30, &fields));
+        let auth = W::tlv(0x30, &[W::tlv(0xa0, &W::tlv(0x02, &[18])), W::tlv(0xa2, &W::tlv(0x04, b"a"))].concat());
+        let ap = W::tlv(0x6e, &W::tlv(0x30, &[W::tlv(0xa3, &ticket), W::tlv(0xa4, &auth)].concat()));
+        W::tlv(0x60, &[W::tlv(0x06, KRB5), vec![1, 0], ap].concat())
+    };
+    for (bytes, value) in [
+        (&[23][..], 23),
+        (&[18], 18),
+        (&[0x00, 0x80], 128),
+        (&[0xff], -1),
+        (&[0x80], -128),
+        (&[0xff, 0x79], -135),
+        (&[0x7f, 0xff, 0xff, 0xff], i32::MAX),
+        (&[0x80, 0, 0, 0], i32::MIN),
+    ] {
+        assert_eq!(kerberos_ap_req(&with_etype(Some(bytes), true)).unwrap().ticket_enctype, value, "{bytes:x?}");
+    }
+    for (token, why) in [
+        (with_etype(Some(&[]), true), "empty INTEGER"),
+        (with_etype(Some(&[0, 0, 0, 0, 23]), true), "INTEGER longer than an Int32"),
+        (with_etype(None, true), "EncryptedData etype"),
+        (with_etype(Some(&[23]), false), "ticket without an enc-part"),
+    ] {
+        assert_eq!(kerberos_ap_req(&token), Err(Error::Malformed(why)));
     }
 }

@@ -234,6 +234,7 @@ fn kerberos_init(name: &str) {
     let read = kerberos_ap_req(&ap).unwrap();
     let (spn, realm) = c["service_principal"].as_str().unwrap().split_once('@').unwrap();
     assert_eq!((read.service.as_str(), read.realm.as_str()), (spn, realm), "{name}");
+    assert_eq!(Some(i64::from(read.ticket_enctype)), c["ticket"]["ticket_etype"].as_i64(), "{name}");
     let by_verifier = ap_req_by_verifier(&dir, name);
     assert_eq!((by_verifier["service"].as_str(), by_verifier["realm"].as_str()), (Some(spn), Some(realm)));
     assert_eq!(read.authenticator, hex(by_verifier["authenticator_hex"].as_str().unwrap()), "{name}");

@@ -41,6 +41,7 @@ fn ours(realm: &str, netbios: &str) -> Domain {
         keytab: None,
         service_principal: None,
         acceptor_spn: Vec::new(),
+        allow_rc4: false,
     }
 }
 

@@ -311,6 +311,7 @@ mod tests {
             keytab: None,
             service_principal: None,
             acceptor_spn: Vec::new(),
+            allow_rc4: false,
         };
         let account = |domain: &str, user: &str| Ok(Logon::Account { domain: domain.into(), user: user.into() });
         assert_eq!(logon("ADTEST\\bob", Some(&d)), account("ADTEST", "bob"));

@@ -106,6 +106,9 @@ pub struct Domain {
     /// `HTTP/autodiscover.corp.example`); their keys are in `keytab`. A ticket
     /// is accepted only for the one naming the host the request was sent to.
     pub acceptor_spn: Vec<String>,
+    /// RC4 (arcfour-hmac) tickets, session keys and keytab keys used as well
+    /// as AES: only for a domain that cannot issue AES tickets.
+    pub allow_rc4: bool,
 }
 
 /// Where NTLM passwords, and Basic passwords when there is no keytab, are checked.

@@ -823,6 +823,7 @@ impl<'t> Reader<'t> {
         let keytab = self.string(s, "keytab").map(|(p, span)| (self.file_path(&p), span));
         let service_principal = self.string(s, "service_principal").map(|(p, _)| p);
         let acceptor_spn = self.acceptor_spns(s);
+        let allow_rc4 = self.bool(s, "allow_rc4").unwrap_or(false);
         let (realm, netbios_name) = (realm?, netbios?);
         if let (Some((path, span)), true) = (&keytab, self.read_keytab) {
             let config = self.file.clone();
@@ -847,6 +848,7 @@ impl<'t> Reader<'t> {
             keytab,
             service_principal,
             acceptor_spn,
+            allow_rc4,
         })
     }
 

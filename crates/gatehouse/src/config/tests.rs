@@ -653,6 +653,24 @@ fn acceptor_spn_is_one_spn_or_a_list() {
     }
 }
 
+/// Issue 14: RC4 is refused unless `[domain] allow_rc4 = true`; the key
+/// takes a bool and nothing else.
+#[test]
+fn allow_rc4_is_a_bool_and_off_by_default() {
+    let with = |line: &str| format!("{GOOD}\n[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n{line}\n");
+    let read = |line: &str| load_str(Path::new("/tmp/x.toml"), &with(line)).unwrap().domain.unwrap().allow_rc4;
+    assert!(!read(""), "absent: RC4 refused");
+    assert!(!read("allow_rc4 = false"));
+    assert!(read("allow_rc4 = true"));
+    let line = with("x").lines().position(|l| l == "x").unwrap() + 1;
+    for bad in ["\"true\"", "1", "\"yes\"", "[true]"] {
+        let p = problems(&with(&format!("allow_rc4 = {bad}")));
+        assert!(has(&p, line, "domain.allow_rc4", "expected true or false"), "{bad}: {p:#?}");
+    }
+    let p = problems(&with("allow_rc = true"));
+    assert!(has(&p, line, "domain.allow_rc", "did you mean `allow_rc4`?"), "{p:#?}");
+}
+
 const RULES: &str = r#"
 [domain]
 realm = "AD.TEST"

@@ -23,7 +23,8 @@ pub fn check(config: &Config, user: Option<&str>, report: &mut Report) {
         }
         return;
     };
-    let delegator = Arc::new(kcd::Delegator::new(principal, &keytab.to_string_lossy(), &domain.realm));
+    let delegator =
+        Arc::new(kcd::Delegator::new(principal, &keytab.to_string_lossy(), &domain.realm).with_rc4(domain.allow_rc4));
     let account = user.rsplit('\\').next().unwrap_or(user);
     let kcd_user = match account.contains('@') {
         true => kcd::User::Upn { upn: account.to_owned(), account: account.to_owned() },
