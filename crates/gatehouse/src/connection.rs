@@ -31,6 +31,9 @@ pub struct Connection {
     /// backend's connection-bound challenge) on a site without `auth`: such
     /// connections belong to this client connection alone and close with it.
     pub pinned: AtomicBool,
+    /// Which backend of each farm those connections are on: the client's
+    /// later requests go there and nowhere else.
+    pub pins: crate::farm::Pins,
     /// Closes the connection properly when hyper hands it to an upgrade that
     /// was never answered with a 101 (set by `serve`, which knows the I/O type).
     unswitched: OnceLock<Box<dyn Fn(hyper::upgrade::Upgraded) + Send + Sync>>,
@@ -47,6 +50,7 @@ impl Connection {
             info: Arc::new(info),
             activity: Arc::new(activity),
             pinned: AtomicBool::new(false),
+            pins: Default::default(),
             unswitched: OnceLock::new(),
             shared,
         })

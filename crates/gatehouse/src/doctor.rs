@@ -63,6 +63,7 @@ pub fn run(file: &Path, logon: Option<&Logon<'_>>) -> ExitCode {
     };
     let mut report = Report { failed: false };
     report.pass(&format!("configuration {} is valid", file.display()));
+    farms(&config, &mut report);
     check(&config, logon.map(|l| l.user), &mut report);
     accounts::check(&config, logon, &mut report);
     access::check(&config, logon.map(|l| l.user), &mut report);
@@ -70,6 +71,49 @@ pub fn run(file: &Path, logon: Option<&Logon<'_>>) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The farms: what the file drains, and what the running gatehouse says of
+/// each backend (health, drain, requests in flight) through its control socket.
+fn farms(config: &Config, report: &mut Report) {
+    let mut told = Vec::new();
+    for site in config.sites.iter().filter(|s| s.farm.members.len() > 1 || s.farm.members.iter().any(|m| m.drain)) {
+        if told.contains(&site.family) {
+            continue;
+        }
+        told.push(site.family.clone());
+        let drained: Vec<&str> =
+            site.farm.members.iter().filter(|m| m.drain).map(|m| m.backend.origin.as_str()).collect();
+        let all: Vec<&str> = site.farm.members.iter().map(|m| m.backend.origin.as_str()).collect();
+        if drained.len() == all.len() {
+            report.warn(&format!(
+                "site {}: every backend is drained by the configuration: only open sessions are served",
+                site.family
+            ));
+        } else if !drained.is_empty() {
+            report.pass(&format!(
+                "site {}: backends {}; drained by the configuration: {}",
+                site.family,
+                all.join(", "),
+                drained.join(", ")
+            ));
+        } else {
+            report.pass(&format!("site {}: backends {}", site.family, all.join(", ")));
+        }
+    }
+    let Some(control) = &config.control else { return };
+    match crate::control::request(&control.socket, &["status"]) {
+        Ok(answer) => {
+            for line in answer.lines().filter(|l| *l != "ok") {
+                if line.contains(": down") || line.contains(": ejected") {
+                    report.warn(&format!("running: {line}"));
+                } else {
+                    report.pass(&format!("running: {line}"));
+                }
+            }
+        }
+        Err(e) => report.warn(&format!("no running gatehouse to ask about its backends: {e}")),
     }
 }
 
@@ -176,58 +220,69 @@ fn check(config: &Config, user: Option<&str>, report: &mut Report) {
             (crate::config::DelegationUser::Account, _) => account_user.clone(),
         };
         let user_principal = who.to_string();
-        // A connection first, so that an HTTPS backend's ticket carries its
-        // channel bindings, as in service.
-        let conn = runtime.block_on(connect(site));
-        let binding = conn.as_ref().ok().and_then(|c| c.binding.clone());
-        match delegator.token(&who, &d.spn, d.token, binding.as_deref()) {
-            Err(e) => {
-                let x = kcd::explain(&e, principal, &d.spn, &user_principal);
-                report.fail(
-                    &format!(
-                        "site {}: {account} cannot get a ticket for {} as {user_principal}: {e}",
-                        site.name, d.spn
-                    ),
-                    x.as_ref(),
-                );
-            }
-            Ok(token) => {
-                report.pass(&format!(
-                    "site {}: S4U2Self and S4U2Proxy: {account} holds a ticket for {} as {user_principal}",
-                    site.name, d.spn
-                ));
-                let status = match conn {
-                    Ok(c) => runtime.block_on(backend_status(site, c, &token)),
-                    Err(e) => Err(e),
-                };
-                match status {
-                    Ok(401) => report.fail(
+        // Every backend of the farm: each may have its own SPN, and each
+        // must take the ticket.
+        for member in &site.farm.members {
+            let (backend, spn) = (&member.backend, d.spn_for(&member.backend));
+            let origin = &backend.origin;
+            // A connection first, so that an HTTPS backend's ticket carries its
+            // channel bindings, as in service.
+            let conn = runtime.block_on(connect(backend));
+            let binding = conn.as_ref().ok().and_then(|c| c.binding.clone());
+            match delegator.token(&who, &spn, d.token, binding.as_deref()) {
+                Err(e) => {
+                    let x = kcd::explain(&e, principal, &spn, &user_principal);
+                    report.fail(
                         &format!(
-                            "site {}: the backend {} rejected the ticket (401): check the backend's keytab and that {} belongs to its account",
-                            site.name, site.backend.origin, d.spn
+                            "site {} backend {origin}: {account} cannot get a ticket for {spn} as {user_principal}: {e}",
+                            site.name
                         ),
-                        None,
-                    ),
-                    Ok(status) => {
-                        report.pass(&format!("site {}: the backend {} accepted the ticket ({status})", site.name, site.backend.origin))
+                        x.as_ref(),
+                    );
+                }
+                Ok(token) => {
+                    report.pass(&format!(
+                        "site {} backend {origin}: S4U2Self and S4U2Proxy: {account} holds a ticket for {spn} as {user_principal}",
+                        site.name
+                    ));
+                    let status = match conn {
+                        Ok(c) => runtime.block_on(backend_status(site, backend, c, &token)),
+                        Err(e) => Err(e),
+                    };
+                    match status {
+                        Ok(401) => report.fail(
+                            &format!(
+                                "site {}: the backend {origin} rejected the ticket (401): check the backend's keytab and that {spn} belongs to its account",
+                                site.name
+                            ),
+                            None,
+                        ),
+                        Ok(status) => {
+                            report.pass(&format!("site {}: the backend {origin} accepted the ticket ({status})", site.name))
+                        }
+                        Err(e) => report.fail(&format!("site {}: cannot ask the backend {origin}: {e}", site.name), None),
                     }
-                    Err(e) => report.fail(&format!("site {}: cannot ask the backend {}: {e}", site.name, site.backend.origin), None),
                 }
             }
         }
     }
 }
 
-async fn connect(site: &config::Site) -> Result<crate::backend::Sender, String> {
-    let target = crate::backend::Target::new(&site.backend)?;
+async fn connect(backend: &config::Backend) -> Result<crate::backend::Sender, String> {
+    let target = crate::backend::Target::new(backend)?;
     target.connect(std::time::Duration::from_secs(10)).await.map_err(|e| e.to_string())
 }
 
 /// GET / on the site's backend, on the connection the token was made for; the
 /// status code.
-async fn backend_status(site: &config::Site, mut conn: crate::backend::Sender, token: &[u8]) -> Result<u16, String> {
+async fn backend_status(
+    site: &config::Site,
+    backend: &config::Backend,
+    mut conn: crate::backend::Sender,
+    token: &[u8],
+) -> Result<u16, String> {
     use base64::Engine;
-    let host = site.host_header.clone().unwrap_or_else(|| site.backend.host.clone());
+    let host = site.host_header.clone().unwrap_or_else(|| backend.host.clone());
     let mut req =
         http::Request::new(crate::request_body::RequestBody::empty(crate::request_body::RequestProgress::new()));
     *req.uri_mut() = http::Uri::from_static("/");

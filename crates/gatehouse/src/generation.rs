@@ -12,8 +12,8 @@ use crate::route;
 pub struct Generation {
     pub config: Config,
     pub routes: route::Table,
-    /// Backends by origin and TLS settings.
-    pub backends: HashMap<config::Backend, Arc<Target>>,
+    /// Each site's farm of backends, by site name.
+    pub farms: HashMap<String, Arc<crate::farm::Farm>>,
     /// TLS server configs by listener name.
     pub tls: HashMap<String, Arc<rustls::ServerConfig>>,
     /// The delegating service account, when a site uses KCD.
@@ -30,6 +30,9 @@ pub struct Generation {
 pub struct Kept {
     pub lockout: Arc<crate::auth::Lockout>,
     pub basic: Arc<crate::auth::BasicCache>,
+    /// Each backend's health, drain and load, the session tables, the
+    /// affinity key made at start.
+    pub farms: Arc<crate::farm::Registry>,
 }
 
 impl Generation {
@@ -40,12 +43,21 @@ impl Generation {
         previous: Option<&Generation>,
         names: crate::access::Names,
     ) -> Result<Self, String> {
-        let mut backends = HashMap::new();
+        // One target (connector and pool id) per origin and TLS settings,
+        // shared by every site and farm that reaches it.
+        let mut backends: HashMap<config::Backend, Arc<Target>> = HashMap::new();
         for site in &config.sites {
-            if !backends.contains_key(&site.backend) {
-                let target = Target::new(&site.backend).map_err(|e| format!("site `{}`: {e}", site.name))?;
-                backends.insert(site.backend.clone(), Arc::new(target));
+            for m in &site.farm.members {
+                if !backends.contains_key(&m.backend) {
+                    let target = Target::new(&m.backend).map_err(|e| format!("site `{}`: {e}", site.name))?;
+                    backends.insert(m.backend.clone(), Arc::new(target));
+                }
             }
+        }
+        let mut farms = HashMap::new();
+        for site in &config.sites {
+            let farm = crate::farm::Farm::build(site, &backends, &kept.farms, &config.affinity)?;
+            farms.insert(site.name.clone(), Arc::new(farm));
         }
         let tls = config
             .listeners
@@ -108,7 +120,29 @@ impl Generation {
             kept.lockout.clone(),
             kept.basic.clone(),
         );
-        Ok(Generation { routes: route::Table::new(&config.sites), backends, tls, delegator, auth, access, config })
+        Ok(Generation { routes: route::Table::new(&config.sites), farms, tls, delegator, auth, access, config })
+    }
+}
+
+impl Generation {
+    /// The health checks of this generation's farms (each with the `Host`
+    /// they send: the site's `host_header`, else its first host name); they
+    /// run until the returned value drops.
+    pub fn start_checks(&self) -> crate::farm::Checks {
+        let farms = self.config.sites.iter().filter_map(|s| {
+            let host = s.host_header.clone().or_else(|| s.hosts.first().cloned());
+            Some((self.farms.get(&s.name)?, host))
+        });
+        crate::farm::Checks::start(farms)
+    }
+
+    /// Tells the farm registry what this generation serves, so that what it
+    /// lost (a site, a backend) is forgotten.
+    pub fn retain_farm_state(&self, registry: &crate::farm::Registry) {
+        let members: Vec<_> =
+            self.farms.values().flat_map(|f| f.members.iter().map(|m| (f.site.clone(), m.id))).collect();
+        let families: Vec<_> = self.farms.values().map(|f| f.family.clone()).collect();
+        registry.retain(&members, &families);
     }
 }
 

@@ -16,7 +16,9 @@ mod backend;
 mod config;
 mod conn;
 mod connection;
+mod control;
 mod doctor;
+mod farm;
 mod generation;
 mod guarded_io;
 mod keytab;
@@ -48,6 +50,13 @@ const USAGE: &str = "usage:
                              check Kerberos delegation and the NTLM side step by
                              step, with fixes; --password-stdin reads NAME's
                              password from standard input for a test logon
+  gatehouse backend drain SITE BACKEND -c FILE
+                             no new sessions to BACKEND of SITE in the gatehouse
+                             serving FILE (through its [control] socket); the
+                             open ones continue
+  gatehouse backend undrain SITE BACKEND -c FILE
+  gatehouse backend status -c FILE
+                             each backend: up, down, ejected, drained, in flight
   gatehouse ntlm-hash         print the NT hash of a password read from standard input
   gatehouse --version";
 
@@ -70,6 +79,7 @@ fn main() -> ExitCode {
         (Some("check"), None) if offline.is_some() => check(offline.unwrap_or_default(), access::Names::Offline),
         (Some("ntlm-hash"), None) => ntlm_hash(),
         (Some("doctor"), _) => doctor(&args[1..]),
+        (Some("backend"), _) => backend(&args[1..]),
         (Some("--version"), None) => {
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -77,6 +87,49 @@ fn main() -> ExitCode {
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `backend drain|undrain SITE BACKEND -c FILE`, `backend status -c FILE`:
+/// one request to the running gatehouse's control socket.
+fn backend(args: &[String]) -> ExitCode {
+    let (mut words, mut file) = (Vec::new(), None);
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "-c" | "--config" => file = rest.next(),
+            w => words.push(w),
+        }
+    }
+    let valid = matches!(words.as_slice(), ["status"] | ["drain" | "undrain", _, _]);
+    let (Some(file), true) = (file, valid) else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let config = match config::load(std::path::Path::new(file)) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprint!("{problems}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(control) = config.control else {
+        eprintln!("{file} has no [control] socket: add one (see docs/configuration.md) and restart gatehouse");
+        return ExitCode::FAILURE;
+    };
+    match control::request(&control.socket, &words) {
+        Ok(answer) => {
+            print!("{answer}");
+            if answer.lines().last() == Some("ok") {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct ResponseBody {
     source: Source,
     /// The backend connection, returned to its pool when the body ends well.
     reuse: Option<(Arc<Pool>, PoolKey, Sender)>,
+    /// The request counted in flight on its backend (and its session held
+    /// there) until the response ends.
+    _lease: Option<crate::farm::Lease>,
     sent: u64,
     complete: bool,
     _in_flight: Option<InFlight>,
@@ -38,14 +41,15 @@ impl ResponseBody {
         Self::new(Source::Local(Some(bytes)))
     }
 
-    pub fn backend(body: Incoming, reuse: (Arc<Pool>, PoolKey, Sender)) -> Self {
+    pub fn backend(body: Incoming, reuse: (Arc<Pool>, PoolKey, Sender), lease: Option<crate::farm::Lease>) -> Self {
         let mut b = Self::new(Source::Backend(body));
         b.reuse = Some(reuse);
+        b._lease = lease;
         b
     }
 
     fn new(source: Source) -> Self {
-        ResponseBody { source, reuse: None, sent: 0, complete: false, _in_flight: None, record: None }
+        ResponseBody { source, reuse: None, _lease: None, sent: 0, complete: false, _in_flight: None, record: None }
     }
 
     /// Attaches what must live until the response is done.

@@ -53,7 +53,6 @@ pub fn host_name(host: &str) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::Backend;
 
     pub(crate) fn site(name: &str, listener: &str, hosts: &[&str], prefix: &str) -> Site {
         Site {
@@ -61,7 +60,8 @@ pub(crate) mod tests {
             listener: listener.into(),
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
             path_prefix: prefix.into(),
-            backend: Backend { origin: "http://x:1".into(), tls: None, host: "x".into(), port: 1 },
+            farm: crate::config::Farm::one("http://x:1"),
+            family: name.into(),
             host_header: None,
             identity_header: None,
             stream_idle: None,

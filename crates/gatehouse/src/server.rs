@@ -67,6 +67,14 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
 
     let mut listeners: HashMap<(String, SocketAddr), ListenerHandle> = HashMap::new();
     reconcile(&shared, &workers, &mut listeners)?;
+    let mut checks = generation.start_checks();
+    if checks.len() > 0 {
+        tracing::info!(checks = checks.len(), "backend health checks started");
+    }
+    let control = match &generation.config.control {
+        Some(c) => Some(crate::control::serve(&c.socket, shared.clone())?),
+        None => None,
+    };
     tracing::info!(file = %path.display(), listeners = listeners.len(), sites = generation.config.sites.len(), "gatehouse is serving");
 
     let pools = shared.pools.clone();
@@ -77,6 +85,7 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
             tokio::time::sleep(Duration::from_secs(10)).await;
             pools.iter().for_each(|p| p.sweep());
             sweeper.kept.lockout.sweep();
+            sweeper.kept.farms.sweep();
             if let Some(d) = &sweeper.current().delegator {
                 log_delegation(d, &mut last);
             }
@@ -98,7 +107,7 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&path, &shared, &workers, &mut listeners),
+            _ = hup.recv() => reload(&path, &shared, &workers, &mut listeners, &mut checks),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -107,6 +116,7 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     for (_, l) in listeners.drain() {
         l.close().await;
     }
+    drop(control);
     tracing::info!("shutting down: no new connections; draining established ones");
     let _ = drain_tx.send(true);
     let drain = shared.current().config.timeouts.shutdown_drain;
@@ -175,6 +185,7 @@ fn reload(
     shared: &Arc<Shared>,
     workers: &Arc<Workers>,
     listeners: &mut HashMap<(String, SocketAddr), ListenerHandle>,
+    checks: &mut crate::farm::Checks,
 ) {
     let old = shared.current();
     match load(path, &shared.kept, Some(&old)) {
@@ -206,6 +217,13 @@ fn reload(
             if c.limits.max_connections != shared.max_connections {
                 tracing::warn!("limits.max_connections changes only on restart");
             }
+            if c.control != old.config.control {
+                tracing::warn!("control.socket changes only on restart");
+            }
+            // The old checks stop; backends that stay keep their state (and
+            // are checked again in their turn).
+            *checks = generation.start_checks();
+            generation.retain_farm_state(&shared.kept.farms);
             shared.replace(Arc::new(generation));
             if let Err(e) = reconcile(shared, workers, listeners) {
                 tracing::error!("{e}");

@@ -201,6 +201,9 @@ struct Fields {
     client: String,
     listener: Arc<str>,
     site: Option<String>,
+    /// The backend that answered (`scheme://host:port`), when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend: Option<Arc<str>>,
     method: String,
     path: String,
     status: u16,
@@ -233,6 +236,7 @@ impl AccessRecord {
                 client: conn.peer.to_string(),
                 listener: conn.listener.clone(),
                 site: None,
+                backend: None,
                 method: method.to_owned(),
                 // The path only: query strings can carry secrets (OWA canaries, tokens).
                 path: path.to_owned(),
@@ -257,6 +261,10 @@ impl AccessRecord {
 
     pub fn set_site(&mut self, site: &str) {
         self.fields.site = Some(site.to_owned());
+    }
+
+    pub fn set_backend(&mut self, origin: &Arc<str>) {
+        self.fields.backend = Some(origin.clone());
     }
 
     /// The signed-in user (`DOMAIN\user`) and the scheme that signed them in.

@@ -73,3 +73,50 @@ pub fn ntlm_auth(program: &Path) -> Option<String> {
         Ok(_) => None,
     }
 }
+
+/// What is wrong with `path` as the control socket, if anything: it must fit
+/// in a socket address, and its folder must be one that only its owner (this
+/// account, or root) can change, or another local user could put their own
+/// socket there, or remove ours.
+pub fn control_socket(path: &Path) -> Option<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    // sun_path holds 108 bytes with the final NUL.
+    if path.as_os_str().len() > 107 {
+        return Some(format!("{}: longer than a socket address allows (107 bytes)", path.display()));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => return Some(format!("{}: no folder", path.display())),
+    };
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => m,
+        Ok(_) => return Some(format!("{} is not a folder", dir.display())),
+        Err(e) => {
+            return Some(format!(
+                "{}: {e}; create it for the account gatehouse runs as: `install -d -m 0700 {}`",
+                dir.display(),
+                dir.display()
+            ))
+        }
+    };
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if meta.uid() != 0 && Some(meta.uid()) != me {
+        return Some(format!(
+            "{} belongs to another account (uid {}): use a folder of gatehouse's own",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Some(format!(
+            "{} can be written by other accounts (mode {:o}), which could replace the socket: `chmod go-w {}`, or use a folder of gatehouse's own (`install -d -m 0700`)",
+            dir.display(),
+            meta.permissions().mode() & 0o777,
+            dir.display()
+        ));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_socket() => Some(format!("{} exists and is not a socket", path.display())),
+        _ => None,
+    }
+}

@@ -6,13 +6,14 @@
 //! reading lives in `read.rs`.
 
 mod access;
+mod farm;
 mod files;
 mod names;
 mod preset;
 mod read;
 mod reader;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod users;
 mod validate;
 
@@ -46,6 +47,10 @@ pub struct Config {
     pub limits: Limits,
     pub log: Log,
     pub access: Access,
+    /// `[affinity]`: the signed cookie's name and key, the session table's bounds.
+    pub affinity: AffinitySettings,
+    /// `[control]`: the socket `gatehouse backend drain` talks to.
+    pub control: Option<Control>,
     /// Sites a preset would publish and its `exclude` left out, by name
     /// (`exchange/ecp`), for `gatehouse check`.
     pub left_out: Vec<String>,
@@ -192,7 +197,11 @@ pub struct Site {
     /// Lower-case host names without port; empty means any host.
     pub hosts: Vec<String>,
     pub path_prefix: String,
-    pub backend: Backend,
+    /// The backends, how they are checked, and how sessions stay on one.
+    pub farm: Farm,
+    /// The `[[site]]` table the site came from (a preset's expanded sites
+    /// share it): backends are drained by it, and affinity is kept per it.
+    pub family: String,
     /// Sent as `Host` to the backend instead of the client's.
     pub host_header: Option<String>,
     /// Header that carries the user's identity to the backend. Any copy the client
@@ -247,12 +256,24 @@ pub enum Delegation {
 
 #[derive(Debug, Clone)]
 pub struct Kcd {
-    /// The backend's SPN, e.g. `HTTP/iis.corp.example`.
+    /// The backends' SPN as written: one for the farm (`HTTP/mail.corp.example`,
+    /// an alternate service account's), or a pattern, `HTTP/{backend_host}`,
+    /// that each backend fills with its own host ([`Kcd::spn_for`]).
     pub spn: String,
     pub token: kcd::Token,
     pub send: SendToken,
     pub user: DelegationUser,
 }
+
+impl Kcd {
+    /// The SPN of `backend`'s ticket.
+    pub fn spn_for(&self, backend: &Backend) -> String {
+        self.spn.replace(BACKEND_HOST, &backend.host)
+    }
+}
+
+/// The pattern in `backend_spn` that each backend's host replaces.
+pub const BACKEND_HOST: &str = "{backend_host}";
 
 /// The name the backend ticket is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,6 +315,146 @@ pub struct BackendTls {
     /// PEM bundle of trusted CAs; None uses the system store.
     pub ca: Option<PathBuf>,
     pub verify: bool,
+}
+
+/// A site's backends (one is a farm of one), how each is checked, and how a
+/// session stays on one of them.
+#[derive(Debug, Clone)]
+pub struct Farm {
+    pub members: Vec<Member>,
+    pub health: Health,
+    pub affinity: Affinity,
+}
+
+impl Farm {
+    /// One backend, as `backend = "URL"` reads it.
+    #[cfg(test)]
+    pub fn one(url: &str) -> Farm {
+        let backend = read::parse_backend(url).unwrap_or_else(|e| panic!("{e}"));
+        Farm {
+            members: vec![Member { backend, url: url.into(), weight: 1, drain: false }],
+            health: Health::off(),
+            affinity: Affinity::None,
+        }
+    }
+}
+
+/// One backend of a farm.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Where it is and how it is reached (origin and TLS settings).
+    pub backend: Backend,
+    /// The URL as written, for `gatehouse backend drain` and messages.
+    pub url: String,
+    /// Its share of new requests, relative to the others' (1 to 1000).
+    pub weight: u32,
+    /// `drain = true`: no new sessions; the ones it has continue.
+    pub drain: bool,
+}
+
+/// Active checks and passive ejection of a farm's backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub check: Check,
+    pub interval: Duration,
+    /// Each check's limit; below `interval`.
+    pub timeout: Duration,
+    /// Passed checks in a row that bring a failed backend back.
+    pub rise: u32,
+    /// Failed checks in a row that take a backend out.
+    pub fall: u32,
+    /// Failed connects in a row, on the request path, that take a backend out
+    /// for `eject_for` (0: never).
+    pub eject_connect_failures: u32,
+    /// 502, 503 or 504 answers in a row that take it out for `eject_for` (0: never).
+    pub eject_gateway_errors: u32,
+    pub eject_for: Duration,
+}
+
+impl Health {
+    /// A farm of one: nothing to fail over to, so nothing checked or ejected
+    /// unless asked; a dead backend is a 502 as before farms.
+    pub fn off() -> Health {
+        Health {
+            check: Check::None,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            rise: 2,
+            fall: 3,
+            eject_connect_failures: 0,
+            eject_gateway_errors: 0,
+            eject_for: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How a backend is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    None,
+    /// A TCP connect.
+    Tcp,
+    /// A GET of `path` (over the backend's TLS when it has TLS), answered with
+    /// `status`. The Exchange preset's paths each check their own
+    /// Managed Availability page (`/owa/healthcheck.htm`).
+    Http {
+        path: String,
+        status: u16,
+    },
+}
+
+/// What keeps a client's requests on one backend, beyond what the protocols
+/// need (Outlook Anywhere's two channels and a MAPI session always stay
+/// together, and a pass-through logon stays on its backend connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Affinity {
+    None,
+    /// The client's address (TMG's choice for RPC over HTTP).
+    Source,
+    /// A cookie gatehouse signs, naming the backend (for browsers).
+    Cookie,
+}
+
+/// `[affinity]`.
+#[derive(Debug, Clone)]
+pub struct AffinitySettings {
+    /// The signed affinity cookie's name.
+    pub cookie: String,
+    /// `key_file`: the HMAC key, shared by every gatehouse of an array; None:
+    /// a random key made at start.
+    pub key: Option<Secret>,
+    /// A session (an Outlook Anywhere pair, a MAPI session, a client address)
+    /// is forgotten this long after its last request ended.
+    pub idle: Duration,
+    /// Sessions remembered per `[[site]]`, at most: the bound on the table's memory.
+    pub max_sessions: usize,
+}
+
+impl Default for AffinitySettings {
+    fn default() -> Self {
+        AffinitySettings {
+            cookie: "gatehouse_backend".into(),
+            key: None,
+            idle: Duration::from_secs(3600),
+            max_sessions: 100_000,
+        }
+    }
+}
+
+/// Key material: its bytes are never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
+/// `[control]`: the running gatehouse's control socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Control {
+    pub socket: PathBuf,
 }
 
 #[derive(Debug, Clone)]

@@ -218,6 +218,13 @@ pub fn exchange(base: &Site) -> Vec<Site> {
             let mut site = base.clone();
             site.name = format!("{}/{name}", base.name);
             site.path_prefix = (*prefix).into();
+            // Exchange's Managed Availability answers for each protocol on its
+            // own page: a server whose OWA is down still serves EWS.
+            if let super::Check::Http { path, .. } = &mut site.farm.health.check {
+                if path.is_empty() {
+                    *path = format!("{prefix}/healthcheck.htm");
+                }
+            }
             site.auth = auth.clone();
             site.auth_for = auth_for.clone();
             match *name {
@@ -259,7 +266,7 @@ pub fn describe(site: &Site) -> String {
         site.name,
         if site.hosts.is_empty() { "*".to_owned() } else { site.hosts.join("|") },
         site.path_prefix,
-        site.backend.origin,
+        describe_farm(&site.farm),
         names(&site.auth)
     );
     for rule in &site.auth_for {
@@ -283,7 +290,53 @@ pub fn describe(site: &Site) -> String {
         }
     }
     if let Some(d) = site.kcd() {
-        line.push_str(&format!("; KCD to {}", d.spn));
+        let mut spns: Vec<String> = site.farm.members.iter().map(|m| d.spn_for(&m.backend)).collect();
+        spns.dedup();
+        line.push_str(&format!("; KCD to {}", spns.join(", ")));
     }
     line
+}
+
+/// `https://exch01:443` for one backend; for a farm, each backend with its
+/// weight and drain, then how they are checked and kept.
+fn describe_farm(farm: &super::Farm) -> String {
+    use super::{Affinity, Check};
+    if let [one] = farm.members.as_slice() {
+        if farm.health.check == Check::None && !one.drain {
+            return one.backend.origin.clone();
+        }
+    }
+    let members: Vec<String> = farm
+        .members
+        .iter()
+        .map(|m| {
+            let mut notes = Vec::new();
+            if m.weight != 1 {
+                notes.push(format!("weight {}", m.weight));
+            }
+            if m.drain {
+                notes.push("drained by the configuration".to_owned());
+            }
+            if notes.is_empty() {
+                m.backend.origin.clone()
+            } else {
+                format!("{} ({})", m.backend.origin, notes.join(", "))
+            }
+        })
+        .collect();
+    let h = &farm.health;
+    let every = humantime::format_duration(h.interval);
+    let check = match &h.check {
+        Check::None => "no health check".to_owned(),
+        Check::Tcp => format!("checked by TCP connect every {every} (fall {}, rise {})", h.fall, h.rise),
+        Check::Http { path, status } => {
+            format!("checked by GET {path} = {status} every {every} (fall {}, rise {})", h.fall, h.rise)
+        }
+    };
+    let affinity = match farm.affinity {
+        Affinity::None => "",
+        Affinity::Source => "; affinity by client address",
+        Affinity::Cookie => "; affinity by signed cookie",
+    };
+    format!("farm [{}] {check}{affinity}", members.join(", "))
 }

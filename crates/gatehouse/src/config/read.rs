@@ -89,6 +89,8 @@ impl<'t> Reader<'t> {
             limits: Limits::default(),
             log: Log::default(),
             access: super::Access::default(),
+            affinity: super::AffinitySettings::default(),
+            control: None,
             left_out: Vec::new(),
             set_by_path: Vec::new(),
         };
@@ -171,6 +173,18 @@ impl<'t> Reader<'t> {
         if let Some(v) = root.get("access") {
             if let Some(mut s) = self.section(v, "access".into(), &[]) {
                 self.access(&mut s, &mut config.access);
+                self.finish(s);
+            }
+        }
+        if let Some(v) = root.get("affinity") {
+            if let Some(mut s) = self.section(v, "affinity".into(), &[]) {
+                config.affinity = self.affinity_settings(&mut s);
+                self.finish(s);
+            }
+        }
+        if let Some(v) = root.get("control") {
+            if let Some(mut s) = self.section(v, "control".into(), &[]) {
+                config.control = self.control(&mut s);
                 self.finish(s);
             }
         }
@@ -498,41 +512,7 @@ impl<'t> Reader<'t> {
                 p
             }
         };
-        let backend = self.required_string(s, "backend").and_then(|(b, span)| match parse_backend(&b) {
-            Ok(backend) => Some(backend),
-            Err(msg) => {
-                let key = s.key_path("backend");
-                self.problem(span, &key, msg);
-                None
-            }
-        });
-        let mut backend = backend;
-        if let Some(v) = s.get("backend_tls") {
-            let path = s.key_path("backend_tls");
-            if let Some(mut t) = self.section(v, path.clone(), &[]) {
-                let server_name = self.string(&mut t, "server_name");
-                let ca = self.string(&mut t, "ca");
-                let verify = self.bool(&mut t, "verify");
-                if let Some((ca, span)) = &ca {
-                    let p = self.file_path(ca);
-                    if let Err(msg) = crate::pem::load_ca_bundle(&p) {
-                        self.problem(span.clone(), &format!("{path}.ca"), format!("{}: {msg}", p.display()));
-                    }
-                }
-                match backend.as_mut().map(|b| b.tls.as_mut()) {
-                    Some(Some(tls)) => {
-                        if let Some((n, _)) = server_name {
-                            tls.server_name = n;
-                        }
-                        tls.ca = ca.map(|(c, _)| self.file_path(&c));
-                        tls.verify = verify.unwrap_or(true);
-                    }
-                    Some(None) => self.problem(t.span.clone(), &path, "backend_tls needs an https:// backend".into()),
-                    None => {}
-                }
-                self.finish(t);
-            }
-        }
+        let farm = self.farm(s, preset);
         let host_header = self.string(s, "host_header").map(|(h, _)| h);
         let identity_header =
             self.string(s, "identity_header").and_then(|(h, span)| match http::HeaderName::from_bytes(h.as_bytes()) {
@@ -548,7 +528,7 @@ impl<'t> Reader<'t> {
         let negotiate_once = self.bool(s, "negotiate_once").unwrap_or(true);
         let websocket = self.bool(s, "websocket").unwrap_or(true);
         let auth_for = self.auth_for(s).unwrap_or_default();
-        let delegation = self.delegation(s, backend.as_ref(), !auth.is_empty() || preset);
+        let delegation = self.delegation(s, !auth.is_empty() || preset);
         let rules = self.rules(s);
         if !rules.is_empty() && auth.is_empty() && !preset {
             let key = s.key_path("allow");
@@ -571,12 +551,14 @@ impl<'t> Reader<'t> {
             let key = s.key_path("auth_for");
             self.problem(s.span.clone(), &key, "auth_for overrides `auth`, which this site does not set".into());
         }
+        let name = name?.0;
         Some(Site {
-            name: name?.0,
+            family: name.clone(),
+            name,
             listener: listener?,
             hosts,
             path_prefix,
-            backend: backend?,
+            farm: farm?,
             host_header,
             identity_header,
             stream_idle,
@@ -669,7 +651,7 @@ impl<'t> Reader<'t> {
     }
 
     /// `delegation`, `backend_spn`, `backend_token`, `send_token`, `delegation_user`.
-    fn delegation(&mut self, s: &mut Section<'_, '_>, backend: Option<&Backend>, has_auth: bool) -> Delegation {
+    fn delegation(&mut self, s: &mut Section<'_, '_>, has_auth: bool) -> Delegation {
         #[derive(Clone, Copy, PartialEq)]
         enum Mode {
             None,
@@ -718,16 +700,8 @@ impl<'t> Reader<'t> {
             );
             return Delegation::None;
         };
-        let spn = match backend {
-            Some(b) => spn.replace("{backend_host}", &b.host),
-            None => spn,
-        };
-        if !spn.contains('/') || spn.contains('{') {
-            self.problem(
-                spn_span,
-                &s.key_path("backend_spn"),
-                format!("`{spn}` is not an SPN such as \"HTTP/iis.corp.example\""),
-            );
+        if let Some(why) = super::farm::spn_problem(&spn) {
+            self.problem(spn_span, &s.key_path("backend_spn"), why);
         }
         Delegation::Kcd(Kcd {
             spn,

@@ -36,7 +36,7 @@ fn good_file_loads() {
     let c = load_str(Path::new("/tmp/x.toml"), GOOD).unwrap();
     assert_eq!(c.listeners[0].bind, "127.0.0.1:8443".parse().unwrap());
     assert_eq!(c.sites[0].hosts, vec!["mail.ad.test"]);
-    assert_eq!(c.sites[0].backend.origin, "http://127.0.0.1:18080");
+    assert_eq!(c.sites[0].farm.members[0].backend.origin, "http://127.0.0.1:18080");
     assert_eq!(c.timeouts.stream_idle, std::time::Duration::from_secs(1800));
     assert_eq!(c.timeouts.header_read, std::time::Duration::from_secs(10));
     assert_eq!(c.limits.max_header_size, 65536);
@@ -231,6 +231,11 @@ fn backend_tls_needs_https() {
     assert!(p.iter().any(|p| p.message.contains("needs an https:// backend")), "{p:#?}");
 }
 
+/// A backend as a URL reads, for other modules' tests.
+pub fn backend(u: &str) -> Backend {
+    super::read::parse_backend(u).unwrap()
+}
+
 fn read_backend(u: &str) -> Result<Backend, String> {
     super::read::parse_backend(u)
 }
@@ -257,7 +262,8 @@ fn delegation_keys() {
     };
     let c = load_str(&g, &kcd("delegation_user = \"upn\"")).unwrap();
     let d = c.sites[0].kcd().unwrap();
-    assert_eq!((d.spn.as_str(), d.user), ("HTTP/127.0.0.1", DelegationUser::Upn));
+    let spn = d.spn_for(&c.sites[0].farm.members[0].backend);
+    assert_eq!((spn.as_str(), d.user), ("HTTP/127.0.0.1", DelegationUser::Upn));
     let c = load_str(&g, &kcd("")).unwrap();
     assert_eq!(c.sites[0].kcd().unwrap().user, DelegationUser::Account);
     for (extra, key) in [
@@ -338,7 +344,7 @@ backend_spn = "HTTP/{backend_host}"
     assert!(by("/mapi").stream_idle.unwrap() >= std::time::Duration::from_secs(15 * 60));
     assert_eq!(by("/ews").stream_idle, None);
     assert_eq!(by("/Microsoft-Server-ActiveSync").auth, vec![Scheme::Basic]);
-    assert!(c.sites.iter().all(|s| s.kcd().unwrap().spn == "HTTP/exch01.ad.test"));
+    assert!(c.sites.iter().all(|s| s.kcd().unwrap().spn_for(&s.farm.members[0].backend) == "HTTP/exch01.ad.test"));
     assert!(crate::config::describe_site(by("/rpc")).contains("[NTLM] for user agent MSRPC"));
     // A preset publishes its own paths; an unknown preset is an error.
     let p = load_str(
@@ -484,7 +490,8 @@ fn delegation_is_one_of_three() {
     assert!(matches!(load("delegation = \"basic\"\n").unwrap().sites[0].delegation, Delegation::ForwardBasic));
     let kcd = load("delegation = \"kcd\"\nbackend_spn = \"HTTP/{backend_host}\"\nsend_token = \"on-401\"\n").unwrap();
     let k = kcd.sites[0].kcd().unwrap();
-    assert_eq!((k.spn.as_str(), k.send, k.token), ("HTTP/exch01.ad.test", SendToken::On401, kcd::Token::Spnego));
+    let spn = k.spn_for(&kcd.sites[0].farm.members[0].backend);
+    assert_eq!((spn.as_str(), k.send, k.token), ("HTTP/exch01.ad.test", SendToken::On401, kcd::Token::Spnego));
     let p = load("delegation = \"password\"\nbackend_spn = \"HTTP/x\"\n").unwrap_err().0;
     assert!(
         p.iter().any(
@@ -758,4 +765,327 @@ fn access_rules_refuse_wrong_values() {
     assert!(p.iter().any(|p| p.key == "access.directory_address" && p.message.contains("needs `directory`")), "{p:?}");
     let p = problems(&RULES.replace("grace =", "graze ="));
     assert!(p.iter().any(|p| p.key == "access.graze"), "{p:?}");
+}
+
+/// A site of GOOD's shape with `backend = ...` replaced by `farm` (lines from 11 on).
+fn farm_site(farm: &str) -> String {
+    GOOD.replace("backend = \"http://127.0.0.1:18080\"\n", &format!("{farm}\n"))
+}
+
+/// The line of `needle` in `text`, counting from 1.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle} not in {text}")) + 1
+}
+
+/// Issue 15: `backends` lists a farm; `backend` stays the farm of one.
+#[test]
+fn a_farm_loads_with_weights_drain_and_each_backends_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, rcgen::generate_simple_self_signed(vec!["ca".into()]).unwrap().cert.pem()).unwrap();
+    let text = farm_site(&format!(
+        r#"backends = [
+  "https://exch01.ad.test",
+  {{ url = "https://10.0.0.7", weight = 3, tls = {{ server_name = "exch02.ad.test" }} }},
+  {{ url = "https://exch03.ad.test:8443", drain = true, tls = {{ verify = false }} }},
+]
+backend_tls = {{ ca = "{}" }}"#,
+        ca.display()
+    ));
+    let c = load_str(&dir.path().join("g.toml"), &text).unwrap_or_else(|p| panic!("{p}"));
+    let farm = &c.sites[0].farm;
+    let origins: Vec<&str> = farm.members.iter().map(|m| m.backend.origin.as_str()).collect();
+    assert_eq!(origins, ["https://exch01.ad.test:443", "https://10.0.0.7:443", "https://exch03.ad.test:8443"]);
+    assert_eq!(
+        farm.members.iter().map(|m| (m.weight, m.drain)).collect::<Vec<_>>(),
+        [(1, false), (3, false), (1, true)]
+    );
+    let tls: Vec<&BackendTls> = farm.members.iter().map(|m| m.backend.tls.as_ref().unwrap()).collect();
+    // The site's CA for all; each backend's own keys over it.
+    assert!(tls.iter().all(|t| t.ca.as_deref() == Some(ca.as_path())));
+    assert_eq!(tls[1].server_name, "exch02.ad.test");
+    assert_eq!((tls[0].server_name.as_str(), tls[0].verify, tls[2].verify), ("exch01.ad.test", true, false));
+    // A farm is checked (TCP) and ejects what refuses connections; one backend is left alone.
+    assert_eq!((farm.health.check.clone(), farm.health.eject_connect_failures), (Check::Tcp, 1));
+    assert_eq!((farm.health.interval.as_secs(), farm.health.fall, farm.health.rise), (5, 3, 2));
+    assert_eq!(farm.affinity, Affinity::None);
+    let one = load_str(Path::new("/tmp/x.toml"), GOOD).unwrap();
+    assert_eq!(
+        (one.sites[0].farm.health.check.clone(), one.sites[0].farm.health.eject_connect_failures),
+        (Check::None, 0)
+    );
+    let described = describe_sites(&c).join("\n");
+    assert!(
+        described.contains("farm [https://exch01.ad.test:443, https://10.0.0.7:443 (weight 3), https://exch03.ad.test:8443 (drained by the configuration)] checked by TCP connect every 5s (fall 3, rise 2)"),
+        "{described}"
+    );
+    assert!(describe_sites(&one).join("").contains("-> http://127.0.0.1:18080 auth"), "one backend reads as before");
+}
+
+#[test]
+fn health_and_affinity_keys_load() {
+    let text = farm_site(
+        r#"backends = ["http://a.ad.test", "http://b.ad.test"]
+affinity = "cookie""#,
+    ) + r#"
+[site.health]
+check = "http"
+path = "/healthz?full=1"
+status = 204
+interval = "2s"
+timeout = "500ms"
+rise = 1
+fall = 5
+eject_after_connect_failures = 0
+eject_after_gateway_errors = 10
+eject_for = "1m"
+"#;
+    let c = load_str(Path::new("/tmp/x.toml"), &text).unwrap_or_else(|p| panic!("{p}"));
+    let h = &c.sites[0].farm.health;
+    assert_eq!(h.check, Check::Http { path: "/healthz?full=1".into(), status: 204 });
+    assert_eq!((h.interval.as_millis(), h.timeout.as_millis(), h.rise, h.fall), (2000, 500, 1, 5));
+    assert_eq!((h.eject_connect_failures, h.eject_gateway_errors, h.eject_for.as_secs()), (0, 10, 60));
+    assert_eq!(c.sites[0].farm.affinity, Affinity::Cookie);
+    let c =
+        load_str(Path::new("/tmp/x.toml"), &farm_site("backend = \"http://a\"\nhealth = { check = \"tcp\" }")).unwrap();
+    assert_eq!(c.sites[0].farm.health.check, Check::Tcp, "a farm of one is checked when asked");
+}
+
+/// Every value the farm keys refuse, at its line and key.
+#[test]
+fn farm_keys_refuse_wrong_values() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("backend = \"http://a\"\nbackends = [\"http://b\"]", "backends", "site[0].backends", "not both"),
+        ("backends = []", "backends", "site[0].backends", "empty list"),
+        ("backends = \"http://a\"", "backends", "site[0].backends", "expected a list"),
+        ("backends = [\"http://a\", 7]", "backends", "site[0].backends[1]", "expected a backend URL"),
+        ("backends = [\"http://a\", \"ftp://b\"]", "backends", "site[0].backends[1]", "not a backend URL"),
+        ("backends = [\"http://a\", \"http://a:80\"]", "backends", "site[0].backends[1]", "listed twice"),
+        ("backends = [{ url = \"http://a\", weight = 0 }]", "backends", "site[0].backends[0].weight", "from 1 to 1000"),
+        (
+            "backends = [{ url = \"http://a\", weight = 1001 }]",
+            "backends",
+            "site[0].backends[0].weight",
+            "from 1 to 1000",
+        ),
+        (
+            "backends = [{ url = \"http://a\", drain = \"yes\" }]",
+            "backends",
+            "site[0].backends[0].drain",
+            "true or false",
+        ),
+        (
+            "backends = [{ url = \"http://a\", wight = 2 }]",
+            "backends",
+            "site[0].backends[0].wight",
+            "did you mean `weight`",
+        ),
+        ("backends = [{ weight = 2 }]", "backends", "site[0].backends[0].url", "missing required key `url`"),
+        (
+            "backends = [{ url = \"http://a\", tls = { verify = false } }]",
+            "backends",
+            "site[0].backends[0].url",
+            "tls needs an https:// backend",
+        ),
+        (
+            "backends = [{ url = \"https://a\", tls = { sni = \"x\" } }]",
+            "backends",
+            "site[0].backends[0].tls.sni",
+            "unknown key",
+        ),
+        (
+            "backends = [\"http://a\", \"http://b\"]\nbackend_tls = { verify = false }",
+            "backend_tls",
+            "site[0].backend_tls",
+            "needs an https:// backend",
+        ),
+        ("backend = 3", "backend", "site[0].backend", "expected a URL"),
+        (
+            "backends = [\"http://a\", \"http://b\"]\naffinity = \"sticky\"",
+            "affinity",
+            "site[0].affinity",
+            "\"none\", \"source\" or \"cookie\"",
+        ),
+        (
+            "backends = [\"http://a\", \"http://b\"]\nhealth = { check = \"ping\" }",
+            "health",
+            "site[0].health.check",
+            "\"none\", \"tcp\" or \"http\"",
+        ),
+        (
+            "backends = [\"http://a\", \"http://b\"]\nhealth = { check = \"http\" }",
+            "health",
+            "site[0].health.path",
+            "needs the path",
+        ),
+        (
+            "backends = [\"http://a\", \"http://b\"]\nhealth = { check = \"http\", path = \"healthz\" }",
+            "health",
+            "site[0].health.path",
+            "not an absolute path",
+        ),
+        (
+            "backends = [\"http://a\", \"http://b\"]\nhealth = { check = \"http\", path = \"/a b\" }",
+            "health",
+            "site[0].health.path",
+            "not an absolute path",
+        ),
+        (
+            "backends = [\"http://a\", \"http://b\"]\nhealth = { path = \"/healthz\" }",
+            "health",
+            "site[0].health.path",
+            "only meaningful with check = \"http\"",
+        ),
+        (
+            "backends = [\"http://a\", \"http://b\"]\nhealth = { check = \"http\", path = \"/h\", status = 99 }",
+            "health",
+            "site[0].health.status",
+            "from 100 to 599",
+        ),
+        (
+            "backends = [\"http://a\", \"http://b\"]\nhealth = { rise = 0 }",
+            "health",
+            "site[0].health.rise",
+            "from 1 to 100",
+        ),
+        (
+            "backends = [\"http://a\", \"http://b\"]\nhealth = { fall = 101 }",
+            "health",
+            "site[0].health.fall",
+            "from 1 to 100",
+        ),
+        (
+            "backends = [\"http://a\", \"http://b\"]\nhealth = { interval = \"2s\", timeout = \"2s\" }",
+            "health",
+            "site[0].health.timeout",
+            "shorter than interval",
+        ),
+        (
+            "backends = [\"http://a\", \"http://b\"]\nhealth = { interval = \"0s\" }",
+            "health",
+            "site[0].health.interval",
+            "above zero",
+        ),
+        (
+            "backends = [\"http://a\", \"http://b\"]\nhealth = { check = \"none\", interval = \"2s\" }",
+            "health",
+            "site[0].health.interval",
+            "only meaningful with check = \"tcp\" or \"http\"",
+        ),
+        (
+            "backends = [\"http://a\", \"http://b\"]\nhealth = { eject_after_gateway_errors = -1 }",
+            "health",
+            "site[0].health.eject_after_gateway_errors",
+            "whole number",
+        ),
+        (
+            "backends = [\"http://a\", \"http://b\"]\nhealth = { eject_for = \"soon\" }",
+            "health",
+            "site[0].health.eject_for",
+            "duration",
+        ),
+        (
+            "backends = [\"http://a\", \"http://b\"]\nhealth = { intervall = \"2s\" }",
+            "health",
+            "site[0].health.intervall",
+            "did you mean `interval`",
+        ),
+        ("backends = [\"http://a\", \"http://b\"]\nhealth = 5", "health", "site[0].health", "expected a table"),
+    ];
+    for (farm, at, key, words) in cases {
+        let text = farm_site(farm);
+        let line = line_of(&text, at);
+        let p = problems(&text);
+        assert!(has(&p, line, key, words), "{farm}: expected {key} at line {line} saying {words:?}: {p:#?}");
+    }
+    // Neither key: the site says what is missing.
+    let p = problems(&GOOD.replace("backend = \"http://127.0.0.1:18080\"\n", ""));
+    assert!(p.iter().any(|p| p.key == "site[0].backend" && p.message.contains("or `backends`")), "{p:#?}");
+}
+
+#[test]
+fn a_farm_of_the_exchange_preset_checks_each_paths_own_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let keytab = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\nkeytab = \"k.keytab\"\nservice_principal = \"s@AD.TEST\"\nacceptor_spn = \"HTTP/mail.ad.test\"\n[accounts]\nsource = \"winbind\"\n";
+    let base = exchange_preset(dir.path(), keytab).replace(
+        "backend = \"https://exch01.ad.test\"\n",
+        "backends = [\"https://exch01.ad.test\", \"https://exch02.ad.test\"]\ndelegation = \"kcd\"\nbackend_spn = \"HTTP/{backend_host}\"\n",
+    );
+    let c = load_str(&dir.path().join("g.toml"), &base).unwrap_or_else(|p| panic!("{p}"));
+    let check = |p: &str| c.sites.iter().find(|s| s.path_prefix == p).unwrap().farm.health.check.clone();
+    assert_eq!(check("/owa"), Check::Http { path: "/owa/healthcheck.htm".into(), status: 200 });
+    assert_eq!(check("/rpc"), Check::Http { path: "/rpc/healthcheck.htm".into(), status: 200 });
+    assert_eq!(
+        check("/Microsoft-Server-ActiveSync"),
+        Check::Http { path: "/Microsoft-Server-ActiveSync/healthcheck.htm".into(), status: 200 }
+    );
+    assert!(c.sites.iter().all(|s| s.family == "exchange"), "every path belongs to the [[site]]");
+    // Each backend its own SPN.
+    let ews = c.sites.iter().find(|s| s.path_prefix == "/ews").unwrap();
+    let spns: Vec<String> = ews.farm.members.iter().map(|m| ews.kcd().unwrap().spn_for(&m.backend)).collect();
+    assert_eq!(spns, ["HTTP/exch01.ad.test", "HTTP/exch02.ad.test"]);
+    assert!(crate::config::describe_site(ews).contains("; KCD to HTTP/exch01.ad.test, HTTP/exch02.ad.test"));
+    // One SPN for the farm (an alternate service account's).
+    let asa = load_str(&dir.path().join("g.toml"), &base.replace("HTTP/{backend_host}", "HTTP/mail.ad.test")).unwrap();
+    let ews = asa.sites.iter().find(|s| s.path_prefix == "/ews").unwrap();
+    assert!(ews.farm.members.iter().all(|m| ews.kcd().unwrap().spn_for(&m.backend) == "HTTP/mail.ad.test"));
+    // The preset's pages are its own: a path of the site's is refused, where it is written.
+    let text = format!("{base}health = {{ check = \"http\", path = \"/healthz\" }}\n");
+    let p = load_str(&dir.path().join("g.toml"), &text).unwrap_err().0;
+    assert!(has(&p, line_of(&text, "health ="), "site[0].health.path", "each path's own healthcheck.htm"), "{p:#?}");
+    let text = base.replace("HTTP/{backend_host}", "HTTP/{backend}");
+    let p = load_str(&dir.path().join("g.toml"), &text).unwrap_err().0;
+    assert!(has(&p, line_of(&text, "backend_spn"), "site[0].backend_spn", "not an SPN"), "{p:#?}");
+}
+
+#[test]
+fn the_affinity_and_control_sections_refuse_wrong_values() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("g.toml");
+    let key = dir.path().join("affinity.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let private = dir.path().join("run");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let ok = format!(
+        "[affinity]\ncookie = \"gh_srv\"\nkey_file = \"affinity.key\"\nidle = \"20m\"\nmax_sessions = 5000\n\n[control]\nsocket = \"run/gatehouse.sock\"\n{GOOD}"
+    );
+    let c = load_str(&g, &ok).unwrap_or_else(|p| panic!("{p}"));
+    assert_eq!(
+        (c.affinity.cookie.as_str(), c.affinity.idle.as_secs(), c.affinity.max_sessions),
+        ("gh_srv", 1200, 5000)
+    );
+    assert_eq!(c.affinity.key.as_ref().map(|k| k.0.len()), Some(32));
+    assert!(!format!("{:?}", c.affinity).contains("7, 7"), "the key is never printed");
+    assert_eq!(c.control.unwrap().socket, private.join("gatehouse.sock"));
+    let refused = |from: &str, to: &str, key: &str, words: &str| {
+        let text = ok.replace(from, to);
+        let p = load_str(&g, &text).unwrap_err().0;
+        assert!(p.iter().any(|p| p.key == key && p.message.contains(words)), "{to}: {p:#?}");
+    };
+    refused("cookie = \"gh_srv\"", "cookie = \"gh srv\"", "affinity.cookie", "not a cookie name");
+    refused("max_sessions = 5000", "max_sessions = 10", "affinity.max_sessions", "from 100");
+    refused("idle = \"20m\"", "idle = 0", "affinity.idle", "above zero");
+    refused("affinity.key\"", "missing.key\"", "affinity.key_file", "No such file");
+    std::fs::write(dir.path().join("short.key"), [7u8; 16]).unwrap();
+    std::fs::set_permissions(dir.path().join("short.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    refused("affinity.key\"", "short.key\"", "affinity.key_file", "at least 32");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    refused("cookie = ", "cookie = ", "affinity.key_file", "chmod 600");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    refused("run/gatehouse.sock", "nowhere/gatehouse.sock", "control.socket", "install -d -m 0700");
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused("socket = ", "socket = ", "control.socket", "can be written by other accounts");
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(private.join("gatehouse.sock"), "").unwrap();
+    refused("socket = ", "socket = ", "control.socket", "is not a socket");
+    refused(
+        "socket = \"run/gatehouse.sock\"",
+        &format!("socket = \"run/{}\"", "s".repeat(120)),
+        "control.socket",
+        "longer than",
+    );
+    refused("socket = \"run/gatehouse.sock\"", "sockt = \"x\"", "control.socket", "missing required key");
 }

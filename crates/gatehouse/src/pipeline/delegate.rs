@@ -19,10 +19,15 @@ pub struct Kerberos<'a> {
     pub settings: &'a Kcd,
 }
 
-/// `Authorization: Negotiate` for the site's backend in `user`'s name (S4U2Self
-/// then S4U2Proxy, cached per user). The GSSAPI calls block, so they run on a
-/// blocking thread.
-pub async fn token(k: &Kerberos<'_>, user: &User, binding: Option<Arc<[u8]>>) -> Result<HeaderValue, Failure> {
+/// `Authorization: Negotiate` for the backend whose SPN is `spn` (one for the
+/// farm, or the backend's own) in `user`'s name (S4U2Self then S4U2Proxy,
+/// cached per user). The GSSAPI calls block, so they run on a blocking thread.
+pub async fn token(
+    k: &Kerberos<'_>,
+    user: &User,
+    spn: &str,
+    binding: Option<Arc<[u8]>>,
+) -> Result<HeaderValue, Failure> {
     let Some(delegator) = k.delegator.cloned() else {
         return Err(Failure::ServiceUnavailable("no delegating account is configured".into()));
     };
@@ -36,7 +41,7 @@ pub async fn token(k: &Kerberos<'_>, user: &User, binding: Option<Arc<[u8]>>) ->
         None if by_upn => account.to_owned(),
         None => format!("{account}@{realm}"),
     };
-    let (spn, kind, mode) = (d.spn.clone(), d.token, d.user);
+    let (spn, kind, mode) = (spn.to_owned(), d.token, d.user);
     let who = principal.clone();
     let target = spn.clone();
     let result = tokio::task::spawn_blocking(move || {

@@ -17,6 +17,12 @@ pub enum Failure {
     BadGateway(String),
     GatewayTimeout(String),
     ServiceUnavailable(String),
+    /// Every backend of the site is down, ejected or drained (what each is).
+    NoBackend(String),
+    /// This client connection's own backend logon (a pass-through sign-in)
+    /// is on a backend that cannot be reached: the connection closes, and the
+    /// client signs in again on a new one, which may go to another backend.
+    PinnedGone(String),
     /// No domain controller answered (Kerberos delegation).
     DomainUnreachable(String),
     /// Signed in, but the site is not open to the user (`cause`: the rule,
@@ -51,6 +57,18 @@ impl Failure {
                 "The published server could not be reached or answered badly.".into(),
                 c.clone(),
                 false,
+            ),
+            Failure::NoBackend(c) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "No server of this site is available right now: every one is down or taken out of service. Try again shortly.".into(),
+                c.clone(),
+                false,
+            ),
+            Failure::PinnedGone(c) => (
+                StatusCode::BAD_GATEWAY,
+                "The server this connection signed in to is not available; connect again to sign in to another.".into(),
+                format!("the backend of this connection's own logon cannot be reached: {c}"),
+                true,
             ),
             Failure::GatewayTimeout(c) => {
                 (StatusCode::GATEWAY_TIMEOUT, "The published server did not answer in time.".into(), c.clone(), false)
@@ -106,6 +124,11 @@ impl Failure {
             tracing::warn!(request_id = %id, client = %ctx.peer, listener = %ctx.listener, status = status.as_u16(), cause = %cause, "request answered by gatehouse");
         }
         record.set_error(cause);
-        pages::page(status, &id, &text, close)
+        let mut page = pages::page(status, &id, &text, close);
+        if matches!(self, Failure::NoBackend(_)) {
+            // Health checks bring a backend back within seconds.
+            page.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("10"));
+        }
+        page
     }
 }

@@ -42,8 +42,10 @@ pub struct Upstream<'a> {
     pub https: bool,
     /// The host the client asked for (already checked), for `X-Forwarded-Host`.
     pub client_host: Option<&'a HeaderValue>,
-    /// What goes out as `Host`.
-    pub host: HeaderValue,
+    /// What goes out as `Host`; None: the client sent none (HTTP/1.0) and the
+    /// site sets none, so the backend's own address goes, which the send stage
+    /// adds once it knows the backend.
+    pub host: Option<HeaderValue>,
     pub request_id: &'a str,
     /// The site's identity header and, for a signed-in user, its value.
     pub identity: Option<(&'a HeaderName, Option<&'a HeaderValue>)>,
@@ -96,7 +98,14 @@ pub fn to_backend(headers: &mut HeaderMap, up: &Upstream<'_>) {
         headers.insert(X_FORWARDED_HOST, h.clone());
     }
     headers.insert(X_REQUEST_ID, value(up.request_id));
-    headers.insert(header::HOST, up.host.clone());
+    match &up.host {
+        Some(h) => {
+            headers.insert(header::HOST, h.clone());
+        }
+        None => {
+            headers.remove(header::HOST);
+        }
+    }
     if let Some(token) = up.upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, token.clone());
@@ -209,7 +218,7 @@ mod tests {
             peer: "192.0.2.7".parse().unwrap(),
             https: true,
             client_host: Some(host),
-            host: HeaderValue::from_static("backend:80"),
+            host: Some(HeaderValue::from_static("backend:80")),
             request_id: "id1",
             identity: None,
             keep_authorization: false,

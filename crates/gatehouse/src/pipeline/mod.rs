@@ -6,10 +6,13 @@
 //! 3. [`authorize::authorize`]: whether they may use the site;
 //! 4. [`upgrade::websocket_upgrade`]: whether a protocol switch goes on;
 //! 5. [`upstream::prepare`]: the backend request and the identity it goes as;
-//! 6. [`send::send`]: a pooled connection, a Kerberos ticket where needed
-//!    ([`delegate`]), the request, and the one retry rule;
-//! 7. [`response::filter`] (or [`upgrade::switch`]): the answer as the client
-//!    gets it.
+//! 6. [`balance::place`]: which backends of the site's farm it may go to, and
+//!    the session that ties it to one;
+//! 7. [`send::send`]: a pooled connection on the backend the farm gives (the
+//!    next one if it cannot be reached), a Kerberos ticket where needed
+//!    ([`delegate`]), the request, and the retry rules;
+//! 8. [`response::filter`] (or [`upgrade::switch`]): the answer as the client
+//!    gets it, after [`balance::settle`] told the farm what it learnt.
 //!
 //! Anything that goes wrong is a [`failure::Failure`], which becomes a page with
 //! a request id and a log line naming the cause. Each stage takes only what it
@@ -17,6 +20,7 @@
 
 mod authenticate;
 mod authorize;
+mod balance;
 mod delegate;
 mod failure;
 mod headers;
@@ -169,12 +173,22 @@ async fn forward(
     let prepared =
         upstream::prepare(req, routed, user, switch_to.as_ref(), &conn.info, &conn.pinned, record.request_id())?;
     record.count_request_body(prepared.progress.clone());
+    let farm = &routed.farm;
+    let client = balance::Client {
+        peer: conn.info.peer.ip(),
+        tls: conn.info.tls,
+        pinned: conn.pinned.load(std::sync::atomic::Ordering::Relaxed),
+        pins: &conn.pins,
+    };
+    let mut request = prepared.request;
+    let mut placement = balance::place(farm, &mut request, &client, config.timeouts.header_read).await?;
+    let session = placement.session.take();
     let pool = &conn.shared.pools[conn.info.worker];
     let hop = send::Hop {
-        target: &routed.target,
-        origin: &site.backend.origin,
+        farm,
+        identity: &prepared.identity,
+        session: session.as_ref(),
         pool,
-        key: &prepared.key,
         timeouts: &config.timeouts,
         refused: &conn.activity.rejected,
     };
@@ -187,8 +201,10 @@ async fn forward(
         }),
         _ => None,
     };
-    let (key, progress) = (prepared.key.clone(), prepared.progress.clone());
-    let sent = send::send(&hop, prepared.request, &progress, signing.as_ref(), prepared.replay).await?;
+    let progress = prepared.progress.clone();
+    let mut sent = send::send(&hop, &mut placement, request, &progress, signing.as_ref(), prepared.replay).await?;
+    let member = &farm.members[sent.member];
+    record.set_backend(&member.state.origin);
 
     if sent.response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let (Some(token), Some(client_side)) = (switch_to, on_upgrade.take()) else {
@@ -196,9 +212,15 @@ async fn forward(
         };
         let stream_idle = site.stream_idle.unwrap_or(config.timeouts.stream_idle);
         let idle = config.timeouts.keepalive_idle;
-        return upgrade::switch(sent.response, token, client_side, &conn.activity, stream_idle, idle);
+        return upgrade::switch(sent.response, token, client_side, &conn.activity, stream_idle, idle, sent.lease);
     }
-    let back = response::GiveBack { pool, key, info: &conn.info, pinned: &conn.pinned };
+    balance::settle(farm, &placement, sent.member, sent.response.headers_mut(), &client);
+    let back = response::GiveBack { pool, key: sent.key, info: &conn.info, pinned: &conn.pinned };
     let edge = response::Edge { signed_in: user.is_some(), delegated: signing.is_some(), final_token };
-    Ok(response::filter(sent.response, sent.sender, back, edge))
+    let response = response::filter(sent.response, sent.sender, back, edge, sent.lease);
+    if conn.pinned.load(std::sync::atomic::Ordering::Relaxed) {
+        // Its own logon may be on this backend now: its next requests follow.
+        conn.pins.set(&farm.family, member.id);
+    }
+    Ok(response)
 }

@@ -32,7 +32,14 @@ pub struct Edge {
     pub final_token: Option<HeaderValue>,
 }
 
-pub fn filter(resp: Response<Incoming>, sender: Sender, back: GiveBack<'_>, edge: Edge) -> Response<ResponseBody> {
+/// `lease`: the request's count on its backend, held until the body ends.
+pub fn filter(
+    resp: Response<Incoming>,
+    sender: Sender,
+    back: GiveBack<'_>,
+    edge: Edge,
+    lease: Option<crate::farm::Lease>,
+) -> Response<ResponseBody> {
     let GiveBack { pool, mut key, info, pinned } = back;
     let (mut parts, body) = resp.into_parts();
     // An intermediary speaks its own version (RFC 9110 6.2); hyper lowers it
@@ -48,5 +55,5 @@ pub fn filter(resp: Response<Incoming>, sender: Sender, back: GiveBack<'_>, edge
     }
     let ours = edge.signed_in && parts.status != StatusCode::UNAUTHORIZED;
     headers::to_client(&mut parts.headers, ours && edge.delegated, edge.final_token.filter(|_| ours));
-    Response::from_parts(parts, ResponseBody::backend(body, (pool.clone(), key, sender)))
+    Response::from_parts(parts, ResponseBody::backend(body, (pool.clone(), key, sender), lease))
 }

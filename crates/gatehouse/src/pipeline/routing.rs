@@ -1,20 +1,21 @@
 //! The route stage: which site a request is for, as the backend will read its
-//! target (see `httpguard`), and the backend that site reaches.
+//! target (see `httpguard`), and the farm of backends that site reaches.
 
 use std::sync::Arc;
 
 use http::{header, Method, Request};
 
 use super::failure::Failure;
-use crate::backend::Target;
 use crate::config::Site;
+use crate::farm::Farm;
 use crate::generation::Generation;
 use crate::route;
 
 /// Where a request goes.
 pub struct Routed {
     pub site: Arc<Site>,
-    pub target: Arc<Target>,
+    /// Its backends.
+    pub farm: Arc<Farm>,
     /// The host the client asked for, checked (None: an HTTP/1.0 request without one).
     pub host: Option<String>,
 }
@@ -35,12 +36,12 @@ pub fn route<B>(req: &Request<B>, listener: &str, generation: &Generation) -> Re
         .find(listener, host.as_deref().map(route::host_name).as_deref(), &path)
         .ok_or(Failure::NotFound)?
         .clone();
-    let target = generation
-        .backends
-        .get(&site.backend)
+    let farm = generation
+        .farms
+        .get(&site.name)
         .ok_or_else(|| Failure::ServiceUnavailable("backend missing from this configuration".into()))?
         .clone();
-    Ok(Routed { site, target, host })
+    Ok(Routed { site, farm, host })
 }
 
 /// The host the client asked for: the authority of an absolute-form target, else

@@ -65,6 +65,7 @@ pub fn switch(
     activity: &Arc<Activity>,
     stream_idle: Duration,
     idle: Duration,
+    lease: Option<crate::farm::Lease>,
 ) -> Result<Response<ResponseBody>, Failure> {
     let to_asked = resp.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     if !to_asked {
@@ -74,7 +75,7 @@ pub fn switch(
     let in_flight = activity.begin_tunnel(stream_idle);
     let activity = activity.clone();
     tokio::spawn(async move {
-        let _in_flight = in_flight;
+        let (_in_flight, _lease) = (in_flight, lease);
         tunnel(client_side, backend_side, activity, idle).await;
     });
     let (mut parts, _) = resp.into_parts();

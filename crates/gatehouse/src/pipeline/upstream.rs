@@ -1,6 +1,7 @@
 //! The prepare stage: the request as the backend gets it (target in origin
 //! form, HTTP/1.1, headers by `headers.rs`'s policy, the body streamed), and
-//! the identity whose backend connections may carry it.
+//! the identity whose backend connections may carry it. Which backend of the
+//! farm it goes to is the balance stage's.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,13 +15,14 @@ use super::headers::{self, Upstream};
 use super::routing::Routed;
 use super::send::Replay;
 use crate::auth::User;
-use crate::backend::{Identity, PoolKey};
+use crate::backend::Identity;
 use crate::conn::ConnInfo;
 use crate::request_body::{RequestBody, RequestProgress};
 
 pub struct Prepared {
     pub request: Request<RequestBody>,
-    pub key: PoolKey,
+    /// Whose backend connections may carry it (with the backend, the pool key).
+    pub identity: Identity,
     /// For a bodiless request to a delegating site: what to send again with a
     /// fresh ticket should the backend ask (401).
     pub replay: Option<Replay>,
@@ -83,20 +85,15 @@ pub fn prepare(
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
-    Ok(Prepared {
-        request,
-        key: PoolKey { backend: routed.target.pool_id.clone(), identity },
-        replay,
-        progress,
-        bodiless,
-    })
+    Ok(Prepared { request, identity, replay, progress, bodiless })
 }
 
 /// The host the client asked for (for `X-Forwarded-Host`), and the `Host` the
-/// backend gets: the site's `host_header`, else the client's, else the
-/// backend's own address. For an absolute-form target the authority is the
-/// host (RFC 9112 3.2.2); a different Host header is ignored.
-fn hosts(routed: &Routed) -> Result<(Option<HeaderValue>, HeaderValue), Failure> {
+/// backend gets: the site's `host_header`, else the client's, else none here
+/// (the send stage gives the backend's own address, once it knows which
+/// backend). For an absolute-form target the authority is the host
+/// (RFC 9112 3.2.2); a different Host header is ignored.
+fn hosts(routed: &Routed) -> Result<(Option<HeaderValue>, Option<HeaderValue>), Failure> {
     let site = &routed.site;
     let client_host = match &routed.host {
         Some(h) => {
@@ -105,9 +102,9 @@ fn hosts(routed: &Routed) -> Result<(Option<HeaderValue>, HeaderValue), Failure>
         None => None,
     };
     let host = match (&site.host_header, &client_host) {
-        (Some(h), _) => headers::value(h),
-        (None, Some(h)) => h.clone(),
-        (None, None) => headers::value(&format!("{}:{}", site.backend.host, site.backend.port)),
+        (Some(h), _) => Some(headers::value(h)),
+        (None, Some(h)) => Some(h.clone()),
+        (None, None) => None,
     };
     Ok((client_host, host))
 }
