@@ -116,13 +116,13 @@ async fn communicator_autodiscover_and_ews() {
 async fn outlook_anywhere_channels() {
     let Some(env) = lab_env() else { return };
     let p = publish(&env).await;
-    let cookie = *b"session-cookie-1";
+    let session = *b"virtual-conn-01!";
     let head = |method: &str| {
         format!("{method} /rpc/rpcproxy.dll?backend.ad.test:6001 HTTP/1.0\r\nHost: proxy.ad.test\r\nUser-Agent: MSRPC\r\nConnection: Keep-Alive\r\nCache-Control: no-cache\r\nPragma: no-cache")
     };
     let bob = Client::new("bob", "Bob-Pass1");
     // Authenticates `c` for `method`: the empty first leg, then the channel's
-    // head with the AUTHENTICATE and the 1 GiB announcement, then the cookie.
+    // head with the AUTHENTICATE and the 1 GiB announcement, then its first PDU.
     async fn channel(c: &mut Tls, head: &str, client: &Client, announced: u64, first: &[u8]) {
         let negotiate = client.negotiate();
         let r = leg(c, head, &negotiate, b"").await;
@@ -140,15 +140,15 @@ async fn outlook_anywhere_channels() {
     assert!(r.text().is_empty() || r.body[0] == 5, "an RTS PDU");
     drop(echo);
     let mut out = open(&p).await;
-    let mut out_body = cookie.to_vec();
-    out_body.resize(76, 0); // CONN/A1 is 76 bytes
+    let out_body = rpch::build::conn_a1(&session, b"out-channel-0001"); // 76 bytes, the OUT request's length
     channel(&mut out, &head("RPC_OUT_DATA"), &bob, 76, &out_body).await;
     assert!(out.read_until(b"USER bob@AD.TEST\n").await, "OUT channel: {}", String::from_utf8_lossy(&out.buf));
     // HTTP/1.0 in, HTTP/1.0 out, kept alive, 1 GiB announced.
     let head_text = String::from_utf8_lossy(&out.buf).to_lowercase();
     assert!(head_text.starts_with("http/1.0 200") && head_text.contains("content-length: 1073741824"), "{head_text}");
     let mut inn = open(&p).await;
-    channel(&mut inn, &head("RPC_IN_DATA"), &bob, 1 << 30, &cookie).await;
+    let b1 = rpch::build::conn_b1(&session, b"in-channel-00001", b"association-0001");
+    channel(&mut inn, &head("RPC_IN_DATA"), &bob, 1 << 30, &b1).await;
     // PDUs both ways: what Outlook writes on IN comes back on OUT, each at once;
     // one gap of 3 s (the keep-alive timeout is 1 s; /rpc's stream idle is long).
     for i in 0..6 {
@@ -173,7 +173,7 @@ async fn outlook_anywhere_channels() {
     assert!(methods.contains(&"RPC_OUT_DATA"), "{served:?}");
     assert!(served.iter().all(|s| s.user == "bob@AD.TEST"), "{served:?}");
     let in_bytes = served.iter().filter(|s| s.method == "RPC_IN_DATA").map(|s| s.body_bytes).max().unwrap();
-    assert_eq!(in_bytes, 16 + 6 * 1007, "every IN byte reached the backend");
+    assert_eq!(in_bytes, 104 + 6 * 1007, "every IN byte reached the backend (CONN/B1 and the PDUs)");
 }
 
 /// MAPI over HTTP: Connect (session cookies), Execute with them, and a

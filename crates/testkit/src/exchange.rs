@@ -9,11 +9,16 @@
 //! - `POST /autodiscover/autodiscover.xml`, `POST /ews/exchange.asmx`: XML naming
 //!   the user and the body length.
 //! - `RPC_IN_DATA` / `RPC_OUT_DATA` `/rpc/rpcproxy.dll`: a body of at most 16
-//!   bytes is an echo request (answered at once); otherwise a channel. The first
-//!   16 bytes of either channel's body are the session cookie; what the client
-//!   streams into the IN channel comes back out of the OUT channel of the same
-//!   cookie, after a first line `USER <name>` (so the test sees both channels
-//!   reached the same backend as the same user).
+//!   bytes is an echo request (answered at once); otherwise a channel, whose
+//!   body starts with the RTS PDU that opens it (CONN/A1 on OUT, CONN/B1 on
+//!   IN, or a recycling PDU; read with the `rpch` crate). What the client
+//!   streams into the IN channel after its PDU comes back out of the OUT
+//!   channel of the same virtual connection cookie, after a first line
+//!   `USER <name>`: the two channels meet only on the same backend, as with
+//!   older Exchange versions.
+//! - `GET /<vdir>/healthcheck.htm` (anonymous, like Exchange's Managed
+//!   Availability pages): `200 OK` and the server's address, or 503 for a
+//!   virtual directory set down by [`ExchangeBackend::set_health`].
 //! - `POST /mapi/emsmdb/` with `X-RequestType`: `Connect` sets the session
 //!   cookies; `Execute` needs them; `NotificationWait` is a long poll: chunked,
 //!   `PROCESSING`, then `PENDING <unix ms>` every 300 ms five times (or
@@ -72,6 +77,11 @@ pub struct ExchangeBackend {
     spn: String,
     /// HTTPS with Extended Protection required: the bindings every ticket must carry.
     bindings: Option<Arc<[u8]>>,
+    /// Virtual directories whose healthcheck.htm answers 503.
+    down: Arc<Mutex<Vec<String>>>,
+    /// The healthcheck.htm paths asked for, in order.
+    checked: Arc<Mutex<Vec<String>>>,
+    stopped: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl ExchangeBackend {
@@ -119,33 +129,71 @@ impl ExchangeBackend {
             kerberos: Arc::new(kcd::Delegator::new(&format!("{spn}@{realm}"), keytab, realm)),
             spn: spn.to_owned(),
             bindings: tls.as_ref().map(|(_, b)| b.clone()),
+            down: Arc::default(),
+            checked: Arc::default(),
+            stopped: Arc::new(tokio::sync::watch::channel(false).0),
         };
         let b = backend.clone();
         let acceptor = tls.map(|(config, _)| tokio_rustls::TlsAcceptor::from(config));
+        let mut stopped = backend.stopped.subscribe();
         tokio::spawn(async move {
             loop {
-                let Ok((sock, _)) = listener.accept().await else { continue };
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = stopped.changed() => return,
+                };
+                let Ok((sock, _)) = accepted else { continue };
                 let _ = sock.set_nodelay(true);
                 let b = b.clone();
                 let acceptor = acceptor.clone();
+                let mut stopped = b.stopped.subscribe();
                 tokio::spawn(async move {
                     let user: Arc<Mutex<Option<String>>> = Arc::default();
                     let svc = hyper::service::service_fn(move |req| b.clone().serve(req, user.clone()));
                     let http = hyper::server::conn::http1::Builder::new();
-                    match acceptor {
-                        None => {
-                            let _ = http.serve_connection(TokioIo::new(sock), svc).await;
-                        }
-                        Some(a) => {
-                            if let Ok(tls) = a.accept(sock).await {
-                                let _ = http.serve_connection(TokioIo::new(tls), svc).await;
+                    let serve = async move {
+                        match acceptor {
+                            None => {
+                                let _ = http.serve_connection(TokioIo::new(sock), svc).await;
+                            }
+                            Some(a) => {
+                                if let Ok(tls) = a.accept(sock).await {
+                                    let _ = http.serve_connection(TokioIo::new(tls), svc).await;
+                                }
                             }
                         }
+                    };
+                    tokio::select! {
+                        _ = serve => {}
+                        _ = stopped.changed() => {}
                     }
                 });
             }
         });
         Ok(backend)
+    }
+
+    /// Stops as a server that goes down does: the listener closes and every
+    /// connection (open RPC channels too) is cut.
+    pub fn stop(&self) {
+        let _ = self.stopped.send(true);
+        // The OUT channels waiting for IN bytes end with their connections.
+        self.out_channels.lock().unwrap().clear();
+    }
+
+    /// What `/<vdir>/healthcheck.htm` answers (`vdir` like `"/owa"`): 200, or 503.
+    pub fn set_health(&self, vdir: &str, healthy: bool) {
+        let vdir = vdir.to_ascii_lowercase();
+        let mut down = self.down.lock().unwrap();
+        down.retain(|d| *d != vdir);
+        if !healthy {
+            down.push(vdir);
+        }
+    }
+
+    /// The healthcheck.htm paths asked for so far.
+    pub fn health_checks(&self) -> Vec<String> {
+        self.checked.lock().unwrap().clone()
     }
 
     pub fn served(&self) -> Vec<Served> {
@@ -185,6 +233,18 @@ impl ExchangeBackend {
         req: Request<Incoming>,
         conn_user: Arc<Mutex<Option<String>>>,
     ) -> Result<Response<BoxBody>, Infallible> {
+        if let Some(vdir) = req.uri().path().to_ascii_lowercase().strip_suffix("/healthcheck.htm") {
+            // Managed Availability's pages are anonymous.
+            self.checked.lock().unwrap().push(req.uri().path().to_owned());
+            let up = !self.down.lock().unwrap().iter().any(|d| d == vdir);
+            let (status, text) =
+                if up { (200, format!("200 OK<br/>{}", self.addr)) } else { (503, "503 Service Unavailable".into()) };
+            return Ok(Response::builder()
+                .status(status)
+                .header("content-type", "text/html")
+                .body(full(Bytes::from(text)))
+                .unwrap());
+        }
         let (user, logon) = match self.logon(&req, &conn_user) {
             Ok(u) => u,
             Err(why) => {
@@ -212,26 +272,36 @@ impl ExchangeBackend {
         let mut body = req.into_body();
 
         if (method == "RPC_IN_DATA" || method == "RPC_OUT_DATA") && declared > 16 {
-            // A channel: the first 16 bytes are the cookie.
-            let mut cookie = Vec::new();
-            let mut rest = Vec::new();
-            while cookie.len() < 16 {
+            // A channel: its first PDU names the virtual connection.
+            let mut first = Vec::new();
+            let start = loop {
+                match rpch::channel_start(&first) {
+                    Err(rpch::Error::Incomplete { .. }) => {}
+                    other => break other,
+                }
                 match body.frame().await {
                     Some(Ok(f)) => {
                         if let Some(d) = f.data_ref() {
-                            let take = (16 - cookie.len()).min(d.len());
-                            cookie.extend_from_slice(&d[..take]);
-                            rest.extend_from_slice(&d[take..]);
+                            first.extend_from_slice(d);
                         }
                     }
-                    _ => break,
+                    _ => break rpch::channel_start(&first),
                 }
-            }
+            };
+            let Ok(start) = start else {
+                return Ok(Response::builder()
+                    .status(400)
+                    .body(full(Bytes::from_static(b"no RTS channel start\n")))
+                    .unwrap());
+            };
+            let pdu_len = usize::from(u16::from_le_bytes([first[8], first[9]]));
+            let cookie = start.virtual_connection.to_vec();
+            let rest = first.split_off(pdu_len);
             if method == "RPC_OUT_DATA" {
                 let (tx, rx) = mpsc::channel::<Bytes>(64);
                 let _ = tx.send(Bytes::from(format!("USER {user}\n"))).await;
                 self.out_channels.lock().unwrap().insert(cookie, tx);
-                self.served.lock().unwrap().push(record(16));
+                self.served.lock().unwrap().push(record(pdu_len as u64));
                 let (ftx, frx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(64);
                 tokio::spawn(async move {
                     let mut rx = rx;
@@ -250,7 +320,7 @@ impl ExchangeBackend {
             }
             // IN channel: forward to the OUT channel of the same cookie.
             let out = self.out_channels.lock().unwrap().get(&cookie).cloned();
-            let mut total = 16 + rest.len() as u64;
+            let mut total = (pdu_len + rest.len()) as u64;
             if let (Some(out), false) = (&out, rest.is_empty()) {
                 let _ = out.send(Bytes::from(rest)).await;
             }

@@ -9,6 +9,10 @@
 //! - `/delay/MS`: waits MS milliseconds, then answers like `/`.
 //! - `/status/N`: answers with status N.
 //! - `/ws`: switches protocols to an echo of raw bytes when asked to upgrade.
+//! - `/healthz`: 200, or 503 after [`Backend::set_healthy`]`(false)`.
+//! - `/mapi/...` with `X-RequestType: Connect`: answers like `/`, and sets a
+//!   `MapiContext` session cookie of this backend's own (as Exchange's MAPI
+//!   over HTTP does).
 //! - anything else: reads the whole body (counting, not keeping it) and answers
 //!   JSON with the method, path, version, headers and body length.
 
@@ -60,6 +64,9 @@ pub struct Backend {
     /// Keep a [`Seen`] of every request (tests); off for benchmarks, where the
     /// record would grow without bound and cost more than the proxy under test.
     record: bool,
+    /// Flips to true on [`Backend::stop`]: the listener and every connection close.
+    stopped: Arc<tokio::sync::watch::Sender<bool>>,
+    healthy: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Backend {
@@ -85,26 +92,52 @@ impl Backend {
             gate: Arc::new(Semaphore::new(0)),
             connections: Arc::default(),
             record,
+            stopped: Arc::new(tokio::sync::watch::channel(false).0),
+            healthy: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
         let b = backend.clone();
+        let mut stopped = backend.stopped.subscribe();
         tokio::spawn(async move {
             loop {
-                let Ok((sock, _)) = listener.accept().await else {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = stopped.changed() => return,
+                };
+                let Ok((sock, _)) = accepted else {
                     continue;
                 };
                 let _ = sock.set_nodelay(true);
                 b.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let b = b.clone();
+                let mut stopped = b.stopped.subscribe();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| b.clone().serve(req));
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    let svc = hyper::service::service_fn({
+                        let b = b.clone();
+                        move |req| b.clone().serve(req)
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(sock), svc)
-                        .with_upgrades()
-                        .await;
+                        .with_upgrades();
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stopped.changed() => {}
+                    }
                 });
             }
         });
         Ok(backend)
+    }
+
+    /// Stops as a killed server does: the listening socket closes (new
+    /// connections are refused) and every open connection is cut, mid-request
+    /// or not. Start another on the same `addr` to bring it back.
+    pub fn stop(&self) {
+        let _ = self.stopped.send(true);
+    }
+
+    /// What `/healthz` answers: 200, or 503.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Everything that reached the backend so far.
@@ -212,6 +245,10 @@ impl Backend {
                 });
                 Response::new(BodyExt::boxed(StreamBody::new(ReceiverStream(rx))))
             }
+            ["healthz"] if !self.healthy.load(std::sync::atomic::Ordering::Relaxed) => Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .body(full(Bytes::from_static(b"unhealthy\n")))
+                .unwrap(),
             ["status", n] => {
                 let code = n.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
                 Response::builder().status(code).body(full(Bytes::from_static(b"status\n"))).unwrap()
@@ -219,6 +256,14 @@ impl Backend {
             ["delay", ms] => {
                 tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
                 echo(&seen)
+            }
+            ["mapi", ..] if seen.header("x-requesttype") == Some("Connect") => {
+                static SESSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut resp = echo(&seen);
+                let cookie = format!("MapiContext=ctx-{}-{n}; path=/mapi/emsmdb", self.addr.port());
+                resp.headers_mut().append("set-cookie", cookie.parse().unwrap());
+                resp
             }
             _ => echo(&seen),
         };

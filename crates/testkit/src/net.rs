@@ -42,3 +42,45 @@ mod tests {
         assert!(std::net::TcpListener::bind(closed.addr).is_err(), "another listener took the closed port");
     }
 }
+
+/// A TCP relay: connections to `addr` are carried to `to`, byte for byte. The
+/// lab's one Apache, reached through a relay on another loopback address, is
+/// a second backend with the same keytab and SPN; stopping the relay is that
+/// backend going down (listener closed, open connections cut).
+pub struct Relay {
+    pub addr: SocketAddr,
+    stopped: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Relay {
+    pub async fn start(on: SocketAddr, to: SocketAddr) -> std::io::Result<Relay> {
+        let listener = tokio::net::TcpListener::bind(on).await?;
+        let addr = listener.local_addr()?;
+        let stopped = std::sync::Arc::new(tokio::sync::watch::channel(false).0);
+        let mut stop = stopped.subscribe();
+        let relays = stopped.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = stop.changed() => return,
+                };
+                let Ok((mut client, _)) = accepted else { continue };
+                let mut stop = relays.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(to).await else { return };
+                    let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = stop.changed() => {}
+                    }
+                });
+            }
+        });
+        Ok(Relay { addr, stopped })
+    }
+
+    pub fn stop(&self) {
+        let _ = self.stopped.send(true);
+    }
+}

@@ -147,6 +147,10 @@ async fn exchange(
         let Some(i) = member else {
             return Err(match (failed, &to) {
                 (Some((_, why)), To::Placed(p)) if p.pinned => Failure::PinnedGone(why),
+                // Every backend of a farm tried, none reachable: the site is down.
+                (Some((_, why)), To::Placed(_)) if farm.members.len() > 1 => {
+                    Failure::NoBackend(format!("{}; the last: {why}", farm.unavailable()))
+                }
                 (Some((f, _)), _) => f,
                 (None, _) => Failure::NoBackend(farm.unavailable()),
             });

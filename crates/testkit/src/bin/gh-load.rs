@@ -333,10 +333,10 @@ async fn rpc_session(addr: SocketAddr, client: &Client, bytes: u64) -> std::io::
     let head = |m: &str| {
         format!("{m} /rpc/rpcproxy.dll?backend.ad.test:6001 HTTP/1.0\r\nHost: bench\r\nUser-Agent: MSRPC\r\nConnection: Keep-Alive")
     };
-    let cookie = *b"bench-session-01";
-    let mut out = ntlm_head(addr, client, &head("RPC_OUT_DATA"), 76).await?;
-    let mut a1 = cookie.to_vec();
-    a1.resize(76, 0);
+    // One virtual connection: CONN/A1 opens the OUT channel, CONN/B1 the IN.
+    let session = *b"bench-session-01";
+    let a1 = rpch::build::conn_a1(&session, b"bench-out-chan-1");
+    let mut out = ntlm_head(addr, client, &head("RPC_OUT_DATA"), a1.len() as u64).await?;
     out.s.write_all(&a1).await?;
     let (status, _) = out.read_head().await?;
     if status != 200 {
@@ -344,7 +344,7 @@ async fn rpc_session(addr: SocketAddr, client: &Client, bytes: u64) -> std::io::
     }
     // Announced as Outlook does for large sessions (2 GiB), above what is sent.
     let mut inn = ntlm_head(addr, client, &head("RPC_IN_DATA"), 2 << 30).await?;
-    inn.s.write_all(&cookie).await?;
+    inn.s.write_all(&rpch::build::conn_b1(&session, b"bench-in-chan--1", b"bench-assoc-grp1")).await?;
     let writer = tokio::spawn(async move {
         static PIECE: [u8; 65536] = [b'p'; 65536];
         let mut left = bytes;
