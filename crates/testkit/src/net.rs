@@ -29,20 +29,6 @@ impl Default for ClosedPort {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_closed_port_refuses_and_cannot_be_taken() {
-        let closed = ClosedPort::new();
-        let err = std::net::TcpStream::connect(closed.addr).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
-        // std's bind sets SO_REUSEADDR, as gatehouse's and tokio's do.
-        assert!(std::net::TcpListener::bind(closed.addr).is_err(), "another listener took the closed port");
-    }
-}
-
 /// A TCP relay: connections to `addr` are carried to `to`, byte for byte. The
 /// lab's one Apache, reached through a relay on another loopback address, is
 /// a second backend with the same keytab and SPN; stopping the relay is that
@@ -82,5 +68,19 @@ impl Relay {
 
     pub fn stop(&self) {
         let _ = self.stopped.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_port_refuses_and_cannot_be_taken() {
+        let closed = ClosedPort::new();
+        let err = std::net::TcpStream::connect(closed.addr).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        // std's bind sets SO_REUSEADDR, as gatehouse's and tokio's do.
+        assert!(std::net::TcpListener::bind(closed.addr).is_err(), "another listener took the closed port");
     }
 }

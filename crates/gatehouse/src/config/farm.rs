@@ -39,6 +39,10 @@ impl TlsKeys {
     }
 }
 
+/// One backend as written: URL, own TLS keys, weight, drain, and where
+/// (span and key path, for its problems).
+type Written = (String, Option<TlsKeys>, u32, bool, Span, String);
+
 impl Reader<'_> {
     /// `backend` or `backends`, `backend_tls`, `health` and `affinity`.
     /// `preset`: the site is a preset's, whose paths check their own pages.
@@ -49,7 +53,7 @@ impl Reader<'_> {
         };
         let single = s.get("backend");
         let many = s.get("backends");
-        let written: Vec<(String, Option<TlsKeys>, u32, bool, Span, String)> = match (single, many) {
+        let written: Vec<Written> = match (single, many) {
             (Some(_), Some(v)) => {
                 self.problem(
                     v.span(),
@@ -123,12 +127,7 @@ impl Reader<'_> {
     }
 
     /// `backends = ["https://a", { url = "https://b", weight = 2 }]`.
-    #[allow(clippy::type_complexity)]
-    fn members(
-        &mut self,
-        v: &toml::Spanned<DeValue<'_>>,
-        path: String,
-    ) -> Option<Vec<(String, Option<TlsKeys>, u32, bool, Span, String)>> {
+    fn members(&mut self, v: &toml::Spanned<DeValue<'_>>, path: String) -> Option<Vec<Written>> {
         let DeValue::Array(items) = v.get_ref() else {
             let why = format!("expected a list of backend URLs or {{ url = ... }} tables, found {}", kind(v.get_ref()));
             self.problem(v.span(), &path, why);

@@ -230,11 +230,14 @@ impl Drop for InFlight {
     }
 }
 
+/// A backend of a site, by the site's name.
+type SiteMember = (Arc<str>, MemberId);
+
 /// Farm state that outlives a configuration generation: each (site, backend)'s
 /// [`MemberState`], each `[[site]]`'s session table, and the affinity key made
 /// at start when the file gives none.
 pub struct Registry {
-    members: Mutex<HashMap<(Arc<str>, MemberId), Arc<MemberState>>>,
+    members: Mutex<HashMap<SiteMember, Arc<MemberState>>>,
     sessions: Mutex<HashMap<Arc<str>, Arc<super::sessions::Sessions>>>,
     pub generated_key: Arc<[u8]>,
 }
