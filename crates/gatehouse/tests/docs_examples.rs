@@ -128,7 +128,8 @@ fn configuration(example: &str) -> String {
 }
 
 /// Keys whose string values are files gatehouse reads.
-const FILE_KEYS: [&str; 9] = ["cert", "key", "ca", "keytab", "file", "krb5_conf", "smb_conf", "ntlm_auth", "access"];
+const FILE_KEYS: [&str; 11] =
+    ["cert", "key", "ca", "keytab", "file", "krb5_conf", "smb_conf", "ntlm_auth", "access", "key_file", "socket"];
 
 /// Every (key, value) pair of the document, depth first, with the table it is in.
 fn walk<'a>(value: &'a toml::Value, table: Option<&'a toml::Table>, key: &str, out: &mut Vec<Found<'a>>) {
@@ -216,6 +217,18 @@ fn prepare(dir: &Path, example: &str) -> PathBuf {
             )
             .unwrap(),
             "ntlm_auth" => write_helper(&path),
+            // The affinity key: 32 bytes its owner alone may read.
+            "key_file" => {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::write(&path, [0x5a; 32]).unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            // The control socket: only its folder, private, which gatehouse checks.
+            "socket" => {
+                use std::os::unix::fs::PermissionsExt;
+                let folder = path.parent().unwrap();
+                std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700)).unwrap();
+            }
             _ => unreachable!("{key}"),
         }
     }
