@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | access | negotiate | exchange (kcd onwards need lab/lab.sh start) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | access | negotiate | exchange | farm (kcd onwards need lab/lab.sh start) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -542,6 +542,142 @@ TOML
     echo "| MAPI NotificationWait long polls held at once | $held of $POLLS |"
     echo "| gatehouse RSS with no poll / with them all waiting (KiB) | $idle_rss / $polls_rss |"
     echo "| memory per waiting long poll, client and backend connection included (KiB) | $per_poll |"
+  } | tee -a "$OUT"
+fi
+
+# Server farms (issue 15): KCD keep-alive through a farm of three backends
+# against the same through one, interleaved twice, in one gatehouse. The ratio
+# case's three backends are one gh-backend process listening on three ports
+# (three origins, three pools, three health checks), so that the backends' own
+# CPU on this machine's cores is the same in both cases; a farm of three
+# gh-backend processes is measured too. Then the time from a backend's death
+# (kill -9 under load) to gatehouse no longer sending it requests, with passive
+# ejection (the default) and with the active TCP checks alone
+# (eject_after_connect_failures = 0; interval 1s, fall 2).
+if { [ "$ONLY" = all ] || [ "$ONLY" = farm ]; } && [ -f "$LAB/env" ]; then
+  # shellcheck disable=SC1091
+  . "$LAB/env"
+  ONE=(127.0.0.1:19110 127.0.0.1:19117 127.0.0.1:19118)
+  FARM=(127.0.0.1:19111 127.0.0.1:19112 127.0.0.1:19113)
+  declare -A FARMPID
+  target/release/gh-backend "${ONE[@]}" 2>/dev/null & pids+=($!)
+  for b in "${FARM[@]}"; do target/release/gh-backend "$b" 2>/dev/null & FARMPID[$b]=$!; pids+=($!); done
+  sleep 0.2
+  for i in $(seq -w 1 10); do echo "ADTEST:user$i:User-Pass1"; done > "$W/users-farm.ntlm"
+  farm_toml() {  # ACCESS_LOG EJECT_AFTER_CONNECT_FAILURES
+    cat <<TOML
+[log]
+access = "$1"
+level = "info"
+
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+krb5_conf = "$KRB5_CONFIG"
+keytab = "$LAB_PROXY_KEYTAB"
+service_principal = "svc-proxy@AD.TEST"
+
+[accounts]
+source = "file"
+file = "$W/users-farm.ntlm"
+
+[[listener]]
+name = "single"
+bind = "127.0.0.1:19114"
+
+[[listener]]
+name = "farm"
+bind = "127.0.0.1:19115"
+
+[[listener]]
+name = "processes"
+bind = "127.0.0.1:19116"
+
+[[site]]
+name = "single"
+listener = "single"
+backend = "http://$BACKEND"
+auth = ["NTLM"]
+delegation = "kcd"
+backend_spn = "HTTP/backend.ad.test"
+
+[[site]]
+name = "farm"
+listener = "farm"
+backends = ["http://${ONE[0]}", "http://${ONE[1]}", "http://${ONE[2]}"]
+auth = ["NTLM"]
+delegation = "kcd"
+backend_spn = "HTTP/backend.ad.test"
+
+[[site]]
+name = "processes"
+listener = "processes"
+backends = ["http://${FARM[0]}", "http://${FARM[1]}", "http://${FARM[2]}"]
+auth = ["NTLM"]
+delegation = "kcd"
+backend_spn = "HTTP/backend.ad.test"
+health = { check = "tcp", interval = "1s", timeout = "500ms", fall = 2, rise = 2, eject_after_connect_failures = $2 }
+TOML
+  }
+  farm_toml /dev/null 1 > "$W/gatehouse-farm.toml"
+  target/release/gatehouse run -c "$W/gatehouse-farm.toml" 2>"$W/gh-farm-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.5
+  kill -0 "$GHPID" 2>/dev/null || { cat "$W/gh-farm-stderr.log" >&2; exit 1; }
+  for port in 19114 19115 19116; do target/release/gh-load keepalive 127.0.0.1:$port 2 "$CONNS" 'user%' User-Pass1 >/dev/null; done
+  declare -A FR
+  for round in 1 2; do
+    for port in 19114 19115 19116; do
+      read -r _ rate <<<"$(target/release/gh-load keepalive 127.0.0.1:$port "$DUR" "$CONNS" 'user%' User-Pass1)"
+      FR[$port]=$(( ${FR[$port]:-0} + rate ))
+    done
+  done
+  kill "$GHPID"; wait "$GHPID" 2>/dev/null || true
+  single_rps=$(( FR[19114] / 2 )); farm_rps=$(( FR[19115] / 2 )); processes_rps=$(( FR[19116] / 2 ))
+  # One backend process killed 2 s into a 6 s run: "<ms to out> <requests that failed> <requests after the kill> <failovers>".
+  death() {  # EJECT_AFTER_CONNECT_FAILURES TAG
+    local dead=${FARM[2]}
+    if [ -z "${FARMPID[$dead]:-}" ]; then target/release/gh-backend "$dead" 2>/dev/null & FARMPID[$dead]=$!; pids+=($!); sleep 0.2; fi
+    farm_toml "$W/gh-farm-$2-access.log" "$1" > "$W/gatehouse-farm-$2.toml"
+    target/release/gatehouse run -c "$W/gatehouse-farm-$2.toml" 2>"$W/gh-farm-$2-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.5
+    target/release/gh-load keepalive 127.0.0.1:19116 1 "$CONNS" 'user%' User-Pass1 >/dev/null
+    target/release/gh-load keepalive 127.0.0.1:19116 6 "$CONNS" 'user%' User-Pass1 >"$W/farm-$2.out" 2>"$W/farm-$2.err" & LOADPID=$!
+    sleep 2
+    local t_kill; t_kill=$(date +%s.%N)
+    kill -9 "${FARMPID[$dead]}"; unset "FARMPID[$dead]"
+    wait "$LOADPID" || true
+    kill "$GHPID"; wait "$GHPID" 2>/dev/null || true
+    python3 - "$t_kill" "http://$dead" "$W/gh-farm-$2-stderr.log" "$W/gh-farm-$2-access.log" "$W/farm-$2.err" <<'PY'
+import datetime, json, re, sys
+kill, dead, log, access, err = float(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+ts = lambda t: datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
+out = next((ts(l.split()[0]) for l in open(log, errors="replace")
+            if dead in l and ("backend ejected" in l or "backend down" in l)), None)
+failovers = sum(1 for l in open(log, errors="replace") if dead in l and "the request goes to the next one" in l)
+after = sum(1 for l in open(access) if ts(json.loads(l)["time"]) > kill)
+m = re.search(r"(\d+) errors", open(err).read())
+print(f"{(out - kill) * 1000:.0f}" if out else "n/a", m.group(1) if m else 0, after, failovers)
+PY
+  }
+  # Not in $( ): death restarts the backend it killed, in this shell.
+  death 1 passive > "$W/death-passive.txt"
+  death 0 active > "$W/death-active.txt"
+  read -r out_passive failed_passive after_passive failovers_passive < "$W/death-passive.txt"
+  read -r out_active failed_active after_active failovers_active < "$W/death-active.txt"
+  {
+    echo
+    echo "Server farms ($(nproc) cores, gh-load with $CONNS connections spread over 10 users, ${DUR}s per case, interleaved twice; lab KDC; NTLM at the edge, KCD, send_token = always; gh-backend ignores the token):"
+    echo
+    echo "| case | gatehouse | ratio |"
+    echo "|---|---:|---:|"
+    echo "| KCD keep-alive GET 1 KiB, one backend (requests/s) | $single_rps | 1.00 |"
+    echo "| KCD keep-alive GET 1 KiB, a farm of three: one gh-backend process on three ports (requests/s) | $farm_rps | $(ratio "$farm_rps" "$single_rps") |"
+    echo "| KCD keep-alive GET 1 KiB, a farm of three gh-backend processes (requests/s) | $processes_rps | $(ratio "$processes_rps" "$single_rps") |"
+    echo
+    echo "One of three gh-backend processes killed (kill -9) 2 s into a 6 s run of the same load; checks: TCP every 1 s, fall 2:"
+    echo
+    echo "| ejection | kill to out of rotation (ms) | client requests that failed | requests after the kill | requests moved to another backend before it was out |"
+    echo "|---|---:|---:|---:|---:|"
+    echo "| passive (eject_after_connect_failures = 1, the default) | $out_passive | $failed_passive | $after_passive | $failovers_passive |"
+    echo "| active checks alone (eject_after_connect_failures = 0) | $out_active | $failed_active | $after_active | $failovers_active |"
   } | tee -a "$OUT"
 fi
 

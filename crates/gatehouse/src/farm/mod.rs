@@ -100,6 +100,10 @@ pub struct Wants {
     pub pinned_to: Option<MemberId>,
     pub session: Option<SessionKey>,
     pub cookie: Option<MemberId>,
+    /// The backend this client connection's signed-in user went to last,
+    /// where gatehouse's own logon for them (a Kerberos ticket on that backend
+    /// connection) is pooled: taken while it may take new sessions.
+    pub prefer: Option<MemberId>,
 }
 
 impl Farm {
@@ -180,7 +184,7 @@ impl Farm {
     /// backend or fails; a session with a healthy backend goes back to it,
     /// drained or not; anything else is a new session.
     pub fn place(&self, wants: Wants) -> Result<Placement, Unavailable> {
-        let Wants { pinned_to, session, cookie } = wants;
+        let Wants { pinned_to, session, cookie, prefer } = wants;
         if let Some(id) = pinned_to {
             return match self.index_of(id).filter(|&i| self.open_to_existing(i)) {
                 Some(i) => Ok(Placement { first: Some(i), pinned: true, session: None, cookie, tried: Vec::new() }),
@@ -188,7 +192,10 @@ impl Farm {
             };
         }
         let sticky = session.as_ref().and_then(|k| self.sessions.lookup(k)).or(cookie);
-        let first = sticky.and_then(|id| self.index_of(id)).filter(|&i| self.open_to_existing(i));
+        let first = sticky
+            .and_then(|id| self.index_of(id))
+            .filter(|&i| self.open_to_existing(i))
+            .or_else(|| prefer.and_then(|id| self.index_of(id)).filter(|&i| self.open_to_new(i)));
         let placement = Placement { first, pinned: false, session, cookie, tried: Vec::new() };
         if first.is_none() && (0..self.members.len()).all(|i| !self.open_to_new(i)) {
             return Err(Unavailable::NoBackend(self.unavailable()));
@@ -266,24 +273,47 @@ pub struct Lease {
     _hold: Option<Hold>,
 }
 
-/// Which backend each `[[site]]`'s pass-through logons of one client
-/// connection live on: that backend connection holds the client's own
-/// Windows logon, so its later requests may go nowhere else.
+/// Which backend of each `[[site]]` one client connection's backend logons
+/// are on. `pinned`: a pass-through logon (the client's own Windows logon on
+/// that backend connection): its later requests may go nowhere else. `last`:
+/// where gatehouse signed its user in (KCD), which its next request prefers
+/// while that backend takes new sessions, as HAProxy's `prefer-last-server`
+/// does for connection-bound authentication: one backend logon per client
+/// connection instead of one on every backend.
 #[derive(Default)]
-pub struct Pins(Mutex<Vec<(Arc<str>, MemberId)>>);
+pub struct Pins {
+    pinned: Mutex<Vec<(Arc<str>, MemberId)>>,
+    last: Mutex<Vec<(Arc<str>, MemberId)>>,
+}
+
+fn find(list: &Mutex<Vec<(Arc<str>, MemberId)>>, family: &str) -> Option<MemberId> {
+    let list = list.lock().unwrap_or_else(|e| e.into_inner());
+    list.iter().find(|(f, _)| &**f == family).map(|(_, m)| *m)
+}
+
+fn put(list: &Mutex<Vec<(Arc<str>, MemberId)>>, family: &Arc<str>, member: MemberId) {
+    let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
+    match list.iter_mut().find(|(f, _)| f == family) {
+        Some(pin) => pin.1 = member,
+        None => list.push((family.clone(), member)),
+    }
+}
 
 impl Pins {
     pub fn get(&self, family: &str) -> Option<MemberId> {
-        let pins = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        pins.iter().find(|(f, _)| &**f == family).map(|(_, m)| *m)
+        find(&self.pinned, family)
     }
 
     pub fn set(&self, family: &Arc<str>, member: MemberId) {
-        let mut pins = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match pins.iter_mut().find(|(f, _)| f == family) {
-            Some(pin) => pin.1 = member,
-            None => pins.push((family.clone(), member)),
-        }
+        put(&self.pinned, family, member)
+    }
+
+    pub fn last(&self, family: &str) -> Option<MemberId> {
+        find(&self.last, family)
+    }
+
+    pub fn set_last(&self, family: &Arc<str>, member: MemberId) {
+        put(&self.last, family, member)
     }
 }
 

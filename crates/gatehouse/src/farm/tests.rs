@@ -178,3 +178,31 @@ fn the_affinity_cookie_is_scoped_to_its_site() {
     assert_eq!(signer.verify(&value), Some(preset.members[1].id));
     assert!(build(&site(&[1, 1], Affinity::None), &registry).cookie.is_none());
 }
+
+#[test]
+fn a_signed_in_users_connection_prefers_its_last_backend_while_it_takes_new_sessions() {
+    let registry = Registry::default();
+    let farm = build(&site(&[1, 1, 1], Affinity::None), &registry);
+    let last = farm.members[2].id;
+    for _ in 0..10 {
+        assert_eq!(first(&farm, Wants { prefer: Some(last), ..Wants::default() }), Some(2));
+    }
+    farm.members[2].state.set_drained(true);
+    assert!(
+        (0..10).all(|_| first(&farm, Wants { prefer: Some(last), ..Wants::default() }) != Some(2)),
+        "drained: it moves"
+    );
+    farm.members[2].state.set_drained(false);
+    let mut h = Health::off();
+    h.eject_connect_failures = 1;
+    farm.members[2].state.connect_failed("refused", &h);
+    assert!(
+        (0..10).all(|_| first(&farm, Wants { prefer: Some(last), ..Wants::default() }) != Some(2)),
+        "down: it moves"
+    );
+    // A preference fails over like a new session, unlike a pin.
+    let mut p = farm.place(Wants { prefer: Some(farm.members[0].id), ..Wants::default() }).unwrap();
+    assert!(!p.pinned);
+    assert_eq!(farm.next(&mut p), Some(0));
+    assert!(farm.next(&mut p).is_some());
+}

@@ -22,6 +22,9 @@ pub struct Client<'a> {
     pub tls: bool,
     /// The connection holds a pass-through logon (see `Identity::Connection`).
     pub pinned: bool,
+    /// gatehouse signs the request's user in to the backend (its backend
+    /// connections carry that logon): the connection's last backend is preferred.
+    pub signed_in: bool,
     pub pins: &'a Pins,
 }
 
@@ -49,7 +52,8 @@ pub async fn place(
         (None, 2..) => session(farm, request, client, wait).await,
         _ => None,
     };
-    farm.place(Wants { pinned_to, session, cookie }).map_err(|u| match u {
+    let prefer = if client.signed_in { client.pins.last(&farm.family) } else { None };
+    farm.place(Wants { pinned_to, session, cookie, prefer }).map_err(|u| match u {
         Unavailable::NoBackend(why) => Failure::NoBackend(why),
         Unavailable::PinnedGone(why) => Failure::PinnedGone(why),
     })

@@ -173,11 +173,21 @@ async fn forward(
     let prepared =
         upstream::prepare(req, routed, user, switch_to.as_ref(), &conn.info, &conn.pinned, record.request_id())?;
     record.count_request_body(prepared.progress.clone());
+    let realm = config.domain.as_ref().map_or("", |d| d.realm.as_str());
+    let signing = match (site.kcd(), user) {
+        (Some(settings), Some(user)) => Some(send::Signing {
+            kerberos: delegate::Kerberos { delegator: generation.delegator.as_ref(), realm, settings },
+            user,
+            bodiless: prepared.bodiless,
+        }),
+        _ => None,
+    };
     let farm = &routed.farm;
     let client = balance::Client {
         peer: conn.info.peer.ip(),
         tls: conn.info.tls,
         pinned: conn.pinned.load(std::sync::atomic::Ordering::Relaxed),
+        signed_in: signing.is_some(),
         pins: &conn.pins,
     };
     let mut request = prepared.request;
@@ -191,15 +201,6 @@ async fn forward(
         pool,
         timeouts: &config.timeouts,
         refused: &conn.activity.rejected,
-    };
-    let realm = config.domain.as_ref().map_or("", |d| d.realm.as_str());
-    let signing = match (site.kcd(), user) {
-        (Some(settings), Some(user)) => Some(send::Signing {
-            kerberos: delegate::Kerberos { delegator: generation.delegator.as_ref(), realm, settings },
-            user,
-            bodiless: prepared.bodiless,
-        }),
-        _ => None,
     };
     let progress = prepared.progress.clone();
     let mut sent = send::send(&hop, &mut placement, request, &progress, signing.as_ref(), prepared.replay).await?;
@@ -221,6 +222,8 @@ async fn forward(
     if conn.pinned.load(std::sync::atomic::Ordering::Relaxed) {
         // Its own logon may be on this backend now: its next requests follow.
         conn.pins.set(&farm.family, member.id);
+    } else if signing.is_some() {
+        conn.pins.set_last(&farm.family, member.id);
     }
     Ok(response)
 }
