@@ -423,6 +423,14 @@ async fn a_drained_backend_keeps_its_open_channel_and_takes_no_new_sessions() {
     assert!(g.stderr().contains("backend drained"), "logged:\n{}", g.stderr());
     let status = String::from_utf8_lossy(&backend_command(&g, &["status"]).stdout).into_owned();
     assert!(status.contains(&format!("site app backend {home_url} weight 1: up, drained, 1 in flight")), "{status}");
+    // doctor asks the running gatehouse too.
+    let doctor = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["doctor", "-c"])
+        .arg(&g.config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert!(said.contains(&format!("running: site app backend {home_url} weight 1: up, drained")), "{said}");
     // The session's IN channel joins the drained backend; new sessions do not.
     let b1 = rpch::build::conn_b1(&session, &[2; 16], &[3; 16]);
     let mut inn = TcpStream::connect(addr).await.unwrap();
@@ -485,6 +493,44 @@ async fn a_drained_backend_keeps_its_open_channel_and_takes_no_new_sessions() {
         .unwrap();
     let shown = String::from_utf8_lossy(&check.stdout);
     assert!(shown.contains(&format!("{home_url} (drained by the configuration)")), "{shown}");
+}
+
+/// A channel open on a backend that dies ends for the client (its connection
+/// closes), as a network break does, and Outlook reconnects; it does not hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_a_dying_backend_ends_for_the_client() {
+    let [a, b] = [Backend::start().await, Backend::start().await];
+    let g = Gatehouse::start(&farm(&urls(&[&a, &b]), "", ""));
+    let mut out = TcpStream::connect(g.addr()).await.unwrap();
+    let a1 = rpch::build::conn_a1(b"virtual-conn-03!", &[1; 16]);
+    let head = format!(
+        "RPC_OUT_DATA /gated HTTP/1.1\r\nHost: app.test\r\nX-Test: dying\r\nContent-Length: {}\r\n\r\n",
+        a1.len()
+    );
+    out.write_all(head.as_bytes()).await.unwrap();
+    out.write_all(&a1).await.unwrap();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("first") {
+        let mut tmp = [0u8; 1024];
+        let n = out.read(&mut tmp).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&tmp[..n]);
+    }
+    let home = if tagged(&[&a], "dying")[0] == 1 { &a } else { &b };
+    home.stop();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut tmp = [0u8; 1024];
+        loop {
+            match out.read(&mut tmp).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the client's channel stayed open after its backend died");
+    // The next session goes to the backend that is left.
+    assert_eq!(Client::new(g.addr()).request(&get_tagged("/", "after")).await.0, 200);
 }
 
 /// The control socket answers its owner only, and only with its own words.
