@@ -65,6 +65,10 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
         Arc::new(Shared::new(generation.clone(), pools, access, Arc::new(Semaphore::new(max)), kept, drain_rx));
     let _ = slot.set(shared.clone());
 
+    // Read at start only: a new socket path takes a restart.
+    if let Some(control) = &generation.config.control {
+        crate::control::start(&control.socket, shared.clone())?;
+    }
     let mut listeners: HashMap<(String, SocketAddr), ListenerHandle> = HashMap::new();
     reconcile(&shared, &workers, &mut listeners)?;
     tracing::info!(file = %path.display(), listeners = listeners.len(), sites = generation.config.sites.len(), "gatehouse is serving");
@@ -77,6 +81,8 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
             tokio::time::sleep(Duration::from_secs(10)).await;
             pools.iter().for_each(|p| p.sweep());
             sweeper.kept.lockout.sweep();
+            sweeper.kept.sessions.sweep(std::time::SystemTime::now());
+            sweeper.kept.attempts.sweep();
             if let Some(d) = &sweeper.current().delegator {
                 log_delegation(d, &mut last);
             }

@@ -29,9 +29,39 @@ pub fn values<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Ve
     out
 }
 
+/// A `Cookie` header value without the cookies named `names` (gatehouse's
+/// own, which the backend must never see); None when nothing is left.
+/// Pairs are kept byte for byte, in order.
+pub fn without(header: &[u8], names: &[&str]) -> Option<Vec<u8>> {
+    let mut out: Vec<u8> = Vec::with_capacity(header.len());
+    for pair in header.split(|b| *b == b';') {
+        let name = pair.split(|b| *b == b'=').next().unwrap_or(pair);
+        let name = name.trim_ascii();
+        if names.iter().any(|n| n.as_bytes() == name) || pair.trim_ascii().is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(pair.trim_ascii());
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ours_are_removed() {
+        let ours = ["__Host-gh", "__Host-gh-pre"];
+        assert_eq!(without(b"a=1; __Host-gh=abc; b=2", &ours).unwrap(), b"a=1; b=2");
+        assert_eq!(without(b"__Host-gh=abc;__Host-gh-pre=x", &ours), None);
+        assert_eq!(without(b" MapiContext=x ; __Host-gh=\"y\"", &ours).unwrap(), b"MapiContext=x");
+        assert_eq!(without(b"__Host-gh-other=1", &ours).unwrap(), b"__Host-gh-other=1", "names compare whole");
+        assert_eq!(without(b"junk", &ours).unwrap(), b"junk", "not ours: kept as sent");
+        assert_eq!(without(b"", &ours), None);
+    }
 
     #[test]
     fn values_by_name() {

@@ -7,6 +7,7 @@
 
 mod access;
 mod files;
+mod forms;
 mod names;
 mod preset;
 mod read;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 #[cfg(test)]
 pub use access::rule_entry;
+pub use forms::{Control, Forms};
 #[cfg(test)]
 pub use preset::describe as describe_site;
 pub use preset::describe_sites;
@@ -46,6 +48,10 @@ pub struct Config {
     pub limits: Limits,
     pub log: Log,
     pub access: Access,
+    /// The sign-in page for browsers (the `Forms` scheme), when configured.
+    pub forms: Option<Forms>,
+    /// The control socket of `gatehouse sessions`.
+    pub control: Option<Control>,
     /// Sites a preset would publish and its `exclude` left out, by name
     /// (`exchange/ecp`), for `gatehouse check`.
     pub left_out: Vec<String>,
@@ -152,6 +158,9 @@ pub enum Scheme {
     /// User name and password, over TLS only; checked with the KDC where
     /// `[domain]` has a keytab, else by `[accounts]`.
     Basic,
+    /// Browsers: a sign-in page and a session cookie (`[forms]`), over TLS
+    /// only; the password checked as Basic's. Never in `WWW-Authenticate`.
+    Forms,
 }
 
 impl Scheme {
@@ -160,6 +169,7 @@ impl Scheme {
             Scheme::Ntlm => "NTLM",
             Scheme::Negotiate => "Negotiate",
             Scheme::Basic => "Basic",
+            Scheme::Forms => "Forms",
         }
     }
 }
