@@ -196,3 +196,74 @@ fn chromium_signs_in_delegates_signs_out_and_changes_an_expired_password() {
     }
     drop(users);
 }
+
+/// The sign-in page's answer (status, HTML) for `user` and `password`, with
+/// curl keeping the cookies of the form.
+fn sign_in_with_curl(ca: &Path, port: u16, jar: &Path, user: &str, password: &str) -> (u16, String) {
+    let jar_args = ["-c", jar.to_str().unwrap(), "-b", jar.to_str().unwrap()];
+    let (_, page) = curl(ca, port, "proxy.ad.test", "/.gatehouse/signin?return=%2Fwhoami", &jar_args);
+    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    let csrf = &page[at..at + page[at..].find('"').unwrap()];
+    let mut args: Vec<String> = jar_args.iter().map(|s| s.to_string()).collect();
+    for (k, v) in [("csrf", csrf), ("return", "/whoami"), ("username", user), ("password", password)] {
+        args.push("--data-urlencode".into());
+        args.push(format!("{k}={v}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    curl(ca, port, "proxy.ad.test", "/.gatehouse/signin", &args)
+}
+
+#[test]
+fn disabled_expired_and_must_change_accounts_get_their_own_words() {
+    let Some(env) = lab_env() else { return };
+    let smb = env["SMB_CONF"].clone();
+    let id = std::process::id() % 100_000;
+    let names: Vec<String> = ["fd", "fx", "fm"].iter().map(|p| format!("{p}{id}")).collect();
+    let users = Users { smb: smb.clone(), names: names.clone() };
+    let pw = format!("Fw-Pass1-{id}");
+    for u in &names {
+        samba_tool(&smb, &["user", "create", u, &pw]);
+    }
+    samba_tool(&smb, &["user", "disable", &names[0]]);
+    samba_tool(&smb, &["user", "setexpiry", &names[1], "--days=0"]);
+    samba_tool(
+        &smb,
+        &["user", "setpassword", &names[2], &format!("--newpassword={pw}"), "--must-change-at-next-login"],
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
+    let keys = dir.path().join("session.keys");
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).unwrap();
+    std::fs::write(&keys, websession::Keys::line(&key)).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = Config::new()
+        .domain(Domain::lab(&env).acceptor_spn("HTTP/proxy.ad.test"))
+        .table("forms", "key_file = \"session.keys\"")
+        .listener(Listener::tls("public", "proxy"))
+        .site(Site::lab_kcd("mail", "public", &env).hosts(&["proxy.ad.test"]).auth(&["Forms", "Basic"]));
+    let g = Gatehouse::start_in(dir, &config.to_string());
+    let port = g.port();
+    let jar = g.path("jar");
+    let revoked = "Your account is disabled or locked out in the domain. Ask your help desk.";
+    for (user, what) in [(&names[0], "disabled"), (&names[1], "expired account")] {
+        let (code, html) = sign_in_with_curl(&ca, port, &jar, user, &pw);
+        assert_eq!(code, 200, "{what}");
+        assert!(html.contains(revoked), "{what}: {html}\n{}", g.stderr());
+        assert!(!std::fs::read_to_string(&jar).unwrap().contains("__Host-gatehouse\t"), "{what}: a session");
+    }
+    let (code, html) = sign_in_with_curl(&ca, port, &jar, &names[2], &pw);
+    assert_eq!(code, 200);
+    assert!(html.contains("Change your password") && html.contains("must be changed before you can sign in"), "{html}");
+    // A wrong password for the same user is only wrong: the page does not
+    // say the password expired to someone who does not know it.
+    let (_, html) = sign_in_with_curl(&ca, port, &jar, &names[2], "Not-The-Pass-1");
+    assert!(html.contains("The user name or password is incorrect."), "{html}");
+    // An unknown name reads exactly as a wrong password.
+    let (_, unknown) = sign_in_with_curl(&ca, port, &jar, &format!("nosuch{id}"), "Not-The-Pass-1");
+    assert!(unknown.contains("The user name or password is incorrect."), "{unknown}");
+    let log = g.stderr();
+    assert!(log.contains("KDC_ERR_CLIENT_REVOKED") || log.contains("revoked"), "{log}");
+    drop(users);
+}
