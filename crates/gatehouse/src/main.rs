@@ -108,7 +108,7 @@ fn ntlm_hash() -> ExitCode {
 /// `sessions list -c FILE`, `sessions revoke USER -c FILE`, `sessions new-key`.
 fn sessions(args: &[String]) -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (request, file) = match args.as_slice() {
+    let (words, file): (Vec<&str>, &str) = match args.as_slice() {
         ["new-key"] => {
             let mut key = [0u8; 32];
             if let Err(e) = getrandom::fill(&mut key) {
@@ -118,20 +118,19 @@ fn sessions(args: &[String]) -> ExitCode {
             println!("{}", websession::Keys::line(&key));
             return ExitCode::SUCCESS;
         }
-        ["list", "-c" | "--config", file] => ("sessions list".to_owned(), *file),
-        ["revoke", user, "-c" | "--config", file] if !user.is_empty() && !user.contains(['\n', '\r']) => {
-            (format!("sessions revoke {user}"), *file)
+        ["list", "-c" | "--config", file] => (vec!["sessions", "list"], *file),
+        ["revoke", user, "-c" | "--config", file] if !user.is_empty() && !user.contains(['\t', '\n', '\r']) => {
+            (vec!["sessions", "revoke", *user], *file)
         }
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     };
-    let answer = control::socket_of(std::path::Path::new(file)).and_then(|socket| control::ask(&socket, &request));
-    match answer {
-        Ok(text) => {
+    match control::socket_of(std::path::Path::new(file)).and_then(|socket| control::ask(&socket, &words)) {
+        Ok((ok, text)) => {
             print!("{text}");
-            if text.starts_with("ok") {
+            if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

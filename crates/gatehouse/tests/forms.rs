@@ -605,19 +605,38 @@ async fn logoff_ends_the_session_and_a_copy_of_the_cookie_is_refused() {
             String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
         )
     };
+    let mode = std::fs::metadata(socket.path().join("control.sock")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
     let (ok, listed) = gatehouse(&["sessions", "list"]);
-    assert!(ok && listed.starts_with("ok 3 sessions"), "{listed}");
+    assert!(ok && listed.starts_with("3 sessions\n"), "{listed}");
     assert_eq!(listed.matches("ADTEST\\bob\t").count(), 2, "{listed}");
     assert!(!listed.contains(&one.cookie("__Host-gatehouse").unwrap()), "no cookie in the listing");
     let (ok, said) = gatehouse(&["sessions", "revoke", "bob"]);
-    assert!(ok && said.starts_with("ok 2 sessions of bob ended"), "{said}");
+    assert!(ok && said == "2 sessions of bob ended\n", "{said}");
     assert_eq!(one.get("/app/").await.status, 303);
     assert_eq!(two.get("/app/").await.status, 303);
     assert_eq!(alice.get("/app/").await.status, 200, "another user's session stays");
     let (ok, said) = gatehouse(&["sessions", "revoke", "nobody"]);
-    assert!(ok && said.starts_with("ok 0 sessions"), "{said}");
-    let mode = std::fs::metadata(socket.path().join("control.sock")).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
+    assert!(ok && said.starts_with("0 sessions"), "{said}");
+    // Not the owner's account: refused by the kernel's credentials.
+    let said = ask_as_nobody(&socket.path().join("control.sock"));
+    assert!(said.starts_with("error: not allowed"), "{said}");
+    assert!(s.g.stderr().contains("control socket: refused a peer of another account"));
+}
+
+/// `sessions\tlist` sent to the socket as the account `nobody`, with the
+/// socket and its folder opened to everyone first (as a mistake would): the
+/// kernel's peer credentials still keep nobody out.
+fn ask_as_nobody(socket: &Path) -> String {
+    std::fs::set_permissions(socket.parent().unwrap(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(b'sessions\\tlist\\n')\nprint(s.recv(4096).decode())";
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", script])
+        .arg(socket)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

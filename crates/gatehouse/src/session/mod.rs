@@ -10,6 +10,7 @@
 //! name to revoke by: the record's `user` is whatever the caller keeps
 //! (gatehouse's `auth::User`), so this module imports nothing of the crate.
 
+pub mod command;
 mod memory;
 
 pub use memory::Memory;
