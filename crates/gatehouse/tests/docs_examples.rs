@@ -128,8 +128,20 @@ fn configuration(example: &str) -> String {
 }
 
 /// Keys whose string values are files gatehouse reads.
-const FILE_KEYS: [&str; 12] =
-    ["cert", "key", "ca", "keytab", "file", "krb5_conf", "smb_conf", "ntlm_auth", "access", "key_file", "logo", "socket"];
+const FILE_KEYS: [&str; 12] = [
+    "cert",
+    "key",
+    "ca",
+    "keytab",
+    "file",
+    "krb5_conf",
+    "smb_conf",
+    "ntlm_auth",
+    "access",
+    "key_file",
+    "logo",
+    "socket",
+];
 
 /// Every (key, value) pair of the document, depth first, with the table it is in.
 fn walk<'a>(value: &'a toml::Value, table: Option<&'a toml::Table>, key: &str, out: &mut Vec<Found<'a>>) {

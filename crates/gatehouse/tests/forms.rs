@@ -53,6 +53,8 @@ async fn start(forms: &str, extra: &str, sites: impl Fn(&str) -> String) -> Setu
     let ca = make_certs(dir.path(), &[("mail", &[HOST, OTHER])]);
     write_keys(dir.path(), &[K1]);
     std::fs::write(dir.path().join("users"), "ADTEST:alice:Alice-Pass1\nADTEST:bob:Bob-Pass1\n").unwrap();
+    std::fs::write(dir.path().join("logo.svg"), "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 8 8\"/>")
+        .unwrap();
     let config = format!(
         "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n\n[accounts]\nsource = \"file\"\nfile = \"users\"\n\n\
          [forms]\nkey_file = \"session.keys\"\ntitle = \"Example mail\"\n{forms}\n\n{extra}\n\
@@ -439,9 +441,19 @@ async fn a_key_taken_out_of_the_key_file_refuses_its_cookies() {
     let mut c = Browser::new(&s, HOST);
     assert_eq!(c.sign_in("bob", "Bob-Pass1", "/app/").await.status, 303);
     let sealed_by_k2 = c.cookie("__Host-gatehouse").unwrap();
-    // The old key removed: what it sealed is refused.
+    // A keep-alive connection that already used the K1 cookie (gatehouse
+    // keeps the last cookie that opened on a connection).
+    let mut kept = Conn::open_tls(b.addr, &b.ca, HOST).await;
+    let keep_alive = format!(
+        "GET /app/k HTTP/1.1\r\nHost: {HOST}\r\nAccept: {CHROME_ACCEPT}\r\nCookie: __Host-gatehouse={sealed_by_k1}\r\n\r\n"
+    );
+    kept.send(keep_alive.as_bytes()).await;
+    assert_eq!(kept.response().await.status, 200);
+    // The old key removed: what it sealed is refused, on that connection too.
     write_keys(s.g.dir.path(), &[K2]);
     s.g.reload(&config);
+    kept.send(keep_alive.as_bytes()).await;
+    assert_eq!(kept.response().await.status, 303, "the same connection after the key was removed");
     assert!(!signed_in_with(&b, &sealed_by_k1).await, "sealed with a removed key");
     assert!(signed_in_with(&c, &sealed_by_k2).await);
     assert!(s.g.stderr().contains("session cookie sealed with a key not in the key file"), "{}", s.g.stderr());
@@ -580,6 +592,13 @@ async fn logoff_ends_the_session_and_a_copy_of_the_cookie_is_refused() {
     let mut b = Browser::new(&s, HOST);
     assert_eq!(b.sign_in("alice", "Alice-Pass1", "/app/").await.status, 303);
     let copy = b.cookie("__Host-gatehouse").unwrap();
+    // A keep-alive connection whose cookie already opened: it ends with the session.
+    let mut kept = Conn::open_tls(b.addr, &b.ca, HOST).await;
+    let again = format!(
+        "GET /app/k HTTP/1.1\r\nHost: {HOST}\r\nAccept: {CHROME_ACCEPT}\r\nCookie: __Host-gatehouse={copy}\r\n\r\n"
+    );
+    kept.send(again.as_bytes()).await;
+    assert_eq!(kept.response().await.status, 200);
     let r = b.get("/.gatehouse/logoff").await;
     assert_eq!((r.status, r.header("location")), (303, Some("/.gatehouse/signedout")));
     assert!(b.set_cookies.iter().any(|c| c.starts_with("__Host-gatehouse=;") && c.contains("Max-Age=0")));
@@ -588,6 +607,8 @@ async fn logoff_ends_the_session_and_a_copy_of_the_cookie_is_refused() {
     assert_eq!(out.status, 200);
     assert!(out.text().contains("You are signed out") && out.text().contains(r#"href="/.gatehouse/signin""#));
     assert!(!signed_in_with(&b, &copy).await, "a copy of the cookie after logoff");
+    kept.send(again.as_bytes()).await;
+    assert_eq!(kept.response().await.status, 303, "the kept-alive connection after logoff");
     let r = b.send("GET", "/app/", &[("Accept", "*/*"), ("Cookie", &format!("__Host-gatehouse={copy}"))], None).await;
     assert_eq!(r.status, 401, "a script with the copy");
     assert!(s.g.stderr().contains("signed out client="), "{}", s.g.stderr());
@@ -799,4 +820,36 @@ fn check_refuses_what_cannot_work() {
     let (ok, out) = check(&base(forms, tls, site));
     assert!(!ok && out.contains("no key in the file"), "{out}");
     assert!(!out.contains(K1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_are_gatehouses_own_and_reserved() {
+    let s = start("logo = \"logo.svg\"", "", |b| {
+        app_site(b)
+            + &format!("[[site]]\nname = \"open\"\nlistener = \"public\"\nhosts = [\"{OTHER}\"]\nbackend = \"{b}\"\nauth = []\n")
+    })
+    .await;
+    let mut b = Browser::new(&s, HOST);
+    for path in ["/.gatehouse/signin", "/.GATEHOUSE/SignIn", "/%2egatehouse/signin", "//.gatehouse/signin"] {
+        let r = b.get(path).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert!(r.text().contains("Sign in"), "{path}");
+    }
+    let logo = b.get("/.gatehouse/logo").await;
+    assert_eq!((logo.status, logo.header("content-type")), (200, Some("image/svg+xml")));
+    assert_eq!(
+        logo.header("content-security-policy"),
+        b.get("/.gatehouse/signin").await.header("content-security-policy")
+    );
+    assert_eq!(b.get("/.gatehouse/nothing").await.status, 404);
+    assert_eq!(b.send("DELETE", "/.gatehouse/signin", &[], None).await.status, 405);
+    // A host where no site signs browsers in: the path is still not the backend's.
+    let mut o = Browser::new(&s, OTHER);
+    assert_eq!(o.get("/.gatehouse/signin").await.status, 404);
+    assert_eq!(o.get("/anything").await.status, 200, "the open site itself is served");
+    assert!(
+        s.backend.seen().iter().all(|r| !r.path.to_ascii_lowercase().contains("gatehouse")),
+        "{:?}",
+        s.backend.seen().iter().map(|r| r.path.clone()).collect::<Vec<_>>()
+    );
 }

@@ -56,6 +56,43 @@ pub enum Cookie {
     Unavailable(String),
 }
 
+/// The last session cookie that opened on a connection, with the keys and
+/// the scope it opened under: the same bytes again (compared in constant
+/// time) under the same keys (a reload with a key removed makes new ones)
+/// need no second decryption.
+#[derive(Default)]
+pub struct Opened(std::sync::Mutex<Option<OpenedCookie>>);
+
+struct OpenedCookie {
+    keys: Arc<websession::Keys>,
+    scope: Vec<u8>,
+    value: Vec<u8>,
+    ticket: websession::Ticket,
+}
+
+impl Opened {
+    fn get(&self, keys: &Arc<websession::Keys>, scope: &[u8], value: &str) -> Option<websession::Ticket> {
+        use subtle::ConstantTimeEq;
+        let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let c = held.as_ref()?;
+        let same = Arc::ptr_eq(&c.keys, keys) && c.scope == scope && bool::from(c.value.ct_eq(value.as_bytes()));
+        same.then(|| c.ticket.clone())
+    }
+
+    fn put(&self, keys: &Arc<websession::Keys>, scope: &[u8], value: &str, ticket: &websession::Ticket) {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if held.as_ref().is_some_and(|c| c.value == value.as_bytes() && Arc::ptr_eq(&c.keys, keys)) {
+            return;
+        }
+        *held = Some(OpenedCookie {
+            keys: keys.clone(),
+            scope: scope.to_vec(),
+            value: value.as_bytes().to_vec(),
+            ticket: ticket.clone(),
+        });
+    }
+}
+
 /// How much a refused cookie says about its sender, for the log's level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Grade {
@@ -92,8 +129,10 @@ impl Forms {
 
     /// The session the request's cookies name, if one is live. `host`: the
     /// request's host without its port. Each use restarts the session's idle
-    /// time.
-    pub async fn session(&self, headers: &HeaderMap, host: &str) -> Cookie {
+    /// time. `opened`: the connection's last cookie that opened, so that a
+    /// keep-alive browser's next requests skip the AEAD (the store is asked
+    /// every time: a revoked session ends at once).
+    pub async fn session(&self, headers: &HeaderMap, host: &str, opened: &Opened) -> Cookie {
         let values = websession::cookie::values(
             headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes),
             self.cookie_name(),
@@ -106,8 +145,15 @@ impl Forms {
         let mut refused = Vec::new();
         let mut grade = Grade::Ended;
         for value in values {
-            let ticket = match self.settings.keys.open(&scope, value).and_then(|p| websession::Ticket::decode(&p)) {
-                Ok(t) => t,
+            let known = opened.get(&self.settings.keys, &scope, value);
+            let ticket = match known
+                .map(Ok)
+                .unwrap_or_else(|| self.settings.keys.open(&scope, value).and_then(|p| websession::Ticket::decode(&p)))
+            {
+                Ok(t) => {
+                    opened.put(&self.settings.keys, &scope, value, &t);
+                    t
+                }
                 Err(why) => {
                     grade =
                         grade.max(if why == websession::Refused::UnknownKey { Grade::OldKey } else { Grade::Forged });
@@ -211,7 +257,7 @@ pub fn unix(t: SystemTime) -> u64 {
 /// with the other schemes' 401).
 pub async fn judge(forms: &Forms, headers: &HeaderMap, ctx: super::Client<'_>) -> Option<Verdict> {
     let host = ctx.host.unwrap_or("");
-    let cookie = forms.session(headers, host).await;
+    let cookie = forms.session(headers, host, &ctx.auth.opened).await;
     let (why, grade) = match cookie {
         Cookie::Session(user) => return Some(Verdict::Pass(user, None)),
         Cookie::Unavailable(why) => return Some(super::service_unavailable(format!("session store: {why}"))),

@@ -193,6 +193,8 @@ pub struct ConnAuth {
     negotiate_failed: AtomicBool,
     /// HTTP/2: nothing is kept on the connection.
     http2: bool,
+    /// The last session cookie of the sign-in page that opened here.
+    opened: forms::Opened,
 }
 
 #[derive(Default)]

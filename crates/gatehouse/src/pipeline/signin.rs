@@ -41,7 +41,13 @@ const MAX_BODY: usize = websession::form::MAX_LEN;
 /// Whether the request is for gatehouse's own pages: its path, as routing
 /// reads it (decoded, case folded), is `/.gatehouse` or below.
 pub fn reserved<B>(req: &Request<B>) -> bool {
-    let Ok(path) = httpguard::routing_path(req.uri().path().as_bytes()) else { return false };
+    // Every request asks: most are out at their first segment's first byte,
+    // which for ours is `.` or the `%` of `%2e` once slashes are skipped.
+    let raw = req.uri().path().as_bytes();
+    if !matches!(raw.iter().find(|b| **b != b'/'), Some(b'.' | b'%')) {
+        return false;
+    }
+    let Ok(path) = httpguard::routing_path(raw) else { return false };
     path.len() >= PREFIX.len()
         && path[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)
         && matches!(path.get(PREFIX.len()), None | Some(b'/'))
@@ -71,7 +77,10 @@ pub async fn serve(
         return Err(Failure::NotFound);
     }
     let here = Here { forms, auth: &generation.auth, generation, conn, raw_host: &raw_host, host: &host };
-    let page = req.uri().path()[PREFIX.len()..].to_ascii_lowercase();
+    // The page as routing reads the path (decoded, `//` folded): what
+    // `reserved` matched.
+    let routed = httpguard::routing_path(req.uri().path().as_bytes()).unwrap_or_default();
+    let page = String::from_utf8_lossy(routed.get(PREFIX.len()..).unwrap_or_default()).to_ascii_lowercase();
     let (method, query) = (req.method().clone(), req.uri().query().unwrap_or("").to_owned());
     let get = matches!(method, Method::GET | Method::HEAD);
     match (page.as_str(), get, method == Method::POST) {

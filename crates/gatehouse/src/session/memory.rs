@@ -47,13 +47,22 @@ impl<U: Clone + Send + Sync + 'static> Store<U> for Memory<U> {
         if sessions.len() >= self.capacity.load(Ordering::Relaxed) {
             sessions.retain(|_, e| e.live(now));
         }
-        // Still full of live sessions: the one unused longest makes room.
-        // Sessions exist only after a good password, so this takes a full
-        // table of real sign-ins, which `max_sessions` is sized above.
-        while sessions.len() >= self.capacity.load(Ordering::Relaxed).max(1) {
-            let Some(oldest) = sessions.iter().min_by_key(|(_, e)| e.last_used).map(|(id, _)| *id) else { break };
-            sessions.remove(&oldest);
-            tracing::warn!("sessions: max_sessions reached; the session unused longest was ended");
+        // Still full of live sessions: the hundredth unused longest makes
+        // room, at once, so that a full table costs one pass per hundredth
+        // of its size rather than one per sign-in. Sessions exist only after
+        // a good password, so this takes a table full of real sign-ins,
+        // which `max_sessions` is sized above.
+        let capacity = self.capacity.load(Ordering::Relaxed).max(1);
+        if sessions.len() >= capacity {
+            let mut by_use: Vec<(SystemTime, Id)> = sessions.iter().map(|(id, e)| (e.last_used, *id)).collect();
+            let n = (sessions.len() + 1 - capacity).max(capacity / 100).min(by_use.len());
+            if n > 0 && n < by_use.len() {
+                by_use.select_nth_unstable(n - 1);
+            }
+            for (_, id) in by_use.iter().take(n) {
+                sessions.remove(id);
+            }
+            tracing::warn!(ended = n, "sessions: max_sessions reached; the sessions unused longest were ended");
         }
         sessions.insert(id, Entry { record, last_used: now });
         Box::pin(async { Ok(()) })
@@ -162,7 +171,7 @@ mod tests {
         assert!(run(store.touch([1; 32], t0)).is_none() && run(store.touch([2; 32], t0)).is_none());
         assert!(run(store.remove([3; 32])));
         assert!(!run(store.remove([3; 32])));
-        // Full: the one unused longest goes.
+        // Full: the one unused longest goes (a hundredth of 3, at least one).
         for i in 10..13u8 {
             run(store.insert([i; 32], record("u", t0, 600, 1000)));
             std::thread::sleep(Duration::from_millis(5));
@@ -173,5 +182,28 @@ mod tests {
         assert_eq!(run(store.list(SystemTime::now())).len(), 3);
         store.sweep(t0 + Duration::from_secs(2000));
         assert!(run(store.list(t0)).is_empty());
+    }
+
+    #[test]
+    fn a_full_table_makes_room_a_hundredth_at_a_time() {
+        let store = Memory::new(1000);
+        let t0 = SystemTime::now();
+        for i in 0..1000u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            run(store.insert(id, record("u", t0, 600, 1000)));
+            // Used in order: 0 is the one unused longest.
+            run(store.touch(id, t0 + Duration::from_millis(u64::from(i))));
+        }
+        run(store.insert([0xff; 32], record("u", t0, 600, 1000)));
+        let left = run(store.list(t0 + Duration::from_secs(2))).len();
+        assert_eq!(left, 991, "ten made room, the new one came in");
+        let id = |i: u32| {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            id
+        };
+        assert!(run(store.touch(id(9), t0 + Duration::from_secs(3))).is_none(), "among the ten unused longest");
+        assert!(run(store.touch(id(10), t0 + Duration::from_secs(3))).is_some());
     }
 }

@@ -350,7 +350,10 @@ impl Conn {
     /// pre-sign-in cookie), then the POST. Returns the session cookie.
     async fn sign_in(&mut self, user: &str, password: &str) -> std::io::Result<String> {
         let page = self
-            .exchange("GET /.gatehouse/signin?return=%2Fbytes%2F1024 HTTP/1.1\r\nHost: bench\r\nAccept: text/html\r\n\r\n", b"")
+            .exchange(
+                "GET /.gatehouse/signin?return=%2Fbytes%2F1024 HTTP/1.1\r\nHost: bench\r\nAccept: text/html\r\n\r\n",
+                b"",
+            )
             .await?;
         let html = String::from_utf8_lossy(&page.body);
         let csrf = html
@@ -359,7 +362,8 @@ impl Conn {
             .and_then(|r| r.split('"').next())
             .ok_or_else(|| std::io::Error::other(format!("no CSRF field (status {})", page.status)))?;
         let pre = page.cookies.iter().find(|c| c.starts_with("__Host-gatehouse-pre=")).cloned().unwrap_or_default();
-        let body = format!("csrf={csrf}&return=%2Fbytes%2F1024&username={}&password={}", encode(user), encode(password));
+        let body =
+            format!("csrf={csrf}&return=%2Fbytes%2F1024&username={}&password={}", encode(user), encode(password));
         let head = format!(
             "POST /.gatehouse/signin HTTP/1.1\r\nHost: bench\r\nAccept: text/html\r\nCookie: {pre}\r\n\
              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
