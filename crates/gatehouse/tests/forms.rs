@@ -842,6 +842,25 @@ async fn the_pages_are_gatehouses_own_and_reserved() {
         b.get("/.gatehouse/signin").await.header("content-security-policy")
     );
     assert_eq!(b.get("/.gatehouse/nothing").await.status, 404);
+    // Passwords from a users file are not changed on the page, and it says so.
+    let page = b.get("/.gatehouse/password?return=%2Fapp%2F").await;
+    assert!(page.text().contains(r#"<label for="new">New password</label>"#), "{}", page.text());
+    let csrf = field(&page.text(), "csrf");
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("return", "/app/"),
+        ("username", "alice"),
+        ("old", "Alice-Pass1"),
+        ("new", "Alice-Pass2x"),
+        ("confirm", "Alice-Pass2x"),
+    ];
+    let r = b.post("/.gatehouse/password", &fields).await;
+    assert_eq!(
+        message(&r.text()),
+        "Passwords cannot be changed here. Ask your help desk, or change it on a computer of the domain."
+    );
+    let r = b.post("/.gatehouse/password", &[&fields[..5], &[("confirm", "other")]].concat()).await;
+    assert_eq!(message(&r.text()), "The new passwords are not the same.");
     assert_eq!(b.send("DELETE", "/.gatehouse/signin", &[], None).await.status, 405);
     // A host where no site signs browsers in: the path is still not the backend's.
     let mut o = Browser::new(&s, OTHER);
@@ -852,4 +871,18 @@ async fn the_pages_are_gatehouses_own_and_reserved() {
         "{:?}",
         s.backend.seen().iter().map(|r| r.path.clone()).collect::<Vec<_>>()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_rules_apply_to_a_session_as_to_any_sign_in() {
+    let s = start("", "", |b| app_site(b) + "allow = [\"bob\"]\n").await;
+    let mut alice = Browser::new(&s, HOST);
+    assert_eq!(alice.sign_in("alice", "Alice-Pass1", "/app/").await.status, 303);
+    let r = alice.get("/app/").await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("signed in as ADTEST\\alice"), "{}", r.text());
+    let mut bob = Browser::new(&s, HOST);
+    assert_eq!(bob.sign_in("bob", "Bob-Pass1", "/app/").await.status, 303);
+    assert_eq!(bob.get("/app/").await.status, 200);
+    s.g.wait_for(|| s.g.access_log().iter().any(|l| l["status"] == 403 && l["denied"] == "not in allow"), "the denial");
 }

@@ -318,8 +318,17 @@ pub enum ChangeRefused {
     /// The domain refused the new password, in its words (too short, used
     /// before): shown to the user.
     Policy(String),
-    /// Nothing could change it (no KDC, or no Kerberos configured).
+    /// No KDC answered.
     Unavailable(String),
+    /// Passwords are not changed here: they are checked by `[accounts]`, not
+    /// by the KDC.
+    NotHere,
+}
+
+/// Whether the password page can change passwords: they are checked by the
+/// KDC, which the change-password protocol talks to.
+pub fn can_change_passwords(setup: &Authenticator) -> bool {
+    setup.basic_by_kdc && setup.domain.is_some()
 }
 
 /// Changes a user's password through the domain (the Kerberos
@@ -333,9 +342,7 @@ pub async fn change_password(
     client: std::net::IpAddr,
 ) -> Result<(), ChangeRefused> {
     let Some(user) = basic::kdc_user(typed, setup).map_err(ChangeRefused::Old)? else {
-        return Err(ChangeRefused::Unavailable(
-            "passwords are changed through Kerberos: [domain] needs keytab, service_principal and acceptor_spn".into(),
-        ));
+        return Err(ChangeRefused::NotHere);
     };
     if old.is_empty() {
         return Err(ChangeRefused::Old(Refusal::Wrong("no current password".into())));

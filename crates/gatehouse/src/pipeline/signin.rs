@@ -350,7 +350,7 @@ impl Here<'_> {
         let client = self.conn.info.peer.ip();
         match forms::sign_in(self.auth, typed, password, client).await {
             Ok(user) => Ok(self.signed_in(&headers, user, public, &return_to, record).await),
-            Err(Refusal::Expired(why)) => {
+            Err(Refusal::Expired(why)) if forms::can_change_passwords(self.auth) => {
                 log_refusal(self.conn, record, &Refusal::Expired(why), typed);
                 let notice = "Your password has expired or must be changed before you can sign in. Choose a new one.";
                 Ok(self.render_password(
@@ -383,7 +383,11 @@ impl Here<'_> {
                 format!("Your account is locked out here after too many failed sign-ins. Wait {minutes} minutes and try again, or ask your help desk."),
             ),
             Refusal::Revoked(_) => (StatusCode::OK, "Your account is disabled or locked out in the domain. Ask your help desk.".into()),
-            Refusal::Expired(_) => (StatusCode::OK, "Your password has expired. Change it, then sign in.".into()),
+            Refusal::Expired(_) => (
+                StatusCode::OK,
+                "Your password has expired or must be changed. Change it on a computer of the domain, or ask your help desk."
+                    .into(),
+            ),
             Refusal::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The domain cannot be reached to check your password. Try again shortly.".into(),
@@ -499,6 +503,13 @@ impl Here<'_> {
                 log_refusal(self.conn, record, &refusal, typed);
                 let (status, words) = self.words(&refusal);
                 return Ok(again(status, &words));
+            }
+            Err(forms::ChangeRefused::NotHere) => {
+                record.set_error("password change: passwords are checked by [accounts], not by the KDC".to_owned());
+                return Ok(again(
+                    StatusCode::OK,
+                    "Passwords cannot be changed here. Ask your help desk, or change it on a computer of the domain.",
+                ));
             }
             Err(forms::ChangeRefused::Unavailable(why)) => {
                 tracing::error!(client = %self.conn.info.peer, user = %typed, cause = %why, "password change: the domain could not be asked");
