@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | access | negotiate | exchange | farm (kcd onwards need lab/lab.sh start) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | access | negotiate | exchange | farm | forms (kcd onwards need lab/lab.sh start) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -678,6 +678,80 @@ PY
     echo "|---|---:|---:|---:|---:|"
     echo "| passive (eject_after_connect_failures = 1, the default) | $out_passive | $failed_passive | $after_passive | $failovers_passive |"
     echo "| active checks alone (eject_after_connect_failures = 0) | $out_active | $failed_active | $after_active | $failovers_active |"
+  } | tee -a "$OUT"
+fi
+
+# The sign-in page (issue 16): on one TLS site with KCD to gh-backend, a
+# browser's session (signed in once on the page, then its cookie on every
+# request, keep-alive) against NTLM keep-alive on the same site and
+# connection shape, interleaved twice; then sign-ins per second (GET the
+# form, POST it, a new session each time) with the passwords in a file.
+if { [ "$ONLY" = all ] || [ "$ONLY" = forms ]; } && [ -f "$LAB/env" ]; then
+  # shellcheck disable=SC1091
+  . "$LAB/env"
+  for i in $(seq -w 1 10); do echo "ADTEST:user$i:User-Pass1"; done > "$W/users-forms.ntlm"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$W/forms.key" -out "$W/forms.pem" \
+    -days 2 -subj /CN=bench -addext subjectAltName=DNS:bench 2>/dev/null
+  target/release/gatehouse sessions new-key > "$W/session.keys"; chmod 600 "$W/session.keys"
+  cat > "$W/gatehouse-forms.toml" <<TOML
+[log]
+access = "/dev/null"
+level = "info"
+
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+krb5_conf = "$KRB5_CONFIG"
+keytab = "$LAB_PROXY_KEYTAB"
+service_principal = "svc-proxy@AD.TEST"
+
+[accounts]
+source = "file"
+file = "$W/users-forms.ntlm"
+
+[forms]
+key_file = "$W/session.keys"
+attempts_per_minute = 1000000
+
+[[listener]]
+name = "tls"
+bind = "127.0.0.1:19098"
+tls = { cert = "$W/forms.pem", key = "$W/forms.key" }
+
+[[site]]
+name = "forms"
+listener = "tls"
+backend = "http://$BACKEND"
+auth = ["Forms", "NTLM"]
+delegation = "kcd"
+backend_spn = "HTTP/backend.ad.test"
+TOML
+  target/release/gatehouse run -c "$W/gatehouse-forms.toml" 2>"$W/gh-forms-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.5
+  kill -0 "$GHPID" 2>/dev/null || { cat "$W/gh-forms-stderr.log" >&2; exit 1; }
+  export GH_LOAD_TLS=bench
+  target/release/gh-load keepalive 127.0.0.1:19098 2 "$CONNS" 'user%' User-Pass1 >/dev/null   # warm-up
+  target/release/gh-load forms 127.0.0.1:19098 2 "$CONNS" 'user%' User-Pass1 >/dev/null
+  read -r _ n1 <<<"$(target/release/gh-load keepalive 127.0.0.1:19098 "$DUR" "$CONNS" 'user%' User-Pass1)"
+  read -r _ f1 <<<"$(target/release/gh-load forms 127.0.0.1:19098 "$DUR" "$CONNS" 'user%' User-Pass1)"
+  read -r _ n2 <<<"$(target/release/gh-load keepalive 127.0.0.1:19098 "$DUR" "$CONNS" 'user%' User-Pass1)"
+  read -r _ f2 <<<"$(target/release/gh-load forms 127.0.0.1:19098 "$DUR" "$CONNS" 'user%' User-Pass1)"
+  read -r signed signin_rate <<<"$(target/release/gh-load signins 127.0.0.1:19098 "$DUR" "$CONNS" 'user%' User-Pass1)"
+  unset GH_LOAD_TLS
+  rss=$(awk '/VmRSS/{print $2}' "/proc/$GHPID/status")
+  kill "$GHPID"; wait "$GHPID" 2>/dev/null || true
+  ntlm_rps=$(( (n1 + n2) / 2 )); forms_rps=$(( (f1 + f2) / 2 ))
+  s4u=$(grep -a "kerberos counters" "$W/gh-forms-stderr.log" | tail -1 | sed -n 's/.*s4u2self=\([0-9]*\).*/\1/p')
+  {
+    echo
+    echo "Sign-in page ($(nproc) cores, gh-load with $CONNS connections spread over 10 users, TLS, ${DUR}s per case, keep-alive cases interleaved twice; KCD to gh-backend, lab KDC; passwords from a file):"
+    echo
+    echo "| case | gatehouse | ratio to NTLM keep-alive |"
+    echo "|---|---:|---:|"
+    echo "| NTLM keep-alive GET 1 KiB, KCD (requests/s) | $ntlm_rps | 1.00 |"
+    echo "| signed-in browser session: the session cookie on every request, keep-alive, KCD (requests/s) | $forms_rps | $(ratio "$forms_rps" "$ntlm_rps") |"
+    echo "| sign-ins on the page: GET the form, POST it, a new session (per second) | $signin_rate | |"
+    echo "| sessions made in the sign-in case, and gatehouse's RSS after it (KiB) | $signed / $rss | |"
+    echo "| S4U2Self requests to the KDC in the whole run | ${s4u:-?} | |"
   } | tee -a "$OUT"
 fi
 

@@ -11,7 +11,9 @@ case "$what" in
   # faketime: one test runs gatehouse with its clock ahead (an expired ticket).
   # krb5-user: ktutil makes the keytab of the tests without a lab (kerberos_stall.rs).
   # iproute2 (ip, ss), util-linux (unshare), procps (pgrep): scripts/test-lab-guard.sh.
-  test) pkgs="$pkgs python3-venv faketime krb5-user iproute2 util-linux procps" ;;
+  # chromium, chromium-driver, python3-selenium, fonts-liberation: the sign-in page in a real
+  # browser (tests/forms_browser.rs; without fonts the screenshots show no text).
+  test) pkgs="$pkgs python3-venv faketime krb5-user iproute2 util-linux procps chromium chromium-driver python3-selenium fonts-liberation" ;;
   bench) pkgs="$pkgs nginx-light wrk procps" ;;
 esac
 

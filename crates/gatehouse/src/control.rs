@@ -1,12 +1,17 @@
-//! The control socket: `gatehouse backend drain|undrain|status` reach the
-//! running gatehouse here (`[control] socket`).
+//! The control socket: `gatehouse backend drain|undrain|status` and
+//! `gatehouse sessions list|revoke` reach the running gatehouse here
+//! (`[control] socket`).
 //!
 //! A Unix socket, made with mode 0600 in a folder that only its owner can
 //! change (checked when the configuration loads), and each connection's peer
 //! is checked by the kernel's credentials (SO_PEERCRED): the account gatehouse
 //! runs as, or root. One request per connection: a line of tab-separated words
 //! (`drain`, SITE, BACKEND; `undrain`, SITE, BACKEND; `status`), answered by
-//! lines, the last `ok` or `error: ...`. Drain state lives in the farm state,
+//! lines, the last `ok` or `error: ...`. A socket rather than SIGHUP and a
+//! file: the answer (what changed, how many sessions ended) comes back to the
+//! administrator, and SIGHUP would reload a file that may be half-edited.
+//! The transport knows no command: each module answers its own words (the
+//! farm's below, `session::command`'s). Drain state lives in the farm state,
 //! which outlives reloads; `drain = true` in the file is the permanent form.
 
 use std::io::{BufRead, Write};
@@ -83,7 +88,12 @@ async fn answer(stream: tokio::net::UnixStream, owner: u32, shared: &Shared) {
     if read.read_line(&mut line).await.is_err() {
         return;
     }
-    let (ok, text) = execute(line.trim_end_matches(['\r', '\n']), &shared.current());
+    let line = line.trim_end_matches(['\r', '\n']);
+    let words: Vec<&str> = line.split('\t').collect();
+    let (ok, text) = match crate::session::command::run(&words, shared.kept.sessions.as_ref()).await {
+        Some(answer) => answer,
+        None => execute(line, &shared.current()),
+    };
     let last = if ok { "ok\n".to_owned() } else { String::new() };
     let _ = write.write_all(format!("{text}{last}").as_bytes()).await;
 }
@@ -94,7 +104,11 @@ pub fn execute(line: &str, generation: &Generation) -> (bool, String) {
     match words.as_slice() {
         ["status"] => (true, status(generation)),
         [verb @ ("drain" | "undrain"), site, backend] => drain(generation, site, backend, *verb == "drain"),
-        _ => (false, "error: expected `status`, `drain SITE BACKEND` or `undrain SITE BACKEND`\n".into()),
+        _ => (
+            false,
+            "error: expected `status`, `drain SITE BACKEND`, `undrain SITE BACKEND`, `sessions list` or `sessions revoke NAME`\n"
+                .into(),
+        ),
     }
 }
 
@@ -197,4 +211,21 @@ pub fn request(socket: &Path, words: &[&str]) -> Result<String, String> {
         answer.push('\n');
     }
     Ok(answer)
+}
+
+/// [`request`], with whether the answer's last line said `ok` (and without it).
+pub fn ask(socket: &Path, words: &[&str]) -> Result<(bool, String), String> {
+    let out = request(socket, words)?;
+    let ok = out.lines().last() == Some("ok");
+    let text = if ok { out.strip_suffix("ok\n").unwrap_or(&out).to_owned() } else { out };
+    Ok((ok, text))
+}
+
+/// Where `[control] socket` is in the configuration at `file`.
+pub fn socket_of(file: &Path) -> Result<PathBuf, String> {
+    let config = crate::config::load_leaving_keytab(file).map_err(|p| p.to_string())?;
+    config
+        .control
+        .map(|c| c.socket)
+        .ok_or_else(|| format!("{}: no [control] socket, so the running gatehouse cannot be asked", file.display()))
 }

@@ -25,14 +25,29 @@ pub struct Generation {
 }
 
 /// Authentication state that outlives a reload (failed logons, remembered
-/// Basic passwords): every generation's [`crate::auth::Authenticator`] shares it.
-#[derive(Default, Clone)]
+/// Basic passwords, the sign-in page's sessions and attempt counts): every
+/// generation's [`crate::auth::Authenticator`] shares it.
+#[derive(Clone)]
 pub struct Kept {
     pub lockout: Arc<crate::auth::Lockout>,
     pub basic: Arc<crate::auth::BasicCache>,
     /// Each backend's health, drain and load, the session tables, the
     /// affinity key made at start.
     pub farms: Arc<crate::farm::Registry>,
+    pub sessions: crate::auth::forms::Sessions,
+    pub attempts: Arc<crate::auth::Attempts>,
+}
+
+impl Default for Kept {
+    fn default() -> Kept {
+        Kept {
+            lockout: Default::default(),
+            basic: Default::default(),
+            farms: Default::default(),
+            sessions: Arc::new(crate::session::Memory::default()),
+            attempts: Default::default(),
+        }
+    }
 }
 
 impl Generation {
@@ -112,6 +127,14 @@ impl Generation {
             _ => None,
         };
         let access = crate::access::Access::new(delegator.clone(), file, config.access.refresh);
+        let forms = config.forms.as_ref().map(|settings| {
+            kept.sessions.set_capacity(settings.max_sessions);
+            crate::auth::forms::Forms {
+                settings: settings.clone(),
+                sessions: kept.sessions.clone(),
+                attempts: kept.attempts.clone(),
+            }
+        });
         let auth = crate::auth::Authenticator::new(
             &config,
             ntlm,
@@ -119,6 +142,7 @@ impl Generation {
             delegator.clone(),
             kept.lockout.clone(),
             kept.basic.clone(),
+            forms,
         );
         Ok(Generation { routes: route::Table::new(&config.sites), farms, tls, delegator, auth, access, config })
     }

@@ -33,7 +33,9 @@ mod request_body;
 mod response_body;
 mod route;
 mod server;
+mod session;
 mod shared;
+mod signin_page;
 mod telemetry;
 mod tls;
 mod worker;
@@ -58,6 +60,11 @@ const USAGE: &str = "usage:
   gatehouse backend status -c FILE
                              each backend: up, down, ejected, drained, in flight
   gatehouse ntlm-hash         print the NT hash of a password read from standard input
+  gatehouse sessions list -c FILE
+  gatehouse sessions revoke USER -c FILE
+                             the running gatehouse's sign-in sessions (through
+                             its [control] socket): list them, or end USER's
+  gatehouse sessions new-key  print a new key for [forms] key_file
   gatehouse --version";
 
 fn main() -> ExitCode {
@@ -78,6 +85,7 @@ fn main() -> ExitCode {
         (Some("check"), Some(file)) => check(file, access::Names::LookUp),
         (Some("check"), None) if offline.is_some() => check(offline.unwrap_or_default(), access::Names::Offline),
         (Some("ntlm-hash"), None) => ntlm_hash(),
+        (Some("sessions"), _) => sessions(&args[1..]),
         (Some("doctor"), _) => doctor(&args[1..]),
         (Some("backend"), _) => backend(&args[1..]),
         (Some("--version"), None) => {
@@ -149,6 +157,44 @@ fn ntlm_hash() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `sessions list -c FILE`, `sessions revoke USER -c FILE`, `sessions new-key`.
+fn sessions(args: &[String]) -> ExitCode {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (words, file): (Vec<&str>, &str) = match args.as_slice() {
+        ["new-key"] => {
+            let mut key = [0u8; 32];
+            if let Err(e) = getrandom::fill(&mut key) {
+                eprintln!("no randomness: {e}");
+                return ExitCode::FAILURE;
+            }
+            println!("{}", websession::Keys::line(&key));
+            return ExitCode::SUCCESS;
+        }
+        ["list", "-c" | "--config", file] => (vec!["sessions", "list"], *file),
+        ["revoke", user, "-c" | "--config", file] if !user.is_empty() && !user.contains(['\t', '\n', '\r']) => {
+            (vec!["sessions", "revoke", *user], *file)
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match control::socket_of(std::path::Path::new(file)).and_then(|socket| control::ask(&socket, &words)) {
+        Ok((ok, text)) => {
+            print!("{text}");
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn check(file: PathBuf, names: access::Names) -> ExitCode {
     // check looks names up in the directory with gatehouse's own Kerberos
     // credential, as run does.
@@ -171,6 +217,18 @@ fn check(file: PathBuf, names: access::Names) -> ExitCode {
                 }
             }
             println!("  {}", c.describe_passwords());
+            if let Some(f) = &c.forms {
+                let cookie = match &f.cookie_domain {
+                    Some(d) => format!("one sign-in for every host under {d}"),
+                    None => "a sign-in per host".to_owned(),
+                };
+                println!(
+                    "  forms: sign-in page \"{}\"; {cookie}; keys {} from {} (the first seals)",
+                    f.title,
+                    f.keys.ids().join(", "),
+                    f.key_file.display()
+                );
+            }
             // Publishing without a sign-in is a choice that must be seen: TMG's
             // rules said "all users" in the rule itself.
             let anonymous: Vec<&str> = c.sites.iter().filter(|s| s.auth.is_empty()).map(|s| s.name.as_str()).collect();

@@ -86,6 +86,8 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
             pools.iter().for_each(|p| p.sweep());
             sweeper.kept.lockout.sweep();
             sweeper.kept.farms.sweep();
+            sweeper.kept.sessions.sweep(std::time::SystemTime::now());
+            sweeper.kept.attempts.sweep();
             if let Some(d) = &sweeper.current().delegator {
                 log_delegation(d, &mut last);
             }

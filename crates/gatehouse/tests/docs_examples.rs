@@ -128,8 +128,20 @@ fn configuration(example: &str) -> String {
 }
 
 /// Keys whose string values are files gatehouse reads.
-const FILE_KEYS: [&str; 11] =
-    ["cert", "key", "ca", "keytab", "file", "krb5_conf", "smb_conf", "ntlm_auth", "access", "key_file", "socket"];
+const FILE_KEYS: [&str; 12] = [
+    "cert",
+    "key",
+    "ca",
+    "keytab",
+    "file",
+    "krb5_conf",
+    "smb_conf",
+    "ntlm_auth",
+    "access",
+    "key_file",
+    "logo",
+    "socket",
+];
 
 /// Every (key, value) pair of the document, depth first, with the table it is in.
 fn walk<'a>(value: &'a toml::Value, table: Option<&'a toml::Table>, key: &str, out: &mut Vec<Found<'a>>) {
@@ -217,12 +229,16 @@ fn prepare(dir: &Path, example: &str) -> PathBuf {
             )
             .unwrap(),
             "ntlm_auth" => write_helper(&path),
-            // The affinity key: 32 bytes its owner alone may read.
+            // A key file of one key, private to gatehouse's account: the
+            // [forms] format (a base64 line), which is also 32 bytes and more
+            // of key for [affinity].
             "key_file" => {
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::write(&path, [0x5a; 32]).unwrap();
+                let key: [u8; 32] = std::array::from_fn(|i| (i * 7 + 1) as u8);
+                std::fs::write(&path, websession::Keys::line(&key) + "\n").unwrap();
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
             }
+            "logo" => std::fs::write(&path, "<svg xmlns=\"http://www.w3.org/2000/svg\"/>").unwrap(),
             // The control socket: only its folder, private, which gatehouse checks.
             "socket" => {
                 use std::os::unix::fs::PermissionsExt;

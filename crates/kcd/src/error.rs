@@ -137,6 +137,11 @@ impl Error {
         }
     }
 
+    /// A failed krb5 call (not GSSAPI): its code as the minor status.
+    pub(crate) fn krb5(kind: Kind, code: i32, message: String) -> Error {
+        Error { kind, major: 0, minor: code as u32, message }
+    }
+
     pub fn kind(&self) -> Kind {
         self.kind
     }

@@ -561,3 +561,283 @@ pub fn keytab_enctypes(keytab: &str, principal: &str) -> Result<Vec<i32>, i32> {
     unsafe { krb5_kt_end_seq_get(k.context, k.keytab, &mut cursor) };
     result.map(|()| enctypes)
 }
+
+// ---- Changing a password: MIT krb5's own API (RFC 3244 through kpasswd) ----
+//
+// GSSAPI has no password change, so these few krb5 calls are declared here
+// by hand (libgssapi-sys binds GSSAPI alone). Every handle is made and freed
+// inside `change_password`; nothing krb5 leaves this function.
+
+type Krb5Context = *mut c_void;
+type Krb5Principal = *mut c_void;
+type Krb5InitCredsOpt = *mut c_void;
+
+/// `krb5_data`.
+#[repr(C)]
+struct Krb5Data {
+    magic: i32,
+    length: u32,
+    data: *mut std::ffi::c_char,
+}
+
+impl Krb5Data {
+    fn empty() -> Krb5Data {
+        Krb5Data { magic: 0, length: 0, data: ptr::null_mut() }
+    }
+
+    /// The bytes, as text (lossy: the KDC's words are for people).
+    fn text(&self) -> String {
+        if self.data.is_null() || self.length == 0 {
+            return String::new();
+        }
+        // SAFETY: MIT sets `data` to `length` bytes it owns until
+        // krb5_free_data_contents, which the caller runs after this.
+        let bytes = unsafe { std::slice::from_raw_parts(self.data as *const u8, self.length as usize) };
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+}
+
+/// Room for a `krb5_creds`, which callers of krb5_get_init_creds_password
+/// allocate: 120 bytes on LP64 in MIT 1.20's krb5.h; 512, 8-aligned, zeroed
+/// (as MIT expects before the call). `tests::krb5_creds_fits` compiles a
+/// C check of the size against the installed krb5.h.
+#[repr(C, align(8))]
+struct CredsSpace([u8; CREDS_SPACE]);
+const CREDS_SPACE: usize = 512;
+#[cfg(test)]
+pub const CREDS_ROOM: usize = CREDS_SPACE;
+
+const KRB5_PRINCIPAL_PARSE_ENTERPRISE: i32 = 0x4;
+
+#[link(name = "krb5")]
+extern "C" {
+    fn krb5_parse_name_flags(
+        context: Krb5Context,
+        name: *const std::ffi::c_char,
+        flags: i32,
+        out: *mut Krb5Principal,
+    ) -> i32;
+    fn krb5_get_init_creds_opt_alloc(context: Krb5Context, opt: *mut Krb5InitCredsOpt) -> i32;
+    fn krb5_get_init_creds_opt_free(context: Krb5Context, opt: Krb5InitCredsOpt);
+    fn krb5_get_init_creds_opt_set_tkt_life(opt: Krb5InitCredsOpt, lifetime: i32);
+    fn krb5_get_init_creds_opt_set_forwardable(opt: Krb5InitCredsOpt, forwardable: i32);
+    fn krb5_get_init_creds_opt_set_proxiable(opt: Krb5InitCredsOpt, proxiable: i32);
+    #[allow(clippy::too_many_arguments)]
+    fn krb5_get_init_creds_password(
+        context: Krb5Context,
+        creds: *mut CredsSpace,
+        client: Krb5Principal,
+        password: *const std::ffi::c_char,
+        prompter: *const c_void,
+        data: *mut c_void,
+        start_time: i32,
+        in_tkt_service: *const std::ffi::c_char,
+        options: Krb5InitCredsOpt,
+    ) -> i32;
+    fn krb5_free_cred_contents(context: Krb5Context, creds: *mut CredsSpace);
+    fn krb5_change_password(
+        context: Krb5Context,
+        creds: *mut CredsSpace,
+        newpw: *const std::ffi::c_char,
+        result_code: *mut i32,
+        result_code_string: *mut Krb5Data,
+        result_string: *mut Krb5Data,
+    ) -> i32;
+    fn krb5_chpw_message(
+        context: Krb5Context,
+        server_string: *const Krb5Data,
+        message_out: *mut *mut std::ffi::c_char,
+    ) -> i32;
+    fn krb5_free_string(context: Krb5Context, string: *mut std::ffi::c_char);
+    fn krb5_free_data_contents(context: Krb5Context, data: *mut Krb5Data);
+    fn krb5_get_error_message(context: Krb5Context, code: i32) -> *const std::ffi::c_char;
+    fn krb5_free_error_message(context: Krb5Context, message: *const std::ffi::c_char);
+}
+
+/// What the password server said: `code` 0 is done; otherwise RFC 3244's
+/// result code with the server's words.
+pub struct ChangeAnswer {
+    pub code: i32,
+    pub code_words: String,
+    pub words: String,
+}
+
+/// A krb5 failure: the code and MIT's message for it.
+pub struct Krb5Failure {
+    pub code: i32,
+    pub step: &'static str,
+    pub message: String,
+}
+
+/// A password, held so that its bytes are overwritten when it goes.
+struct Secret(Vec<u8>);
+
+impl Secret {
+    fn new(text: &str) -> Option<Secret> {
+        if text.as_bytes().contains(&0) {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(text.len() + 1);
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.push(0);
+        Some(Secret(bytes))
+    }
+
+    fn as_ptr(&self) -> *const std::ffi::c_char {
+        self.0.as_ptr() as *const std::ffi::c_char
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        for b in self.0.iter_mut() {
+            // SAFETY: `b` is a valid, aligned, exclusive reference into our
+            // own buffer; the volatile write keeps the compiler from dropping
+            // the overwrite of memory about to be freed.
+            unsafe { ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
+/// Frees what `change_password` made, in reverse order, whatever happened.
+struct Krb5Handles {
+    context: Krb5Context,
+    client: Krb5Principal,
+    opt: Krb5InitCredsOpt,
+    creds: Option<Box<CredsSpace>>,
+}
+
+impl Drop for Krb5Handles {
+    fn drop(&mut self) {
+        // SAFETY: each handle is null or was made by the matching krb5 call
+        // on this context, and is freed once, before the context itself;
+        // `creds` holds credentials only after krb5_get_init_creds_password
+        // succeeded (it is taken out otherwise), and krb5_free_cred_contents
+        // frees what they point to, not the space.
+        unsafe {
+            if let Some(creds) = self.creds.as_mut() {
+                krb5_free_cred_contents(self.context, &mut **creds);
+            }
+            if !self.opt.is_null() {
+                krb5_get_init_creds_opt_free(self.context, self.opt);
+            }
+            if !self.client.is_null() {
+                krb5_free_principal(self.context, self.client);
+            }
+            if !self.context.is_null() {
+                krb5_free_context(self.context);
+            }
+        }
+    }
+}
+
+impl Krb5Handles {
+    fn failure(&self, code: i32, step: &'static str) -> Krb5Failure {
+        // SAFETY: the context is live; MIT returns a string we free with the
+        // matching call after copying it (never null: MIT falls back to a
+        // generic text).
+        let message = unsafe {
+            let text = krb5_get_error_message(self.context, code);
+            let copied = if text.is_null() {
+                String::new()
+            } else {
+                std::ffi::CStr::from_ptr(text).to_string_lossy().into_owned()
+            };
+            krb5_free_error_message(self.context, text);
+            copied
+        };
+        Krb5Failure { code, step, message }
+    }
+}
+
+/// Changes `principal`'s password from `old` to `new` with the Kerberos
+/// change-password protocol: an initial ticket for `kadmin/changepw` with the
+/// old password (which works when the password has expired), then
+/// `krb5_change_password` to the realm's kpasswd server. `enterprise`: the
+/// name is a UPN. Blocks; talks to the KDC. Reads the process's krb5.conf.
+pub fn change_password(principal: &str, enterprise: bool, old: &str, new: &str) -> Result<ChangeAnswer, Krb5Failure> {
+    let bad = |step| Krb5Failure { code: 0, step, message: "a NUL byte in the name or a password".into() };
+    let name = CString::new(principal).map_err(|_| bad("the user's name"))?;
+    let old = Secret::new(old).ok_or_else(|| bad("the current password"))?;
+    let new = Secret::new(new).ok_or_else(|| bad("the new password"))?;
+    let service = CString::new("kadmin/changepw").map_err(|_| bad("the service name"))?;
+    let mut h = Krb5Handles { context: ptr::null_mut(), client: ptr::null_mut(), opt: ptr::null_mut(), creds: None };
+    // SAFETY: krb5_init_context writes a new context to the out-pointer;
+    // on failure it leaves it null, which Drop skips.
+    let code = unsafe { krb5_init_context(&mut h.context) };
+    if code != 0 {
+        return Err(Krb5Failure { code, step: "a krb5 context", message: "krb5_init_context failed".into() });
+    }
+    let flags = if enterprise { KRB5_PRINCIPAL_PARSE_ENTERPRISE } else { 0 };
+    // SAFETY: a live context, a NUL-terminated name that outlives the call,
+    // and an out-pointer for the principal, freed by Drop.
+    let code = unsafe { krb5_parse_name_flags(h.context, name.as_ptr(), flags, &mut h.client) };
+    if code != 0 {
+        return Err(h.failure(code, "the user's name"));
+    }
+    // SAFETY: as above; the options are freed by Drop.
+    let code = unsafe { krb5_get_init_creds_opt_alloc(h.context, &mut h.opt) };
+    if code != 0 {
+        return Err(h.failure(code, "ticket options"));
+    }
+    // SAFETY: `h.opt` was just allocated; these set plain fields. A short,
+    // plain ticket: it is used for this one change and dropped.
+    unsafe {
+        krb5_get_init_creds_opt_set_tkt_life(h.opt, 300);
+        krb5_get_init_creds_opt_set_forwardable(h.opt, 0);
+        krb5_get_init_creds_opt_set_proxiable(h.opt, 0);
+    }
+    let mut creds = Box::new(CredsSpace([0; CREDS_SPACE]));
+    // SAFETY: a live context, principal and options; `creds` is zeroed room
+    // larger than krb5_creds (see CredsSpace); the password and service
+    // strings are NUL-terminated and outlive the call; no prompter.
+    let code = unsafe {
+        krb5_get_init_creds_password(
+            h.context,
+            &mut *creds,
+            h.client,
+            old.as_ptr(),
+            ptr::null(),
+            ptr::null_mut(),
+            0,
+            service.as_ptr(),
+            h.opt,
+        )
+    };
+    if code != 0 {
+        return Err(h.failure(code, "signing in to the password service with the current password"));
+    }
+    h.creds = Some(creds);
+    let (mut result_code, mut code_string, mut result_string) = (0i32, Krb5Data::empty(), Krb5Data::empty());
+    let creds = h.creds.as_mut().map_or(ptr::null_mut(), |c| &mut **c as *mut CredsSpace);
+    // SAFETY: live context and credentials for kadmin/changepw; the new
+    // password is NUL-terminated and outlives the call; the three outputs
+    // are ours and the two krb5_data are freed below.
+    let code = unsafe {
+        krb5_change_password(h.context, creds, new.as_ptr(), &mut result_code, &mut code_string, &mut result_string)
+    };
+    if code != 0 {
+        return Err(h.failure(code, "changing the password"));
+    }
+    let code_words = code_string.text();
+    let mut message: *mut std::ffi::c_char = ptr::null_mut();
+    // SAFETY: `result_string` came from krb5_change_password; MIT writes a
+    // new string (AD's binary policy in words, or the server's text) that
+    // is copied and freed here.
+    let words = unsafe {
+        let words = if result_code != 0
+            && krb5_chpw_message(h.context, &result_string, &mut message) == 0
+            && !message.is_null()
+        {
+            let text = std::ffi::CStr::from_ptr(message).to_string_lossy().into_owned();
+            krb5_free_string(h.context, message);
+            text
+        } else {
+            result_string.text()
+        };
+        krb5_free_data_contents(h.context, &mut code_string);
+        krb5_free_data_contents(h.context, &mut result_string);
+        words
+    };
+    Ok(ChangeAnswer { code: result_code, code_words, words })
+}

@@ -49,6 +49,7 @@ mod ffi;
 mod logon;
 mod logon_info;
 mod pac;
+mod password;
 mod refresh;
 mod replay;
 mod spn;
@@ -59,6 +60,7 @@ pub use explain::{advice, explain, Explanation};
 pub use logon::Logon;
 pub use logon_info::{fuzz_logon_info, parse_logon_info, GroupRid, GroupSid, LogonInfo, LogonInfoError, Sid};
 pub use pac::{parse_upn_dns_info, PacError, UpnDnsInfo};
+pub use password::{change_password, Changed};
 pub use spn::qualify_spn;
 
 use std::collections::{BTreeMap, HashMap};

@@ -153,12 +153,107 @@ pub async fn check(credentials: &[u8], ctx: Client<'_>, setup: &Authenticator, s
     let Some((typed, password)) = std::str::from_utf8(credentials).ok().and_then(|c| c.split_once(':')) else {
         return refuse(schemes, "Basic credentials are not UTF-8 `user:password`".into());
     };
+    let remembered = &setup.basic;
+    if let Some(user) = remembered.get(typed, password) {
+        return Verdict::Pass(user, None);
+    }
+    match sign_in(typed, password, ctx.info.peer.ip(), setup, Scheme::Basic).await {
+        Ok(user) => {
+            remembered.put(typed, password, user.clone(), setup.basic_cache);
+            Verdict::Pass(user, None)
+        }
+        Err(Refusal::Unavailable(why)) => service_unavailable(format!("{typed}: cannot check the password: {why}")),
+        Err(refusal) => {
+            if refusal.counted() {
+                remembered.forget(typed);
+            }
+            refuse(schemes, refusal.describe(typed, "Basic logon"))
+        }
+    }
+}
+
+/// Why a user name and password did not sign the user in, in the classes a
+/// sign-in page tells apart. The text is for the log, never for the page.
+#[derive(Debug)]
+pub enum Refusal {
+    /// A name AD cannot hold, an unprintable one, or another domain's: the
+    /// domain was not asked.
+    Name(String),
+    /// gatehouse's extranet lockout stopped asking the domain for this name
+    /// or this client.
+    Throttled(String),
+    /// Wrong password, or no such user: one answer for both.
+    Wrong(String),
+    /// The domain says the account is disabled, locked out or expired.
+    Revoked(String),
+    /// The domain says the password has expired or must change at next logon.
+    Expired(String),
+    /// Nothing could check it (no KDC, winbind down): nobody's fault.
+    Unavailable(String),
+}
+
+impl Refusal {
+    /// The domain answered, and the lockout counted it.
+    fn counted(&self) -> bool {
+        matches!(self, Refusal::Wrong(_) | Refusal::Revoked(_) | Refusal::Expired(_))
+    }
+
+    /// The log's words, as Basic has always written them.
+    pub fn describe(&self, typed: &str, what: &str) -> String {
+        match self {
+            Refusal::Name(why) => format!("{what} name: {why}; the domain was not asked"),
+            Refusal::Throttled(why) => format!("{typed}: {why}; the password was not sent to the domain"),
+            Refusal::Wrong(why) | Refusal::Revoked(why) | Refusal::Expired(why) => {
+                format!("{typed}: {what} refused: {why}")
+            }
+            Refusal::Unavailable(why) => format!("{typed}: cannot check the password: {why}"),
+        }
+    }
+}
+
+/// What the domain's refusal of a password says about the account.
+fn classify_kdc(e: &kcd::Error) -> fn(String) -> Refusal {
+    match e.kind() {
+        kcd::Kind::KeyExpired => Refusal::Expired,
+        kcd::Kind::Revoked => Refusal::Revoked,
+        _ => Refusal::Wrong,
+    }
+}
+
+/// The same from winbind's NT status (by name or by its description).
+fn classify_winbind(why: &str) -> fn(String) -> Refusal {
+    let lower = why.to_ascii_lowercase();
+    let any = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+    if any(&["password_expired", "password has expired", "password_must_change", "must be changed"]) {
+        Refusal::Expired
+    } else if any(&[
+        "account_locked_out",
+        "locked out",
+        "account_disabled",
+        "disabled",
+        "account_expired",
+        "account has expired",
+    ]) {
+        Refusal::Revoked
+    } else {
+        Refusal::Wrong
+    }
+}
+
+/// A user name and password checked exactly as Basic's are (the KDC, or
+/// `[accounts]`; the lockout in front), by the client at `client`: the user
+/// signed in under `scheme`, or why not. The password goes nowhere else.
+pub async fn sign_in(
+    typed: &str,
+    password: &str,
+    client: std::net::IpAddr,
+    setup: &Authenticator,
+    scheme: Scheme,
+) -> Result<Arc<User>, Refusal> {
     if typed.is_empty() || password.is_empty() || typed.chars().any(char::is_control) {
-        return refuse(schemes, "Basic credentials with an empty or unprintable user name or password".into());
+        return Err(Refusal::Name("an empty or unprintable user name or password".into()));
     }
-    if let Err(why) = super::names::check_typed(typed) {
-        return refuse(schemes, format!("Basic logon name: {why}; the domain was not asked"));
-    }
+    super::names::check_typed(typed).map_err(Refusal::Name)?;
     let domain = setup.domain.as_ref();
     let kdc = match (setup.basic_by_kdc, setup.delegator.clone(), domain) {
         // Any of gatehouse's own SPNs proves the KDC's answer: the first.
@@ -166,52 +261,59 @@ pub async fn check(credentials: &[u8], ctx: Client<'_>, setup: &Authenticator, s
         _ => None,
     };
     if kdc.is_none() && setup.accounts.is_none() {
-        return refuse(
-            schemes,
-            "Basic is not configured: no [accounts], and no [domain] keytab, service_principal and acceptor_spn".into(),
-        );
+        return Err(Refusal::Unavailable(
+            "passwords are not configured: no [accounts], and no [domain] keytab, service_principal and acceptor_spn"
+                .into(),
+        ));
     }
-    let name = match logon(typed, domain) {
-        Ok(n) => n,
-        Err(why) => return refuse(schemes, why),
-    };
-    let remembered = &setup.basic;
-    if let Some(user) = remembered.get(typed, password) {
-        return Verdict::Pass(user, None);
-    }
+    let name = logon(typed, domain).map_err(Refusal::Name)?;
     let lockout = &setup.lockout;
-    if let Err(why) = lockout.allowed(typed, ctx.info.peer.ip(), &setup.lockout_limits) {
-        return refuse(schemes, format!("{typed}: {why}; the password was not sent to the domain"));
-    }
+    lockout.allowed(typed, client, &setup.lockout_limits).map_err(Refusal::Throttled)?;
     let checked = match (kdc, domain) {
         (Some((delegator, spn)), Some(domain)) => by_kdc(delegator, spn, domain, name, password).await,
         _ => by_accounts(setup, name, password).await,
     };
     let checked = match checked {
         Ok(who) => who,
-        Err(CheckError::Rejected(why, evidence)) => {
-            lockout.failed(typed, ctx.info.peer.ip(), evidence, &setup.lockout_limits);
-            remembered.forget(typed);
-            return refuse(schemes, format!("{typed}: Basic logon refused: {why}"));
+        Err((CheckError::Rejected(why, evidence), class)) => {
+            lockout.failed(typed, client, evidence, &setup.lockout_limits);
+            return Err(class(why));
         }
-        Err(CheckError::Unavailable(why)) => {
-            return service_unavailable(format!("{typed}: cannot check the password: {why}"));
-        }
+        Err((CheckError::Unavailable(why), _)) => return Err(Refusal::Unavailable(why)),
     };
     lockout.succeeded(typed, &setup.lockout_limits);
-    let user = match User::new(checked.name, Scheme::Basic, checked.principal) {
-        Ok(u) => match (checked.of_domain, domain) {
-            // A trusted domain's user is known by the sign-in alone.
-            (true, Some(d)) if u.name.split_once('\\').is_none_or(|(n, _)| n.eq_ignore_ascii_case(&d.netbios_name)) => {
-                Arc::new(User { logon: checked.logon, ..u.of_domain(&d.realm) })
-            }
-            _ => Arc::new(u),
-        },
-        Err(why) => return refuse(schemes, why),
-    };
-    remembered.put(typed, password, user.clone(), setup.basic_cache);
-    Verdict::Pass(user, None)
+    let user = User::new(checked.name, scheme, checked.principal).map_err(Refusal::Name)?;
+    Ok(match (checked.of_domain, domain) {
+        // A trusted domain's user is known by the sign-in alone.
+        (true, Some(d)) if user.name.split_once('\\').is_none_or(|(n, _)| n.eq_ignore_ascii_case(&d.netbios_name)) => {
+            Arc::new(User { logon: checked.logon, ..user.of_domain(&d.realm) })
+        }
+        _ => Arc::new(user),
+    })
 }
+
+/// The KDC's name for a typed logon name of our domain, and the KDC it is
+/// checked by, where Basic's passwords go to the KDC (else None: an accounts
+/// file or winbind, which change no passwords here).
+pub(super) fn kdc_user(typed: &str, setup: &Authenticator) -> Result<Option<kcd::User>, Refusal> {
+    let (true, Some(domain)) = (setup.basic_by_kdc, setup.domain.as_ref()) else { return Ok(None) };
+    if typed.is_empty() || typed.chars().any(char::is_control) {
+        return Err(Refusal::Name("an empty or unprintable user name".into()));
+    }
+    super::names::check_typed(typed).map_err(Refusal::Name)?;
+    Ok(Some(match logon(typed, Some(domain)).map_err(Refusal::Name)? {
+        Logon::Account { user, .. } => kcd::User::Account(format!("{user}@{}", domain.realm)),
+        Logon::Upn(upn) => kcd::User::Upn { upn, account: String::new() },
+    }))
+}
+
+/// What the KDC's refusal of a password says, for the lockout and the page.
+pub(super) fn kdc_refusal(e: &kcd::Error) -> (Evidence, Refusal) {
+    (evidence_of(e), classify_kdc(e)(e.to_string()))
+}
+
+/// A refused check, with what its refusal means for a sign-in page.
+type Failed = (CheckError, fn(String) -> Refusal);
 
 /// The password checked with an AS exchange and a ticket for gatehouse's own
 /// SPN; returns `DOMAIN\user` and the Kerberos principal.
@@ -221,7 +323,7 @@ async fn by_kdc(
     domain: &Domain,
     name: Logon,
     password: &str,
-) -> Result<Checked, CheckError> {
+) -> Result<Checked, Failed> {
     let user = match name {
         Logon::Account { user, .. } => kcd::User::Account(format!("{user}@{}", domain.realm)),
         // Any suffix but the realm's goes to the KDC as an enterprise name.
@@ -230,9 +332,11 @@ async fn by_kdc(
     let secret = password.to_owned();
     let accepted = match tokio::task::spawn_blocking(move || delegator.check_password(&user, &secret, &spn)).await {
         Ok(Ok(a)) => a,
-        Ok(Err(e)) if e.is_unreachable() => return Err(CheckError::Unavailable(e.to_string())),
-        Ok(Err(e)) => return Err(CheckError::Rejected(e.to_string(), evidence_of(&e))),
-        Err(e) => return Err(CheckError::Unavailable(format!("the password check did not run: {e}"))),
+        Ok(Err(e)) if e.is_unreachable() => return Err((CheckError::Unavailable(e.to_string()), Refusal::Wrong)),
+        Ok(Err(e)) => return Err((CheckError::Rejected(e.to_string(), evidence_of(&e)), classify_kdc(&e))),
+        Err(e) => {
+            return Err((CheckError::Unavailable(format!("the password check did not run: {e}")), Refusal::Wrong))
+        }
     };
     let name = match accepted.client.rsplit_once('@') {
         Some((u, realm)) if realm.eq_ignore_ascii_case(&domain.realm) => format!("{}\\{u}", domain.netbios_name),
@@ -255,7 +359,7 @@ struct Checked {
 
 /// The password checked by `[accounts]`: the file's NT hash, or winbind. No
 /// principal: delegation asks for the user's ticket with S4U2Self.
-async fn by_accounts(setup: &Authenticator, name: Logon, password: &str) -> Result<Checked, CheckError> {
+async fn by_accounts(setup: &Authenticator, name: Logon, password: &str) -> Result<Checked, Failed> {
     let qualified = match &name {
         Logon::Account { domain, user } if domain.is_empty() => user.clone(),
         Logon::Account { domain, user } => format!("{domain}\\{user}"),
@@ -267,14 +371,21 @@ async fn by_accounts(setup: &Authenticator, name: Logon, password: &str) -> Resu
                 Logon::Account { domain, user } => (domain.as_str(), user.as_str()),
                 Logon::Upn(upn) => ("", upn.as_str()),
             };
-            crate::accounts::check_file_password(users, domain, user, password)?;
+            crate::accounts::check_file_password(users, domain, user, password)
+                .map_err(|e| (e, Refusal::Wrong as _))?;
             false
         }
         Some(Accounts::Winbind(winbind)) => {
-            winbind.check_password(&qualified, password).await?;
+            winbind.check_password(&qualified, password).await.map_err(|e| {
+                let class = match &e {
+                    CheckError::Rejected(why, _) => classify_winbind(why),
+                    CheckError::Unavailable(_) => Refusal::Wrong,
+                };
+                (e, class)
+            })?;
             true
         }
-        None => return Err(CheckError::Unavailable("no [accounts] configured".into())),
+        None => return Err((CheckError::Unavailable("no [accounts] configured".into()), Refusal::Wrong)),
     };
     Ok(Checked { name: qualified, principal: None, logon: None, of_domain })
 }

@@ -5,6 +5,9 @@
 //!   SPNEGO; connection-bound.
 //! - `negotiate.rs`: `Negotiate`: SPNEGO, Kerberos (MIT, through `kcd`), NTLM
 //!   inside SPNEGO with its mechListMIC.
+//! - `basic.rs`: `Basic`, and the password check the sign-in page shares.
+//! - `forms.rs`: `Forms`: browsers with a session cookie, or sent to the
+//!   sign-in page; `rate.rs`: sign-in attempts per client address.
 //! - `lockout.rs`: extranet lockout protection; `names.rs`: the logon names AD
 //!   can hold, checked first; `rules.rs`: `[[site.auth_for]]` matching.
 //!
@@ -16,15 +19,18 @@
 //! that carries a new ticket authenticates again.
 
 mod basic;
+pub mod forms;
 mod lockout;
 mod names;
 mod negotiate;
 mod ntlm;
+mod rate;
 mod rules;
 
 pub use crate::accounts::Evidence;
-pub use basic::Remembered as BasicCache;
+pub use basic::{Refusal, Remembered as BasicCache};
 pub use lockout::Lockout;
+pub use rate::Attempts;
 pub use rules::glob_match;
 
 use std::collections::HashMap;
@@ -34,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Response, StatusCode};
+use http::{Method, Response, StatusCode};
 
 use crate::accounts::Accounts;
 use crate::config::{self, Scheme, Site};
@@ -59,6 +65,21 @@ pub struct Authenticator {
     /// Kept across reloads.
     lockout: Arc<Lockout>,
     basic: Arc<BasicCache>,
+    /// The sign-in page's sessions, where `[forms]` is configured.
+    forms: Option<forms::Forms>,
+}
+
+/// The request as the schemes see it.
+#[derive(Clone, Copy)]
+pub struct Asked<'a> {
+    pub headers: &'a HeaderMap,
+    pub method: &'a Method,
+    /// The target as sent, in origin form (`/owa/?ae=Folder`): where a
+    /// browser returns after signing in.
+    pub target: &'a str,
+    /// The host the request was sent to (Host, or the absolute target's),
+    /// without its port; None for an HTTP/1.0 request without one.
+    pub host: Option<&'a str>,
 }
 
 /// The client connection as a scheme sees it: its fixed facts and its
@@ -70,6 +91,8 @@ pub struct Client<'a> {
     /// The host the request was sent to (Host, or the absolute target's),
     /// without its port; None for an HTTP/1.0 request without one.
     pub host: Option<&'a str>,
+    pub method: &'a Method,
+    pub target: &'a str,
 }
 
 impl Authenticator {
@@ -80,6 +103,7 @@ impl Authenticator {
         delegator: Option<Arc<kcd::Delegator>>,
         lockout: Arc<Lockout>,
         basic: Arc<BasicCache>,
+        forms: Option<forms::Forms>,
     ) -> Authenticator {
         Authenticator {
             ntlm,
@@ -91,20 +115,19 @@ impl Authenticator {
             basic_by_kdc: config.basic_by_kdc(),
             lockout,
             basic,
+            forms,
         }
     }
 
     /// Decides about a request to a site that requires authentication.
-    /// `host`: see [`Client::host`].
-    pub async fn check(
-        &self,
-        headers: &HeaderMap,
-        host: Option<&str>,
-        info: &ConnInfo,
-        auth: &ConnAuth,
-        site: &Site,
-    ) -> Verdict {
-        check(headers, Client { info, auth, host }, self, site).await
+    pub async fn check(&self, asked: Asked<'_>, info: &ConnInfo, auth: &ConnAuth, site: &Site) -> Verdict {
+        let ctx = Client { info, auth, host: asked.host, method: asked.method, target: asked.target };
+        check(asked.headers, ctx, self, site).await
+    }
+
+    /// The sign-in page's settings and sessions, where `[forms]` is configured.
+    pub fn forms(&self) -> Option<&forms::Forms> {
+        self.forms.as_ref()
     }
 }
 
@@ -170,6 +193,8 @@ pub struct ConnAuth {
     negotiate_failed: AtomicBool,
     /// HTTP/2: nothing is kept on the connection.
     http2: bool,
+    /// The last session cookie of the sign-in page that opened here.
+    opened: forms::Opened,
 }
 
 #[derive(Default)]
@@ -306,10 +331,16 @@ async fn check(headers: &HeaderMap, ctx: Client<'_>, setup: &Authenticator, site
         }
     }
     let Some((scheme, token)) = credentials else {
-        // No (usable) credentials: an authenticated connection carries on,
+        // No (usable) credentials: an authenticated connection carries on, a
+        // browser's session cookie signs it in (or it is sent to sign in),
         // anyone else is told what to use.
         if let Some(user) = ctx.auth.user() {
             return Verdict::Pass(user, None);
+        }
+        if let (true, Some(forms)) = (offered.contains(&Scheme::Forms), &setup.forms) {
+            if let Some(verdict) = forms::judge(forms, headers, ctx).await {
+                return verdict;
+            }
         }
         return Verdict::Answer(unauthorized(&schemes, None), Reason::Handshake);
     };
@@ -321,6 +352,8 @@ async fn check(headers: &HeaderMap, ctx: Client<'_>, setup: &Authenticator, site
     match scheme {
         Scheme::Ntlm => ntlm::leg(&bytes, Wrap::Bare("NTLM"), ctx, setup, &schemes).await,
         Scheme::Basic => basic::check(&bytes, ctx, setup, &schemes).await,
+        // Never parsed from `Authorization`: a cookie, above.
+        Scheme::Forms => refuse(&schemes, "Forms credentials come in a cookie".into()),
         Scheme::Negotiate => match negotiate::leg(&bytes, ctx, setup, &schemes).await {
             // Kerberos just failed here: the refusal already offers what is left.
             Verdict::Answer(_, Reason::Refused(why)) if ctx.auth.negotiate_failed() => {
@@ -339,7 +372,7 @@ fn connection_bound(scheme: Scheme, token: &str) -> Option<&'static str> {
     use base64::Engine;
     match scheme {
         Scheme::Ntlm => Some("NTLM is connection-bound"),
-        Scheme::Basic => None,
+        Scheme::Basic | Scheme::Forms => None,
         Scheme::Negotiate => {
             let bytes = base64::engine::general_purpose::STANDARD.decode(token.as_bytes()).ok()?;
             match spnego::parse_client_token(&bytes).ok()? {
@@ -369,7 +402,8 @@ fn unauthorized(schemes: &[Scheme], challenge: Option<&str>) -> Box<Response<Res
             }
         }
         None => {
-            for s in schemes {
+            // Forms is a page, not an HTTP authentication scheme.
+            for s in schemes.iter().filter(|s| **s != Scheme::Forms) {
                 h.append(header::WWW_AUTHENTICATE, HeaderValue::from_static(offer(*s)));
             }
         }

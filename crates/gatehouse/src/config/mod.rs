@@ -8,6 +8,7 @@
 mod access;
 mod farm;
 mod files;
+mod forms;
 mod names;
 mod preset;
 mod read;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 #[cfg(test)]
 pub use access::rule_entry;
+pub use forms::Forms;
 #[cfg(test)]
 pub use preset::describe as describe_site;
 pub use preset::describe_sites;
@@ -49,7 +51,9 @@ pub struct Config {
     pub access: Access,
     /// `[affinity]`: the signed cookie's name and key, the session table's bounds.
     pub affinity: AffinitySettings,
-    /// `[control]`: the socket `gatehouse backend drain` talks to.
+    /// The sign-in page for browsers (the `Forms` scheme), when configured.
+    pub forms: Option<Forms>,
+    /// `[control]`: the socket `gatehouse backend` and `gatehouse sessions` talk to.
     pub control: Option<Control>,
     /// Sites a preset would publish and its `exclude` left out, by name
     /// (`exchange/ecp`), for `gatehouse check`.
@@ -160,6 +164,9 @@ pub enum Scheme {
     /// User name and password, over TLS only; checked with the KDC where
     /// `[domain]` has a keytab, else by `[accounts]`.
     Basic,
+    /// Browsers: a sign-in page and a session cookie (`[forms]`), over TLS
+    /// only; the password checked as Basic's. Never in `WWW-Authenticate`.
+    Forms,
 }
 
 impl Scheme {
@@ -168,6 +175,7 @@ impl Scheme {
             Scheme::Ntlm => "NTLM",
             Scheme::Negotiate => "Negotiate",
             Scheme::Basic => "Basic",
+            Scheme::Forms => "Forms",
         }
     }
 }

@@ -65,6 +65,9 @@ impl Reader<'_> {
     /// in `config` for `gatehouse check`.
     pub(super) fn exchange_preset(&mut self, s: &mut Section<'_, '_>, base: &Site, config: &mut Config) -> Vec<Site> {
         let mut sites = exchange(base);
+        if config.forms.is_some() {
+            offer_forms(&mut sites);
+        }
         let prefixes: Vec<&str> = EXCHANGE.iter().map(|(_, p)| *p).collect();
         let not_ours = |p: &str| {
             format!(
@@ -120,6 +123,13 @@ impl Reader<'_> {
                 kept.push(site);
             }
         }
+        // OWA's own sign-out link ends gatehouse's session, where OWA's
+        // browsers sign in with it.
+        if let Some(forms) = config.forms.as_mut() {
+            for site in kept.iter().filter(|s| s.path_prefix == "/owa" && s.offers(Scheme::Forms)) {
+                forms.logoff_paths.push((site.name.clone(), OWA_LOGOFF.to_owned()));
+            }
+        }
         kept
     }
 
@@ -173,6 +183,20 @@ impl Reader<'_> {
             }
         }
         out
+    }
+}
+
+/// OWA's sign-out link.
+pub const OWA_LOGOFF: &str = "/owa/logoff.owa";
+
+/// With `[forms]`, browsers of OWA and the admin center sign in on the page
+/// (TMG's forms-based publishing of OWA); Outlook's agents keep their NTLM
+/// rule, and the paths no browser opens keep their schemes.
+fn offer_forms(sites: &mut [Site]) {
+    for site in sites.iter_mut().filter(|s| matches!(s.path_prefix.as_str(), "/owa" | "/ecp")) {
+        if !site.auth.contains(&Scheme::Forms) {
+            site.auth.insert(0, Scheme::Forms);
+        }
     }
 }
 

@@ -90,6 +90,7 @@ impl<'t> Reader<'t> {
             log: Log::default(),
             access: super::Access::default(),
             affinity: super::AffinitySettings::default(),
+            forms: None,
             control: None,
             left_out: Vec::new(),
             set_by_path: Vec::new(),
@@ -196,6 +197,13 @@ impl<'t> Reader<'t> {
                 self.finish(s);
             }
         }
+        // Before the sites: the Exchange preset offers Forms where it is configured.
+        if let Some(v) = root.get("forms") {
+            if let Some(mut s) = self.section(v, "forms".into(), &[]) {
+                config.forms = self.forms(&mut s);
+                self.finish(s);
+            }
+        }
         // Names of every listener, valid or not, so that a site naming a broken
         // listener is not reported as naming a missing one.
         let mut listener_names = Vec::new();
@@ -273,7 +281,8 @@ impl<'t> Reader<'t> {
             }
         }
         let given = |key: &str| root.table.iter().any(|(k, _)| k.get_ref().as_ref() == key);
-        let sections = super::validate::Given { accounts: given("accounts"), domain: given("domain") };
+        let sections =
+            super::validate::Given { accounts: given("accounts"), domain: given("domain"), forms: given("forms") };
         super::validate::check(self, &config, &origins, sections);
         super::validate::redirects(self, &config, &origins, &redirects);
         self.finish(root);
@@ -741,10 +750,11 @@ impl<'t> Reader<'t> {
                 "ntlm" => out.push(Scheme::Ntlm),
                 "negotiate" => out.push(Scheme::Negotiate),
                 "basic" => out.push(Scheme::Basic),
+                "forms" => out.push(Scheme::Forms),
                 _ => self.problem(
                     span,
                     &path,
-                    format!("`{name}` is not an authentication scheme (Negotiate, NTLM, Basic)"),
+                    format!("`{name}` is not an authentication scheme (Negotiate, NTLM, Basic, Forms)"),
                 ),
             }
         }

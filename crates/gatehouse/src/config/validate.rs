@@ -22,6 +22,7 @@ pub struct Origin {
 pub struct Given {
     pub accounts: bool,
     pub domain: bool,
+    pub forms: bool,
 }
 
 /// `origins[i]` is where `config.sites[i]` came from.
@@ -77,6 +78,8 @@ pub fn check(r: &mut Reader<'_>, config: &Config, origins: &[Origin], given: Giv
         }
     }
 
+    forms(r, config, origins, &given);
+
     let domain = config.domain.as_ref();
     let acceptor = config.basic_by_kdc();
     // Negotiate carries Kerberos where gatehouse has its keys, and NTLM inside
@@ -127,6 +130,57 @@ pub fn check(r: &mut Reader<'_>, config: &Config, origins: &[Origin], given: Giv
 
     if config.listeners.is_empty() && r.problems.is_empty() {
         r.problem(0..0, "listener", "no [[listener]]: nothing would be served".into());
+    }
+}
+
+/// The sign-in page: on TLS only (it carries the password), with `[forms]`
+/// for its keys, something to check passwords with (as for Basic), and, with
+/// a `cookie_domain`, hosts the cookie can cover.
+fn forms(r: &mut Reader<'_>, config: &Config, origins: &[Origin], given: &Given) {
+    let mut told = HashSet::new();
+    for (i, site) in config.sites.iter().enumerate() {
+        if !site.offers(Scheme::Forms) || !told.insert(origins[i].index) {
+            continue;
+        }
+        let key = format!("site[{}].auth", origins[i].index);
+        let span = origins[i].span.clone();
+        if config.listeners.iter().any(|l| l.name == site.listener && l.tls.is_none()) {
+            let why = format!(
+                "site `{}` offers Forms on listener `{}`, which has no TLS: the password and the session cookie would \
+                 travel in clear",
+                site.name, site.listener
+            );
+            r.problem(span.clone(), &key, why);
+        }
+        if config.forms.is_none() && !given.forms {
+            let why = format!("site `{}` offers Forms but there is no [forms] section (key_file)", site.name);
+            r.problem(span.clone(), &key, why);
+        }
+        if !config.basic_by_kdc() && config.accounts.is_none() && !given.accounts {
+            let why = format!(
+                "site `{}` offers Forms but nothing can check its passwords: add an [accounts] section, or set \
+                 [domain] keytab, service_principal and acceptor_spn (the KDC then checks them, as for Basic)",
+                site.name
+            );
+            r.problem(span.clone(), &key, why);
+        }
+        let Some(domain) = config.forms.as_ref().and_then(|f| f.cookie_domain.as_deref()) else { continue };
+        let covered = |h: &str| h == domain || h.strip_suffix(domain).is_some_and(|p| p.ends_with('.'));
+        if site.hosts.is_empty() {
+            let why = format!(
+                "site `{}` serves any host, but [forms] cookie_domain `{domain}` covers only its own hosts: list the \
+                 site's hosts",
+                site.name
+            );
+            r.problem(span, &format!("site[{}].hosts", origins[i].index), why);
+        } else if let Some(h) = site.hosts.iter().find(|h| !covered(h)) {
+            let why = format!(
+                "site `{}`: host `{h}` is not under [forms] cookie_domain `{domain}`, so browsers would refuse its \
+                 session cookie",
+                site.name
+            );
+            r.problem(span, &format!("site[{}].hosts", origins[i].index), why);
+        }
     }
 }
 

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::failure::Failure;
-use crate::auth::{Authenticator, ConnAuth, Reason, User, Verdict};
+use crate::auth::{Asked, Authenticator, ConnAuth, Reason, User, Verdict};
 use crate::config::Site;
 use crate::conn::ConnInfo;
 use crate::response_body::ResponseBody;
@@ -24,11 +24,10 @@ pub enum SignedIn {
     NotYet(Box<Response<ResponseBody>>, Reason),
 }
 
-/// `host`: the host the request was sent to, without its port (Kerberos
-/// tickets are accepted only for that name).
+/// `asked.host`: the host the request was sent to, without its port
+/// (Kerberos tickets are accepted only for that name).
 pub async fn authenticate(
-    headers: &HeaderMap,
-    host: Option<&str>,
+    asked: Asked<'_>,
     auth: &Authenticator,
     info: &ConnInfo,
     state: &ConnAuth,
@@ -38,7 +37,7 @@ pub async fn authenticate(
     if site.auth.is_empty() {
         return Ok(SignedIn::Anonymous);
     }
-    match auth.check(headers, host, info, state, site).await {
+    match auth.check(asked, info, state, site).await {
         Verdict::Pass(user, token) => {
             record.set_user(&user.name, user.scheme.name());
             Ok(SignedIn::User(user, token))

@@ -1,6 +1,7 @@
 //! One request, through named stages, in the order it travels:
 //!
-//! 1. [`routing::route`]: the site, as the backend will read the target;
+//! 1. [`routing::route`]: the site, as the backend will read the target
+//!    (gatehouse's own sign-in pages, [`signin`], are answered before it);
 //! 2. [`authenticate::authenticate`]: who the client is (or the next leg of
 //!    its handshake, answered at once);
 //! 3. [`authorize::authorize`]: whether they may use the site;
@@ -27,6 +28,7 @@ mod headers;
 mod response;
 mod routing;
 mod send;
+mod signin;
 mod upgrade;
 mod upstream;
 
@@ -91,7 +93,7 @@ pub async fn handle(mut req: Request<Incoming>, conn: Arc<Connection>) -> Result
 
 /// The stages, in order.
 async fn run(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     conn: &Arc<Connection>,
     generation: &Generation,
     record: &mut AccessRecord,
@@ -99,32 +101,32 @@ async fn run(
     on_upgrade: &mut Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response<ResponseBody>, Failure> {
     let config = &generation.config;
+    // gatehouse's own pages, on every published host, before any site.
+    if signin::reserved(&req) {
+        return signin::serve(req, conn, generation, record).await;
+    }
     let routed = routing::route(&req, &conn.info.listener, generation)?;
     let site = &routed.site;
     record.set_site(&site.name);
+    if signin::is_logoff(&req, &site.name, generation) {
+        return signin::log_off(req, conn, generation, record).await;
+    }
     if let Some(idle) = site.stream_idle {
         conn.activity.set_stream_idle(idle);
     }
 
     let host = routed.host.as_deref().map(crate::route::host_name);
-    let (user, final_token) = match authenticate::authenticate(
-        req.headers(),
-        host.as_deref(),
-        &generation.auth,
-        &conn.info,
-        &conn.auth,
-        site,
-        record,
-    )
-    .await?
-    {
-        SignedIn::Anonymous => (None, None),
-        SignedIn::User(user, token) => (Some(user), token),
-        SignedIn::NotYet(resp, reason) => {
-            let limits = (config.limits.handshake_body, config.timeouts.header_read);
-            return Ok(authenticate::answer(req, *resp, reason, &conn.info, limits, record).await);
-        }
-    };
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let asked = crate::auth::Asked { headers: req.headers(), method: req.method(), target, host: host.as_deref() };
+    let (user, final_token) =
+        match authenticate::authenticate(asked, &generation.auth, &conn.info, &conn.auth, site, record).await? {
+            SignedIn::Anonymous => (None, None),
+            SignedIn::User(user, token) => (Some(user), token),
+            SignedIn::NotYet(resp, reason) => {
+                let limits = (config.limits.handshake_body, config.timeouts.header_read);
+                return Ok(authenticate::answer(req, *resp, reason, &conn.info, limits, record).await);
+            }
+        };
     match authorize::authorize(site, user.as_deref(), &generation.access, &conn.auth).await {
         Ok(()) => {}
         // A refusal keeps the connection (and its logon, for the sites the
@@ -137,6 +139,7 @@ async fn run(
         }
         Err(other) => return Err(other),
     }
+    signin::strip_own_cookies(req.headers_mut());
 
     // Only now, authenticated and authorized like any other request, may it
     // open a tunnel.

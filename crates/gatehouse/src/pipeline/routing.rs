@@ -47,7 +47,7 @@ pub fn route<B>(req: &Request<B>, listener: &str, generation: &Generation) -> Re
 /// The host the client asked for: the authority of an absolute-form target, else
 /// the Host header (which HTTP/1.0 clients may omit). Both are checked, even when
 /// the authority wins: RFC 9112 section 3.2 answers an invalid Host with 400.
-fn request_host<B>(req: &Request<B>) -> Result<Option<String>, Failure> {
+pub(super) fn request_host<B>(req: &Request<B>) -> Result<Option<String>, Failure> {
     let checked = |value: &[u8], what: &str| match httpguard::parse_host(value) {
         Ok(_) => Ok(()),
         Err(e) => Err(Failure::BadRequest(format!("{what}: {}", e.cause()))),

@@ -21,6 +21,15 @@
 //!       CONNS MAPI NotificationWait long polls held open at once (each on its
 //!       own NTLM-authenticated connection); writes READY_FILE when all are
 //!       waiting, then waits for them to end (SECONDS at most).
+//!   gh-load forms ADDR SECONDS CONNS USER PASSWORD
+//!       each task: one connection, signed in once on gatehouse's sign-in page
+//!       (GET the form, POST it with its CSRF token), then GET /bytes/1024 in
+//!       a loop with the session cookie, as a signed-in browser.
+//!   gh-load signins ADDR SECONDS CONNS USER PASSWORD
+//!       each task: one connection, signing in on the sign-in page in a loop
+//!       (GET the form, POST it); counts the sign-ins (303 with a session).
+//! With `GH_LOAD_TLS=NAME` every connection is TLS with NAME as SNI and the
+//! server's certificate not checked (loopback benchmarks only).
 //! A `%` in USER stands for the task's number modulo 10, plus one, in two digits
 //! (`user%` spreads the connections over user01 .. user10).
 //! Prints one line: `<count> <per second>`.
@@ -34,21 +43,30 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use ntlm::client::Client;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 struct Conn {
-    s: TcpStream,
+    s: Box<dyn Io>,
     buf: Vec<u8>,
+    /// Sent with every request (`name=value`), once signed in on the page.
+    cookie: Option<String>,
 }
 
 impl Conn {
     async fn open(addr: SocketAddr) -> std::io::Result<Conn> {
         let s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
-        Ok(Conn { s, buf: Vec::with_capacity(8192) })
+        let s: Box<dyn Io> = match std::env::var("GH_LOAD_TLS") {
+            Ok(name) => Box::new(tls::connect(s, &name).await?),
+            Err(_) => Box::new(s),
+        };
+        Ok(Conn { s, buf: Vec::with_capacity(8192), cookie: None })
     }
 
     /// Sends a GET (with an NTLM token) and reads the response; returns the
@@ -64,7 +82,8 @@ impl Conn {
         token: Option<&[u8]>,
     ) -> std::io::Result<(u16, Option<String>)> {
         let auth = token.map(|t| format!("Authorization: {scheme} {}\r\n", B64.encode(t))).unwrap_or_default();
-        self.s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n").as_bytes()).await?;
+        let cookie = self.cookie.as_ref().map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
+        self.s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{auth}{cookie}\r\n").as_bytes()).await?;
         loop {
             if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
@@ -167,6 +186,10 @@ async fn main() {
         println!("{n} {:.0}", n as f64 / seconds as f64);
         return;
     }
+    if mode == "forms" || mode == "signins" {
+        let client = client.unwrap_or_else(|| usage());
+        return forms(addr, seconds, conns, client, mode == "signins").await;
+    }
     if mode == "kerberos" {
         let spn = args.get(4).cloned().unwrap_or_else(|| usage());
         return kerberos(addr, seconds, conns, spn).await;
@@ -199,6 +222,205 @@ async fn main() {
                 if let Some(client) = &client {
                     if !matches!(c.handshake(client, "/bytes/16").await, Ok(200)) {
                         errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+                while Instant::now() < deadline {
+                    match c.get("/bytes/1024", None).await {
+                        Ok((200, _)) => done.fetch_add(1, Ordering::Relaxed),
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    };
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let n = done.load(Ordering::Relaxed);
+    let e = errors.load(Ordering::Relaxed);
+    if e > 0 {
+        eprintln!("gh-load: {e} errors");
+    }
+    println!("{n} {:.0}", n as f64 / seconds as f64);
+}
+
+/// TLS for loopback benchmarks: any certificate is taken.
+mod tls {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    struct Anything(Arc<rustls::crypto::CryptoProvider>);
+
+    impl ServerCertVerifier for Anything {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    pub async fn connect(
+        tcp: tokio::net::TcpStream,
+        name: &str,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(std::io::Error::other)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Anything(provider)))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let name = ServerName::try_from(name.to_owned()).map_err(std::io::Error::other)?;
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await
+    }
+}
+
+/// What one exchange with the sign-in page answered.
+struct Page {
+    status: u16,
+    /// `name=value` of each Set-Cookie.
+    cookies: Vec<String>,
+    body: Vec<u8>,
+}
+
+impl Conn {
+    async fn exchange(&mut self, head: &str, body: &[u8]) -> std::io::Result<Page> {
+        let mut req = head.as_bytes().to_vec();
+        req.extend_from_slice(body);
+        self.s.write_all(&req).await?;
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let mut len = 0usize;
+                let mut cookies = Vec::new();
+                for l in head.lines() {
+                    let Some((n, v)) = l.split_once(':') else { continue };
+                    if n.eq_ignore_ascii_case("content-length") {
+                        len = v.trim().parse().unwrap_or(0);
+                    } else if n.eq_ignore_ascii_case("set-cookie") {
+                        cookies.push(v.trim().split(';').next().unwrap_or("").to_owned());
+                    }
+                }
+                while self.buf.len() < end + 4 + len {
+                    self.fill().await?;
+                }
+                let body = self.buf[end + 4..end + 4 + len].to_vec();
+                self.buf.drain(..end + 4 + len);
+                return Ok(Page { status, cookies, body });
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Signs in on gatehouse's page as a browser would: the form (and its
+    /// pre-sign-in cookie), then the POST. Returns the session cookie.
+    async fn sign_in(&mut self, user: &str, password: &str) -> std::io::Result<String> {
+        let page = self
+            .exchange(
+                "GET /.gatehouse/signin?return=%2Fbytes%2F1024 HTTP/1.1\r\nHost: bench\r\nAccept: text/html\r\n\r\n",
+                b"",
+            )
+            .await?;
+        let html = String::from_utf8_lossy(&page.body);
+        let csrf = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .ok_or_else(|| std::io::Error::other(format!("no CSRF field (status {})", page.status)))?;
+        let pre = page.cookies.iter().find(|c| c.starts_with("__Host-gatehouse-pre=")).cloned().unwrap_or_default();
+        let body =
+            format!("csrf={csrf}&return=%2Fbytes%2F1024&username={}&password={}", encode(user), encode(password));
+        let head = format!(
+            "POST /.gatehouse/signin HTTP/1.1\r\nHost: bench\r\nAccept: text/html\r\nCookie: {pre}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let answer = self.exchange(&head, body.as_bytes()).await?;
+        let session = answer.cookies.into_iter().find(|c| c.starts_with("__Host-gatehouse=") && c.len() > 20);
+        match (answer.status, session) {
+            (303, Some(c)) => Ok(c),
+            (status, _) => Err(std::io::Error::other(format!("sign-in answered {status}"))),
+        }
+    }
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// `forms` (sign in once per connection, then cookie requests) or `signins`
+/// (sign-ins in a loop).
+async fn forms(addr: SocketAddr, seconds: u64, conns: usize, client: Client, signins: bool) {
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for task in 0..conns {
+        let (done, errors) = (done.clone(), errors.clone());
+        let user = client.user.replace('%', &format!("{:02}", task % 10 + 1));
+        let password = client.password.to_owned();
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let Ok(mut c) = Conn::open(addr).await else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                if signins {
+                    while Instant::now() < deadline {
+                        match c.sign_in(&user, &password).await {
+                            Ok(_) => done.fetch_add(1, Ordering::Relaxed),
+                            Err(e) => {
+                                if errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                                    eprintln!("gh-load: {e}");
+                                }
+                                break;
+                            }
+                        };
+                    }
+                    continue;
+                }
+                match c.sign_in(&user, &password).await {
+                    Ok(cookie) => c.cookie = Some(cookie),
+                    Err(e) => {
+                        if errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                            eprintln!("gh-load: {e}");
+                        }
                         continue;
                     }
                 }

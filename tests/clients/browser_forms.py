@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""gatehouse's sign-in page in a real browser: Debian's Chromium, headless,
+driven by Selenium and chromedriver, through gatehouse over TLS to whatever
+the sites publish (the lab test: KCD to a Kerberos-only Apache).
+
+usage: browser_forms.py SPEC.json
+
+SPEC (written by crates/gatehouse/tests/forms_browser.rs):
+  base, second       https://HOST:PORT of two sites of one cookie domain
+  hosts, port        the names to map to 127.0.0.1, and gatehouse's port
+  cert               gatehouse's certificate (its key's SPKI is trusted, nothing else)
+  path               the page first asked for, e.g. /whoami?from=browser
+  user, password     a user who signs in; expect_user: what the backend says
+  locked             {user, password, wrong, attempts}: wrong passwords until gatehouse locks
+  expired            {user, old, short, new, expect_user}: must change at next logon
+  cookie             the session cookie's name; cookie_domain: its Domain
+  shots              folder for the screenshots
+  result             where to write what the caller checks next (JSON)
+
+Prints PASS lines; exits 1 on the first failure (with a screenshot
+failure.png), 2 on bad usage. Every check is one a person would make, or
+one the page promises (labels, keyboard, contrast, no script, no other
+origin, the cookie's flags).
+"""
+import base64
+import glob
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import shutil
+import traceback
+import urllib.parse
+
+from selenium import webdriver
+from selenium.common.exceptions import (
+    NoSuchElementException, StaleElementReferenceException, WebDriverException)
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def spki_hash(cert):
+    pub = subprocess.run(["openssl", "x509", "-in", cert, "-pubkey", "-noout"],
+                         check=True, capture_output=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"],
+                         input=pub, check=True, capture_output=True).stdout
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def ok(text):
+    print(f"PASS {text}", flush=True)
+
+
+# Relative luminance and contrast ratio (WCAG 2.x), from computed colours.
+CONTRAST_JS = """
+function rgb(s) { const m = s.match(/[\\d.]+/g).map(Number); return m.slice(0, 3); }
+function lum(c) { const [r, g, b] = c.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b; }
+function bg(el) { while (el) { const c = getComputedStyle(el).backgroundColor;
+  if (c && !c.startsWith('rgba(0, 0, 0, 0)') && c !== 'transparent') return rgb(c); el = el.parentElement; } return [255, 255, 255]; }
+const out = [];
+for (const el of document.querySelectorAll(arguments[0])) {
+  const fg = lum(rgb(getComputedStyle(el).color)), back = lum(bg(el));
+  const ratio = (Math.max(fg, back) + 0.05) / (Math.min(fg, back) + 0.05);
+  out.push([el.tagName + (el.id ? '#' + el.id : '') + (el.className ? '.' + el.className : ''), Math.round(ratio * 100) / 100]);
+}
+return out;
+"""
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    spec = json.load(open(sys.argv[1]))
+
+    def overdue(*_):
+        raise TimeoutError("browser_forms.py took over 240 s")
+    signal.signal(signal.SIGALRM, overdue)
+    signal.alarm(240)
+    fonts = [f for d in ("/usr/share/fonts", "/usr/local/share/fonts")
+             for f in glob.glob(d + "/**/*", recursive=True) if f.endswith((".ttf", ".otf", ".ttc"))]
+    if not fonts:
+        print("FAIL no fonts: screenshots would show no text (apt-get install fonts-liberation)")
+        return 1
+    shots = spec["shots"]
+    os.makedirs(shots, exist_ok=True)
+    result = {}
+    tmp = tempfile.mkdtemp(prefix="browser-forms-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    rules = ", ".join(f"MAP {h} 127.0.0.1" for h in spec["hosts"])
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--no-proxy-server",
+                 "--no-first-run", "--window-size=1000,760", f"--user-data-dir={tmp}/profile",
+                 f"--host-resolver-rules={rules}",
+                 f"--ignore-certificate-errors-spki-list={spki_hash(spec['cert'])}"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = None
+    base, second, path = spec["base"], spec["second"], spec["path"]
+    try:
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+        driver.set_page_load_timeout(30)
+
+        def size(width, height):
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+        size(1000, 760)
+        wait = WebDriverWait(driver, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+
+        def until(condition):
+            def tolerant(d):
+                try:
+                    return condition(d)
+                except WebDriverException as e:
+                    if "does not belong to the document" not in str(e):
+                        raise
+                    return None
+            return wait.until(tolerant)
+
+        def shot(name):
+            # The text caret blinks: hidden, so that a page's picture is the
+            # same on every run (CSSOM, which the CSP allows to the driver).
+            driver.execute_script("document.querySelectorAll('input').forEach(i => i.style.caretColor = 'transparent')")
+            target = os.path.join(shots, name)
+            assert driver.save_screenshot(target), f"could not write {target}"
+
+        def message():
+            found = driver.find_elements(By.ID, "message")
+            return found[0].text if found else ""
+
+        def body_text():
+            return driver.find_element(By.TAG_NAME, "body").text
+
+        def at_sign_in():
+            until(EC.presence_of_element_located((By.ID, "username")))
+            u = urllib.parse.urlsplit(driver.current_url)
+            assert u.path == "/.gatehouse/signin", driver.current_url
+            return u
+
+        def submit(user, password):
+            driver.find_element(By.ID, "username").clear()
+            driver.find_element(By.ID, "username").send_keys(user)
+            driver.find_element(By.ID, "password").send_keys(password)
+            driver.find_element(By.ID, "submit").click()
+
+        caps = driver.capabilities
+        ok(f"chromium {caps.get('browserVersion')} headless, chromedriver "
+           f"{caps.get('chrome', {}).get('chromedriverVersion', '?').split()[0]}")
+
+        # 1. The page first asked for sends the browser to sign in.
+        driver.get(base + path)
+        u = at_sign_in()
+        assert urllib.parse.parse_qs(u.query)["return"] == [path], u.query
+        shot("signin.png")
+        ok(f"{base}{path} -> {u.path}?{u.query}")
+        # The stylesheet applied under the page's CSP, nothing else loaded.
+        ground = driver.execute_script("return getComputedStyle(document.body).backgroundColor")
+        assert ground == "rgb(238, 241, 245)", f"stylesheet not applied: {ground}"
+        origins = driver.execute_script(
+            "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin)")
+        assert origins and all(o == base for o in origins), origins
+        assert not driver.find_elements(By.TAG_NAME, "script"), "a script element on the page"
+        errors = [e for e in driver.get_log("browser") if "Content Security Policy" in e.get("message", "")]
+        assert not errors, errors
+        ok(f"stylesheet applied under the CSP, {len(origins)} resource(s), all from {base}; no script")
+        # Every field has a label; text and controls have contrast.
+        for field in driver.find_elements(By.CSS_SELECTOR, "input:not([type=hidden])"):
+            fid = field.get_attribute("id")
+            assert driver.find_elements(By.CSS_SELECTOR, f"label[for='{fid}']"), f"no label for #{fid}"
+        ratios = driver.execute_script(CONTRAST_JS, "label, .hint, .product, h1, button, a, input")
+        low = [r for r in ratios if r[1] < 4.5]
+        assert not low, f"contrast under 4.5:1: {low}"
+        ok(f"every field labelled; contrast of {len(ratios)} elements at least {min(r[1] for r in ratios)}:1")
+
+        # 2. A wrong password: the message, no session.
+        submit(spec["user"], spec["password"] + "-wrong")
+        until(lambda d: message())
+        assert message() == "The user name or password is incorrect.", message()
+        assert not [c for c in driver.get_cookies() if c["name"] == spec["cookie"]], "a session after a wrong password"
+        assert driver.find_element(By.ID, "username").get_attribute("value") == spec["user"]
+        shot("error.png")
+        ok(f"wrong password: '{message()}', no session cookie")
+
+        # 3. Keyboard only: the first field has the focus; Tab moves through the
+        #    form in order with a visible focus ring; Enter signs in.
+        driver.get(base + path)
+        at_sign_in()
+        active = lambda: driver.switch_to.active_element
+        assert active().get_attribute("id") == "username", active().get_attribute("id")
+        active().send_keys(spec["user"])
+        order = []
+        for key in (Keys.TAB, Keys.TAB, Keys.TAB):
+            active().send_keys(key)
+            el = active()
+            ring = driver.execute_script("const s = getComputedStyle(arguments[0]); return s.outlineStyle + ' ' + s.outlineWidth", el)
+            assert not ring.startswith("none"), f"no focus ring on #{el.get_attribute('id')}: {ring}"
+            order.append(el.get_attribute("id"))
+            if el.get_attribute("id") == "password":
+                el.send_keys(spec["password"])
+        assert order == ["password", "public", "submit"], order
+        active().send_keys(Keys.ENTER)
+        until(lambda d: urllib.parse.urlsplit(d.current_url).path != "/.gatehouse/signin")
+        assert driver.current_url == base + path, driver.current_url
+        text = body_text()
+        assert f"REMOTE_USER={spec['expect_user']}" in text, text
+        shot("landing.png")
+        ok(f"keyboard only (Tab order {order}, focus rings, Enter): landed on {driver.current_url}: "
+           f"{text.splitlines()[0]}")
+        cookies = driver.execute_cdp_cmd("Network.getAllCookies", {})["cookies"]
+        session = [c for c in cookies if c["name"] == spec["cookie"]]
+        assert len(session) == 1, cookies
+        c = session[0]
+        assert c["httpOnly"] and c["secure"] and c["sameSite"] == "Lax", c
+        assert c["domain"] == "." + spec["cookie_domain"], c
+        assert driver.execute_script("return document.cookie") == "", "the session cookie is visible to scripts"
+        result["copied_cookie"] = c["value"]
+        ok(f"cookie {c['name']}: domain {c['domain']}, HttpOnly, Secure, SameSite={c['sameSite']}")
+
+        # 4. The second site of the cookie domain: no second sign-in.
+        driver.get(second + path)
+        assert driver.current_url == second + path, driver.current_url
+        text = body_text()
+        assert f"REMOTE_USER={spec['expect_user']}" in text, text
+        ok(f"{second}{path} without signing in again: {text.splitlines()[0]}")
+
+        # 5. Sign out: the page says so, the cookie is gone.
+        driver.get(base + "/.gatehouse/logoff")
+        until(EC.presence_of_element_located((By.ID, "again")))
+        assert urllib.parse.urlsplit(driver.current_url).path == "/.gatehouse/signedout", driver.current_url
+        assert "You are signed out" in body_text(), body_text()
+        assert not [c for c in driver.get_cookies() if c["name"] == spec["cookie"]], "the cookie outlived logoff"
+        shot("signedout.png")
+        driver.get(second + path)
+        at_sign_in()
+        ok("signed out: 'You are signed out', the cookie gone, the second site asks to sign in")
+
+        # 6. Locked out: gatehouse stops before the domain does.
+        locked = spec["locked"]
+        driver.get(base + path)
+        at_sign_in()
+        for _ in range(locked["attempts"]):
+            submit(locked["user"], locked["wrong"])
+            until(lambda d: message())
+        submit(locked["user"], locked["password"])
+        until(lambda d: "locked out" in message())
+        assert message().startswith("Your account is locked out here after too many failed sign-ins"), message()
+        shot("locked.png")
+        ok(f"{locked['attempts']} wrong passwords, then the right one: '{message()}'")
+
+        # 7. A password that must change: the page asks for a new one, shows
+        #    the domain's refusal in words, then signs in with the new one.
+        expired = spec["expired"]
+        driver.get(base + path)
+        at_sign_in()
+        submit(expired["user"], expired["old"])
+        until(EC.presence_of_element_located((By.ID, "confirm")))
+        assert "must be changed" in message() or "expired" in message(), message()
+        shot("password.png")
+        ok(f"expired password: the change page: '{message()}'")
+
+        def change(new):
+            driver.find_element(By.ID, "old").send_keys(expired["old"])
+            driver.find_element(By.ID, "new").send_keys(new)
+            driver.find_element(By.ID, "confirm").send_keys(new)
+            driver.find_element(By.ID, "submit").click()
+        change(expired["short"])
+        until(lambda d: "refused" in message())
+        assert re.search(r"at least \d+ characters", message()), message()
+        shot("password-refused.png")
+        ok(f"too short: '{message()}'")
+        change(expired["new"])
+        until(lambda d: urllib.parse.urlsplit(d.current_url).path != "/.gatehouse/password")
+        assert driver.current_url == base + path, driver.current_url
+        text = body_text()
+        assert f"REMOTE_USER={expired['expect_user']}" in text, text
+        ok(f"new password set through the domain and signed in: {text.splitlines()[0]}")
+
+        # 8. Narrow screens: the form fits without scrolling sideways.
+        driver.get(base + "/.gatehouse/logoff")
+        until(EC.presence_of_element_located((By.ID, "again")))
+        size(390, 760)
+        driver.get(base + path)
+        at_sign_in()
+        wide = driver.execute_script("return document.documentElement.scrollWidth")
+        assert wide <= 390, f"the page is {wide}px wide on a 390px screen"
+        shot("signin-narrow.png")
+        ok(f"390px wide screen: the page is {wide}px wide")
+    except Exception as e:  # noqa: BLE001 - report any failure and exit non-zero
+        detail = ((getattr(e, "msg", None) or str(e)).splitlines() or [""])[0]
+        line = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == __file__][-1]
+        print(f"FAIL {type(e).__name__} (line {line}): {detail}", flush=True)
+        if driver:
+            try:
+                print(f"     at {driver.current_url}")
+                driver.save_screenshot(os.path.join(shots, "failure.png"))
+                print(f"     page: {driver.find_element(By.TAG_NAME, 'body').text[:500]!r}")
+            except Exception:  # noqa: BLE001
+                pass
+        return 1
+    finally:
+        signal.alarm(0)
+        if driver:
+            driver.quit()
+        shutil.rmtree(tmp, ignore_errors=True)
+        with open(spec["result"], "w") as f:
+            json.dump(result, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
