@@ -37,8 +37,15 @@ stop() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   pid=$(own_pid "$LAB/samba.pid" samba)
   if [ -n "$pid" ]; then
+    # samba's own children (smbd, winbindd, the RPC servers) outlive it by a
+    # moment and still write into $LAB/dc: wait for them too, or the
+    # provisioning's rm -rf below races them.
+    local children
+    children=$(pgrep -P "$pid" 2>/dev/null | tr '\n' ' ' || true)
     kill "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
+    for p in $pid $children; do
+      for _ in $(seq 100); do alive "$p" || break; sleep 0.1; done
+    done
   fi
 }
 
@@ -98,6 +105,7 @@ guard || exit 1
 if [ "${LAB_GUARD_ONLY:-0}" = 1 ]; then say "nothing in the lab's way"; exit 0; fi
 dpkg -s $PKGS >/dev/null 2>&1 || install_packages
 stop
+for _ in $(seq 30); do rm -rf "$LAB" 2>/dev/null && break; sleep 0.2; done
 rm -rf "$LAB"; mkdir -p "$LAB"
 D=$LAB/dc
 
