@@ -36,6 +36,9 @@ pub struct Kept {
     pub farms: Arc<crate::farm::Registry>,
     pub sessions: crate::auth::forms::Sessions,
     pub attempts: Arc<crate::auth::Attempts>,
+    /// The second factors' store, opened at start-up when `[mfa]` is
+    /// configured (its path is read once: a reload does not move it).
+    pub mfa: Option<Arc<dyn crate::mfa::Store>>,
 }
 
 impl Default for Kept {
@@ -46,6 +49,7 @@ impl Default for Kept {
             farms: Default::default(),
             sessions: Arc::new(crate::session::Memory::default()),
             attempts: Default::default(),
+            mfa: None,
         }
     }
 }

@@ -23,6 +23,7 @@ mod generation;
 mod guarded_io;
 mod keytab;
 mod listener;
+mod mfa;
 mod net;
 mod pages;
 mod pem;
@@ -65,6 +66,13 @@ const USAGE: &str = "usage:
                              the running gatehouse's sign-in sessions (through
                              its [control] socket): list them, or end USER's
   gatehouse sessions new-key  print a new key for [forms] key_file
+  gatehouse mfa list USER -c FILE
+  gatehouse mfa reset USER -c FILE
+  gatehouse mfa issue-code USER -c FILE
+                             USER's second factors in the running gatehouse's
+                             [mfa] store (through its [control] socket): list
+                             them, remove them all, or issue a one-time
+                             enrolment code (shown once)
   gatehouse --version";
 
 fn main() -> ExitCode {
@@ -86,6 +94,7 @@ fn main() -> ExitCode {
         (Some("check"), None) if offline.is_some() => check(offline.unwrap_or_default(), access::Names::Offline),
         (Some("ntlm-hash"), None) => ntlm_hash(),
         (Some("sessions"), _) => sessions(&args[1..]),
+        (Some("mfa"), _) => mfa(&args[1..]),
         (Some("doctor"), _) => doctor(&args[1..]),
         (Some("backend"), _) => backend(&args[1..]),
         (Some("--version"), None) => {
@@ -179,7 +188,28 @@ fn sessions(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match control::socket_of(std::path::Path::new(file)).and_then(|socket| control::ask(&socket, &words)) {
+    ask_control(file, &words)
+}
+
+/// `mfa list|reset|issue-code USER -c FILE`.
+fn mfa(args: &[String]) -> ExitCode {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        [verb @ ("list" | "reset" | "issue-code"), user, "-c" | "--config", file]
+            if !user.is_empty() && !user.contains(['\t', '\n', '\r']) =>
+        {
+            ask_control(file, &["mfa", verb, user])
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Sends `words` to the control socket of the gatehouse serving `file`.
+fn ask_control(file: &str, words: &[&str]) -> ExitCode {
+    match control::socket_of(std::path::Path::new(file)).and_then(|socket| control::ask(&socket, words)) {
         Ok((ok, text)) => {
             print!("{text}");
             if ok {
@@ -217,6 +247,16 @@ fn check(file: PathBuf, names: access::Names) -> ExitCode {
                 }
             }
             println!("  {}", c.describe_passwords());
+            if let Some(m) = &c.mfa {
+                // Said plainly, so that nobody takes a configured store for a
+                // second factor that is asked.
+                println!(
+                    "  mfa: factors kept in {}; enrolment codes good for {}; warning: this build does not ask for a \
+                     second factor at sign-in yet (the store and `gatehouse mfa` only)",
+                    m.store.display(),
+                    humantime::format_duration(m.enrol_code_lifetime)
+                );
+            }
             if let Some(f) = &c.forms {
                 let cookie = match &f.cookie_domain {
                     Some(d) => format!("one sign-in for every host under {d}"),

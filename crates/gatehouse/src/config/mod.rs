@@ -9,6 +9,7 @@ mod access;
 mod farm;
 mod files;
 mod forms;
+mod mfa;
 mod names;
 mod preset;
 mod read;
@@ -26,6 +27,7 @@ use std::time::Duration;
 #[cfg(test)]
 pub use access::rule_entry;
 pub use forms::Forms;
+pub use mfa::Mfa;
 #[cfg(test)]
 pub use preset::describe as describe_site;
 pub use preset::describe_sites;
@@ -55,6 +57,8 @@ pub struct Config {
     pub forms: Option<Forms>,
     /// `[control]`: the socket `gatehouse backend` and `gatehouse sessions` talk to.
     pub control: Option<Control>,
+    /// `[mfa]`: the second factors' store.
+    pub mfa: Option<Mfa>,
     /// Sites a preset would publish and its `exclude` left out, by name
     /// (`exchange/ecp`), for `gatehouse check`.
     pub left_out: Vec<String>,

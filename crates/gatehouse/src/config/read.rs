@@ -92,6 +92,7 @@ impl<'t> Reader<'t> {
             affinity: super::AffinitySettings::default(),
             forms: None,
             control: None,
+            mfa: None,
             left_out: Vec::new(),
             set_by_path: Vec::new(),
         };
@@ -202,6 +203,19 @@ impl<'t> Reader<'t> {
             if let Some(mut s) = self.section(v, "forms".into(), &[]) {
                 config.forms = self.forms(&mut s);
                 self.finish(s);
+            }
+        }
+        if let Some(v) = root.get("mfa") {
+            if let Some(mut s) = self.section(v, "mfa".into(), &[]) {
+                config.mfa = self.mfa(&mut s);
+                self.finish(s);
+            }
+            if config.forms.is_none() && root.get("forms").is_none() {
+                self.problem(
+                    v.span(),
+                    "mfa",
+                    "[mfa] needs [forms]: its key file seals the authenticator apps' secrets".into(),
+                );
             }
         }
         // Names of every listener, valid or not, so that a site naming a broken

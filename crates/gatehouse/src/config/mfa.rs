@@ -1,0 +1,45 @@
+//! `[mfa]`: where second factors are kept and how long an enrolment code is
+//! good. The store itself is opened at start-up (`server::run`), not here:
+//! `check` must not create the file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::reader::{Reader, Section};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mfa {
+    /// The SQLite file of factors.
+    pub store: PathBuf,
+    /// How long `gatehouse mfa issue-code` codes are good.
+    pub enrol_code_lifetime: Duration,
+}
+
+impl Reader<'_> {
+    pub(super) fn mfa(&mut self, s: &mut Section<'_, '_>) -> Option<Mfa> {
+        let store = self.required_string(s, "store").and_then(|(name, span)| {
+            let path = self.file_path(&name);
+            match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+                    let why = format!("{}: the folder {} does not exist", path.display(), dir.display());
+                    self.problem(span, &s.key_path("store"), why);
+                    None
+                }
+                _ if path.is_dir() => {
+                    self.problem(span, &s.key_path("store"), format!("{} is a folder; name a file", path.display()));
+                    None
+                }
+                _ => Some(path),
+            }
+        });
+        let lifetime = self.duration(s, "enrol_code_lifetime").unwrap_or(Duration::from_secs(72 * 3600));
+        if lifetime < Duration::from_secs(60) || lifetime > Duration::from_secs(30 * 24 * 3600) {
+            self.problem(
+                s.span.clone(),
+                &s.key_path("enrol_code_lifetime"),
+                "an enrolment code is good for 1 minute to 30 days".into(),
+            );
+        }
+        Some(Mfa { store: store?, enrol_code_lifetime: lifetime })
+    }
+}
