@@ -70,27 +70,61 @@ impl Sqlite {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Pending<'_, T> {
+        self.run(false, f)
+    }
+
+    /// As `with`, for a call that writes: a file that cannot be written is
+    /// refused before SQLite tries. A write that fails half-way leaves a hot
+    /// journal that SQLite can only roll back into a writable file, and until
+    /// then even reads fail; refusing first keeps the factors readable.
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Pending<'_, T> {
+        self.run(true, f)
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        writes: bool,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Pending<'_, T> {
         let db = self.db.clone();
         let path = self.path.clone();
         Box::pin(async move {
             let done = tokio::task::spawn_blocking(move || {
+                if writes && !writable(&path) {
+                    return Err(Unavailable(format!("{}: the file is read-only; nothing was changed", path.display())));
+                }
                 let mut db = db.lock().unwrap_or_else(|e| e.into_inner());
-                f(&mut db)
+                f(&mut db).map_err(|e| Unavailable(describe(&path, &e)))
             })
             .await
             .map_err(|e| Unavailable(format!("the store's task did not run: {e}")))?;
-            done.map_err(|e| Unavailable(describe(&path, &e)))
+            done
         })
     }
 }
 
 /// A failed call in words an administrator can act on.
 fn describe(path: &Path, e: &rusqlite::Error) -> String {
-    let read_only = matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ReadOnly);
+    // A file made read-only after it was opened fails as an I/O error on the
+    // open descriptor: ask the file itself.
+    let read_only =
+        matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ReadOnly) || !writable(path);
     if read_only {
         format!("{}: the file is read-only; nothing was changed", path.display())
     } else {
         format!("{}: {e}; nothing was changed", path.display())
+    }
+}
+
+/// Whether gatehouse may write the file now (its mode, for root the
+/// immutable attribute, a read-only mount).
+fn writable(path: &Path) -> bool {
+    match std::fs::OpenOptions::new().append(true).open(path) {
+        Ok(_) => true,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem),
     }
 }
 
@@ -148,7 +182,7 @@ impl Store for Sqlite {
     }
 
     fn add(&self, user: String, kind: Kind, name: String, sealed: String, now: u64) -> Pending<'_, i64> {
-        self.with(move |db| {
+        self.write(move |db| {
             let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
                 "INSERT INTO factor (user, kind, name, sealed, created) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -161,7 +195,7 @@ impl Store for Sqlite {
     }
 
     fn remove(&self, user: String, id: i64) -> Pending<'_, bool> {
-        self.with(move |db| {
+        self.write(move |db| {
             let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let n = tx.execute("DELETE FROM factor WHERE user = ?1 AND id = ?2", params![user, id])?;
             tx.commit()?;
@@ -170,7 +204,7 @@ impl Store for Sqlite {
     }
 
     fn reset(&self, who: String) -> Pending<'_, usize> {
-        self.with(move |db| {
+        self.write(move |db| {
             let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut n = 0;
             for user in users_matching(&tx, &who)? {
@@ -184,7 +218,7 @@ impl Store for Sqlite {
     }
 
     fn use_step(&self, user: String, id: i64, step: u64, now: u64) -> Pending<'_, bool> {
-        self.with(move |db| {
+        self.write(move |db| {
             let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let last: Option<i64> =
                 tx.query_row("SELECT step FROM used_step WHERE user = ?1", params![user], |r| r.get(0)).optional()?;
@@ -210,7 +244,7 @@ impl Store for Sqlite {
     }
 
     fn issue_code(&self, user: String, digest: [u8; 32], expires: u64) -> Pending<'_, ()> {
-        self.with(move |db| {
+        self.write(move |db| {
             let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
                 "INSERT INTO enrol_code (digest, user, expires) VALUES (?1, ?2, ?3)",
@@ -221,7 +255,7 @@ impl Store for Sqlite {
     }
 
     fn take_code(&self, digest: [u8; 32], now: u64) -> Pending<'_, Option<String>> {
-        self.with(move |db| {
+        self.write(move |db| {
             let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // Looked up by a digest of 96 random bits: the lookup's timing can
             // only tell a guesser about digests, never about a code.
