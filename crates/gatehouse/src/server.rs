@@ -229,6 +229,9 @@ fn reload(
             if c.control != old.config.control {
                 tracing::warn!("control.socket changes only on restart");
             }
+            if c.mfa.as_ref().map(|m| &m.store) != old.config.mfa.as_ref().map(|m| &m.store) {
+                tracing::warn!("mfa.store changes only on restart; the store opened at start stays");
+            }
             // The old checks stop; backends that stay keep their state (and
             // are checked again in their turn).
             *checks = generation.start_checks();

@@ -116,6 +116,13 @@ fn restart_keeps_factors_and_the_commands_work() {
     // Usage errors.
     assert!(!gatehouse(&g.config, &["mfa", "drop", "bob"]).0);
     assert!(!gatehouse(&g.config, &["mfa", "list"]).0);
+    // A reload does not move the store: said in the log, the open one stays.
+    let moved = place.config().replace("mfa.db\"", "mfa2.db\"");
+    assert_ne!(moved, place.config());
+    g.reload(&moved);
+    assert!(g.stderr().contains("mfa.store changes only on restart"), "{}", g.stderr());
+    assert!(gatehouse(&g.config, &["mfa", "list", "alice"]).1.starts_with("1 factors\n"));
+    assert!(!place.state.path().join("mfa2.db").exists());
     stop(g);
 }
 

@@ -14,7 +14,10 @@ pub async fn run(words: &[&str], store: Option<&dyn Store>, code_lifetime: Durat
         return None;
     }
     let Some(store) = store else {
-        return Some((false, "error: no [mfa] store is configured\n".into()));
+        return Some((
+            false,
+            "error: no [mfa] store is open (it is opened at start: restart gatehouse after adding [mfa])\n".into(),
+        ));
     };
     let unavailable = |e: super::Unavailable| (false, format!("error: the second-factor store: {}\n", e.0));
     let time = |t: u64| humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(t)).to_string();
