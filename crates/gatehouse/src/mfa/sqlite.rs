@@ -43,6 +43,13 @@ impl Sqlite {
     /// is not a sound store is an error naming it, and gatehouse does not start.
     pub fn open(path: &Path) -> Result<Sqlite, String> {
         let named = |e: &dyn std::fmt::Display| format!("[mfa] store {}: {e}", path.display());
+        // A new store is private to gatehouse's account from its first byte
+        // (SQLite gives its journal the file's mode): the secrets in it are
+        // sealed, but who enrolled what, and when, is nobody else's business.
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| named(&e))?;
+        }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let db = Connection::open_with_flags(path, flags).map_err(|e| named(&e))?;
         // A damaged file is found now, not at a user's sign-in.
@@ -287,6 +294,7 @@ mod tests {
         let path = dir.path().join("mfa.db");
         rt().block_on(async {
             let s = Sqlite::open(&path).unwrap();
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "private");
             let id = s.add("ADTEST\\bob".into(), Kind::Totp, "phone".into(), "sealed".into(), 100).await.unwrap();
             assert!(s.use_step("ADTEST\\bob".into(), id, 7, 110).await.unwrap());
             drop(s);
