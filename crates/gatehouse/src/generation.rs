@@ -137,6 +137,7 @@ impl Generation {
                 settings: settings.clone(),
                 sessions: kept.sessions.clone(),
                 attempts: kept.attempts.clone(),
+                mfa: config.mfa.clone().zip(kept.mfa.clone()),
             }
         });
         let auth = crate::auth::Authenticator::new(

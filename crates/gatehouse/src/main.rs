@@ -248,14 +248,31 @@ fn check(file: PathBuf, names: access::Names) -> ExitCode {
             }
             println!("  {}", c.describe_passwords());
             if let Some(m) = &c.mfa {
-                // Said plainly, so that nobody takes a configured store for a
-                // second factor that is asked.
+                let required: Vec<&str> = c.sites.iter().filter(|s| s.mfa).map(|s| s.name.as_str()).collect();
                 println!(
-                    "  mfa: factors kept in {}; enrolment codes good for {}; warning: this build does not ask for a \
-                     second factor at sign-in yet (the store and `gatehouse mfa` only)",
+                    "  mfa: factors kept in {}; enrolment codes good for {}; second factor required on {}",
                     m.store.display(),
-                    humantime::format_duration(m.enrol_code_lifetime)
+                    humantime::format_duration(m.enrol_code_lifetime),
+                    if required.is_empty() {
+                        "no site".to_owned()
+                    } else {
+                        format!("site {}", required.join(", site "))
+                    }
                 );
+                for s in c.sites.iter().filter(|s| s.mfa) {
+                    let weak = s.password_only_outside(&m.exempt_networks);
+                    if !weak.is_empty() {
+                        let names: Vec<&str> = weak.iter().map(|w| w.name()).collect();
+                        println!(
+                            "  warning: site {} requires a second factor, but offers {} to clients outside [mfa] \
+                             exempt_networks: they reach it with a password alone (Outlook, ActiveSync and scripts \
+                             cannot carry a second factor); offer those schemes only to exempt networks with \
+                             [[site.auth_for]] client_ip, or accept it",
+                            s.name,
+                            names.join(", ")
+                        );
+                    }
+                }
             }
             if let Some(f) = &c.forms {
                 let cookie = match &f.cookie_domain {

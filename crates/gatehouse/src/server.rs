@@ -43,14 +43,15 @@ pub fn load_as(
 /// Serves until SIGTERM or SIGINT, then drains.
 pub async fn run(path: PathBuf) -> Result<(), String> {
     let mut kept = Kept::default();
-    let generation = Arc::new(load(&path, &kept, None)?);
-    if let Some(m) = &generation.config.mfa {
-        // A store that cannot be opened stops the start: serving without the
-        // factors would let nobody (or everybody) past the second step.
+    // The store first: every generation's sign-in page uses it. A store that
+    // cannot be opened stops the start: serving without the factors would
+    // let nobody (or everybody) past the second step.
+    if let Some(m) = crate::config::load(&path).ok().and_then(|c| c.mfa) {
         let store = crate::mfa::Sqlite::open(&m.store)?;
         tracing::info!(store = %store.path().display(), "second-factor store open");
         kept.mfa = Some(Arc::new(store));
     }
+    let generation = Arc::new(load(&path, &kept, None)?);
     if let Some(d) = &generation.delegator {
         // Before the listeners: with a KDC that answers, the first clients
         // find the TGTs in place; a silent one delays the start by this much.

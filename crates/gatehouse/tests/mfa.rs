@@ -17,6 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use testkit::Backend;
 
 const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
@@ -41,13 +42,18 @@ impl Place {
     }
 
     fn config(&self) -> String {
+        self.config_with("", "", "http://127.0.0.1:9")
+    }
+
+    /// With `mfa_extra` in `[mfa]`, `site_extra` in the site, and this backend.
+    fn config_with(&self, mfa_extra: &str, site_extra: &str, backend: &str) -> String {
         format!(
             "[accounts]\nsource = \"file\"\nfile = \"users\"\n\n[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n\n\
-             [forms]\nkey_file = \"{}/session.keys\"\n\n[mfa]\nstore = \"{}\"\nenrol_code_lifetime = \"10m\"\n\n\
+             [forms]\nkey_file = \"{}/session.keys\"\nattempts_per_minute = 1000\n\n[lockout]\nmax_failures_per_user = 7\n\n[mfa]\nstore = \"{}\"\nenrol_code_lifetime = \"10m\"\n{mfa_extra}\n\
              [control]\nsocket = \"{}/control.sock\"\n\n\
              [[listener]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\ntls = {{ cert = \"mail.pem\", key = \"mail.key\" }}\n\n\
              [[site]]\nname = \"app\"\nlistener = \"public\"\nhosts = [\"mail.example.com\"]\npath_prefix = \"/\"\n\
-             backend = \"http://127.0.0.1:9\"\nauth = [\"Forms\", \"Basic\"]\nidentity_header = \"X-Remote-User\"\n",
+             backend = \"{backend}\"\nauth = [\"Forms\", \"Basic\"]\nidentity_header = \"X-Remote-User\"\n{site_extra}\n",
             self.state.path().display(),
             self.store().display(),
             self.socket.path().display()
@@ -55,10 +61,15 @@ impl Place {
     }
 
     fn start(&self) -> Gatehouse {
+        self.start_with(&self.config()).0
+    }
+
+    /// gatehouse on `config`, and the test CA.
+    fn start_with(&self, config: &str) -> (Gatehouse, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
-        make_certs(dir.path(), &[("mail", &["mail.example.com"])]);
-        std::fs::write(dir.path().join("users"), "ADTEST:bob:Bob-Pass1\n").unwrap();
-        Gatehouse::start_in(dir, &self.config())
+        let ca = make_certs(dir.path(), &[("mail", &["mail.example.com"])]);
+        std::fs::write(dir.path().join("users"), "ADTEST:bob:Bob-Pass1\nADTEST:alice:Alice-Pass1\n").unwrap();
+        (Gatehouse::start_in(dir, config), ca)
     }
 }
 
@@ -171,7 +182,7 @@ fn a_damaged_store_stops_start_up_naming_the_file() {
 }
 
 #[test]
-fn check_says_the_sign_in_does_not_ask_for_a_second_factor() {
+fn check_describes_the_store_and_makes_none() {
     let place = Place::new();
     let dir = tempfile::tempdir().unwrap();
     make_certs(dir.path(), &[("mail", &["mail.example.com"])]);
@@ -181,11 +192,13 @@ fn check_says_the_sign_in_does_not_ask_for_a_second_factor() {
     let out = Command::new(env!("CARGO_BIN_EXE_gatehouse")).args(["check", "-c"]).arg(&config).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("warning: this build does not ask for a second factor at sign-in yet"), "{stdout}");
+    assert!(stdout.contains("second factor required on no site"), "{stdout}");
     assert!(!place.store().exists(), "check makes no store");
     // [mfa] without [forms] is refused.
-    let without =
-        place.config().replace(&format!("[forms]\nkey_file = \"{}/session.keys\"\n", place.state.path().display()), "");
+    let forms =
+        format!("[forms]\nkey_file = \"{}/session.keys\"\nattempts_per_minute = 1000\n", place.state.path().display());
+    assert!(place.config().contains(&forms));
+    let without = place.config().replace(&forms, "");
     let without = without.replace("auth = [\"Forms\", \"Basic\"]", "auth = [\"Basic\"]");
     std::fs::write(&config, without).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_gatehouse")).args(["check", "-c"]).arg(&config).output().unwrap();
@@ -214,4 +227,303 @@ impl Drop for ReadOnly {
         let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
         let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o600));
     }
+}
+
+const HOST: &str = "mail.example.com";
+const CHROME_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
+/// A client that keeps cookies as a browser does (one TLS connection per request).
+struct Browser {
+    addr: std::net::SocketAddr,
+    ca: PathBuf,
+    jar: std::collections::BTreeMap<String, String>,
+}
+
+impl Browser {
+    fn new(g: &Gatehouse, ca: &Path) -> Browser {
+        Browser { addr: g.addr(), ca: ca.to_owned(), jar: Default::default() }
+    }
+
+    async fn send(&mut self, method: &str, path: &str, accept: &str, body: Option<&str>) -> Resp {
+        let mut c = Conn::open_tls(self.addr, &self.ca, HOST).await;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {HOST}:{}\r\nConnection: close\r\nAccept: {accept}\r\n",
+            self.addr.port()
+        );
+        if !self.jar.is_empty() {
+            let cookies: Vec<String> = self.jar.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            head.push_str(&format!("Cookie: {}\r\n", cookies.join("; ")));
+        }
+        let body = body.unwrap_or("");
+        if method == "POST" {
+            head.push_str(&format!(
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        head.push_str("\r\n");
+        head.push_str(body);
+        c.send(head.as_bytes()).await;
+        let r = c.response().await;
+        for (n, v) in &r.headers {
+            if n.eq_ignore_ascii_case("set-cookie") {
+                let (name, value) = v.split(';').next().unwrap().split_once('=').unwrap();
+                if value.is_empty() || v.contains("Max-Age=0") {
+                    self.jar.remove(name);
+                } else {
+                    self.jar.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        r
+    }
+
+    async fn get(&mut self, path: &str) -> Resp {
+        self.send("GET", path, CHROME_ACCEPT, None).await
+    }
+
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Resp {
+        let body: Vec<String> = fields.iter().map(|(n, v)| format!("{n}={}", websession::form::encode(v))).collect();
+        self.send("POST", path, CHROME_ACCEPT, Some(&body.join("&"))).await
+    }
+
+    /// Posts the form of `page` to `action` with its hidden fields and `fields`.
+    async fn submit(&mut self, page: &Resp, action: &str, fields: &[(&str, &str)]) -> Resp {
+        let html = page.text();
+        let mut all: Vec<(String, String)> = Vec::new();
+        for hidden in ["csrf", "return", "sealed"] {
+            if let Some(v) = field(&html, hidden) {
+                all.push((hidden.to_owned(), v));
+            }
+        }
+        all.extend(fields.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        let refs: Vec<(&str, &str)> = all.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        self.post(action, &refs).await
+    }
+
+    async fn sign_in(&mut self, user: &str, password: &str) -> Resp {
+        let page = self.get("/.gatehouse/signin?return=%2Fapp%2F").await;
+        assert_eq!(page.status, 200);
+        self.submit(&page, "/.gatehouse/signin", &[("username", user), ("password", password)]).await
+    }
+}
+
+fn field(html: &str, name: &str) -> Option<String> {
+    let needle = format!("name=\"{name}\" value=\"");
+    let at = html.find(&needle)? + needle.len();
+    let raw = &html[at..at + html[at..].find('"')?];
+    Some(raw.replace("&#38;", "&").replace("&amp;", "&").replace("&#34;", "\"").replace("&#39;", "'"))
+}
+
+/// The key shown on the enrolment page, decoded from base32.
+fn secret_of(html: &str) -> Vec<u8> {
+    let at = html.find("<code id=\"secret\">").expect("no key on the page") + "<code id=\"secret\">".len();
+    let text = &html[at..at + html[at..].find('<').unwrap()];
+    let (mut out, mut acc, mut bits) = (Vec::new(), 0u32, 0);
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => panic!("not base32: {text}"),
+        };
+        acc = (acc << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn code_at(secret: &[u8], step_offset: i64) -> String {
+    websession::totp::code(secret, (websession::totp::step_at(now()) as i64 + step_offset) as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_step_enrolment_with_a_code_and_its_refusals() {
+    let place = Place::new();
+    let backend = Backend::start().await;
+    let config = place.config_with(
+        "enrol_networks = [\"10.0.0.0/8\"]\n",
+        "mfa = \"required\"\n",
+        &format!("http://{}", backend.addr),
+    );
+    let (g, ca) = place.start_with(&config);
+    let mut b = Browser::new(&g, &ca);
+    assert_eq!(b.sign_in("bob", "Bob-Pass1").await.status, 303);
+    let password_only = b.jar.get("__Host-gatehouse").cloned().unwrap();
+    // A password-only session is sent to the second step, not to a new sign-in.
+    let r = b.get("/app/").await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/.gatehouse/mfa?return=%2Fapp%2F")));
+    // A script with the same session gets the other schemes' 401.
+    let r = b.send("GET", "/app/", "*/*", None).await;
+    assert_eq!(r.status, 401);
+    // No factor yet: to enrolment; from outside enrol_networks it needs a code.
+    let r = b.get("/.gatehouse/mfa?return=%2Fapp%2F").await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/.gatehouse/mfa/enrol?return=%2Fapp%2F")));
+    let page = b.get("/.gatehouse/mfa/enrol?return=%2Fapp%2F").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("name=\"enrolment\"") && !page.text().contains("id=\"secret\""), "{}", page.text());
+    let r = b.submit(&page, "/.gatehouse/mfa/enrol", &[("enrolment", "AAAAA-BBBBB-CCCCC-DDDDD")]).await;
+    assert!(
+        r.text().contains("That enrolment code is not valid") && !r.text().contains("id=\"secret\""),
+        "{}",
+        r.text()
+    );
+    // An expired code (written as the store keeps one) is refused too.
+    {
+        use sha2::Digest;
+        let db = rusqlite::Connection::open(place.store()).unwrap();
+        let digest: [u8; 32] = sha2::Sha256::digest(b"EXPIREDEXPIREDEXPIRE").into();
+        db.execute(
+            "INSERT INTO enrol_code (digest, user, expires) VALUES (?1, 'bob', ?2)",
+            rusqlite::params![&digest[..], now() as i64 - 1],
+        )
+        .unwrap();
+    }
+    let r = b.submit(&page, "/.gatehouse/mfa/enrol", &[("enrolment", "EXPIR-EDEXP-IREDE-XPIRE")]).await;
+    assert!(r.text().contains("That enrolment code is not valid"), "{}", r.text());
+    // A code from the administrator opens the app page, once.
+    let (ok, text) = gatehouse(&g.config, &["mfa", "issue-code", "bob"]);
+    assert!(ok, "{text}");
+    let code = text.lines().next().unwrap().rsplit(' ').next().unwrap().to_owned();
+    let app = b.submit(&page, "/.gatehouse/mfa/enrol", &[("enrolment", &code)]).await;
+    assert_eq!(app.status, 200);
+    let html = app.text();
+    assert!(html.contains("<svg") && html.contains("id=\"secret\""), "{html}");
+    assert!(!html.contains("<script"), "no script");
+    let csp = app.header("content-security-policy").unwrap();
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    let again = b.submit(&page, "/.gatehouse/mfa/enrol", &[("enrolment", &code)]).await;
+    assert!(again.text().contains("That enrolment code is not valid"), "a reused code: {}", again.text());
+    let secret = secret_of(&html);
+    assert_eq!(secret.len(), 20);
+    // The app's code proves it; a wrong one adds nothing.
+    let r = b.submit(&app, "/.gatehouse/mfa/enrol", &[("name", "phone"), ("code", "000000")]).await;
+    assert!(r.text().contains("That code is not right"), "{}", r.text());
+    assert_eq!(gatehouse(&g.config, &["mfa", "list", "bob"]).1, "0 factors\n");
+    let r = b.submit(&app, "/.gatehouse/mfa/enrol", &[("name", "phone"), ("code", &code_at(&secret, 0))]).await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/app/")), "{}", r.text());
+    let r = b.get("/app/").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["headers"]["x-remote-user"], "ADTEST\\bob");
+    assert!(gatehouse(&g.config, &["mfa", "list", "bob"]).1.contains("\t\"phone\"\t"));
+    // The password-only session was replaced, not upgraded.
+    b.jar.insert("__Host-gatehouse".into(), password_only);
+    assert_eq!(b.get("/app/").await.header("location").map(|l| l.starts_with("/.gatehouse/signin")), Some(true));
+
+    // Next sign-in: the code form; the enrolling code is used up, a code of
+    // a step outside the skew is wrong, the next step's passes once.
+    let mut c = Browser::new(&g, &ca);
+    assert_eq!(c.sign_in("bob", "Bob-Pass1").await.status, 303);
+    let form = c.get("/.gatehouse/mfa?return=%2Fapp%2F").await;
+    assert!(
+        form.text().contains("name=\"code\"") && form.text().contains("Signed in as ADTEST\\bob"),
+        "{}",
+        form.text()
+    );
+    let r = c.submit(&form, "/.gatehouse/mfa", &[("code", &code_at(&secret, 0))]).await;
+    assert!(r.text().contains("not right, or was already used"), "reused: {}", r.text());
+    let r = c.submit(&form, "/.gatehouse/mfa", &[("code", &code_at(&secret, 4))]).await;
+    assert!(r.text().contains("not right, or was already used"), "wrong step: {}", r.text());
+    let r = c.submit(&form, "/.gatehouse/mfa", &[("code", &code_at(&secret, 1))]).await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/app/")), "{}", r.text());
+    assert_eq!(c.get("/app/").await.status, 200);
+    // Enrolling another app needs no code now (the session passed), from anywhere.
+    let more = c.get("/.gatehouse/mfa/enrol").await;
+    assert!(more.text().contains("id=\"secret\""), "{}", more.text());
+
+    // Wrong codes lock the user out ([lockout] max_failures_per_user = 7; a
+    // passed second factor reset the count, a good password does not): the
+    // right code is then not compared.
+    let mut d = Browser::new(&g, &ca);
+    assert_eq!(d.sign_in("bob", "Bob-Pass1").await.status, 303);
+    let form = d.get("/.gatehouse/mfa").await;
+    for _ in 0..4 {
+        assert_eq!(d.submit(&form, "/.gatehouse/mfa", &[("code", "123456")]).await.status, 200);
+    }
+    // Signing in again between guesses does not help.
+    assert_eq!(d.sign_in("bob", "Bob-Pass1").await.status, 303);
+    let form = d.get("/.gatehouse/mfa").await;
+    for _ in 0..3 {
+        assert_eq!(d.submit(&form, "/.gatehouse/mfa", &[("code", "123456")]).await.status, 200);
+    }
+    let r = d.submit(&form, "/.gatehouse/mfa", &[("code", &code_at(&secret, 2))]).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.text().contains("Too many wrong codes"), "{}", r.text());
+    // Nothing secret in the log.
+    let log = g.stderr();
+    assert!(!log.contains(&code) && !log.contains(&websession::totp::base32(&secret)), "{log}");
+    assert!(log.contains("second factor passed") && log.contains("second factor enrolled"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolment_from_the_networks_and_sites_without_mfa() {
+    let place = Place::new();
+    let backend = Backend::start().await;
+    let config = place.config_with("enrol_networks = [\"127.0.0.0/8\"]\n", "", &format!("http://{}", backend.addr));
+    let (g, ca) = place.start_with(&config);
+    let mut b = Browser::new(&g, &ca);
+    assert_eq!(b.sign_in("alice", "Alice-Pass1").await.status, 303);
+    // A site without mfa = "required": the password is enough.
+    assert_eq!(b.get("/app/").await.status, 200);
+    // From the enrolment networks no code is needed.
+    let app = b.get("/.gatehouse/mfa/enrol").await;
+    let secret = secret_of(&app.text());
+    let r = b.submit(&app, "/.gatehouse/mfa/enrol", &[("name", "tablet"), ("code", &code_at(&secret, 0))]).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    // With a factor, a password-only session must pass it before adding another.
+    let mut c = Browser::new(&g, &ca);
+    assert_eq!(c.sign_in("alice", "Alice-Pass1").await.status, 303);
+    let r = c.get("/.gatehouse/mfa/enrol").await;
+    assert_eq!(r.header("location"), Some("/.gatehouse/mfa?return=%2F"), "{}", r.text());
+    // A forged or another user's sealed enrolment form is refused.
+    let r = c.post("/.gatehouse/mfa/enrol", &[("sealed", "AAAA"), ("code", "123456")]).await;
+    assert_eq!(r.status, 403, "no CSRF token: {}", r.text());
+}
+
+#[test]
+fn check_warns_where_a_second_factor_site_offers_passwords_alone() {
+    let place = Place::new();
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path(), &[("mail", &["mail.example.com"])]);
+    std::fs::write(dir.path().join("users"), "ADTEST:bob:Bob-Pass1\n").unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    let run = |text: String| {
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_gatehouse")).args(["check", "-c"]).arg(&config).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = run(place.config_with("", "mfa = \"required\"\n", "http://127.0.0.1:9"));
+    assert!(ok, "{out}");
+    assert!(out.contains("second factor required on site app"), "{out}");
+    assert!(
+        out.contains(
+            "warning: site app requires a second factor, but offers Basic to clients outside [mfa] exempt_networks"
+        ),
+        "{out}"
+    );
+    // Basic only for the exempt network: no warning.
+    let exempt = place
+        .config_with("exempt_networks = [\"10.0.0.0/8\"]\n", "mfa = \"required\"\n", "http://127.0.0.1:9")
+        .replace("auth = [\"Forms\", \"Basic\"]", "auth = [\"Forms\"]")
+        + "\n[[site.auth_for]]\nclient_ip = [\"10.1.0.0/16\"]\nauth = [\"Basic\", \"Forms\"]\n";
+    let (ok, out) = run(exempt);
+    assert!(ok && !out.contains("warning: site app"), "{out}");
+    // Without Forms, or with a wrong value, it is refused.
+    let (ok, out) = run(place
+        .config_with("", "mfa = \"required\"\n", "http://127.0.0.1:9")
+        .replace("auth = [\"Forms\", \"Basic\"]", "auth = [\"Basic\"]"));
+    assert!(!ok && out.contains("only the sign-in page asks for"), "{out}");
+    let (ok, out) = run(place.config_with("", "mfa = \"yes\"\n", "http://127.0.0.1:9"));
+    assert!(!ok && out.contains("mfa is \"required\" or \"off\""), "{out}");
 }

@@ -13,6 +13,10 @@ pub struct Mfa {
     pub store: PathBuf,
     /// How long `gatehouse mfa issue-code` codes are good.
     pub enrol_code_lifetime: Duration,
+    /// Clients here need no second factor on an MFA-required site.
+    pub exempt_networks: Vec<crate::net::Cidr>,
+    /// Clients here may enrol a first factor without an enrolment code.
+    pub enrol_networks: Vec<crate::net::Cidr>,
 }
 
 impl Reader<'_> {
@@ -40,6 +44,22 @@ impl Reader<'_> {
                 "an enrolment code is good for 1 minute to 30 days".into(),
             );
         }
-        Some(Mfa { store: store?, enrol_code_lifetime: lifetime })
+        let exempt_networks = self.networks(s, "exempt_networks");
+        let enrol_networks = self.networks(s, "enrol_networks");
+        Some(Mfa { store: store?, enrol_code_lifetime: lifetime, exempt_networks, enrol_networks })
+    }
+
+    fn networks(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Vec<crate::net::Cidr> {
+        let mut out = Vec::new();
+        for (text, span) in self.string_list(s, key).unwrap_or_default() {
+            match text.parse::<crate::net::Cidr>() {
+                Ok(c) => out.push(c),
+                Err(_) => {
+                    let why = format!("`{text}` is not an address or CIDR such as \"10.0.0.0/8\"");
+                    self.problem(span, &s.key_path(key), why);
+                }
+            }
+        }
+        out
     }
 }

@@ -295,8 +295,12 @@ impl<'t> Reader<'t> {
             }
         }
         let given = |key: &str| root.table.iter().any(|(k, _)| k.get_ref().as_ref() == key);
-        let sections =
-            super::validate::Given { accounts: given("accounts"), domain: given("domain"), forms: given("forms") };
+        let sections = super::validate::Given {
+            accounts: given("accounts"),
+            domain: given("domain"),
+            forms: given("forms"),
+            mfa: given("mfa"),
+        };
         super::validate::check(self, &config, &origins, sections);
         super::validate::redirects(self, &config, &origins, &redirects);
         self.finish(root);
@@ -553,6 +557,16 @@ impl<'t> Reader<'t> {
         let auth_for = self.auth_for(s).unwrap_or_default();
         let delegation = self.delegation(s, !auth.is_empty() || preset);
         let rules = self.rules(s);
+        let mfa = match self.string(s, "mfa") {
+            Some((v, _)) if v == "required" => true,
+            Some((v, _)) if v == "off" => false,
+            Some((v, span)) => {
+                let key = s.key_path("mfa");
+                self.problem(span, &key, format!("`{v}`: mfa is \"required\" or \"off\""));
+                false
+            }
+            None => false,
+        };
         if !rules.is_empty() && auth.is_empty() && !preset {
             let key = s.key_path("allow");
             self.problem(
@@ -591,6 +605,7 @@ impl<'t> Reader<'t> {
             delegation,
             websocket,
             rules,
+            mfa,
         })
     }
 

@@ -60,6 +60,7 @@ mod tests {
             ends: now + Duration::from_secs(60),
             idle: Duration::from_secs(60),
             public: who.contains("bob"),
+            second_factor: None,
         };
         rt.block_on(async {
             store.insert([1; 32], record("ADTEST\\alice")).await.unwrap();

@@ -137,6 +137,7 @@ mod tests {
             ends: now + Duration::from_secs(life),
             idle: Duration::from_secs(idle),
             public: false,
+            second_factor: None,
         }
     }
 

@@ -3,19 +3,35 @@
 //! (`auth/rate.rs`) and the extranet lockout (`auth/lockout.rs`), where a
 //! wrong or reused code counts as a wrong password does, per user and per
 //! client address.
-//!
-//! Not reachable yet: the second-step and enrolment pages that call these
-//! are not in this build (see docs/design.md, "Second factor").
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::net::IpAddr;
 
 use websession::totp;
 
-use super::{Kind, Store};
+use super::{Attempts, Lockout};
 use crate::accounts::Evidence;
-use crate::auth::{Attempts, Lockout};
 use crate::config::Lockout as Limits;
+use crate::mfa::{self, Kind, Store};
+
+/// The lockout's name for a user's second-factor failures. They count under
+/// the user's own name too (the password's count), but a good password
+/// resets that one, as AD does: without a count of its own, a thief with the
+/// password could sign in again between guesses and never be stopped.
+pub fn lockout_name(user: &str) -> String {
+    format!("{user}\u{0}second factor")
+}
+
+/// Counts a wrong second factor (code or enrolment code) for `user` from `client`.
+pub fn count_failure(lockout: &Lockout, limits: &Limits, user: &str, client: IpAddr) {
+    lockout.failed(user, client, Evidence::Account, limits);
+    lockout.failed(&lockout_name(user), client, Evidence::Account, limits);
+}
+
+/// Whether `user` from `client` may try a second factor now.
+pub fn may_try(lockout: &Lockout, limits: &Limits, user: &str, client: IpAddr) -> Result<(), String> {
+    lockout.allowed(user, client, limits)?;
+    lockout.allowed(&lockout_name(user), client, limits)
+}
 
 /// The protections a code passes before it is compared.
 pub struct Guards<'a> {
@@ -54,8 +70,8 @@ pub async fn check(
     if !guards.attempts.allow(client, guards.attempts_per_minute) {
         return Err(Refused::Throttled("too many attempts from this address".into()));
     }
-    guards.lockout.allowed(user, client, guards.limits).map_err(Refused::Throttled)?;
-    let unavailable = |e: super::Unavailable| Refused::Unavailable(e.0);
+    may_try(guards.lockout, guards.limits, user, client).map_err(Refused::Throttled)?;
+    let unavailable = |e: mfa::Unavailable| Refused::Unavailable(e.0);
     let factors: Vec<_> = store
         .factors(user.to_owned())
         .await
@@ -70,7 +86,7 @@ pub async fn check(
     let mut passed = None;
     let mut reused = false;
     for f in &factors {
-        let Ok(secret) = super::open_secret(keys, &f.user, &f.sealed) else {
+        let Ok(secret) = mfa::open_secret(keys, &f.user, &f.sealed) else {
             // Sealed by a key no longer in the key file: this app cannot pass.
             tracing::warn!(user = %user, factor = f.id, "authenticator app's secret does not open with the key file");
             continue;
@@ -82,14 +98,17 @@ pub async fn check(
         }
     }
     let fail = |why: Refused| {
-        guards.lockout.failed(user, client, Evidence::Account, guards.limits);
+        count_failure(guards.lockout, guards.limits, user, client);
         Err(why)
     };
     match passed {
         // The store decides, in one transaction, whether this step is new:
         // two requests with the same code cannot both pass.
         Some((id, step)) => match store.use_step(user.to_owned(), id, step, now).await.map_err(unavailable)? {
-            true => Ok(id),
+            true => {
+                guards.lockout.succeeded(&lockout_name(user), guards.limits);
+                Ok(id)
+            }
             false => fail(Refused::Reused),
         },
         None if reused => fail(Refused::Reused),
@@ -116,8 +135,8 @@ pub async fn enrol(
     now: u64,
 ) -> Result<i64, Refused> {
     let step = totp::verify(secret, typed, now, None).map_err(|_| Refused::Wrong)?;
-    let sealed = super::seal_secret(keys, user, secret).map_err(Refused::Unavailable)?;
-    let unavailable = |e: super::Unavailable| Refused::Unavailable(e.0);
+    let sealed = mfa::seal_secret(keys, user, secret).map_err(Refused::Unavailable)?;
+    let unavailable = |e: mfa::Unavailable| Refused::Unavailable(e.0);
     let id = store.add(user.to_owned(), Kind::Totp, name.to_owned(), sealed, now).await.map_err(unavailable)?;
     // The code that enrolled the app does not also pass the second step.
     store.use_step(user.to_owned(), id, step, now).await.map_err(unavailable)?;
@@ -168,10 +187,20 @@ mod tests {
             // A code two steps away (outside the skew) is wrong.
             let far = totp::code(SECRET, step + 3);
             assert_eq!(check(&store, &k, &g, BOB, ip(1), &far, NOW).await, Err(Refused::Wrong));
-            // Three failures so far (reused, reused, wrong): the user is locked out,
+            // Three failures so far (reused, reused, wrong) on the password's
+            // count (the pass reset the second factor's): locked out,
             // and even the right next code is not compared.
             let next = totp::code(SECRET, step + 1);
             assert!(matches!(check(&store, &k, &g, BOB, ip(2), &next, NOW).await, Err(Refused::Throttled(_))));
+            // A good password (which resets the password's count) does not
+            // reset the second factor's: carol's three wrong codes stay.
+            let carol = "ADTEST\\carol";
+            enrol(&store, &k, carol, "phone", SECRET, &totp::code(SECRET, step - 1), NOW).await.unwrap();
+            for _ in 0..3 {
+                assert_eq!(check(&store, &k, &g, carol, ip(5), "000000", NOW).await, Err(Refused::Wrong));
+            }
+            lockout.succeeded(carol, &lim);
+            assert!(matches!(check(&store, &k, &g, carol, ip(5), &next, NOW).await, Err(Refused::Throttled(_))));
             // Another user is not.
             assert_eq!(check(&store, &k, &g, "ADTEST\\alice", ip(2), "123456", NOW).await, Err(Refused::NoFactor));
         });
