@@ -145,6 +145,8 @@ struct Mfa<'a> {
     qr: &'a str,
     secret: &'a str,
     sealed: &'a str,
+    /// `factors`: (id, name, added) of each of the user's apps.
+    factors: &'a [(i64, String, String)],
 }
 
 /// The second step's pages: `step` is `code` (the code form), `enrol-code`
@@ -161,10 +163,15 @@ pub struct MfaPage<'a> {
     pub qr: &'a str,
     pub secret: &'a str,
     pub sealed: &'a str,
+    pub factors: &'a [(i64, String, String)],
 }
 
 pub fn mfa(status: StatusCode, look: &Look<'_>, p: &MfaPage<'_>) -> Response<ResponseBody> {
-    let heading = if p.step == "code" { "Second step" } else { "Add an authenticator app" };
+    let heading = match p.step {
+        "code" => "Second step",
+        "factors" => "Your authenticator apps",
+        _ => "Add an authenticator app",
+    };
     render(
         status,
         &Mfa {
@@ -179,6 +186,7 @@ pub fn mfa(status: StatusCode, look: &Look<'_>, p: &MfaPage<'_>) -> Response<Res
             qr: p.qr,
             secret: p.secret,
             sealed: p.sealed,
+            factors: p.factors,
         },
     )
 }

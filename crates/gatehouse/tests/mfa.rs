@@ -291,7 +291,7 @@ impl Browser {
     async fn submit(&mut self, page: &Resp, action: &str, fields: &[(&str, &str)]) -> Resp {
         let html = page.text();
         let mut all: Vec<(String, String)> = Vec::new();
-        for hidden in ["csrf", "return", "sealed"] {
+        for hidden in ["csrf", "return", "sealed", "remove"] {
             if let Some(v) = field(&html, hidden) {
                 all.push((hidden.to_owned(), v));
             }
@@ -467,7 +467,11 @@ async fn second_step_enrolment_with_a_code_and_its_refusals() {
 async fn enrolment_from_the_networks_and_sites_without_mfa() {
     let place = Place::new();
     let backend = Backend::start().await;
-    let config = place.config_with("enrol_networks = [\"127.0.0.0/8\"]\n", "", &format!("http://{}", backend.addr));
+    let config = place.config_with(
+        "enrol_networks = [\"127.0.0.0/8\"]\nfresh_for = \"1s\"\n",
+        "",
+        &format!("http://{}", backend.addr),
+    );
     let (g, ca) = place.start_with(&config);
     let mut b = Browser::new(&g, &ca);
     assert_eq!(b.sign_in("alice", "Alice-Pass1").await.status, 303);
@@ -483,6 +487,24 @@ async fn enrolment_from_the_networks_and_sites_without_mfa() {
     assert_eq!(c.sign_in("alice", "Alice-Pass1").await.status, 303);
     let r = c.get("/.gatehouse/mfa/enrol").await;
     assert_eq!(r.header("location"), Some("/.gatehouse/mfa?return=%2F"), "{}", r.text());
+    // Her apps: the list needs a passed second factor; the last one goes
+    // only with a fresh one (passed within fresh_for, or a code typed now).
+    let r = c.get("/.gatehouse/mfa/factors").await;
+    assert_eq!(r.header("location"), Some("/.gatehouse/mfa?return=%2F.gatehouse%2Fmfa%2Ffactors"));
+    let list = b.get("/.gatehouse/mfa/factors").await;
+    assert!(list.text().contains("<strong>tablet</strong>"), "{}", list.text());
+    let id = field(&list.text(), "remove").unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    let r = b.submit(&list, "/.gatehouse/mfa/factors", &[]).await;
+    assert!(r.text().contains("To remove your last app, type a current code from it."), "{}", r.text());
+    assert!(gatehouse(&g.config, &["mfa", "list", "alice"]).1.starts_with("1 factors\n"), "still there");
+    let r = b.submit(&list, "/.gatehouse/mfa/factors", &[("code", "000000")]).await;
+    assert!(r.text().contains("not right, or was already used"), "{}", r.text());
+    assert!(gatehouse(&g.config, &["mfa", "list", "alice"]).1.starts_with("1 factors\n"), "still there");
+    let r = b.submit(&list, "/.gatehouse/mfa/factors", &[("code", &code_at(&secret, 1))]).await;
+    assert!(!r.text().contains("<strong>tablet</strong>") && !r.text().contains("id=\"message\""), "{}", r.text());
+    assert_eq!(gatehouse(&g.config, &["mfa", "list", "alice"]).1, "0 factors\n");
+    assert!(id.parse::<i64>().is_ok(), "{id}");
     // A forged or another user's sealed enrolment form is refused.
     let r = c.post("/.gatehouse/mfa/enrol", &[("sealed", "AAAA"), ("code", "123456")]).await;
     assert_eq!(r.status, 403, "no CSRF token: {}", r.text());

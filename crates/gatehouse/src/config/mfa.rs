@@ -17,6 +17,9 @@ pub struct Mfa {
     pub exempt_networks: Vec<crate::net::Cidr>,
     /// Clients here may enrol a first factor without an enrolment code.
     pub enrol_networks: Vec<crate::net::Cidr>,
+    /// A second factor passed this recently is fresh enough to remove the
+    /// user's last one.
+    pub fresh_for: Duration,
 }
 
 impl Reader<'_> {
@@ -46,7 +49,11 @@ impl Reader<'_> {
         }
         let exempt_networks = self.networks(s, "exempt_networks");
         let enrol_networks = self.networks(s, "enrol_networks");
-        Some(Mfa { store: store?, enrol_code_lifetime: lifetime, exempt_networks, enrol_networks })
+        let fresh_for = self.duration(s, "fresh_for").unwrap_or(Duration::from_secs(300));
+        if fresh_for > Duration::from_secs(3600) {
+            self.problem(s.span.clone(), &s.key_path("fresh_for"), "fresh_for is at most 1 hour".into());
+        }
+        Some(Mfa { store: store?, enrol_code_lifetime: lifetime, exempt_networks, enrol_networks, fresh_for })
     }
 
     fn networks(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Vec<crate::net::Cidr> {

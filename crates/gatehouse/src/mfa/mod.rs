@@ -127,7 +127,6 @@ pub fn code_digest(code: &str) -> [u8; 32] {
 
 /// Why a factor was not removed.
 #[derive(Debug, PartialEq, Eq)]
-#[cfg_attr(not(test), allow(dead_code, reason = "the enrolment pages that remove factors are not in this build"))]
 pub enum NotRemoved {
     /// It is the user's last factor, and the session has not passed a second
     /// factor freshly: with a stolen password and a stale session, removing
@@ -140,7 +139,6 @@ pub enum NotRemoved {
 
 /// Removes factor `id` of `user`; the last one only when `fresh` (the
 /// session passed a second factor within the last few minutes).
-#[cfg_attr(not(test), allow(dead_code, reason = "the enrolment pages that remove factors are not in this build"))]
 pub async fn remove_factor(store: &dyn Store, user: &str, id: i64, fresh: bool) -> Result<(), NotRemoved> {
     let unavailable = |e: Unavailable| NotRemoved::Unavailable(e.0);
     let mine: Vec<Factor> = store

@@ -98,6 +98,8 @@ pub async fn serve(
         ("/mfa", _, true) if forms.mfa.is_some() => here.second_step(req, record).await,
         ("/mfa/enrol", true, _) if forms.mfa.is_some() => here.enrol_page(req.headers(), &query, record).await,
         ("/mfa/enrol", _, true) if forms.mfa.is_some() => here.enrol(req, record).await,
+        ("/mfa/factors", true, _) if forms.mfa.is_some() => here.factors_page(req.headers(), record).await,
+        ("/mfa/factors", _, true) if forms.mfa.is_some() => here.remove_factor(req, record).await,
         ("/style.css", true, _) => Ok(signin_page::stylesheet()),
         ("/logo", true, _) => match &forms.settings.logo {
             Some(logo) => Ok(signin_page::logo(&logo.bytes, logo.content_type)),

@@ -28,6 +28,8 @@ use crate::telemetry::AccessRecord;
 use websession::totp as otp;
 
 const ENROL: &str = "/.gatehouse/mfa/enrol";
+const FACTORS: &str = "/.gatehouse/mfa/factors";
+
 /// How long the enrolment form's sealed secret is good.
 const ENROL_FORM_LIFE: u64 = 600;
 
@@ -113,7 +115,7 @@ impl Here<'_> {
     }
 
     fn code_form<'b>(&self, user: &'b str, return_to: &'b str, error: Option<&'b str>) -> MfaPage<'b> {
-        MfaPage { step: "code", error, user, csrf: "", return_to, qr: "", secret: "", sealed: "" }
+        MfaPage { step: "code", error, user, csrf: "", return_to, qr: "", secret: "", sealed: "", factors: &[] }
     }
 
     pub(super) async fn second_step(
@@ -216,7 +218,7 @@ impl Here<'_> {
     }
 
     fn enrol_code_form<'b>(&self, user: &'b str, return_to: &'b str, error: Option<&'b str>) -> MfaPage<'b> {
-        MfaPage { step: "enrol-code", error, user, csrf: "", return_to, qr: "", secret: "", sealed: "" }
+        MfaPage { step: "enrol-code", error, user, csrf: "", return_to, qr: "", secret: "", sealed: "", factors: &[] }
     }
 
     /// The page that shows a new secret (or, after a wrong code, the same
@@ -261,8 +263,17 @@ impl Here<'_> {
         // The renderer's XML declaration has no place inside HTML.
         let qr = qr.find("<svg").map_or(String::new(), |at| qr[at..].to_owned());
         let text = otp::base32(&secret);
-        let page =
-            MfaPage { step: "enrol-app", error, user, csrf: "", return_to, qr: &qr, secret: &text, sealed: &sealed };
+        let page = MfaPage {
+            step: "enrol-app",
+            error,
+            user,
+            csrf: "",
+            return_to,
+            qr: &qr,
+            secret: &text,
+            sealed: &sealed,
+            factors: &[],
+        };
         self.render_mfa(status, headers, page)
     }
 
@@ -377,6 +388,109 @@ impl Here<'_> {
                 Ok(self.render_mfa(StatusCode::OK, &headers, self.enrol_code_form(&name, &return_to, Some(words))))
             }
             Err(e) => Ok(self.unavailable(&e.0, record)),
+        }
+    }
+
+    /// The user's apps, each with a button that removes it; only for a
+    /// session that passed a second factor.
+    pub(super) async fn factors_page(
+        &self,
+        headers: &HeaderMap,
+        record: &mut AccessRecord,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let Some(s) = self.session_of(headers).await else { return Ok(self.to_sign_in(FACTORS)) };
+        if s.passed.is_none() {
+            return Ok(see_other(&format!("{}?return={}", forms::SECOND_STEP, websession::form::encode(FACTORS))));
+        }
+        self.render_factors(StatusCode::OK, headers, &s.user.name, None, record).await
+    }
+
+    async fn render_factors(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        user: &str,
+        error: Option<&str>,
+        record: &mut AccessRecord,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let factors = match self.factors_of(user).await {
+            Ok(f) => f,
+            Err(e) => return Ok(self.unavailable(&e.0, record)),
+        };
+        let day = |t: u64| {
+            let d = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t));
+            d.to_string().chars().take(10).collect::<String>()
+        };
+        let rows: Vec<(i64, String, String)> = factors.iter().map(|f| (f.id, f.name.clone(), day(f.created))).collect();
+        let page = MfaPage {
+            step: "factors",
+            error,
+            user,
+            csrf: "",
+            return_to: "",
+            qr: "",
+            secret: "",
+            sealed: "",
+            factors: &rows,
+        };
+        Ok(self.render_mfa(status, headers, page))
+    }
+
+    /// Removes one of the user's apps. The last one only with a fresh second
+    /// factor (passed within `[mfa] fresh_for`, or a code typed with the request):
+    /// a session left open on a shared computer must not be enough to leave
+    /// the account with a password alone, and enrolment open again.
+    pub(super) async fn remove_factor(
+        &self,
+        req: Request<Incoming>,
+        record: &mut AccessRecord,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let (headers, posted) = match self.posted(req, record).await {
+            Ok(p) => p,
+            Err(page) => return Ok(page),
+        };
+        let Some(s) = self.session_of(&headers).await else { return Ok(self.to_sign_in(FACTORS)) };
+        let Some(passed) = s.passed else {
+            return Ok(see_other(&format!("{}?return={}", forms::SECOND_STEP, websession::form::encode(FACTORS))));
+        };
+        let (settings, store) = self.mfa_setup()?;
+        let name = s.user.name.clone();
+        let peer = self.conn.info.peer;
+        let Some(id) = posted.form.get("remove").and_then(|v| v.parse::<i64>().ok()) else {
+            return self
+                .render_factors(StatusCode::BAD_REQUEST, &headers, &name, Some("Choose an app to remove."), record)
+                .await;
+        };
+        let mut fresh = now().saturating_sub(passed) <= settings.fresh_for.as_secs();
+        if let Some(code) = posted.form.get("code").filter(|c| !c.trim().is_empty()) {
+            let (lockout, limits) = self.auth.lockout();
+            let guards =
+                totp::Guards { lockout, limits, attempts: &self.forms.attempts, attempts_per_minute: u32::MAX };
+            match totp::check(store.as_ref(), &self.forms.settings.keys, &guards, &name, peer.ip(), code, now()).await {
+                Ok(_) => fresh = true,
+                Err(totp::Refused::Unavailable(why)) => return Ok(self.unavailable(&why, record)),
+                Err(refused) => {
+                    tracing::warn!(client = %peer, user = %name, cause = ?refused, "factor removal: code refused");
+                    let words = "That code is not right, or was already used. Wait for the next code.";
+                    return self.render_factors(StatusCode::OK, &headers, &name, Some(words), record).await;
+                }
+            }
+        }
+        match mfa::remove_factor(store.as_ref(), &name, id, fresh).await {
+            Ok(()) => {
+                tracing::info!(client = %peer, user = %name, factor = id, "second factor removed by its user");
+                self.render_factors(StatusCode::OK, &headers, &name, None, record).await
+            }
+            Err(mfa::NotRemoved::LastNeedsFreshFactor) => {
+                record.set_error("last factor: no fresh second factor".to_owned());
+                let words = "To remove your last app, type a current code from it.";
+                self.render_factors(StatusCode::OK, &headers, &name, Some(words), record).await
+            }
+            Err(mfa::NotRemoved::Unknown) => {
+                self.render_factors(StatusCode::OK, &headers, &name, Some("That app was already removed."), record)
+                    .await
+            }
+            Err(mfa::NotRemoved::Unavailable(why)) => Ok(self.unavailable(&why, record)),
         }
     }
 }
