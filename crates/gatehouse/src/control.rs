@@ -94,7 +94,7 @@ async fn answer(stream: tokio::net::UnixStream, owner: u32, shared: &Shared) {
     let lifetime = shared.current().config.mfa.as_ref().map_or(Duration::ZERO, |m| m.enrol_code_lifetime);
     let answer = match crate::session::command::run(&words, shared.kept.sessions.as_ref()).await {
         Some(answer) => Some(answer),
-        None => crate::mfa::command::run(&words, shared.kept.mfa.as_deref(), lifetime).await,
+        None => crate::mfa::command::run(&words, shared.kept.mfa.as_deref(), &shared.kept.mfa_counters, lifetime).await,
     };
     let (ok, text) = answer.unwrap_or_else(|| execute(line, &shared.current()));
     let last = if ok { "ok\n".to_owned() } else { String::new() };

@@ -39,6 +39,7 @@ pub struct Kept {
     /// The second factors' store, opened at start-up when `[mfa]` is
     /// configured (its path is read once: a reload does not move it).
     pub mfa: Option<Arc<dyn crate::mfa::Store>>,
+    pub mfa_counters: Arc<crate::mfa::Counters>,
 }
 
 impl Default for Kept {
@@ -50,6 +51,7 @@ impl Default for Kept {
             sessions: Arc::new(crate::session::Memory::default()),
             attempts: Default::default(),
             mfa: None,
+            mfa_counters: Default::default(),
         }
     }
 }
@@ -138,6 +140,7 @@ impl Generation {
                 sessions: kept.sessions.clone(),
                 attempts: kept.attempts.clone(),
                 mfa: config.mfa.clone().zip(kept.mfa.clone()),
+                counters: kept.mfa_counters.clone(),
             }
         });
         let auth = crate::auth::Authenticator::new(

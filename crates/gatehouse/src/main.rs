@@ -73,6 +73,8 @@ const USAGE: &str = "usage:
                              [mfa] store (through its [control] socket): list
                              them, remove them all, or issue a one-time
                              enrolment code (shown once)
+  gatehouse mfa counters -c FILE
+                             second-factor counts since start
   gatehouse --version";
 
 fn main() -> ExitCode {
@@ -195,6 +197,7 @@ fn sessions(args: &[String]) -> ExitCode {
 fn mfa(args: &[String]) -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
+        ["counters", "-c" | "--config", file] => ask_control(file, &["mfa", "counters"]),
         [verb @ ("list" | "reset" | "issue-code"), user, "-c" | "--config", file]
             if !user.is_empty() && !user.contains(['\t', '\n', '\r']) =>
         {

@@ -461,6 +461,20 @@ async fn second_step_enrolment_with_a_code_and_its_refusals() {
     let log = g.stderr();
     assert!(!log.contains(&code) && !log.contains(&websession::totp::base32(&secret)), "{log}");
     assert!(log.contains("second factor passed") && log.contains("second factor enrolled"), "{log}");
+    // The counters: never who, never a code.
+    let (ok, counters) = gatehouse(&g.config, &["mfa", "counters"]);
+    assert!(ok, "{counters}");
+    for line in [
+        "totp_passed\t1\n",
+        "totp_failed\t10\n",
+        "totp_enrolled\t1\n",
+        "enrolment_codes_refused\t3\n",
+        "enrolment_codes_issued\t1\n",
+        "factors_removed\t0\n",
+        "admin_resets\t0\n",
+    ] {
+        assert!(counters.contains(line), "{line:?} in {counters}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

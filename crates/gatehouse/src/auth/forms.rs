@@ -47,6 +47,7 @@ pub struct Forms {
     /// The second factor's settings and store, where `[mfa]` is configured
     /// (and its store opened at start).
     pub mfa: Option<(config::Mfa, Arc<dyn crate::mfa::Store>)>,
+    pub counters: Arc<crate::mfa::Counters>,
 }
 
 /// What a request's session cookie says.

@@ -9,9 +9,17 @@ use super::Store;
 /// The answer to `words`, or None when they are not an `mfa` command.
 /// `store`: None when `[mfa]` is not configured; `code_lifetime`: how long an
 /// issued enrolment code is good.
-pub async fn run(words: &[&str], store: Option<&dyn Store>, code_lifetime: Duration) -> Option<(bool, String)> {
+pub async fn run(
+    words: &[&str],
+    store: Option<&dyn Store>,
+    counters: &super::Counters,
+    code_lifetime: Duration,
+) -> Option<(bool, String)> {
     if words.first() != Some(&"mfa") {
         return None;
+    }
+    if words == ["mfa", "counters"] {
+        return Some((true, counters.lines()));
     }
     let Some(store) = store else {
         return Some((
@@ -44,6 +52,7 @@ pub async fn run(words: &[&str], store: Option<&dyn Store>, code_lifetime: Durat
         },
         ["mfa", "reset", who] if !who.trim().is_empty() => match store.reset(who.trim().to_owned()).await {
             Ok(n) => {
+                super::Counters::count(&counters.resets);
                 tracing::info!(user = %who, factors = n, "second factors reset through the control socket");
                 (true, format!("{n} factors of {who} removed\n"))
             }
@@ -57,6 +66,7 @@ pub async fn run(words: &[&str], store: Option<&dyn Store>, code_lifetime: Durat
             let expires = now.saturating_add(code_lifetime.as_secs());
             match store.issue_code(who.trim().to_owned(), super::code_digest(&code), expires).await {
                 Ok(()) => {
+                    super::Counters::count(&counters.codes_issued);
                     // The code itself is never logged: it enrols a factor.
                     tracing::info!(user = %who, expires = %time(expires), "enrolment code issued through the control socket");
                     (true, format!("enrolment code for {who}: {code}\nvalid until {} (once)\n", time(expires)))
@@ -64,7 +74,10 @@ pub async fn run(words: &[&str], store: Option<&dyn Store>, code_lifetime: Durat
                 Err(e) => unavailable(e),
             }
         }
-        _ => (false, "error: expected `mfa list USER`, `mfa reset USER` or `mfa issue-code USER`\n".into()),
+        _ => (
+            false,
+            "error: expected `mfa list USER`, `mfa reset USER`, `mfa issue-code USER` or `mfa counters`\n".into(),
+        ),
     })
 }
 
@@ -81,23 +94,27 @@ mod tests {
             let s = Sqlite::open(&dir.path().join("mfa.db")).unwrap();
             s.add("ADTEST\\bob".into(), Kind::Totp, "phone".into(), "SEALED".into(), 1).await.unwrap();
             let life = Duration::from_secs(3600);
-            let (ok, text) = run(&["mfa", "list", "bob"], Some(&s), life).await.unwrap();
+            let c = crate::mfa::Counters::default();
+            let (ok, text) = run(&["mfa", "list", "bob"], Some(&s), &c, life).await.unwrap();
             assert!(ok && text.starts_with("1 factors\nADTEST\\bob\t1\ttotp\t\"phone\"\tadded 1970-"), "{text}");
             assert!(!text.contains("SEALED"), "never the secret: {text}");
-            let (ok, text) = run(&["mfa", "issue-code", "ADTEST\\bob"], Some(&s), life).await.unwrap();
+            let (ok, text) = run(&["mfa", "issue-code", "ADTEST\\bob"], Some(&s), &c, life).await.unwrap();
             assert!(ok, "{text}");
             let code = text.lines().next().unwrap().rsplit(' ').next().unwrap();
             let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
             assert_eq!(s.take_code(code_digest(code), now).await.unwrap().as_deref(), Some("ADTEST\\bob"));
             assert_eq!(
-                run(&["mfa", "reset", "bob"], Some(&s), life).await.unwrap(),
+                run(&["mfa", "reset", "bob"], Some(&s), &c, life).await.unwrap(),
                 (true, "1 factors of bob removed\n".into())
             );
             assert!(s.factors("bob".into()).await.unwrap().is_empty());
-            assert!(!run(&["mfa", "reset", " "], Some(&s), life).await.unwrap().0);
-            assert!(!run(&["mfa", "drop", "bob"], Some(&s), life).await.unwrap().0);
-            assert!(!run(&["mfa", "list", "bob"], None, life).await.unwrap().0, "no store");
-            assert!(run(&["sessions", "list"], Some(&s), life).await.is_none(), "not ours");
+            assert!(!run(&["mfa", "reset", " "], Some(&s), &c, life).await.unwrap().0);
+            assert!(!run(&["mfa", "drop", "bob"], Some(&s), &c, life).await.unwrap().0);
+            assert!(!run(&["mfa", "list", "bob"], None, &c, life).await.unwrap().0, "no store");
+            assert!(run(&["sessions", "list"], Some(&s), &c, life).await.is_none(), "not ours");
+            let (ok, text) = run(&["mfa", "counters"], Some(&s), &c, life).await.unwrap();
+            assert!(ok && text.contains("admin_resets\t1\n") && text.contains("enrolment_codes_issued\t1\n"), "{text}");
+            assert!(text.contains("totp_passed\t0\n"), "{text}");
         });
     }
 }

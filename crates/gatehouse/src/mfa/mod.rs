@@ -21,6 +21,42 @@ pub use sqlite::Sqlite;
 use std::future::Future;
 use std::pin::Pin;
 
+/// What happened at the second step since gatehouse started (`gatehouse mfa
+/// counters`): never who, never a code.
+#[derive(Default, Debug)]
+pub struct Counters {
+    pub passed: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+    pub enrolled: std::sync::atomic::AtomicU64,
+    pub enrol_codes_refused: std::sync::atomic::AtomicU64,
+    pub removed: std::sync::atomic::AtomicU64,
+    pub resets: std::sync::atomic::AtomicU64,
+    pub codes_issued: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    pub fn count(counter: &std::sync::atomic::AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// One line per counter, `name<TAB>value`.
+    pub fn lines(&self) -> String {
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        [
+            ("totp_passed", get(&self.passed)),
+            ("totp_failed", get(&self.failed)),
+            ("totp_enrolled", get(&self.enrolled)),
+            ("enrolment_codes_refused", get(&self.enrol_codes_refused)),
+            ("factors_removed", get(&self.removed)),
+            ("admin_resets", get(&self.resets)),
+            ("enrolment_codes_issued", get(&self.codes_issued)),
+        ]
+        .iter()
+        .map(|(n, v)| format!("{n}\t{v}\n"))
+        .collect()
+    }
+}
+
 /// The store could not be asked or could not write; nothing was changed.
 #[derive(Debug, Clone)]
 pub struct Unavailable(pub String);

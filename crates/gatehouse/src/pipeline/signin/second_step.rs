@@ -140,6 +140,7 @@ impl Here<'_> {
         match totp::check(store.as_ref(), &self.forms.settings.keys, &guards, &name, peer.ip(), typed, now()).await {
             Ok(id) => {
                 tracing::info!(client = %peer, user = %name, factor = id, kind = "totp", "second factor passed");
+                mfa::Counters::count(&self.forms.counters.passed);
                 Ok(self.passed(&headers, &s, &return_to, record).await)
             }
             Err(totp::Refused::NoFactor) => {
@@ -155,6 +156,7 @@ impl Here<'_> {
                     _ => (StatusCode::OK, "That code is not right, or was already used. Wait for the next code."),
                 };
                 tracing::warn!(client = %peer, user = %name, kind = "totp", cause = ?refused, "second factor refused");
+                mfa::Counters::count(&self.forms.counters.failed);
                 record.set_error(format!("second factor refused: {refused:?}"));
                 Ok(self.render_mfa(status, &headers, self.code_form(&name, &return_to, Some(words))))
             }
@@ -346,6 +348,7 @@ impl Here<'_> {
             {
                 Ok(id) => {
                     tracing::info!(client = %peer, user = %name, factor = id, kind = "totp", "second factor enrolled");
+                    mfa::Counters::count(&self.forms.counters.enrolled);
                     Ok(self.passed(&headers, &s, &return_to, record).await)
                 }
                 Err(totp::Refused::Unavailable(why)) => Ok(self.unavailable(&why, record)),
@@ -383,6 +386,7 @@ impl Here<'_> {
             Ok(false) => {
                 totp::count_failure(lockout, limits, &name, peer.ip());
                 tracing::warn!(client = %peer, user = %name, "enrolment code refused (wrong, used, expired or another user's)");
+                mfa::Counters::count(&self.forms.counters.enrol_codes_refused);
                 record.set_error("enrolment code refused".to_owned());
                 let words = "That enrolment code is not valid: it is wrong, was used, or has expired. Ask your help desk for a new one.";
                 Ok(self.render_mfa(StatusCode::OK, &headers, self.enrol_code_form(&name, &return_to, Some(words))))
@@ -471,6 +475,7 @@ impl Here<'_> {
                 Err(totp::Refused::Unavailable(why)) => return Ok(self.unavailable(&why, record)),
                 Err(refused) => {
                     tracing::warn!(client = %peer, user = %name, cause = ?refused, "factor removal: code refused");
+                    mfa::Counters::count(&self.forms.counters.failed);
                     let words = "That code is not right, or was already used. Wait for the next code.";
                     return self.render_factors(StatusCode::OK, &headers, &name, Some(words), record).await;
                 }
@@ -479,6 +484,7 @@ impl Here<'_> {
         match mfa::remove_factor(store.as_ref(), &name, id, fresh).await {
             Ok(()) => {
                 tracing::info!(client = %peer, user = %name, factor = id, "second factor removed by its user");
+                mfa::Counters::count(&self.forms.counters.removed);
                 self.render_factors(StatusCode::OK, &headers, &name, None, record).await
             }
             Err(mfa::NotRemoved::LastNeedsFreshFactor) => {
