@@ -40,6 +40,9 @@ pub struct Kept {
     /// configured (its path is read once: a reload does not move it).
     pub mfa: Option<Arc<dyn crate::mfa::Store>>,
     pub mfa_counters: Arc<crate::mfa::Counters>,
+    /// Second-factor failures, apart from the password's (see
+    /// `auth::second_factor::count_failure`).
+    pub mfa_lockout: Arc<crate::auth::Lockout>,
 }
 
 impl Default for Kept {
@@ -52,6 +55,7 @@ impl Default for Kept {
             attempts: Default::default(),
             mfa: None,
             mfa_counters: Default::default(),
+            mfa_lockout: Default::default(),
         }
     }
 }
@@ -141,6 +145,7 @@ impl Generation {
                 attempts: kept.attempts.clone(),
                 mfa: config.mfa.clone().zip(kept.mfa.clone()),
                 counters: kept.mfa_counters.clone(),
+                second_lockout: kept.mfa_lockout.clone(),
             }
         });
         let auth = crate::auth::Authenticator::new(

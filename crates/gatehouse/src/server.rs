@@ -93,6 +93,7 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
             tokio::time::sleep(Duration::from_secs(10)).await;
             pools.iter().for_each(|p| p.sweep());
             sweeper.kept.lockout.sweep();
+            sweeper.kept.mfa_lockout.sweep();
             sweeper.kept.farms.sweep();
             sweeper.kept.sessions.sweep(std::time::SystemTime::now());
             sweeper.kept.attempts.sweep();

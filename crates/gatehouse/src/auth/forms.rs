@@ -48,6 +48,8 @@ pub struct Forms {
     /// (and its store opened at start).
     pub mfa: Option<(config::Mfa, Arc<dyn crate::mfa::Store>)>,
     pub counters: Arc<crate::mfa::Counters>,
+    /// The second factor's own failure count.
+    pub second_lockout: Arc<super::Lockout>,
 }
 
 /// What a request's session cookie says.

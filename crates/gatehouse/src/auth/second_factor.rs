@@ -13,29 +13,28 @@ use crate::accounts::Evidence;
 use crate::config::Lockout as Limits;
 use crate::mfa::{self, Kind, Store};
 
-/// The lockout's name for a user's second-factor failures. They count under
-/// the user's own name too (the password's count), but a good password
-/// resets that one, as AD does: without a count of its own, a thief with the
-/// password could sign in again between guesses and never be stopped.
-pub fn lockout_name(user: &str) -> String {
-    format!("{user}\u{0}second factor")
-}
-
-/// Counts a wrong second factor (code or enrolment code) for `user` from `client`.
-pub fn count_failure(lockout: &Lockout, limits: &Limits, user: &str, client: IpAddr) {
+/// Counts a wrong second factor (code or enrolment code) for `user` from
+/// `client`: in the password's lockout (`lockout`, per user and per client,
+/// once each), and in the second factor's own (`own`), which a good password
+/// does not reset, as it resets the first the way AD does: without it, a
+/// thief with the password could sign in again between guesses and never be
+/// stopped.
+pub fn count_failure(lockout: &Lockout, own: &Lockout, limits: &Limits, user: &str, client: IpAddr) {
     lockout.failed(user, client, Evidence::Account, limits);
-    lockout.failed(&lockout_name(user), client, Evidence::Account, limits);
+    own.failed(user, client, Evidence::Account, limits);
 }
 
 /// Whether `user` from `client` may try a second factor now.
-pub fn may_try(lockout: &Lockout, limits: &Limits, user: &str, client: IpAddr) -> Result<(), String> {
+pub fn may_try(lockout: &Lockout, own: &Lockout, limits: &Limits, user: &str, client: IpAddr) -> Result<(), String> {
     lockout.allowed(user, client, limits)?;
-    lockout.allowed(&lockout_name(user), client, limits)
+    own.allowed(user, client, limits)
 }
 
 /// The protections a code passes before it is compared.
 pub struct Guards<'a> {
     pub lockout: &'a Lockout,
+    /// The second factor's own count (see [`count_failure`]).
+    pub own: &'a Lockout,
     pub limits: &'a Limits,
     pub attempts: &'a Attempts,
     pub attempts_per_minute: u32,
@@ -70,7 +69,7 @@ pub async fn check(
     if !guards.attempts.allow(client, guards.attempts_per_minute) {
         return Err(Refused::Throttled("too many attempts from this address".into()));
     }
-    may_try(guards.lockout, guards.limits, user, client).map_err(Refused::Throttled)?;
+    may_try(guards.lockout, guards.own, guards.limits, user, client).map_err(Refused::Throttled)?;
     let unavailable = |e: mfa::Unavailable| Refused::Unavailable(e.0);
     let factors: Vec<_> = store
         .factors(user.to_owned())
@@ -98,7 +97,7 @@ pub async fn check(
         }
     }
     let fail = |why: Refused| {
-        count_failure(guards.lockout, guards.limits, user, client);
+        count_failure(guards.lockout, guards.own, guards.limits, user, client);
         Err(why)
     };
     match passed {
@@ -106,7 +105,7 @@ pub async fn check(
         // two requests with the same code cannot both pass.
         Some((id, step)) => match store.use_step(user.to_owned(), id, step, now).await.map_err(unavailable)? {
             true => {
-                guards.lockout.succeeded(&lockout_name(user), guards.limits);
+                guards.own.succeeded(user, guards.limits);
                 Ok(id)
             }
             false => fail(Refused::Reused),
@@ -171,7 +170,9 @@ mod tests {
         rt.block_on(async {
             let store = Sqlite::open(&dir.path().join("mfa.db")).unwrap();
             let (k, lockout, attempts, lim) = (keys(), Lockout::default(), Attempts::default(), limits(3));
-            let g = Guards { lockout: &lockout, limits: &lim, attempts: &attempts, attempts_per_minute: 1000 };
+            let own = Lockout::default();
+            let g =
+                Guards { lockout: &lockout, own: &own, limits: &lim, attempts: &attempts, attempts_per_minute: 1000 };
             assert_eq!(check(&store, &k, &g, BOB, ip(1), "123456", NOW).await, Err(Refused::NoFactor));
             let step = totp::step_at(NOW);
             // Enrolment needs the app's current code.
@@ -213,7 +214,8 @@ mod tests {
         rt.block_on(async {
             let store = Sqlite::open(&dir.path().join("mfa.db")).unwrap();
             let (k, lockout, attempts, lim) = (keys(), Lockout::default(), Attempts::default(), limits(100));
-            let g = Guards { lockout: &lockout, limits: &lim, attempts: &attempts, attempts_per_minute: 2 };
+            let own = Lockout::default();
+            let g = Guards { lockout: &lockout, own: &own, limits: &lim, attempts: &attempts, attempts_per_minute: 2 };
             let step = totp::step_at(NOW);
             enrol(&store, &k, BOB, "phone", SECRET, &totp::code(SECRET, step), NOW).await.unwrap();
             assert_eq!(check(&store, &k, &g, BOB, ip(3), "000000", NOW).await, Err(Refused::Wrong));
@@ -225,6 +227,25 @@ mod tests {
             store.add("ADTEST\\alice".into(), Kind::Totp, "copied".into(), sealed, NOW).await.unwrap();
             let g = Guards { attempts_per_minute: 100, ..g };
             assert_eq!(check(&store, &k, &g, "ADTEST\\alice", ip(4), &next, NOW).await, Err(Refused::Wrong));
+        });
+    }
+
+    #[test]
+    fn a_wrong_code_counts_once_per_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let store = Sqlite::open(&dir.path().join("mfa.db")).unwrap();
+            let (k, lockout, own, attempts) = (keys(), Lockout::default(), Lockout::default(), Attempts::default());
+            let lim = Limits { max_failures_per_user: 100, max_failures_per_client: 2, ..Limits::default() };
+            let g =
+                Guards { lockout: &lockout, own: &own, limits: &lim, attempts: &attempts, attempts_per_minute: 100 };
+            let step = totp::step_at(NOW);
+            enrol(&store, &k, BOB, "phone", SECRET, &totp::code(SECRET, step), NOW).await.unwrap();
+            assert_eq!(check(&store, &k, &g, BOB, ip(6), "000000", NOW).await, Err(Refused::Wrong));
+            assert_eq!(check(&store, &k, &g, BOB, ip(6), "000001", NOW).await, Err(Refused::Wrong), "counted once");
+            let next = totp::code(SECRET, step + 1);
+            assert!(matches!(check(&store, &k, &g, BOB, ip(6), &next, NOW).await, Err(Refused::Throttled(_))));
         });
     }
 

@@ -133,7 +133,13 @@ impl Here<'_> {
         let _ = settings;
         let (lockout, limits) = self.auth.lockout();
         // The per-address limit was counted by `posted`.
-        let guards = totp::Guards { lockout, limits, attempts: &self.forms.attempts, attempts_per_minute: u32::MAX };
+        let guards = totp::Guards {
+            lockout,
+            own: &self.forms.second_lockout,
+            limits,
+            attempts: &self.forms.attempts,
+            attempts_per_minute: u32::MAX,
+        };
         let typed = posted.form.get("code").unwrap_or("");
         let peer = self.conn.info.peer;
         let name = s.user.name.clone();
@@ -368,7 +374,7 @@ impl Here<'_> {
         // An enrolment code, behind the lockout: a wrong one counts as a
         // wrong password would.
         let (lockout, limits) = self.auth.lockout();
-        if let Err(why) = totp::may_try(lockout, limits, &name, peer.ip()) {
+        if let Err(why) = totp::may_try(lockout, &self.forms.second_lockout, limits, &name, peer.ip()) {
             tracing::warn!(client = %peer, user = %name, cause = %why, "enrolment refused");
             let words = "Too many wrong codes. Wait a while and try again, or ask your help desk.";
             return Ok(self.render_mfa(
@@ -384,7 +390,7 @@ impl Here<'_> {
                 Ok(self.app_page(StatusCode::OK, &headers, &name, &return_to, None, None))
             }
             Ok(false) => {
-                totp::count_failure(lockout, limits, &name, peer.ip());
+                totp::count_failure(lockout, &self.forms.second_lockout, limits, &name, peer.ip());
                 tracing::warn!(client = %peer, user = %name, "enrolment code refused (wrong, used, expired or another user's)");
                 mfa::Counters::count(&self.forms.counters.enrol_codes_refused);
                 record.set_error("enrolment code refused".to_owned());
@@ -468,8 +474,13 @@ impl Here<'_> {
         let mut fresh = now().saturating_sub(passed) <= settings.fresh_for.as_secs();
         if let Some(code) = posted.form.get("code").filter(|c| !c.trim().is_empty()) {
             let (lockout, limits) = self.auth.lockout();
-            let guards =
-                totp::Guards { lockout, limits, attempts: &self.forms.attempts, attempts_per_minute: u32::MAX };
+            let guards = totp::Guards {
+                lockout,
+                own: &self.forms.second_lockout,
+                limits,
+                attempts: &self.forms.attempts,
+                attempts_per_minute: u32::MAX,
+            };
             match totp::check(store.as_ref(), &self.forms.settings.keys, &guards, &name, peer.ip(), code, now()).await {
                 Ok(_) => fresh = true,
                 Err(totp::Refused::Unavailable(why)) => return Ok(self.unavailable(&why, record)),
