@@ -560,6 +560,19 @@ fn check_warns_where_a_second_factor_site_offers_passwords_alone() {
         .config_with("", "mfa = \"required\"\n", "http://127.0.0.1:9")
         .replace("auth = [\"Forms\", \"Basic\"]", "auth = [\"Basic\"]"));
     assert!(!ok && out.contains("only the sign-in page asks for"), "{out}");
+    // The Exchange preset: the second factor where it offers Forms (OWA,
+    // ECP), a warning for every path that offers passwords alone.
+    let base = place.config_with("", "", "http://127.0.0.1:9");
+    let site_at = base.find("[[site]]").unwrap();
+    let exchange = format!(
+        "{}[[site]]\nname = \"mail\"\nlistener = \"public\"\nhosts = [\"mail.example.com\"]\npreset = \"exchange\"\n\
+         backend = \"http://127.0.0.1:9\"\nmfa = \"required\"\n",
+        &base[..site_at]
+    );
+    let (ok, out) = run(exchange);
+    assert!(ok, "{out}");
+    assert!(out.contains("warning: site mail/activesync requires a second factor, but offers Basic"), "{out}");
+    assert!(out.contains("warning: site mail/owa requires a second factor, but offers"), "{out}");
     let (ok, out) = run(place.config_with("", "mfa = \"yes\"\n", "http://127.0.0.1:9"));
     assert!(!ok && out.contains("mfa is \"required\" or \"off\""), "{out}");
 }
