@@ -435,6 +435,8 @@ async fn second_step_enrolment_with_a_code_and_its_refusals() {
     let r = c.submit(&form, "/.gatehouse/mfa", &[("code", &code_at(&secret, 1))]).await;
     assert_eq!((r.status, r.header("location")), (303, Some("/app/")), "{}", r.text());
     assert_eq!(c.get("/app/").await.status, 200);
+    let (ok, listed) = gatehouse(&g.config, &["sessions", "list"]);
+    assert!(ok && listed.contains("\tsecond factor\n") && listed.contains("\tpassword only\n"), "{listed}");
     // Enrolling another app needs no code now (the session passed), from anywhere.
     let more = c.get("/.gatehouse/mfa/enrol").await;
     assert!(more.text().contains("id=\"secret\""), "{}", more.text());

@@ -50,6 +50,8 @@ pub struct Summary {
     pub last_used: SystemTime,
     pub ends: SystemTime,
     pub public: bool,
+    /// It passed a second factor, not only the password.
+    pub second_factor: bool,
 }
 
 /// The store could not be asked (a shared store down): nobody's session was

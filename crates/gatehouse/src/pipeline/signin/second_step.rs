@@ -129,8 +129,7 @@ impl Here<'_> {
         };
         let return_to = self.return_to(posted.form.get("return"));
         let Some(s) = self.session_of(&headers).await else { return Ok(self.to_sign_in(&return_to)) };
-        let (settings, store) = self.mfa_setup()?;
-        let _ = settings;
+        let (_, store) = self.mfa_setup()?;
         let (lockout, limits) = self.auth.lockout();
         // The per-address limit was counted by `posted`.
         let guards = totp::Guards {
