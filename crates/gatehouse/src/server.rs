@@ -232,7 +232,15 @@ fn reload(
                 tracing::warn!("control.socket changes only on restart");
             }
             if c.mfa.as_ref().map(|m| &m.store) != old.config.mfa.as_ref().map(|m| &m.store) {
-                tracing::warn!("mfa.store changes only on restart; the store opened at start stays");
+                if shared.kept.mfa.is_none() {
+                    // Fails closed: the second step answers 404 until a restart.
+                    tracing::error!(
+                        "mfa.store changes only on restart, and no store is open: sites with mfa = \"required\" \
+                         cannot be passed until gatehouse restarts"
+                    );
+                } else {
+                    tracing::warn!("mfa.store changes only on restart; the store opened at start stays");
+                }
             }
             // The old checks stop; backends that stay keep their state (and
             // are checked again in their turn).
