@@ -580,3 +580,17 @@ fn check_warns_where_a_second_factor_site_offers_passwords_alone() {
     let (ok, out) = run(place.config_with("", "mfa = \"yes\"\n", "http://127.0.0.1:9"));
     assert!(!ok && out.contains("mfa is \"required\" or \"off\""), "{out}");
 }
+
+#[test]
+fn mfa_added_by_a_reload_fails_closed_until_a_restart() {
+    let place = Place::new();
+    let with = place.config_with("", "mfa = \"required\"\n", "http://127.0.0.1:9");
+    let mfa = format!("[mfa]\nstore = \"{}\"\nenrol_code_lifetime = \"10m\"\n", place.store().display());
+    assert!(with.contains(&mfa));
+    let without = with.replace(&mfa, "").replace("mfa = \"required\"\n", "");
+    let (g, _) = place.start_with(&without);
+    g.reload(&with);
+    assert!(g.stderr().contains("no store is open: sites with mfa = \"required\" cannot be passed"), "{}", g.stderr());
+    assert!(!place.store().exists(), "no store made by a reload");
+    stop(g);
+}
