@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | access | negotiate | exchange | farm | forms (kcd onwards need lab/lab.sh start) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | access | negotiate | exchange | farm | forms (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -760,6 +760,14 @@ fi
 # keep-alive GETs of 1 KiB, one gatehouse process per build and run, in AB_PAIRS
 # interleaved pairs (A B A B ...). Prints the median B/A ratio per case and the
 # range of the ratios, so that a change is judged against the noise of the run.
+# TOTP (issue 17): the pure check (three HMAC-SHA-1 steps, compared in
+# constant time) on one core; no gatehouse, no network.
+if [ "$ONLY" = all ] || [ "$ONLY" = totp ]; then
+  cargo build --release --locked -p websession --example totp_bench >&2
+  { echo; echo "### TOTP verifications on one core (taskset -c 0)"; echo
+    taskset -c 0 target/release/examples/totp_bench 2000000 | sed 's/^/- /'; } | tee -a "$OUT"
+fi
+
 if [ "$ONLY" = ab ] && [ -f "$LAB/env" ]; then
   # shellcheck disable=SC1091
   . "$LAB/env"

@@ -6,7 +6,8 @@ set -euo pipefail
 what=${1:-build}
 
 # libkrb5-dev and libclang-dev: the kcd crate builds against MIT GSSAPI (bindgen).
-pkgs="ca-certificates curl build-essential pkg-config openssl python3 libkrb5-dev libclang-dev"
+# libsqlite3-dev: the [mfa] store (rusqlite links the system SQLite).
+pkgs="ca-certificates curl build-essential pkg-config openssl python3 libkrb5-dev libclang-dev libsqlite3-dev"
 case "$what" in
   # faketime: one test runs gatehouse with its clock ahead (an expired ticket).
   # krb5-user: ktutil makes the keytab of the tests without a lab (kerberos_stall.rs).

@@ -14,9 +14,9 @@ scripts/test-lab-guard.sh
 # pyspnego (an independent NTLM and SPNEGO client) and httpx with h2 (an
 # HTTP/2 client library), in a virtualenv of our own.
 venv=target/pyvenv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import spnego, httpx, h2' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import spnego, httpx, h2, pyotp' 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet pyspnego 'httpx[http2]'
+  "$venv/bin/pip" install --quiet pyspnego 'httpx[http2]' pyotp
 fi
 export GATEHOUSE_PYTHON=$PWD/$venv/bin/python
 

@@ -1,5 +1,6 @@
 //! The control socket: `gatehouse backend drain|undrain|status` and
-//! `gatehouse sessions list|revoke` reach the running gatehouse here
+//! `gatehouse sessions list|revoke` and `gatehouse mfa list|reset|issue-code`
+//! reach the running gatehouse here
 //! (`[control] socket`).
 //!
 //! A Unix socket, made with mode 0600 in a folder that only its owner can
@@ -11,7 +12,7 @@
 //! file: the answer (what changed, how many sessions ended) comes back to the
 //! administrator, and SIGHUP would reload a file that may be half-edited.
 //! The transport knows no command: each module answers its own words (the
-//! farm's below, `session::command`'s). Drain state lives in the farm state,
+//! farm's below, `session::command`'s, `mfa::command`'s). Drain state lives in the farm state,
 //! which outlives reloads; `drain = true` in the file is the permanent form.
 
 use std::io::{BufRead, Write};
@@ -90,10 +91,12 @@ async fn answer(stream: tokio::net::UnixStream, owner: u32, shared: &Shared) {
     }
     let line = line.trim_end_matches(['\r', '\n']);
     let words: Vec<&str> = line.split('\t').collect();
-    let (ok, text) = match crate::session::command::run(&words, shared.kept.sessions.as_ref()).await {
-        Some(answer) => answer,
-        None => execute(line, &shared.current()),
+    let lifetime = shared.current().config.mfa.as_ref().map_or(Duration::ZERO, |m| m.enrol_code_lifetime);
+    let answer = match crate::session::command::run(&words, shared.kept.sessions.as_ref()).await {
+        Some(answer) => Some(answer),
+        None => crate::mfa::command::run(&words, shared.kept.mfa.as_deref(), &shared.kept.mfa_counters, lifetime).await,
     };
+    let (ok, text) = answer.unwrap_or_else(|| execute(line, &shared.current()));
     let last = if ok { "ok\n".to_owned() } else { String::new() };
     let _ = write.write_all(format!("{text}{last}").as_bytes()).await;
 }
@@ -106,7 +109,7 @@ pub fn execute(line: &str, generation: &Generation) -> (bool, String) {
         [verb @ ("drain" | "undrain"), site, backend] => drain(generation, site, backend, *verb == "drain"),
         _ => (
             false,
-            "error: expected `status`, `drain SITE BACKEND`, `undrain SITE BACKEND`, `sessions list` or `sessions revoke NAME`\n"
+            "error: expected `status`, `drain SITE BACKEND`, `undrain SITE BACKEND`, `sessions list`, `sessions revoke NAME` or `mfa list|reset|issue-code USER`\n"
                 .into(),
         ),
     }

@@ -36,6 +36,13 @@ pub struct Kept {
     pub farms: Arc<crate::farm::Registry>,
     pub sessions: crate::auth::forms::Sessions,
     pub attempts: Arc<crate::auth::Attempts>,
+    /// The second factors' store, opened at start-up when `[mfa]` is
+    /// configured (its path is read once: a reload does not move it).
+    pub mfa: Option<Arc<dyn crate::mfa::Store>>,
+    pub mfa_counters: Arc<crate::mfa::Counters>,
+    /// Second-factor failures, apart from the password's (see
+    /// `auth::second_factor::count_failure`).
+    pub mfa_lockout: Arc<crate::auth::Lockout>,
 }
 
 impl Default for Kept {
@@ -46,6 +53,9 @@ impl Default for Kept {
             farms: Default::default(),
             sessions: Arc::new(crate::session::Memory::default()),
             attempts: Default::default(),
+            mfa: None,
+            mfa_counters: Default::default(),
+            mfa_lockout: Default::default(),
         }
     }
 }
@@ -133,6 +143,9 @@ impl Generation {
                 settings: settings.clone(),
                 sessions: kept.sessions.clone(),
                 attempts: kept.attempts.clone(),
+                mfa: config.mfa.clone().zip(kept.mfa.clone()),
+                counters: kept.mfa_counters.clone(),
+                second_lockout: kept.mfa_lockout.clone(),
             }
         });
         let auth = crate::auth::Authenticator::new(

@@ -23,6 +23,7 @@ mod generation;
 mod guarded_io;
 mod keytab;
 mod listener;
+mod mfa;
 mod net;
 mod pages;
 mod pem;
@@ -65,6 +66,15 @@ const USAGE: &str = "usage:
                              the running gatehouse's sign-in sessions (through
                              its [control] socket): list them, or end USER's
   gatehouse sessions new-key  print a new key for [forms] key_file
+  gatehouse mfa list USER -c FILE
+  gatehouse mfa reset USER -c FILE
+  gatehouse mfa issue-code USER -c FILE
+                             USER's second factors in the running gatehouse's
+                             [mfa] store (through its [control] socket): list
+                             them, remove them all, or issue a one-time
+                             enrolment code (shown once)
+  gatehouse mfa counters -c FILE
+                             second-factor counts since start
   gatehouse --version";
 
 fn main() -> ExitCode {
@@ -86,6 +96,7 @@ fn main() -> ExitCode {
         (Some("check"), None) if offline.is_some() => check(offline.unwrap_or_default(), access::Names::Offline),
         (Some("ntlm-hash"), None) => ntlm_hash(),
         (Some("sessions"), _) => sessions(&args[1..]),
+        (Some("mfa"), _) => mfa(&args[1..]),
         (Some("doctor"), _) => doctor(&args[1..]),
         (Some("backend"), _) => backend(&args[1..]),
         (Some("--version"), None) => {
@@ -179,7 +190,29 @@ fn sessions(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match control::socket_of(std::path::Path::new(file)).and_then(|socket| control::ask(&socket, &words)) {
+    ask_control(file, &words)
+}
+
+/// `mfa list|reset|issue-code USER -c FILE`.
+fn mfa(args: &[String]) -> ExitCode {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["counters", "-c" | "--config", file] => ask_control(file, &["mfa", "counters"]),
+        [verb @ ("list" | "reset" | "issue-code"), user, "-c" | "--config", file]
+            if !user.is_empty() && !user.contains(['\t', '\n', '\r']) =>
+        {
+            ask_control(file, &["mfa", verb, user])
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Sends `words` to the control socket of the gatehouse serving `file`.
+fn ask_control(file: &str, words: &[&str]) -> ExitCode {
+    match control::socket_of(std::path::Path::new(file)).and_then(|socket| control::ask(&socket, words)) {
         Ok((ok, text)) => {
             print!("{text}");
             if ok {
@@ -217,6 +250,33 @@ fn check(file: PathBuf, names: access::Names) -> ExitCode {
                 }
             }
             println!("  {}", c.describe_passwords());
+            if let Some(m) = &c.mfa {
+                let required: Vec<&str> = c.sites.iter().filter(|s| s.mfa).map(|s| s.name.as_str()).collect();
+                println!(
+                    "  mfa: factors kept in {}; enrolment codes good for {}; second factor required on {}",
+                    m.store.display(),
+                    humantime::format_duration(m.enrol_code_lifetime),
+                    if required.is_empty() {
+                        "no site".to_owned()
+                    } else {
+                        format!("site {}", required.join(", site "))
+                    }
+                );
+                for s in c.sites.iter().filter(|s| s.mfa) {
+                    let weak = s.password_only_outside(&m.exempt_networks);
+                    if !weak.is_empty() {
+                        let names: Vec<&str> = weak.iter().map(|w| w.name()).collect();
+                        println!(
+                            "  warning: site {} requires a second factor, but offers {} to clients outside [mfa] \
+                             exempt_networks: they reach it with a password alone (Outlook, ActiveSync and scripts \
+                             cannot carry a second factor); offer those schemes only to exempt networks with \
+                             [[site.auth_for]] client_ip, or accept it",
+                            s.name,
+                            names.join(", ")
+                        );
+                    }
+                }
+            }
             if let Some(f) = &c.forms {
                 let cookie = match &f.cookie_domain {
                     Some(d) => format!("one sign-in for every host under {d}"),

@@ -30,6 +30,11 @@ impl FromStr for Cidr {
 }
 
 impl Cidr {
+    /// Whether every address of `other` is in this block.
+    pub fn covers(&self, other: &Cidr) -> bool {
+        self.net.is_ipv4() == other.net.is_ipv4() && self.prefix <= other.prefix && self.contains(other.net)
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match (self.net, ip) {
             (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),

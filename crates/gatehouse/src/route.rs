@@ -71,6 +71,7 @@ pub(crate) mod tests {
             delegation: crate::config::Delegation::None,
             websocket: true,
             rules: Default::default(),
+            mfa: false,
         }
     }
 

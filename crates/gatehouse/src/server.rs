@@ -42,7 +42,15 @@ pub fn load_as(
 
 /// Serves until SIGTERM or SIGINT, then drains.
 pub async fn run(path: PathBuf) -> Result<(), String> {
-    let kept = Kept::default();
+    let mut kept = Kept::default();
+    // The store first: every generation's sign-in page uses it. A store that
+    // cannot be opened stops the start: serving without the factors would
+    // let nobody (or everybody) past the second step.
+    if let Some(m) = crate::config::load(&path).ok().and_then(|c| c.mfa) {
+        let store = crate::mfa::Sqlite::open(&m.store)?;
+        tracing::info!(store = %store.path().display(), "second-factor store open");
+        kept.mfa = Some(Arc::new(store));
+    }
     let generation = Arc::new(load(&path, &kept, None)?);
     if let Some(d) = &generation.delegator {
         // Before the listeners: with a KDC that answers, the first clients
@@ -85,6 +93,7 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
             tokio::time::sleep(Duration::from_secs(10)).await;
             pools.iter().for_each(|p| p.sweep());
             sweeper.kept.lockout.sweep();
+            sweeper.kept.mfa_lockout.sweep();
             sweeper.kept.farms.sweep();
             sweeper.kept.sessions.sweep(std::time::SystemTime::now());
             sweeper.kept.attempts.sweep();
@@ -221,6 +230,17 @@ fn reload(
             }
             if c.control != old.config.control {
                 tracing::warn!("control.socket changes only on restart");
+            }
+            if c.mfa.as_ref().map(|m| &m.store) != old.config.mfa.as_ref().map(|m| &m.store) {
+                if shared.kept.mfa.is_none() {
+                    // Fails closed: the second step answers 404 until a restart.
+                    tracing::error!(
+                        "mfa.store changes only on restart, and no store is open: sites with mfa = \"required\" \
+                         cannot be passed until gatehouse restarts"
+                    );
+                } else {
+                    tracing::warn!("mfa.store changes only on restart; the store opened at start stays");
+                }
             }
             // The old checks stop; backends that stay keep their state (and
             // are checked again in their turn).

@@ -131,6 +131,66 @@ pub fn notice(
     render(status, &Notice { look, error: None, notice: None, heading, text, link, link_text })
 }
 
+#[derive(Template)]
+#[template(path = "mfa.html")]
+struct Mfa<'a> {
+    look: &'a Look<'a>,
+    error: Option<&'a str>,
+    notice: Option<&'a str>,
+    heading: &'a str,
+    step: &'a str,
+    user: &'a str,
+    csrf: &'a str,
+    return_to: &'a str,
+    qr: &'a str,
+    secret: &'a str,
+    sealed: &'a str,
+    /// `factors`: (id, name, added) of each of the user's apps.
+    factors: &'a [(i64, String, String)],
+}
+
+/// The second step's pages: `step` is `code` (the code form), `enrol-code`
+/// (the enrolment code form) or `enrol-app` (the app's QR code, its key and
+/// the form that adds it).
+pub struct MfaPage<'a> {
+    pub step: &'a str,
+    pub error: Option<&'a str>,
+    pub user: &'a str,
+    pub csrf: &'a str,
+    pub return_to: &'a str,
+    /// `enrol-app`: the QR code (an SVG element of our own making), the key
+    /// in base32, and the key sealed for the form.
+    pub qr: &'a str,
+    pub secret: &'a str,
+    pub sealed: &'a str,
+    pub factors: &'a [(i64, String, String)],
+}
+
+pub fn mfa(status: StatusCode, look: &Look<'_>, p: &MfaPage<'_>) -> Response<ResponseBody> {
+    let heading = match p.step {
+        "code" => "Second step",
+        "factors" => "Your authenticator apps",
+        _ => "Add an authenticator app",
+    };
+    render(
+        status,
+        &Mfa {
+            look,
+            error: p.error,
+            notice: None,
+            heading,
+            step: p.step,
+            user: p.user,
+            csrf: p.csrf,
+            return_to: p.return_to,
+            qr: p.qr,
+            secret: p.secret,
+            sealed: p.sealed,
+            factors: p.factors,
+        },
+    )
+}
+
 fn render(status: StatusCode, page: &impl Template) -> Response<ResponseBody> {
     match page.render() {
         Ok(html) => respond(status, "text/html; charset=utf-8", Bytes::from(html), true),

@@ -14,8 +14,17 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         if path.is_dir() {
-            for f in std::fs::read_dir(&path).unwrap() {
-                files.push((name.clone(), f.unwrap().path()));
+            // Every file below a module's folder, however deep, is that module's.
+            let mut dirs = vec![path.clone()];
+            while let Some(dir) = dirs.pop() {
+                for f in std::fs::read_dir(&dir).unwrap() {
+                    let f = f.unwrap().path();
+                    if f.is_dir() {
+                        dirs.push(f);
+                    } else {
+                        files.push((name.clone(), f));
+                    }
+                }
             }
         } else if path.extension().is_some_and(|e| e == "rs") && name != "main" {
             files.push((name, path));

@@ -12,6 +12,7 @@
 //! - [`target::return_path`]: the address to go back to after sign-in, only
 //!   ever a path on the same host.
 //! - [`accept::wants_html`]: whether a request accepts an HTML page.
+//! - [`totp`]: one-time codes of authenticator apps (RFC 6238).
 //!
 //! No function here panics on any input; `fuzz_one` and the fuzz target in
 //! `fuzz/` hold them to it.
@@ -24,6 +25,7 @@ pub mod form;
 pub mod keys;
 pub mod target;
 pub mod ticket;
+pub mod totp;
 
 pub use keys::{KeyFileError, Keys, Refused};
 pub use ticket::Ticket;
@@ -55,6 +57,10 @@ pub fn fuzz_one(data: &[u8]) {
     let _ = Ticket::decode(data);
     let _ = keys::Keys::parse(&text);
     assert!(!keys.csrf_ok(b"scope", &text, "x"));
+    // A code is accepted only for a step within the skew, after the last one.
+    if let Ok(step) = totp::verify(b"12345678901234567890", &text, 59, Some(0)) {
+        assert!((1..=2).contains(&step), "{step}");
+    }
 }
 
 #[cfg(test)]

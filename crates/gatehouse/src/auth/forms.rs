@@ -33,6 +33,8 @@ pub const DOMAIN_COOKIE: &str = "__Secure-gatehouse";
 /// The pre-sign-in cookie the CSRF token is bound to; always per host.
 pub const PRE_COOKIE: &str = "__Host-gatehouse-pre";
 pub const SIGN_IN: &str = "/.gatehouse/signin";
+/// The second factor's page.
+pub const SECOND_STEP: &str = "/.gatehouse/mfa";
 
 pub type Sessions = Arc<dyn session::Store<Arc<User>>>;
 
@@ -42,12 +44,19 @@ pub struct Forms {
     pub settings: config::Forms,
     pub sessions: Sessions,
     pub attempts: Arc<super::rate::Attempts>,
+    /// The second factor's settings and store, where `[mfa]` is configured
+    /// (and its store opened at start).
+    pub mfa: Option<(config::Mfa, Arc<dyn crate::mfa::Store>)>,
+    pub counters: Arc<crate::mfa::Counters>,
+    /// The second factor's own failure count.
+    pub second_lockout: Arc<super::Lockout>,
 }
 
 /// What a request's session cookie says.
 pub enum Cookie {
-    /// A live session.
-    Session(Arc<User>),
+    /// A live session, when it passed a second factor (if it did), and
+    /// whether it is a public computer's.
+    Session(Arc<User>, Option<u64>, bool),
     /// No session cookie.
     Absent,
     /// Cookies that sign nobody in, and why (for the log).
@@ -166,7 +175,7 @@ impl Forms {
                 continue;
             }
             match self.sessions.touch(ticket.id, now).await {
-                Ok(Some(record)) => return Cookie::Session(record.user),
+                Ok(Some(record)) => return Cookie::Session(record.user, record.second_factor, record.public),
                 Ok(None) => refused.push("session ended (signed out, revoked, idle or replaced)".into()),
                 Err(e) => return Cookie::Unavailable(e.0),
             }
@@ -175,7 +184,13 @@ impl Forms {
     }
 
     /// A new session for `user` and its cookie (`Set-Cookie`).
-    pub async fn open(&self, user: Arc<User>, public: bool, host: &str) -> Result<SignedIn, String> {
+    pub async fn open(
+        &self,
+        user: Arc<User>,
+        public: bool,
+        host: &str,
+        second_factor: Option<u64>,
+    ) -> Result<SignedIn, String> {
         let (idle, life) = match public {
             true => (self.settings.public_idle, self.settings.public_lifetime),
             false => (self.settings.idle, self.settings.lifetime),
@@ -187,8 +202,15 @@ impl Forms {
             .map_err(|e| format!("no randomness: {e}"))?;
         let created = SystemTime::now();
         let ticket = websession::Ticket { id, issued: unix(created), ends: unix(created + life), public };
-        let record =
-            session::Record { who: user.name.clone(), user: user.clone(), created, ends: created + life, idle, public };
+        let record = session::Record {
+            who: user.name.clone(),
+            user: user.clone(),
+            created,
+            ends: created + life,
+            idle,
+            public,
+            second_factor,
+        };
         self.sessions.insert(id, record).await.map_err(|e| e.0)?;
         let sealed = self.settings.keys.seal(&self.scope(host), &ticket.encode(), nonce);
         // A public computer's cookie ends with the browser; a private one's
@@ -255,11 +277,24 @@ pub fn unix(t: SystemTime) -> u64 {
 /// A request with no usable `Authorization` on a site that offers Forms to
 /// this client: its session, the sign-in page, or None (the caller answers
 /// with the other schemes' 401).
-pub async fn judge(forms: &Forms, headers: &HeaderMap, ctx: super::Client<'_>) -> Option<Verdict> {
+/// `needs_mfa`: the site requires a second factor from this client; a
+/// session that passed only the password is sent to the second step (a
+/// browser's GET) or refused with the other schemes' 401.
+pub async fn judge(forms: &Forms, headers: &HeaderMap, ctx: super::Client<'_>, needs_mfa: bool) -> Option<Verdict> {
     let host = ctx.host.unwrap_or("");
     let cookie = forms.session(headers, host, &ctx.auth.opened).await;
     let (why, grade) = match cookie {
-        Cookie::Session(user) => return Some(Verdict::Pass(user, None)),
+        Cookie::Session(user, second, _) if second.is_some() || !needs_mfa => return Some(Verdict::Pass(user, None)),
+        Cookie::Session(user, ..) => {
+            let bodiless = matches!(*ctx.method, Method::GET | Method::HEAD);
+            if !bodiless || !forms.is_browser(headers) {
+                tracing::info!(client = %ctx.info.peer, user = %user.name, "session without a second factor on a site that requires one; other schemes offered");
+                return None;
+            }
+            let location = format!("{SECOND_STEP}?return={}", websession::form::encode(ctx.target));
+            let resp = see_other(&location, b"Second step first.\n");
+            return Some(Verdict::Answer(Box::new(resp), Reason::Handshake));
+        }
         Cookie::Unavailable(why) => return Some(super::service_unavailable(format!("session store: {why}"))),
         Cookie::Absent => (None, Grade::Ended),
         Cookie::Refused { why, grade } => (Some(why), grade),
@@ -272,16 +307,9 @@ pub async fn judge(forms: &Forms, headers: &HeaderMap, ctx: super::Client<'_>) -
         return None;
     }
     let location = format!("{SIGN_IN}?return={}", websession::form::encode(ctx.target));
-    let mut resp = Response::new(ResponseBody::local(bytes::Bytes::from_static(b"Sign in first.\n")));
-    *resp.status_mut() = StatusCode::SEE_OTHER;
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        h.insert(header::LOCATION, v);
-    }
+    let mut resp = see_other(&location, b"Sign in first.\n");
     if why.is_some() {
-        h.append(header::SET_COOKIE, forms.clear_cookie());
+        resp.headers_mut().append(header::SET_COOKIE, forms.clear_cookie());
     }
     let reason = match (why, grade) {
         // A cookie that does not verify is someone's doing: say so.
@@ -297,6 +325,19 @@ pub async fn judge(forms: &Forms, headers: &HeaderMap, ctx: super::Client<'_>) -
         (None, _) => Reason::Handshake,
     };
     Some(Verdict::Answer(Box::new(resp), reason))
+}
+
+/// A 303 to `location` with a short text body.
+fn see_other(location: &str, text: &'static [u8]) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::local(bytes::Bytes::from_static(text)));
+    *resp.status_mut() = StatusCode::SEE_OTHER;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(location) {
+        h.insert(header::LOCATION, v);
+    }
+    resp
 }
 
 /// Signs a user in with the sign-in page's name and password, checked as

@@ -26,6 +26,7 @@ mod negotiate;
 mod ntlm;
 mod rate;
 mod rules;
+pub mod second_factor;
 
 pub use crate::accounts::Evidence;
 pub use basic::{Refusal, Remembered as BasicCache};
@@ -67,6 +68,8 @@ pub struct Authenticator {
     basic: Arc<BasicCache>,
     /// The sign-in page's sessions, where `[forms]` is configured.
     forms: Option<forms::Forms>,
+    /// `[mfa] exempt_networks`.
+    mfa_exempt: Vec<crate::net::Cidr>,
 }
 
 /// The request as the schemes see it.
@@ -116,7 +119,14 @@ impl Authenticator {
             lockout,
             basic,
             forms,
+            mfa_exempt: config.mfa.as_ref().map(|m| m.exempt_networks.clone()).unwrap_or_default(),
         }
+    }
+
+    /// The extranet lockout and its limits (the second step counts wrong
+    /// codes in it).
+    pub fn lockout(&self) -> (&Lockout, &config::Lockout) {
+        (&self.lockout, &self.lockout_limits)
     }
 
     /// Decides about a request to a site that requires authentication.
@@ -338,7 +348,8 @@ async fn check(headers: &HeaderMap, ctx: Client<'_>, setup: &Authenticator, site
             return Verdict::Pass(user, None);
         }
         if let (true, Some(forms)) = (offered.contains(&Scheme::Forms), &setup.forms) {
-            if let Some(verdict) = forms::judge(forms, headers, ctx).await {
+            let needs_mfa = site.mfa && !setup.mfa_exempt.iter().any(|n| n.contains(ctx.info.peer.ip()));
+            if let Some(verdict) = forms::judge(forms, headers, ctx, needs_mfa).await {
                 return verdict;
             }
         }
@@ -459,6 +470,7 @@ mod tests {
             delegation: crate::config::Delegation::None,
             websocket: true,
             rules: Default::default(),
+            mfa: false,
         }
     }
 

@@ -9,6 +9,7 @@ mod access;
 mod farm;
 mod files;
 mod forms;
+mod mfa;
 mod names;
 mod preset;
 mod read;
@@ -26,6 +27,7 @@ use std::time::Duration;
 #[cfg(test)]
 pub use access::rule_entry;
 pub use forms::Forms;
+pub use mfa::Mfa;
 #[cfg(test)]
 pub use preset::describe as describe_site;
 pub use preset::describe_sites;
@@ -55,6 +57,8 @@ pub struct Config {
     pub forms: Option<Forms>,
     /// `[control]`: the socket `gatehouse backend` and `gatehouse sessions` talk to.
     pub control: Option<Control>,
+    /// `[mfa]`: the second factors' store.
+    pub mfa: Option<Mfa>,
     /// Sites a preset would publish and its `exclude` left out, by name
     /// (`exchange/ecp`), for `gatehouse check`.
     pub left_out: Vec<String>,
@@ -229,9 +233,28 @@ pub struct Site {
     pub websocket: bool,
     /// Who may use the site (`allow`, `deny`).
     pub rules: Rules,
+    /// `mfa = "required"`: a Forms session must also have passed a second
+    /// factor, but from `[mfa] exempt_networks`.
+    pub mfa: bool,
 }
 
 impl Site {
+    /// The password-only schemes (NTLM, Negotiate, Basic) this site offers to
+    /// some client outside `exempt`: with `mfa = "required"`, those clients
+    /// reach the site with a password alone.
+    pub fn password_only_outside(&self, exempt: &[crate::net::Cidr]) -> Vec<Scheme> {
+        let inside =
+            |r: &AuthRule| !r.client_ip.is_empty() && r.client_ip.iter().all(|c| exempt.iter().any(|e| e.covers(c)));
+        let mut out = Vec::new();
+        let offered = self.auth.iter().chain(self.auth_for.iter().filter(|r| !inside(r)).flat_map(|r| r.auth.iter()));
+        for s in offered {
+            if *s != Scheme::Forms && !out.contains(s) {
+                out.push(*s);
+            }
+        }
+        out
+    }
+
     /// Whether any client of this site may be offered `scheme` (by `auth` or
     /// by an `auth_for` rule).
     pub fn offers(&self, scheme: Scheme) -> bool {

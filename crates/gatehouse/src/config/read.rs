@@ -92,6 +92,7 @@ impl<'t> Reader<'t> {
             affinity: super::AffinitySettings::default(),
             forms: None,
             control: None,
+            mfa: None,
             left_out: Vec::new(),
             set_by_path: Vec::new(),
         };
@@ -204,6 +205,19 @@ impl<'t> Reader<'t> {
                 self.finish(s);
             }
         }
+        if let Some(v) = root.get("mfa") {
+            if let Some(mut s) = self.section(v, "mfa".into(), &[]) {
+                config.mfa = self.mfa(&mut s);
+                self.finish(s);
+            }
+            if config.forms.is_none() && root.get("forms").is_none() {
+                self.problem(
+                    v.span(),
+                    "mfa",
+                    "[mfa] needs [forms]: its key file seals the authenticator apps' secrets".into(),
+                );
+            }
+        }
         // Names of every listener, valid or not, so that a site naming a broken
         // listener is not reported as naming a missing one.
         let mut listener_names = Vec::new();
@@ -281,8 +295,12 @@ impl<'t> Reader<'t> {
             }
         }
         let given = |key: &str| root.table.iter().any(|(k, _)| k.get_ref().as_ref() == key);
-        let sections =
-            super::validate::Given { accounts: given("accounts"), domain: given("domain"), forms: given("forms") };
+        let sections = super::validate::Given {
+            accounts: given("accounts"),
+            domain: given("domain"),
+            forms: given("forms"),
+            mfa: given("mfa"),
+        };
         super::validate::check(self, &config, &origins, sections);
         super::validate::redirects(self, &config, &origins, &redirects);
         self.finish(root);
@@ -539,6 +557,16 @@ impl<'t> Reader<'t> {
         let auth_for = self.auth_for(s).unwrap_or_default();
         let delegation = self.delegation(s, !auth.is_empty() || preset);
         let rules = self.rules(s);
+        let mfa = match self.string(s, "mfa") {
+            Some((v, _)) if v == "required" => true,
+            Some((v, _)) if v == "off" => false,
+            Some((v, span)) => {
+                let key = s.key_path("mfa");
+                self.problem(span, &key, format!("`{v}`: mfa is \"required\" or \"off\""));
+                false
+            }
+            None => false,
+        };
         if !rules.is_empty() && auth.is_empty() && !preset {
             let key = s.key_path("allow");
             self.problem(
@@ -577,6 +605,7 @@ impl<'t> Reader<'t> {
             delegation,
             websocket,
             rules,
+            mfa,
         })
     }
 

@@ -1089,3 +1089,34 @@ fn the_affinity_and_control_sections_refuse_wrong_values() {
     );
     refused("socket = \"run/gatehouse.sock\"", "sockt = \"x\"", "control.socket", "missing required key");
 }
+
+#[test]
+fn mfa_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("forms.key");
+    std::fs::write(&key, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let file = dir.path().join("g.toml");
+    let forms = format!("[forms]\nkey_file = \"{}\"\n", key.display());
+    let good = format!("{forms}\n[mfa]\nstore = \"mfa.db\"\nenrol_code_lifetime = \"2h\"\n{GOOD}");
+    let c = load_str(&file, &good).unwrap();
+    let m = c.mfa.unwrap();
+    assert_eq!(m.store, dir.path().join("mfa.db"));
+    assert_eq!(m.enrol_code_lifetime, std::time::Duration::from_secs(7200));
+    assert!(!dir.path().join("mfa.db").exists(), "reading the configuration makes no store");
+
+    let bad = |text: String, key: &str, words: &str| match load_str(&file, &text) {
+        Ok(_) => panic!("expected a problem with {key}:\n{text}"),
+        Err(p) => assert!(p.0.iter().any(|p| p.key == key && p.message.contains(words)), "{key} {words}: {:?}", p.0),
+    };
+    bad(format!("[mfa]\nstore = \"mfa.db\"\n{GOOD}"), "mfa", "[mfa] needs [forms]");
+    bad(format!("{forms}\n[mfa]\nstore = \"nowhere/mfa.db\"\n{GOOD}"), "mfa.store", "does not exist");
+    bad(format!("{forms}\n[mfa]\nstore = \".\"\n{GOOD}"), "mfa.store", "is a folder");
+    bad(format!("{forms}\n[mfa]\nenrol_code_lifetime = \"1h\"\n{GOOD}"), "mfa.store", "");
+    bad(
+        format!("{forms}\n[mfa]\nstore = \"mfa.db\"\nenrol_code_lifetime = \"30s\"\n{GOOD}"),
+        "mfa.enrol_code_lifetime",
+        "1 minute to 30 days",
+    );
+    bad(format!("{forms}\n[mfa]\nstore = \"mfa.db\"\nstor = 1\n{GOOD}"), "mfa.stor", "unknown key");
+}

@@ -23,6 +23,7 @@ pub struct Given {
     pub accounts: bool,
     pub domain: bool,
     pub forms: bool,
+    pub mfa: bool,
 }
 
 /// `origins[i]` is where `config.sites[i]` came from.
@@ -139,6 +140,26 @@ pub fn check(r: &mut Reader<'_>, config: &Config, origins: &[Origin], given: Giv
 fn forms(r: &mut Reader<'_>, config: &Config, origins: &[Origin], given: &Given) {
     let mut told = HashSet::new();
     for (i, site) in config.sites.iter().enumerate() {
+        if site.mfa {
+            let key = format!("site[{}].mfa", origins[i].index);
+            if config.mfa.is_none() && !given.mfa {
+                let why =
+                    format!("site `{}` requires a second factor but there is no [mfa] section (store)", site.name);
+                r.problem(origins[i].span.clone(), &key, why);
+            }
+            // A preset's paths share the table's `mfa`: it applies where the
+            // preset offers Forms (OWA, ECP); `check` warns about the others.
+            let from_table = |j: usize| origins[j].index == origins[i].index;
+            let any_forms = config.sites.iter().enumerate().any(|(j, s)| from_table(j) && s.offers(Scheme::Forms));
+            let first = config.sites.iter().enumerate().position(|(j, _)| from_table(j)) == Some(i);
+            if !any_forms && first {
+                let why = format!(
+                    "site `{}` requires a second factor, which only the sign-in page asks for: add \"Forms\" to its auth",
+                    site.name
+                );
+                r.problem(origins[i].span.clone(), &key, why);
+            }
+        }
         if !site.offers(Scheme::Forms) || !told.insert(origins[i].index) {
             continue;
         }

@@ -34,6 +34,8 @@ use crate::response_body::ResponseBody;
 use crate::signin_page::{self, Look};
 use crate::telemetry::AccessRecord;
 
+mod second_step;
+
 const PREFIX: &[u8] = b"/.gatehouse";
 /// The sign-in form's body is a few hundred bytes.
 const MAX_BODY: usize = websession::form::MAX_LEN;
@@ -92,6 +94,12 @@ pub async fn serve(
             Ok(here.log_off(req.headers(), record).await)
         }
         ("/signedout", true, _) => Ok(here.signed_out()),
+        ("/mfa", true, _) if forms.mfa.is_some() => here.second_step_page(req.headers(), &query, record).await,
+        ("/mfa", _, true) if forms.mfa.is_some() => here.second_step(req, record).await,
+        ("/mfa/enrol", true, _) if forms.mfa.is_some() => here.enrol_page(req.headers(), &query, record).await,
+        ("/mfa/enrol", _, true) if forms.mfa.is_some() => here.enrol(req, record).await,
+        ("/mfa/factors", true, _) if forms.mfa.is_some() => here.factors_page(req.headers(), record).await,
+        ("/mfa/factors", _, true) if forms.mfa.is_some() => here.remove_factor(req, record).await,
         ("/style.css", true, _) => Ok(signin_page::stylesheet()),
         ("/logo", true, _) => match &forms.settings.logo {
             Some(logo) => Ok(signin_page::logo(&logo.bytes, logo.content_type)),
@@ -407,7 +415,7 @@ impl Here<'_> {
         record: &mut AccessRecord,
     ) -> Response<ResponseBody> {
         let replaced = self.forms.close(headers, self.host).await;
-        let opened = match self.forms.open(user.clone(), public, self.host).await {
+        let opened = match self.forms.open(user.clone(), public, self.host, None).await {
             Ok(o) => o,
             Err(why) => {
                 tracing::error!(client = %self.conn.info.peer, user = %user.name, cause = %why, "sign-in: no session could be made");

@@ -16,12 +16,13 @@ pub async fn run<U>(words: &[&str], store: &dyn Store<U>) -> Option<(bool, Strin
                 let mut out = format!("{} sessions\n", list.len());
                 for s in list {
                     out.push_str(&format!(
-                        "{}\tsigned in {}\tlast used {}\tends {}\t{}\n",
+                        "{}\tsigned in {}\tlast used {}\tends {}\t{}\t{}\n",
                         s.who,
                         time(s.created),
                         time(s.last_used),
                         time(s.ends),
-                        if s.public { "public computer" } else { "private computer" }
+                        if s.public { "public computer" } else { "private computer" },
+                        if s.second_factor { "second factor" } else { "password only" }
                     ));
                 }
                 (true, out)
@@ -60,13 +61,15 @@ mod tests {
             ends: now + Duration::from_secs(60),
             idle: Duration::from_secs(60),
             public: who.contains("bob"),
+            second_factor: None,
         };
         rt.block_on(async {
             store.insert([1; 32], record("ADTEST\\alice")).await.unwrap();
             store.insert([2; 32], record("ADTEST\\bob")).await.unwrap();
             let (ok, text) = run(&["sessions", "list"], &store).await.unwrap();
             assert!(ok && text.starts_with("2 sessions\nADTEST\\alice\tsigned in "), "{text}");
-            assert!(text.contains("\tpublic computer\n") && text.contains("\tprivate computer\n"), "{text}");
+            assert!(text.contains("\tpublic computer\t") && text.contains("\tprivate computer\t"), "{text}");
+            assert!(text.contains("\tpassword only\n") && !text.contains("\tsecond factor\n"), "{text}");
             assert_eq!(
                 run(&["sessions", "revoke", "ALICE"], &store).await.unwrap(),
                 (true, "1 sessions of ALICE ended\n".into())

@@ -108,6 +108,7 @@ impl<U: Clone + Send + Sync + 'static> Store<U> for Memory<U> {
                 last_used: e.last_used,
                 ends: e.record.ends,
                 public: e.record.public,
+                second_factor: e.record.second_factor.is_some(),
             })
             .collect();
         out.sort_by(|a, b| a.who.cmp(&b.who).then(a.created.cmp(&b.created)));
@@ -137,6 +138,7 @@ mod tests {
             ends: now + Duration::from_secs(life),
             idle: Duration::from_secs(idle),
             public: false,
+            second_factor: None,
         }
     }
 

@@ -36,6 +36,10 @@ pub struct Record<U> {
     pub idle: Duration,
     /// Signed in on a public or shared computer (the shorter times).
     pub public: bool,
+    /// The session passed a second factor too (Unix seconds when), not only
+    /// the password. A session that passes one later is replaced by a new
+    /// one (a new id), never changed in place.
+    pub second_factor: Option<u64>,
 }
 
 /// A session as `gatehouse sessions list` shows it (no id).
@@ -46,6 +50,8 @@ pub struct Summary {
     pub last_used: SystemTime,
     pub ends: SystemTime,
     pub public: bool,
+    /// It passed a second factor, not only the password.
+    pub second_factor: bool,
 }
 
 /// The store could not be asked (a shared store down): nobody's session was

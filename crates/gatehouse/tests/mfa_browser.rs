@@ -1,0 +1,127 @@
+//! The second factor in a real browser, against the lab
+//! (`tests/clients/browser_mfa.py`: Debian's Chromium, headless, Selenium):
+//! bob signs in with his password on an MFA-required site, enrols an
+//! authenticator app with an enrolment code issued by `gatehouse mfa
+//! issue-code`, reaches the Kerberos-only backend through KCD as himself,
+//! signs out, and signs in again with password and code (the enrolling code
+//! refused as reused). Codes come from pyotp (in the test virtualenv made by
+//! scripts/test.sh). Screenshots go to docs/images.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+/// pyotp's folder: the test virtualenv's site-packages (GATEHOUSE_PYTHON's,
+/// or the repository's target/pyvenv), for Debian's python3, which has
+/// Debian's selenium.
+fn pyotp_path() -> Option<PathBuf> {
+    let venv = match std::env::var("GATEHOUSE_PYTHON") {
+        Ok(p) => PathBuf::from(p).parent()?.parent()?.to_owned(),
+        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/pyvenv"),
+    };
+    let lib = std::fs::read_dir(venv.join("lib")).ok()?;
+    lib.flatten().map(|e| e.path().join("site-packages")).find(|p| p.join("pyotp").is_dir())
+}
+
+#[test]
+fn chromium_enrols_an_authenticator_app_and_signs_in_with_a_code() {
+    let Some(env) = lab_env() else { return };
+    for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        assert!(std::path::Path::new(tool).exists(), "{tool} is missing: `scripts/install-deps.sh test`");
+    }
+    let pyotp = pyotp_path().expect("pyotp is not in the test virtualenv: run scripts/test.sh once (it installs it)");
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).unwrap();
+    let keys = dir.path().join("session.keys");
+    std::fs::write(&keys, websession::Keys::line(&key)).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let socket = tempfile::tempdir().unwrap();
+    let site = Site::lab_kcd("mail", "public", &env)
+        .hosts(&["proxy.ad.test"])
+        .auth(&["Forms", "NTLM"])
+        .set_str("mfa", "required");
+    let config = Config::new()
+        .domain(Domain::lab(&env).acceptor_spn("HTTP/proxy.ad.test"))
+        .accounts(Accounts::winbind(&env))
+        .table("forms", "key_file = \"session.keys\"\ntitle = \"AD.TEST mail\"\nattempts_per_minute = 100")
+        .table("mfa", "store = \"mfa.db\"\nenrol_networks = [\"10.99.0.0/16\"]")
+        .table("control", &format!("socket = \"{}/control.sock\"", socket.path().display()))
+        .listener(Listener::tls("public", "proxy"))
+        .site(site);
+    let g = Gatehouse::start_in(dir, &config.to_string());
+    let port = g.port();
+    let gatehouse = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gatehouse")).args(args).arg("-c").arg(&g.config).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = gatehouse(&["mfa", "issue-code", "ADTEST\\bob"]);
+    assert!(ok, "{text}");
+    let code = text.lines().next().unwrap().rsplit(' ').next().unwrap().to_owned();
+
+    let shots = g.path("screenshots");
+    let result = g.path("browser-result.json");
+    let spec = serde_json::json!({
+        "base": format!("https://proxy.ad.test:{port}"),
+        "hosts": ["proxy.ad.test"],
+        "port": port,
+        "cert": g.path("proxy.pem"),
+        "path": "/whoami?from=browser",
+        "user": "bob",
+        "password": "Bob-Pass1",
+        "expect_user": "bob@AD.TEST",
+        "enrolment": code,
+        "shots": shots,
+        "result": result,
+    });
+    let spec_file = g.path("browser-spec.json");
+    std::fs::write(&spec_file, spec.to_string()).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/browser_mfa.py");
+    let out = Command::new("/usr/bin/python3").arg(&script).arg(&spec_file).env("PYTHONPATH", &pyotp).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("{said}");
+    assert!(out.status.success(), "the browser run failed:\n{said}\ngatehouse:\n{}", g.stderr());
+    for step in [
+        "asks for an enrolment code",
+        "a wrong enrolment code",
+        "enrolled with a code from pyotp",
+        "the enrolling code again",
+        "password and the next code",
+    ] {
+        assert!(
+            said.contains(&format!("PASS {step}")) || said.lines().any(|l| l.starts_with("PASS") && l.contains(step)),
+            "no PASS for {step}:\n{said}"
+        );
+    }
+    let flags: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
+    assert_eq!(flags["cookie_flags"]["secure"], true);
+    assert_eq!(flags["cookie_flags"]["httpOnly"], true);
+    // The factor is in the store; the log holds neither the code nor the key.
+    let (ok, list) = gatehouse(&["mfa", "list", "bob"]);
+    assert!(ok && list.starts_with("1 factors\nADTEST\\bob\t") && list.contains("\"bob's phone\""), "{list}");
+    let log = g.stderr();
+    assert!(!log.contains(&code), "the enrolment code is not logged");
+    assert!(log.contains("second factor enrolled") && log.contains("second factor passed"), "{log}");
+    let access = g.access_log();
+    assert!(
+        access.iter().any(|r| r["user"] == "ADTEST\\bob" && r["status"] == 200 && r["site"] == "mail"),
+        "{access:?}"
+    );
+
+    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/images");
+    std::fs::create_dir_all(&docs).unwrap();
+    for name in ["mfa-enrol-code.png", "mfa-enrol-app.png", "mfa-code.png", "mfa-refused.png"] {
+        let shot = shots.join(name);
+        let bytes = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
+        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000, "{name} is not a real screenshot");
+        std::fs::write(docs.join(name), bytes).unwrap();
+    }
+}
