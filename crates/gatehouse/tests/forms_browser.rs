@@ -5,7 +5,8 @@
 //! for the lockout and the expired password. After the browser: the copied
 //! cookie replayed with curl is refused, the DC's badPwdCount stayed under
 //! the lockout limit, the changed password works with curl --ntlm, and the
-//! screenshots are copied into docs/images.
+//! screenshots are kept in target/tmp/screenshots (and copied into
+//! docs/images with GATEHOUSE_UPDATE_DOCS_IMAGES=1).
 
 mod common;
 
@@ -178,8 +179,13 @@ fn chromium_signs_in_delegates_signs_out_and_changes_an_expired_password() {
     assert!(g.stderr().contains("password changed on the sign-in page"), "{}", g.stderr());
 
     // The screenshots, for the docs.
+    // Kept under target/tmp/screenshots after the run; copied over the docs'
+    // images only when asked (GATEHOUSE_UPDATE_DOCS_IMAGES=1), so that a test
+    // run leaves the checkout as it found it.
+    let kept = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&kept).unwrap();
     let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/images");
-    std::fs::create_dir_all(&docs).unwrap();
+    let update_docs = std::env::var("GATEHOUSE_UPDATE_DOCS_IMAGES").is_ok_and(|v| v == "1");
     for name in [
         "signin.png",
         "error.png",
@@ -192,7 +198,10 @@ fn chromium_signs_in_delegates_signs_out_and_changes_an_expired_password() {
         let shot = shots.join(name);
         let bytes = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
         assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000, "{name} is not a real screenshot");
-        std::fs::write(docs.join(format!("forms-{name}")), bytes).unwrap();
+        std::fs::write(kept.join(format!("forms-{name}")), &bytes).unwrap();
+        if update_docs {
+            std::fs::write(docs.join(format!("forms-{name}")), bytes).unwrap();
+        }
     }
     drop(users);
 }

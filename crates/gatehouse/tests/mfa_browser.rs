@@ -5,7 +5,8 @@
 //! issue-code`, reaches the Kerberos-only backend through KCD as himself,
 //! signs out, and signs in again with password and code (the enrolling code
 //! refused as reused). Codes come from pyotp (in the test virtualenv made by
-//! scripts/test.sh). Screenshots go to docs/images.
+//! scripts/test.sh). Screenshots go to target/tmp/screenshots (and to docs/images with
+//! GATEHOUSE_UPDATE_DOCS_IMAGES=1).
 
 mod common;
 
@@ -116,12 +117,20 @@ fn chromium_enrols_an_authenticator_app_and_signs_in_with_a_code() {
         "{access:?}"
     );
 
+    // Kept under target/tmp/screenshots after the run; copied over the docs'
+    // images only when asked (GATEHOUSE_UPDATE_DOCS_IMAGES=1), so that a test
+    // run leaves the checkout as it found it.
+    let kept = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&kept).unwrap();
     let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/images");
-    std::fs::create_dir_all(&docs).unwrap();
+    let update_docs = std::env::var("GATEHOUSE_UPDATE_DOCS_IMAGES").is_ok_and(|v| v == "1");
     for name in ["mfa-enrol-code.png", "mfa-enrol-app.png", "mfa-code.png", "mfa-refused.png"] {
         let shot = shots.join(name);
         let bytes = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
         assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000, "{name} is not a real screenshot");
-        std::fs::write(docs.join(name), bytes).unwrap();
+        std::fs::write(kept.join(name), &bytes).unwrap();
+        if update_docs {
+            std::fs::write(docs.join(name), bytes).unwrap();
+        }
     }
 }
