@@ -180,17 +180,22 @@ impl User {
         })
     }
 
-    /// The user is an account of the domain of `realm`: how kcd asks for them
-    /// (their exact principal after Kerberos; a sign-in name with `@` is
-    /// already a UPN; else `account@REALM`), as delegation does.
+    /// The user is an account of the domain of `realm` (see [`kcd_user`]).
     fn of_domain(mut self, realm: &str) -> User {
-        let account = self.name.rsplit('\\').next().unwrap_or(&self.name);
-        self.account = Some(match &self.principal {
-            Some(p) => kcd::User::Account(p.to_string()),
-            None if account.contains('@') => kcd::User::Upn { upn: account.to_owned(), account: account.to_owned() },
-            None => kcd::User::Account(format!("{account}@{realm}")),
-        });
+        self.account = Some(kcd_user(&self.name, self.principal.as_deref(), realm));
         self
+    }
+}
+
+/// How kcd asks for a signed-in user: their exact principal after Kerberos;
+/// a sign-in name with `@` is already a UPN (NTLM users may type one); else
+/// `account@REALM`. Delegation and the access rules' lookups use the same.
+pub fn kcd_user(name: &str, principal: Option<&str>, realm: &str) -> kcd::User {
+    let account = name.rsplit('\\').next().unwrap_or(name);
+    match principal {
+        Some(p) => kcd::User::Account(p.to_owned()),
+        None if account.contains('@') => kcd::User::Upn { upn: account.to_owned(), account: account.to_owned() },
+        None => kcd::User::Account(format!("{account}@{realm}")),
     }
 }
 

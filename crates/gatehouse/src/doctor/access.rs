@@ -25,11 +25,7 @@ pub fn check(config: &Config, user: Option<&str>, report: &mut Report) {
     };
     let delegator =
         Arc::new(kcd::Delegator::new(principal, &keytab.to_string_lossy(), &domain.realm).with_rc4(domain.allow_rc4));
-    let account = user.rsplit('\\').next().unwrap_or(user);
-    let kcd_user = match account.contains('@') {
-        true => kcd::User::Upn { upn: account.to_owned(), account: account.to_owned() },
-        false => kcd::User::Account(format!("{account}@{}", domain.realm)),
-    };
+    let kcd_user = crate::auth::kcd_user(user, None, &domain.realm);
     let logon = match delegator.logon(&kcd_user) {
         Ok(l) => l,
         Err(e) => {

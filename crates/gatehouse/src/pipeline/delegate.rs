@@ -32,25 +32,17 @@ pub async fn token(
         return Err(Failure::ServiceUnavailable("no delegating account is configured".into()));
     };
     let (d, realm) = (k.settings, k.realm);
-    let account = user.name.rsplit('\\').next().unwrap_or(&user.name);
-    // A Kerberos user is asked for by their exact principal. A sign-in name
-    // with `@` is already a UPN (NTLM users may type one).
-    let by_upn = user.principal.is_none() && account.contains('@');
-    let principal = match &user.principal {
-        Some(p) => p.to_string(),
-        None if by_upn => account.to_owned(),
-        None => format!("{account}@{realm}"),
-    };
+    let base =
+        user.account.clone().unwrap_or_else(|| crate::auth::kcd_user(&user.name, user.principal.as_deref(), realm));
+    let principal = base.to_string();
     let (spn, kind, mode) = (spn.to_owned(), d.token, d.user);
-    let who = principal.clone();
     let target = spn.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let user = if by_upn {
-            kcd::User::Upn { upn: who.clone(), account: who }
-        } else if mode == crate::config::DelegationUser::Upn {
-            kcd::User::Upn { upn: delegator.upn(&who)?, account: who }
-        } else {
-            kcd::User::Account(who)
+        let user = match base {
+            kcd::User::Account(who) if mode == crate::config::DelegationUser::Upn => {
+                kcd::User::Upn { upn: delegator.upn(&who)?, account: who }
+            }
+            other => other,
         };
         delegator.token(&user, &target, kind, binding.as_deref())
     })
