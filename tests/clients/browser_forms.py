@@ -22,39 +22,25 @@ failure.png), 2 on bad usage. Every check is one a person would make, or
 one the page promises (labels, keyboard, contrast, no script, no other
 origin, the cookie's flags).
 """
-import base64
 import glob
-import hashlib
 import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import shutil
 import traceback
 import urllib.parse
 
-from selenium import webdriver
+import chromium
 from selenium.common.exceptions import (
     NoSuchElementException, StaleElementReferenceException, WebDriverException)
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def spki_hash(cert):
-    pub = subprocess.run(["openssl", "x509", "-in", cert, "-pubkey", "-noout"],
-                         check=True, capture_output=True).stdout
-    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"],
-                         input=pub, check=True, capture_output=True).stdout
-    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 def ok(text):
@@ -97,20 +83,12 @@ def main():
     os.makedirs(shots, exist_ok=True)
     result = {}
     tmp = tempfile.mkdtemp(prefix="browser-forms-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    rules = ", ".join(f"MAP {h} 127.0.0.1" for h in spec["hosts"])
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--no-proxy-server",
-                 "--no-first-run", "--window-size=1000,760", f"--user-data-dir={tmp}/profile",
-                 f"--host-resolver-rules={rules}",
-                 f"--ignore-certificate-errors-spki-list={spki_hash(spec['cert'])}"):
-        opts.add_argument(flag)
+    opts = chromium.options(spec["hosts"], spec["cert"], f"{tmp}/profile", 1000, 760)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = None
     base, second, path = spec["base"], spec["second"], spec["path"]
     try:
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-        driver.set_page_load_timeout(30)
+        driver = chromium.start(opts)
 
         def size(width, height):
             driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {

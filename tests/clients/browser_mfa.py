@@ -17,13 +17,10 @@ SPEC (written by crates/gatehouse/tests/mfa_browser.rs):
 
 Prints PASS lines; exits 1 on the first failure (screenshot failure.png).
 """
-import base64
-import hashlib
 import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,20 +28,11 @@ import traceback
 import urllib.parse
 
 import pyotp
-from selenium import webdriver
+import chromium
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
-
-
-def spki_hash(cert):
-    pub = subprocess.run(["openssl", "x509", "-in", cert, "-pubkey", "-noout"],
-                         check=True, capture_output=True).stdout
-    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"],
-                         input=pub, check=True, capture_output=True).stdout
-    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 def ok(text):
@@ -64,20 +52,12 @@ def main():
     shots = spec["shots"]
     os.makedirs(shots, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="browser-mfa-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    rules = ", ".join(f"MAP {h} 127.0.0.1" for h in spec["hosts"])
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--no-proxy-server",
-                 "--no-first-run", "--window-size=1000,900", f"--user-data-dir={tmp}/profile",
-                 f"--host-resolver-rules={rules}",
-                 f"--ignore-certificate-errors-spki-list={spki_hash(spec['cert'])}"):
-        opts.add_argument(flag)
+    opts = chromium.options(spec["hosts"], spec["cert"], f"{tmp}/profile", 1000, 900)
     driver = None
     base, path = spec["base"], spec["path"]
     result = {}
     try:
-        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-        driver.set_page_load_timeout(30)
+        driver = chromium.start(opts)
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                {"width": 1000, "height": 900, "deviceScaleFactor": 1, "mobile": False})
         wait = WebDriverWait(driver, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
