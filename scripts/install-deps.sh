@@ -7,14 +7,17 @@ what=${1:-build}
 
 # libkrb5-dev and libclang-dev: the kcd crate builds against MIT GSSAPI (bindgen).
 # libsqlite3-dev: the [mfa] store (rusqlite links the system SQLite).
-pkgs="ca-certificates curl build-essential pkg-config openssl python3 libkrb5-dev libclang-dev libsqlite3-dev"
+# libssl-dev: passkeys (webauthn-rs links the system OpenSSL).
+pkgs="ca-certificates curl build-essential pkg-config openssl python3 libkrb5-dev libclang-dev libsqlite3-dev libssl-dev"
 case "$what" in
   # faketime: one test runs gatehouse with its clock ahead (an expired ticket).
   # krb5-user: ktutil makes the keytab of the tests without a lab (kerberos_stall.rs).
   # iproute2 (ip, ss), util-linux (unshare), procps (pgrep): scripts/test-lab-guard.sh.
   # chromium, chromium-driver, python3-selenium, fonts-liberation: the sign-in page in a real
   # browser (tests/forms_browser.rs; without fonts the screenshots show no text).
-  test) pkgs="$pkgs python3-venv faketime krb5-user iproute2 util-linux procps chromium chromium-driver python3-selenium fonts-liberation" ;;
+  # python3-cryptography: tests/clients/browser_passkey.py signs crafted WebAuthn assertions
+  # (a wrong RP id, no user verification) with the virtual authenticator's real key.
+  test) pkgs="$pkgs python3-venv faketime krb5-user iproute2 util-linux procps chromium chromium-driver python3-selenium fonts-liberation python3-cryptography" ;;
   bench) pkgs="$pkgs nginx-light wrk procps" ;;
 esac
 

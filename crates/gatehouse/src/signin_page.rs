@@ -15,6 +15,15 @@ use crate::response_body::ResponseBody;
 pub const CSP: &str =
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The second step's pages: as [`CSP`], and one script may run, gatehouse's
+/// own `passkey.js` (`'self'`: no inline script, no `eval`, nothing from
+/// elsewhere; it fetches nothing, so `connect-src` stays `'none'`).
+pub const CSP_WITH_SCRIPT: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The script of the passkey buttons (`/.gatehouse/passkey.js`).
+const PASSKEY_SCRIPT: &str = include_str!("../templates/passkey.js");
+
 const STYLE: &str = include_str!("../templates/style.css");
 
 /// What every page shows of the configuration.
@@ -145,13 +154,28 @@ struct Mfa<'a> {
     qr: &'a str,
     secret: &'a str,
     sealed: &'a str,
-    /// `factors`: (id, name, added) of each of the user's apps.
-    factors: &'a [(i64, String, String)],
+    factors: &'a [FactorRow],
+    has_app: bool,
+    passkey_options: &'a str,
+    passkey_ceremony: &'a str,
 }
 
-/// The second step's pages: `step` is `code` (the code form), `enrol-code`
-/// (the enrolment code form) or `enrol-app` (the app's QR code, its key and
-/// the form that adds it).
+/// One of the user's factors on the factors page.
+#[derive(Debug, Clone)]
+pub struct FactorRow {
+    pub id: i64,
+    pub name: String,
+    /// The day it was added.
+    pub added: String,
+    /// "passkey" or "app".
+    pub kind: &'static str,
+}
+
+/// The second step's pages: `step` is `code` (the passkey button and the
+/// code form), `enrol-code` (the enrolment code form), `enrol-app` (the
+/// passkey button, the app's QR code, its key and the form that adds it) or
+/// `factors`.
+#[derive(Default)]
 pub struct MfaPage<'a> {
     pub step: &'a str,
     pub error: Option<&'a str>,
@@ -163,16 +187,23 @@ pub struct MfaPage<'a> {
     pub qr: &'a str,
     pub secret: &'a str,
     pub sealed: &'a str,
-    pub factors: &'a [(i64, String, String)],
+    pub factors: &'a [FactorRow],
+    /// `code`: the user has an authenticator app (show its form).
+    pub has_app: bool,
+    /// A passkey ceremony on this page: the options for
+    /// `navigator.credentials` (JSON) and its sealed state; empty for none.
+    pub passkey_options: &'a str,
+    pub passkey_ceremony: &'a str,
 }
 
 pub fn mfa(status: StatusCode, look: &Look<'_>, p: &MfaPage<'_>) -> Response<ResponseBody> {
     let heading = match p.step {
         "code" => "Second step",
-        "factors" => "Your authenticator apps",
-        _ => "Add an authenticator app",
+        "factors" => "Your second factors",
+        _ => "Add a second factor",
     };
-    render(
+    let with_script = !p.passkey_options.is_empty();
+    let mut r = render(
         status,
         &Mfa {
             look,
@@ -187,8 +218,19 @@ pub fn mfa(status: StatusCode, look: &Look<'_>, p: &MfaPage<'_>) -> Response<Res
             secret: p.secret,
             sealed: p.sealed,
             factors: p.factors,
+            has_app: p.has_app,
+            passkey_options: p.passkey_options,
+            passkey_ceremony: p.passkey_ceremony,
         },
-    )
+    );
+    if with_script {
+        r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP_WITH_SCRIPT));
+    }
+    r
+}
+
+pub fn passkey_script() -> Response<ResponseBody> {
+    respond(StatusCode::OK, "text/javascript; charset=utf-8", Bytes::from_static(PASSKEY_SCRIPT.as_bytes()), false)
 }
 
 fn render(status: StatusCode, page: &impl Template) -> Response<ResponseBody> {
@@ -270,6 +312,31 @@ mod tests {
         assert!(html.contains("/.gatehouse/logo") && !html.contains("http://") && !html.contains("https://"));
         assert!(!html.contains("style=") && !html.contains("onclick"), "no inline style or handler");
         assert!(html.contains("%2Fowa%2F%3Fa%3D1%26b%3D%222%22"), "the return address in the link, encoded: {html}");
+    }
+
+    #[test]
+    fn only_the_passkey_pages_run_a_script_and_only_ours() {
+        let look = Look { title: "Contoso", logo: true };
+        let plain = MfaPage { step: "code", user: "bob", has_app: true, ..MfaPage::default() };
+        let r = mfa(StatusCode::OK, &look, &plain);
+        assert_eq!(r.headers()["content-security-policy"], CSP);
+        assert!(!body(r).contains("<script"));
+        let options = r#"{"publicKey":{"challenge":"\"><script>x</script>"}}"#;
+        let p = MfaPage {
+            step: "code",
+            user: "bob",
+            passkey_options: options,
+            passkey_ceremony: "s",
+            ..MfaPage::default()
+        };
+        let r = mfa(StatusCode::OK, &look, &p);
+        assert_eq!(r.headers()["content-security-policy"], CSP_WITH_SCRIPT);
+        let html = body(r);
+        assert_eq!(html.matches("<script").count(), 1, "{html}");
+        assert!(html.contains(r#"<script src="/.gatehouse/passkey.js"></script>"#), "{html}");
+        assert!(!html.contains("<script>x"), "the options are escaped in their attribute: {html}");
+        assert!(!html.contains("onclick") && !html.contains("style="), "no inline handler or style");
+        assert!(!PASSKEY_SCRIPT.contains("fetch(") && !PASSKEY_SCRIPT.contains("eval("), "the script loads nothing");
     }
 
     #[test]

@@ -397,9 +397,14 @@ async fn second_step_enrolment_with_a_code_and_its_refusals() {
     assert_eq!(app.status, 200);
     let html = app.text();
     assert!(html.contains("<svg") && html.contains("id=\"secret\""), "{html}");
-    assert!(!html.contains("<script"), "no script");
+    // One script, gatehouse's own, for the passkey button beside the app.
+    assert_eq!(html.matches("<script").count(), 1, "{html}");
+    assert!(
+        html.contains("<script src=\"/.gatehouse/passkey.js\"></script>") && html.contains("data-passkey=\"create\"")
+    );
     let csp = app.header("content-security-policy").unwrap();
-    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    assert!(csp.starts_with("default-src 'none'; script-src 'self';"), "{csp}");
+    assert!(!csp.contains("unsafe") && !csp.contains("connect-src"), "{csp}");
     let again = b.submit(&page, "/.gatehouse/mfa/enrol", &[("enrolment", &code)]).await;
     assert!(again.text().contains("That enrolment code is not valid"), "a reused code: {}", again.text());
     let secret = secret_of(&html);
@@ -510,11 +515,26 @@ async fn enrolment_from_the_networks_and_sites_without_mfa() {
     let r = c.get("/.gatehouse/mfa/factors").await;
     assert_eq!(r.header("location"), Some("/.gatehouse/mfa?return=%2F.gatehouse%2Fmfa%2Ffactors"));
     let list = b.get("/.gatehouse/mfa/factors").await;
-    assert!(list.text().contains("<strong>tablet</strong>"), "{}", list.text());
+    assert!(list.text().contains(">tablet</strong> (authenticator app)"), "{}", list.text());
     let id = field(&list.text(), "remove").unwrap();
+    // Renamed by its user: a name of 1 to 40 characters, only her own factor.
+    let csrf = field(&list.text(), "csrf").unwrap();
+    let path = "/.gatehouse/mfa/factors";
+    let r = b.post(path, &[("csrf", &csrf), ("rename", &id), ("name", "  ")]).await;
+    assert!(r.text().contains("Give the factor a name of 1 to 40 characters."), "{}", r.text());
+    let r = b.post(path, &[("csrf", &csrf), ("rename", "999"), ("name", "mine")]).await;
+    assert!(r.text().contains("That factor was removed."), "another id: {}", r.text());
+    let r = b.post(path, &[("csrf", &csrf), ("rename", &id), ("name", "old tablet")]).await;
+    assert!(r.text().contains(">old tablet</strong>"), "{}", r.text());
+    assert!(gatehouse(&g.config, &["mfa", "list", "alice"]).1.contains("\"old tablet\""), "renamed in the store");
+    let list = b.get("/.gatehouse/mfa/factors").await;
     std::thread::sleep(Duration::from_millis(2100));
     let r = b.submit(&list, "/.gatehouse/mfa/factors", &[]).await;
-    assert!(r.text().contains("To remove your last app, type a current code from it."), "{}", r.text());
+    assert!(
+        r.text().contains("To remove your last second factor, type a current code from the app, or use the passkey."),
+        "{}",
+        r.text()
+    );
     assert!(gatehouse(&g.config, &["mfa", "list", "alice"]).1.starts_with("1 factors\n"), "still there");
     let r = b.submit(&list, "/.gatehouse/mfa/factors", &[("code", "000000")]).await;
     assert!(r.text().contains("not right, or was already used"), "{}", r.text());

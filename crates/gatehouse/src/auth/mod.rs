@@ -24,6 +24,7 @@ mod lockout;
 mod names;
 mod negotiate;
 mod ntlm;
+pub mod passkey;
 mod rate;
 mod rules;
 pub mod second_factor;

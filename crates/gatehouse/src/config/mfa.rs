@@ -20,6 +20,9 @@ pub struct Mfa {
     /// A second factor passed this recently is fresh enough to remove the
     /// user's last one.
     pub fresh_for: Duration,
+    /// The WebAuthn relying party id for passkeys, when it is neither
+    /// `[forms] cookie_domain` nor each page's own host.
+    pub passkey_rp_id: Option<String>,
 }
 
 impl Reader<'_> {
@@ -53,7 +56,29 @@ impl Reader<'_> {
         if fresh_for > Duration::from_secs(3600) {
             self.problem(s.span.clone(), &s.key_path("fresh_for"), "fresh_for is at most 1 hour".into());
         }
-        Some(Mfa { store: store?, enrol_code_lifetime: lifetime, exempt_networks, enrol_networks, fresh_for })
+        let passkey_rp_id = self.string(s, "passkey_rp_id").and_then(|(d, span)| {
+            let d = d.to_ascii_lowercase();
+            let label_ok =
+                |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            let numeric = d.rsplit('.').next().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+            if d.len() > 253 || !d.split('.').all(label_ok) || numeric {
+                let why = format!(
+                    "`{d}` is not a host name such as \"corp.example\" (WebAuthn's relying party id is a domain: no \
+                     address, port or scheme)"
+                );
+                self.problem(span, &s.key_path("passkey_rp_id"), why);
+                return None;
+            }
+            Some(d)
+        });
+        Some(Mfa {
+            store: store?,
+            enrol_code_lifetime: lifetime,
+            exempt_networks,
+            enrol_networks,
+            fresh_for,
+            passkey_rp_id,
+        })
     }
 
     fn networks(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Vec<crate::net::Cidr> {

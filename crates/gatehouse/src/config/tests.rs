@@ -1119,4 +1119,20 @@ fn mfa_section() {
         "1 minute to 30 days",
     );
     bad(format!("{forms}\n[mfa]\nstore = \"mfa.db\"\nstor = 1\n{GOOD}"), "mfa.stor", "unknown key");
+
+    // The passkeys' relying party id: a domain name covering the Forms hosts.
+    let rp = |id: &str| format!("{forms}\n[mfa]\nstore = \"mfa.db\"\npasskey_rp_id = \"{id}\"\n{GOOD}");
+    assert_eq!(load_str(&file, &rp("AD.test")).unwrap().mfa.unwrap().passkey_rp_id.as_deref(), Some("ad.test"));
+    assert_eq!(load_str(&file, &good).unwrap().mfa.unwrap().passkey_rp_id, None, "absent: the cookie domain or host");
+    for wrong in ["10.0.0.1", "https://ad.test", "ad.test:443", "", "a..b", "ad_test.example"] {
+        bad(rp(wrong), "mfa.passkey_rp_id", "is not a host name");
+    }
+    let forms_site = GOOD.replace("hosts = [\"Mail.AD.test\"]", "hosts = [\"Mail.AD.test\"]\nauth = [\"Forms\"]");
+    let outside = format!("{forms}\n[mfa]\nstore = \"mfa.db\"\npasskey_rp_id = \"corp.example\"\n{forms_site}");
+    bad(outside, "site[0].hosts", "is not under [mfa] passkey_rp_id `corp.example`");
+    let inside = format!("{forms}\n[mfa]\nstore = \"mfa.db\"\npasskey_rp_id = \"ad.test\"\n{forms_site}");
+    match load_str(&file, &inside) {
+        Ok(_) => {}
+        Err(p) => assert!(!p.0.iter().any(|p| p.message.contains("passkey_rp_id")), "{:?}", p.0),
+    }
 }

@@ -185,6 +185,17 @@ fn forms(r: &mut Reader<'_>, config: &Config, origins: &[Origin], given: &Given)
             );
             r.problem(span.clone(), &key, why);
         }
+        if let Some(rp) = config.mfa.as_ref().and_then(|m| m.passkey_rp_id.as_deref()) {
+            let under = |h: &str| h == rp || h.strip_suffix(rp).is_some_and(|p| p.ends_with('.'));
+            if let Some(h) = site.hosts.iter().find(|h| !under(h)) {
+                let why = format!(
+                    "site `{}`: host `{h}` is not under [mfa] passkey_rp_id `{rp}`, so browsers would refuse its \
+                     passkeys",
+                    site.name
+                );
+                r.problem(span.clone(), &format!("site[{}].hosts", origins[i].index), why);
+            }
+        }
         let Some(domain) = config.forms.as_ref().and_then(|f| f.cookie_domain.as_deref()) else { continue };
         let covered = |h: &str| h == domain || h.strip_suffix(domain).is_some_and(|p| p.ends_with('.'));
         if site.hosts.is_empty() {

@@ -32,6 +32,10 @@ pub struct Counters {
     pub removed: std::sync::atomic::AtomicU64,
     pub resets: std::sync::atomic::AtomicU64,
     pub codes_issued: std::sync::atomic::AtomicU64,
+    pub passkey_passed: std::sync::atomic::AtomicU64,
+    pub passkey_failed: std::sync::atomic::AtomicU64,
+    pub passkey_enrolled: std::sync::atomic::AtomicU64,
+    pub renamed: std::sync::atomic::AtomicU64,
 }
 
 impl Counters {
@@ -50,6 +54,10 @@ impl Counters {
             ("factors_removed", get(&self.removed)),
             ("admin_resets", get(&self.resets)),
             ("enrolment_codes_issued", get(&self.codes_issued)),
+            ("passkey_passed", get(&self.passkey_passed)),
+            ("passkey_failed", get(&self.passkey_failed)),
+            ("passkey_enrolled", get(&self.passkey_enrolled)),
+            ("factors_renamed", get(&self.renamed)),
         ]
         .iter()
         .map(|(n, v)| format!("{n}\t{v}\n"))
@@ -68,17 +76,25 @@ pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, Unavailable>> + 
 pub enum Kind {
     /// An authenticator app's codes (RFC 6238).
     Totp,
+    /// A WebAuthn credential: a passkey or a security key, with user
+    /// verification.
+    Passkey,
 }
 
 impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Totp => "totp",
+            Kind::Passkey => "passkey",
         }
     }
 
     fn parse(s: &str) -> Option<Kind> {
-        (s == "totp").then_some(Kind::Totp)
+        match s {
+            "totp" => Some(Kind::Totp),
+            "passkey" => Some(Kind::Passkey),
+            _ => None,
+        }
     }
 }
 
@@ -91,7 +107,8 @@ pub struct Factor {
     pub kind: Kind,
     /// The user's name for it ("phone").
     pub name: String,
-    /// The secret, sealed ([`seal_secret`]).
+    /// The secret ([`seal_secret`]) or the WebAuthn credential (its id,
+    /// public key and signature counter, `auth::passkey`), sealed.
     pub sealed: String,
     /// Unix seconds.
     pub created: u64,
@@ -123,6 +140,28 @@ pub trait Store: Send + Sync {
     /// Takes an enrolment code: the user it was issued for, if it is known
     /// and not expired at `now`. A taken code is gone (used once).
     fn take_code(&self, digest: [u8; 32], now: u64) -> Pending<'_, Option<String>>;
+    /// Adds a WebAuthn credential of `user` (`credential`: its id, unique
+    /// among every user's): its factor id, or None when that credential is
+    /// already registered (to this user or another).
+    fn add_passkey(
+        &self,
+        user: String,
+        name: String,
+        credential: Vec<u8>,
+        sealed: String,
+        now: u64,
+    ) -> Pending<'_, Option<i64>>;
+    /// Replaces the sealed value of factor `id` of `user` (a passkey's new
+    /// signature counter) and records that it passed at `now`; whether it
+    /// was there.
+    fn update(&self, user: String, id: i64, sealed: String, now: u64) -> Pending<'_, bool>;
+    /// Gives factor `id` of `user` a new name; whether it was there.
+    fn rename(&self, user: String, id: i64, name: String) -> Pending<'_, bool>;
+    /// Records that a WebAuthn ceremony's challenge (its digest) was
+    /// answered, good until `expires`: true the first time, false after
+    /// (checked and written in one transaction, so a challenge passes once
+    /// however many requests carry it). Digests past their end are swept.
+    fn use_challenge(&self, digest: [u8; 32], expires: u64, now: u64) -> Pending<'_, bool>;
 }
 
 /// What a TOTP secret is sealed for: the kind and the user, so that a
@@ -141,6 +180,25 @@ pub fn seal_secret(keys: &websession::Keys, user: &str, secret: &[u8]) -> Result
 /// Opens a sealed TOTP secret of `user` with any key of the key file.
 pub fn open_secret(keys: &websession::Keys, user: &str, sealed: &str) -> Result<Vec<u8>, websession::Refused> {
     keys.open(&scope(user), sealed)
+}
+
+/// What a WebAuthn credential is sealed for. Its public key is no secret,
+/// but sealed it cannot be moved to another user's row or changed (a new
+/// key, a counter set back) by whoever can write the file.
+fn credential_scope(user: &str) -> Vec<u8> {
+    format!("gatehouse-mfa|passkey|user:{}", user.to_lowercase()).into_bytes()
+}
+
+/// Seals a WebAuthn credential (webauthn-rs's `Passkey` as JSON) for `user`.
+pub fn seal_credential(keys: &websession::Keys, user: &str, credential: &[u8]) -> Result<String, String> {
+    let mut nonce = [0u8; 24];
+    getrandom::fill(&mut nonce).map_err(|e| format!("no randomness: {e}"))?;
+    Ok(keys.seal(&credential_scope(user), credential, nonce))
+}
+
+/// Opens a sealed WebAuthn credential of `user`.
+pub fn open_credential(keys: &websession::Keys, user: &str, sealed: &str) -> Result<Vec<u8>, websession::Refused> {
+    keys.open(&credential_scope(user), sealed)
 }
 
 /// An enrolment code as the administrator hands it over: 20 base32

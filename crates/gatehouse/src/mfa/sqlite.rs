@@ -32,6 +32,20 @@ CREATE TABLE IF NOT EXISTS enrol_code (
 );
 ";
 
+/// Passkeys came after the first stores were made: added to an old file
+/// too (each statement is a no-op on a file that has it).
+const PASSKEY_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS credential (
+    id BLOB PRIMARY KEY,
+    factor INTEGER NOT NULL,
+    user TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS used_challenge (
+    digest BLOB PRIMARY KEY,
+    expires INTEGER NOT NULL
+);
+";
+
 /// The SQLite store.
 pub struct Sqlite {
     path: PathBuf,
@@ -62,6 +76,14 @@ impl Sqlite {
             .map_err(|e| named(&e))?;
         if has_tables == 0 {
             db.execute_batch(SCHEMA).map_err(|e| named(&e))?;
+        }
+        let has_passkeys: i64 = db
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'used_challenge'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| named(&e))?;
+        if has_passkeys == 0 {
+            db.execute_batch(PASSKEY_SCHEMA).map_err(|e| named(&e))?;
         }
         // Waiting briefly for a lock beats failing a user's enrolment.
         db.busy_timeout(std::time::Duration::from_secs(2)).map_err(|e| named(&e))?;
@@ -205,6 +227,7 @@ impl Store for Sqlite {
         self.write(move |db| {
             let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let n = tx.execute("DELETE FROM factor WHERE user = ?1 AND id = ?2", params![user, id])?;
+            tx.execute("DELETE FROM credential WHERE user = ?1 AND factor = ?2", params![user, id])?;
             tx.commit()?;
             Ok(n > 0)
         })
@@ -216,6 +239,7 @@ impl Store for Sqlite {
             let mut n = 0;
             for user in users_matching(&tx, &who)? {
                 n += tx.execute("DELETE FROM factor WHERE user = ?1", params![user])?;
+                tx.execute("DELETE FROM credential WHERE user = ?1", params![user])?;
                 tx.execute("DELETE FROM enrol_code WHERE user = ?1", params![user])?;
                 tx.execute("DELETE FROM used_step WHERE user = ?1", params![user])?;
             }
@@ -276,6 +300,67 @@ impl Store for Sqlite {
             Ok(found.and_then(|(user, expires)| (to_u64(expires) > now).then_some(user)))
         })
     }
+
+    fn add_passkey(
+        &self,
+        user: String,
+        name: String,
+        credential: Vec<u8>,
+        sealed: String,
+        now: u64,
+    ) -> Pending<'_, Option<i64>> {
+        self.write(move |db| {
+            let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let known: Option<i64> = tx
+                .query_row("SELECT factor FROM credential WHERE id = ?1", params![credential], |r| r.get(0))
+                .optional()?;
+            if known.is_some() {
+                return Ok(None);
+            }
+            tx.execute(
+                "INSERT INTO factor (user, kind, name, sealed, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![user, Kind::Passkey.as_str(), name, sealed, to_i64(now)],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute("INSERT INTO credential (id, factor, user) VALUES (?1, ?2, ?3)", params![credential, id, user])?;
+            tx.commit()?;
+            Ok(Some(id))
+        })
+    }
+
+    fn update(&self, user: String, id: i64, sealed: String, now: u64) -> Pending<'_, bool> {
+        self.write(move |db| {
+            let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = tx.execute(
+                "UPDATE factor SET sealed = ?1, last_used = ?2 WHERE user = ?3 AND id = ?4",
+                params![sealed, to_i64(now), user, id],
+            )?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
+
+    fn rename(&self, user: String, id: i64, name: String) -> Pending<'_, bool> {
+        self.write(move |db| {
+            let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = tx.execute("UPDATE factor SET name = ?1 WHERE user = ?2 AND id = ?3", params![name, user, id])?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
+
+    fn use_challenge(&self, digest: [u8; 32], expires: u64, now: u64) -> Pending<'_, bool> {
+        self.write(move |db| {
+            let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM used_challenge WHERE expires <= ?1", params![to_i64(now)])?;
+            let n = tx.execute(
+                "INSERT INTO used_challenge (digest, expires) VALUES (?1, ?2) ON CONFLICT (digest) DO NOTHING",
+                params![&digest[..], to_i64(expires)],
+            )?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -304,6 +389,37 @@ mod tests {
             assert_eq!((f[0].name.as_str(), f[0].sealed.as_str(), f[0].last_used), ("phone", "sealed", Some(110)));
             assert_eq!(s.last_step("ADTEST\\bob".into()).await.unwrap(), Some(7));
             assert!(s.factors("alice".into()).await.unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn passkeys_are_unique_renamed_updated_and_challenges_pass_once() {
+        let dir = tempfile::tempdir().unwrap();
+        rt().block_on(async {
+            let s = Sqlite::open(&dir.path().join("mfa.db")).unwrap();
+            let bob = || "ADTEST\\bob".to_owned();
+            let id = s.add_passkey(bob(), "key".into(), vec![1, 2, 3], "s1".into(), 5).await.unwrap().unwrap();
+            assert_eq!(s.add_passkey(bob(), "again".into(), vec![1, 2, 3], "s".into(), 6).await.unwrap(), None);
+            let alice = "ADTEST\\alice".to_owned();
+            assert_eq!(s.add_passkey(alice.clone(), "k".into(), vec![1, 2, 3], "s".into(), 6).await.unwrap(), None);
+            assert!(s.update(bob(), id, "s2".into(), 9).await.unwrap());
+            assert!(!s.update(alice.clone(), id, "s3".into(), 9).await.unwrap(), "not alice's");
+            assert!(s.rename(bob(), id, "yubikey".into()).await.unwrap());
+            assert!(!s.rename(alice, id, "mine".into()).await.unwrap(), "not alice's");
+            let f = s.factors("bob".into()).await.unwrap();
+            assert_eq!(f.len(), 1);
+            assert_eq!(
+                (f[0].kind, f[0].name.as_str(), f[0].sealed.as_str(), f[0].last_used),
+                (Kind::Passkey, "yubikey", "s2", Some(9))
+            );
+            // Removed, its credential id may be registered again.
+            assert!(s.remove(bob(), id).await.unwrap());
+            assert!(s.add_passkey(bob(), "key".into(), vec![1, 2, 3], "s1".into(), 5).await.unwrap().is_some());
+            assert!(s.use_challenge([7; 32], 100, 10).await.unwrap());
+            assert!(!s.use_challenge([7; 32], 100, 20).await.unwrap(), "once");
+            assert!(s.use_challenge([8; 32], 100, 20).await.unwrap());
+            // Swept after its end (by then the sealed state has expired too).
+            assert!(s.use_challenge([7; 32], 300, 200).await.unwrap());
         });
     }
 

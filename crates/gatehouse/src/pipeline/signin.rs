@@ -10,7 +10,10 @@
 //! - `password`: the same, changing an expired password through the domain.
 //! - `logoff` (and a preset's own logoff path, such as OWA's): ends the
 //!   session in the store, clears the cookie, shows `signedout`.
-//! - `style.css`, `logo`: the page's stylesheet and the configured logo.
+//! - `mfa`, `mfa/enrol`, `mfa/factors`: the second step (`second_step`).
+//! - `style.css`, `logo`, `passkey.js`: the page's stylesheet, the
+//!   configured logo, and the passkey buttons' script (the one script any
+//!   page runs, on the second step's pages only).
 //!
 //! Every POST needs the CSRF token; the return address is a path on this
 //! host that routes to a site of this listener, or the site's root. Nothing
@@ -100,6 +103,7 @@ pub async fn serve(
         ("/mfa/enrol", _, true) if forms.mfa.is_some() => here.enrol(req, record).await,
         ("/mfa/factors", true, _) if forms.mfa.is_some() => here.factors_page(req.headers(), record).await,
         ("/mfa/factors", _, true) if forms.mfa.is_some() => here.remove_factor(req, record).await,
+        ("/passkey.js", true, _) if forms.mfa.is_some() => Ok(signin_page::passkey_script()),
         ("/style.css", true, _) => Ok(signin_page::stylesheet()),
         ("/logo", true, _) => match &forms.settings.logo {
             Some(logo) => Ok(signin_page::logo(&logo.bytes, logo.content_type)),

@@ -9,7 +9,10 @@
 //! an enrolment code from `gatehouse mfa issue-code`; a user who has a
 //! factor must pass it before adding another. The new secret travels in the
 //! enrolment form sealed (bound to the user, good for ten minutes), so the
-//! server keeps nothing until the app's code proves it was set up.
+//! server keeps nothing until the app's code proves it was set up; a
+//! passkey's ceremony travels the same way (`auth::passkey`), and the
+//! credential is stored once webauthn-rs accepted the authenticator's answer.
+//! Either kind passes the second step the same way.
 
 use std::sync::Arc;
 
@@ -19,11 +22,12 @@ use hyper::body::Incoming;
 
 use super::{see_other, Failure, Here};
 use crate::auth::forms::{self, Cookie, Opened};
+use crate::auth::passkey;
 use crate::auth::second_factor as totp;
 use crate::auth::User;
 use crate::mfa;
 use crate::response_body::ResponseBody;
-use crate::signin_page::{self, MfaPage};
+use crate::signin_page::{self, FactorRow, MfaPage};
 use crate::telemetry::AccessRecord;
 use websession::totp as otp;
 
@@ -50,6 +54,97 @@ fn form_scope(user: &str) -> Vec<u8> {
 impl Here<'_> {
     fn mfa_setup(&self) -> Result<&(crate::config::Mfa, Arc<dyn mfa::Store>), Failure> {
         self.forms.mfa.as_ref().ok_or(Failure::NotFound)
+    }
+
+    /// This host's WebAuthn relying party: `[mfa] passkey_rp_id`, else
+    /// `[forms] cookie_domain`, else the host itself. None where passkeys
+    /// cannot work (an IP address, a host outside the configured id).
+    fn relying_party(&self) -> Option<passkey::RelyingParty> {
+        let (settings, _) = self.forms.mfa.as_ref()?;
+        let id =
+            settings.passkey_rp_id.as_deref().or(self.forms.settings.cookie_domain.as_deref()).unwrap_or(self.host);
+        passkey::RelyingParty::new(id, self.host, self.raw_host, &self.forms.settings.title)
+    }
+
+    /// A sign-in ceremony with the user's passkeys, when they have any and
+    /// this host can use them; empty strings otherwise.
+    async fn sign_in_ceremony(&self, user: &str) -> Result<(String, String), mfa::Unavailable> {
+        let (Some(rp), Ok((_, store))) = (self.relying_party(), self.mfa_setup()) else {
+            return Ok(Default::default());
+        };
+        let keys = &self.forms.settings.keys;
+        let have = passkey::passkeys_of(store.as_ref(), keys, user).await?;
+        match passkey::start_sign_in(&rp, keys, user, &have, now()) {
+            Ok(Some(c)) => Ok((c.options, c.sealed)),
+            Ok(None) => Ok(Default::default()),
+            Err(why) => {
+                tracing::error!(client = %self.conn.info.peer, user = %user, cause = %why, "passkey sign-in could not start");
+                Ok(Default::default())
+            }
+        }
+    }
+
+    /// The guards of a second factor posted to these pages (the per-address
+    /// limit was counted by `posted`).
+    fn guards(&self) -> totp::Guards<'_> {
+        let (lockout, limits) = self.auth.lockout();
+        totp::Guards {
+            lockout,
+            own: &self.forms.second_lockout,
+            limits,
+            attempts: &self.forms.attempts,
+            attempts_per_minute: u32::MAX,
+        }
+    }
+
+    /// Checks a posted passkey answer (`ceremony`, `credential`): the factor
+    /// it passed with, or the words for the page.
+    async fn check_passkey(
+        &self,
+        user: &str,
+        form: &websession::form::Form,
+        record: &mut AccessRecord,
+    ) -> Result<i64, (StatusCode, &'static str, Option<String>)> {
+        let peer = self.conn.info.peer;
+        let (Some(rp), Ok((_, store))) = (self.relying_party(), self.mfa_setup()) else {
+            return Err((StatusCode::NOT_FOUND, "Passkeys cannot be used on this address.", None));
+        };
+        let sealed = form.get("ceremony").unwrap_or("");
+        let credential = form.get("credential").unwrap_or("");
+        if credential.is_empty() {
+            // The browser ran no script (or has no WebAuthn): nothing was tried.
+            return Err((
+                StatusCode::OK,
+                "Your browser did not answer for a passkey. Allow this page's script, or use another browser.",
+                None,
+            ));
+        }
+        let keys = &self.forms.settings.keys;
+        match passkey::check(store.as_ref(), keys, &rp, &self.guards(), user, peer.ip(), sealed, credential, now())
+            .await
+        {
+            Ok(id) => Ok(id),
+            Err(passkey::Refused::Unavailable(why)) => Err((StatusCode::SERVICE_UNAVAILABLE, "", Some(why))),
+            Err(refused) => {
+                tracing::warn!(client = %peer, user = %user, kind = "passkey", cause = ?refused, "second factor refused");
+                mfa::Counters::count(&self.forms.counters.passkey_failed);
+                record.set_error(format!("second factor refused: passkey: {refused:?}"));
+                let words = match refused {
+                    passkey::Refused::Throttled(_) => {
+                        return Err((
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "Too many failed attempts. Wait a while and try again, or ask your help desk.",
+                            None,
+                        ))
+                    }
+                    passkey::Refused::Expired | passkey::Refused::Replayed => {
+                        "This page had expired or was already used. Try the passkey again."
+                    }
+                    _ => "That passkey was not accepted here. Use a passkey you added for this account.",
+                };
+                Err((StatusCode::OK, words, None))
+            }
+        }
     }
 
     async fn session_of(&self, headers: &HeaderMap) -> Option<Session> {
@@ -109,13 +204,44 @@ impl Here<'_> {
         }
         match self.factors_of(&s.user.name).await {
             Ok(f) if f.is_empty() => Ok(see_other(&format!("{ENROL}?return={}", websession::form::encode(&return_to)))),
-            Ok(_) => Ok(self.render_mfa(StatusCode::OK, headers, self.code_form(&s.user.name, &return_to, None))),
+            Ok(_) => Ok(self.code_page(StatusCode::OK, headers, &s.user.name, &return_to, None, record).await),
             Err(e) => Ok(self.unavailable(&e.0, record)),
         }
     }
 
-    fn code_form<'b>(&self, user: &'b str, return_to: &'b str, error: Option<&'b str>) -> MfaPage<'b> {
-        MfaPage { step: "code", error, user, csrf: "", return_to, qr: "", secret: "", sealed: "", factors: &[] }
+    /// The second step's page: a passkey button if the user has passkeys
+    /// (and this host can use them), the code form if they have an app.
+    async fn code_page(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        user: &str,
+        return_to: &str,
+        error: Option<&str>,
+        record: &mut AccessRecord,
+    ) -> Response<ResponseBody> {
+        let factors = match self.factors_of(user).await {
+            Ok(f) => f,
+            Err(e) => return self.unavailable(&e.0, record),
+        };
+        let (options, ceremony) = match self.sign_in_ceremony(user).await {
+            Ok(c) => c,
+            Err(e) => return self.unavailable(&e.0, record),
+        };
+        // A user with passkeys only, on a host where they cannot work, still
+        // needs a way on: the app's form says what to do.
+        let has_app = factors.iter().any(|f| f.kind == mfa::Kind::Totp) || options.is_empty();
+        let page = MfaPage {
+            step: "code",
+            error,
+            user,
+            return_to,
+            has_app,
+            passkey_options: &options,
+            passkey_ceremony: &ceremony,
+            ..MfaPage::default()
+        };
+        self.render_mfa(status, headers, page)
     }
 
     pub(super) async fn second_step(
@@ -130,23 +256,30 @@ impl Here<'_> {
         let return_to = self.return_to(posted.form.get("return"));
         let Some(s) = self.session_of(&headers).await else { return Ok(self.to_sign_in(&return_to)) };
         let (_, store) = self.mfa_setup()?;
-        let (lockout, limits) = self.auth.lockout();
-        // The per-address limit was counted by `posted`.
-        let guards = totp::Guards {
-            lockout,
-            own: &self.forms.second_lockout,
-            limits,
-            attempts: &self.forms.attempts,
-            attempts_per_minute: u32::MAX,
-        };
+        let guards = self.guards();
         let typed = posted.form.get("code").unwrap_or("");
         let peer = self.conn.info.peer;
         let name = s.user.name.clone();
+        if posted.form.get("ceremony").is_some() {
+            return match self.check_passkey(&name, &posted.form, record).await {
+                Ok(id) => {
+                    tracing::info!(client = %peer, user = %name, factor = id, kind = "passkey", "second factor passed");
+                    mfa::Counters::count(&self.forms.counters.passkey_passed);
+                    Ok(self.passed(&headers, &s, &return_to, "Forms+passkey", record).await)
+                }
+                Err((StatusCode::SERVICE_UNAVAILABLE, _, why)) => {
+                    Ok(self.unavailable(why.as_deref().unwrap_or("the store"), record))
+                }
+                Err((status, words, _)) => {
+                    Ok(self.code_page(status, &headers, &name, &return_to, Some(words), record).await)
+                }
+            };
+        }
         match totp::check(store.as_ref(), &self.forms.settings.keys, &guards, &name, peer.ip(), typed, now()).await {
             Ok(id) => {
                 tracing::info!(client = %peer, user = %name, factor = id, kind = "totp", "second factor passed");
                 mfa::Counters::count(&self.forms.counters.passed);
-                Ok(self.passed(&headers, &s, &return_to, record).await)
+                Ok(self.passed(&headers, &s, &return_to, "Forms+TOTP", record).await)
             }
             Err(totp::Refused::NoFactor) => {
                 Ok(see_other(&format!("{ENROL}?return={}", websession::form::encode(&return_to))))
@@ -163,7 +296,7 @@ impl Here<'_> {
                 tracing::warn!(client = %peer, user = %name, kind = "totp", cause = ?refused, "second factor refused");
                 mfa::Counters::count(&self.forms.counters.failed);
                 record.set_error(format!("second factor refused: {refused:?}"));
-                Ok(self.render_mfa(status, &headers, self.code_form(&name, &return_to, Some(words))))
+                Ok(self.code_page(status, &headers, &name, &return_to, Some(words), record).await)
             }
         }
     }
@@ -175,12 +308,13 @@ impl Here<'_> {
         headers: &HeaderMap,
         s: &Session,
         return_to: &str,
+        how: &'static str,
         record: &mut AccessRecord,
     ) -> Response<ResponseBody> {
         self.forms.close(headers, self.host).await;
         match self.forms.open(s.user.clone(), s.public, self.host, Some(now())).await {
             Ok(opened) => {
-                record.set_user(&s.user.name, "Forms+TOTP");
+                record.set_user(&s.user.name, how);
                 let mut r = see_other(return_to);
                 r.headers_mut().append(header::SET_COOKIE, opened.set_cookie);
                 r
@@ -217,7 +351,7 @@ impl Here<'_> {
         };
         match self.may_enrol(&s, !factors.is_empty()) {
             None => Ok(see_other(&format!("{}?return={}", forms::SECOND_STEP, websession::form::encode(&return_to)))),
-            Some(true) => Ok(self.app_page(StatusCode::OK, headers, &s.user.name, &return_to, None, None)),
+            Some(true) => Ok(self.app_page(StatusCode::OK, headers, &s.user.name, &return_to, None, None).await),
             Some(false) => {
                 Ok(self.render_mfa(StatusCode::OK, headers, self.enrol_code_form(&s.user.name, &return_to, None)))
             }
@@ -225,12 +359,13 @@ impl Here<'_> {
     }
 
     fn enrol_code_form<'b>(&self, user: &'b str, return_to: &'b str, error: Option<&'b str>) -> MfaPage<'b> {
-        MfaPage { step: "enrol-code", error, user, csrf: "", return_to, qr: "", secret: "", sealed: "", factors: &[] }
+        MfaPage { step: "enrol-code", error, user, return_to, ..MfaPage::default() }
     }
 
-    /// The page that shows a new secret (or, after a wrong code, the same
-    /// one again: `again`).
-    fn app_page(
+    /// The page that adds a factor: a passkey's button (where this host can
+    /// use passkeys) and an app's new secret (or, after a wrong code, the
+    /// same one again: `again`).
+    async fn app_page(
         &self,
         status: StatusCode,
         headers: &HeaderMap,
@@ -270,18 +405,41 @@ impl Here<'_> {
         // The renderer's XML declaration has no place inside HTML.
         let qr = qr.find("<svg").map_or(String::new(), |at| qr[at..].to_owned());
         let text = otp::base32(&secret);
+        let (options, ceremony) = self.registration_ceremony(user).await;
         let page = MfaPage {
             step: "enrol-app",
             error,
             user,
-            csrf: "",
             return_to,
             qr: &qr,
             secret: &text,
             sealed: &sealed,
-            factors: &[],
+            passkey_options: &options,
+            passkey_ceremony: &ceremony,
+            ..MfaPage::default()
         };
         self.render_mfa(status, headers, page)
+    }
+
+    /// A registration ceremony for a new passkey of `user` (excluding the
+    /// ones they have); empty strings where this host cannot use passkeys.
+    async fn registration_ceremony(&self, user: &str) -> (String, String) {
+        let (Some(rp), Ok((_, store))) = (self.relying_party(), self.mfa_setup()) else { return Default::default() };
+        let keys = &self.forms.settings.keys;
+        let have = match passkey::passkeys_of(store.as_ref(), keys, user).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(client = %self.conn.info.peer, cause = %e.0, "passkey registration could not start");
+                return Default::default();
+            }
+        };
+        match passkey::start_registration(&rp, keys, user, &have, now()) {
+            Ok(c) => (c.options, c.sealed),
+            Err(why) => {
+                tracing::error!(client = %self.conn.info.peer, cause = %why, "passkey registration could not start");
+                Default::default()
+            }
+        }
     }
 
     pub(super) async fn enrol(
@@ -305,6 +463,11 @@ impl Here<'_> {
         let Some(allowed) = self.may_enrol(&s, !factors.is_empty()) else {
             return Ok(see_other(&format!("{}?return={}", forms::SECOND_STEP, websession::form::encode(&return_to))));
         };
+        if let Some(ceremony) = posted.form.get("ceremony") {
+            // A new passkey, answering a ceremony this page sealed (which it
+            // did only for a session allowed to enrol).
+            return self.enrol_passkey(&headers, &s, &return_to, ceremony, &posted.form, record).await;
+        }
         if let Some(sealed) = posted.form.get("sealed") {
             // The app's first code, for a secret this page sealed.
             let opened = self.forms.settings.keys.open(&form_scope(&name), sealed).ok();
@@ -320,24 +483,28 @@ impl Here<'_> {
                 ));
             };
             if now().saturating_sub(issued) > ENROL_FORM_LIFE {
-                return Ok(self.app_page(
-                    StatusCode::OK,
-                    &headers,
-                    &name,
-                    &return_to,
-                    Some("This page had expired: scan the new code."),
-                    None,
-                ));
+                return Ok(self
+                    .app_page(
+                        StatusCode::OK,
+                        &headers,
+                        &name,
+                        &return_to,
+                        Some("This page had expired: scan the new code."),
+                        None,
+                    )
+                    .await);
             }
             let Some(factor_name) = totp::factor_name(posted.form.get("name").unwrap_or("")) else {
-                return Ok(self.app_page(
-                    StatusCode::OK,
-                    &headers,
-                    &name,
-                    &return_to,
-                    Some("Give the app a name of 1 to 40 characters."),
-                    Some((&secret, issued)),
-                ));
+                return Ok(self
+                    .app_page(
+                        StatusCode::OK,
+                        &headers,
+                        &name,
+                        &return_to,
+                        Some("Give the app a name of 1 to 40 characters."),
+                        Some((&secret, issued)),
+                    )
+                    .await);
             };
             let typed = posted.form.get("code").unwrap_or("");
             return match totp::enrol(
@@ -354,21 +521,23 @@ impl Here<'_> {
                 Ok(id) => {
                     tracing::info!(client = %peer, user = %name, factor = id, kind = "totp", "second factor enrolled");
                     mfa::Counters::count(&self.forms.counters.enrolled);
-                    Ok(self.passed(&headers, &s, &return_to, record).await)
+                    Ok(self.passed(&headers, &s, &return_to, "Forms+TOTP", record).await)
                 }
                 Err(totp::Refused::Unavailable(why)) => Ok(self.unavailable(&why, record)),
-                Err(_) => Ok(self.app_page(
-                    StatusCode::OK,
-                    &headers,
-                    &name,
-                    &return_to,
-                    Some("That code is not right. Type the code the app shows now."),
-                    Some((&secret, issued)),
-                )),
+                Err(_) => Ok(self
+                    .app_page(
+                        StatusCode::OK,
+                        &headers,
+                        &name,
+                        &return_to,
+                        Some("That code is not right. Type the code the app shows now."),
+                        Some((&secret, issued)),
+                    )
+                    .await),
             };
         }
         if allowed {
-            return Ok(self.app_page(StatusCode::OK, &headers, &name, &return_to, None, None));
+            return Ok(self.app_page(StatusCode::OK, &headers, &name, &return_to, None, None).await);
         }
         // An enrolment code, behind the lockout: a wrong one counts as a
         // wrong password would.
@@ -386,7 +555,7 @@ impl Here<'_> {
         match mfa::redeem_code(store.as_ref(), &name, typed, now()).await {
             Ok(true) => {
                 tracing::info!(client = %peer, user = %name, "enrolment code accepted");
-                Ok(self.app_page(StatusCode::OK, &headers, &name, &return_to, None, None))
+                Ok(self.app_page(StatusCode::OK, &headers, &name, &return_to, None, None).await)
             }
             Ok(false) => {
                 totp::count_failure(lockout, &self.forms.second_lockout, limits, &name, peer.ip());
@@ -400,8 +569,58 @@ impl Here<'_> {
         }
     }
 
-    /// The user's apps, each with a button that removes it; only for a
-    /// session that passed a second factor.
+    /// Adds a passkey: the authenticator's answer to the sealed ceremony.
+    async fn enrol_passkey(
+        &self,
+        headers: &HeaderMap,
+        s: &Session,
+        return_to: &str,
+        ceremony: &str,
+        form: &websession::form::Form,
+        record: &mut AccessRecord,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let (_, store) = self.mfa_setup()?;
+        let Some(rp) = self.relying_party() else { return Err(Failure::NotFound) };
+        let peer = self.conn.info.peer;
+        let name = &s.user.name;
+        let again = |words| self.app_page(StatusCode::OK, headers, name, return_to, Some(words), None);
+        let Some(factor_name) = totp::factor_name(form.get("name").unwrap_or("")) else {
+            return Ok(again("Give the passkey a name of 1 to 40 characters.").await);
+        };
+        let credential = form.get("credential").unwrap_or("");
+        if credential.is_empty() {
+            return Ok(again(
+                "Your browser did not answer for a passkey. Allow this page's script, or use another browser.",
+            )
+            .await);
+        }
+        let keys = &self.forms.settings.keys;
+        match passkey::finish_registration(store.as_ref(), keys, &rp, name, &factor_name, ceremony, credential, now())
+            .await
+        {
+            Ok(id) => {
+                tracing::info!(client = %peer, user = %name, factor = id, kind = "passkey", "second factor enrolled");
+                mfa::Counters::count(&self.forms.counters.passkey_enrolled);
+                Ok(self.passed(headers, s, return_to, "Forms+passkey", record).await)
+            }
+            Err(passkey::Refused::Unavailable(why)) => Ok(self.unavailable(&why, record)),
+            Err(refused) => {
+                tracing::warn!(client = %peer, user = %name, kind = "passkey", cause = ?refused, "enrolment refused");
+                record.set_error(format!("passkey enrolment refused: {refused:?}"));
+                let words = match refused {
+                    passkey::Refused::Duplicate => "That passkey is already registered here.",
+                    passkey::Refused::Expired | passkey::Refused::Replayed => {
+                        "This page had expired or was already used. Try again."
+                    }
+                    _ => "The passkey could not be added. Try again, or add an authenticator app.",
+                };
+                Ok(again(words).await)
+            }
+        }
+    }
+
+    /// The user's factors, each with a form that renames it and a button
+    /// that removes it; only for a session that passed a second factor.
     pub(super) async fn factors_page(
         &self,
         headers: &HeaderMap,
@@ -430,17 +649,36 @@ impl Here<'_> {
             let d = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t));
             d.to_string().chars().take(10).collect::<String>()
         };
-        let rows: Vec<(i64, String, String)> = factors.iter().map(|f| (f.id, f.name.clone(), day(f.created))).collect();
+        let rows: Vec<FactorRow> = factors
+            .iter()
+            .map(|f| FactorRow {
+                id: f.id,
+                name: f.name.clone(),
+                added: day(f.created),
+                kind: match f.kind {
+                    mfa::Kind::Passkey => "passkey",
+                    mfa::Kind::Totp => "app",
+                },
+            })
+            .collect();
+        // Removing the last factor, a passkey, asks for it once more.
+        let last_is_passkey = matches!(factors.as_slice(), [f] if f.kind == mfa::Kind::Passkey);
+        let (options, ceremony) = if last_is_passkey {
+            match self.sign_in_ceremony(user).await {
+                Ok(c) => c,
+                Err(e) => return Ok(self.unavailable(&e.0, record)),
+            }
+        } else {
+            Default::default()
+        };
         let page = MfaPage {
             step: "factors",
             error,
             user,
-            csrf: "",
-            return_to: "",
-            qr: "",
-            secret: "",
-            sealed: "",
             factors: &rows,
+            passkey_options: &options,
+            passkey_ceremony: &ceremony,
+            ..MfaPage::default()
         };
         Ok(self.render_mfa(status, headers, page))
     }
@@ -465,13 +703,26 @@ impl Here<'_> {
         let (settings, store) = self.mfa_setup()?;
         let name = s.user.name.clone();
         let peer = self.conn.info.peer;
+        if let Some(id) = posted.form.get("rename") {
+            return self.rename_factor(&headers, &name, id, posted.form.get("name").unwrap_or(""), record).await;
+        }
         let Some(id) = posted.form.get("remove").and_then(|v| v.parse::<i64>().ok()) else {
             return self
                 .render_factors(StatusCode::BAD_REQUEST, &headers, &name, Some("Choose an app to remove."), record)
                 .await;
         };
         let mut fresh = now().saturating_sub(passed) <= settings.fresh_for.as_secs();
-        if let Some(code) = posted.form.get("code").filter(|c| !c.trim().is_empty()) {
+        if posted.form.get("ceremony").is_some() {
+            match self.check_passkey(&name, &posted.form, record).await {
+                Ok(_) => fresh = true,
+                Err((StatusCode::SERVICE_UNAVAILABLE, _, why)) => {
+                    return Ok(self.unavailable(why.as_deref().unwrap_or("the store"), record))
+                }
+                Err((status, words, _)) => {
+                    return self.render_factors(status, &headers, &name, Some(words), record).await
+                }
+            }
+        } else if let Some(code) = posted.form.get("code").filter(|c| !c.trim().is_empty()) {
             let (lockout, limits) = self.auth.lockout();
             let guards = totp::Guards {
                 lockout,
@@ -499,14 +750,54 @@ impl Here<'_> {
             }
             Err(mfa::NotRemoved::LastNeedsFreshFactor) => {
                 record.set_error("last factor: no fresh second factor".to_owned());
-                let words = "To remove your last app, type a current code from it.";
+                let words = "To remove your last second factor, type a current code from the app, or use the passkey.";
                 self.render_factors(StatusCode::OK, &headers, &name, Some(words), record).await
             }
             Err(mfa::NotRemoved::Unknown) => {
-                self.render_factors(StatusCode::OK, &headers, &name, Some("That app was already removed."), record)
+                self.render_factors(StatusCode::OK, &headers, &name, Some("That factor was already removed."), record)
                     .await
             }
             Err(mfa::NotRemoved::Unavailable(why)) => Ok(self.unavailable(&why, record)),
+        }
+    }
+
+    /// Gives one of the user's factors a new name (1 to 40 characters).
+    async fn rename_factor(
+        &self,
+        headers: &HeaderMap,
+        user: &str,
+        id: &str,
+        typed: &str,
+        record: &mut AccessRecord,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let (_, store) = self.mfa_setup()?;
+        let Some(id) = id.parse::<i64>().ok() else {
+            return self
+                .render_factors(StatusCode::BAD_REQUEST, headers, user, Some("Choose a factor to rename."), record)
+                .await;
+        };
+        let Some(new_name) = totp::factor_name(typed) else {
+            let words = "Give the factor a name of 1 to 40 characters.";
+            return self.render_factors(StatusCode::OK, headers, user, Some(words), record).await;
+        };
+        // The store renames only a row of this user: another's id is "unknown".
+        let mine = match self.factors_of(user).await {
+            Ok(f) => f.into_iter().find(|f| f.id == id),
+            Err(e) => return Ok(self.unavailable(&e.0, record)),
+        };
+        let Some(f) = mine else {
+            return self.render_factors(StatusCode::OK, headers, user, Some("That factor was removed."), record).await;
+        };
+        match store.rename(f.user.clone(), id, new_name).await {
+            Ok(true) => {
+                tracing::info!(client = %self.conn.info.peer, user = %user, factor = id, "second factor renamed by its user");
+                mfa::Counters::count(&self.forms.counters.renamed);
+                self.render_factors(StatusCode::OK, headers, user, None, record).await
+            }
+            Ok(false) => {
+                self.render_factors(StatusCode::OK, headers, user, Some("That factor was removed."), record).await
+            }
+            Err(e) => Ok(self.unavailable(&e.0, record)),
         }
     }
 }
