@@ -280,3 +280,64 @@ pub async fn check(
     guards.own.succeeded(user, guards.limits);
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mfa::Sqlite;
+
+    fn keys() -> websession::Keys {
+        websession::Keys::parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap()
+    }
+
+    #[test]
+    fn relying_parties_are_names_covering_the_host() {
+        assert!(RelyingParty::new("corp.example", "mail.corp.example", "mail.corp.example:8443", "t").is_some());
+        assert!(RelyingParty::new("mail.corp.example", "mail.corp.example", "mail.corp.example", "t").is_some());
+        assert!(RelyingParty::new("corp.example", "mail.other.example", "mail.other.example", "t").is_none());
+        assert!(
+            RelyingParty::new("rp.example", "evilrp.example", "evilrp.example", "t").is_none(),
+            "a suffix, not a parent"
+        );
+        assert!(RelyingParty::new("127.0.0.1", "127.0.0.1", "127.0.0.1:443", "t").is_none(), "an address");
+        assert!(RelyingParty::new("[::1]", "[::1]", "[::1]:443", "t").is_none(), "an address");
+    }
+
+    /// The ceremony's state opens only for its user and relying party,
+    /// within its life, once; none of this needs an authenticator.
+    #[test]
+    fn ceremonies_are_bound_and_answered_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let store = Sqlite::open(&dir.path().join("mfa.db")).unwrap();
+            let (k, now) = (keys(), 1_764_000_000);
+            let rp = RelyingParty::new("corp.example", "mail.corp.example", "mail.corp.example", "t").unwrap();
+            let other_rp =
+                RelyingParty::new("mail.corp.example", "mail.corp.example", "mail.corp.example", "t").unwrap();
+            let bob = "ADTEST\\bob";
+            let c = start_registration(&rp, &k, bob, &[], now).unwrap();
+            assert!(c.options.contains("\"userVerification\":\"required\""), "{}", c.options);
+            assert!(c.options.contains("\"id\":\"corp.example\""), "{}", c.options);
+            let s = &store;
+            // Another user's, another relying party's, an old one: expired,
+            // and none of them used the challenge up.
+            let alice = "ADTEST\\alice";
+            let r = finish_registration(s, &k, &rp, alice, "key", &c.sealed, "{}", now).await;
+            assert_eq!(r, Err(Refused::Expired));
+            let r = finish_registration(s, &k, &other_rp, bob, "key", &c.sealed, "{}", now).await;
+            assert_eq!(r, Err(Refused::Expired));
+            let late = now + CEREMONY_LIFE + 1;
+            assert_eq!(finish_registration(s, &k, &rp, bob, "key", &c.sealed, "{}", late).await, Err(Refused::Expired));
+            assert_eq!(finish_registration(s, &k, &rp, bob, "key", "garbage", "{}", now).await, Err(Refused::Expired));
+            // Bob's, in time: taken, and the answer ("{}") is no credential.
+            let r = finish_registration(s, &k, &rp, bob, "key", &c.sealed, "{}", now + 5).await;
+            assert!(matches!(r, Err(Refused::Invalid(_))), "{r:?}");
+            let r = finish_registration(s, &k, &rp, bob, "key", &c.sealed, "{}", now + 6).await;
+            assert_eq!(r, Err(Refused::Replayed), "once");
+            assert!(store.factors("bob".into()).await.unwrap().is_empty(), "nothing added");
+            // No passkey, no sign-in ceremony.
+            assert!(start_sign_in(&rp, &k, bob, &[], now).unwrap().is_none());
+        });
+    }
+}
