@@ -262,6 +262,11 @@ fn check(file: PathBuf, names: access::Names) -> ExitCode {
                         format!("site {}", required.join(", site "))
                     }
                 );
+                let cookie_domain = c.forms.as_ref().and_then(|f| f.cookie_domain.as_deref());
+                match m.passkey_rp_id.as_deref().or(cookie_domain) {
+                    Some(id) => println!("  mfa: passkeys made for relying party id {id} (on hosts under it)"),
+                    None => println!("  mfa: passkeys made for each host's own name (relying party id = the host)"),
+                }
                 for s in c.sites.iter().filter(|s| s.mfa) {
                     let weak = s.password_only_outside(&m.exempt_networks);
                     if !weak.is_empty() {

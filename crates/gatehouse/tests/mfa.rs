@@ -193,7 +193,26 @@ fn check_describes_the_store_and_makes_none() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("second factor required on no site"), "{stdout}");
+    assert!(stdout.contains("passkeys made for each host's own name"), "{stdout}");
     assert!(!place.store().exists(), "check makes no store");
+    // A relying party id for passkeys: described; one that does not cover
+    // the site's host, refused.
+    let with_rp = |id: &str| place.config().replace("[mfa]\n", &format!("[mfa]\npasskey_rp_id = \"{id}\"\n"));
+    assert!(with_rp("example.com").contains("passkey_rp_id"), "{}", place.config());
+    std::fs::write(&config, with_rp("example.com")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse")).args(["check", "-c"]).arg(&config).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("passkeys made for relying party id example.com"), "{stdout}");
+    std::fs::write(&config, with_rp("other.example")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse")).args(["check", "-c"]).arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("is not under [mfa] passkey_rp_id `other.example`"), "{stderr}");
+    std::fs::write(&config, with_rp("192.0.2.1")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse")).args(["check", "-c"]).arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("is not a host name"), "{stderr}");
+    std::fs::write(&config, place.config()).unwrap();
     // [mfa] without [forms] is refused.
     let forms =
         format!("[forms]\nkey_file = \"{}/session.keys\"\nattempts_per_minute = 1000\n", place.state.path().display());
