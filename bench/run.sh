@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | access | negotiate | exchange | farm | forms (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | access | negotiate | exchange | farm | forms (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -766,6 +766,16 @@ if [ "$ONLY" = all ] || [ "$ONLY" = totp ]; then
   cargo build --release --locked -p websession --example totp_bench >&2
   { echo; echo "### TOTP verifications on one core (taskset -c 0)"; echo
     taskset -c 0 target/release/examples/totp_bench 2000000 | sed 's/^/- /'; } | tee -a "$OUT"
+fi
+
+# Passkeys (issue 17): one assertion as auth::passkey::check handles it (the
+# posted JSON, the sealed ceremony opened, webauthn-rs's checks with the ES256
+# signature, the credential sealed again), in process on one core; not the
+# store's two writes, not HTTP.
+if [ "$ONLY" = all ] || [ "$ONLY" = passkey ]; then
+  cargo build --release --locked -p gatehouse --example passkey_bench >&2
+  { echo; echo "### Passkey assertion verifications on one core, in process (taskset -c 0)"; echo
+    taskset -c 0 target/release/examples/passkey_bench 20000 | sed 's/^/- /'; } | tee -a "$OUT"
 fi
 
 if [ "$ONLY" = ab ] && [ -f "$LAB/env" ]; then
