@@ -123,6 +123,13 @@ async fn open<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(state).map_err(|_| Refused::Expired)
 }
 
+/// A posted answer that is not a credential, in words that quote none of it
+/// (serde_json's own message may hold a piece of the input, and the log
+/// never holds a credential).
+fn not_a_credential(e: serde_json::Error) -> Refused {
+    Refused::Invalid(format!("not a credential ({:?} error at column {})", e.classify(), e.column()))
+}
+
 /// The user handle an authenticator keeps for `user`: derived from the name,
 /// so it needs no column and is the same on every gatehouse server.
 fn user_handle(user: &str) -> Uuid {
@@ -190,8 +197,7 @@ pub async fn finish_registration(
     if credential.len() > MAX_CREDENTIAL {
         return Err(Refused::Invalid("credential too long".into()));
     }
-    let answer: RegisterPublicKeyCredential =
-        serde_json::from_str(credential).map_err(|e| Refused::Invalid(format!("not a credential: {e}")))?;
+    let answer: RegisterPublicKeyCredential = serde_json::from_str(credential).map_err(not_a_credential)?;
     let passkey =
         rp.webauthn.finish_passkey_registration(&answer, &state).map_err(|e| Refused::Invalid(e.to_string()))?;
     let bytes = serde_json::to_vec(&passkey).map_err(|e| Refused::Unavailable(e.to_string()))?;
@@ -260,7 +266,7 @@ pub async fn check(
     }
     let answer: PublicKeyCredential = match serde_json::from_str(credential) {
         Ok(a) => a,
-        Err(e) => return fail(Refused::Invalid(format!("not a credential: {e}"))),
+        Err(e) => return fail(not_a_credential(e)),
     };
     let result = match rp.webauthn.finish_passkey_authentication(&answer, &state) {
         Ok(r) => r,
