@@ -14,7 +14,9 @@ case "$what" in
   # iproute2 (ip, ss), util-linux (unshare), procps (pgrep): scripts/test-lab-guard.sh.
   # chromium, chromium-driver, python3-selenium, fonts-liberation: the sign-in page in a real
   # browser (tests/forms_browser.rs; without fonts the screenshots show no text).
-  test) pkgs="$pkgs python3-venv faketime krb5-user iproute2 util-linux procps chromium chromium-driver python3-selenium fonts-liberation" ;;
+  # prometheus: promtool checks a scrape of /metrics, and a real Prometheus server scrapes
+  # gatehouse in tests/operations.rs.
+  test) pkgs="$pkgs python3-venv faketime krb5-user iproute2 util-linux procps chromium chromium-driver python3-selenium fonts-liberation prometheus" ;;
   bench) pkgs="$pkgs nginx-light wrk procps" ;;
 esac
 

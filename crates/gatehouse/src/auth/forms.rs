@@ -313,7 +313,7 @@ pub async fn judge(forms: &Forms, headers: &HeaderMap, ctx: super::Client<'_>, n
     }
     let reason = match (why, grade) {
         // A cookie that does not verify is someone's doing: say so.
-        (Some(why), Grade::Forged) => Reason::Refused(why),
+        (Some(why), Grade::Forged) => Reason::Refused(why, crate::metrics::Cause::BadMessage),
         (Some(why), Grade::OldKey) => {
             tracing::info!(client = %ctx.info.peer, cause = %why, "session cookie refused; sent to sign in");
             Reason::Handshake
