@@ -3,6 +3,7 @@
 # cargo-deb comes from crates.io (cargo install) the first time.
 #   scripts/package.sh            build the package
 #   scripts/package.sh --check    build it, then check its contents and the unit
+#   ... --dev                       from the debug build (scripts/test.sh: fast, not for shipping)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -10,10 +11,18 @@ CARGO_DEB_VERSION=3.6.0
 if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
   cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION"
 fi
-cargo deb -p gatehouse --locked
+check=false; profile=()
+for a in "$@"; do
+  case "$a" in
+    --check) check=true ;;
+    --dev) profile=(--profile dev) ;;
+    *) echo "usage: scripts/package.sh [--check] [--dev]" >&2; exit 2 ;;
+  esac
+done
+cargo deb -p gatehouse --locked "${profile[@]}"
 deb=$(ls -t target/debian/gatehouse_*.deb | head -1)
 echo "$deb"
-[ "${1:-}" = "--check" ] || exit 0
+$check || exit 0
 
 contents=$(dpkg-deb -c "$deb")
 for f in ./usr/bin/gatehouse ./etc/gatehouse/gatehouse.toml ./etc/logrotate.d/gatehouse \

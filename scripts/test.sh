@@ -57,3 +57,8 @@ trap finish EXIT
 
 cargo build --workspace --locked
 cargo test --workspace --locked
+
+# The Debian package, from the debug build just made (a release build would
+# double the run): its contents, conffile, the example configuration through
+# the packaged binary's `check`, and `systemd-analyze verify` on the unit.
+scripts/package.sh --check --dev

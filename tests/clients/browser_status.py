@@ -34,7 +34,7 @@ def main():
                 print(f"the style sheet did not apply (header background {colour})")
                 sys.exit(1)
             height = driver.execute_script("return document.body.scrollHeight")
-            driver.set_window_size(1280, min(max(height + 40, 600), 3000))
+            driver.set_window_size(1280, min(max(height + 160, 600), 3200))
             driver.save_screenshot(shot)
             print(f"status page ok; screenshot {shot}")
         finally:

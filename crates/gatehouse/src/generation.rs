@@ -150,6 +150,7 @@ impl Generation {
                 mfa: config.mfa.clone().zip(kept.mfa.clone()),
                 counters: kept.mfa_counters.clone(),
                 second_lockout: kept.mfa_lockout.clone(),
+                kdc: kept.metrics.kdc(),
             }
         });
         let auth = crate::auth::Authenticator::new(
