@@ -60,5 +60,7 @@ cargo test --workspace --locked
 
 # The Debian package, from the debug build just made (a release build would
 # double the run): its contents, conffile, the example configuration through
-# the packaged binary's `check`, and `systemd-analyze verify` on the unit.
-scripts/package.sh --check --dev
+# the packaged binary's `check`, `systemd-analyze verify` on the unit, then
+# dpkg -i, the packaged binary as the gatehouse user on a port below 1024,
+# dpkg -r and --purge.
+scripts/package.sh --install --dev

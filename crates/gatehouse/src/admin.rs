@@ -226,7 +226,12 @@ fn readiness(shared: &Shared, generation: &Generation, domain: &Domain) -> Readi
             .config
             .sites
             .iter()
-            .filter(|s| s.kcd().is_some() || s.offers(config::Scheme::Negotiate) || s.offers(config::Scheme::Basic))
+            .filter(|s| {
+                s.kcd().is_some()
+                    || s.offers(config::Scheme::Negotiate)
+                    || s.offers(config::Scheme::Basic)
+                    || !s.rules.is_empty()
+            })
             .map(|s| s.name.as_str())
             .collect();
         let verdict = match domain.last() {
