@@ -445,3 +445,89 @@ async fn prometheus_scrapes_the_lab_sign_ins_and_the_status_page_explains_the_kd
         std::fs::write(docs, bytes).unwrap();
     }
 }
+
+/// A TCP relay to the lab's KDC that the test can cut: the parallel-safe
+/// form of "the KDC is down" (the shared DC keeps running). gatehouse's own
+/// krb5.conf names the relay, with `udp_preference_limit = 1` so that MIT
+/// asks over TCP, through it. `lab_serial.rs` stops the real DC.
+struct KdcRelay {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KdcRelay {
+    async fn start(on: SocketAddr, kdc: SocketAddr) -> KdcRelay {
+        let listener = tokio::net::TcpListener::bind(on).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut open = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { continue };
+                open.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(kdc).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        KdcRelay { addr, task }
+    }
+
+    /// Closes the listening socket and every relayed connection.
+    fn cut(self) -> SocketAddr {
+        self.task.abort();
+        self.addr
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_while_the_kdc_cannot_be_reached_and_recovers() {
+    let Some(env) = lab_env() else { return };
+    let kdc: SocketAddr = format!("{}:88", env["LAB_DC_IP"]).parse().unwrap();
+    let relay = KdcRelay::start("127.0.0.1:0".parse().unwrap(), kdc).await;
+    let dir = tempfile::tempdir().unwrap();
+    let krb5 = dir.path().join("krb5.conf");
+    std::fs::write(
+        &krb5,
+        format!(
+            "[libdefaults]\n  default_realm = AD.TEST\n  dns_lookup_kdc = false\n  dns_lookup_realm = false\n  rdns = false\n  \
+             udp_preference_limit = 1\n[realms]\n  AD.TEST = {{\n    kdc = {}\n  }}\n[domain_realm]\n  .ad.test = AD.TEST\n",
+            relay.addr
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("users.ntlm"), "ADTEST:alice:Alice-Pass1\n").unwrap();
+    let site = kcd_site(&env["LAB_BACKEND"], "HTTP/backend.ad.test", "spnego", "always");
+    let config = Config::new()
+        .domain(Domain::new().kerberos(krb5.to_str().unwrap(), &env["LAB_PROXY_KEYTAB"], "svc-proxy@AD.TEST"))
+        .accounts(Accounts::file("users.ntlm"))
+        .table("admin", "bind = \"127.0.0.1:0\"")
+        .listener(Listener::plain("plain"))
+        .site(site);
+    let g = Gatehouse::start_in(dir, &config.to_string());
+    let admin = admin_addr(&g);
+    let until = |want: u16| async move {
+        let start = Instant::now();
+        loop {
+            let r = admin_get(admin, "/readyz").await;
+            if r.status == want {
+                return r.text();
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "/readyz stayed {}: {}", r.status, r.text());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let ready = until(200).await;
+    assert!(ready.contains("ok: KDC reachable (sites kerberos-backend)"), "{ready}");
+
+    let at = relay.cut();
+    let down = until(503).await;
+    assert!(down.contains("failed: KDC reachable (sites kerberos-backend)"), "{down}");
+    g.wait_for(|| g.stderr().contains("readiness: the KDC does not answer"), "the outage line");
+    let scrape = admin_get(admin, "/metrics").await.text();
+    assert_eq!(sample(&scrape, "gatehouse_ready"), Some(0.0), "{scrape}");
+
+    let _relay = KdcRelay::start(at, kdc).await;
+    until(200).await;
+    g.wait_for(|| g.stderr().contains("readiness: the KDC answers again"), "the recovery line");
+}
