@@ -17,7 +17,9 @@ case "$what" in
   # browser (tests/forms_browser.rs; without fonts the screenshots show no text).
   # python3-cryptography: tests/clients/browser_passkey.py signs crafted WebAuthn assertions
   # (a wrong RP id, no user verification) with the virtual authenticator's real key.
-  test) pkgs="$pkgs python3-venv faketime krb5-user iproute2 util-linux procps chromium chromium-driver python3-selenium fonts-liberation python3-cryptography" ;;
+  # prometheus: promtool checks a scrape of /metrics, and a real Prometheus server scrapes
+  # gatehouse in tests/operations.rs.
+  test) pkgs="$pkgs python3-venv faketime krb5-user iproute2 util-linux procps chromium chromium-driver python3-selenium fonts-liberation python3-cryptography prometheus" ;;
   bench) pkgs="$pkgs nginx-light wrk procps" ;;
 esac
 

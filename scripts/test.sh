@@ -57,3 +57,10 @@ trap finish EXIT
 
 cargo build --workspace --locked
 cargo test --workspace --locked
+
+# The Debian package, from the debug build just made (a release build would
+# double the run): its contents, conffile, the example configuration through
+# the packaged binary's `check`, `systemd-analyze verify` on the unit, then
+# dpkg -i, the packaged binary as the gatehouse user on a port below 1024,
+# dpkg -r and --purge.
+scripts/package.sh --install --dev

@@ -161,9 +161,17 @@ impl Winbind {
             protocol,
             timeout,
             slots: Semaphore::new(helpers),
+            max: helpers,
             idle: Mutex::new(Vec::new()),
         };
         Arc::new(Winbind { ntlm: pool(Protocol::Ntlm), basic: pool(Protocol::Basic) })
+    }
+
+    /// Helpers checking a password now, and how many may (NTLM and Basic
+    /// have a pool each; both counted).
+    pub fn busy(&self) -> (usize, usize) {
+        let used = |p: &Pool| p.max - p.slots.available_permits().min(p.max);
+        (used(&self.ntlm) + used(&self.basic), self.ntlm.max + self.basic.max)
     }
 
     /// Asks the domain controller to check the response. The user and domain go
@@ -216,6 +224,8 @@ struct Pool {
     protocol: Protocol,
     timeout: Duration,
     slots: Semaphore,
+    /// The slots there are (`helpers`).
+    max: usize,
     idle: Mutex<Vec<Helper>>,
 }
 

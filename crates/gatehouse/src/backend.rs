@@ -241,6 +241,17 @@ impl Pool {
         lock(&self.idle).retain(|k, _| &k.identity != identity);
     }
 
+    /// Idle connections by backend origin (every generation's together: the
+    /// origin is the configuration's name, the generation is not).
+    pub fn idle_by_origin(&self) -> HashMap<String, usize> {
+        let mut out: HashMap<String, usize> = HashMap::new();
+        for (key, list) in lock(&self.idle).iter() {
+            let origin = key.backend.rsplit_once('#').map_or(&*key.backend, |(o, _)| o);
+            *out.entry(origin.to_owned()).or_default() += list.len();
+        }
+        out
+    }
+
     /// Drops idle connections that timed out or closed; run periodically.
     pub fn sweep(&self) {
         let timeout = self.idle_timeout();

@@ -43,6 +43,8 @@ pub struct Kept {
     /// Second-factor failures, apart from the password's (see
     /// `auth::second_factor::count_failure`).
     pub mfa_lockout: Arc<crate::auth::Lockout>,
+    /// The process's counters: each generation hands kcd its observer.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Default for Kept {
@@ -56,6 +58,7 @@ impl Default for Kept {
             mfa: None,
             mfa_counters: Default::default(),
             mfa_lockout: Default::default(),
+            metrics: Default::default(),
         }
     }
 }
@@ -123,7 +126,8 @@ impl Generation {
                         kcd::Delegator::new(p, &k.to_string_lossy(), &d.realm)
                             .with_rc4(d.allow_rc4)
                             .with_logon_refresh(config.access.refresh)
-                            .with_logon_grace(config.access.grace),
+                            .with_logon_grace(config.access.grace)
+                            .with_observer(kept.metrics.kdc()),
                     )),
                     _ => None,
                 }
@@ -146,6 +150,7 @@ impl Generation {
                 mfa: config.mfa.clone().zip(kept.mfa.clone()),
                 counters: kept.mfa_counters.clone(),
                 second_lockout: kept.mfa_lockout.clone(),
+                kdc: kept.metrics.kdc(),
             }
         });
         let auth = crate::auth::Authenticator::new(

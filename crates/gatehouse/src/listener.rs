@@ -92,6 +92,7 @@ async fn accept_loop(
 pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Shared>) {
     let Accepted { sock, peer, listener, permit } = accepted;
     let _permit = permit;
+    let _open = shared.meters.connections.open(&listener);
     let sock = match TcpStream::from_std(sock) {
         Ok(s) => s,
         Err(e) => {

@@ -11,8 +11,10 @@
 
 mod access;
 mod accounts;
+mod admin;
 mod auth;
 mod backend;
+mod cert_watch;
 mod config;
 mod conn;
 mod connection;
@@ -23,8 +25,10 @@ mod generation;
 mod guarded_io;
 mod keytab;
 mod listener;
+mod metrics;
 mod mfa;
 mod net;
+mod notify;
 mod pages;
 mod pem;
 mod pem_hint;
@@ -250,6 +254,11 @@ fn check(file: PathBuf, names: access::Names) -> ExitCode {
                 }
             }
             println!("  {}", c.describe_passwords());
+            if let Some(a) = &c.admin {
+                let allow: Vec<String> = a.allow.iter().map(|n| n.to_string()).collect();
+                let status = if a.status_page { ", /status" } else { "" };
+                println!("  admin: http://{}/metrics, /healthz, /readyz{status} for {}", a.bind, allow.join(", "));
+            }
             if let Some(m) = &c.mfa {
                 let required: Vec<&str> = c.sites.iter().filter(|s| s.mfa).map(|s| s.name.as_str()).collect();
                 println!(

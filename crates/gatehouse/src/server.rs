@@ -58,7 +58,7 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
         start_kerberos(d, Duration::from_secs(2));
     }
     let config = &generation.config;
-    let access = AccessLog::open(&config.log.access)
+    let access = AccessLog::open(&config.log.access, kept.metrics.requests())
         .map_err(|e| format!("cannot open access log {}: {e}", config.log.access))?;
     let (drain_tx, drain_rx) = watch::channel(false);
     let max = config.limits.max_connections;
@@ -83,7 +83,14 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
         Some(c) => Some(crate::control::serve(&c.socket, shared.clone())?),
         None => None,
     };
+    let mut admin = match &generation.config.admin {
+        Some(a) => Some(crate::admin::serve(a, shared.clone())?),
+        None => None,
+    };
+    let (changed_tx, mut changed_rx) = tokio::sync::mpsc::channel(1);
+    let _watch = crate::cert_watch::spawn(shared.clone(), changed_tx);
     tracing::info!(file = %path.display(), listeners = listeners.len(), sites = generation.config.sites.len(), "gatehouse is serving");
+    crate::notify::ready();
 
     let pools = shared.pools.clone();
     let sweeper = shared.clone();
@@ -116,13 +123,25 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(|e| e.to_string())?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&path, &shared, &workers, &mut listeners, &mut checks),
+            _ = hup.recv() => {}
+            Some(_) = changed_rx.recv() => {}
+            _ = usr1.recv() => {
+                shared.access.reopen();
+                continue;
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+        crate::notify::reloading();
+        reload(&path, &shared, &workers, &mut listeners, &mut checks);
+        restart_admin(&shared, &mut admin);
+        crate::notify::ready();
     }
+    crate::notify::stopping();
+    drop(admin);
 
     for (_, l) in listeners.drain() {
         l.close().await;
@@ -251,6 +270,23 @@ fn reload(
                 tracing::error!("{e}");
             }
             tracing::info!(file = %path.display(), "configuration reloaded");
+        }
+    }
+}
+
+/// The admin listener as the current configuration wants it: started,
+/// stopped, or moved when `[admin]` changed.
+fn restart_admin(shared: &Arc<Shared>, admin: &mut Option<crate::admin::Handle>) {
+    let wanted = shared.current().config.admin.clone();
+    if admin.as_ref().map(|a| &a.settings) == wanted.as_ref() {
+        return;
+    }
+    // The old socket closes first, so that the same address can be bound again.
+    *admin = None;
+    if let Some(settings) = wanted {
+        match crate::admin::serve(&settings, shared.clone()) {
+            Ok(handle) => *admin = Some(handle),
+            Err(e) => tracing::error!("{e}"),
         }
     }
 }

@@ -30,6 +30,17 @@ pub struct Shared {
     /// The address each running listener is bound to (port 0 in the file
     /// becomes the port the system chose), for redirects to it.
     bound: RwLock<HashMap<String, SocketAddr>>,
+    /// The counters' handles, each for the stage that counts with it.
+    pub meters: Meters,
+}
+
+/// One handle per kind of count (see `metrics`), made once.
+pub struct Meters {
+    pub signins: crate::metrics::SignIns,
+    pub backends: crate::metrics::Backends,
+    pub connections: crate::metrics::Connections,
+    /// Delegation's last Kerberos failures, for the status page.
+    pub problems: Arc<crate::metrics::Problems>,
 }
 
 impl Shared {
@@ -42,6 +53,13 @@ impl Shared {
         draining: watch::Receiver<bool>,
     ) -> Shared {
         let max_connections = connections.available_permits();
+        let m = &kept.metrics;
+        let meters = Meters {
+            signins: m.signins(),
+            backends: m.backends(),
+            connections: m.connections(),
+            problems: Default::default(),
+        };
         Shared {
             generation: RwLock::new(generation),
             pools,
@@ -52,6 +70,7 @@ impl Shared {
             draining,
             no_site: Default::default(),
             bound: Default::default(),
+            meters,
         }
     }
 

@@ -107,6 +107,9 @@ impl RequestIds {
 pub struct AccessLog {
     inner: Arc<LogInner>,
     ids: Arc<RequestIds>,
+    /// The request counters: each record written is counted there too (the
+    /// same events, told to Prometheus instead of the file).
+    requests: crate::metrics::Requests,
 }
 
 struct LogInner {
@@ -114,6 +117,8 @@ struct LogInner {
     wake: Condvar,
     dropped: AtomicU64,
     out: Mutex<Box<dyn Write + Send>>,
+    /// `-` or the file's path, for [`AccessLog::reopen`].
+    target: String,
 }
 
 const FLUSH_AT: usize = 64 * 1024;
@@ -121,17 +126,13 @@ const DROP_AT: usize = 16 * 1024 * 1024;
 
 impl AccessLog {
     /// `target` is `-` for standard output or a file path (appended to).
-    pub fn open(target: &str) -> std::io::Result<AccessLog> {
-        let out: Box<dyn Write + Send> = if target == "-" {
-            Box::new(std::io::stdout())
-        } else {
-            Box::new(std::fs::OpenOptions::new().create(true).append(true).open(target)?)
-        };
+    pub fn open(target: &str, requests: crate::metrics::Requests) -> std::io::Result<AccessLog> {
         let inner = Arc::new(LogInner {
             pending: Mutex::new(Vec::new()),
             wake: Condvar::new(),
             dropped: AtomicU64::new(0),
-            out: Mutex::new(out),
+            out: Mutex::new(open_target(target)?),
+            target: target.to_owned(),
         });
         let writer = inner.clone();
         std::thread::Builder::new().name("gatehouse-log".into()).spawn(move || loop {
@@ -141,7 +142,27 @@ impl AccessLog {
             }
             writer.flush();
         })?;
-        Ok(AccessLog { inner, ids: Arc::new(RequestIds::new()) })
+        Ok(AccessLog { inner, ids: Arc::new(RequestIds::new()), requests })
+    }
+
+    /// Opens the file again by its name (SIGUSR1, after logrotate moved it
+    /// away): what is pending goes to the old file first, the next records
+    /// to the new one. A file that cannot be opened leaves the old one in
+    /// use, and says why.
+    pub fn reopen(&self) {
+        if self.inner.target == "-" {
+            return;
+        }
+        self.inner.flush();
+        match open_target(&self.inner.target) {
+            Ok(out) => {
+                *self.inner.out.lock().unwrap_or_else(|e| e.into_inner()) = out;
+                tracing::info!(file = %self.inner.target, "access log reopened");
+            }
+            Err(e) => {
+                tracing::error!(file = %self.inner.target, error = %e, "cannot reopen the access log; writing to the old file")
+            }
+        }
     }
 
     /// A new request id: every record, and the page and log line that go with
@@ -170,6 +191,14 @@ impl AccessLog {
     pub fn flush(&self) {
         self.inner.flush();
     }
+}
+
+fn open_target(target: &str) -> std::io::Result<Box<dyn Write + Send>> {
+    Ok(if target == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(std::fs::OpenOptions::new().create(true).append(true).open(target)?)
+    })
 }
 
 impl LogInner {
@@ -301,6 +330,9 @@ impl AccessRecord {
         if let Some(p) = &self.bytes_in {
             self.fields.bytes_in = p.bytes.load(Ordering::Relaxed);
         }
+        let f = &self.fields;
+        let took = self.started.elapsed();
+        self.log.requests.finished(f.site.as_deref(), f.status, took, f.bytes_in, f.bytes_out);
         match serde_json::to_vec(&self.fields) {
             Ok(mut line) => {
                 line.push(b'\n');

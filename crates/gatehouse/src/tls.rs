@@ -186,3 +186,20 @@ impl ServerCertVerifier for NoVerification {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// A certificate's first DNS name (or its subject's common name) and when
+/// it expires (seconds since the Unix epoch), for the metrics and the
+/// status page.
+pub fn expiry(ck: &CertifiedKey) -> Option<(String, i64)> {
+    let der = ck.end_entity_cert().ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let dns = cert.subject_alternative_name().ok().flatten().and_then(|san| {
+        san.value.general_names.iter().find_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        })
+    });
+    let cn = || cert.subject().iter_common_name().next().and_then(|c| c.as_str().ok()).map(str::to_owned);
+    let name = dns.or_else(cn).unwrap_or_else(|| "-".into());
+    Some((name, cert.validity().not_after.timestamp()))
+}

@@ -220,3 +220,52 @@ async fn with_the_kdc_down_access_decisions_stand_for_the_grace_period_then_503(
     lab_sh("kdc-start");
     result.expect("the outage checks took too long");
 }
+
+/// `/readyz` on the admin listener fails while the KDC a delegating site
+/// needs is stopped, says why, and recovers when it is back, with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_while_the_kdc_is_down_and_recovers() {
+    let _serial = SERIAL.lock().await;
+    let Some(env) = lab_env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.ntlm"), "ADTEST:alice:Alice-Pass1\n").unwrap();
+    let site = kcd_site(&env["LAB_BACKEND"], "HTTP/backend.ad.test", "spnego", "always");
+    let config = kcd_config(&env, Accounts::file("users.ntlm"), site).table("admin", "bind = \"127.0.0.1:0\"");
+    let g = Gatehouse::start_in(dir, &config.to_string());
+    g.wait_for(|| g.stderr().contains("admin listener ready"), "the admin listener");
+    let log = g.stderr();
+    let line = log.lines().find(|l| l.contains("admin listener ready")).unwrap().to_owned();
+    let admin: std::net::SocketAddr =
+        line.split_whitespace().find_map(|w| w.strip_prefix("addr=")).unwrap().parse().unwrap();
+    let readyz = || async {
+        let r = request(admin, "GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+        (r.status, r.text())
+    };
+    let until = |want: u16, within: Duration| async move {
+        let start = Instant::now();
+        loop {
+            let (status, text) = readyz().await;
+            if status == want {
+                return text;
+            }
+            assert!(start.elapsed() < within, "/readyz stayed {status}: {text}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    let ready = until(200, Duration::from_secs(20)).await;
+    assert!(ready.contains("ok: KDC reachable (sites kerberos-backend)"), "{ready}");
+
+    lab_sh("kdc-stop");
+    let outcome = async {
+        let down = until(503, Duration::from_secs(30)).await;
+        assert!(down.contains("failed: KDC reachable"), "{down}");
+        down
+    };
+    let result = tokio::time::timeout(Duration::from_secs(60), outcome).await;
+    lab_sh("kdc-start");
+    let down = result.expect("/readyz did not fail while the KDC was down");
+    assert!(g.stderr().contains("readiness: the KDC does not answer"), "{down}\n{}", g.stderr());
+
+    until(200, Duration::from_secs(60)).await;
+    g.wait_for(|| g.stderr().contains("readiness: the KDC answers again"), "the recovery line");
+}

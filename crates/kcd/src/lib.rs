@@ -48,6 +48,7 @@ mod explain;
 mod ffi;
 mod logon;
 mod logon_info;
+mod observe;
 mod pac;
 mod password;
 mod refresh;
@@ -59,6 +60,7 @@ pub use error::{Error, Kind};
 pub use explain::{advice, explain, Explanation};
 pub use logon::Logon;
 pub use logon_info::{fuzz_logon_info, parse_logon_info, GroupRid, GroupSid, LogonInfo, LogonInfoError, Sid};
+pub use observe::{KdcObserver, KdcRequest};
 pub use pac::{parse_upn_dns_info, PacError, UpnDnsInfo};
 pub use password::{change_password, Changed};
 pub use spn::qualify_spn;
@@ -175,6 +177,8 @@ pub struct Delegator {
     /// The encryption types used: AES, and RC4 when allowed.
     enctypes: enctypes::Policy,
     stats: Stats,
+    /// Told of each KDC request (gatehouse's metrics), when set.
+    observer: Option<Arc<dyn KdcObserver>>,
 }
 
 /// The domain's last word on a user's logon.
@@ -218,6 +222,8 @@ struct Cached {
 #[derive(Default)]
 pub struct Stats {
     pub cache_hits: AtomicU64,
+    /// Users' credentials dropped from the cache to make room.
+    pub evictions: AtomicU64,
     /// Impersonated credentials not in the cache: each costs an S4U2Self.
     pub s4u2self: AtomicU64,
     /// Clients' forwardable tickets kept as S4U2Proxy evidence.
@@ -280,6 +286,7 @@ impl Delegator {
             replays: replay::Cache::new(),
             enctypes: enctypes::Policy::default(),
             stats: Stats::default(),
+            observer: None,
         }
     }
 
@@ -306,6 +313,30 @@ impl Delegator {
     pub fn with_logon_grace(mut self, grace: Duration) -> Delegator {
         self.logon_grace = grace;
         self
+    }
+
+    /// Who is told of each KDC request (kind, time taken, error code).
+    /// Call before [`Delegator::start`].
+    pub fn with_observer(mut self, observer: Arc<dyn KdcObserver>) -> Delegator {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Users' credentials held now (S4U2Self results and clients' evidence
+    /// tickets, expired ones included until they are swept).
+    pub fn cache_entries(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether the KDC answers now: an AS exchange for the service account
+    /// into a cache of its own, kept by nobody (the credentials in use are
+    /// not touched). For health checks; not counted as a KDC request. Blocks.
+    pub fn probe(&self) -> Result<(), Error> {
+        self.check_keytab()?;
+        let keytab = format!("FILE:{}", self.keytab);
+        ffi::acquire_from_keytab(&self.principal, &keytab, &memory_ccache(), self.enctypes.initiator())
+            .map(|_| ())
+            .map_err(|e| gss("asking the KDC for the service account's TGT", e).behind_keytab())
     }
 
     pub fn principal(&self) -> &str {
@@ -455,8 +486,10 @@ impl Delegator {
         let now = Instant::now();
         let acquired = self.check_keytab().and_then(|()| {
             let keytab = format!("FILE:{}", self.keytab);
-            ffi::acquire_from_keytab(&self.principal, &keytab, &memory_ccache(), self.enctypes.initiator())
-                .map_err(|e| gss("acquiring the service credential from the keytab", e).behind_keytab())
+            observe::timed(self.observer.as_ref(), KdcRequest::As, || {
+                ffi::acquire_from_keytab(&self.principal, &keytab, &memory_ccache(), self.enctypes.initiator())
+                    .map_err(|e| gss("acquiring the service credential from the keytab", e).behind_keytab())
+            })
         });
         match acquired {
             Ok(cred) => {
@@ -587,8 +620,9 @@ impl Delegator {
         }
         let until = until(&cred);
         if cache.len() >= MAX_USERS {
-            let now = Instant::now();
+            let (now, before) = (Instant::now(), cache.len());
             cache.retain(|_, e| e.until > now);
+            self.stats.evictions.fetch_add((before - cache.len()) as u64, Ordering::Relaxed);
         }
         cache.insert(user, Cached { cred, until, evidence: true });
         self.stats.evidence.fetch_add(1, Ordering::Relaxed);
@@ -628,7 +662,10 @@ impl Delegator {
             let target =
                 Name::new(target.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| gss("target name", e))?;
             let mut ctx = ClientCtx::new(Some(cred), target, CtxFlags::empty(), Some(GSS_MECH_KRB5));
-            ctx.step(None, channel_bindings).map_err(|e| self.mit_refusal(gss("S4U2Proxy (ticket for the backend)", e)))
+            observe::timed(self.observer.as_ref(), KdcRequest::S4u2Proxy, || {
+                ctx.step(None, channel_bindings)
+                    .map_err(|e| self.mit_refusal(gss("S4U2Proxy (ticket for the backend)", e)))
+            })
         };
         let token = match step(cred) {
             Ok(t) => t,
@@ -677,8 +714,9 @@ impl Delegator {
         let until = until(&cred);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_USERS {
-            let now = Instant::now();
+            let (now, before) = (Instant::now(), cache.len());
             cache.retain(|_, e| e.until > now);
+            self.stats.evictions.fetch_add((before - cache.len()) as u64, Ordering::Relaxed);
         }
         cache.insert(user.clone(), Cached { cred: cred.clone(), until, evidence: false });
         Ok((cred, false))
@@ -701,8 +739,10 @@ impl Delegator {
         let service = self.service()?;
         self.stats.s4u2self.fetch_add(1, Ordering::Relaxed);
         let enterprise = matches!(user, User::Upn { .. });
-        let impersonated = ffi::impersonate(&service, user.name(), enterprise)
-            .map_err(|e| self.mit_refusal(gss("S4U2Self (impersonating the user)", e)))?;
+        let impersonated = observe::timed(self.observer.as_ref(), KdcRequest::S4u2Self, || {
+            ffi::impersonate(&service, user.name(), enterprise)
+                .map_err(|e| self.mit_refusal(gss("S4U2Self (impersonating the user)", e)))
+        })?;
         // The two guards against MIT's silent fallback to the default credential.
         let has_mech = impersonated
             .mechanisms()
@@ -743,8 +783,10 @@ impl Delegator {
         let mut mechs = OidSet::new();
         mechs.add(GSS_MECH_KRB5).map_err(|e| gss("mechanism set", e))?;
         // MIT keeps the TGT in a memory cache of the credential's own.
-        let cred = Cred::acquire_with_password(Some(&name), password, None, CredUsage::Initiate, Some(&mechs))
-            .map_err(|e| gss("checking the password with the KDC", e))?;
+        let cred = observe::timed(self.observer.as_ref(), KdcRequest::As, || {
+            Cred::acquire_with_password(Some(&name), password, None, CredUsage::Initiate, Some(&mechs))
+                .map_err(|e| gss("checking the password with the KDC", e))
+        })?;
         let target = qualify_spn(spn, &self.realm)?;
         let target = Name::new(target.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).map_err(|e| gss("target name", e))?;
         let mut ctx = ClientCtx::new(Some(cred), target, CtxFlags::empty(), Some(GSS_MECH_KRB5));

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{refuse, service_unavailable, Evidence, User, Verdict};
+use super::{refuse, refuse_as, service_unavailable, Evidence, User, Verdict};
 use super::{Authenticator, Client};
 use crate::accounts::Accounts;
 use crate::accounts::CheckError;
@@ -167,7 +167,7 @@ pub async fn check(credentials: &[u8], ctx: Client<'_>, setup: &Authenticator, s
             if refusal.counted() {
                 remembered.forget(typed);
             }
-            refuse(schemes, refusal.describe(typed, "Basic logon"))
+            refuse_as(schemes, refusal.describe(typed, "Basic logon"), refusal.cause())
         }
     }
 }
@@ -196,6 +196,17 @@ impl Refusal {
     /// The domain answered, and the lockout counted it.
     fn counted(&self) -> bool {
         matches!(self, Refusal::Wrong(_) | Refusal::Revoked(_) | Refusal::Expired(_))
+    }
+
+    /// The class the sign-in counters put it in.
+    pub fn cause(&self) -> crate::metrics::Cause {
+        use crate::metrics::Cause;
+        match self {
+            Refusal::Name(_) => Cause::BadMessage,
+            Refusal::Throttled(_) => Cause::LockedOut,
+            Refusal::Wrong(_) | Refusal::Revoked(_) | Refusal::Expired(_) => Cause::WrongPassword,
+            Refusal::Unavailable(_) => Cause::Unavailable,
+        }
     }
 
     /// The log's words, as Basic has always written them.

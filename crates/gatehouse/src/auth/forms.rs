@@ -50,6 +50,8 @@ pub struct Forms {
     pub counters: Arc<crate::mfa::Counters>,
     /// The second factor's own failure count.
     pub second_lockout: Arc<super::Lockout>,
+    /// Told of each password change sent to kpasswd (the metrics' KDC counts).
+    pub kdc: Arc<dyn kcd::KdcObserver>,
 }
 
 /// What a request's session cookie says.
@@ -313,7 +315,7 @@ pub async fn judge(forms: &Forms, headers: &HeaderMap, ctx: super::Client<'_>, n
     }
     let reason = match (why, grade) {
         // A cookie that does not verify is someone's doing: say so.
-        (Some(why), Grade::Forged) => Reason::Refused(why),
+        (Some(why), Grade::Forged) => Reason::Refused(why, crate::metrics::Cause::BadMessage),
         (Some(why), Grade::OldKey) => {
             tracing::info!(client = %ctx.info.peer, cause = %why, "session cookie refused; sent to sign in");
             Reason::Handshake
@@ -391,9 +393,17 @@ pub async fn change_password(
     let limits = &setup.lockout_limits;
     setup.lockout.allowed(typed, client, limits).map_err(|why| ChangeRefused::Old(Refusal::Throttled(why)))?;
     let (old, new) = (old.to_owned(), new.to_owned());
-    let changed = tokio::task::spawn_blocking(move || kcd::change_password(&user, &old, &new))
-        .await
-        .map_err(|e| ChangeRefused::Unavailable(format!("the password change did not run: {e}")))?;
+    let observer = setup.forms.as_ref().map(|f| f.kdc.clone());
+    let changed = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let changed = kcd::change_password(&user, &old, &new);
+        if let Some(o) = observer {
+            o.kdc(kcd::KdcRequest::ChangePassword, started.elapsed(), changed.as_ref().err().map(|e| e.code_name()));
+        }
+        changed
+    })
+    .await
+    .map_err(|e| ChangeRefused::Unavailable(format!("the password change did not run: {e}")))?;
     match changed {
         Ok(kcd::Changed::Done) => {
             setup.lockout.succeeded(typed, limits);

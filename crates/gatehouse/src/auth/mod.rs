@@ -136,6 +136,11 @@ impl Authenticator {
         check(asked.headers, ctx, self, site).await
     }
 
+    /// Where passwords are checked (for the status page and the metrics).
+    pub fn accounts(&self) -> Option<&Accounts> {
+        self.accounts.as_deref()
+    }
+
     /// The sign-in page's settings and sessions, where `[forms]` is configured.
     pub fn forms(&self) -> Option<&forms::Forms> {
         self.forms.as_ref()
@@ -298,7 +303,8 @@ pub enum Verdict {
 pub enum Reason {
     /// A handshake leg or an offer to authenticate: normal, logged at debug.
     Handshake,
-    Refused(String),
+    /// Refused, and why in the classes the sign-in counters tell apart.
+    Refused(String, crate::metrics::Cause),
     Unavailable(String),
 }
 
@@ -364,7 +370,10 @@ async fn check(headers: &HeaderMap, ctx: Client<'_>, setup: &Authenticator, site
     use base64::Engine;
     let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(token.as_bytes()) else {
         ctx.auth.set(State::None);
-        return Verdict::Answer(unauthorized(&schemes, None), Reason::Refused("Authorization is not base64".into()));
+        return Verdict::Answer(
+            unauthorized(&schemes, None),
+            Reason::Refused("Authorization is not base64".into(), crate::metrics::Cause::BadMessage),
+        );
     };
     match scheme {
         Scheme::Ntlm => ntlm::leg(&bytes, Wrap::Bare("NTLM"), ctx, setup, &schemes).await,
@@ -373,8 +382,8 @@ async fn check(headers: &HeaderMap, ctx: Client<'_>, setup: &Authenticator, site
         Scheme::Forms => refuse(&schemes, "Forms credentials come in a cookie".into()),
         Scheme::Negotiate => match negotiate::leg(&bytes, ctx, setup, &schemes).await {
             // Kerberos just failed here: the refusal already offers what is left.
-            Verdict::Answer(_, Reason::Refused(why)) if ctx.auth.negotiate_failed() => {
-                refuse(&to_offer(site, offered, ctx), why)
+            Verdict::Answer(_, Reason::Refused(why, cause)) if ctx.auth.negotiate_failed() => {
+                refuse_as(&to_offer(site, offered, ctx), why, cause)
             }
             v => v,
         },
@@ -437,8 +446,13 @@ fn offer(scheme: Scheme) -> &'static str {
     }
 }
 
+/// A refusal of a malformed or out-of-order message.
 fn refuse(schemes: &[Scheme], why: String) -> Verdict {
-    Verdict::Answer(unauthorized(schemes, None), Reason::Refused(why))
+    refuse_as(schemes, why, crate::metrics::Cause::BadMessage)
+}
+
+fn refuse_as(schemes: &[Scheme], why: String, cause: crate::metrics::Cause) -> Verdict {
+    Verdict::Answer(unauthorized(schemes, None), Reason::Refused(why, cause))
 }
 
 fn service_unavailable(why: String) -> Verdict {

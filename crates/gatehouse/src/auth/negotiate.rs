@@ -24,7 +24,7 @@ use std::sync::Arc;
 use spnego::{ClientToken, NegState, NegTokenResp, Oid};
 
 use super::ntlm::{self as ntlm_leg, header};
-use super::{refuse, unauthorized, Reason, State, User, Verdict, Wrap};
+use super::{refuse, refuse_as, unauthorized, Reason, State, User, Verdict, Wrap};
 use super::{Authenticator, Client};
 use crate::config::Scheme;
 
@@ -230,10 +230,22 @@ async fn kerberos(
     // bench/run.sh negotiate).
     let accepted = match delegator.accept(token, spn, bindings.as_deref()) {
         Ok(a) => a,
-        Err(e) => return failed(format!("Kerberos ticket refused: {e}")),
+        Err(e) => {
+            let cause = match e.kind() {
+                kcd::Kind::Replay => crate::metrics::Cause::Replay,
+                kcd::Kind::BadBindings => crate::metrics::Cause::ChannelBinding,
+                _ => crate::metrics::Cause::BadMessage,
+            };
+            ctx.auth.set(State::None);
+            ctx.auth.set_negotiate_failed();
+            return refuse_as(schemes, format!("Kerberos ticket refused: {e}"), cause);
+        }
     };
     if policy == ntlm::ChannelBindingPolicy::Required && !accepted.channel_bound {
-        return failed(format!("{}: channel bindings required but not sent", accepted.client));
+        ctx.auth.set(State::None);
+        ctx.auth.set_negotiate_failed();
+        let why = format!("{}: channel bindings required but not sent", accepted.client);
+        return refuse_as(schemes, why, crate::metrics::Cause::ChannelBinding);
     }
     // alice@AD.TEST is ADTEST\alice, as NTLM would name her; a user of another
     // realm keeps the principal.

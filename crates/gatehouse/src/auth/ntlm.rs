@@ -10,16 +10,17 @@ use std::sync::Arc;
 use http::header::HeaderValue;
 
 use super::Evidence;
-use super::{encode, refuse, service_unavailable, unauthorized, Reason, State, User, Verdict, Wrap};
+use super::{encode, refuse, refuse_as, service_unavailable, unauthorized, Reason, State, User, Verdict, Wrap};
 use super::{Authenticator, Client};
 use crate::accounts::Accounts;
 use crate::accounts::CheckError;
 use crate::config::Scheme;
+use crate::metrics::Cause;
 
 /// Why a leg did not succeed.
 pub enum Failure {
     /// 401: the client's fault (bad message, wrong password, lockout).
-    Refused(String),
+    Refused(String, Cause),
     /// 503: the domain could not be asked.
     Unavailable(String),
 }
@@ -27,7 +28,7 @@ pub enum Failure {
 impl Failure {
     pub fn verdict(self, schemes: &[Scheme]) -> Verdict {
         match self {
-            Failure::Refused(why) => refuse(schemes, why),
+            Failure::Refused(why, cause) => refuse_as(schemes, why, cause),
             Failure::Unavailable(why) => service_unavailable(why),
         }
     }
@@ -74,14 +75,14 @@ pub async fn leg(bytes: &[u8], wrap: Wrap, ctx: Client<'_>, setup: &Authenticato
 /// was already authenticated (clients re-authenticate, e.g. before a POST).
 pub fn challenge(bytes: &[u8], ctx: Client<'_>, setup: &Authenticator) -> Result<ChallengeSent, Failure> {
     let Some(setup) = setup.ntlm.get(&*ctx.info.listener) else {
-        return Err(Failure::Refused("NTLM is not configured on this listener".into()));
+        return Err(Failure::Refused("NTLM is not configured on this listener".into(), Cause::BadMessage));
     };
     let mut server_challenge = [0u8; 8];
     if getrandom::fill(&mut server_challenge).is_err() {
         return Err(Failure::Unavailable("no randomness for a challenge".into()));
     }
     ntlm::Acceptor::challenge(setup, bytes, server_challenge, ntlm::FileTime::now())
-        .map_err(|e| Failure::Refused(format!("NTLM negotiate refused: {e}")))
+        .map_err(|e| Failure::Refused(format!("NTLM negotiate refused: {e}"), Cause::BadMessage))
 }
 
 /// AUTHENTICATE in: the password checked (unless the lockout says stop), then
@@ -92,17 +93,22 @@ pub async fn authenticate(
     ctx: Client<'_>,
     setup: &Authenticator,
 ) -> Result<(Arc<User>, ntlm::SessionKey), Failure> {
-    let received =
-        sent.read_authenticate(bytes).map_err(|e| Failure::Refused(format!("NTLM authenticate refused: {e}")))?;
+    let received = sent
+        .read_authenticate(bytes)
+        .map_err(|e| Failure::Refused(format!("NTLM authenticate refused: {e}"), Cause::BadMessage))?;
     // Before anything is counted or the domain is asked: a name AD cannot
     // hold is no one's, and must not cost gatehouse memory per attempt.
-    super::names::check_parts(&received.domain, &received.user)
-        .map_err(|why| Failure::Refused(format!("NTLM logon name: {why}; the domain was not asked")))?;
+    super::names::check_parts(&received.domain, &received.user).map_err(|why| {
+        Failure::Refused(format!("NTLM logon name: {why}; the domain was not asked"), Cause::BadMessage)
+    })?;
     let who = format!("{}\\{}", received.domain, received.user);
     let lockout = &setup.lockout;
     let limits = &setup.lockout_limits;
     if let Err(why) = lockout.allowed(&who, ctx.info.peer.ip(), limits) {
-        return Err(Failure::Refused(format!("{who}: {why}; the password was not sent to the domain")));
+        return Err(Failure::Refused(
+            format!("{who}: {why}; the password was not sent to the domain"),
+            Cause::LockedOut,
+        ));
     }
     let checked = match setup.accounts.as_deref() {
         Some(Accounts::File(users)) => crate::accounts::check_file(users, &received, setup.domain.as_ref()),
@@ -113,7 +119,7 @@ pub async fn authenticate(
         Ok(key) => key,
         Err(CheckError::Rejected(why, evidence)) => {
             lockout.failed(&who, ctx.info.peer.ip(), evidence, limits);
-            return Err(Failure::Refused(format!("{who}: {why}")));
+            return Err(Failure::Refused(format!("{who}: {why}"), Cause::WrongPassword));
         }
         Err(CheckError::Unavailable(why)) => {
             return Err(Failure::Unavailable(format!("{who}: cannot check the password: {why}")));
@@ -129,7 +135,8 @@ pub async fn authenticate(
                 _ => crate::accounts::file_account,
             };
             let named = account(&done.domain, &done.user, setup.domain.as_ref());
-            let user = User::new(named.name(), Scheme::Ntlm, None).map_err(Failure::Refused)?;
+            let user =
+                User::new(named.name(), Scheme::Ntlm, None).map_err(|why| Failure::Refused(why, Cause::BadMessage))?;
             // Winbind asked the domain: the user is its account (a UPN the
             // domain controller resolved, or our domain's; a trusted domain's
             // user is known by the sign-in alone). A file's user is not.
@@ -148,7 +155,12 @@ pub async fn authenticate(
         Err(e) => {
             // The password was right: the account exists.
             lockout.failed(&who, ctx.info.peer.ip(), Evidence::Account, limits);
-            Err(Failure::Refused(format!("{who}: {e}")))
+            let cause = match e {
+                ntlm::Error::ChannelBindingsMissing | ntlm::Error::ChannelBindingsMismatch => Cause::ChannelBinding,
+                ntlm::Error::StaleTimestamp => Cause::Replay,
+                _ => Cause::BadMessage,
+            };
+            Err(Failure::Refused(format!("{who}: {e}"), cause))
         }
     }
 }

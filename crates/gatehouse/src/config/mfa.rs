@@ -81,7 +81,7 @@ impl Reader<'_> {
         })
     }
 
-    fn networks(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Vec<crate::net::Cidr> {
+    pub(super) fn networks(&mut self, s: &mut Section<'_, '_>, key: &'static str) -> Vec<crate::net::Cidr> {
         let mut out = Vec::new();
         for (text, span) in self.string_list(s, key).unwrap_or_default() {
             match text.parse::<crate::net::Cidr>() {

@@ -6,6 +6,7 @@
 //! reading lives in `read.rs`.
 
 mod access;
+mod admin;
 mod farm;
 mod files;
 mod forms;
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 #[cfg(test)]
 pub use access::rule_entry;
+pub use admin::Admin;
 pub use forms::Forms;
 pub use mfa::Mfa;
 #[cfg(test)]
@@ -59,6 +61,8 @@ pub struct Config {
     pub control: Option<Control>,
     /// `[mfa]`: the second factors' store.
     pub mfa: Option<Mfa>,
+    /// `[admin]`: the operators' listener (metrics, health, status page).
+    pub admin: Option<Admin>,
     /// Sites a preset would publish and its `exclude` left out, by name
     /// (`exchange/ecp`), for `gatehouse check`.
     pub left_out: Vec<String>,
@@ -200,6 +204,8 @@ pub struct ListenerTls {
     pub certificates: Vec<Arc<rustls::sign::CertifiedKey>>,
     /// The file each certificate was read from, for messages.
     pub files: Vec<PathBuf>,
+    /// Each certificate's key file (watched with the certificate's).
+    pub keys: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

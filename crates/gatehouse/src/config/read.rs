@@ -92,6 +92,7 @@ impl<'t> Reader<'t> {
             affinity: super::AffinitySettings::default(),
             forms: None,
             control: None,
+            admin: None,
             mfa: None,
             left_out: Vec::new(),
             set_by_path: Vec::new(),
@@ -181,6 +182,12 @@ impl<'t> Reader<'t> {
         if let Some(v) = root.get("affinity") {
             if let Some(mut s) = self.section(v, "affinity".into(), &[]) {
                 config.affinity = self.affinity_settings(&mut s);
+                self.finish(s);
+            }
+        }
+        if let Some(v) = root.get("admin") {
+            if let Some(mut s) = self.section(v, "admin".into(), &[]) {
+                config.admin = self.admin(&mut s);
                 self.finish(s);
             }
         }
@@ -430,11 +437,13 @@ impl<'t> Reader<'t> {
     fn listener_tls(&mut self, t: &mut Section<'_, '_>) -> Option<ListenerTls> {
         let mut certificates = Vec::new();
         let mut files = Vec::new();
+        let mut keys = Vec::new();
         let mut ok = true;
         match self.cert_pair(t) {
-            Some((c, f)) => {
+            Some((c, f, k)) => {
                 certificates.push(c);
                 files.push(f);
+                keys.push(k);
             }
             None => ok = false,
         }
@@ -445,9 +454,10 @@ impl<'t> Reader<'t> {
                     for (i, item) in items.iter().enumerate() {
                         if let Some(mut c) = self.section(item, format!("{path}[{i}]"), CERT_KEYS) {
                             match self.cert_pair(&mut c) {
-                                Some((cert, file)) => {
+                                Some((cert, file, key)) => {
                                     certificates.push(cert);
                                     files.push(file);
+                                    keys.push(key);
                                 }
                                 None => ok = false,
                             }
@@ -465,17 +475,17 @@ impl<'t> Reader<'t> {
                 }
             }
         }
-        ok.then_some(ListenerTls { certificates, files })
+        ok.then_some(ListenerTls { certificates, files, keys })
     }
 
-    fn cert_pair(&mut self, t: &mut Section<'_, '_>) -> Option<(Arc<rustls::sign::CertifiedKey>, PathBuf)> {
+    fn cert_pair(&mut self, t: &mut Section<'_, '_>) -> Option<(Arc<rustls::sign::CertifiedKey>, PathBuf, PathBuf)> {
         let cert = self.required_string(t, "cert");
         let key = self.required_string(t, "key");
         let ((cert, cert_span), (key, key_span)) = (cert?, key?);
         let cert_path = self.file_path(&cert);
         let key_path = self.file_path(&key);
         match crate::pem::load_certified_key(&cert_path, &key_path) {
-            Ok(ck) => Some((ck, cert_path)),
+            Ok(ck) => Some((ck, cert_path, key_path)),
             Err(crate::pem::PemError::Cert(msg)) => {
                 self.problem(cert_span, &t.key_path("cert"), format!("{}: {msg}", cert_path.display()));
                 None

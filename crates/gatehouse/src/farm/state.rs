@@ -58,6 +58,9 @@ pub struct MemberState {
     drained: AtomicBool,
     /// The last change and why, for `backend status`.
     last: Mutex<(Instant, String)>,
+    /// The status of the last response it gave a client's request, and when
+    /// ([`now_ms`]), for the status page; 0 until it answers.
+    last_answer: AtomicU64,
 }
 
 impl MemberState {
@@ -66,6 +69,7 @@ impl MemberState {
             site: site.into(),
             origin: origin.into(),
             in_flight: AtomicUsize::new(0),
+            last_answer: AtomicU64::new(0),
             up: AtomicBool::new(true),
             checked: AtomicBool::new(false),
             passes: AtomicU32::new(0),
@@ -178,6 +182,7 @@ impl MemberState {
     /// application's own answer, which for EWS is 500 on every SOAP fault).
     /// `others_healthy`: ejecting it would leave the site a backend to use.
     pub fn answered(&self, status: u16, h: &Health, others_healthy: bool) {
+        self.last_answer.store((now_ms() << 16) | u64::from(status), Ordering::Relaxed);
         if !matches!(status, 502..=504) {
             if self.gateway_errors.load(Ordering::Relaxed) != 0 {
                 self.gateway_errors.store(0, Ordering::Relaxed);
@@ -201,6 +206,12 @@ impl MemberState {
     }
 
     /// For `backend status`: up, down or ejected, and drained.
+    /// The last response's status and how long ago, if it answered yet.
+    pub fn last_answer(&self) -> Option<(u16, Duration)> {
+        let v = self.last_answer.load(Ordering::Relaxed);
+        (v != 0).then(|| ((v & 0xffff) as u16, Duration::from_millis(now_ms().saturating_sub(v >> 16))))
+    }
+
     pub fn describe(&self, drained_by_config: bool) -> String {
         let mut words = vec![if !self.checks_pass() {
             "down".to_owned()

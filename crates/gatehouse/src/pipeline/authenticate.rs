@@ -13,6 +13,7 @@ use super::failure::Failure;
 use crate::auth::{Asked, Authenticator, ConnAuth, Reason, User, Verdict};
 use crate::config::Site;
 use crate::conn::ConnInfo;
+use crate::metrics::{Cause, SignIns};
 use crate::response_body::ResponseBody;
 use crate::telemetry::AccessRecord;
 
@@ -33,18 +34,42 @@ pub async fn authenticate(
     state: &ConnAuth,
     site: &Site,
     record: &mut AccessRecord,
+    signins: &SignIns,
 ) -> Result<SignedIn, Failure> {
     if site.auth.is_empty() {
         return Ok(SignedIn::Anonymous);
     }
+    // Credentials in this request: a handshake's last leg or Basic. Without
+    // them a request rides on its connection's or cookie's sign-in, which
+    // was counted when it happened.
+    let sent = sent_scheme(asked.headers);
     match auth.check(asked, info, state, site).await {
         Verdict::Pass(user, token) => {
+            if sent.is_some() {
+                signins.passed(user.scheme.name());
+            }
             record.set_user(&user.name, user.scheme.name());
             Ok(SignedIn::User(user, token))
         }
-        Verdict::Answer(resp, reason) => Ok(SignedIn::NotYet(resp, reason)),
+        Verdict::Answer(resp, reason) => {
+            let scheme = sent.unwrap_or("Forms");
+            match &reason {
+                Reason::Handshake => {}
+                Reason::Refused(_, cause) => signins.refused(scheme, *cause),
+                Reason::Unavailable(_) => signins.refused(scheme, Cause::Unavailable),
+            }
+            Ok(SignedIn::NotYet(resp, reason))
+        }
         Verdict::Http11Required(why) => Err(Failure::Http11Required(why)),
     }
+}
+
+/// The scheme of the request's `Authorization`, among the ones gatehouse
+/// knows (a bounded label), if it has one.
+fn sent_scheme(headers: &http::HeaderMap) -> Option<&'static str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let word = value.split(' ').next()?;
+    ["NTLM", "Negotiate", "Basic"].into_iter().find(|s| s.eq_ignore_ascii_case(word))
 }
 
 /// Answers a request that did not pass authentication. The body of a handshake
@@ -63,7 +88,7 @@ pub async fn answer(
     let id = record.request_id().to_owned();
     match reason {
         Reason::Handshake => {}
-        Reason::Refused(why) => {
+        Reason::Refused(why, _) => {
             tracing::warn!(request_id = %id, client = %info.peer, listener = %info.listener, cause = %why, "authentication refused");
             record.set_error(why);
         }

@@ -17,6 +17,10 @@ pub struct Kerberos<'a> {
     pub delegator: Option<&'a Arc<kcd::Delegator>>,
     pub realm: &'a str,
     pub settings: &'a Kcd,
+    /// Where a failure goes for the status page.
+    pub problems: &'a crate::metrics::Problems,
+    /// The site, as the status page names it.
+    pub site: &'a str,
 }
 
 /// `Authorization: Negotiate` for the backend whose SPN is `spn` (one for the
@@ -57,7 +61,8 @@ pub async fn token(
         Err(e) => {
             let account = k.delegator.map_or("", |d| d.principal());
             let mut cause = format!("Kerberos delegation for {principal} to {spn} failed: {e}");
-            if let Some(x) = kcd::explain(&e, account, &spn, &principal) {
+            let explained = kcd::explain(&e, account, &spn, &principal);
+            if let Some(x) = &explained {
                 cause.push_str(&format!(
                     "; {}: {}; fix (PowerShell): {}; fix (samba-tool): {}",
                     x.code,
@@ -66,6 +71,12 @@ pub async fn token(
                     x.samba_tool.join(" ; ")
                 ));
             }
+            k.problems.record(crate::metrics::Problem {
+                at: std::time::SystemTime::now(),
+                site: k.site.to_owned(),
+                error: format!("delegation to {spn} failed: {e}"),
+                explained,
+            });
             if e.is_unreachable() {
                 Err(Failure::DomainUnreachable(cause))
             } else {

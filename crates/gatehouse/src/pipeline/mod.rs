@@ -118,8 +118,10 @@ async fn run(
     let host = routed.host.as_deref().map(crate::route::host_name);
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let asked = crate::auth::Asked { headers: req.headers(), method: req.method(), target, host: host.as_deref() };
+    let signins = &conn.shared.meters.signins;
     let (user, final_token) =
-        match authenticate::authenticate(asked, &generation.auth, &conn.info, &conn.auth, site, record).await? {
+        match authenticate::authenticate(asked, &generation.auth, &conn.info, &conn.auth, site, record, signins).await?
+        {
             SignedIn::Anonymous => (None, None),
             SignedIn::User(user, token) => (Some(user), token),
             SignedIn::NotYet(resp, reason) => {
@@ -132,6 +134,7 @@ async fn run(
         // A refusal keeps the connection (and its logon, for the sites the
         // user may use) when the body is small enough to read past.
         Err(refused @ Failure::Forbidden { .. }) => {
+            signins.refused(user.as_deref().map_or("-", |u| u.scheme.name()), crate::metrics::Cause::DeniedByRule);
             let resp = refused.respond(&conn.info, record);
             let limits = (config.limits.handshake_body, config.timeouts.header_read);
             let reason = crate::auth::Reason::Handshake;
@@ -179,7 +182,13 @@ async fn forward(
     let realm = config.domain.as_ref().map_or("", |d| d.realm.as_str());
     let signing = match (site.kcd(), user) {
         (Some(settings), Some(user)) => Some(send::Signing {
-            kerberos: delegate::Kerberos { delegator: generation.delegator.as_ref(), realm, settings },
+            kerberos: delegate::Kerberos {
+                delegator: generation.delegator.as_ref(),
+                realm,
+                settings,
+                problems: &conn.shared.meters.problems,
+                site: &site.name,
+            },
             user,
             bodiless: prepared.bodiless,
         }),
@@ -204,6 +213,7 @@ async fn forward(
         pool,
         timeouts: &config.timeouts,
         refused: &conn.activity.rejected,
+        meter: &conn.shared.meters.backends,
     };
     let progress = prepared.progress.clone();
     let mut sent = send::send(&hop, &mut placement, request, &progress, signing.as_ref(), prepared.replay).await?;

@@ -34,6 +34,8 @@ pub struct Hop<'a> {
     /// The framing guard's refusal on the client connection, if any: a body
     /// that failed because of it is the client's fault.
     pub refused: &'a OnceLock<httpguard::Reject>,
+    /// Counts connect failures and response times, by the farm's site.
+    pub meter: &'a crate::metrics::Backends,
 }
 
 #[derive(Clone, Copy)]
@@ -85,8 +87,10 @@ pub async fn send(
     signing: Option<&Signing<'_>>,
     replay: Option<Replay>,
 ) -> Result<Sent, Failure> {
+    let started = std::time::Instant::now();
     let (mut sent, reused, with_ticket) =
         exchange(hop, To::Placed(placement), request, progress, signing, false).await?;
+    hop.meter.answered(&hop.farm.site, started.elapsed());
     let Some(signing) = signing else { return Ok(sent) };
     if sent.response.status() != StatusCode::UNAUTHORIZED {
         return Ok(sent);
@@ -168,6 +172,7 @@ async fn exchange(
                 Err(e) => {
                     let why = format!("{}: {e}", m.backend.origin);
                     farm.connect_failed(i, &e.to_string());
+                    hop.meter.connect_failed(&farm.site);
                     member = next_after_failure(farm, &mut to, i, &e.to_string());
                     let failure = match e {
                         ConnectError::Timeout => Failure::GatewayTimeout(why.clone()),

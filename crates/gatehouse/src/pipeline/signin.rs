@@ -360,7 +360,15 @@ impl Here<'_> {
         let password = form.get("password").unwrap_or("");
         let public = form.get("public") == Some("on");
         let client = self.conn.info.peer.ip();
-        match forms::sign_in(self.auth, typed, password, client).await {
+        let result = forms::sign_in(self.auth, typed, password, client).await;
+        // The page's sign-ins are counted here, where they happen; the
+        // session cookie's later requests are not sign-ins.
+        let signins = &self.conn.shared.meters.signins;
+        match &result {
+            Ok(_) => signins.passed("Forms"),
+            Err(refusal) => signins.refused("Forms", refusal.cause()),
+        }
+        match result {
             Ok(user) => Ok(self.signed_in(&headers, user, public, &return_to, record).await),
             Err(Refusal::Expired(why)) if forms::can_change_passwords(self.auth) => {
                 log_refusal(self.conn, record, &Refusal::Expired(why), typed);
