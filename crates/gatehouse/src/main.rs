@@ -25,6 +25,7 @@ mod keytab;
 mod listener;
 mod mfa;
 mod net;
+mod oidc;
 mod pages;
 mod pem;
 mod pem_hint;
