@@ -205,6 +205,9 @@ function grantEverythingRequested(ctx, grant) {
   if (scopes.length) grant.addOIDCScope(scopes.join(' '));
   const claims = [...ctx.oidc.requestParamClaims];
   if (claims.length) grant.addOIDCClaims(claims);
+  // gatehouse's copy: the RESOURCE indicator's scopes too (Bearer tests).
+  const resource = ctx.oidc.params.resource;
+  if (env.RESOURCE && resource === env.RESOURCE) grant.addResourceScope(resource, 'api');
 }
 
 async function loadExistingGrant(ctx) {
@@ -238,7 +241,8 @@ function buildProvider(issuer) {
     loadExistingGrant,
     responseTypes: ['code'],
     claims: {
-      openid: ['sub'],
+      // gatehouse's copy: amr in the ID token (a site's mfa = "required").
+      openid: ['sub', 'amr'],
       email: ['email', 'email_verified'],
       profile: ['name', 'preferred_username', 'upn', 'groups'],
     },
@@ -275,6 +279,11 @@ function buildProvider(issuer) {
         },
       },
       introspection: { enabled: true },
+    },
+    // gatehouse's copy: JWT access tokens name the user by upn, as Entra's do.
+    extraTokenClaims: async (ctx, token) => {
+      if (token.kind !== 'AccessToken' || !Object.hasOwn(USERS, token.accountId || '')) return undefined;
+      return { upn: USERS[token.accountId].claims.upn };
     },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },

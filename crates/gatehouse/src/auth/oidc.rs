@@ -140,10 +140,11 @@ pub async fn domain_user(
     };
     let account = format!("{}@{realm}", logon.info.account);
     let name = format!("{}\\{}", logon.info.logon_domain, logon.info.account);
-    let kcd_user = match asked {
-        kcd::User::Upn { upn, .. } => kcd::User::Upn { upn, account },
-        other => other,
-    };
+    // Found by its UPN (an enterprise name), the account is then asked for
+    // by its own name, which the PAC gave: the backend sees `alice@AD.TEST`
+    // as for any other sign-in, not the enterprise name.
+    let _ = asked;
+    let kcd_user = kcd::User::Account(account);
     let mut user = User::new(name, scheme, None).map_err(Unmapped::Claim)?;
     user.account = Some(kcd_user);
     user.logon = Some(logon);
