@@ -14,7 +14,9 @@ case "$what" in
   # iproute2 (ip, ss), util-linux (unshare), procps (pgrep): scripts/test-lab-guard.sh.
   # chromium, chromium-driver, python3-selenium, fonts-liberation: the sign-in page in a real
   # browser (tests/forms_browser.rs; without fonts the screenshots show no text).
-  test) pkgs="$pkgs python3-venv faketime krb5-user iproute2 util-linux procps chromium chromium-driver python3-selenium fonts-liberation" ;;
+  # nodejs (20.18 or newer; the machine's apt source provides 20.20): the test
+  # OpenID provider, oidc-provider, installed by tests/idp/install.sh with npm ci.
+  test) pkgs="$pkgs python3-venv faketime krb5-user iproute2 util-linux procps chromium chromium-driver python3-selenium fonts-liberation nodejs" ;;
   bench) pkgs="$pkgs nginx-light wrk procps" ;;
 esac
 
