@@ -247,11 +247,10 @@ fn prepare(dir: &Path, example: &str) -> PathBuf {
                 std::fs::write(&path, "a-client-secret\n").unwrap();
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
             }
-            "ca_file" => std::fs::write(
-                &path,
-                rcgen::generate_simple_self_signed(vec!["ca".to_string()]).unwrap().cert.pem(),
-            )
-            .unwrap(),
+            "ca_file" => {
+                std::fs::write(&path, rcgen::generate_simple_self_signed(vec!["ca".to_string()]).unwrap().cert.pem())
+                    .unwrap()
+            }
             "logo" => std::fs::write(&path, "<svg xmlns=\"http://www.w3.org/2000/svg\"/>").unwrap(),
             // The control socket: only its folder, private, which gatehouse checks.
             "socket" => {

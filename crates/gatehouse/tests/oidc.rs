@@ -15,7 +15,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
@@ -27,55 +27,7 @@ fn b64url(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The test provider, killed on drop.
-struct Provider {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    /// The redirect URI it has registered.
-    redirect: String,
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn install_provider() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new("sh").arg(root.join("tests/idp/install.sh")).output().expect("sh");
-    assert!(out.status.success(), "tests/idp/install.sh: {}", String::from_utf8_lossy(&out.stderr));
-    root.join("target/idp")
-}
-
-fn start_provider(dir: &Path, port: u16, env: &[(&str, String)], log: PathBuf) -> Provider {
-    let idp = install_provider();
-    let mut cmd = Command::new("node");
-    cmd.arg(idp.join("provider.mjs")).env("PORT", port.to_string()).env("LOG_REQUESTS", "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let err = std::fs::File::create(&log).unwrap();
-    let child = cmd.current_dir(dir).stdout(Stdio::null()).stderr(err).spawn().expect("node (Node.js 20)");
-    for _ in 0..200 {
-        let ok = Command::new("curl")
-            .args(["-fsS", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/.well-known/openid-configuration")])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            let redirect = env.iter().find(|(k, _)| *k == "REDIRECT_URI").map(|(_, v)| v.clone()).unwrap_or_default();
-            return Provider { child, port, log, redirect };
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("the provider did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
-}
+use common::idp::{free_port, start as start_provider, Provider};
 
 /// One curl request: (status, Location, body). `jar`: the cookie jar.
 fn curl(jar: &Path, ca: &Path, port: u16, url: &str, args: &[&str]) -> (u16, String, String) {
