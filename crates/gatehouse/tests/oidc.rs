@@ -199,7 +199,7 @@ fn sign_in_at_the_provider_bearer_tokens_and_every_refusal() {
     // domain does not know.
     let users = serde_json::json!({
         "alice": {"password": "Alice-Pass1", "claims": {"preferred_username": "alice", "upn": "alice@ad.test", "groups": ["gatehouse-users"]}},
-        "bob": {"password": "Bob-Pass1", "amr": ["pwd", "mfa"], "claims": {"preferred_username": "bob", "upn": "bob@ad.test", "groups": ["gatehouse-users"]}},
+        "bob": {"password": "Bob-Pass1", "amr": ["pwd", "mfa"], "claims": {"preferred_username": "bob", "upn": "bob@ad.test", "groups": ["gatehouse-users", "gatehouse-admins"]}},
         "oidccarol": {"password": "Carol-Pass1", "claims": {"preferred_username": "oidccarol", "upn": "oidccarol@ad.test"}},
     });
     std::fs::write(dir.path().join("users.json"), users.to_string()).unwrap();
@@ -221,6 +221,13 @@ fn sign_in_at_the_provider_bearer_tokens_and_every_refusal() {
                 .path_prefix("/mfa")
                 .auth(&["OIDC:corp"])
                 .set_str("mfa", "required"),
+        )
+        .site(
+            Site::lab_kcd("admins", "public", &env)
+                .hosts(&["proxy.ad.test"])
+                .path_prefix("/admins")
+                .auth(&["OIDC:corp"])
+                .set_str("require_group", "gatehouse-admins"),
         )
         .site(Site::lab_kcd("api", "public", &env).hosts(&["proxy.ad.test"]).path_prefix("/api").auth(&["Bearer:corp"]))
         .site(Site::lab_kcd("apps", "public", &env).hosts(&["proxy.ad.test"]).auth(&["OIDC:corp", "NTLM"]));
@@ -290,6 +297,11 @@ fn sign_in_at_the_provider_bearer_tokens_and_every_refusal() {
     assert_eq!(s, 403, "{body}");
     assert!(body.contains("second factor"), "{body}");
 
+    // A site for the provider's group gatehouse-admins: alice is not in it.
+    let (s, _, body) = curl(&jar, &w.ca, port, &format!("{}/admins/whoami", w.site()), &[]);
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("for members of gatehouse-admins at corp"), "{body}");
+
     // bob did MFA at the provider: the MFA site lets him in.
     let jarb = w.jar("bob");
     let auth_b = w.to_provider(&jarb);
@@ -299,6 +311,8 @@ fn sign_in_at_the_provider_bearer_tokens_and_every_refusal() {
     let (s, _, body) = curl(&jarb, &w.ca, port, &format!("{}/mfa/whoami", w.site()), &[]);
     assert_eq!(s, 200, "{body}");
     assert!(body.contains("REMOTE_USER=bob@AD.TEST"), "{body}");
+    let (s, _, body) = curl(&jarb, &w.ca, port, &format!("{}/admins/whoami", w.site()), &[]);
+    assert_eq!(s, 200, "bob is in the provider's gatehouse-admins: {body}");
 
     // carol is known to the provider only: the page says so, and a log line.
     let jarc = w.jar("carol");
