@@ -62,6 +62,10 @@ impl Keys {
         self.keys.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     /// The key for a token's `kid` and algorithm; without a `kid`, the one
     /// key of that algorithm, if there is exactly one.
     fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&Key> {

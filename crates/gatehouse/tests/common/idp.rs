@@ -44,7 +44,7 @@ pub fn start(dir: &Path, port: u16, env: &[(&str, String)], log: PathBuf) -> Pro
         cmd.env(k, v);
     }
     let err = std::fs::File::create(&log).unwrap();
-    let child = cmd.current_dir(dir).stdout(Stdio::null()).stderr(err).spawn().expect("node (Node.js 20)");
+    let mut child = cmd.current_dir(dir).stdout(Stdio::null()).stderr(err).spawn().expect("node (Node.js 20)");
     for _ in 0..200 {
         let ok = Command::new("curl")
             .args(["-fsS", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/.well-known/openid-configuration")])
@@ -57,5 +57,7 @@ pub fn start(dir: &Path, port: u16, env: &[(&str, String)], log: PathBuf) -> Pro
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the provider did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
 }
