@@ -207,7 +207,10 @@ fn sign_in_at_the_provider_bearer_tokens_and_every_refusal() {
     let issuer = format!("http://127.0.0.1:{idp_port}");
     let idp = format!(
         "name = \"corp\"\nissuer = \"{issuer}\"\nclient_id = \"gatehouse\"\nclient_secret_file = \"client.secret\"\n\
-         bearer_audience = \"{RESOURCE}\"\nclock_skew = \"1s\"\ntimeout = \"3s\""
+         bearer_audience = \"{RESOURCE}\"\nclock_skew = \"1s\"\ntimeout = \"3s\"\n\n\
+         [idp]\nname = \"down\"\nissuer = \"http://127.0.0.1:{}\"\nclient_id = \"gatehouse\"\n\
+         client_secret_file = \"client.secret\"\ntimeout = \"2s\"",
+        free_port()
     );
     let config = Config::new()
         .domain(Domain::lab(&env))
@@ -229,6 +232,7 @@ fn sign_in_at_the_provider_bearer_tokens_and_every_refusal() {
                 .auth(&["OIDC:corp"])
                 .set_str("require_group", "gatehouse-admins"),
         )
+        .site(Site::lab_kcd("down", "public", &env).hosts(&["proxy.ad.test"]).path_prefix("/down").auth(&["OIDC:down"]))
         .site(Site::lab_kcd("api", "public", &env).hosts(&["proxy.ad.test"]).path_prefix("/api").auth(&["Bearer:corp"]))
         .site(Site::lab_kcd("apps", "public", &env).hosts(&["proxy.ad.test"]).auth(&["OIDC:corp", "NTLM"]));
     let config = config.to_string().replace("[idp]", "[[idp]]");
@@ -247,6 +251,17 @@ fn sign_in_at_the_provider_bearer_tokens_and_every_refusal() {
         ]
     };
     let p = start_provider(&dir_path, idp_port, &provider_env("jwks-1.json"), dir_path.join("idp-1.log"));
+
+    // A provider that cannot be reached (nothing listens on its port): its
+    // discovery fails, the browser gets the 503 page, nobody is signed in.
+    let jar0 = w.jar("down");
+    let (s, loc, _) = curl(&jar0, &w.ca, port, &format!("{}/down/whoami", w.site()), &[]);
+    assert_eq!(s, 303);
+    assert!(loc.contains("/.gatehouse/oidc/start?idp=down"), "{loc}");
+    let (s, _, body) = curl(&jar0, &w.ca, port, &loc, &[]);
+    assert_eq!(s, 503, "{body}");
+    assert!(body.contains("The sign-in service down cannot be reached"), "{body}");
+    assert!(w.g.stderr().contains("sign-in provider unreachable"), "{}", w.g.stderr());
 
     // alice: to the provider, back, and to the Kerberos-only backend as herself.
     let jar = w.jar("alice");
