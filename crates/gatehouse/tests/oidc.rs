@@ -481,6 +481,17 @@ fn sign_in_at_the_provider_bearer_tokens_and_every_refusal() {
     std::thread::sleep(idtoken_refetch());
     let (s, body) = bearer(&w, &unknown_kid);
     assert_eq!(s, 503, "{body}");
+
+    // Nothing secret in gatehouse's logs: codes, state, tokens, cookies.
+    let logs = format!("{}{}", w.g.stderr(), serde_json::Value::from(w.g.access_log()));
+    for (what, secret) in [
+        ("a code", old_code.as_str()),
+        ("a state", state2.as_str()),
+        ("a bearer token", &token[token.len() - 40..]),
+        ("the client secret", "s3cret"),
+    ] {
+        assert!(!logs.contains(secret), "{what} in the logs");
+    }
 }
 
 fn idtoken_refetch() -> Duration {
