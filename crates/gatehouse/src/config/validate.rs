@@ -155,7 +155,7 @@ fn forms(r: &mut Reader<'_>, config: &Config, origins: &[Origin], given: &Given)
             let first = config.sites.iter().enumerate().position(|(j, _)| from_table(j)) == Some(i);
             if !any_forms && first {
                 let why = format!(
-                    "site `{}` requires a second factor, which only the sign-in page or a provider asks for: add \"Forms\" or \"OIDC:NAME\" to its auth",
+                    "site `{}` requires a second factor, which only the sign-in page asks for (or an OpenID provider): add \"Forms\" or \"OIDC:NAME\" to its auth",
                     site.name
                 );
                 r.problem(origins[i].span.clone(), &key, why);

@@ -436,14 +436,22 @@ impl Here<'_> {
             }
         };
         record.set_user(&user.name, user.scheme.name());
-        tracing::info!(
-            client = %self.conn.info.peer,
-            user = %user.name,
-            public,
-            replaced = replaced.is_some(),
-            idp = user.federated.as_ref().map_or("", |f| f.idp_name.as_str()),
-            "signed in"
-        );
+        match &user.federated {
+            Some(f) => tracing::info!(
+                client = %self.conn.info.peer,
+                user = %user.name,
+                idp = %f.idp_name,
+                replaced = replaced.is_some(),
+                "signed in at the provider"
+            ),
+            None => tracing::info!(
+                client = %self.conn.info.peer,
+                user = %user.name,
+                public,
+                replaced = replaced.is_some(),
+                "signed in on the sign-in page"
+            ),
+        }
         let mut r = see_other(return_to);
         let h = r.headers_mut();
         h.append(header::SET_COOKIE, opened.set_cookie);
