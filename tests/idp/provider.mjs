@@ -280,10 +280,11 @@ function buildProvider(issuer) {
       },
       introspection: { enabled: true },
     },
-    // gatehouse's copy: JWT access tokens name the user by upn, as Entra's do.
+    // gatehouse's copy: JWT access tokens name the user by upn, and say amr, as Entra's do.
     extraTokenClaims: async (ctx, token) => {
       if (token.kind !== 'AccessToken' || !Object.hasOwn(USERS, token.accountId || '')) return undefined;
-      return { upn: USERS[token.accountId].claims.upn };
+      const user = USERS[token.accountId];
+      return { upn: user.claims.upn, amr: user.amr || ['pwd'] };
     },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },

@@ -161,15 +161,14 @@ fn access_token(p: &Provider, jar: &Path, user: &str, password: &str) -> String 
 }
 
 fn bearer(w: &World, token: &str) -> (u16, String) {
+    bearer_at(w, token, "/api/whoami")
+}
+
+fn bearer_at(w: &World, token: &str, path: &str) -> (u16, String) {
     let jar = w.jar("bearer");
     let _ = std::fs::remove_file(&jar);
-    let (s, _, body) = curl(
-        &jar,
-        &w.ca,
-        w.port,
-        &format!("{}/api/whoami", w.site()),
-        &["-H", &format!("Authorization: Bearer {token}")],
-    );
+    let (s, _, body) =
+        curl(&jar, &w.ca, w.port, &format!("{}{path}", w.site()), &["-H", &format!("Authorization: Bearer {token}")]);
     (s, body)
 }
 
@@ -222,7 +221,7 @@ fn sign_in_at_the_provider_bearer_tokens_and_every_refusal() {
             Site::lab_kcd("mfa", "public", &env)
                 .hosts(&["proxy.ad.test"])
                 .path_prefix("/mfa")
-                .auth(&["OIDC:corp"])
+                .auth(&["OIDC:corp", "Bearer:corp"])
                 .set_str("mfa", "required"),
         )
         .site(
@@ -369,6 +368,14 @@ fn sign_in_at_the_provider_bearer_tokens_and_every_refusal() {
     let (s, body) = bearer(&w, &token);
     assert_eq!(s, 200, "{body}\n{}", w.g.stderr());
     assert!(body.contains("REMOTE_USER=alice@AD.TEST"), "{body}");
+    // On the site that requires a second factor: alice's token says amr pwd only.
+    let (s, body) = bearer_at(&w, &token, "/mfa/whoami");
+    assert_eq!(s, 401, "{body}");
+    assert!(w.g.stderr().contains("bearer token without mfa in amr"), "{}", w.g.stderr());
+    let bob_token = access_token(&p, &w.jar("program-bob"), "bob", "Bob-Pass1");
+    let (s, body) = bearer_at(&w, &bob_token, "/mfa/whoami");
+    assert_eq!(s, 200, "bob's token says amr mfa: {body}");
+    assert!(body.contains("REMOTE_USER=bob@AD.TEST"), "{body}");
     // An ID token is for the client, not for the API: wrong audience.
     let (header, claims) = parts(&token);
     let kid = header["kid"].as_str().unwrap().to_owned();

@@ -369,7 +369,8 @@ async fn check(headers: &HeaderMap, ctx: Client<'_>, setup: &Authenticator, site
             Scheme::Bearer(i) => Some(*i),
             _ => None,
         }) {
-            return oidc::bearer(token.trim(), ctx, setup, i).await;
+            let needs_mfa = site.mfa && !setup.mfa_exempt.iter().any(|n| n.contains(ctx.info.peer.ip()));
+            return oidc::bearer(token.trim(), ctx, setup, i, needs_mfa).await;
         }
     }
     let credentials = authorization.and_then(|v| {

@@ -209,7 +209,9 @@ pub fn meets(rules: &ClaimRules, f: &Federated) -> Result<(), String> {
 
 /// `Authorization: Bearer`: the access token checked with provider `i`,
 /// then made into a domain user.
-pub async fn bearer(token_text: &str, ctx: Client<'_>, setup: &Authenticator, i: u8) -> Verdict {
+/// `needs_mfa`: the site requires a second factor, which the token's `amr`
+/// must show (RFC 9470's `insufficient_user_authentication` otherwise).
+pub async fn bearer(token_text: &str, ctx: Client<'_>, setup: &Authenticator, i: u8, needs_mfa: bool) -> Verdict {
     let Some(provider) = setup.providers.get(i as usize) else {
         return refuse_bearer("no such provider".into(), "invalid_token");
     };
@@ -224,6 +226,10 @@ pub async fn bearer(token_text: &str, ctx: Client<'_>, setup: &Authenticator, i:
         }
     };
     match domain_user(setup, provider, &claims, Scheme::Bearer(i), None).await {
+        Ok(user) if needs_mfa && !user.federated.as_ref().is_some_and(|f| f.did_mfa()) => refuse_bearer(
+            format!("{}: bearer token without mfa in amr on a site that requires a second factor", user.name),
+            "insufficient_user_authentication",
+        ),
         Ok(user) => Verdict::Pass(user, None),
         Err(Unmapped::Unavailable(why)) => super::service_unavailable(why),
         Err(u) => refuse_bearer(u.cause(), "invalid_token"),
