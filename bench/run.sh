@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | access | negotiate | exchange | farm | forms (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -752,6 +752,119 @@ TOML
     echo "| sign-ins on the page: GET the form, POST it, a new session (per second) | $signin_rate | |"
     echo "| sessions made in the sign-in case, and gatehouse's RSS after it (KiB) | $signed / $rss | |"
     echo "| S4U2Self requests to the KDC in the whole run | ${s4u:-?} | |"
+  } | tee -a "$OUT"
+fi
+
+# OpenID Connect (issue 18): one TLS site offering Forms, OIDC at the
+# project's test provider (tests/idp, Node.js), NTLM and Bearer, KCD to
+# gh-backend. alice signs in once on the sign-in page and once at the
+# provider (curl, by hand); gh-load then sends each session's cookie on every
+# request (the same user, the same KCD cache), interleaved twice; then NTLM
+# keep-alive against a provider's JWT access token checked on every request.
+if { [ "$ONLY" = all ] || [ "$ONLY" = oidc ]; } && [ -f "$LAB/env" ]; then
+  # shellcheck disable=SC1091
+  . "$LAB/env"
+  sh tests/idp/install.sh >&2
+  echo "ADTEST:alice:Alice-Pass1" > "$W/users-oidc.ntlm"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$W/oidc.key" -out "$W/oidc.pem" \
+    -days 2 -subj /CN=bench -addext subjectAltName=DNS:bench 2>/dev/null
+  target/release/gatehouse sessions new-key > "$W/oidc-session.keys"; chmod 600 "$W/oidc-session.keys"
+  echo s3cret > "$W/oidc.secret"; chmod 600 "$W/oidc.secret"
+  GP=19099; IP=19401; RES=https://api.bench
+  cat > "$W/gatehouse-oidc.toml" <<TOML
+[log]
+access = "/dev/null"
+level = "info"
+
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+krb5_conf = "$KRB5_CONFIG"
+keytab = "$LAB_PROXY_KEYTAB"
+service_principal = "svc-proxy@AD.TEST"
+
+[accounts]
+source = "file"
+file = "$W/users-oidc.ntlm"
+
+[forms]
+key_file = "$W/oidc-session.keys"
+
+[[idp]]
+name = "corp"
+issuer = "http://127.0.0.1:$IP"
+client_id = "gatehouse"
+client_secret_file = "$W/oidc.secret"
+bearer_audience = "$RES"
+
+[[listener]]
+name = "tls"
+bind = "127.0.0.1:$GP"
+tls = { cert = "$W/oidc.pem", key = "$W/oidc.key" }
+
+[[site]]
+name = "oidc"
+listener = "tls"
+backend = "http://$BACKEND"
+auth = ["Forms", "OIDC:corp", "NTLM", "Bearer:corp"]
+delegation = "kcd"
+backend_spn = "HTTP/backend.ad.test"
+TOML
+  target/release/gatehouse run -c "$W/gatehouse-oidc.toml" 2>"$W/gh-oidc-stderr.log" & GHPID=$!; pids+=($GHPID)
+  (cd target/idp && PORT=$IP RESOURCE=$RES REDIRECT_URI="https://bench:$GP/.gatehouse/oidc/callback" \
+    exec node provider.mjs >"$W/idp.log" 2>&1) & IDPPID=$!; pids+=($IDPPID)
+  for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$IP/.well-known/openid-configuration" 2>/dev/null && break; sleep 0.1; done
+  kill -0 "$GHPID" 2>/dev/null || { cat "$W/gh-oidc-stderr.log" >&2; exit 1; }
+  G="https://bench:$GP"; J="$W/oidc.jar"; K="$W/idp.jar"
+  gc() { curl -sk --resolve "bench:$GP:127.0.0.1" -c "$J" -b "$J" -H 'Accept: text/html' -o /dev/null -w '%{redirect_url}' "$@"; }
+  ic() { curl -s -c "$K" -b "$K" -o /dev/null -w '%{redirect_url}' "$@"; }
+  # At the provider: the login form filled; prints where it sends the browser.
+  # With the provider's own session (its SSO cookie) it answers with the code at once.
+  idp_login() {
+    local i; i=$(ic "$1")
+    case "$i" in *code=*) printf %s "$i"; return ;; esac
+    ic "$i" >/dev/null
+    ic "$(ic -d login=alice -d password=Alice-Pass1 "$i/login")"
+  }
+  gc "$(idp_login "$(gc "$G/.gatehouse/oidc/start?idp=corp&return=/")")" >/dev/null
+  oidc_cookie="__Host-gatehouse=$(awk '$6 == "__Host-gatehouse" {print $7}' "$J" | tail -1)"
+  rm -f "$J"
+  csrf=$(curl -sk --resolve "bench:$GP:127.0.0.1" -c "$J" -b "$J" "$G/.gatehouse/signin" | sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' | head -1)
+  gc --data-urlencode username=alice --data-urlencode password=Alice-Pass1 --data-urlencode "csrf=$csrf" --data-urlencode return=/ "$G/.gatehouse/signin" >/dev/null
+  forms_cookie="__Host-gatehouse=$(awk '$6 == "__Host-gatehouse" {print $7}' "$J" | tail -1)"
+  # A JWT access token for $RES: the code flow driven by hand, as a program would have.
+  V=bench-verifier-of-the-oidc-case-long-enough-for-pkce; C=$(printf %s "$V" | openssl dgst -sha256 -binary | basenc --base64url | tr -d '=')
+  RU="https%3A%2F%2Fbench%3A$GP%2F.gatehouse%2Foidc%2Fcallback"
+  back=$(idp_login "http://127.0.0.1:$IP/auth?response_type=code&client_id=gatehouse&redirect_uri=$RU&scope=openid%20api&state=s&nonce=n&code_challenge=$C&code_challenge_method=S256&resource=https%3A%2F%2Fapi.bench")
+  code=$(printf %s "$back" | sed 's/.*code=\([^&]*\).*/\1/')
+  token=$(curl -s -u gatehouse:s3cret -d grant_type=authorization_code -d "code=$code" -d "redirect_uri=https://bench:$GP/.gatehouse/oidc/callback" \
+    -d "code_verifier=$V" -d "resource=$RES" "http://127.0.0.1:$IP/token" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+  [ -n "$token" ] && [ ${#oidc_cookie} -gt 40 ] && [ ${#forms_cookie} -gt 40 ] || { echo "oidc bench: no session or token" >&2; cat "$W/gh-oidc-stderr.log" >&2; exit 1; }
+  export GH_LOAD_TLS=bench
+  target/release/gh-load cookie 127.0.0.1:$GP 2 "$CONNS" "$forms_cookie" >/dev/null   # warm-up
+  target/release/gh-load cookie 127.0.0.1:$GP 2 "$CONNS" "$oidc_cookie" >/dev/null
+  read -r _ f1 <<<"$(target/release/gh-load cookie 127.0.0.1:$GP "$DUR" "$CONNS" "$forms_cookie")"
+  read -r _ o1 <<<"$(target/release/gh-load cookie 127.0.0.1:$GP "$DUR" "$CONNS" "$oidc_cookie")"
+  read -r _ f2 <<<"$(target/release/gh-load cookie 127.0.0.1:$GP "$DUR" "$CONNS" "$forms_cookie")"
+  read -r _ o2 <<<"$(target/release/gh-load cookie 127.0.0.1:$GP "$DUR" "$CONNS" "$oidc_cookie")"
+  target/release/gh-load bearer 127.0.0.1:$GP 2 "$CONNS" "$token" >/dev/null   # warm-up
+  read -r _ n1 <<<"$(target/release/gh-load keepalive 127.0.0.1:$GP "$DUR" "$CONNS" alice Alice-Pass1)"
+  read -r _ b1 <<<"$(target/release/gh-load bearer 127.0.0.1:$GP "$DUR" "$CONNS" "$token")"
+  read -r _ n2 <<<"$(target/release/gh-load keepalive 127.0.0.1:$GP "$DUR" "$CONNS" alice Alice-Pass1)"
+  read -r _ b2 <<<"$(target/release/gh-load bearer 127.0.0.1:$GP "$DUR" "$CONNS" "$token")"
+  unset GH_LOAD_TLS
+  kill "$GHPID" "$IDPPID"; wait "$GHPID" 2>/dev/null || true
+  forms_rps=$(( (f1 + f2) / 2 )); oidc_rps=$(( (o1 + o2) / 2 )); ntlm_rps=$(( (n1 + n2) / 2 )); bearer_rps=$(( (b1 + b2) / 2 ))
+  {
+    echo
+    echo "OpenID Connect ($(nproc) cores, gh-load with $CONNS connections, TLS, ${DUR}s per case, pairs interleaved twice; one user, alice; KCD to gh-backend, lab KDC):"
+    echo
+    echo "| case | gatehouse (requests/s) | ratio |"
+    echo "|---|---:|---:|"
+    echo "| Forms session cookie on every request, keep-alive, KCD | $forms_rps | 1.00 |"
+    echo "| OIDC session cookie (signed in at the provider) on every request, keep-alive, KCD | $oidc_rps | $(ratio "$oidc_rps" "$forms_rps") to Forms |"
+    echo "| NTLM keep-alive, KCD | $ntlm_rps | 1.00 |"
+    echo "| Bearer JWT access token (RS256) checked on every request, keep-alive, KCD | $bearer_rps | $(ratio "$bearer_rps" "$ntlm_rps") to NTLM |"
   } | tee -a "$OUT"
 fi
 

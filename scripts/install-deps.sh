@@ -19,7 +19,9 @@ case "$what" in
   # (a wrong RP id, no user verification) with the virtual authenticator's real key.
   # prometheus: promtool checks a scrape of /metrics, and a real Prometheus server scrapes
   # gatehouse in tests/operations.rs.
-  test) pkgs="$pkgs python3-venv faketime krb5-user iproute2 util-linux procps chromium chromium-driver python3-selenium fonts-liberation python3-cryptography prometheus" ;;
+  # nodejs (20.18 or newer; the machine's apt source provides 20.20): the test
+  # OpenID provider, oidc-provider, installed by tests/idp/install.sh with npm ci.
+  test) pkgs="$pkgs python3-venv faketime krb5-user iproute2 util-linux procps chromium chromium-driver python3-selenium fonts-liberation python3-cryptography prometheus nodejs" ;;
   bench) pkgs="$pkgs nginx-light wrk procps" ;;
 esac
 

@@ -55,6 +55,8 @@ finish() {
 lab/lab.sh start
 trap finish EXIT
 
+# The test OpenID provider (tests/oidc.rs), from the npm registry into target/idp.
+sh tests/idp/install.sh
 cargo build --workspace --locked
 cargo test --workspace --locked
 

@@ -117,7 +117,12 @@ impl Generation {
             ),
         });
         let delegator = match &config.domain {
-            Some(d) if config.sites.iter().any(|s| s.kcd().is_some() || offers_negotiate(s) || !s.rules.is_empty()) => {
+            Some(d)
+                if config
+                    .sites
+                    .iter()
+                    .any(|s| s.kcd().is_some() || offers_negotiate(s) || !s.rules.is_empty() || offers_provider(s)) =>
+            {
                 match (&d.service_principal, &d.keytab) {
                     (Some(_), Some(_)) if previous.is_some_and(|g| same_account(g, &config)) => {
                         previous.and_then(|g| g.delegator.clone())
@@ -153,6 +158,20 @@ impl Generation {
                 kdc: kept.metrics.kdc(),
             }
         });
+        // Discovery and keys are kept across a reload that leaves the
+        // provider as it was; so are the sign-ins in progress.
+        let mut providers = Vec::new();
+        for (i, idp) in config.idps.iter().enumerate() {
+            let same = previous
+                .and_then(|g| g.auth.provider(&idp.name))
+                .filter(|p| same_idp(&p.settings, idp) && p.index as usize == i);
+            match same {
+                Some(p) => providers.push(p.clone()),
+                None => providers.push(Arc::new(
+                    crate::oidc::Provider::new(idp.clone(), i as u8).map_err(|e| format!("idp {}: {e}", idp.name))?,
+                )),
+            }
+        }
         let auth = crate::auth::Authenticator::new(
             &config,
             ntlm,
@@ -161,7 +180,8 @@ impl Generation {
             kept.lockout.clone(),
             kept.basic.clone(),
             forms,
-        );
+        )
+        .with_providers(providers);
         Ok(Generation { routes: route::Table::new(&config.sites), farms, tls, delegator, auth, access, config })
     }
 }
@@ -201,6 +221,28 @@ fn same_account(previous: &Generation, config: &Config) -> bool {
         && new.realm == old.realm
         && new.allow_rc4 == old.allow_rc4
         && (na.refresh, na.grace) == (oa.refresh, oa.grace)
+}
+
+/// A provider's users are looked up with the Kerberos service account.
+fn offers_provider(s: &config::Site) -> bool {
+    s.auth
+        .iter()
+        .chain(s.auth_for.iter().flat_map(|r| r.auth.iter()))
+        .any(|x| matches!(x, config::Scheme::Oidc(_) | config::Scheme::Bearer(_)))
+}
+
+fn same_idp(a: &config::Idp, b: &config::Idp) -> bool {
+    (a.issuer.as_str(), a.client_id.as_str(), a.client_secret.0.as_str(), &a.ca_file, a.timeout)
+        == (b.issuer.as_str(), b.client_id.as_str(), b.client_secret.0.as_str(), &b.ca_file, b.timeout)
+        && a.redirect_path == b.redirect_path
+        && a.scopes == b.scopes
+        && a.clock_skew == b.clock_skew
+        && a.required_claims == b.required_claims
+        && a.user_claim == b.user_claim
+        && a.mapping == b.mapping
+        && a.group_claim == b.group_claim
+        && a.bearer_audience == b.bearer_audience
+        && a.post_logout_path == b.post_logout_path
 }
 
 /// Negotiate and Basic need the Kerberos service account.

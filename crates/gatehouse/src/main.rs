@@ -29,6 +29,7 @@ mod metrics;
 mod mfa;
 mod net;
 mod notify;
+mod oidc;
 mod pages;
 mod pem;
 mod pem_hint;

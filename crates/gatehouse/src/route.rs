@@ -72,6 +72,7 @@ pub(crate) mod tests {
             websocket: true,
             rules: Default::default(),
             mfa: false,
+            claims: Default::default(),
         }
     }
 

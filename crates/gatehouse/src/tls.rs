@@ -137,7 +137,7 @@ pub fn client_config(tls: &BackendTls) -> Result<Arc<rustls::ClientConfig>, Stri
     Ok(Arc::new(config))
 }
 
-fn system_roots() -> Result<rustls::RootCertStore, String> {
+pub fn system_roots() -> Result<rustls::RootCertStore, String> {
     let found = rustls_native_certs::load_native_certs();
     let mut store = rustls::RootCertStore::empty();
     let (added, _) = store.add_parsable_certificates(found.certs);

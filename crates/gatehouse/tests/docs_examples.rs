@@ -128,7 +128,7 @@ fn configuration(example: &str) -> String {
 }
 
 /// Keys whose string values are files gatehouse reads.
-const FILE_KEYS: [&str; 13] = [
+const FILE_KEYS: [&str; 15] = [
     "cert",
     "key",
     "ca",
@@ -142,6 +142,8 @@ const FILE_KEYS: [&str; 13] = [
     "logo",
     "socket",
     "store",
+    "client_secret_file",
+    "ca_file",
 ];
 
 /// Every (key, value) pair of the document, depth first, with the table it is in.
@@ -238,6 +240,16 @@ fn prepare(dir: &Path, example: &str) -> PathBuf {
                 let key: [u8; 32] = std::array::from_fn(|i| (i * 7 + 1) as u8);
                 std::fs::write(&path, websession::Keys::line(&key) + "\n").unwrap();
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            // An [[idp]]'s client secret: one line, private.
+            "client_secret_file" => {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::write(&path, "a-client-secret\n").unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            "ca_file" => {
+                std::fs::write(&path, rcgen::generate_simple_self_signed(vec!["ca".to_string()]).unwrap().cert.pem())
+                    .unwrap()
             }
             "logo" => std::fs::write(&path, "<svg xmlns=\"http://www.w3.org/2000/svg\"/>").unwrap(),
             // The control socket: only its folder, private, which gatehouse checks.

@@ -224,7 +224,7 @@ impl Forms {
 
     /// Ends the sessions the request's cookies name (logoff, or a new sign-in
     /// replacing them); the user of the first, if any was live.
-    pub async fn close(&self, headers: &HeaderMap, host: &str) -> Option<Arc<str>> {
+    pub async fn close(&self, headers: &HeaderMap, host: &str) -> Option<Arc<User>> {
         let values = websession::cookie::values(
             headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes),
             self.cookie_name(),
@@ -236,7 +236,7 @@ impl Forms {
                 continue;
             };
             if let Ok(Some(record)) = self.sessions.touch(ticket.id, SystemTime::now()).await {
-                who.get_or_insert(record.who);
+                who.get_or_insert(record.user);
             }
             let _ = self.sessions.remove(ticket.id).await;
         }
@@ -282,11 +282,38 @@ pub fn unix(t: SystemTime) -> u64 {
 /// `needs_mfa`: the site requires a second factor from this client; a
 /// session that passed only the password is sent to the second step (a
 /// browser's GET) or refused with the other schemes' 401.
-pub async fn judge(forms: &Forms, headers: &HeaderMap, ctx: super::Client<'_>, needs_mfa: bool) -> Option<Verdict> {
+/// `sign_in`: where a browser without a session goes (the sign-in page, or
+/// the provider's start).
+pub async fn judge(
+    forms: &Forms,
+    headers: &HeaderMap,
+    ctx: super::Client<'_>,
+    needs_mfa: bool,
+    sign_in: &str,
+) -> Option<Verdict> {
     let host = ctx.host.unwrap_or("");
     let cookie = forms.session(headers, host, &ctx.auth.opened).await;
     let (why, grade) = match cookie {
         Cookie::Session(user, second, _) if second.is_some() || !needs_mfa => return Some(Verdict::Pass(user, None)),
+        // The provider is where this user's second factor is asked for.
+        Cookie::Session(user, ..) if user.federated.is_some() && forms.mfa.is_none() => {
+            let idp = user.federated.as_ref().map_or("", |f| f.idp_name.as_str());
+            let why = format!(
+                "This site requires a second factor. Your sign-in at {idp} used none: sign out, then sign in at {idp} with multi-factor authentication."
+            );
+            let look = crate::signin_page::Look { title: &forms.settings.title, logo: forms.settings.logo.is_some() };
+            let page = crate::signin_page::notice(
+                StatusCode::FORBIDDEN,
+                &look,
+                "A second factor is required",
+                &why,
+                Some(("/.gatehouse/logoff", "Sign out")),
+            );
+            return Some(Verdict::Answer(
+                Box::new(page),
+                Reason::Refused(format!("{}: no mfa in amr at {idp}", user.name), crate::metrics::Cause::DeniedByRule),
+            ));
+        }
         Cookie::Session(user, ..) => {
             let bodiless = matches!(*ctx.method, Method::GET | Method::HEAD);
             if !bodiless || !forms.is_browser(headers) {
@@ -308,8 +335,7 @@ pub async fn judge(forms: &Forms, headers: &HeaderMap, ctx: super::Client<'_>, n
         }
         return None;
     }
-    let location = format!("{SIGN_IN}?return={}", websession::form::encode(ctx.target));
-    let mut resp = see_other(&location, b"Sign in first.\n");
+    let mut resp = see_other(sign_in, b"Sign in first.\n");
     if why.is_some() {
         resp.headers_mut().append(header::SET_COOKIE, forms.clear_cookie());
     }

@@ -24,6 +24,7 @@ mod lockout;
 mod names;
 mod negotiate;
 mod ntlm;
+pub mod oidc;
 pub mod passkey;
 mod rate;
 mod rules;
@@ -71,6 +72,8 @@ pub struct Authenticator {
     forms: Option<forms::Forms>,
     /// `[mfa] exempt_networks`.
     mfa_exempt: Vec<crate::net::Cidr>,
+    /// `[[idp]]`, in order (`Scheme::Oidc(i)` names `providers[i]`).
+    providers: Vec<Arc<crate::oidc::Provider>>,
 }
 
 /// The request as the schemes see it.
@@ -121,7 +124,23 @@ impl Authenticator {
             basic,
             forms,
             mfa_exempt: config.mfa.as_ref().map(|m| m.exempt_networks.clone()).unwrap_or_default(),
+            providers: Vec::new(),
         }
+    }
+
+    /// The OpenID Connect providers, `[[idp]]` in order.
+    pub fn with_providers(mut self, providers: Vec<Arc<crate::oidc::Provider>>) -> Authenticator {
+        self.providers = providers;
+        self
+    }
+
+    pub fn providers(&self) -> &[Arc<crate::oidc::Provider>] {
+        &self.providers
+    }
+
+    /// The provider of this name.
+    pub fn provider(&self, name: &str) -> Option<&Arc<crate::oidc::Provider>> {
+        self.providers.iter().find(|p| p.name().eq_ignore_ascii_case(name))
     }
 
     /// The extranet lockout and its limits (the second step counts wrong
@@ -133,7 +152,15 @@ impl Authenticator {
     /// Decides about a request to a site that requires authentication.
     pub async fn check(&self, asked: Asked<'_>, info: &ConnInfo, auth: &ConnAuth, site: &Site) -> Verdict {
         let ctx = Client { info, auth, host: asked.host, method: asked.method, target: asked.target };
-        check(asked.headers, ctx, self, site).await
+        let verdict = check(asked.headers, ctx, self, site).await;
+        // A provider's user on a site with claim rules: checked on every
+        // request (one session cookie serves sites with different rules).
+        match &verdict {
+            Verdict::Pass(user, _) if !site.claims.is_empty() => {
+                oidc::check_claims(self, &site.claims, user, asked.headers).unwrap_or(verdict)
+            }
+            _ => verdict,
+        }
     }
 
     /// Where passwords are checked (for the status page and the metrics).
@@ -168,6 +195,8 @@ pub struct User {
     /// (Basic by the KDC). None for NTLM: the authorize stage asks kcd.
     pub logon: Option<Arc<kcd::Logon>>,
     pub signed_in: SystemTime,
+    /// What an OpenID provider said about the sign-in (OIDC, Bearer).
+    pub federated: Option<Arc<oidc::Federated>>,
 }
 
 impl User {
@@ -183,6 +212,7 @@ impl User {
             account: None,
             logon: None,
             signed_in: SystemTime::now(),
+            federated: None,
         })
     }
 
@@ -337,7 +367,20 @@ fn to_offer(site: &Site, offered: &[Scheme], ctx: Client<'_>) -> Vec<Scheme> {
 async fn check(headers: &HeaderMap, ctx: Client<'_>, setup: &Authenticator, site: &Site) -> Verdict {
     let offered = offered(site, headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()), ctx.info.peer.ip());
     let schemes = to_offer(site, offered, ctx);
-    let credentials = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Some(token) =
+        authorization.and_then(|v| v.split_once(' ')).and_then(|(s, t)| s.eq_ignore_ascii_case("bearer").then_some(t))
+    {
+        // RFC 6750: one provider's tokens per site and client.
+        if let Some(i) = offered.iter().find_map(|s| match s {
+            Scheme::Bearer(i) => Some(*i),
+            _ => None,
+        }) {
+            let needs_mfa = site.mfa && !setup.mfa_exempt.iter().any(|n| n.contains(ctx.info.peer.ip()));
+            return oidc::bearer(token.trim(), ctx, setup, i, needs_mfa).await;
+        }
+    }
+    let credentials = authorization.and_then(|v| {
         let (scheme, rest) = v.split_once(' ')?;
         let scheme = [Scheme::Ntlm, Scheme::Negotiate, Scheme::Basic]
             .into_iter()
@@ -359,9 +402,20 @@ async fn check(headers: &HeaderMap, ctx: Client<'_>, setup: &Authenticator, site
         if let Some(user) = ctx.auth.user() {
             return Verdict::Pass(user, None);
         }
-        if let (true, Some(forms)) = (offered.contains(&Scheme::Forms), &setup.forms) {
+        // A browser's session cookie is the same for Forms and OIDC; without
+        // one it goes to the sign-in page, or to the provider when the site
+        // signs browsers in there only.
+        let page = if offered.contains(&Scheme::Forms) {
+            Some(format!("{}?return={}", forms::SIGN_IN, websession::form::encode(ctx.target)))
+        } else {
+            offered.iter().find_map(|s| match s {
+                Scheme::Oidc(i) => oidc::start_location(setup, *i, ctx.target),
+                _ => None,
+            })
+        };
+        if let (Some(page), Some(forms)) = (page, &setup.forms) {
             let needs_mfa = site.mfa && !setup.mfa_exempt.iter().any(|n| n.contains(ctx.info.peer.ip()));
-            if let Some(verdict) = forms::judge(forms, headers, ctx, needs_mfa).await {
+            if let Some(verdict) = forms::judge(forms, headers, ctx, needs_mfa, &page).await {
                 return verdict;
             }
         }
@@ -378,8 +432,10 @@ async fn check(headers: &HeaderMap, ctx: Client<'_>, setup: &Authenticator, site
     match scheme {
         Scheme::Ntlm => ntlm::leg(&bytes, Wrap::Bare("NTLM"), ctx, setup, &schemes).await,
         Scheme::Basic => basic::check(&bytes, ctx, setup, &schemes).await,
-        // Never parsed from `Authorization`: a cookie, above.
-        Scheme::Forms => refuse(&schemes, "Forms credentials come in a cookie".into()),
+        // Never parsed from `Authorization`: a cookie, or a bearer token, above.
+        Scheme::Forms | Scheme::Oidc(_) | Scheme::Bearer(_) => {
+            refuse(&schemes, "these credentials come in a cookie or as a bearer token".into())
+        }
         Scheme::Negotiate => match negotiate::leg(&bytes, ctx, setup, &schemes).await {
             // Kerberos just failed here: the refusal already offers what is left.
             Verdict::Answer(_, Reason::Refused(why, cause)) if ctx.auth.negotiate_failed() => {
@@ -398,7 +454,7 @@ fn connection_bound(scheme: Scheme, token: &str) -> Option<&'static str> {
     use base64::Engine;
     match scheme {
         Scheme::Ntlm => Some("NTLM is connection-bound"),
-        Scheme::Basic | Scheme::Forms => None,
+        Scheme::Basic | Scheme::Forms | Scheme::Oidc(_) | Scheme::Bearer(_) => None,
         Scheme::Negotiate => {
             let bytes = base64::engine::general_purpose::STANDARD.decode(token.as_bytes()).ok()?;
             match spnego::parse_client_token(&bytes).ok()? {
@@ -429,7 +485,7 @@ fn unauthorized(schemes: &[Scheme], challenge: Option<&str>) -> Box<Response<Res
         }
         None => {
             // Forms is a page, not an HTTP authentication scheme.
-            for s in schemes.iter().filter(|s| **s != Scheme::Forms) {
+            for s in schemes.iter().filter(|s| !s.is_browser_sign_in()) {
                 h.append(header::WWW_AUTHENTICATE, HeaderValue::from_static(offer(*s)));
             }
         }
@@ -491,6 +547,7 @@ mod tests {
             websocket: true,
             rules: Default::default(),
             mfa: false,
+            claims: Default::default(),
         }
     }
 

@@ -10,6 +10,7 @@ mod admin;
 mod farm;
 mod files;
 mod forms;
+mod idp;
 mod mfa;
 mod names;
 mod preset;
@@ -29,6 +30,7 @@ use std::time::Duration;
 pub use access::rule_entry;
 pub use admin::Admin;
 pub use forms::Forms;
+pub use idp::{ClaimRules, Idp, Mapping};
 pub use mfa::Mfa;
 #[cfg(test)]
 pub use preset::describe as describe_site;
@@ -63,6 +65,9 @@ pub struct Config {
     pub mfa: Option<Mfa>,
     /// `[admin]`: the operators' listener (metrics, health, status page).
     pub admin: Option<Admin>,
+    /// `[[idp]]`: OpenID Connect providers; `Scheme::Oidc(i)` and
+    /// `Scheme::Bearer(i)` index this list.
+    pub idps: Vec<Idp>,
     /// Sites a preset would publish and its `exclude` left out, by name
     /// (`exchange/ecp`), for `gatehouse check`.
     pub left_out: Vec<String>,
@@ -175,6 +180,11 @@ pub enum Scheme {
     /// Browsers: a sign-in page and a session cookie (`[forms]`), over TLS
     /// only; the password checked as Basic's. Never in `WWW-Authenticate`.
     Forms,
+    /// `"OIDC:NAME"`: browsers sign in at the provider `idps[i]` and carry
+    /// the same session cookie as Forms'. Never in `WWW-Authenticate`.
+    Oidc(u8),
+    /// `"Bearer:NAME"`: an access token of the provider `idps[i]`.
+    Bearer(u8),
 }
 
 impl Scheme {
@@ -184,7 +194,14 @@ impl Scheme {
             Scheme::Negotiate => "Negotiate",
             Scheme::Basic => "Basic",
             Scheme::Forms => "Forms",
+            Scheme::Oidc(_) => "OIDC",
+            Scheme::Bearer(_) => "Bearer",
         }
+    }
+
+    /// A page and a session cookie, not an HTTP authentication scheme.
+    pub fn is_browser_sign_in(self) -> bool {
+        matches!(self, Scheme::Forms | Scheme::Oidc(_))
     }
 }
 
@@ -242,6 +259,9 @@ pub struct Site {
     /// `mfa = "required"`: a Forms session must also have passed a second
     /// factor, but from `[mfa] exempt_networks`.
     pub mfa: bool,
+    /// What an OIDC session or bearer token must show (`require_acr`,
+    /// `require_amr`, `require_group`).
+    pub claims: ClaimRules,
 }
 
 impl Site {
@@ -254,7 +274,7 @@ impl Site {
         let mut out = Vec::new();
         let offered = self.auth.iter().chain(self.auth_for.iter().filter(|r| !inside(r)).flat_map(|r| r.auth.iter()));
         for s in offered {
-            if *s != Scheme::Forms && !out.contains(s) {
+            if !s.is_browser_sign_in() && !matches!(s, Scheme::Bearer(_)) && !out.contains(s) {
                 out.push(*s);
             }
         }
@@ -263,6 +283,17 @@ impl Site {
 
     /// Whether any client of this site may be offered `scheme` (by `auth` or
     /// by an `auth_for` rule).
+    /// Whether any client of this site is offered OpenID Connect sign-in.
+    pub fn offers_oidc(&self) -> bool {
+        self.auth.iter().chain(self.auth_for.iter().flat_map(|r| r.auth.iter())).any(|s| matches!(s, Scheme::Oidc(_)))
+    }
+
+    /// Whether any client of this site signs in with a page and a session
+    /// cookie (Forms or OIDC).
+    pub fn offers_browser_sign_in(&self) -> bool {
+        self.auth.iter().chain(self.auth_for.iter().flat_map(|r| r.auth.iter())).any(|s| s.is_browser_sign_in())
+    }
+
     pub fn offers(&self, scheme: Scheme) -> bool {
         self.auth.contains(&scheme) || self.auth_for.iter().any(|r| r.auth.contains(&scheme))
     }

@@ -59,6 +59,7 @@ fn read_str(path: &Path, text: &str, read_keytab: bool) -> Result<Config, Proble
         text,
         problems: Vec::new(),
         read_keytab,
+        idp_names: Vec::new(),
     };
     let (doc, syntax) = DeTable::parse_recoverable(text);
     for e in syntax {
@@ -94,6 +95,7 @@ impl<'t> Reader<'t> {
             control: None,
             admin: None,
             mfa: None,
+            idps: Vec::new(),
             left_out: Vec::new(),
             set_by_path: Vec::new(),
         };
@@ -223,6 +225,32 @@ impl<'t> Reader<'t> {
                     "mfa",
                     "[mfa] needs [forms]: its key file seals the authenticator apps' secrets".into(),
                 );
+            }
+        }
+        // Before the sites, whose `auth` names them.
+        for (i, v) in self.array_of_tables(&mut root, "idp") {
+            if let Some(mut s) = self.section(v, format!("idp[{i}]"), super::idp::IDP_KEYS) {
+                let name = s
+                    .table
+                    .iter()
+                    .find(|(k, _)| k.get_ref().as_ref() == "name")
+                    .and_then(|(_, v)| v.get_ref().as_str());
+                if let Some(name) = name {
+                    if self.idp_names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                        self.problem(
+                            s.span.clone(),
+                            &format!("idp[{i}].name"),
+                            format!("two [[idp]] are named `{name}`"),
+                        );
+                    }
+                }
+                if let Some(idp) = self.idp(&mut s) {
+                    if config.idps.len() < 64 {
+                        self.idp_names.push(idp.name.clone());
+                        config.idps.push(idp);
+                    }
+                }
+                self.finish(s);
             }
         }
         // Names of every listener, valid or not, so that a site naming a broken
@@ -577,6 +605,20 @@ impl<'t> Reader<'t> {
             }
             None => false,
         };
+        let claims = self.claim_rules(s);
+        if !claims.is_empty()
+            && !auth
+                .iter()
+                .chain(auth_for.iter().flat_map(|r| r.auth.iter()))
+                .any(|x| matches!(x, Scheme::Oidc(_) | Scheme::Bearer(_)))
+        {
+            let key = s.key_path("require_acr");
+            self.problem(
+                s.span.clone(),
+                &key,
+                "require_acr, require_amr and require_group are about a provider's tokens: this site offers no \"OIDC:NAME\" or \"Bearer:NAME\"".into(),
+            );
+        }
         if !rules.is_empty() && auth.is_empty() && !preset {
             let key = s.key_path("allow");
             self.problem(
@@ -616,6 +658,7 @@ impl<'t> Reader<'t> {
             websocket,
             rules,
             mfa,
+            claims,
         })
     }
 
@@ -790,10 +833,24 @@ impl<'t> Reader<'t> {
                 "negotiate" => out.push(Scheme::Negotiate),
                 "basic" => out.push(Scheme::Basic),
                 "forms" => out.push(Scheme::Forms),
+                lower if lower.starts_with("oidc:") || lower.starts_with("bearer:") => {
+                    let (kind, idp) = lower.split_once(':').unwrap_or_default();
+                    match self.idp_names.iter().position(|n| n.eq_ignore_ascii_case(idp)) {
+                        Some(i) if kind == "oidc" => out.push(Scheme::Oidc(i as u8)),
+                        Some(i) => out.push(Scheme::Bearer(i as u8)),
+                        None => {
+                            let known: Vec<_> = self.idp_names.iter().map(|n| format!("`{n}`")).collect();
+                            let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+                            self.problem(span, &path, format!("`{name}`: no [[idp]] is named `{idp}` (providers: {known})"));
+                        }
+                    }
+                }
                 _ => self.problem(
                     span,
                     &path,
-                    format!("`{name}` is not an authentication scheme (Negotiate, NTLM, Basic, Forms)"),
+                    format!(
+                        "`{name}` is not an authentication scheme (Negotiate, NTLM, Basic, Forms, OIDC:NAME, Bearer:NAME)"
+                    ),
                 ),
             }
         }

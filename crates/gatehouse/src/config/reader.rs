@@ -55,6 +55,8 @@ pub struct Reader<'t> {
     pub problems: Vec<Problem>,
     /// Whether `[domain] keytab` is opened and its principals checked.
     pub read_keytab: bool,
+    /// The `[[idp]]` names, in order, for `"OIDC:NAME"` and `"Bearer:NAME"`.
+    pub idp_names: Vec<String>,
 }
 
 /// A table being read: remembers which keys were asked for, so that the rest can

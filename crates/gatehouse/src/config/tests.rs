@@ -1136,3 +1136,99 @@ fn mfa_section() {
         Err(p) => assert!(!p.0.iter().any(|p| p.message.contains("passkey_rp_id")), "{:?}", p.0),
     }
 }
+
+#[test]
+fn idp_section_and_the_schemes_that_name_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let private = |name: &str, text: &str, mode: u32| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    private("forms.key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n", 0o600);
+    private("secret", "s3cret\n", 0o600);
+    private("open-secret", "s3cret\n", 0o644);
+    private("two-lines", "a\nb\n", 0o600);
+    let cert = rcgen::generate_simple_self_signed(vec!["app.ad.test".to_string()]).unwrap();
+    std::fs::write(dir.path().join("c.pem"), cert.cert.pem()).unwrap();
+    private("c.key", &cert.signing_key.serialize_pem(), 0o600);
+    let file = dir.path().join("g.toml");
+    let base = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n\n[forms]\nkey_file = \"forms.key\"\n\n\
+                [accounts]\nsource = \"file\"\nfile = \"users\"\n";
+    std::fs::write(dir.path().join("users"), "ADTEST:alice:Alice-Pass1\n").unwrap();
+    let idp = |extra: &str| {
+        format!(
+            "[[idp]]\nname = \"corp\"\nissuer = \"https://login.example.com/t/v2.0\"\nclient_id = \"gatehouse\"\n\
+             client_secret_file = \"secret\"\n{extra}\n"
+        )
+    };
+    let site = |auth: &str, extra: &str| {
+        format!(
+            "[[listener]]\nname = \"public\"\nbind = \"127.0.0.1:8443\"\ntls = {{ cert = \"c.pem\", key = \"c.key\" }}\n\n\
+             [[site]]\nname = \"app\"\nlistener = \"public\"\n\
+             backend = \"http://127.0.0.1:18080\"\nauth = {auth}\n{extra}\n"
+        )
+    };
+    let good = format!(
+        "{base}{}{}",
+        idp("user_mapping = \"{preferred_username}@AD.TEST\""),
+        site(r#"["OIDC:corp", "Bearer:corp", "NTLM"]"#, "require_amr = [\"mfa\"]")
+    );
+    let c = load_str(&file, &good).unwrap();
+    let i = &c.idps[0];
+    assert_eq!(
+        (i.name.as_str(), i.redirect_path.as_str(), i.user_claim.as_str()),
+        ("corp", "/.gatehouse/oidc/callback", "upn")
+    );
+    assert_eq!(i.clock_skew, std::time::Duration::from_secs(60));
+    assert_eq!(i.scopes, ["openid", "profile", "email"]);
+    assert_eq!(i.mapping, Mapping::Template("{preferred_username}@AD.TEST".into()));
+    assert_eq!(i.client_secret.0, "s3cret");
+    assert!(!format!("{i:?}").contains("s3cret"), "the secret is not in Debug");
+    assert_eq!(c.sites[0].auth, [Scheme::Oidc(0), Scheme::Bearer(0), Scheme::Ntlm]);
+    assert_eq!(c.sites[0].claims.amr, ["mfa"]);
+
+    let bad = |text: String, key: &str, words: &str| match load_str(&file, &text) {
+        Ok(_) => panic!("expected a problem with {key}:\n{text}"),
+        Err(p) => assert!(p.0.iter().any(|p| p.key == key && p.message.contains(words)), "{key} {words}: {:?}", p.0),
+    };
+    let with_site = |idp_text: String| format!("{base}{idp_text}{}", site(r#"["OIDC:corp"]"#, ""));
+    bad(
+        with_site(idp("issuer = \"x\"").replace("issuer = \"https://login.example.com/t/v2.0\"\n", "")),
+        "idp[0].issuer",
+        "https URL",
+    );
+    bad(
+        with_site(idp("").replace("https://login.example.com/t/v2.0", "http://idp.example.com")),
+        "idp[0].issuer",
+        "http only on loopback",
+    );
+    bad(with_site(idp("").replace("\"secret\"", "\"open-secret\"")), "idp[0].client_secret_file", "chmod 600");
+    bad(with_site(idp("").replace("\"secret\"", "\"two-lines\"")), "idp[0].client_secret_file", "one line");
+    bad(with_site(idp("").replace("\"secret\"", "\"missing\"")), "idp[0].client_secret_file", "missing");
+    bad(with_site(idp("").replace("name = \"corp\"", "name = \"co rp\"")), "idp[0].name", "letters, digits");
+    bad(with_site(idp("redirect_path = \"/callback\"")), "idp[0].redirect_path", "reserved /.gatehouse/");
+    bad(with_site(idp("redirect_path = \"/.gatehouse/signin\"")), "idp[0].redirect_path", "none of its own pages");
+    bad(with_site(idp("user_mapping = \"ADTEST\"")), "idp[0].user_mapping", "template");
+    bad(with_site(idp("clock_skew = \"1h\"")), "idp[0].clock_skew", "at most 10 minutes");
+    bad(with_site(idp("colour = \"blue\"")), "idp[0].colour", "unknown key");
+    bad(with_site(format!("{}{}", idp(""), idp(""))), "idp[1].name", "two [[idp]]");
+    bad(format!("{base}{}{}", idp(""), site(r#"["OIDC:other"]"#, "")), "site[0].auth", "no [[idp]] is named `other`");
+    bad(
+        format!("{base}{}", site(r#"["Forms", "NTLM"]"#, "require_acr = [\"gold\"]")),
+        "site[0].require_acr",
+        "offers no",
+    );
+    bad(
+        format!(
+            "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n{}{}",
+            idp(""),
+            site(r#"["OIDC:corp"]"#, "")
+        ),
+        "site[0].auth",
+        "no [forms] section",
+    );
+    let plain = site(r#"["OIDC:corp"]"#, "").replace("tls = { cert = \"c.pem\", key = \"c.key\" }\n", "");
+    bad(format!("{base}{}{plain}", idp("")), "site[0].auth", "no TLS");
+}

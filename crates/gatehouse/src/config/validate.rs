@@ -142,7 +142,8 @@ fn forms(r: &mut Reader<'_>, config: &Config, origins: &[Origin], given: &Given)
     for (i, site) in config.sites.iter().enumerate() {
         if site.mfa {
             let key = format!("site[{}].mfa", origins[i].index);
-            if config.mfa.is_none() && !given.mfa {
+            // A provider's sign-in brings its own second factor (`amr`).
+            if config.mfa.is_none() && !given.mfa && !site.offers_oidc() {
                 let why =
                     format!("site `{}` requires a second factor but there is no [mfa] section (store)", site.name);
                 r.problem(origins[i].span.clone(), &key, why);
@@ -150,11 +151,37 @@ fn forms(r: &mut Reader<'_>, config: &Config, origins: &[Origin], given: &Given)
             // A preset's paths share the table's `mfa`: it applies where the
             // preset offers Forms (OWA, ECP); `check` warns about the others.
             let from_table = |j: usize| origins[j].index == origins[i].index;
-            let any_forms = config.sites.iter().enumerate().any(|(j, s)| from_table(j) && s.offers(Scheme::Forms));
+            let any_forms = config.sites.iter().enumerate().any(|(j, s)| from_table(j) && s.offers_browser_sign_in());
             let first = config.sites.iter().enumerate().position(|(j, _)| from_table(j)) == Some(i);
             if !any_forms && first {
                 let why = format!(
-                    "site `{}` requires a second factor, which only the sign-in page asks for: add \"Forms\" to its auth",
+                    "site `{}` requires a second factor, which only the sign-in page asks for (or an OpenID provider): add \"Forms\" or \"OIDC:NAME\" to its auth",
+                    site.name
+                );
+                r.problem(origins[i].span.clone(), &key, why);
+            }
+        }
+        if site.offers_oidc() && !site.offers(Scheme::Forms) && told.insert(origins[i].index) {
+            let key = format!("site[{}].auth", origins[i].index);
+            if config.listeners.iter().any(|l| l.name == site.listener && l.tls.is_none()) {
+                let why = format!(
+                    "site `{}` offers OIDC on listener `{}`, which has no TLS: the session cookie would travel in clear",
+                    site.name, site.listener
+                );
+                r.problem(origins[i].span.clone(), &key, why);
+            }
+            if config.forms.is_none() && !given.forms {
+                let why = format!(
+                    "site `{}` offers OIDC but there is no [forms] section: its key_file seals the session cookie",
+                    site.name
+                );
+                r.problem(origins[i].span.clone(), &key, why);
+            }
+            if config.domain.as_ref().is_none_or(|d| d.keytab.is_none() || d.service_principal.is_none())
+                && !given.domain
+            {
+                let why = format!(
+                    "site `{}` offers a provider's sign-in, whose users are looked up in the domain: set [domain] keytab and service_principal",
                     site.name
                 );
                 r.problem(origins[i].span.clone(), &key, why);

@@ -30,13 +30,13 @@ use hyper::body::Incoming;
 use super::failure::Failure;
 use crate::auth::forms::{self, Forms, PRE_COOKIE};
 use crate::auth::{Authenticator, Refusal};
-use crate::config::Scheme;
 use crate::connection::Connection;
 use crate::generation::Generation;
 use crate::response_body::ResponseBody;
 use crate::signin_page::{self, Look};
 use crate::telemetry::AccessRecord;
 
+mod oidc;
 mod second_step;
 
 const PREFIX: &[u8] = b"/.gatehouse";
@@ -97,6 +97,8 @@ pub async fn serve(
             Ok(here.log_off(req.headers(), record).await)
         }
         ("/signedout", true, _) => Ok(here.signed_out()),
+        ("/oidc/start", true, _) => Ok(here.oidc_start(&query, record).await),
+        (p, true, _) if here.callback_of(p).is_some() => Ok(here.oidc_callback(req.headers(), &query, record).await),
         ("/mfa", true, _) if forms.mfa.is_some() => here.second_step_page(req.headers(), &query, record).await,
         ("/mfa", _, true) if forms.mfa.is_some() => here.second_step(req, record).await,
         ("/mfa/enrol", true, _) if forms.mfa.is_some() => here.enrol_page(req.headers(), &query, record).await,
@@ -136,7 +138,7 @@ pub fn strip_own_cookies(headers: &mut HeaderMap) {
     if !headers.contains_key(header::COOKIE) {
         return;
     }
-    let ours = [forms::HOST_COOKIE, forms::DOMAIN_COOKIE, PRE_COOKIE];
+    let ours = [forms::HOST_COOKIE, forms::DOMAIN_COOKIE, PRE_COOKIE, oidc::STATE_COOKIE];
     let kept: Vec<HeaderValue> = headers
         .get_all(header::COOKIE)
         .iter()
@@ -149,9 +151,13 @@ pub fn strip_own_cookies(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether a site of this listener and host signs browsers in with a page
+/// and the session cookie (Forms or OIDC).
 fn serves_forms(generation: &Generation, listener: &str, host: &str) -> bool {
     generation.config.sites.iter().any(|s| {
-        s.listener == listener && s.offers(Scheme::Forms) && (s.hosts.is_empty() || s.hosts.iter().any(|h| h == host))
+        s.listener == listener
+            && s.offers_browser_sign_in()
+            && (s.hosts.is_empty() || s.hosts.iter().any(|h| h == host))
     })
 }
 
@@ -213,7 +219,7 @@ impl Here<'_> {
         }
         let site = self.generation.config.sites.iter().find(|s| {
             &*s.listener == listener.as_ref()
-                && s.offers(Scheme::Forms)
+                && s.offers_browser_sign_in()
                 && (s.hosts.is_empty() || s.hosts.iter().any(|h| h == self.host))
         });
         match site.map(|s| s.path_prefix.as_str()) {
@@ -426,8 +432,13 @@ impl Here<'_> {
         return_to: &str,
         record: &mut AccessRecord,
     ) -> Response<ResponseBody> {
+        let second_factor = user
+            .federated
+            .as_ref()
+            .filter(|f| f.did_mfa())
+            .map(|_| crate::auth::forms::unix(std::time::SystemTime::now()));
         let replaced = self.forms.close(headers, self.host).await;
-        let opened = match self.forms.open(user.clone(), public, self.host, None).await {
+        let opened = match self.forms.open(user.clone(), public, self.host, second_factor).await {
             Ok(o) => o,
             Err(why) => {
                 tracing::error!(client = %self.conn.info.peer, user = %user.name, cause = %why, "sign-in: no session could be made");
@@ -436,14 +447,23 @@ impl Here<'_> {
                 return self.again(StatusCode::SERVICE_UNAVAILABLE, headers, words, "", return_to, public);
             }
         };
-        record.set_user(&user.name, Scheme::Forms.name());
-        tracing::info!(
-            client = %self.conn.info.peer,
-            user = %user.name,
-            public,
-            replaced = replaced.is_some(),
-            "signed in on the sign-in page"
-        );
+        record.set_user(&user.name, user.scheme.name());
+        match &user.federated {
+            Some(f) => tracing::info!(
+                client = %self.conn.info.peer,
+                user = %user.name,
+                idp = %f.idp_name,
+                replaced = replaced.is_some(),
+                "signed in at the provider"
+            ),
+            None => tracing::info!(
+                client = %self.conn.info.peer,
+                user = %user.name,
+                public,
+                replaced = replaced.is_some(),
+                "signed in on the sign-in page"
+            ),
+        }
         let mut r = see_other(return_to);
         let h = r.headers_mut();
         h.append(header::SET_COOKIE, opened.set_cookie);
@@ -555,10 +575,16 @@ impl Here<'_> {
     async fn log_off(&self, headers: &HeaderMap, record: &mut AccessRecord) -> Response<ResponseBody> {
         let who = self.forms.close(headers, self.host).await;
         if let Some(who) = &who {
-            record.set_user(who, Scheme::Forms.name());
-            tracing::info!(client = %self.conn.info.peer, user = %who, "signed out");
+            record.set_user(&who.name, who.scheme.name());
+            tracing::info!(client = %self.conn.info.peer, user = %who.name, "signed out");
         }
-        let mut r = see_other("/.gatehouse/signedout");
+        // A provider's user is signed out there too (RP-initiated logout),
+        // where the provider offers it; it sends the browser back here.
+        let at_provider = who.as_ref().and_then(|u| u.federated.as_ref()).and_then(|f| {
+            let p = self.auth.providers().get(f.idp as usize)?;
+            p.end_session(f.id_token.as_deref()?, self.raw_host)
+        });
+        let mut r = see_other(at_provider.as_deref().unwrap_or("/.gatehouse/signedout"));
         r.headers_mut().append(header::SET_COOKIE, self.forms.clear_cookie());
         r
     }

@@ -25,6 +25,12 @@
 //!       each task: one connection, signed in once on gatehouse's sign-in page
 //!       (GET the form, POST it with its CSRF token), then GET /bytes/1024 in
 //!       a loop with the session cookie, as a signed-in browser.
+//!   gh-load cookie ADDR SECONDS CONNS COOKIE
+//!       each task: one connection, GET /bytes/1024 in a loop sending
+//!       `Cookie: COOKIE` (a session made elsewhere, e.g. at an OpenID provider).
+//!   gh-load bearer ADDR SECONDS CONNS TOKEN
+//!       each task: one connection, GET /bytes/1024 in a loop with
+//!       `Authorization: Bearer TOKEN` (checked by gatehouse on every request).
 //!   gh-load signins ADDR SECONDS CONNS USER PASSWORD
 //!       each task: one connection, signing in on the sign-in page in a loop
 //!       (GET the form, POST it); counts the sign-ins (303 with a session).
@@ -56,6 +62,8 @@ struct Conn {
     buf: Vec<u8>,
     /// Sent with every request (`name=value`), once signed in on the page.
     cookie: Option<String>,
+    /// A header line sent with every request (`Authorization: Bearer ...`).
+    extra: Option<String>,
 }
 
 impl Conn {
@@ -66,7 +74,7 @@ impl Conn {
             Ok(name) => Box::new(tls::connect(s, &name).await?),
             Err(_) => Box::new(s),
         };
-        Ok(Conn { s, buf: Vec::with_capacity(8192), cookie: None })
+        Ok(Conn { s, buf: Vec::with_capacity(8192), cookie: None, extra: None })
     }
 
     /// Sends a GET (with an NTLM token) and reads the response; returns the
@@ -83,7 +91,8 @@ impl Conn {
     ) -> std::io::Result<(u16, Option<String>)> {
         let auth = token.map(|t| format!("Authorization: {scheme} {}\r\n", B64.encode(t))).unwrap_or_default();
         let cookie = self.cookie.as_ref().map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
-        self.s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{auth}{cookie}\r\n").as_bytes()).await?;
+        let extra = self.extra.as_deref().unwrap_or_default();
+        self.s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{auth}{cookie}{extra}\r\n").as_bytes()).await?;
         loop {
             if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
@@ -189,6 +198,14 @@ async fn main() {
     if mode == "forms" || mode == "signins" {
         let client = client.unwrap_or_else(|| usage());
         return forms(addr, seconds, conns, client, mode == "signins").await;
+    }
+    if mode == "cookie" || mode == "bearer" {
+        let value = args.get(4).cloned().unwrap_or_else(|| usage());
+        let line = match mode.as_str() {
+            "cookie" => format!("Cookie: {value}\r\n"),
+            _ => format!("Authorization: Bearer {value}\r\n"),
+        };
+        return fixed_header(addr, seconds, conns, line).await;
     }
     if mode == "kerberos" {
         let spn = args.get(4).cloned().unwrap_or_else(|| usage());
@@ -428,6 +445,50 @@ async fn forms(addr: SocketAddr, seconds: u64, conns: usize, client: Client, sig
                     match c.get("/bytes/1024", None).await {
                         Ok((200, _)) => done.fetch_add(1, Ordering::Relaxed),
                         _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    };
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let n = done.load(Ordering::Relaxed);
+    let e = errors.load(Ordering::Relaxed);
+    if e > 0 {
+        eprintln!("gh-load: {e} errors");
+    }
+    println!("{n} {:.0}", n as f64 / seconds as f64);
+}
+
+/// `cookie` and `bearer`: the same header line on every request.
+async fn fixed_header(addr: SocketAddr, seconds: u64, conns: usize, line: String) {
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (done, errors, line) = (done.clone(), errors.clone(), line.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let Ok(mut c) = Conn::open(addr).await else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                c.extra = Some(line.clone());
+                while Instant::now() < deadline {
+                    match c.get("/bytes/1024", None).await {
+                        Ok((200, _)) => done.fetch_add(1, Ordering::Relaxed),
+                        Ok((status, _)) => {
+                            if errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                                eprintln!("gh-load: status {status}");
+                            }
+                            break;
+                        }
+                        Err(_) => {
                             errors.fetch_add(1, Ordering::Relaxed);
                             break;
                         }
