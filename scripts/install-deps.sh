@@ -45,3 +45,20 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo not found. Install Rust 1.85 or newer with rustup (https://rustup.rs), then run this again." >&2
   exit 1
 fi
+
+# oidc-provider 9 needs Node.js 20.18 or newer. Debian 12's own nodejs is 18: on a machine whose
+# apt sources offer only that one, say so rather than fail later inside npm.
+if [ "$what" = test ]; then
+  node_version=$(node --version 2>/dev/null || echo none)
+  case "$node_version" in
+    v2[1-9].* | v[3-9][0-9].* | v20.18.* | v20.19.* | v20.[2-9][0-9].*) ;;
+    *)
+      echo "error: Node.js 20.18 or newer is needed for the test OpenID provider (tests/idp); found $node_version." >&2
+      echo "       Debian 12's own nodejs is 18: add an apt source with Node.js 20 (e.g. NodeSource's node_20.x) and run this again." >&2
+      exit 1 ;;
+  esac
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "error: npm not found (tests/idp/install.sh installs the test OpenID provider with npm ci); install npm and run this again." >&2
+    exit 1
+  fi
+fi
