@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -865,6 +865,165 @@ TOML
     echo "| OIDC session cookie (signed in at the provider) on every request, keep-alive, KCD | $oidc_rps | $(ratio "$oidc_rps" "$forms_rps") to Forms |"
     echo "| NTLM keep-alive, KCD | $ntlm_rps | 1.00 |"
     echo "| Bearer JWT access token (RS256) checked on every request, keep-alive, KCD | $bearer_rps | $(ratio "$bearer_rps" "$ntlm_rps") to NTLM |"
+  } | tee -a "$OUT"
+fi
+
+# Kerberos at the edge (issue 20): a fresh SPNEGO-wrapped AP-REQ on every
+# keep-alive request (gh-load kerberos, alice's ticket from kinit) against
+# gatehouse (Negotiate only, no delegation) and against Apache httpd with
+# mod_auth_gssapi (event MPM, 2 x 64 threads, mod_proxy_http to the same
+# gh-backend, the same keytab and SPN), with gatehouse's anonymous GET for the
+# CPU difference; EDGE_PAIRS interleaved rounds (default 5). With
+# GATEHOUSE_A=<binary> the build before a change runs in each round too.
+# CPU per request (user + system, from /proc: gatehouse's process, Apache's
+# master and children) beside requests/s: the client takes a large share of
+# these two cores, so requests/s understates both servers.
+if [ "$ONLY" = edge ] && [ -f "$LAB/env" ]; then
+  # shellcheck disable=SC1091
+  . "$LAB/env"
+  PAIRS=${EDGE_PAIRS:-5}
+  A=${GATEHOUSE_A:-}
+  B=target/release/gatehouse
+  SPN=HTTP/proxy.ad.test@AD.TEST
+  cat > "$W/gatehouse-edge.toml" <<TOML
+[log]
+access = "/dev/null"
+level = "info"
+
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+krb5_conf = "$KRB5_CONFIG"
+keytab = "$LAB_PROXY_KEYTAB"
+service_principal = "svc-proxy@AD.TEST"
+acceptor_spn = "HTTP/proxy.ad.test"
+
+[[listener]]
+name = "anon"
+bind = "127.0.0.1:19120"
+
+[[listener]]
+name = "negotiate"
+bind = "127.0.0.1:19121"
+
+[[site]]
+name = "anon"
+listener = "anon"
+backend = "http://$BACKEND"
+
+[[site]]
+name = "negotiate"
+listener = "negotiate"
+backend = "http://$BACKEND"
+auth = ["Negotiate"]
+TOML
+  AP=$W/apache-edge; M=/usr/lib/apache2/modules
+  mkdir -p "$AP/run"; chown www-data:www-data "$AP/run"
+  install -o www-data -g www-data -m 600 "$LAB_PROXY_KEYTAB" "$AP/proxy.keytab"
+  cat > "$AP/httpd.conf" <<HTTPD
+ServerRoot $AP
+ServerName proxy.ad.test
+Listen 127.0.0.1:19122
+PidFile $AP/run/httpd.pid
+DefaultRuntimeDir $AP/run
+Mutex file:$AP/run default
+ErrorLog $AP/error.log
+LogLevel warn
+User www-data
+Group www-data
+LoadModule mpm_event_module $M/mod_mpm_event.so
+LoadModule authz_core_module $M/mod_authz_core.so
+LoadModule authz_user_module $M/mod_authz_user.so
+LoadModule authn_core_module $M/mod_authn_core.so
+LoadModule auth_gssapi_module $M/mod_auth_gssapi.so
+LoadModule proxy_module $M/mod_proxy.so
+LoadModule proxy_http_module $M/mod_proxy_http.so
+StartServers 2
+ServerLimit 2
+ThreadsPerChild 64
+MaxRequestWorkers 128
+MinSpareThreads 128
+MaxSpareThreads 128
+MaxConnectionsPerChild 0
+KeepAlive On
+MaxKeepAliveRequests 0
+KeepAliveTimeout 30
+<Location />
+  AuthType GSSAPI
+  AuthName "Kerberos edge"
+  GssapiCredStore keytab:$AP/proxy.keytab
+  GssapiAllowedMech krb5
+  Require valid-user
+  ProxyPass http://$BACKEND/ keepalive=On
+</Location>
+HTTPD
+  KRB5_CONFIG=$KRB5_CONFIG apache2 -f "$AP/httpd.conf" -k start
+  for _ in $(seq 50); do ss -ltn | grep -q "127.0.0.1:19122 " && break; sleep 0.1; done
+  APPID=$(cat "$AP/run/httpd.pid")
+  export KRB5CCNAME="FILE:$W/alice-edge.cc"
+  echo Alice-Pass1 | kinit alice@AD.TEST >/dev/null
+  hz=$(getconf CLK_TCK)
+  # CPU ticks (user + system) of a process and its children.
+  ticks_of() { local t=0 p; for p in "$@" $(pgrep -P "$1" 2>/dev/null); do
+      t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo $t; }
+  # One case: "<requests/s> <CPU us per request>".
+  edge_case() {  # PID, gh-load arguments...
+    local pid=$1; shift
+    local t0 t1 n rate
+    t0=$(ticks_of "$pid"); read -r n rate <<<"$(target/release/gh-load "$@" 2>/dev/null)"; t1=$(ticks_of "$pid")
+    awk -v r="$rate" -v t=$(( t1 - t0 )) -v n="$n" -v hz="$hz" 'BEGIN { printf "%s %.1f\n", r, (n ? t * 1e6 / hz / n : 0) }'
+  }
+  edge_gatehouse() {  # BINARY TAG: "TAG anon_rps anon_us krb_rps krb_us"
+    "$1" run -c "$W/gatehouse-edge.toml" 2>>"$W/gh-edge-stderr.log" & local pid=$!; pids+=($pid); sleep 0.5
+    target/release/gh-load keepalive 127.0.0.1:19120 1 "$CONNS" >/dev/null
+    target/release/gh-load kerberos 127.0.0.1:19121 1 "$CONNS" "$SPN" >/dev/null 2>&1
+    local an kr
+    an=$(edge_case "$pid" keepalive 127.0.0.1:19120 "$DUR" "$CONNS")
+    kr=$(edge_case "$pid" kerberos 127.0.0.1:19121 "$DUR" "$CONNS" "$SPN")
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    echo "$2 $an $kr"
+  }
+  target/release/gh-load kerberos 127.0.0.1:19122 1 "$CONNS" "$SPN" >/dev/null 2>&1   # warm-up
+  : > "$W/edge.txt"
+  for p in $(seq 1 "$PAIRS"); do
+    [ -n "$A" ] && edge_gatehouse "$A" A >> "$W/edge.txt"
+    edge_gatehouse "$B" B >> "$W/edge.txt"
+    echo "apache 0 0 $(edge_case "$APPID" kerberos 127.0.0.1:19122 "$DUR" "$CONNS" "$SPN")" >> "$W/edge.txt"
+  done
+  read -r _ token_rate <<<"$(target/release/gh-load tokens 127.0.0.1:1 3 1 "$SPN")"
+  kill "$APPID" 2>/dev/null || true
+  refused=$(grep -ac "authentication refused" "$W/gh-edge-stderr.log" || true)
+  {
+    echo
+    echo "Kerberos at the edge ($(nproc) cores, gh-load kerberos with $CONNS keep-alive connections, a fresh AP-REQ on every request, ${DUR}s per case, $PAIRS interleaved rounds; B = this tree${A:+, A = $A}; Apache $(apache2 -v | sed -n 's/Server version: Apache\/\([^ ]*\).*/\1/p') event MPM 2 x 64 threads with mod_auth_gssapi and mod_proxy_http; the client alone makes $token_rate AP-REQs/s on one core; Kerberos refusals logged by gatehouse: $refused):"
+    echo
+    python3 - "$W/edge.txt" <<'PY'
+import statistics as st, sys
+rows = [l.split() for l in open(sys.argv[1])]
+by = {}
+for r in rows:
+    by.setdefault(r[0], []).append(list(map(float, r[1:])))
+def med(v): return f"{st.median(v):.1f} ({min(v):.1f} to {max(v):.1f})"
+print("| case | requests/s, median (range) | CPU us per request, median (range) |")
+print("|---|---:|---:|")
+for tag in ["A", "B"]:
+    if tag not in by: continue
+    v = by[tag]
+    print(f"| gatehouse {tag}, anonymous keep-alive GET 1 KiB | {med([x[0] for x in v])} | {med([x[1] for x in v])} |")
+    print(f"| gatehouse {tag}, Kerberos AP-REQ on every request | {med([x[2] for x in v])} | {med([x[3] for x in v])} |")
+    print(f"| gatehouse {tag}, Kerberos minus anonymous, per round | | {med([x[3] - x[1] for x in v])} |")
+ap = by.get("apache", [])
+print(f"| Apache + mod_auth_gssapi, Kerberos AP-REQ on every request | {med([x[2] for x in ap])} | {med([x[3] for x in ap])} |")
+print()
+b = by["B"]
+rps = [x[2] / y[2] for x, y in zip(b, ap) if y[2]]
+cpu = [y[3] / x[3] for x, y in zip(b, ap) if x[3]]
+print(f"- gatehouse B / Apache, requests/s per round: median {st.median(rps):.2f} (range {min(rps):.2f} to {max(rps):.2f})")
+print(f"- Apache / gatehouse B, CPU per request per round: median {st.median(cpu):.2f} (range {min(cpu):.2f} to {max(cpu):.2f})")
+if "A" in by:
+    d = [(x[3] - x[1]) / (y[3] - y[1]) for x, y in zip(b, by["A"]) if y[3] - y[1]]
+    print(f"- gatehouse B / A, Kerberos CPU above anonymous per round: median {st.median(d):.2f} (range {min(d):.2f} to {max(d):.2f})")
+PY
   } | tee -a "$OUT"
 fi
 

@@ -23,28 +23,15 @@ one the page promises (labels, keyboard, contrast, no script, no other
 origin, the cookie's flags).
 """
 import glob
-import json
-import os
 import re
-import signal
 import sys
-import tempfile
-import shutil
-import traceback
 import urllib.parse
 
 import chromium
-from selenium.common.exceptions import (
-    NoSuchElementException, StaleElementReferenceException, WebDriverException)
+from chromium import ok
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
-
-
-
-def ok(text):
-    print(f"PASS {text}", flush=True)
 
 
 # Relative luminance and contrast ratio (WCAG 2.x), from computed colours.
@@ -64,237 +51,171 @@ return out;
 """
 
 
-def main():
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    spec = json.load(open(sys.argv[1]))
-
-    def overdue(*_):
-        raise TimeoutError("browser_forms.py took over 240 s")
-    signal.signal(signal.SIGALRM, overdue)
-    signal.alarm(240)
+def steps(page, spec, result):
     fonts = [f for d in ("/usr/share/fonts", "/usr/local/share/fonts")
              for f in glob.glob(d + "/**/*", recursive=True) if f.endswith((".ttf", ".otf", ".ttc"))]
-    if not fonts:
-        print("FAIL no fonts: screenshots would show no text (apt-get install fonts-liberation)")
-        return 1
-    shots = spec["shots"]
-    os.makedirs(shots, exist_ok=True)
-    result = {}
-    tmp = tempfile.mkdtemp(prefix="browser-forms-")
-    opts = chromium.options(spec["hosts"], spec["cert"], f"{tmp}/profile", 1000, 760)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = None
+    assert fonts, "no fonts: screenshots would show no text (apt-get install fonts-liberation)"
     base, second, path = spec["base"], spec["second"], spec["path"]
-    try:
-        driver = chromium.start(opts)
 
-        def size(width, height):
-            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
-        size(1000, 760)
-        wait = WebDriverWait(driver, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+    def at_sign_in():
+        page.until(EC.presence_of_element_located((By.ID, "username")))
+        u = urllib.parse.urlsplit(page.driver.current_url)
+        assert u.path == "/.gatehouse/signin", page.driver.current_url
+        return u
 
-        def until(condition):
-            def tolerant(d):
-                try:
-                    return condition(d)
-                except WebDriverException as e:
-                    if "does not belong to the document" not in str(e):
-                        raise
-                    return None
-            return wait.until(tolerant)
+    def submit(user, password):
+        page.driver.find_element(By.ID, "username").clear()
+        page.driver.find_element(By.ID, "username").send_keys(user)
+        page.driver.find_element(By.ID, "password").send_keys(password)
+        page.driver.find_element(By.ID, "submit").click()
 
-        def shot(name):
-            # The text caret blinks: hidden, so that a page's picture is the
-            # same on every run (CSSOM, which the CSP allows to the driver).
-            driver.execute_script("document.querySelectorAll('input').forEach(i => i.style.caretColor = 'transparent')")
-            target = os.path.join(shots, name)
-            assert driver.save_screenshot(target), f"could not write {target}"
+    caps = page.driver.capabilities
+    ok(f"chromium {caps.get('browserVersion')} headless, chromedriver "
+       f"{caps.get('chrome', {}).get('chromedriverVersion', '?').split()[0]}")
 
-        def message():
-            found = driver.find_elements(By.ID, "message")
-            return found[0].text if found else ""
+    # 1. The page first asked for sends the browser to sign in.
+    page.driver.get(base + path)
+    u = at_sign_in()
+    assert urllib.parse.parse_qs(u.query)["return"] == [path], u.query
+    page.shot("signin.png")
+    ok(f"{base}{path} -> {u.path}?{u.query}")
+    # The stylesheet applied under the page's CSP, nothing else loaded.
+    ground = page.driver.execute_script("return getComputedStyle(document.body).backgroundColor")
+    assert ground == "rgb(238, 241, 245)", f"stylesheet not applied: {ground}"
+    origins = page.driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin)")
+    assert origins and all(o == base for o in origins), origins
+    assert not page.driver.find_elements(By.TAG_NAME, "script"), "a script element on the page"
+    errors = [e for e in page.driver.get_log("browser") if "Content Security Policy" in e.get("message", "")]
+    assert not errors, errors
+    ok(f"stylesheet applied under the CSP, {len(origins)} resource(s), all from {base}; no script")
+    # Every field has a label; text and controls have contrast.
+    for field in page.driver.find_elements(By.CSS_SELECTOR, "input:not([type=hidden])"):
+        fid = field.get_attribute("id")
+        assert page.driver.find_elements(By.CSS_SELECTOR, f"label[for='{fid}']"), f"no label for #{fid}"
+    ratios = page.driver.execute_script(CONTRAST_JS, "label, .hint, .product, h1, button, a, input")
+    low = [r for r in ratios if r[1] < 4.5]
+    assert not low, f"contrast under 4.5:1: {low}"
+    ok(f"every field labelled; contrast of {len(ratios)} elements at least {min(r[1] for r in ratios)}:1")
 
-        def body_text():
-            return driver.find_element(By.TAG_NAME, "body").text
+    # 2. A wrong password: the message, no session.
+    submit(spec["user"], spec["password"] + "-wrong")
+    page.until(lambda d: page.message())
+    assert page.message() == "The user name or password is incorrect.", page.message()
+    assert not [c for c in page.driver.get_cookies() if c["name"] == spec["cookie"]], "a session after a wrong password"
+    assert page.driver.find_element(By.ID, "username").get_attribute("value") == spec["user"]
+    page.shot("error.png")
+    ok(f"wrong password: '{page.message()}', no session cookie")
 
-        def at_sign_in():
-            until(EC.presence_of_element_located((By.ID, "username")))
-            u = urllib.parse.urlsplit(driver.current_url)
-            assert u.path == "/.gatehouse/signin", driver.current_url
-            return u
+    # 3. Keyboard only: the first field has the focus; Tab moves through the
+    #    form in order with a visible focus ring; Enter signs in.
+    page.driver.get(base + path)
+    at_sign_in()
+    active = lambda: page.driver.switch_to.active_element
+    assert active().get_attribute("id") == "username", active().get_attribute("id")
+    active().send_keys(spec["user"])
+    order = []
+    for key in (Keys.TAB, Keys.TAB, Keys.TAB):
+        active().send_keys(key)
+        el = active()
+        ring = page.driver.execute_script("const s = getComputedStyle(arguments[0]); return s.outlineStyle + ' ' + s.outlineWidth", el)
+        assert not ring.startswith("none"), f"no focus ring on #{el.get_attribute('id')}: {ring}"
+        order.append(el.get_attribute("id"))
+        if el.get_attribute("id") == "password":
+            el.send_keys(spec["password"])
+    assert order == ["password", "public", "submit"], order
+    active().send_keys(Keys.ENTER)
+    page.until(lambda d: urllib.parse.urlsplit(d.current_url).path != "/.gatehouse/signin")
+    assert page.driver.current_url == base + path, page.driver.current_url
+    text = page.body_text()
+    assert f"REMOTE_USER={spec['expect_user']}" in text, text
+    page.shot("landing.png")
+    ok(f"keyboard only (Tab order {order}, focus rings, Enter): landed on {page.driver.current_url}: "
+       f"{text.splitlines()[0]}")
+    cookies = page.driver.execute_cdp_cmd("Network.getAllCookies", {})["cookies"]
+    session = [c for c in cookies if c["name"] == spec["cookie"]]
+    assert len(session) == 1, cookies
+    c = session[0]
+    assert c["httpOnly"] and c["secure"] and c["sameSite"] == "Lax", c
+    assert c["domain"] == "." + spec["cookie_domain"], c
+    assert page.driver.execute_script("return document.cookie") == "", "the session cookie is visible to scripts"
+    result["copied_cookie"] = c["value"]
+    ok(f"cookie {c['name']}: domain {c['domain']}, HttpOnly, Secure, SameSite={c['sameSite']}")
 
-        def submit(user, password):
-            driver.find_element(By.ID, "username").clear()
-            driver.find_element(By.ID, "username").send_keys(user)
-            driver.find_element(By.ID, "password").send_keys(password)
-            driver.find_element(By.ID, "submit").click()
+    # 4. The second site of the cookie domain: no second sign-in.
+    page.driver.get(second + path)
+    assert page.driver.current_url == second + path, page.driver.current_url
+    text = page.body_text()
+    assert f"REMOTE_USER={spec['expect_user']}" in text, text
+    ok(f"{second}{path} without signing in again: {text.splitlines()[0]}")
 
-        caps = driver.capabilities
-        ok(f"chromium {caps.get('browserVersion')} headless, chromedriver "
-           f"{caps.get('chrome', {}).get('chromedriverVersion', '?').split()[0]}")
+    # 5. Sign out: the page says so, the cookie is gone.
+    page.driver.get(base + "/.gatehouse/logoff")
+    page.until(EC.presence_of_element_located((By.ID, "again")))
+    assert urllib.parse.urlsplit(page.driver.current_url).path == "/.gatehouse/signedout", page.driver.current_url
+    assert "You are signed out" in page.body_text(), page.body_text()
+    assert not [c for c in page.driver.get_cookies() if c["name"] == spec["cookie"]], "the cookie outlived logoff"
+    page.shot("signedout.png")
+    page.driver.get(second + path)
+    at_sign_in()
+    ok("signed out: 'You are signed out', the cookie gone, the second site asks to sign in")
 
-        # 1. The page first asked for sends the browser to sign in.
-        driver.get(base + path)
-        u = at_sign_in()
-        assert urllib.parse.parse_qs(u.query)["return"] == [path], u.query
-        shot("signin.png")
-        ok(f"{base}{path} -> {u.path}?{u.query}")
-        # The stylesheet applied under the page's CSP, nothing else loaded.
-        ground = driver.execute_script("return getComputedStyle(document.body).backgroundColor")
-        assert ground == "rgb(238, 241, 245)", f"stylesheet not applied: {ground}"
-        origins = driver.execute_script(
-            "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin)")
-        assert origins and all(o == base for o in origins), origins
-        assert not driver.find_elements(By.TAG_NAME, "script"), "a script element on the page"
-        errors = [e for e in driver.get_log("browser") if "Content Security Policy" in e.get("message", "")]
-        assert not errors, errors
-        ok(f"stylesheet applied under the CSP, {len(origins)} resource(s), all from {base}; no script")
-        # Every field has a label; text and controls have contrast.
-        for field in driver.find_elements(By.CSS_SELECTOR, "input:not([type=hidden])"):
-            fid = field.get_attribute("id")
-            assert driver.find_elements(By.CSS_SELECTOR, f"label[for='{fid}']"), f"no label for #{fid}"
-        ratios = driver.execute_script(CONTRAST_JS, "label, .hint, .product, h1, button, a, input")
-        low = [r for r in ratios if r[1] < 4.5]
-        assert not low, f"contrast under 4.5:1: {low}"
-        ok(f"every field labelled; contrast of {len(ratios)} elements at least {min(r[1] for r in ratios)}:1")
+    # 6. Locked out: gatehouse stops before the domain does.
+    locked = spec["locked"]
+    page.driver.get(base + path)
+    at_sign_in()
+    for _ in range(locked["attempts"]):
+        submit(locked["user"], locked["wrong"])
+        page.until(lambda d: page.message())
+    submit(locked["user"], locked["password"])
+    page.until(lambda d: "locked out" in page.message())
+    assert page.message().startswith("Your account is locked out here after too many failed sign-ins"), page.message()
+    page.shot("locked.png")
+    ok(f"{locked['attempts']} wrong passwords, then the right one: '{page.message()}'")
 
-        # 2. A wrong password: the message, no session.
-        submit(spec["user"], spec["password"] + "-wrong")
-        until(lambda d: message())
-        assert message() == "The user name or password is incorrect.", message()
-        assert not [c for c in driver.get_cookies() if c["name"] == spec["cookie"]], "a session after a wrong password"
-        assert driver.find_element(By.ID, "username").get_attribute("value") == spec["user"]
-        shot("error.png")
-        ok(f"wrong password: '{message()}', no session cookie")
+    # 7. A password that must change: the page asks for a new one, shows
+    #    the domain's refusal in words, then signs in with the new one.
+    expired = spec["expired"]
+    page.driver.get(base + path)
+    at_sign_in()
+    submit(expired["user"], expired["old"])
+    page.until(EC.presence_of_element_located((By.ID, "confirm")))
+    assert "must be changed" in page.message() or "expired" in page.message(), page.message()
+    page.shot("password.png")
+    ok(f"expired password: the change page: '{page.message()}'")
 
-        # 3. Keyboard only: the first field has the focus; Tab moves through the
-        #    form in order with a visible focus ring; Enter signs in.
-        driver.get(base + path)
-        at_sign_in()
-        active = lambda: driver.switch_to.active_element
-        assert active().get_attribute("id") == "username", active().get_attribute("id")
-        active().send_keys(spec["user"])
-        order = []
-        for key in (Keys.TAB, Keys.TAB, Keys.TAB):
-            active().send_keys(key)
-            el = active()
-            ring = driver.execute_script("const s = getComputedStyle(arguments[0]); return s.outlineStyle + ' ' + s.outlineWidth", el)
-            assert not ring.startswith("none"), f"no focus ring on #{el.get_attribute('id')}: {ring}"
-            order.append(el.get_attribute("id"))
-            if el.get_attribute("id") == "password":
-                el.send_keys(spec["password"])
-        assert order == ["password", "public", "submit"], order
-        active().send_keys(Keys.ENTER)
-        until(lambda d: urllib.parse.urlsplit(d.current_url).path != "/.gatehouse/signin")
-        assert driver.current_url == base + path, driver.current_url
-        text = body_text()
-        assert f"REMOTE_USER={spec['expect_user']}" in text, text
-        shot("landing.png")
-        ok(f"keyboard only (Tab order {order}, focus rings, Enter): landed on {driver.current_url}: "
-           f"{text.splitlines()[0]}")
-        cookies = driver.execute_cdp_cmd("Network.getAllCookies", {})["cookies"]
-        session = [c for c in cookies if c["name"] == spec["cookie"]]
-        assert len(session) == 1, cookies
-        c = session[0]
-        assert c["httpOnly"] and c["secure"] and c["sameSite"] == "Lax", c
-        assert c["domain"] == "." + spec["cookie_domain"], c
-        assert driver.execute_script("return document.cookie") == "", "the session cookie is visible to scripts"
-        result["copied_cookie"] = c["value"]
-        ok(f"cookie {c['name']}: domain {c['domain']}, HttpOnly, Secure, SameSite={c['sameSite']}")
+    def change(new):
+        page.driver.find_element(By.ID, "old").send_keys(expired["old"])
+        page.driver.find_element(By.ID, "new").send_keys(new)
+        page.driver.find_element(By.ID, "confirm").send_keys(new)
+        page.driver.find_element(By.ID, "submit").click()
+    change(expired["short"])
+    page.until(lambda d: "refused" in page.message())
+    assert re.search(r"at least \d+ characters", page.message()), page.message()
+    page.shot("password-refused.png")
+    ok(f"too short: '{page.message()}'")
+    change(expired["new"])
+    page.until(lambda d: urllib.parse.urlsplit(d.current_url).path != "/.gatehouse/password")
+    assert page.driver.current_url == base + path, page.driver.current_url
+    text = page.body_text()
+    assert f"REMOTE_USER={expired['expect_user']}" in text, text
+    ok(f"new password set through the domain and signed in: {text.splitlines()[0]}")
 
-        # 4. The second site of the cookie domain: no second sign-in.
-        driver.get(second + path)
-        assert driver.current_url == second + path, driver.current_url
-        text = body_text()
-        assert f"REMOTE_USER={spec['expect_user']}" in text, text
-        ok(f"{second}{path} without signing in again: {text.splitlines()[0]}")
+    # 8. Narrow screens: the form fits without scrolling sideways.
+    page.driver.get(base + "/.gatehouse/logoff")
+    page.until(EC.presence_of_element_located((By.ID, "again")))
+    page.size(390, 760)
+    page.driver.get(base + path)
+    at_sign_in()
+    wide = page.driver.execute_script("return document.documentElement.scrollWidth")
+    assert wide <= 390, f"the page is {wide}px wide on a 390px screen"
+    page.shot("signin-narrow.png")
+    ok(f"390px wide screen: the page is {wide}px wide")
 
-        # 5. Sign out: the page says so, the cookie is gone.
-        driver.get(base + "/.gatehouse/logoff")
-        until(EC.presence_of_element_located((By.ID, "again")))
-        assert urllib.parse.urlsplit(driver.current_url).path == "/.gatehouse/signedout", driver.current_url
-        assert "You are signed out" in body_text(), body_text()
-        assert not [c for c in driver.get_cookies() if c["name"] == spec["cookie"]], "the cookie outlived logoff"
-        shot("signedout.png")
-        driver.get(second + path)
-        at_sign_in()
-        ok("signed out: 'You are signed out', the cookie gone, the second site asks to sign in")
 
-        # 6. Locked out: gatehouse stops before the domain does.
-        locked = spec["locked"]
-        driver.get(base + path)
-        at_sign_in()
-        for _ in range(locked["attempts"]):
-            submit(locked["user"], locked["wrong"])
-            until(lambda d: message())
-        submit(locked["user"], locked["password"])
-        until(lambda d: "locked out" in message())
-        assert message().startswith("Your account is locked out here after too many failed sign-ins"), message()
-        shot("locked.png")
-        ok(f"{locked['attempts']} wrong passwords, then the right one: '{message()}'")
-
-        # 7. A password that must change: the page asks for a new one, shows
-        #    the domain's refusal in words, then signs in with the new one.
-        expired = spec["expired"]
-        driver.get(base + path)
-        at_sign_in()
-        submit(expired["user"], expired["old"])
-        until(EC.presence_of_element_located((By.ID, "confirm")))
-        assert "must be changed" in message() or "expired" in message(), message()
-        shot("password.png")
-        ok(f"expired password: the change page: '{message()}'")
-
-        def change(new):
-            driver.find_element(By.ID, "old").send_keys(expired["old"])
-            driver.find_element(By.ID, "new").send_keys(new)
-            driver.find_element(By.ID, "confirm").send_keys(new)
-            driver.find_element(By.ID, "submit").click()
-        change(expired["short"])
-        until(lambda d: "refused" in message())
-        assert re.search(r"at least \d+ characters", message()), message()
-        shot("password-refused.png")
-        ok(f"too short: '{message()}'")
-        change(expired["new"])
-        until(lambda d: urllib.parse.urlsplit(d.current_url).path != "/.gatehouse/password")
-        assert driver.current_url == base + path, driver.current_url
-        text = body_text()
-        assert f"REMOTE_USER={expired['expect_user']}" in text, text
-        ok(f"new password set through the domain and signed in: {text.splitlines()[0]}")
-
-        # 8. Narrow screens: the form fits without scrolling sideways.
-        driver.get(base + "/.gatehouse/logoff")
-        until(EC.presence_of_element_located((By.ID, "again")))
-        size(390, 760)
-        driver.get(base + path)
-        at_sign_in()
-        wide = driver.execute_script("return document.documentElement.scrollWidth")
-        assert wide <= 390, f"the page is {wide}px wide on a 390px screen"
-        shot("signin-narrow.png")
-        ok(f"390px wide screen: the page is {wide}px wide")
-    except Exception as e:  # noqa: BLE001 - report any failure and exit non-zero
-        detail = ((getattr(e, "msg", None) or str(e)).splitlines() or [""])[0]
-        line = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == __file__][-1]
-        print(f"FAIL {type(e).__name__} (line {line}): {detail}", flush=True)
-        if driver:
-            try:
-                print(f"     at {driver.current_url}")
-                driver.save_screenshot(os.path.join(shots, "failure.png"))
-                print(f"     page: {driver.find_element(By.TAG_NAME, 'body').text[:500]!r}")
-            except Exception:  # noqa: BLE001
-                pass
-        return 1
-    finally:
-        signal.alarm(0)
-        if driver:
-            driver.quit()
-        shutil.rmtree(tmp, ignore_errors=True)
-        with open(spec["result"], "w") as f:
-            json.dump(result, f)
-    return 0
+def configure(opts):
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(chromium.main(__doc__, 240, 1000, 760, steps, configure))

@@ -492,6 +492,7 @@ mod tests {
             service_principal: None,
             acceptor_spn: Vec::new(),
             allow_rc4: false,
+            credential_cache_size: kcd::DEFAULT_CACHE_SIZE,
         }
     }
 

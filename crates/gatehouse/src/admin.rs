@@ -248,9 +248,8 @@ fn readiness(shared: &Shared, generation: &Generation, domain: &Domain) -> Readi
 async fn live(shared: &Shared, generation: &Generation, domain: &Domain) -> Live {
     let now = SystemTime::now();
     let credential_cache = generation.delegator.as_ref().map(|d| {
-        use std::sync::atomic::Ordering::Relaxed;
-        let s = d.stats();
-        (d.cache_entries() as u64, s.cache_hits.load(Relaxed), s.evictions.load(Relaxed))
+        let c = d.cache_stats();
+        (c.entries as u64, c.hits, c.evictions)
     });
     let mut idle = std::collections::BTreeMap::<String, u64>::new();
     for pool in &shared.pools {

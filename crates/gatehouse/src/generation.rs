@@ -125,11 +125,16 @@ impl Generation {
             {
                 match (&d.service_principal, &d.keytab) {
                     (Some(_), Some(_)) if previous.is_some_and(|g| same_account(g, &config)) => {
-                        previous.and_then(|g| g.delegator.clone())
+                        let kept = previous.and_then(|g| g.delegator.clone());
+                        if let Some(kept) = &kept {
+                            kept.set_cache_size(d.credential_cache_size);
+                        }
+                        kept
                     }
                     (Some(p), Some(k)) => Some(Arc::new(
                         kcd::Delegator::new(p, &k.to_string_lossy(), &d.realm)
                             .with_rc4(d.allow_rc4)
+                            .with_cache_size(d.credential_cache_size)
                             .with_logon_refresh(config.access.refresh)
                             .with_logon_grace(config.access.grace)
                             .with_observer(kept.metrics.kdc()),

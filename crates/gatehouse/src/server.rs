@@ -229,10 +229,14 @@ fn reload(
         Ok(generation) => {
             match (&generation.delegator, &old.delegator) {
                 (Some(new), Some(old_d)) if Arc::ptr_eq(new, old_d) => {
-                    // The keytab may have been fixed in place: what failed
-                    // is tried again now. Keys that work are kept; MIT
-                    // reads the file at each ticket, so rotated keys need
-                    // nothing more.
+                    // The acceptor's keys are held in memory: the file is
+                    // read again, so that a rotated key is accepted (and a
+                    // key removed from it no longer is). Then the keytab
+                    // may have been fixed in place: what failed is tried
+                    // again now; credentials that work are kept.
+                    if let Err(e) = old_d.reload_keytab() {
+                        tracing::error!("kerberos: {e}; the keys read before stay in use");
+                    }
                     old_d.retry_now();
                 }
                 // A new account or keytab; the old thread ends with the old

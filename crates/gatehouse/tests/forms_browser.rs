@@ -11,7 +11,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -63,17 +63,10 @@ fn curl(ca: &Path, port: u16, host: &str, path: &str, args: &[&str]) -> (u16, St
     (code.trim().parse().unwrap_or(0), body.to_owned())
 }
 
-const LOGO: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64" width="64" height="64"><rect width="64" height="64" rx="12" fill="#0b57d0"/><path d="M16 44V24l16-10 16 10v20H38V32H26v12z" fill="#fff"/></svg>"##;
-
 #[test]
 fn chromium_signs_in_delegates_signs_out_and_changes_an_expired_password() {
     let Some(env) = lab_env() else { return };
-    for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
-        assert!(
-            Path::new(tool).exists(),
-            "{tool} is missing: `scripts/install-deps.sh test` installs chromium, chromium-driver and python3-selenium"
-        );
-    }
+    browser::require_chromium();
     let smb = env["SMB_CONF"].clone();
     let id = std::process::id() % 100_000;
     // Fixed names (this helper's own), so that the screenshots in the docs
@@ -89,12 +82,7 @@ fn chromium_signs_in_delegates_signs_out_and_changes_an_expired_password() {
 
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certs(dir.path(), &[("proxy", &["proxy.ad.test", "apps.ad.test"])]);
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).unwrap();
-    let keys = dir.path().join("session.keys");
-    std::fs::write(&keys, websession::Keys::line(&key)).unwrap();
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::write(dir.path().join("logo.svg"), LOGO).unwrap();
+    browser::forms_files(dir.path());
     let site =
         |name: &str, host: &str| Site::lab_kcd(name, "public", &env).hosts(&[host]).auth(&["Forms", "NTLM", "Basic"]);
     let config = Config::new()
@@ -132,26 +120,21 @@ fn chromium_signs_in_delegates_signs_out_and_changes_an_expired_password() {
         "shots": shots,
         "result": result,
     });
-    let spec_file = g.path("browser-spec.json");
-    std::fs::write(&spec_file, spec.to_string()).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/browser_forms.py");
-    // Debian's Python, which has Debian's python3-selenium (a pyenv or venv python
-    // on PATH may not).
-    let out = Command::new("/usr/bin/python3").arg(&script).arg(&spec_file).output().expect("/usr/bin/python3");
-    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    eprintln!("{said}");
-    assert!(out.status.success(), "the browser run failed:\n{said}\ngatehouse:\n{}", g.stderr());
-    for step in [
-        "wrong password",
-        "keyboard only",
-        "without signing in again",
-        "signed out",
-        "locked out",
-        "too short",
-        "new password set",
-    ] {
-        assert!(said.lines().any(|l| l.starts_with("PASS") && l.contains(step)), "no PASS for {step}:\n{said}");
-    }
+    browser::run_page_script(
+        &g,
+        "browser_forms.py",
+        &spec,
+        None,
+        &[
+            "wrong password",
+            "keyboard only",
+            "without signing in again",
+            "signed out",
+            "locked out",
+            "too short",
+            "new password set",
+        ],
+    );
 
     // The cookie the browser held, copied before logoff: refused now.
     let copied: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
@@ -178,31 +161,19 @@ fn chromium_signs_in_delegates_signs_out_and_changes_an_expired_password() {
     assert_eq!(code, 401, "the old password, checked by the KDC");
     assert!(g.stderr().contains("password changed on the sign-in page"), "{}", g.stderr());
 
-    // The screenshots, for the docs.
-    // Kept under target/tmp/screenshots after the run; copied over the docs'
-    // images only when asked (GATEHOUSE_UPDATE_DOCS_IMAGES=1), so that a test
-    // run leaves the checkout as it found it.
-    let kept = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
-    std::fs::create_dir_all(&kept).unwrap();
-    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/images");
-    let update_docs = std::env::var("GATEHOUSE_UPDATE_DOCS_IMAGES").is_ok_and(|v| v == "1");
-    for name in [
-        "signin.png",
-        "error.png",
-        "signedout.png",
-        "password.png",
-        "password-refused.png",
-        "locked.png",
-        "signin-narrow.png",
-    ] {
-        let shot = shots.join(name);
-        let bytes = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
-        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000, "{name} is not a real screenshot");
-        std::fs::write(kept.join(format!("forms-{name}")), &bytes).unwrap();
-        if update_docs {
-            std::fs::write(docs.join(format!("forms-{name}")), bytes).unwrap();
-        }
-    }
+    browser::keep_screenshots(
+        &shots,
+        &[
+            "signin.png",
+            "error.png",
+            "signedout.png",
+            "password.png",
+            "password-refused.png",
+            "locked.png",
+            "signin-narrow.png",
+        ],
+        "forms-",
+    );
     drop(users);
 }
 

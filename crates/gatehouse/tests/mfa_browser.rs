@@ -15,7 +15,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -33,74 +32,55 @@ fn pyotp_path() -> Option<PathBuf> {
     lib.flatten().map(|e| e.path().join("site-packages")).find(|p| p.join("pyotp").is_dir())
 }
 
-/// The sign-in page's logo, on the second step's pages too.
-const LOGO: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64" width="64" height="64"><rect width="64" height="64" rx="12" fill="#0b57d0"/><path d="M16 44V24l16-10 16 10v20H38V32H26v12z" fill="#fff"/></svg>"##;
+/// gatehouse over TLS for proxy.ad.test (a host name: WebAuthn refuses
+/// addresses; the browser maps it to loopback), one site with `mfa =
+/// "required"` (Forms for browsers, NTLM) and KCD to the lab's Kerberos-only
+/// backend, `[mfa]` as given, and a control socket for the `mfa` commands.
+fn mfa_gatehouse(env: &std::collections::HashMap<String, String>, mfa: &str) -> (Gatehouse, tempfile::TempDir) {
+    browser::require_chromium();
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
+    browser::forms_files(dir.path());
+    let socket = tempfile::tempdir().unwrap();
+    let site = Site::lab_kcd("mail", "public", env)
+        .hosts(&["proxy.ad.test"])
+        .auth(&["Forms", "NTLM"])
+        .set_str("mfa", "required");
+    let config = Config::new()
+        .domain(Domain::lab(env).acceptor_spn("HTTP/proxy.ad.test"))
+        .accounts(Accounts::winbind(env))
+        .table(
+            "forms",
+            "key_file = \"session.keys\"\ntitle = \"AD.TEST mail\"\nlogo = \"logo.svg\"\nattempts_per_minute = 200",
+        )
+        .table("mfa", mfa)
+        .table("control", &format!("socket = \"{}/control.sock\"", socket.path().display()))
+        .listener(Listener::tls("public", "proxy"))
+        .site(site);
+    (Gatehouse::start_in(dir, &config.to_string()), socket)
+}
 
-/// Keeps the screenshots under target/tmp/screenshots; copies them over the
-/// docs' images only when asked (GATEHOUSE_UPDATE_DOCS_IMAGES=1), so that a
-/// test run leaves the checkout as it found it.
-fn keep_screenshots(shots: &std::path::Path, names: &[&str]) {
-    let kept = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
-    std::fs::create_dir_all(&kept).unwrap();
-    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/images");
-    let update_docs = std::env::var("GATEHOUSE_UPDATE_DOCS_IMAGES").is_ok_and(|v| v == "1");
-    for name in names {
-        let shot = shots.join(name);
-        let bytes = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
-        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000, "{name} is not a real screenshot");
-        std::fs::write(kept.join(name), &bytes).unwrap();
-        if update_docs {
-            std::fs::write(docs.join(name), bytes).unwrap();
-        }
-    }
+/// `gatehouse ARGS -c CONFIG`: (succeeded, stdout + stderr).
+fn cli(g: &Gatehouse, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse")).args(args).arg("-c").arg(&g.config).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// An enrolment code for `who`, issued as the administrator does.
+fn enrolment_code(g: &Gatehouse, who: &str) -> String {
+    let (ok, text) = cli(g, &["mfa", "issue-code", who]);
+    assert!(ok, "{text}");
+    text.lines().next().unwrap().rsplit(' ').next().unwrap().to_owned()
 }
 
 #[test]
 fn chromium_enrols_a_passkey_and_signs_in_with_it() {
     let Some(env) = lab_env() else { return };
-    for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
-        assert!(std::path::Path::new(tool).exists(), "{tool} is missing: `scripts/install-deps.sh test`");
-    }
-    let dir = tempfile::tempdir().unwrap();
-    // A host name (WebAuthn refuses addresses), mapped to loopback in the browser.
-    make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).unwrap();
-    let keys = dir.path().join("session.keys");
-    std::fs::write(&keys, websession::Keys::line(&key)).unwrap();
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::write(dir.path().join("logo.svg"), LOGO).unwrap();
-    let socket = tempfile::tempdir().unwrap();
-    let site = Site::lab_kcd("mail", "public", &env)
-        .hosts(&["proxy.ad.test"])
-        .auth(&["Forms", "NTLM"])
-        .set_str("mfa", "required");
-    let config = Config::new()
-        .domain(Domain::lab(&env).acceptor_spn("HTTP/proxy.ad.test"))
-        .accounts(Accounts::winbind(&env))
-        .table(
-            "forms",
-            "key_file = \"session.keys\"\ntitle = \"AD.TEST mail\"\nlogo = \"logo.svg\"\nattempts_per_minute = 200",
-        )
-        .table("mfa", "store = \"mfa.db\"\nenrol_networks = [\"10.99.0.0/16\"]\nfresh_for = \"1s\"")
-        .table("control", &format!("socket = \"{}/control.sock\"", socket.path().display()))
-        .listener(Listener::tls("public", "proxy"))
-        .site(site);
-    let g = Gatehouse::start_in(dir, &config.to_string());
+    let (g, _socket) =
+        mfa_gatehouse(&env, "store = \"mfa.db\"\nenrol_networks = [\"10.99.0.0/16\"]\nfresh_for = \"1s\"");
     let port = g.port();
-    let gatehouse = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_gatehouse")).args(args).arg("-c").arg(&g.config).output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
-    let issue = |who: &str| {
-        let (ok, text) = gatehouse(&["mfa", "issue-code", who]);
-        assert!(ok, "{text}");
-        text.lines().next().unwrap().rsplit(' ').next().unwrap().to_owned()
-    };
-    let (alice_code, bob_code) = (issue("ADTEST\\alice"), issue("ADTEST\\bob"));
+    let gatehouse = |args: &[&str]| cli(&g, args);
+    let (alice_code, bob_code) = (enrolment_code(&g, "ADTEST\\alice"), enrolment_code(&g, "ADTEST\\bob"));
 
     let shots = g.path("screenshots");
     let result = g.path("browser-result.json");
@@ -122,31 +102,28 @@ fn chromium_enrols_a_passkey_and_signs_in_with_it() {
         "shots": shots,
         "result": result,
     });
-    let spec_file = g.path("browser-spec.json");
-    std::fs::write(&spec_file, spec.to_string()).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/browser_passkey.py");
-    let out = Command::new("/usr/bin/python3").arg(&script).arg(&spec_file).output().unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    eprintln!("{said}");
-    assert!(out.status.success(), "the browser run failed:\n{said}\ngatehouse:\n{}", g.stderr());
-    for step in [
-        "enrolled a passkey with the enrolment code",
-        "only the password is sent to the second step",
-        "password and passkey: the backend again",
-        "a replayed answer",
-        "an old answer under the page's new challenge refused",
-        "renamed the passkey",
-        "alice's credential on bob's second step refused",
-        "bob's own passkey passes",
-        "another RP id (evil.ad.test), rightly signed, refused",
-        "without user verification (UP only) refused",
-        "made on another origin refused",
-        "the right RP id, flags and origin passes",
-        "stale session and no passkey refused",
-        "removing it with the passkey: done",
-    ] {
-        assert!(said.lines().any(|l| l.starts_with("PASS") && l.contains(step)), "no PASS for {step}:\n{said}");
-    }
+    browser::run_page_script(
+        &g,
+        "browser_passkey.py",
+        &spec,
+        None,
+        &[
+            "enrolled a passkey with the enrolment code",
+            "only the password is sent to the second step",
+            "password and passkey: the backend again",
+            "a replayed answer",
+            "an old answer under the page's new challenge refused",
+            "renamed the passkey",
+            "alice's credential on bob's second step refused",
+            "bob's own passkey passes",
+            "another RP id (evil.ad.test), rightly signed, refused",
+            "without user verification (UP only) refused",
+            "made on another origin refused",
+            "the right RP id, flags and origin passes",
+            "stale session and no passkey refused",
+            "removing it with the passkey: done",
+        ],
+    );
     // In the store: bob's passkey; alice's is gone. The log names the factor
     // kind and id, never the credential.
     let (ok, list) = gatehouse(&["mfa", "list", "alice"]);
@@ -182,55 +159,21 @@ fn chromium_enrols_a_passkey_and_signs_in_with_it() {
     ] {
         assert!(counters.contains(line), "{line:?} in {counters}");
     }
-    keep_screenshots(
+    browser::keep_screenshots(
         &shots,
         &["passkey-enrol.png", "passkey-sign-in.png", "passkey-refused.png", "passkey-factors.png"],
+        "",
     );
 }
 
 #[test]
 fn chromium_enrols_an_authenticator_app_and_signs_in_with_a_code() {
     let Some(env) = lab_env() else { return };
-    for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
-        assert!(std::path::Path::new(tool).exists(), "{tool} is missing: `scripts/install-deps.sh test`");
-    }
     let pyotp = pyotp_path().expect("pyotp is not in the test virtualenv: run scripts/test.sh once (it installs it)");
-    let dir = tempfile::tempdir().unwrap();
-    make_certs(dir.path(), &[("proxy", &["proxy.ad.test"])]);
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).unwrap();
-    let keys = dir.path().join("session.keys");
-    std::fs::write(&keys, websession::Keys::line(&key)).unwrap();
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::write(dir.path().join("logo.svg"), LOGO).unwrap();
-    let socket = tempfile::tempdir().unwrap();
-    let site = Site::lab_kcd("mail", "public", &env)
-        .hosts(&["proxy.ad.test"])
-        .auth(&["Forms", "NTLM"])
-        .set_str("mfa", "required");
-    let config = Config::new()
-        .domain(Domain::lab(&env).acceptor_spn("HTTP/proxy.ad.test"))
-        .accounts(Accounts::winbind(&env))
-        .table(
-            "forms",
-            "key_file = \"session.keys\"\ntitle = \"AD.TEST mail\"\nlogo = \"logo.svg\"\nattempts_per_minute = 100",
-        )
-        .table("mfa", "store = \"mfa.db\"\nenrol_networks = [\"10.99.0.0/16\"]")
-        .table("control", &format!("socket = \"{}/control.sock\"", socket.path().display()))
-        .listener(Listener::tls("public", "proxy"))
-        .site(site);
-    let g = Gatehouse::start_in(dir, &config.to_string());
+    let (g, _socket) = mfa_gatehouse(&env, "store = \"mfa.db\"\nenrol_networks = [\"10.99.0.0/16\"]");
     let port = g.port();
-    let gatehouse = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_gatehouse")).args(args).arg("-c").arg(&g.config).output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
-    let (ok, text) = gatehouse(&["mfa", "issue-code", "ADTEST\\bob"]);
-    assert!(ok, "{text}");
-    let code = text.lines().next().unwrap().rsplit(' ').next().unwrap().to_owned();
+    let gatehouse = |args: &[&str]| cli(&g, args);
+    let code = enrolment_code(&g, "ADTEST\\bob");
 
     let shots = g.path("screenshots");
     let result = g.path("browser-result.json");
@@ -247,25 +190,19 @@ fn chromium_enrols_an_authenticator_app_and_signs_in_with_a_code() {
         "shots": shots,
         "result": result,
     });
-    let spec_file = g.path("browser-spec.json");
-    std::fs::write(&spec_file, spec.to_string()).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/browser_mfa.py");
-    let out = Command::new("/usr/bin/python3").arg(&script).arg(&spec_file).env("PYTHONPATH", &pyotp).output().unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    eprintln!("{said}");
-    assert!(out.status.success(), "the browser run failed:\n{said}\ngatehouse:\n{}", g.stderr());
-    for step in [
-        "asks for an enrolment code",
-        "a wrong enrolment code",
-        "enrolled with a code from pyotp",
-        "the enrolling code again",
-        "password and the next code",
-    ] {
-        assert!(
-            said.contains(&format!("PASS {step}")) || said.lines().any(|l| l.starts_with("PASS") && l.contains(step)),
-            "no PASS for {step}:\n{said}"
-        );
-    }
+    browser::run_page_script(
+        &g,
+        "browser_mfa.py",
+        &spec,
+        Some(&pyotp),
+        &[
+            "asks for an enrolment code",
+            "a wrong enrolment code",
+            "enrolled with a code from pyotp",
+            "the enrolling code again",
+            "password and the next code",
+        ],
+    );
     let flags: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
     assert_eq!(flags["cookie_flags"]["secure"], true);
     assert_eq!(flags["cookie_flags"]["httpOnly"], true);
@@ -281,5 +218,9 @@ fn chromium_enrols_an_authenticator_app_and_signs_in_with_a_code() {
         "{access:?}"
     );
 
-    keep_screenshots(&shots, &["mfa-enrol-code.png", "mfa-enrol-app.png", "mfa-code.png", "mfa-refused.png"]);
+    browser::keep_screenshots(
+        &shots,
+        &["mfa-enrol-code.png", "mfa-enrol-app.png", "mfa-code.png", "mfa-refused.png"],
+        "",
+    );
 }

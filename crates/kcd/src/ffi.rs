@@ -14,7 +14,7 @@
 //!   is done here too, and the keytab's key types are read with MIT's keytab
 //!   API (libkrb5), the same reading MIT's AS exchange makes.
 
-use std::ffi::{c_char, c_uint, c_void, CString};
+use std::ffi::{c_char, c_uint, c_void, CStr, CString};
 use std::ptr;
 
 use libgssapi::credential::Cred;
@@ -160,7 +160,12 @@ pub fn impersonate(service: &ServiceCred, user: &str, enterprise: bool) -> Resul
 /// `keytab` (the caller checks which SPN the ticket was for) and, usage "both",
 /// the service account's own TGT (`principal`, from the same keytab, in `ccache`)
 /// so that MIT can turn a client's forwardable ticket into S4U2Proxy evidence.
-pub struct AcceptorCred(gss_cred_id_t);
+/// The acceptor's keys (`keys`) outlive the credential's own handle on them.
+pub struct AcceptorCred(
+    gss_cred_id_t,
+    // Never read: held so that the keys outlive MIT's handle on them.
+    #[allow(dead_code)] Option<std::sync::Arc<MemoryKeytab>>,
+);
 
 // SAFETY: MIT's credential handles may be used from several threads; gatehouse
 // only reads this one after acquiring it.
@@ -179,8 +184,12 @@ impl Drop for AcceptorCred {
 /// now, i.e. a KDC and a user principal first in the keytab); otherwise usage
 /// "accept" alone, which needs nothing but the keytab.
 /// `enctypes`: the session keys and subkeys it accepts (and, for "both", asks for).
+/// `keys`: the acceptor's keys in memory, or None to have MIT search the file
+/// `client_keytab` at each ticket; the initiator half always takes its key
+/// from the file (once per TGT).
 pub fn acquire_acceptor(
-    keytab: &str,
+    keys: Option<std::sync::Arc<MemoryKeytab>>,
+    client_keytab: &str,
     ccache: &str,
     initiate: bool,
     enctypes: &'static [i32],
@@ -189,9 +198,11 @@ pub fn acquire_acceptor(
     // the account; the caller checks the ticket's SPN), and the initiator half
     // the keytab's first principal. MIT's file replay cache is off: gatehouse
     // keeps its own in memory (`replay.rs`).
-    let store = [("keytab", keytab), ("client_keytab", keytab), ("ccache", ccache), ("rcache", "none:")];
+    let keytab = keys.as_ref().map_or(client_keytab, |k| k.name());
+    let store = [("keytab", keytab), ("client_keytab", client_keytab), ("ccache", ccache), ("rcache", "none:")];
     // Kerberos alone: SPNEGO is unwrapped by gatehouse itself.
-    let cred = AcceptorCred(acquire(None, &store, if initiate { GSS_C_BOTH } else { GSS_C_ACCEPT }, true)?);
+    let raw = acquire(None, &store, if initiate { GSS_C_BOTH } else { GSS_C_ACCEPT }, true)?;
+    let cred = AcceptorCred(raw, keys);
     limit_enctypes(cred.0, enctypes)?;
     Ok(cred)
 }
@@ -498,6 +509,123 @@ impl Drop for Krb5 {
             krb5_free_context(self.context);
         }
     }
+}
+
+/// The acceptor's keys, copied from the keytab file into a `MEMORY:` keytab
+/// of their own when the delegator starts and on each reload: MIT searches a
+/// `FILE:` keytab by opening and reading the file at every accepted ticket,
+/// a memory one is a list in the process. One per load, never changed after
+/// it is filled (MIT's memory keytab is not safe to change while another
+/// thread searches it). MIT destroys a memory keytab, keys zeroed, when its
+/// last handle is closed: this value holds one (`handle`), and every
+/// credential made with it holds an Arc of this value, so the keys go when
+/// the last of them does.
+pub struct MemoryKeytab {
+    name: CString,
+    entries: usize,
+    // Never read: held open so that MIT keeps the keys.
+    #[allow(dead_code)]
+    handle: Krb5,
+}
+
+// SAFETY: after loading, the context and handle in `handle` are only used by
+// Drop (which has the value to itself); MIT's memory keytabs lock their own
+// data for the credentials that search them from any thread.
+unsafe impl Send for MemoryKeytab {}
+unsafe impl Sync for MemoryKeytab {}
+
+impl MemoryKeytab {
+    /// The name to give GSSAPI (`MEMORY:gatehouse-kt-...`).
+    pub fn name(&self) -> &str {
+        self.name.to_str().unwrap_or_default()
+    }
+
+    /// How many keys it holds.
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+}
+
+#[link(name = "krb5")]
+extern "C" {
+    fn krb5_kt_add_entry(context: *mut c_void, keytab: *mut c_void, entry: *mut Krb5KeytabEntry) -> i32;
+}
+
+/// A krb5 context with one keytab resolved on it; both released by Drop.
+fn open_keytab(name: &CStr) -> Result<Krb5, i32> {
+    let mut k = Krb5 { context: ptr::null_mut(), principal: ptr::null_mut(), keytab: ptr::null_mut() };
+    // SAFETY: the out-parameter is a field of `k`; on failure MIT leaves it
+    // null, and dropping `k` frees a null context, which MIT allows.
+    let code = unsafe { krb5_init_context(&mut k.context) };
+    if code != 0 {
+        return Err(code);
+    }
+    // SAFETY: the context is live; the name is NUL-terminated and outlives
+    // the call; the handle is closed by `k`'s Drop.
+    let code = unsafe { krb5_kt_resolve(k.context, name.as_ptr(), &mut k.keytab) };
+    if code != 0 {
+        return Err(code);
+    }
+    Ok(k)
+}
+
+/// Every entry of the keytab `from` (a `FILE:` name), copied into a new
+/// memory keytab called `to` (a `MEMORY:` name not used before in this
+/// process). A krb5 error code when the file cannot be read or holds no key
+/// (nothing is kept then: the handle is closed and MIT destroys the copy).
+pub fn load_keytab(from: &str, to: &str) -> Result<MemoryKeytab, i32> {
+    let (Ok(from), Ok(to)) = (CString::new(from), CString::new(to)) else {
+        return Err(crate::codes::KRB5_KT_BADNAME);
+    };
+    let file = open_keytab(&from)?;
+    let handle = open_keytab(&to)?;
+    match copy_entries(&file, &handle)? {
+        0 => Err(crate::codes::KRB5_KT_NOTFOUND),
+        entries => Ok(MemoryKeytab { name: to, entries, handle }),
+    }
+}
+
+/// Copies in the file's order: MIT's memory keytab puts each added entry
+/// first, so they are added last to first. (The order matters: MIT takes
+/// "the keytab's first principal" for the acceptor's TGT; in reverse it was
+/// an SPN's, whose TGT cannot do S4U2Proxy.)
+fn copy_entries(file: &Krb5, memory: &Krb5) -> Result<usize, i32> {
+    let mut cursor: *mut c_void = ptr::null_mut();
+    // SAFETY: context and keytab are live; the cursor is a local that is
+    // ended below once it was started.
+    let code = unsafe { krb5_kt_start_seq_get(file.context, file.keytab, &mut cursor) };
+    if code != 0 {
+        return Err(code);
+    }
+    let mut read = Vec::new();
+    let mut result = loop {
+        // SAFETY: an all-zero entry is a valid out-parameter (null pointers,
+        // zero numbers); MIT fills it on success.
+        let mut entry: Krb5KeytabEntry = unsafe { std::mem::zeroed() };
+        // SAFETY: context, keytab and the started cursor are live.
+        let code = unsafe { krb5_kt_next_entry(file.context, file.keytab, &mut entry, &mut cursor) };
+        if code != 0 {
+            break if code == crate::codes::KRB5_KT_END { Ok(read.len()) } else { Err(code) };
+        }
+        read.push(entry);
+    };
+    // SAFETY: the cursor was started on this keytab and is ended once.
+    unsafe { krb5_kt_end_seq_get(file.context, file.keytab, &mut cursor) };
+    for entry in read.iter_mut().rev() {
+        if result.is_ok() {
+            // SAFETY: `memory` is a live memory keytab on its own context;
+            // MIT copies the entry's principal and key into its list (under
+            // the keytab's lock), so the entry stays ours to free.
+            let code = unsafe { krb5_kt_add_entry(memory.context, memory.keytab, entry) };
+            if code != 0 {
+                result = Err(code);
+            }
+        }
+        // SAFETY: each entry was filled by krb5_kt_next_entry and is freed
+        // (its key zeroed by MIT) once, here.
+        unsafe { krb5_free_keytab_entry_contents(file.context, entry) };
+    }
+    result
 }
 
 /// The encryption types of `principal`'s keys in `keytab` (a `FILE:` name)

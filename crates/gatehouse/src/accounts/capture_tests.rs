@@ -42,6 +42,7 @@ fn ours(realm: &str, netbios: &str) -> Domain {
         service_principal: None,
         acceptor_spn: Vec::new(),
         allow_rc4: false,
+        credential_cache_size: kcd::DEFAULT_CACHE_SIZE,
     }
 }
 

@@ -434,6 +434,7 @@ mod tests {
             service_principal: None,
             acceptor_spn: Vec::new(),
             allow_rc4: false,
+            credential_cache_size: kcd::DEFAULT_CACHE_SIZE,
         };
         let account = |domain: &str, user: &str| Ok(Logon::Account { domain: domain.into(), user: user.into() });
         assert_eq!(logon("ADTEST\\bob", Some(&d)), account("ADTEST", "bob"));

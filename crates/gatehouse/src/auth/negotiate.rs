@@ -222,13 +222,16 @@ async fn kerberos(
         ntlm::ChannelBindingPolicy::Off => None,
         _ => ctx.info.tls_end_point.clone(),
     };
-    // Accepting talks to no KDC: it is local cryptography and a read of the
-    // keytab, about as long as a TLS handshake's signature, with credentials
+    // Accepting talks to no KDC: it is local cryptography with the keys kcd
+    // holds in memory, about as long as a TLS handshake's signature, with credentials
     // that kcd's background thread got beforehand (a token can never make
     // gatehouse ask the KDC for them). It runs here, on the connection's
     // worker; a hop to a blocking thread cost more than the work (measured:
     // bench/run.sh negotiate).
-    let accepted = match delegator.accept(token, spn, bindings.as_deref()) {
+    // A keep-alive connection's next ticket is nearly always its last user's:
+    // kcd then skips building delegation evidence it already has.
+    let likely = ctx.auth.user().and_then(|u| u.principal.clone());
+    let accepted = match delegator.accept_from(token, spn, bindings.as_deref(), likely.as_deref()) {
         Ok(a) => a,
         Err(e) => {
             let cause = match e.kind() {

@@ -131,6 +131,9 @@ pub struct Domain {
     /// RC4 (arcfour-hmac) tickets, session keys and keytab keys used as well
     /// as AES: only for a domain that cannot issue AES tickets.
     pub allow_rc4: bool,
+    /// How many users' delegated credentials are kept at most; the least
+    /// recently used are dropped first (and asked for again by S4U2Self).
+    pub credential_cache_size: usize,
 }
 
 /// Where NTLM passwords, and Basic passwords when there is no keytab, are checked.

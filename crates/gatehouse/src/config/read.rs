@@ -904,6 +904,8 @@ impl<'t> Reader<'t> {
         let service_principal = self.string(s, "service_principal").map(|(p, _)| p);
         let acceptor_spn = self.acceptor_spns(s);
         let allow_rc4 = self.bool(s, "allow_rc4").unwrap_or(false);
+        let credential_cache_size =
+            self.count(s, "credential_cache_size", 10, 10_000_000).unwrap_or(kcd::DEFAULT_CACHE_SIZE);
         let (realm, netbios_name) = (realm?, netbios?);
         if let (Some((path, span)), true) = (&keytab, self.read_keytab) {
             let config = self.file.clone();
@@ -929,6 +931,7 @@ impl<'t> Reader<'t> {
             service_principal,
             acceptor_spn,
             allow_rc4,
+            credential_cache_size,
         })
     }
 

@@ -678,6 +678,26 @@ fn allow_rc4_is_a_bool_and_off_by_default() {
     assert!(has(&p, line, "domain.allow_rc", "did you mean `allow_rc4`?"), "{p:#?}");
 }
 
+/// Issue 20: `[domain] credential_cache_size` bounds the users whose
+/// delegated credential is kept; a whole number from 10 to 10,000,000.
+#[test]
+fn credential_cache_size_is_a_bounded_count() {
+    let with = |line: &str| format!("{GOOD}\n[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n{line}\n");
+    let read =
+        |line: &str| load_str(Path::new("/tmp/x.toml"), &with(line)).unwrap().domain.unwrap().credential_cache_size;
+    assert_eq!(read(""), kcd::DEFAULT_CACHE_SIZE);
+    assert_eq!(read("credential_cache_size = 2000"), 2000);
+    assert_eq!(read("credential_cache_size = 10"), 10);
+    let line = with("x").lines().position(|l| l == "x").unwrap() + 1;
+    for bad in ["0", "9", "10000001", "-5", "\"2000\"", "1.5"] {
+        let p = problems(&with(&format!("credential_cache_size = {bad}")));
+        assert!(
+            has(&p, line, "domain.credential_cache_size", "expected a whole number from 10 to 10000000"),
+            "{bad}: {p:#?}"
+        );
+    }
+}
+
 const RULES: &str = r#"
 [domain]
 realm = "AD.TEST"

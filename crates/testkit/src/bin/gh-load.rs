@@ -64,6 +64,8 @@ struct Conn {
     cookie: Option<String>,
     /// A header line sent with every request (`Authorization: Bearer ...`).
     extra: Option<String>,
+    /// The `Host` sent (`bench` unless told: Kerberos needs the SPN's host).
+    host: String,
 }
 
 impl Conn {
@@ -74,7 +76,7 @@ impl Conn {
             Ok(name) => Box::new(tls::connect(s, &name).await?),
             Err(_) => Box::new(s),
         };
-        Ok(Conn { s, buf: Vec::with_capacity(8192), cookie: None, extra: None })
+        Ok(Conn { s, buf: Vec::with_capacity(8192), cookie: None, extra: None, host: "bench".into() })
     }
 
     /// Sends a GET (with an NTLM token) and reads the response; returns the
@@ -92,7 +94,8 @@ impl Conn {
         let auth = token.map(|t| format!("Authorization: {scheme} {}\r\n", B64.encode(t))).unwrap_or_default();
         let cookie = self.cookie.as_ref().map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
         let extra = self.extra.as_deref().unwrap_or_default();
-        self.s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{auth}{cookie}{extra}\r\n").as_bytes()).await?;
+        let host = &self.host;
+        self.s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{cookie}{extra}\r\n").as_bytes()).await?;
         loop {
             if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
@@ -537,6 +540,9 @@ async fn kerberos(addr: SocketAddr, seconds: u64, conns: usize, spn: String) {
                     errors.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
+                // gatehouse accepts a ticket only for the SPN naming the
+                // request's host (HTTP/proxy.ad.test@AD.TEST: proxy.ad.test).
+                c.host = spn.split_once('/').map_or("bench", |(_, h)| h.split('@').next().unwrap_or(h)).to_owned();
                 while Instant::now() < deadline {
                     let Some(token) = kerberos_token(&cred, &spn) else {
                         errors.fetch_add(1, Ordering::Relaxed);
