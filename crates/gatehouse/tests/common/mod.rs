@@ -163,12 +163,32 @@ impl Gatehouse {
         std::fs::read_to_string(self.path("stderr.log")).unwrap_or_default()
     }
 
+    /// The access records written so far. The log is written after the
+    /// response, so a test that needs a record waits for it
+    /// (`wait_for_record`); a line still being written (no newline yet) is
+    /// left for the next read rather than parsed half.
     pub fn access_log(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.path("access.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("access log line is JSON"))
-            .collect()
+        let text = std::fs::read_to_string(self.path("access.log")).unwrap_or_default();
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..end],
+            None => "",
+        };
+        complete.lines().map(|l| serde_json::from_str(l).expect("access log line is JSON")).collect()
+    }
+
+    /// Waits (up to 10 s) for an access record that `matches`, and returns the log.
+    pub fn wait_for_record(&self, mut matches: impl FnMut(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
+        let start = Instant::now();
+        loop {
+            let log = self.access_log();
+            if log.iter().any(&mut matches) {
+                return log;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                panic!("no matching access record within 10 s: {log:?}\ngatehouse stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn wait_for(&self, mut cond: impl FnMut() -> bool, what: &str) {
