@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | plain (the same against nginx in interleaved rounds, medians and CPU per request) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -69,7 +69,7 @@ listener = "bench"
 backend = "http://$BACKEND"
 TOML
 
-start_nginx() { nginx -c "$W/nginx.conf" -p "$W" >/dev/null 2>&1; sleep 0.3; }
+start_nginx() { nginx -c "$W/nginx.conf" -p "$W" >/dev/null 2>&1; for _ in $(seq 50); do [ -s "$W/nginx.pid" ] && break; sleep 0.1; done; sleep 0.2; }
 stop_nginx() { kill "$(cat "$W/nginx.pid")"; while [ -f "$W/nginx.pid" ] && kill -0 "$(cat "$W/nginx.pid")" 2>/dev/null; do sleep 0.05; done; }
 start_gh() { target/release/gatehouse run -c "$W/gatehouse.toml" 2>"$W/gh-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.3; }
 stop_gh() { kill "$GHPID"; wait "$GHPID" 2>/dev/null || true; }
@@ -155,6 +155,55 @@ mkdir -p bench/results
   echo "| | MB/s | $n_up_mbs | $g_up_mbs | $(ratio $g_up_mbs $n_up_mbs) |"
   echo "| | peak RSS (KiB) | ${R[nginx,upload_rss]} | ${R[gatehouse,upload_rss]} | $(ratio ${R[gatehouse,upload_rss]} ${R[nginx,upload_rss]}) |"
 } | tee -a "$OUT"
+fi
+
+# Plain proxy, interleaved (BENCH_ONLY=plain; issue 20 goal 1): PLAIN_PAIRS rounds
+# (default 5) of nginx then gatehouse, each on a fresh process: GET 1 KiB and POST
+# 64 KiB keep-alive with wrk, the proxy's CPU per request (utime + stime from
+# /proc over the wrk run; for nginx master and workers), and the 1 GiB upload.
+# Prints the median gatehouse/nginx ratio per metric with its range.
+cpu_ticks() {
+  local pids_=${GHPID:-}
+  [ "$1" = nginx ] && { local m; m=$(cat "$W/nginx.pid"); pids_="$m $(pgrep -P "$m" | tr '\n' ' ')"; }
+  local t=0; for p in $pids_; do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t
+}
+if [ "$ONLY" = plain ]; then
+  : > "$W/plain.tsv"
+  for round in $(seq "${PLAIN_PAIRS:-5}"); do
+    for proxy in nginx gatehouse; do
+      a=$(addr $proxy)
+      start $proxy
+      wrk -t1 -c"$CONNS" -d1s "http://$a/bytes/1024" >/dev/null
+      c0=$(cpu_ticks $proxy)
+      out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://$a/bytes/1024")
+      c1=$(cpu_ticks $proxy)
+      read -r rps p50 p99 <<<"$(echo "$out" | parse_wrk)"
+      reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+      cpu_us=$(awk -v t=$((c1 - c0)) -v n="$reqs" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+      read -r prps _ pp99 <<<"$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$W/post64k.lua" "http://$a/echo" | parse_wrk)"
+      read -r _ up_mbs <<<"$(python3 bench/upload.py "$a" 1073741824)"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$proxy" "$rps" "$p99" "$cpu_us" "$prps" "$pp99" "$up_mbs" "$p50" >> "$W/plain.tsv"
+      stop $proxy
+    done
+  done
+  {
+    echo "Run: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${PLAIN_PAIRS:-5} interleaved rounds (nginx, gatehouse), wrk -t1 -c$CONNS -d${DUR}s; nginx $(nginx -v 2>&1 | sed 's/.*\///'), 2 workers; gatehouse $(target/release/gatehouse --version | cut -d' ' -f2)"
+    echo
+    python3 - "$W/plain.tsv" <<'PY'
+import sys, statistics as st
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+by = {}
+for r in rows:
+    by.setdefault(r[0], {})[r[1]] = [float(x) for x in r[2:]]
+names = ["GET 1 KiB requests/s", "GET 1 KiB p99 (ms)", "GET 1 KiB CPU us per request", "POST 64 KiB requests/s", "POST 64 KiB p99 (ms)", "1 GiB upload MB/s", "GET 1 KiB p50 (ms)"]
+print("| metric | nginx median | gatehouse median | gatehouse / nginx, median (range) |")
+print("|---|---:|---:|---:|")
+for i, name in enumerate(names):
+    n = [by[k]["nginx"][i] for k in by]; g = [by[k]["gatehouse"][i] for k in by]
+    ratios = [by[k]["gatehouse"][i] / by[k]["nginx"][i] for k in by if by[k]["nginx"][i]]
+    print(f"| {name} | {st.median(n):.3f} | {st.median(g):.3f} | {st.median(ratios):.2f} ({min(ratios):.2f} to {max(ratios):.2f}) |")
+PY
+  } | tee -a "$OUT"
 fi
 
 # NTLM: gatehouse alone, anonymous and authenticated sites side by side in one

@@ -13,8 +13,6 @@ use std::io::Write;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::conn::ConnInfo;
 
 /// Starts the operational log. `RUST_LOG` overrides the configured level.
@@ -223,35 +221,152 @@ pub struct AccessRecord {
     written: bool,
 }
 
-#[derive(Serialize)]
+/// A record's fields, in the order they are written. Encoded by hand
+/// ([`Fields::encode`]) rather than through serde_json: the record is written
+/// once per request, and the generic serializer and its intermediate strings
+/// showed in the plain proxy's profile (docs/performance.md, issue 20).
 struct Fields {
-    time: String,
+    time: SystemTime,
     request_id: String,
-    client: String,
+    client: std::net::SocketAddr,
     listener: Arc<str>,
     site: Option<String>,
     /// The backend that answered (`scheme://host:port`), when one did.
-    #[serde(skip_serializing_if = "Option::is_none")]
     backend: Option<Arc<str>>,
-    method: String,
+    method: std::borrow::Cow<'static, str>,
     path: String,
     status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<Arc<str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<&'static str>,
     bytes_in: u64,
     bytes_out: u64,
     duration_ms: f64,
     /// False when the response stopped before its end (client or backend left).
     complete: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     /// Access refused: the rule that matched (`deny ADTEST\\Contractors
     /// (file:line:column: site[0].deny)`, `not in allow`), or the domain's
     /// refusal of the account.
-    #[serde(skip_serializing_if = "Option::is_none")]
     denied: Option<String>,
+}
+
+impl Fields {
+    /// One JSON object and its newline, appended to `out`. Optional fields
+    /// that are absent are left out, as before.
+    fn encode(&self, out: &mut Vec<u8>) {
+        use std::fmt::Write as _;
+        let mut line = JsonLine(out);
+        line.0.extend_from_slice(b"{\"time\":\"");
+        // RFC 3339 with milliseconds is plain ASCII digits and punctuation.
+        let _ = write!(line, "{}", humantime::format_rfc3339_millis(self.time));
+        line.0.push(b'"');
+        line.string("request_id", &self.request_id);
+        line.key("client");
+        line.0.push(b'"');
+        let _ = write!(line, "{}", self.client);
+        line.0.push(b'"');
+        line.string("listener", &self.listener);
+        line.optional("site", self.site.as_deref());
+        line.optional("backend", self.backend.as_deref());
+        line.string("method", &self.method);
+        line.string("path", &self.path);
+        line.number("status", self.status as u64);
+        line.optional("user", self.user.as_deref());
+        line.optional("auth", self.auth);
+        line.number("bytes_in", self.bytes_in);
+        line.number("bytes_out", self.bytes_out);
+        line.key("duration_ms");
+        if self.duration_ms.is_finite() {
+            // Debug keeps the fraction (`1.0`), as JSON readers expect of a float.
+            let _ = write!(line, "{:?}", self.duration_ms);
+        } else {
+            line.0.extend_from_slice(b"null");
+        }
+        line.key("complete");
+        line.0.extend_from_slice(if self.complete { b"true" } else { b"false" });
+        line.optional("error", self.error.as_deref());
+        line.optional("denied", self.denied.as_deref());
+        line.0.extend_from_slice(b"}\n");
+    }
+}
+
+/// Appends JSON members to a record being written.
+struct JsonLine<'a>(&'a mut Vec<u8>);
+
+impl JsonLine<'_> {
+    fn key(&mut self, key: &str) {
+        self.0.extend_from_slice(b",\"");
+        self.0.extend_from_slice(key.as_bytes());
+        self.0.extend_from_slice(b"\":");
+    }
+
+    fn string(&mut self, key: &str, value: &str) {
+        self.key(key);
+        json_string(self.0, value);
+    }
+
+    fn optional(&mut self, key: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.string(key, value);
+        }
+    }
+
+    fn number(&mut self, key: &str, value: u64) {
+        use std::fmt::Write as _;
+        self.key(key);
+        let _ = write!(self, "{value}");
+    }
+}
+
+impl std::fmt::Write for JsonLine<'_> {
+    /// Only for text that needs no escaping (numbers, times, addresses).
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// A JSON string: quotes, backslashes and every control character escaped
+/// (what a client sends in a path or a name can never end the line or the
+/// string); everything else is UTF-8 as it is.
+fn json_string(out: &mut Vec<u8>, value: &str) {
+    out.push(b'"');
+    let bytes = value.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain..i]);
+        if escaped.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 0xf) as usize]);
+        } else {
+            out.extend_from_slice(escaped);
+        }
+        plain = i + 1;
+    }
+    out.extend_from_slice(&bytes[plain..]);
+    out.push(b'"');
+}
+
+/// The method as written in the record; the common ones without an allocation.
+fn method_name(method: &str) -> std::borrow::Cow<'static, str> {
+    const KNOWN: [&str; 12] = [
+        "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "RPC_IN_DATA", "RPC_OUT_DATA", "PROPFIND", "CONNECT", "-",
+    ];
+    match KNOWN.iter().find(|k| **k == method) {
+        Some(k) => std::borrow::Cow::Borrowed(k),
+        None => std::borrow::Cow::Owned(method.to_owned()),
+    }
 }
 
 impl AccessRecord {
@@ -260,13 +375,13 @@ impl AccessRecord {
             log: log.clone(),
             started: Instant::now(),
             fields: Fields {
-                time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+                time: SystemTime::now(),
                 request_id,
-                client: conn.peer.to_string(),
+                client: conn.peer,
                 listener: conn.listener.clone(),
                 site: None,
                 backend: None,
-                method: method.to_owned(),
+                method: method_name(method),
                 // The path only: query strings can carry secrets (OWA canaries, tokens).
                 path: path.to_owned(),
                 status: 0,
@@ -333,13 +448,16 @@ impl AccessRecord {
         let f = &self.fields;
         let took = self.started.elapsed();
         self.log.requests.finished(f.site.as_deref(), f.status, took, f.bytes_in, f.bytes_out);
-        match serde_json::to_vec(&self.fields) {
-            Ok(mut line) => {
-                line.push(b'\n');
-                self.log.send(&line);
-            }
-            Err(e) => tracing::error!(error = %e, "cannot encode an access record"),
+        thread_local! {
+            /// Each worker thread encodes into its own buffer, kept between records.
+            static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
         }
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            self.fields.encode(&mut line);
+            self.log.send(&line);
+        });
     }
 }
 
@@ -433,6 +551,61 @@ mod tests {
         assert_eq!(one_line(b"no end"), "no end", "only a record's own final newline is kept raw");
         assert_eq!(one_line(b"two\n\n"), "two\\n\n");
         assert_eq!(one_line(b"bad \xff utf-8\n"), "bad \u{fffd} utf-8\n");
+    }
+
+    fn fields(text: &str) -> Fields {
+        Fields {
+            time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            request_id: "c7f0c44900000001".into(),
+            client: "[::1]:55766".parse().unwrap(),
+            listener: Arc::from(text),
+            site: Some(text.into()),
+            backend: None,
+            method: method_name("GET"),
+            path: text.into(),
+            status: 200,
+            user: Some(Arc::from(text)),
+            auth: Some("NTLM"),
+            bytes_in: 0,
+            bytes_out: u64::MAX,
+            duration_ms: 1.0,
+            complete: true,
+            error: Some(text.into()),
+            denied: None,
+        }
+    }
+
+    /// The hand encoder against a JSON parser: every string comes back as it
+    /// went in, whatever it holds, on one line; absent fields are left out.
+    #[test]
+    fn a_record_is_one_json_line_that_parses_back() {
+        let hostile = "ADTEST\\x \"quoted\"\r\n{\"status\":500}\x00\x1f\x7f\u{85}\u{2028}ü😀";
+        for text in [hostile, "", "plain"] {
+            let mut out = Vec::new();
+            fields(text).encode(&mut out);
+            assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "{out:?}");
+            assert!(out.ends_with(b"}\n"));
+            let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+            for key in ["listener", "site", "path", "user", "error"] {
+                assert_eq!(v[key], text, "{key}");
+            }
+            assert_eq!(v["time"], "2023-11-14T22:13:20.123Z");
+            assert_eq!(v["client"], "[::1]:55766");
+            assert_eq!(v["method"], "GET");
+            assert_eq!(v["status"], 200);
+            assert_eq!(v["bytes_out"], u64::MAX);
+            assert_eq!(v["duration_ms"].as_f64(), Some(1.0));
+            assert_eq!(v["complete"], true);
+            assert!(v.get("backend").is_none() && v.get("denied").is_none());
+        }
+        let mut f = fields("x");
+        f.duration_ms = f64::NAN;
+        f.method = method_name("M-SEARCH");
+        let mut out = Vec::new();
+        f.encode(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert!(v["duration_ms"].is_null());
+        assert_eq!(v["method"], "M-SEARCH");
     }
 
     #[test]

@@ -102,14 +102,17 @@ async fn run(
 ) -> Result<Response<ResponseBody>, Failure> {
     let config = &generation.config;
     // gatehouse's own pages, on every published host, before any site.
+    // The sign-in pages' state is boxed: it would otherwise size every
+    // request's future (measured: 9,560 bytes before, 6,696 after, with the
+    // backend connect and the ticket boxed in `send`).
     if signin::reserved(&req) {
-        return signin::serve(req, conn, generation, record).await;
+        return Box::pin(signin::serve(req, conn, generation, record)).await;
     }
     let routed = routing::route(&req, &conn.info.listener, generation)?;
     let site = &routed.site;
     record.set_site(&site.name);
     if signin::is_logoff(&req, &site.name, generation) {
-        return signin::log_off(req, conn, generation, record).await;
+        return Box::pin(signin::log_off(req, conn, generation, record)).await;
     }
     if let Some(idle) = site.stream_idle {
         conn.activity.set_stream_idle(idle);

@@ -164,7 +164,10 @@ async fn exchange(
         let pooled = if fresh { None } else { hop.pool.checkout(&key) };
         let (mut sender, reused) = match pooled {
             Some(s) => (s, true),
-            None => match m.target.connect(timeouts.backend_connect).await {
+            // Boxed, as the ticket below: both are rare next to a pooled
+            // request, and their state (a TLS handshake, a ticket request)
+            // would otherwise make every request's future kilobytes larger.
+            None => match Box::pin(m.target.connect(timeouts.backend_connect)).await {
                 Ok(s) => {
                     farm.connected(i);
                     (s, false)
@@ -197,7 +200,7 @@ async fn exchange(
             if wanted && !pending.headers().contains_key(header::AUTHORIZATION) {
                 let spn = m.spn.as_deref().unwrap_or(&s.kerberos.settings.spn);
                 // Extended Protection: the ticket is bound to this TLS connection.
-                let token = delegate::token(&s.kerberos, s.user, spn, sender.binding.clone()).await?;
+                let token = Box::pin(delegate::token(&s.kerberos, s.user, spn, sender.binding.clone())).await?;
                 pending.headers_mut().insert(header::AUTHORIZATION, token);
             }
         }
