@@ -18,7 +18,8 @@ mkdir -p bench/results; : > "$OUT"
 DUR=${1:-10}
 CONNS=${BENCH_CONNS:-50}
 W=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)
-BACKEND=127.0.0.1:19000; NGINX=127.0.0.1:19080; GH=127.0.0.1:19081
+# BENCH_BACKEND_PORT: when another benchmark on the machine holds 19000.
+BACKEND=127.0.0.1:${BENCH_BACKEND_PORT:-19000}; NGINX=127.0.0.1:19080; GH=127.0.0.1:19081
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
@@ -1099,11 +1100,11 @@ PY
 fi
 
 # Many users (issue 20, goal 5): USERS_N lab users (default 1,000, made by
-# lab/bulk_users.py) sign in at once with NTLM (passwords from a file, so that
-# the KDC is the domain's only part in the burst) to a KCD site with an allow
-# rule (ADTEST\Domain Users: every user's groups read from the PAC of their
-# S4U2Self ticket, the same S4U2Self serving delegation) in front of
-# gh-backend; then all of them again (the second visit: a new connection and
+# lab/bulk_users.py) sign in at once with NTLM (checked by the lab's DC
+# through winbind; USERS_ACCOUNTS=file: from a file, and no rule) to a KCD
+# site with an allow rule (ADTEST\Domain Users: every user's groups read from
+# the PAC of their S4U2Self ticket, the same S4U2Self serving delegation) in
+# front of gh-backend; then all of them again (the second visit: a new connection and
 # handshake each, their credential and groups cached). S4U2Self counted from
 # /metrics. Memory per cached user: RSS after the first burst minus before,
 # and the same burst shape from one user alone (USERS_N connections at once,
@@ -1120,6 +1121,24 @@ if [ "$ONLY" = users ] && [ -f "$LAB/env" ]; then
   echo "ADTEST:user01:User-Pass1" >> "$W/users-many.ntlm"
   echo "ADTEST:user02:User-Pass1" >> "$W/users-many.ntlm"
   for _ in $(seq "$N"); do echo "ADTEST:user01:User-Pass1"; done > "$W/users-one.ntlm"
+  # winbind (default): the DC checks every password and the rule needs each
+  # user's groups; file: passwords from the file, no rule (the KDC alone).
+  if [ "${USERS_ACCOUNTS:-winbind}" = file ]; then
+    ACCOUNTS="[accounts]
+source = \"file\"
+file = \"$W/users-many.ntlm\""
+    ALLOW=""
+  else
+    ACCOUNTS="[accounts]
+source = \"winbind\"
+smb_conf = \"$SMB_CONF\"
+helpers = 16
+
+[access]
+directory = \"ldap://dc1.ad.test\"
+directory_address = \"$LAB_DC_IP\""
+    ALLOW='allow = ["ADTEST\\Domain Users"]'
+  fi
   cat > "$W/gatehouse-users.toml" <<TOML
 [log]
 access = "/dev/null"
@@ -1132,13 +1151,7 @@ krb5_conf = "$KRB5_CONFIG"
 keytab = "$LAB_PROXY_KEYTAB"
 service_principal = "svc-proxy@AD.TEST"
 
-[accounts]
-source = "file"
-file = "$W/users-many.ntlm"
-
-[access]
-directory = "ldap://dc1.ad.test"
-directory_address = "$LAB_DC_IP"
+$ACCOUNTS
 
 [admin]
 bind = "127.0.0.1:$AP"
@@ -1154,11 +1167,12 @@ backend = "http://$BACKEND"
 auth = ["NTLM"]
 delegation = "kcd"
 backend_spn = "HTTP/backend.ad.test"
-allow = ["ADTEST\\\\Domain Users"]
+$ALLOW
 TOML
   metric() { curl -s "http://127.0.0.1:$AP/metrics" | awk -v s="$1" '$1 == s { print $2; found = 1 } END { if (!found) print 0 }'; }
   s4u() { metric 'gatehouse_kdc_requests_total{kind="s4u2self"}'; }
   rss() { awk '/VmRSS/{print $2}' "/proc/$GHPID/status"; }
+  threads() { awk '/^Threads/{print $2}' "/proc/$GHPID/status"; }
   # CPU ticks of the lab KDC's worker processes (Samba's prefork kdc(N)).
   kdc_ticks() { local t=0 p; for p in $(pgrep '^kdc'); do t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo $t; }
   gh_ticks() { awk '{print $14 + $15}' "/proc/$GHPID/stat"; }
@@ -1173,9 +1187,12 @@ TOML
     users_start "$1"
     rss0=$(rss); s0=$(s4u); k0=$(kdc_ticks); g0=$(gh_ticks)
     first=$(target/release/gh-load burst 127.0.0.1:$GP 1 "$N" "$W/users-many.ntlm")
-    k1=$(kdc_ticks); g1=$(gh_ticks); rss1=$(rss); s1=$(s4u)
+    k1=$(kdc_ticks); g1=$(gh_ticks); rss1=$(rss); s1=$(s4u); th1=$(threads)
     second=$(target/release/gh-load burst 127.0.0.1:$GP 1 "$N" "$W/users-many.ntlm")
     s2=$(s4u)
+    # tokio ends idle blocking threads after 10 s: the stacks of the
+    # threads the burst's S4U2Self waited on go, the users stay.
+    sleep 12; rss2=$(rss); th2=$(threads)
     ksum=$(metric 'gatehouse_kdc_request_duration_seconds_sum{kind="s4u2self"}')
     kcount=$(metric 'gatehouse_kdc_request_duration_seconds_count{kind="s4u2self"}')
     hits=$(metric gatehouse_credential_cache_hits_total); entries=$(metric gatehouse_credential_cache_entries)
@@ -1183,9 +1200,10 @@ TOML
     users_start "$1"
     crss0=$(rss)
     control=$(target/release/gh-load burst 127.0.0.1:$GP 1 "$N" "$W/users-one.ntlm")
-    crss1=$(rss)
+    crss1=$(rss); cth1=$(threads)
+    sleep 12; crss2=$(rss)
     kill "$GHPID"; wait "$GHPID" 2>/dev/null || true
-    echo "$2 $first | $second | $control | $((s1 - s0)) $((s2 - s1)) $ksum $kcount $rss0 $rss1 $crss0 $crss1 $((k1 - k0)) $((g1 - g0)) $hits $entries" >> "$W/users.txt"
+    echo "$2 $first | $second | $control | $((s1 - s0)) $((s2 - s1)) $ksum $kcount $rss0 $rss1 $crss0 $crss1 $((k1 - k0)) $((g1 - g0)) $hits $entries $rss2 $crss2 $th1 $th2 $cth1" >> "$W/users.txt"
   }
   : > "$W/users.txt"
   for _ in $(seq 1 "$ROUNDS"); do
@@ -1194,7 +1212,7 @@ TOML
   done
   {
     echo
-    echo "Many users ($(nproc) cores; $N lab users, each a new connection and an NTLM handshake (accounts from a file), all at once; KCD with allow = [ADTEST\\Domain Users] to gh-backend, lab KDC; $ROUNDS rounds, a fresh gatehouse each; CPU ticks at $(getconf CLK_TCK)/s):"
+    echo "Many users ($(nproc) cores; $N lab users, each a new connection and an NTLM handshake (accounts: ${USERS_ACCOUNTS:-winbind}), all at once; KCD${ALLOW:+ with allow = [ADTEST\\Domain Users]} to gh-backend, lab KDC; $ROUNDS rounds, a fresh gatehouse each; CPU ticks at $(getconf CLK_TCK)/s):"
     echo
     python3 - "$W/users.txt" "$N" "$(getconf CLK_TCK)" <<'PY'
 import statistics as st, sys
@@ -1205,9 +1223,10 @@ for line in open(sys.argv[1]):
     tag, *first = head.split()
     rows = by.setdefault(tag, [])
     f = list(map(float, first)); s = list(map(float, second.split())); c = list(map(float, control.split()))
-    s1, s2, ksum, kcount, rss0, rss1, crss0, crss1, kt, gt, hits, entries = map(float, rest.split())
+    s1, s2, ksum, kcount, rss0, rss1, crss0, crss1, kt, gt, hits, entries, rss2, crss2, th1, th2, cth1 = map(float, rest.split())
     rows.append(dict(f=f, s=s, c=c, s1=s1, s2=s2, ksum=ksum, kcount=kcount, rss0=rss0, rss1=rss1,
-                     crss0=crss0, crss1=crss1, kt=kt, gt=gt, entries=entries))
+                     crss0=crss0, crss1=crss1, kt=kt, gt=gt, entries=entries, rss2=rss2, crss2=crss2,
+                     th1=th1, th2=th2, cth1=cth1))
 def med(v, fmt="{:.1f}"):
     return f"{fmt.format(st.median(v))} ({fmt.format(min(v))} to {fmt.format(max(v))})"
 def each(v, fmt="{:.0f}"):
@@ -1232,7 +1251,10 @@ def table(tag, rows):
     print(f"| credentials cached after both bursts | {each([x['entries'] for x in rows])} |")
     print(f"| RSS after minus before, per user (KiB) | {med([(x['rss1'] - x['rss0']) / n for x in rows], '{:.2f}')} |")
     print(f"| the same for one user's {n} connections (control, per connection) (KiB) | {med([(x['crss1'] - x['crss0']) / n for x in rows], '{:.2f}')} |")
-    print(f"| memory per cached user: the difference over {n - 1} users (KiB) | {med([((x['rss1'] - x['rss0']) - (x['crss1'] - x['crss0'])) / (n - 1) for x in rows], '{:.2f}')} |")
+    print(f"| the difference over {n - 1} users, right after the bursts (KiB per user) | {med([((x['rss1'] - x['rss0']) - (x['crss1'] - x['crss0'])) / (n - 1) for x in rows], '{:.2f}')} |")
+    print(f"| gatehouse threads right after the first burst / 12 s later; control right after | {med([x['th1'] for x in rows], '{:.0f}')} / {med([x['th2'] for x in rows], '{:.0f}')}; {med([x['cth1'] for x in rows], '{:.0f}')} |")
+    print(f"| gatehouse RSS 12 s after the bursts (idle blocking threads gone) (KiB) | {med([x['rss2'] for x in rows], '{:.0f}')} |")
+    print(f"| **memory per cached user**: after minus before, 12 s later, less the control's (KiB) | {med([((x['rss2'] - x['rss0']) - (x['crss2'] - x['crss0'])) / (n - 1) for x in rows], '{:.2f}')} |")
 for tag in ("A", "B"):
     if tag in by:
         table({"A": "A (GATEHOUSE_A)", "B": "B (this tree)"}[tag], by[tag])

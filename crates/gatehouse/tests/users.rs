@@ -74,7 +74,7 @@ fn start(env: &LabEnv, domain_extra: Option<&str>) -> Gatehouse {
 fn admin_addr(g: &Gatehouse) -> SocketAddr {
     g.wait_for(|| g.stderr().contains("admin listener ready"), "the admin listener");
     let log = g.stderr();
-    let line = log.lines().filter(|l| l.contains("admin listener ready")).last().unwrap().to_owned();
+    let line = log.lines().filter(|l| l.contains("admin listener ready")).next_back().unwrap().to_owned();
     line.split_whitespace().find_map(|w| w.strip_prefix("addr=")).unwrap().parse().unwrap()
 }
 
@@ -92,7 +92,8 @@ const EVICTIONS: &str = "gatehouse_credential_cache_evictions_total";
 /// One visit: a new connection, an NTLM handshake, the Kerberos-only
 /// backend's answer. Returns the status and the `REMOTE_USER` it saw.
 async fn visit(port: u16, user: &str, password: &str) -> (u16, String) {
-    let client = Client::new(Box::leak(user.to_owned().into_boxed_str()), Box::leak(password.to_owned().into_boxed_str()));
+    let client =
+        Client::new(Box::leak(user.to_owned().into_boxed_str()), Box::leak(password.to_owned().into_boxed_str()));
     let mut c = Conn::open(listen(port)).await;
     let r = handshake(&mut c, &client, "GET /whoami HTTP/1.1\r\nHost: mail.ad.test", b"", |_| {}).await;
     let text = r.text();
@@ -102,11 +103,8 @@ async fn visit(port: u16, user: &str, password: &str) -> (u16, String) {
 
 /// Every user of `users` visits at once; returns what each saw, in order.
 async fn all_at_once(port: u16, users: &[(String, String)]) -> Vec<(u16, String)> {
-    let tasks: Vec<_> = users
-        .iter()
-        .cloned()
-        .map(|(u, p)| tokio::spawn(async move { visit(port, &u, &p).await }))
-        .collect();
+    let tasks: Vec<_> =
+        users.iter().cloned().map(|(u, p)| tokio::spawn(async move { visit(port, &u, &p).await })).collect();
     let mut seen = Vec::new();
     for t in tasks {
         seen.push(t.await.unwrap());

@@ -104,7 +104,9 @@ impl Conn {
         let cookie = self.cookie.as_ref().map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
         let extra = self.extra.as_deref().unwrap_or_default();
         let host = &self.host;
-        self.s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{cookie}{extra}\r\n").as_bytes()).await?;
+        self.s
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{cookie}{extra}\r\n").as_bytes())
+            .await?;
         loop {
             if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
@@ -585,7 +587,8 @@ async fn burst(addr: SocketAddr, rounds: u64, users: usize, file: &str) {
         }
         let wall = start.elapsed().as_secs_f64();
         times.sort_by(f64::total_cmp);
-        let at = |q: f64| times.get(((times.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);
+        let at =
+            |q: f64| times.get(((times.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);
         println!("{} {failed} {:.1} {:.1} {:.1} {wall:.2}", times.len(), at(0.50), at(0.99), at(1.0));
     }
 }
