@@ -1106,11 +1106,11 @@ fi
 # the PAC of their S4U2Self ticket, the same S4U2Self serving delegation) in
 # front of gh-backend; then all of them again (the second visit: a new connection and
 # handshake each, their credential and groups cached). S4U2Self counted from
-# /metrics. Memory per cached user: RSS after the first burst minus before,
-# and the same burst shape from one user alone (USERS_N connections at once,
-# one credential) in a fresh gatehouse, whose difference is the connections'
-# own memory kept by the allocator; their difference over USERS_N - 1 is
-# what a cached user costs. USERS_ROUNDS rounds (default 3), fresh processes.
+# /metrics. Memory per cached user: RSS 12 s after both bursts (idle blocking
+# threads gone) minus before, and the same for one user alone (USERS_N
+# connections at once, one credential) in a fresh gatehouse, whose difference
+# is the connections' own memory kept by the allocator; their difference
+# over USERS_N - 1 is what a cached user costs. USERS_ROUNDS rounds (default 3), fresh processes.
 if [ "$ONLY" = users ] && [ -f "$LAB/env" ]; then
   # shellcheck disable=SC1091
   . "$LAB/env"

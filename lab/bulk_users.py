@@ -19,7 +19,8 @@ Prints one line: `made M of N users in S s`. Run with Debian's python3
 
 samba-tool user create costs about half a second per user (a new python and
 a new database open each time); here one process opens the database once and
-adds each user in one operation, a hundred per transaction.
+adds each user in one operation, a hundred per transaction (BULK_BATCH=N
+to change it).
 """
 
 import argparse
