@@ -980,6 +980,9 @@ HTTPD
   }
   edge_gatehouse() {  # BINARY TAG: "TAG anon_rps anon_us krb_rps krb_us"
     "$1" run -c "$W/gatehouse-edge.toml" 2>>"$W/gh-edge-stderr.log" & local pid=$!; pids+=($pid); sleep 0.5
+    # On a loaded machine 0.5 s was not always enough: the warm-up then
+    # counted refused connections (gh-load: N errors) until gatehouse listened.
+    for _ in $(seq 100); do ss -ltn | grep -q "127.0.0.1:19121 " && break; sleep 0.1; done
     target/release/gh-load keepalive 127.0.0.1:19120 1 "$CONNS" >/dev/null
     target/release/gh-load kerberos 127.0.0.1:19121 1 "$CONNS" "$SPN" >/dev/null 2>&1
     local an kr

@@ -177,3 +177,21 @@ async fn an_evicted_user_gets_a_fresh_s4u2self() {
     assert_eq!(metric(&g, EVICTIONS).await, 11.0, "making room for them evicted one more");
     assert_eq!(metric(&g, "gatehouse_credential_cache_entries").await, 10.0);
 }
+
+/// lab/bulk_users.py refuses what it cannot make, before it opens the lab's
+/// database: no lab is needed for this one.
+#[test]
+fn bulk_users_refuses_bad_input() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../lab/bulk_users.py");
+    for (args, said) in [
+        (&["0"][..], "N must be 1 to 99999"),
+        (&["100000"][..], "N must be 1 to 99999"),
+        (&["3", "--prefix", "a;b"][..], "--prefix must be 1 to 15 ASCII letters"),
+        (&["3", "--prefix", "perfperfperfperf"][..], "--prefix must be 1 to 15 ASCII letters"),
+        (&["3", "--smb-conf", "/nonexistent/smb.conf"][..], "no lab at"),
+    ] {
+        let out = Command::new("/usr/bin/python3").arg(&script).args(args).output().expect("run lab/bulk_users.py");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(said), "{args:?}: {stderr}");
+    }
+}
