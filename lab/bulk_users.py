@@ -71,21 +71,30 @@ def main():
     start = time.monotonic()
     users_dn = db.get_wellknown_dn(db.get_default_basedn(), dsdb.DS_GUID_USERS_CONTAINER)
     dns_domain = ldb.Dn(db, db.domain_dn()).canonical_str().replace("/", "")
-    existing = {
-        str(m["sAMAccountName"][0]).lower()
-        for m in db.search(
-            base=db.domain_dn(),
-            scope=ldb.SCOPE_SUBTREE,
-            expression="(&(objectClass=user)(sAMAccountName=%s*))" % args.prefix,
-            attrs=["sAMAccountName"],
-        )
-    }
+
+    def existing():
+        return {
+            str(m["sAMAccountName"][0]).lower()
+            for m in db.search(
+                base=db.domain_dn(),
+                scope=ldb.SCOPE_SUBTREE,
+                expression="(&(objectClass=user)(sAMAccountName=%s*))" % args.prefix,
+                attrs=["sAMAccountName"],
+            )
+        }
+
     wanted = [name(args.prefix, i) for i in range(1, args.n + 1)]
-    missing = [u for u in wanted if u not in existing]
+    missing = [u for u in wanted if u not in existing()]
+    made = 0
     for at in range(0, len(missing), BATCH):
         db.transaction_start()
         try:
+            # Asked again under the transaction's lock: another run (a test
+            # binary's other test) may have made some of them meanwhile.
+            present = existing()
             for user in missing[at : at + BATCH]:
+                if user in present:
+                    continue
                 # One add with the password and "never expires" in it: what
                 # SamDB.newuser and setexpiry do in five.
                 db.add(
@@ -98,6 +107,7 @@ def main():
                         "userAccountControl": str(dsdb.UF_NORMAL_ACCOUNT | dsdb.UF_DONT_EXPIRE_PASSWD),
                     }
                 )
+                made += 1
         except Exception:
             db.transaction_cancel()
             raise
@@ -110,7 +120,7 @@ def main():
             for user in wanted:
                 f.write("%s:%s:%s\n" % (DOMAIN, user, password(user)))
         os.replace(tmp, args.accounts)
-    print("made %d of %d users in %.1f s" % (len(missing), args.n, took))
+    print("made %d of %d users in %.1f s" % (made, args.n, took))
 
 
 if __name__ == "__main__":
