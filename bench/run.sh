@@ -1257,7 +1257,7 @@ def table(tag, rows):
     print(f"| the difference over {n - 1} users, right after the bursts (KiB per user) | {med([((x['rss1'] - x['rss0']) - (x['crss1'] - x['crss0'])) / (n - 1) for x in rows], '{:.2f}')} |")
     print(f"| gatehouse threads right after the first burst / 12 s later; control right after | {med([x['th1'] for x in rows], '{:.0f}')} / {med([x['th2'] for x in rows], '{:.0f}')}; {med([x['cth1'] for x in rows], '{:.0f}')} |")
     print(f"| gatehouse RSS 12 s after the bursts (idle blocking threads gone) (KiB) | {med([x['rss2'] for x in rows], '{:.0f}')} |")
-    print(f"| **memory per cached user**: after minus before, 12 s later, less the control's (KiB) | {med([((x['rss2'] - x['rss0']) - (x['crss2'] - x['crss0'])) / (n - 1) for x in rows], '{:.2f}')} |")
+    print(f"| RSS per new user: after minus before, 12 s later, less the control's (KiB; their credentials and their pooled backend connections, kept backend_idle) | {med([((x['rss2'] - x['rss0']) - (x['crss2'] - x['crss0'])) / (n - 1) for x in rows], '{:.2f}')} |")
 for tag in ("A", "B"):
     if tag in by:
         table({"A": "A (GATEHOUSE_A)", "B": "B (this tree)"}[tag], by[tag])
