@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | plain (the same against nginx in interleaved rounds, medians and CPU per request) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | plain (the same against nginx in interleaved rounds, medians and CPU per request) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab) | users (USERS_N lab users sign in at once: S4U2Self count, p50/p99, memory per cached user; needs the lab) | cache (the credential cache alone, 100,000 simulated users: the memory curve; no lab)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -18,7 +18,8 @@ mkdir -p bench/results; : > "$OUT"
 DUR=${1:-10}
 CONNS=${BENCH_CONNS:-50}
 W=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)
-BACKEND=127.0.0.1:19000; NGINX=127.0.0.1:19080; GH=127.0.0.1:19081
+# BENCH_BACKEND_PORT: when another benchmark on the machine holds 19000.
+BACKEND=127.0.0.1:${BENCH_BACKEND_PORT:-19000}; NGINX=127.0.0.1:19080; GH=127.0.0.1:19081
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
@@ -967,6 +968,10 @@ backend = "http://$BACKEND"
 auth = ["Negotiate"]
 TOML
   AP=$W/apache-edge; M=/usr/lib/apache2/modules
+  # mktemp made $W 0700: Apache's workers (www-data) could not reach the
+  # keytab below it, and mod_auth_gssapi said only "SPNEGO cannot find
+  # mechanisms to negotiate". Passing through is all they need.
+  chmod 711 "$W"
   mkdir -p "$AP/run"; chown www-data:www-data "$AP/run"
   install -o www-data -g www-data -m 600 "$LAB_PROXY_KEYTAB" "$AP/proxy.keytab"
   cat > "$AP/httpd.conf" <<HTTPD
@@ -1024,6 +1029,9 @@ HTTPD
   }
   edge_gatehouse() {  # BINARY TAG: "TAG anon_rps anon_us krb_rps krb_us"
     "$1" run -c "$W/gatehouse-edge.toml" 2>>"$W/gh-edge-stderr.log" & local pid=$!; pids+=($pid); sleep 0.5
+    # On a loaded machine 0.5 s was not always enough: the warm-up then
+    # counted refused connections (gh-load: N errors) until gatehouse listened.
+    for _ in $(seq 100); do ss -ltn | grep -q "127.0.0.1:19121 " && break; sleep 0.1; done
     target/release/gh-load keepalive 127.0.0.1:19120 1 "$CONNS" >/dev/null
     target/release/gh-load kerberos 127.0.0.1:19121 1 "$CONNS" "$SPN" >/dev/null 2>&1
     local an kr
@@ -1141,4 +1149,185 @@ for i, case in enumerate(["anonymous keep-alive GET 1 KiB", "NTLM keep-alive GET
           f"{statistics.median(ratios):.2f} | {min(ratios):.2f} to {max(ratios):.2f} |")
 PY
   } | tee -a "$OUT"
+fi
+
+# Many users (issue 20, goal 5): USERS_N lab users (default 1,000, made by
+# lab/bulk_users.py) sign in at once with NTLM (checked by the lab's DC
+# through winbind; USERS_ACCOUNTS=file: from a file, and no rule) to a KCD
+# site with an allow rule (ADTEST\Domain Users: every user's groups read from
+# the PAC of their S4U2Self ticket, the same S4U2Self serving delegation) in
+# front of gh-backend; then all of them again (the second visit: a new connection and
+# handshake each, their credential and groups cached). S4U2Self counted from
+# /metrics. Memory per cached user: RSS 12 s after both bursts (idle blocking
+# threads gone) minus before, and the same for one user alone (USERS_N
+# connections at once, one credential) in a fresh gatehouse, whose difference
+# is the connections' own memory kept by the allocator; their difference
+# over USERS_N - 1 is what a cached user costs. USERS_ROUNDS rounds (default 3), fresh processes.
+if [ "$ONLY" = users ] && [ -f "$LAB/env" ]; then
+  # shellcheck disable=SC1091
+  . "$LAB/env"
+  N=${USERS_N:-1000}; ROUNDS=${USERS_ROUNDS:-3}
+  GP=19130; AP=19131
+  made=$(/usr/bin/python3 lab/bulk_users.py "$N" --accounts "$W/users-many.ntlm")
+  echo "bench users: $made" >&2
+  echo "ADTEST:user01:User-Pass1" >> "$W/users-many.ntlm"
+  echo "ADTEST:user02:User-Pass1" >> "$W/users-many.ntlm"
+  for _ in $(seq "$N"); do echo "ADTEST:user01:User-Pass1"; done > "$W/users-one.ntlm"
+  # winbind (default): the DC checks every password and the rule needs each
+  # user's groups; file: passwords from the file, no rule (the KDC alone).
+  if [ "${USERS_ACCOUNTS:-winbind}" = file ]; then
+    ACCOUNTS="[accounts]
+source = \"file\"
+file = \"$W/users-many.ntlm\""
+    ALLOW=""
+  else
+    ACCOUNTS="[accounts]
+source = \"winbind\"
+smb_conf = \"$SMB_CONF\"
+helpers = 16
+
+[access]
+directory = \"ldap://dc1.ad.test\"
+directory_address = \"$LAB_DC_IP\""
+    ALLOW='allow = ["ADTEST\\Domain Users"]'
+  fi
+  cat > "$W/gatehouse-users.toml" <<TOML
+[log]
+access = "/dev/null"
+level = "warn"
+
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+krb5_conf = "$KRB5_CONFIG"
+keytab = "$LAB_PROXY_KEYTAB"
+service_principal = "svc-proxy@AD.TEST"
+
+$ACCOUNTS
+
+[admin]
+bind = "127.0.0.1:$AP"
+
+[[listener]]
+name = "kcd"
+bind = "127.0.0.1:$GP"
+
+[[site]]
+name = "kcd"
+listener = "kcd"
+backend = "http://$BACKEND"
+auth = ["NTLM"]
+delegation = "kcd"
+backend_spn = "HTTP/backend.ad.test"
+$ALLOW
+TOML
+  metric() { curl -s "http://127.0.0.1:$AP/metrics" | awk -v s="$1" '$1 == s { print $2; found = 1 } END { if (!found) print 0 }'; }
+  s4u() { metric 'gatehouse_kdc_requests_total{kind="s4u2self"}'; }
+  rss() { awk '/VmRSS/{print $2}' "/proc/$GHPID/status"; }
+  threads() { awk '/^Threads/{print $2}' "/proc/$GHPID/status"; }
+  # CPU ticks of the lab KDC's worker processes (Samba's prefork kdc(N)).
+  kdc_ticks() { local t=0 p; for p in $(pgrep '^kdc'); do t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo $t; }
+  gh_ticks() { awk '{print $14 + $15}' "/proc/$GHPID/stat"; }
+  users_start() {  # BINARY
+    "$1" run -c "$W/gatehouse-users.toml" 2>>"$W/gh-users-stderr.log" & GHPID=$!; pids+=($GHPID)
+    for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$AP/readyz" && break; sleep 0.1; done
+    # The service account's TGT and the rule's group lookup, before the clock starts.
+    curl -sf -o /dev/null --ntlm -u 'ADTEST\user02:User-Pass1' "http://127.0.0.1:$GP/bytes/16" || { echo "users bench: warm-up failed" >&2; tail "$W/gh-users-stderr.log" >&2; exit 1; }
+  }
+  # One round of one build: its line in users.txt (TAG first).
+  users_round() {  # BINARY TAG
+    users_start "$1"
+    rss0=$(rss); s0=$(s4u); k0=$(kdc_ticks); g0=$(gh_ticks)
+    first=$(target/release/gh-load burst 127.0.0.1:$GP 1 "$N" "$W/users-many.ntlm")
+    k1=$(kdc_ticks); g1=$(gh_ticks); rss1=$(rss); s1=$(s4u); th1=$(threads)
+    second=$(target/release/gh-load burst 127.0.0.1:$GP 1 "$N" "$W/users-many.ntlm")
+    s2=$(s4u)
+    # tokio ends idle blocking threads after 10 s: the stacks of the
+    # threads the burst's S4U2Self waited on go, the users stay.
+    sleep 12; rss2=$(rss); th2=$(threads)
+    ksum=$(metric 'gatehouse_kdc_request_duration_seconds_sum{kind="s4u2self"}')
+    kcount=$(metric 'gatehouse_kdc_request_duration_seconds_count{kind="s4u2self"}')
+    hits=$(metric gatehouse_credential_cache_hits_total); entries=$(metric gatehouse_credential_cache_entries)
+    kill "$GHPID"; wait "$GHPID" 2>/dev/null || true
+    users_start "$1"
+    crss0=$(rss)
+    control=$(target/release/gh-load burst 127.0.0.1:$GP 1 "$N" "$W/users-one.ntlm")
+    crss1=$(rss); cth1=$(threads)
+    sleep 12; crss2=$(rss)
+    kill "$GHPID"; wait "$GHPID" 2>/dev/null || true
+    echo "$2 $first | $second | $control | $((s1 - s0)) $((s2 - s1)) $ksum $kcount $rss0 $rss1 $crss0 $crss1 $((k1 - k0)) $((g1 - g0)) $hits $entries $rss2 $crss2 $th1 $th2 $cth1" >> "$W/users.txt"
+  }
+  : > "$W/users.txt"
+  for _ in $(seq 1 "$ROUNDS"); do
+    [ -n "${GATEHOUSE_A:-}" ] && users_round "$GATEHOUSE_A" A
+    users_round target/release/gatehouse B
+  done
+  {
+    echo
+    echo "Many users ($(nproc) cores; $N lab users, each a new connection and an NTLM handshake (accounts: ${USERS_ACCOUNTS:-winbind}), all at once; KCD${ALLOW:+ with allow = [ADTEST\\Domain Users]} to gh-backend, lab KDC; $ROUNDS rounds, a fresh gatehouse each; CPU ticks at $(getconf CLK_TCK)/s):"
+    echo
+    python3 - "$W/users.txt" "$N" "$(getconf CLK_TCK)" <<'PY'
+import statistics as st, sys
+n, hz = int(sys.argv[2]), int(sys.argv[3])
+by = {}
+for line in open(sys.argv[1]):
+    head, second, control, rest = line.split("|")
+    tag, *first = head.split()
+    rows = by.setdefault(tag, [])
+    f = list(map(float, first)); s = list(map(float, second.split())); c = list(map(float, control.split()))
+    s1, s2, ksum, kcount, rss0, rss1, crss0, crss1, kt, gt, hits, entries, rss2, crss2, th1, th2, cth1 = map(float, rest.split())
+    rows.append(dict(f=f, s=s, c=c, s1=s1, s2=s2, ksum=ksum, kcount=kcount, rss0=rss0, rss1=rss1,
+                     crss0=crss0, crss1=crss1, kt=kt, gt=gt, entries=entries, rss2=rss2, crss2=crss2,
+                     th1=th1, th2=th2, cth1=cth1))
+def med(v, fmt="{:.1f}"):
+    return f"{fmt.format(st.median(v))} ({fmt.format(min(v))} to {fmt.format(max(v))})"
+def each(v, fmt="{:.0f}"):
+    return ", ".join(fmt.format(x) for x in v)
+def table(tag, rows):
+    print(f"| {tag}: case | median (range) over rounds |")
+    print("|---|---:|")
+    print(f"| S4U2Self requests, first visit of {n} users, per round | {each([x['s1'] for x in rows])} |")
+    print(f"| S4U2Self requests, second visit, per round | {each([x['s2'] for x in rows])} |")
+    print(f"| sign-ins answered 200 / failed, first visit, per round | {each([x['f'][0] for x in rows])} / {each([x['f'][1] for x in rows])} |")
+    print(f"| sign-ins answered 200 / failed, second visit, per round | {each([x['s'][0] for x in rows])} / {each([x['s'][1] for x in rows])} |")
+    print(f"| first visit: p50 (ms) | {med([x['f'][2] for x in rows])} |")
+    print(f"| first visit: p99 (ms) | {med([x['f'][3] for x in rows])} |")
+    print(f"| first visit: slowest (ms) / the whole burst (s) | {med([x['f'][4] for x in rows])} / {med([x['f'][5] for x in rows], '{:.2f}')} |")
+    print(f"| second visit: p50 (ms) | {med([x['s'][2] for x in rows])} |")
+    print(f"| second visit: p99 (ms) | {med([x['s'][3] for x in rows])} |")
+    print(f"| one user, {n} connections at once (control): p50 / p99 (ms) | {med([x['c'][2] for x in rows])} / {med([x['c'][3] for x in rows])} |")
+    print(f"| S4U2Self as gatehouse timed it (KDC metric histogram): mean (ms) | {med([1000 * x['ksum'] / x['kcount'] for x in rows if x['kcount']])} |")
+    print(f"| the first burst's wall time per S4U2Self (ms) | {med([1000 * x['f'][5] / x['s1'] for x in rows if x['s1']])} |")
+    print(f"| CPU during the first burst: Samba KDC workers / gatehouse (s) | {med([x['kt'] / hz for x in rows], '{:.2f}')} / {med([x['gt'] / hz for x in rows], '{:.2f}')} |")
+    print(f"| gatehouse RSS before / after the first burst (KiB) | {med([x['rss0'] for x in rows], '{:.0f}')} / {med([x['rss1'] for x in rows], '{:.0f}')} |")
+    print(f"| credentials cached after both bursts | {each([x['entries'] for x in rows])} |")
+    print(f"| RSS after minus before, per user (KiB) | {med([(x['rss1'] - x['rss0']) / n for x in rows], '{:.2f}')} |")
+    print(f"| the same for one user's {n} connections (control, per connection) (KiB) | {med([(x['crss1'] - x['crss0']) / n for x in rows], '{:.2f}')} |")
+    print(f"| the difference over {n - 1} users, right after the bursts (KiB per user) | {med([((x['rss1'] - x['rss0']) - (x['crss1'] - x['crss0'])) / (n - 1) for x in rows], '{:.2f}')} |")
+    print(f"| gatehouse threads right after the first burst / 12 s later; control right after | {med([x['th1'] for x in rows], '{:.0f}')} / {med([x['th2'] for x in rows], '{:.0f}')}; {med([x['cth1'] for x in rows], '{:.0f}')} |")
+    print(f"| gatehouse RSS 12 s after the bursts (idle blocking threads gone) (KiB) | {med([x['rss2'] for x in rows], '{:.0f}')} |")
+    print(f"| RSS per new user: after minus before, 12 s later, less the control's (KiB; their credentials and their pooled backend connections, kept backend_idle) | {med([((x['rss2'] - x['rss0']) - (x['crss2'] - x['crss0'])) / (n - 1) for x in rows], '{:.2f}')} |")
+for tag in ("A", "B"):
+    if tag in by:
+        table({"A": "A (GATEHOUSE_A)", "B": "B (this tree)"}[tag], by[tag])
+        print()
+if "A" in by:
+    d = [b["f"][3] / a["f"][3] for a, b in zip(by["A"], by["B"]) if a["f"][3]]
+    w = [b["f"][5] / a["f"][5] for a, b in zip(by["A"], by["B"]) if a["f"][5]]
+    print(f"- B / A, first-visit p99 per round: median {st.median(d):.2f} (range {min(d):.2f} to {max(d):.2f})")
+    print(f"- B / A, the first burst's wall time per round: median {st.median(w):.2f} (range {min(w):.2f} to {max(w):.2f})")
+PY
+  } | tee -a "$OUT"
+fi
+
+# The credential cache alone (issue 20, goal 5): CACHE_USERS synthetic users
+# (default 100,000) of a real entry's size in kcd's LRU, in process, no KDC:
+# RSS at 1k, 10k, 50k and 100k users, unbounded and bounded to the default
+# credential_cache_size (50,000), each in a process of its own.
+if [ "$ONLY" = cache ]; then
+  cargo build --release --locked -p kcd --example cache_memory >&2
+  U=${CACHE_USERS:-100000}
+  { echo; echo "### The credential cache alone, $U synthetic users (kcd examples/cache_memory)"; echo
+    target/release/examples/cache_memory "$U" "$U" | sed 's/^/- /'
+    target/release/examples/cache_memory "$U" 50000 | sed 's/^/- /'; } | tee -a "$OUT"
 fi

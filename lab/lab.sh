@@ -8,6 +8,9 @@
 #   - Apache httpd with mod_auth_gssapi on 127.0.0.1:18080: a Kerberos-only backend
 #     (SPN HTTP/backend.ad.test) that answers with the user it authenticated
 #
+#   Many more users for the many-users test and benchmark: lab/bulk_users.py N
+#   (perf00001.., password Perf00001-Pass1 ..., after start; idempotent).
+#
 #   lab/lab.sh start    provision and start (about 20 s; installs Debian packages if missing)
 #   lab/lab.sh start --take-over   (or LAB_TAKE_OVER=1) the same where the machine's own
 #                       Samba, winbind, KDC or whatever holds the lab's ports runs: stops

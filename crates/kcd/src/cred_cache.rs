@@ -33,7 +33,8 @@ struct Slot<V> {
     used: u64,
 }
 
-pub(crate) struct Lru<K, V> {
+/// A map bounded to `capacity` keys that evicts the least recently used.
+pub struct Lru<K, V> {
     map: HashMap<K, Slot<V>>,
     /// Last use -> key; the first entry is the least recently used.
     order: BTreeMap<u64, K>,
@@ -45,7 +46,7 @@ pub(crate) struct Lru<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V> Lru<K, V> {
-    pub(crate) fn new(capacity: usize) -> Lru<K, V> {
+    pub fn new(capacity: usize) -> Lru<K, V> {
         Lru {
             map: HashMap::new(),
             order: BTreeMap::new(),
@@ -59,7 +60,7 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
 
     /// The value for `key` if `usable` says it still is (a hit, and now the
     /// most recently used); an unusable one is dropped (a miss).
-    pub(crate) fn get(&mut self, key: &K, usable: impl Fn(&V) -> bool) -> Option<&V> {
+    pub fn get(&mut self, key: &K, usable: impl Fn(&V) -> bool) -> Option<&V> {
         let clock = self.tick();
         let Some(slot) = self.map.get_mut(key) else {
             self.misses += 1;
@@ -80,13 +81,13 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
     }
 
     /// The value for `key`, without counting or touching it.
-    pub(crate) fn peek(&self, key: &K) -> Option<&V> {
+    pub fn peek(&self, key: &K) -> Option<&V> {
         self.map.get(key).map(|s| &s.value)
     }
 
     /// Keeps `value` for `key` as the most recently used, evicting the least
     /// recently used users while the cache is full.
-    pub(crate) fn insert(&mut self, key: K, value: V) {
+    pub fn insert(&mut self, key: K, value: V) {
         let clock = self.tick();
         if let Some(old) = self.map.remove(&key) {
             self.order.remove(&old.used);
@@ -99,21 +100,21 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
     }
 
     /// Forgets `key` (a credential found unusable); not an eviction.
-    pub(crate) fn remove(&mut self, key: &K) {
+    pub fn remove(&mut self, key: &K) {
         if let Some(slot) = self.map.remove(key) {
             self.order.remove(&slot.used);
         }
     }
 
     /// A new bound (a reload); users past it are evicted now.
-    pub(crate) fn set_capacity(&mut self, capacity: usize) {
+    pub fn set_capacity(&mut self, capacity: usize) {
         self.capacity = capacity.max(1);
         while self.map.len() > self.capacity {
             self.evict_one();
         }
     }
 
-    pub(crate) fn stats(&self) -> CacheStats {
+    pub fn stats(&self) -> CacheStats {
         CacheStats {
             entries: self.map.len(),
             capacity: self.capacity,

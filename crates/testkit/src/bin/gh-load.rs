@@ -34,6 +34,15 @@
 //!   gh-load signins ADDR SECONDS CONNS USER PASSWORD
 //!       each task: one connection, signing in on the sign-in page in a loop
 //!       (GET the form, POST it); counts the sign-ins (303 with a session).
+//!   gh-load burst ADDR ROUNDS USERS FILE
+//!       the first USERS accounts of FILE (`DOMAIN:user:password` lines, the
+//!       format of gatehouse's `[accounts] file`; `lab/bulk_users.py --accounts`
+//!       writes one) sign in all at once, ROUNDS times: each user a new
+//!       connection, an NTLM handshake, GET /bytes/16, closed. Round 1 is
+//!       every user's first visit (with KCD: their S4U2Self), later rounds
+//!       their return. Prints one line per round:
+//!       `<ok> <failed> <p50 ms> <p99 ms> <max ms> <seconds for the round>`,
+//!       the times from the connect to the last response's end, per user.
 //! With `GH_LOAD_TLS=NAME` every connection is TLS with NAME as SNI and the
 //! server's certificate not checked (loopback benchmarks only).
 //! A `%` in USER stands for the task's number modulo 10, plus one, in two digits
@@ -95,7 +104,9 @@ impl Conn {
         let cookie = self.cookie.as_ref().map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
         let extra = self.extra.as_deref().unwrap_or_default();
         let host = &self.host;
-        self.s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{cookie}{extra}\r\n").as_bytes()).await?;
+        self.s
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{cookie}{extra}\r\n").as_bytes())
+            .await?;
         loop {
             if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
@@ -209,6 +220,10 @@ async fn main() {
             _ => format!("Authorization: Bearer {value}\r\n"),
         };
         return fixed_header(addr, seconds, conns, line).await;
+    }
+    if mode == "burst" {
+        let file = args.get(4).cloned().unwrap_or_else(|| usage());
+        return burst(addr, seconds, conns, &file).await;
     }
     if mode == "kerberos" {
         let spn = args.get(4).cloned().unwrap_or_else(|| usage());
@@ -509,6 +524,73 @@ async fn fixed_header(addr: SocketAddr, seconds: u64, conns: usize, line: String
         eprintln!("gh-load: {e} errors");
     }
     println!("{n} {:.0}", n as f64 / seconds as f64);
+}
+
+/// `burst`: `users` accounts from `file` sign in at once, `rounds` times.
+/// (`seconds` in `main` is the number of rounds here.)
+async fn burst(addr: SocketAddr, rounds: u64, users: usize, file: &str) {
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| {
+        eprintln!("gh-load burst: cannot read {file}: {e}");
+        std::process::exit(2)
+    });
+    let clients: Vec<Client> = text
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (domain, user, password) = (parts.next()?, parts.next()?, parts.next()?);
+            let mut c = Client::new(leak(user.to_owned()), leak(password.to_owned()));
+            c.domain = leak(domain.to_owned());
+            Some(c)
+        })
+        .take(users)
+        .collect();
+    if clients.len() < users {
+        eprintln!("gh-load burst: {file} has {} accounts, not {users}", clients.len());
+        std::process::exit(2)
+    }
+    for _ in 0..rounds {
+        // Every task connects once all are spawned: the sign-ins arrive together.
+        let gate = Arc::new(tokio::sync::Barrier::new(users));
+        let start = Instant::now();
+        let tasks: Vec<_> = clients
+            .iter()
+            .cloned()
+            .map(|client| {
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    gate.wait().await;
+                    let t0 = Instant::now();
+                    let mut c = Conn::open(addr).await?;
+                    let status = c.handshake(&client, "/bytes/16").await?;
+                    Ok::<_, std::io::Error>((status, t0.elapsed()))
+                })
+            })
+            .collect();
+        let mut times = Vec::with_capacity(users);
+        let mut failed = 0u64;
+        for t in tasks {
+            match t.await {
+                Ok(Ok((200, took))) => times.push(took.as_secs_f64() * 1000.0),
+                Ok(Ok((status, _))) => {
+                    if failed == 0 {
+                        eprintln!("gh-load burst: status {status}");
+                    }
+                    failed += 1;
+                }
+                other => {
+                    if failed == 0 {
+                        eprintln!("gh-load burst: {:?}", other.map(|r| r.map(|_| ())));
+                    }
+                    failed += 1;
+                }
+            }
+        }
+        let wall = start.elapsed().as_secs_f64();
+        times.sort_by(f64::total_cmp);
+        let at =
+            |q: f64| times.get(((times.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);
+        println!("{} {failed} {:.1} {:.1} {:.1} {wall:.2}", times.len(), at(0.50), at(0.99), at(1.0));
+    }
 }
 
 /// A fresh SPNEGO-wrapped AP-REQ for `spn` from the default credential cache.
