@@ -658,6 +658,7 @@ async fn bad_admin_sign_in_settings_are_refused_by_check() {
     let (ok, said) =
         check(format!("{domain}[admin]\n[admin.sign_in]\nauth = [\"NTLM\"]\nallow = [\"admins\"]\n{base}"));
     assert!(ok, "{said}");
+    assert!(said.contains("admin: /status after sign-in (NTLM) for admins"), "{said}");
 }
 
 /// The lab's samba-tool, failing the test with what it said.
