@@ -578,6 +578,7 @@ async fn the_status_page_behind_sign_in_admits_the_group_and_refuses_the_rest() 
     assert_eq!(again.status, 200, "the NTLM sign-in belongs to the connection");
     // And only to that connection.
     assert_eq!(admin_get(admin, "/status").await.status, 401);
+    let mut bobs = c;
 
     // Signed in, but not in the group: 403, naming who is signed in.
     let mut c = Conn::open(admin).await;
@@ -619,6 +620,21 @@ async fn the_status_page_behind_sign_in_admits_the_group_and_refuses_the_rest() 
     assert_eq!(v("gatehouse_signins_total{scheme=\"NTLM\",outcome=\"refused\",cause=\"denied_by_rule\"}"), 2.0);
     // The wrong password and the forged proof: the domain cannot tell them apart.
     assert_eq!(v("gatehouse_signins_total{scheme=\"NTLM\",outcome=\"refused\",cause=\"wrong_password\"}"), 2.0);
+
+    // A reload that takes bob out of allow: his open, signed-in connection
+    // is refused at its next request (the rules are checked on each), and
+    // the listener was not restarted for it.
+    let reloaded = sign_in_config(b.addr).to_string().replace("allow = [\"admins\"]", "allow = [\"carol\"]");
+    assert!(reloaded.contains("allow = [\"carol\"]"));
+    g.reload(&reloaded);
+    bobs.send(format!("{head}\r\n\r\n").as_bytes()).await;
+    let r = bobs.response().await;
+    assert_eq!(r.status, 403, "{}\n{}", r.text(), g.stderr());
+    assert!(r.text().contains("signed in as ADTEST\\bob"), "{}", r.text());
+    let mut c = Conn::open(admin).await;
+    let r = handshake(&mut c, &Client::new("carol", "Carol-Pass1"), head, b"", |_| {}).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(g.stderr().matches("admin listener ready").count(), 1, "the admin listener restarted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,15 @@ pub struct Admin {
     pub sign_in: Option<SignIn>,
 }
 
+impl Admin {
+    /// What the listener's socket and accept loop are made from. The sign-in
+    /// is not: each request reads it from the generation serving, so that a
+    /// reload changes who may look without closing anyone's connection.
+    pub fn listener(&self) -> (SocketAddr, &[crate::net::Cidr], bool) {
+        (self.bind, &self.allow, self.status_page)
+    }
+}
+
 /// `[admin.sign_in]`: who may see the status page, as a site says who may
 /// use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
