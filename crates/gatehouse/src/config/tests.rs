@@ -1290,6 +1290,8 @@ fn admin_sign_in_is_read_and_refused_when_wrong() {
         ("auth = [\"NTLM\"]\nallow = []", "admin.sign_in.allow", "an empty allow"),
         ("auth = [\"NTLM\"]\nallow = [\"AD.TEST\\\\admins\"]", "admin.sign_in.allow", "NetBIOS domain name"),
         ("auth = [\"NTLM\"]\nallow = [\"al*ce\"]", "admin.sign_in.allow", "not a user or group name"),
+        // A site's rule syntax has no `group:` prefix: a group is written as a user is.
+        ("auth = [\"NTLM\"]\nallow = [\"group:ADTEST\\\\admins\"]", "admin.sign_in.allow", "NetBIOS domain name"),
         ("auth = [\"NTLM\"]\nallow = [\"admins\"]\ndeny = [\"S-1-x\"]", "admin.sign_in.deny", "SID"),
         ("auth = [\"NTLM\"]\nallow = [\"admins\"]\nport = 1", "admin.sign_in.port", "unknown key"),
     ] {
