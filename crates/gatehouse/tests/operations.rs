@@ -730,7 +730,8 @@ impl Drop for LabAdmins {
 }
 
 /// `[admin.sign_in]` against the lab domain: the group's name looked up in
-/// its LDAP; a member signs in with NTLM (winbind) and with Negotiate
+/// its LDAP; a member signs in with NTLM (winbind; the test client and curl
+/// --ntlm) and with Negotiate
 /// (kinit + curl, Kerberos for HTTP/proxy.ad.test) and sees the page; a
 /// non-member gets 403 both ways; no credentials get 401; health and metrics
 /// answer without sign-in.
@@ -778,9 +779,25 @@ async fn lab_the_status_page_signs_in_an_admin_group_with_ntlm_and_negotiate() {
     assert!(r.text().contains(&format!("signed in as ADTEST\\{}", admins.outsider)), "{}", r.text());
     let mut c = Conn::open(admin).await;
     assert_eq!(handshake(&mut c, &Client::new(member, "Wrong-Pass9"), head, b"", |_| {}).await.status, 401);
+    // NTLM from curl, a client of its own.
+    let port = admin.port();
+    let curl_ntlm = |user: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--ntlm", "-u", &format!("ADTEST\\{user}:{}", admins.password), "-w", "\n%{http_code}"])
+            .args([
+                "--resolve",
+                &format!("proxy.ad.test:{port}:127.0.0.1"),
+                &format!("http://proxy.ad.test:{port}/status"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let said = curl_ntlm(member);
+    assert!(said.ends_with("\n200") && said.contains("(NTLM)"), "{said}\n{}", g.stderr());
+    assert!(curl_ntlm(outsider).ends_with("\n403"));
 
     // Negotiate: Kerberos tickets for HTTP/proxy.ad.test from kinit, by curl.
-    let port = admin.port();
     let curl = |cc: &str| {
         let out = std::process::Command::new("curl")
             .args(["-sS", "--negotiate", "-u", ":", "-w", "\n%{http_code}"])
@@ -805,13 +822,14 @@ async fn lab_the_status_page_signs_in_an_admin_group_with_ntlm_and_negotiate() {
     let said = curl(&outsider_cc);
     assert!(said.ends_with("\n403"), "{said}\n{}", g.stderr());
 
-    g.wait_for(|| g.stderr().matches("access denied").count() >= 2, "both refusals' lines");
+    g.wait_for(|| g.stderr().matches("access denied").count() >= 3, "the refusals' lines");
     let text = admin_get(admin, "/metrics").await.text();
     let v = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
-    assert_eq!(v("gatehouse_signins_total{scheme=\"NTLM\",outcome=\"success\",cause=\"none\"}"), 2.0);
+    // The test client's two and curl's two.
+    assert_eq!(v("gatehouse_signins_total{scheme=\"NTLM\",outcome=\"success\",cause=\"none\"}"), 4.0);
     assert_eq!(v("gatehouse_signins_total{scheme=\"NTLM\",outcome=\"refused\",cause=\"wrong_password\"}"), 1.0);
     assert_eq!(v("gatehouse_signins_total{scheme=\"Negotiate\",outcome=\"success\",cause=\"none\"}"), 2.0);
-    assert_eq!(v("gatehouse_signins_total{scheme=\"NTLM\",outcome=\"refused\",cause=\"denied_by_rule\"}"), 1.0);
+    assert_eq!(v("gatehouse_signins_total{scheme=\"NTLM\",outcome=\"refused\",cause=\"denied_by_rule\"}"), 2.0);
     assert_eq!(v("gatehouse_signins_total{scheme=\"Negotiate\",outcome=\"refused\",cause=\"denied_by_rule\"}"), 1.0);
     drop(admins);
 }
