@@ -731,10 +731,9 @@ impl Drop for LabAdmins {
 
 /// `[admin.sign_in]` against the lab domain: the group's name looked up in
 /// its LDAP; a member signs in with NTLM (winbind; the test client and curl
-/// --ntlm) and with Negotiate
-/// (kinit + curl, Kerberos for HTTP/proxy.ad.test) and sees the page; a
-/// non-member gets 403 both ways; no credentials get 401; health and metrics
-/// answer without sign-in.
+/// --ntlm) and with Negotiate (kinit + curl, Kerberos for
+/// HTTP/proxy.ad.test) and sees the page; a non-member gets 403 each way; no
+/// credentials get 401; health and metrics answer without sign-in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_the_status_page_signs_in_an_admin_group_with_ntlm_and_negotiate() {
     let Some(env) = lab_env() else { return };
