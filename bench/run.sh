@@ -1035,7 +1035,10 @@ fi
 # keep-alive GET 1 KiB on an anonymous site (wrk) and on an NTLM site (gh-load),
 # with a scrape every METRICS_SCRAPE_EVERY seconds (default 1, fifteen times
 # Prometheus' default) during the "with" arm; requests/s and gatehouse's CPU per
-# request (/proc), the with/without ratio per round, median and range. Then one
+# request (/proc), the with/without ratio per round, median and range. Then the
+# same two cases' instructions per request under callgrind (with valgrind; a
+# count the machine's other loads do not move), and the share of them spent in
+# metrics.rs's counting, which both arms do. Then one
 # scrape's cost: 50 NTLM sites on one listener, 1,000 distinct users from an
 # accounts file signed in (curl --ntlm, a connection each, spread over the
 # sites; no lab), 100 timed scrapes (OpenMetrics, as Prometheus asks), the body,
@@ -1120,6 +1123,39 @@ TOML
     metrics_round on >> "$W/metrics.txt"
   done
 
+  # Instructions per request under valgrind's callgrind (as bench/instructions.sh
+  # counts them): a count that the other loads of a shared machine do not move.
+  # Without and with [admin] (not scraped: a scrape's cost is measured below), the
+  # start-up and shutdown of each (a run serving nothing) subtracted.
+  if command -v valgrind >/dev/null; then
+    cg_run() {  # off|on anon|ntlm|none [counters]: "instructions requests"
+      local out="$W/cg.$1.$2.${3:-all}" n=0 only=()
+      # counters: only what runs inside metrics.rs's functions (the handles the
+      # stages count with), to see the counting's own share in both arms.
+      if [ "${3:-}" = counters ]; then only=(--collect-atstart=no '--toggle-collect=gatehouse::metrics::*'); fi
+      valgrind --tool=callgrind "${only[@]}" --callgrind-out-file="$out" target/release/gatehouse run -c "$W/gatehouse-metrics-$1.toml" 2>>"$W/vg-metrics.log" & local pid=$!
+      for _ in $(seq 300); do ss -ltn | grep -q "127.0.0.1:19461 " && break; sleep 0.1; done
+      [ "$1" = on ] && wait_listen 127.0.0.1:19462
+      case $2 in
+        anon) read -r n _ <<<"$(target/release/gh-load keepalive 127.0.0.1:19460 "$CG_SECS" 10)" ;;
+        ntlm) read -r n _ <<<"$(target/release/gh-load keepalive 127.0.0.1:19461 "$CG_SECS" 10 bob Bob-Pass1)" ;;
+      esac
+      kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+      echo "$(awk '/^summary:/ {print $2}' "$out") $n"
+    }
+    CG_SECS=${METRICS_CG_SECS:-8}
+    : > "$W/metrics-cg.txt"
+    for arm in off on counters; do
+      conf=$arm what=all
+      [ $arm = counters ] && conf=off what=counters
+      read -r base _ <<<"$(cg_run $conf none $what)"
+      for c in anon ntlm; do
+        read -r total n <<<"$(cg_run $conf "$c" $what)"
+        echo "$arm $c $base $total $n" >> "$W/metrics-cg.txt"
+      done
+    done
+  fi
+
   # One scrape's cost: 50 sites, 1,000 users.
   for i in $(seq -w 1 1000); do echo "ADTEST:user$i:Pass-$i"; done > "$W/users-metrics-1000.ntlm"
   {
@@ -1193,6 +1229,23 @@ for i, case in [(0, "anonymous keep-alive GET 1 KiB (wrk)"), (2, "NTLM keep-aliv
     print(f"| {case} | {rng([a[i] for a in off])} | {rng([b[i] for b in on])} | {rng(r, '{:.3f}')} | "
           f"{rng([a[i + 1] for a in off], '{:.1f}')} | {rng([b[i + 1] for b in on], '{:.1f}')} | {rng(c, '{:.3f}')} |")
 PY
+    if [ -s "$W/metrics-cg.txt" ]; then
+      echo
+      echo "Instructions per request under callgrind (gh-load, 10 keep-alive connections, ${CG_SECS}s per case, [admin] not scraped; start-up and shutdown subtracted):"
+      echo
+      python3 - "$W/metrics-cg.txt" <<'PY'
+import sys
+per = {}
+for arm, case, base, total, n in (l.split() for l in open(sys.argv[1])):
+    per[arm, case] = (int(total) - int(base)) / int(n) if int(n) else 0
+print("| case | without [admin] | with [admin] | with/without | of which counting (metrics.rs, in both) | counting's share |")
+print("|---|---:|---:|---:|---:|---:|")
+for case, name in [("anon", "anonymous keep-alive GET 1 KiB"), ("ntlm", "NTLM keep-alive GET 1 KiB")]:
+    a, b, c = per.get(("off", case), 0), per.get(("on", case), 0), per.get(("counters", case), 0)
+    nan = float("nan")
+    print(f"| {name} | {a:.0f} | {b:.0f} | {b / a if a else nan:.3f} | {c:.0f} | {100 * c / a if a else nan:.1f} % |")
+PY
+    fi
     echo
     echo "One scrape: 50 NTLM sites, $ok1 + $ok2 of 1000 users answered 200 ($users distinct users in the access log; signins_total: $signins_ok success, $signins_refused refused), 20 wrong passwords under made-up names, one request for no site:"
     echo
