@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | plain (the same against nginx in interleaved rounds, medians and CPU per request) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab) | users (USERS_N lab users sign in at once: S4U2Self count, p50/p99, memory per cached user; needs the lab) | cache (the credential cache alone, 100,000 simulated users: the memory curve; no lab)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | plain (the same against nginx in interleaved rounds, medians and CPU per request) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab) | users (USERS_N lab users sign in at once: S4U2Self count, p50/p99, memory per cached user; needs the lab) | cache (the credential cache alone, 100,000 simulated users: the memory curve; no lab) | metrics (issue 19: requests/s with and without [admin] and its scrapes, and one scrape's cost with 50 sites and 1,000 users; no lab)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -1080,6 +1080,247 @@ print(f"- Apache / gatehouse B, CPU per request per round: median {st.median(cpu
 if "A" in by:
     d = [(x[3] - x[1]) / (y[3] - y[1]) for x, y in zip(b, by["A"]) if y[3] - y[1]]
     print(f"- gatehouse B / A, Kerberos CPU above anonymous per round: median {st.median(d):.2f} (range {min(d):.2f} to {max(d):.2f})")
+PY
+  } | tee -a "$OUT"
+fi
+
+# Metrics (issue 19): the counters are always counted (metrics.rs has no
+# switch: every request, sign-in and backend answer updates them), so
+# "metrics enabled" is an [admin] listener that Prometheus scrapes and
+# "disabled" the same configuration without [admin]. METRICS_ROUNDS rounds
+# (default 5) of (without, with), each arm its own gatehouse process: a
+# keep-alive GET 1 KiB on an anonymous site (wrk) and on an NTLM site (gh-load),
+# with a scrape every METRICS_SCRAPE_EVERY seconds (default 1, fifteen times
+# Prometheus' default) during the "with" arm; requests/s and gatehouse's CPU per
+# request (/proc), the with/without ratio per round, median and range. Then the
+# same two cases' instructions per request under callgrind (with valgrind; a
+# count the machine's other loads do not move), and the share of them spent in
+# metrics.rs's counting, which both arms do. Then one
+# scrape's cost: 50 NTLM sites on one listener, 1,000 distinct users from an
+# accounts file signed in (curl --ntlm, a connection each, spread over the
+# sites; no lab), 100 timed scrapes (OpenMetrics, as Prometheus asks), the body,
+# the series, gatehouse's CPU per scrape; the series are counted after 50 users
+# and again after 1,000 to show that users are no label.
+if [ "$ONLY" = metrics ]; then
+  ROUNDS=${METRICS_ROUNDS:-5}
+  # Waits until ADDR listens (a loaded machine can take more than half a second).
+  wait_listen() { for _ in $(seq 100); do ss -ltn | grep -q "$1 " && return 0; sleep 0.1; done; echo "bench: nothing listens on $1" >&2; exit 1; }
+  EVERY=${METRICS_SCRAPE_EVERY:-1}
+  OM='Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5'
+  hz=$(getconf CLK_TCK)
+  cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+  echo "ADTEST:bob:Bob-Pass1" > "$W/users-metrics.ntlm"
+  cat > "$W/gatehouse-metrics-off.toml" <<TOML
+[log]
+access = "/dev/null"
+level = "warn"
+
+[domain]
+realm = "AD.TEST"
+netbios_name = "ADTEST"
+
+[accounts]
+source = "file"
+file = "$W/users-metrics.ntlm"
+
+[[listener]]
+name = "anon"
+bind = "127.0.0.1:19460"
+
+[[listener]]
+name = "ntlm"
+bind = "127.0.0.1:19461"
+
+[[site]]
+name = "anon"
+listener = "anon"
+backend = "http://$BACKEND"
+
+[[site]]
+name = "ntlm"
+listener = "ntlm"
+backend = "http://$BACKEND"
+auth = ["NTLM"]
+identity_header = "X-Remote-User"
+TOML
+  { cat "$W/gatehouse-metrics-off.toml"; printf '\n[admin]\nbind = "127.0.0.1:19462"\n'; } > "$W/gatehouse-metrics-on.toml"
+  # One case: "<requests/s> <CPU us per request>" of gatehouse (PID) under the load.
+  metrics_case() {  # PID anon|ntlm
+    local t0 t1 n rate
+    t0=$(cpu_ticks "$1")
+    if [ "$2" = anon ]; then
+      read -r n rate <<<"$(wrk -t1 -c"$CONNS" -d"${DUR}s" http://127.0.0.1:19460/bytes/1024 |
+        awk '/requests in/ {n=$1} /Requests\/sec/ {r=$2} END {printf "%d %.0f\n", n, r}')"
+    else
+      read -r n rate <<<"$(target/release/gh-load keepalive 127.0.0.1:19461 "$DUR" "$CONNS" bob Bob-Pass1)"
+    fi
+    t1=$(cpu_ticks "$1")
+    awk -v r="$rate" -v t=$(( t1 - t0 )) -v n="$n" -v hz="$hz" 'BEGIN { printf "%s %.1f\n", r, (n ? t * 1e6 / hz / n : 0) }'
+  }
+  metrics_round() {  # off|on: "off|on anon_rps anon_us ntlm_rps ntlm_us"
+    target/release/gatehouse run -c "$W/gatehouse-metrics-$1.toml" 2>>"$W/gh-metrics-stderr.log" & local pid=$!; pids+=($pid)
+    wait_listen 127.0.0.1:19461; [ "$1" = on ] && wait_listen 127.0.0.1:19462
+    wrk -t1 -c"$CONNS" -d1s http://127.0.0.1:19460/bytes/1024 >/dev/null   # warm-up
+    target/release/gh-load keepalive 127.0.0.1:19461 1 "$CONNS" bob Bob-Pass1 >/dev/null
+    local scraper=""
+    if [ "$1" = on ]; then
+      curl -sf -o /dev/null -H "$OM" http://127.0.0.1:19462/metrics || { echo "bench: no /metrics on 127.0.0.1:19462" >&2; exit 1; }
+      ( while :; do curl -s -o /dev/null -H "$OM" http://127.0.0.1:19462/metrics; sleep "$EVERY"; done ) & scraper=$!
+    fi
+    local an nt
+    an=$(metrics_case "$pid" anon)
+    nt=$(metrics_case "$pid" ntlm)
+    [ -n "$scraper" ] && { kill "$scraper"; wait "$scraper" 2>/dev/null || true; }
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    echo "$1 $an $nt"
+  }
+  : > "$W/metrics.txt"
+  for r in $(seq 1 "$ROUNDS"); do
+    metrics_round off >> "$W/metrics.txt"
+    metrics_round on >> "$W/metrics.txt"
+  done
+
+  # Instructions per request under valgrind's callgrind (as bench/instructions.sh
+  # counts them): a count that the other loads of a shared machine do not move.
+  # Without and with [admin] (not scraped: a scrape's cost is measured below), the
+  # start-up and shutdown of each (a run serving nothing) subtracted.
+  if command -v valgrind >/dev/null; then
+    cg_run() {  # off|on anon|ntlm|none [counters]: "instructions requests"
+      local out="$W/cg.$1.$2.${3:-all}" n=0 only=()
+      # counters: only what runs inside metrics.rs's functions (the handles the
+      # stages count with), to see the counting's own share in both arms.
+      if [ "${3:-}" = counters ]; then only=(--collect-atstart=no '--toggle-collect=gatehouse::metrics::*'); fi
+      valgrind --tool=callgrind "${only[@]}" --callgrind-out-file="$out" target/release/gatehouse run -c "$W/gatehouse-metrics-$1.toml" 2>>"$W/vg-metrics.log" & local pid=$!
+      for _ in $(seq 300); do ss -ltn | grep -q "127.0.0.1:19461 " && break; sleep 0.1; done
+      [ "$1" = on ] && wait_listen 127.0.0.1:19462
+      case $2 in
+        anon) read -r n _ <<<"$(target/release/gh-load keepalive 127.0.0.1:19460 "$CG_SECS" 10)" ;;
+        ntlm) read -r n _ <<<"$(target/release/gh-load keepalive 127.0.0.1:19461 "$CG_SECS" 10 bob Bob-Pass1)" ;;
+      esac
+      kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+      echo "$(awk '/^summary:/ {print $2}' "$out") $n"
+    }
+    CG_SECS=${METRICS_CG_SECS:-8}
+    : > "$W/metrics-cg.txt"
+    for arm in off on counters; do
+      conf=$arm what=all
+      [ $arm = counters ] && conf=off what=counters
+      read -r base _ <<<"$(cg_run $conf none $what)"
+      for c in anon ntlm; do
+        read -r total n <<<"$(cg_run $conf "$c" $what)"
+        echo "$arm $c $base $total $n" >> "$W/metrics-cg.txt"
+      done
+    done
+  fi
+
+  # One scrape's cost: 50 sites, 1,000 users.
+  for i in $(seq -w 1 1000); do echo "ADTEST:user$i:Pass-$i"; done > "$W/users-metrics-1000.ntlm"
+  {
+    printf '[log]\naccess = "%s"\nlevel = "warn"\n\n' "$W/gatehouse-metrics50-access.log"
+    printf '[domain]\nrealm = "AD.TEST"\nnetbios_name = "ADTEST"\n\n'
+    printf '[accounts]\nsource = "file"\nfile = "%s"\n\n' "$W/users-metrics-1000.ntlm"
+    printf '[admin]\nbind = "127.0.0.1:19464"\n\n'
+    printf '[[listener]]\nname = "sites"\nbind = "127.0.0.1:19463"\n'
+    for s in $(seq -w 1 50); do
+      printf '\n[[site]]\nname = "site%s"\nlistener = "sites"\nhosts = ["site%s.bench"]\nbackend = "http://%s"\nauth = ["NTLM"]\n' "$s" "$s" "$BACKEND"
+    done
+  } > "$W/gatehouse-metrics50.toml"
+  target/release/gatehouse check -c "$W/gatehouse-metrics50.toml" >/dev/null
+  target/release/gatehouse run -c "$W/gatehouse-metrics50.toml" 2>"$W/gh-metrics50-stderr.log" & GHPID=$!; pids+=($GHPID)
+  wait_listen 127.0.0.1:19463; wait_listen 127.0.0.1:19464
+  M50=http://127.0.0.1:19464/metrics
+  # Users FROM..TO sign in, user N on site (N-1) mod 50 + 1, four at a time;
+  # prints how many were answered 200.
+  sign_in_users() {
+    seq "$1" "$2" | xargs -P 4 -I{} sh -c 'n=$(printf %04d {}); s=$(printf %02d $(( ({} - 1) % 50 + 1 ))); curl -s -o /dev/null -w "%{http_code}\n" --ntlm -u "ADTEST\\user$n:Pass-$n" -H "Host: site$s.bench" http://127.0.0.1:19463/bytes/1024' | grep -c '^200$' || true
+  }
+  # Wrong passwords under made-up names (a refusal series); fewer than the
+  # lockout's 30 per client in all, so the good users are never stopped.
+  wrong_passwords() {  # TAG
+    for k in $(seq 1 10); do curl -s -o /dev/null --ntlm -u "ADTEST\\nobody$1$k:wrong" -H "Host: site01.bench" http://127.0.0.1:19463/bytes/16; done
+  }
+  series() { curl -s -H "$OM" "$M50" | grep -vc '^#' || true; }
+  ok1=$(sign_in_users 1 50); wrong_passwords a
+  curl -s -o /dev/null -H "Host: nosuch.bench" http://127.0.0.1:19463/   # the "-" site
+  series50=$(series)
+  ok2=$(sign_in_users 51 1000); wrong_passwords b
+  series1000=$(series)
+  sleep 0.3   # the access log's writer flushes every 100 ms
+  users=$(python3 -c 'import json,sys; print(len({r["user"] for r in map(json.loads, open(sys.argv[1])) if r.get("user")}))' "$W/gatehouse-metrics50-access.log")
+  curl -s -H "$OM" "$M50" > "$W/scrape.om"
+  curl -s "$M50" > "$W/scrape.txt"
+  signins_ok=$(awk '/^gatehouse_signins_total\{.*outcome="success"/ {s += $2} END {print s + 0}' "$W/scrape.om")
+  signins_refused=$(awk '/^gatehouse_signins_total\{.*outcome="refused"/ {s += $2} END {print s + 0}' "$W/scrape.om")
+  named=$(grep -ciE 'user[0-9]{4}|nobody' "$W/scrape.om" || true)
+  # N scrapes on one keep-alive connection: each one's time, then gatehouse's CPU.
+  timed_scrapes() {  # N ACCEPT-HEADER|"" -> times in $W/scrape-times.txt; prints CPU ms per scrape
+    local args=() t0 t1 i
+    for i in $(seq 1 "$1"); do args+=(-o /dev/null "$M50"); done
+    t0=$(cpu_ticks "$GHPID")
+    if [ -n "$2" ]; then curl -s -H "$2" -w '%{time_total}\n' "${args[@]}" > "$W/scrape-times.txt"
+    else curl -s -w '%{time_total}\n' "${args[@]}" > "$W/scrape-times.txt"; fi
+    t1=$(cpu_ticks "$GHPID")
+    awk -v t=$(( t1 - t0 )) -v n="$1" -v hz="$hz" 'BEGIN { printf "%.3f\n", t * 1000 / hz / n }'
+  }
+  # Idle CPU over 5 s (the access log's writer, timers), to read the rest against.
+  t0=$(cpu_ticks "$GHPID"); sleep 5; t1=$(cpu_ticks "$GHPID"); idle_ms_s=$(awk -v t=$(( t1 - t0 )) -v hz="$hz" 'BEGIN { printf "%.1f", t * 1000 / hz / 5 }')
+  cpu100=$(timed_scrapes 100 "$OM"); cp "$W/scrape-times.txt" "$W/scrape-times-om.txt"
+  cpu1000=$(timed_scrapes 1000 "$OM")
+  cpu_txt=$(timed_scrapes 100 ""); cp "$W/scrape-times.txt" "$W/scrape-times-txt.txt"
+  kill "$GHPID"; wait "$GHPID" 2>/dev/null || true
+  {
+    echo
+    echo "Metrics ($(nproc) cores, $ROUNDS rounds of (without [admin], with [admin] scraped every ${EVERY}s), each arm its own gatehouse process, ${DUR}s per case, $CONNS keep-alive connections; anonymous: wrk -t1; NTLM: gh-load keepalive, one user from a file; CPU = gatehouse's user + system time from /proc per request):"
+    echo
+    python3 - "$W/metrics.txt" <<'PY'
+import statistics as st, sys
+rows = [l.split() for l in open(sys.argv[1])]
+off = [list(map(float, r[1:])) for r in rows if r[0] == "off"]
+on = [list(map(float, r[1:])) for r in rows if r[0] == "on"]
+def rng(v, f="{:.0f}"): return f"{f.format(st.median(v))} ({f.format(min(v))} to {f.format(max(v))})"
+print("| case | without: requests/s | with: requests/s | with/without requests/s, median (range) | without: CPU us/request | with: CPU us/request | with/without CPU, median (range) |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for i, case in [(0, "anonymous keep-alive GET 1 KiB (wrk)"), (2, "NTLM keep-alive GET 1 KiB (gh-load)")]:
+    r = [b[i] / a[i] for a, b in zip(off, on) if a[i]]
+    c = [b[i + 1] / a[i + 1] for a, b in zip(off, on) if a[i + 1]]
+    print(f"| {case} | {rng([a[i] for a in off])} | {rng([b[i] for b in on])} | {rng(r, '{:.3f}')} | "
+          f"{rng([a[i + 1] for a in off], '{:.1f}')} | {rng([b[i + 1] for b in on], '{:.1f}')} | {rng(c, '{:.3f}')} |")
+PY
+    if [ -s "$W/metrics-cg.txt" ]; then
+      echo
+      echo "Instructions per request under callgrind (gh-load, 10 keep-alive connections, ${CG_SECS}s per case, [admin] not scraped; start-up and shutdown subtracted):"
+      echo
+      python3 - "$W/metrics-cg.txt" <<'PY'
+import sys
+per = {}
+for arm, case, base, total, n in (l.split() for l in open(sys.argv[1])):
+    per[arm, case] = (int(total) - int(base)) / int(n) if int(n) else 0
+print("| case | without [admin] | with [admin] | with/without | of which counting (metrics.rs, in both) | counting's share |")
+print("|---|---:|---:|---:|---:|---:|")
+for case, name in [("anon", "anonymous keep-alive GET 1 KiB"), ("ntlm", "NTLM keep-alive GET 1 KiB")]:
+    a, b, c = per.get(("off", case), 0), per.get(("on", case), 0), per.get(("counters", case), 0)
+    nan = float("nan")
+    print(f"| {name} | {a:.0f} | {b:.0f} | {b / a if a else nan:.3f} | {c:.0f} | {100 * c / a if a else nan:.1f} % |")
+PY
+    fi
+    echo
+    echo "One scrape: 50 NTLM sites, $ok1 + $ok2 of 1000 users answered 200 ($users distinct users in the access log; signins_total: $signins_ok success, $signins_refused refused), 20 wrong passwords under made-up names, one request for no site:"
+    echo
+    python3 - "$W/scrape-times-om.txt" "$W/scrape-times-txt.txt" "$W/scrape.om" "$W/scrape.txt" "$cpu100" "$cpu1000" "$cpu_txt" "$series50" "$series1000" "$named" "$idle_ms_s" "$hz" <<'PY'
+import statistics as st, sys
+om, txt = ([float(x) * 1000 for x in open(p).read().split()] for p in sys.argv[1:3])
+body_om, body_txt = (len(open(p, "rb").read()) for p in sys.argv[3:5])
+cpu100, cpu1000, cpu_txt, s50, s1000, named, idle, hz = sys.argv[5:13]
+def p99(v): v = sorted(v); return v[min(len(v) - 1, round(0.99 * (len(v) - 1)))]
+print("| measure | OpenMetrics (Prometheus' Accept) | text 0.0.4 (no Accept) |")
+print("|---|---:|---:|")
+print(f"| scrape time over {len(om)} scrapes, keep-alive curl: median / p99 (ms) | {st.median(om):.2f} / {p99(om):.2f} | {st.median(txt):.2f} / {p99(txt):.2f} |")
+print(f"| body (bytes) | {body_om} | {body_txt} |")
+print(f"| gatehouse CPU per scrape, over 100 scrapes (ms; one clock tick is {1000 / int(hz) / 100:.2f} ms here) | {cpu100} | {cpu_txt} |")
+print(f"| gatehouse CPU per scrape, over 1,000 scrapes (ms) | {cpu1000} | |")
+print(f"| series (sample lines) after 50 users / after 1,000 users | {s50} / {s1000} | |")
+print(f"| lines naming a user (user0001.., nobody..) | {named} | |")
+print(f"| gatehouse idle CPU, for comparison (ms per second) | {idle} | |")
 PY
   } | tee -a "$OUT"
 fi

@@ -6,6 +6,13 @@
 //! with the sites' listeners: no site can be reached here, and no admin page
 //! on a published host. It reads the process (`Shared`) like the control
 //! socket does; the stages never see it.
+//!
+//! With `[admin.sign_in]`, `/status` alone also asks for a domain sign-in
+//! and the access rules there, through the pipeline's own authenticate and
+//! authorize stages ([`crate::pipeline::admit`]); `/healthz`, `/readyz`,
+//! `/metrics` and the style sheet stay for the networks in `allow` only:
+//! load balancers and Prometheus cannot do Negotiate, and what they read
+//! names no user.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -14,12 +21,14 @@ use std::time::{Duration, Instant, SystemTime};
 use askama::Template;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::Full;
 use hyper::body::Incoming;
 
+use crate::auth::ConnAuth;
 use crate::config;
+use crate::conn::ConnInfo;
 use crate::generation::Generation;
 use crate::metrics::Live;
+use crate::response_body::ResponseBody;
 use crate::shared::Shared;
 
 /// How often the KDC is asked whether it answers (an AS exchange for the
@@ -77,10 +86,24 @@ pub fn serve(settings: &config::Admin, shared: Arc<Shared>) -> Result<Handle, St
                 continue;
             }
             let (shared, domain) = (shared.clone(), domain.clone());
+            // NTLM signs in the connection: its state lives and dies with it.
+            let conn = Arc::new(Conn {
+                info: ConnInfo {
+                    id: ConnInfo::next_id(),
+                    peer,
+                    listener: config::ADMIN_LISTENER.into(),
+                    tls: false,
+                    worker: 0,
+                    channel_bindings: None,
+                    tls_end_point: None,
+                    http2: false,
+                },
+                auth: ConnAuth::new(false),
+            });
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
-                    let (shared, domain) = (shared.clone(), domain.clone());
-                    async move { Ok::<_, Infallible>(answer(req, &shared, &domain, status_page).await) }
+                    let (shared, domain, conn) = (shared.clone(), domain.clone(), conn.clone());
+                    async move { Ok::<_, Infallible>(answer(req, &shared, &domain, &conn, status_page).await) }
                 });
                 let io = hyper_util::rt::TokioIo::new(sock);
                 let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
@@ -138,9 +161,21 @@ impl Domain {
     }
 }
 
-type Body = Full<Bytes>;
+type Body = ResponseBody;
 
-async fn answer(req: Request<Incoming>, shared: &Shared, domain: &Domain, status_page: bool) -> Response<Body> {
+/// One admin connection, as the sign-in stages see it.
+struct Conn {
+    info: ConnInfo,
+    auth: ConnAuth,
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    shared: &Shared,
+    domain: &Domain,
+    conn: &Conn,
+    status_page: bool,
+) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "405: the admin listener answers GET only.\n".into());
     }
@@ -166,13 +201,16 @@ async fn answer(req: Request<Incoming>, shared: &Shared, domain: &Domain, status
             } else {
                 (crate::metrics::Metrics::prometheus_text(&text), "text/plain; version=0.0.4; charset=utf-8")
             };
-            let mut resp = Response::new(Full::new(Bytes::from(body)));
+            let mut resp = Response::new(ResponseBody::local(Bytes::from(body)));
             resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             resp
         }
-        "/status" if status_page => status(shared, &generation, domain).await,
+        "/status" if status_page => match &generation.admin_site {
+            None => status(shared, &generation, domain, None).await,
+            Some(site) => signed_in_status(req, shared, &generation, domain, conn, site).await,
+        },
         "/status.css" if status_page => {
-            let mut resp = Response::new(Full::new(Bytes::from_static(STYLE.as_bytes())));
+            let mut resp = Response::new(ResponseBody::local(Bytes::from_static(STYLE.as_bytes())));
             resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
             resp
         }
@@ -180,8 +218,42 @@ async fn answer(req: Request<Incoming>, shared: &Shared, domain: &Domain, status
     }
 }
 
+/// `/status` behind `[admin.sign_in]`: the page for a signed-in user the
+/// rules allow, else the stages' own answer. Each request is in the access
+/// log (site `[admin]`), as a site's are: who looked, or why they could not.
+async fn signed_in_status(
+    req: Request<Incoming>,
+    shared: &Shared,
+    generation: &Generation,
+    domain: &Domain,
+    conn: &Conn,
+    site: &config::Site,
+) -> Response<Body> {
+    let log = &shared.access;
+    let mut record =
+        crate::telemetry::AccessRecord::new(log, &conn.info, log.next_id(), req.method().as_str(), req.uri().path());
+    let gate =
+        crate::pipeline::Gate { site, generation, info: &conn.info, auth: &conn.auth, signins: &shared.meters.signins };
+    let resp = match crate::pipeline::admit(req, gate, &mut record).await {
+        Ok((user, final_token)) => {
+            let who = format!("{} ({})", user.name, user.scheme.name());
+            let mut resp = status(shared, generation, domain, Some(who)).await;
+            // Mutual authentication: the handshake's last token goes back.
+            if let Some(token) = final_token {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, token);
+            }
+            resp
+        }
+        Err(answered) => answered,
+    };
+    record.set_status(resp.status().as_u16());
+    let size = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
+    record.finish(size, true);
+    resp
+}
+
 fn text(status: StatusCode, body: String) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(ResponseBody::local(Bytes::from(body)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -233,6 +305,7 @@ fn readiness(shared: &Shared, generation: &Generation, domain: &Domain) -> Readi
                     || !s.rules.is_empty()
             })
             .map(|s| s.name.as_str())
+            .chain(generation.admin_site.as_ref().map(|s| s.name.as_str()))
             .collect();
         let verdict = match domain.last() {
             None => Err("not asked yet".to_owned()),
@@ -316,6 +389,8 @@ struct StatusPage {
     connections: usize,
     max_connections: usize,
     sessions: usize,
+    /// `DOMAIN\user (scheme)` behind `[admin.sign_in]`.
+    signed_in: Option<String>,
 }
 
 struct SiteRow {
@@ -359,7 +434,12 @@ struct CertRow {
     class: &'static str,
 }
 
-async fn status(shared: &Shared, generation: &Generation, domain: &Domain) -> Response<Body> {
+async fn status(
+    shared: &Shared,
+    generation: &Generation,
+    domain: &Domain,
+    signed_in: Option<String>,
+) -> Response<Body> {
     let r = readiness(shared, generation, domain);
     let sites = generation
         .config
@@ -441,9 +521,10 @@ async fn status(shared: &Shared, generation: &Generation, domain: &Domain) -> Re
         connections: shared.max_connections - shared.connections.available_permits().min(shared.max_connections),
         max_connections: shared.max_connections,
         sessions: shared.kept.sessions.list(SystemTime::now()).await.map_or(0, |l| l.len()),
+        signed_in,
     };
     let html = page.render().unwrap_or_else(|e| format!("status page: {e}"));
-    let mut resp = Response::new(Full::new(Bytes::from(html)));
+    let mut resp = Response::new(ResponseBody::local(Bytes::from(html)));
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));

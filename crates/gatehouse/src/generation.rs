@@ -22,6 +22,9 @@ pub struct Generation {
     pub auth: crate::auth::Authenticator,
     /// What access rules may ask about a user.
     pub access: crate::access::Access,
+    /// `[admin.sign_in]` as a site without backends: what the status page's
+    /// sign-in runs the authenticate and authorize stages for.
+    pub admin_site: Option<config::Site>,
 }
 
 /// Authentication state that outlives a reload (failed logons, remembered
@@ -94,21 +97,23 @@ impl Generation {
             .collect();
         let ntlm = match &config.domain {
             None => HashMap::new(),
-            Some(d) => config
-                .listeners
-                .iter()
-                .map(|l| {
-                    let acceptor = ntlm::AcceptorConfig {
-                        netbios_domain: d.netbios_name.clone(),
-                        netbios_computer: d.computer_netbios.clone(),
-                        dns_domain: d.realm.to_ascii_lowercase(),
-                        dns_computer: d.computer_dns.clone(),
-                        channel_binding: l.channel_binding,
-                        max_skew: 5 * 60 * 10_000_000,
-                    };
-                    (l.name.clone(), acceptor)
-                })
-                .collect(),
+            Some(d) => {
+                let acceptor = |channel_binding| ntlm::AcceptorConfig {
+                    netbios_domain: d.netbios_name.clone(),
+                    netbios_computer: d.computer_netbios.clone(),
+                    dns_domain: d.realm.to_ascii_lowercase(),
+                    dns_computer: d.computer_dns.clone(),
+                    channel_binding,
+                    max_skew: 5 * 60 * 10_000_000,
+                };
+                let mut by_listener: HashMap<String, ntlm::AcceptorConfig> =
+                    config.listeners.iter().map(|l| (l.name.clone(), acceptor(l.channel_binding))).collect();
+                // The admin listener is plain HTTP: no TLS channel to bind to.
+                if config.admin.as_ref().is_some_and(|a| a.sign_in.is_some()) {
+                    by_listener.insert(config::ADMIN_LISTENER.to_owned(), acceptor(ntlm::ChannelBindingPolicy::Off));
+                }
+                by_listener
+            }
         };
         let accounts = config.accounts.as_ref().map(|a| match a {
             config::Accounts::File { users, .. } => crate::accounts::Accounts::File(users.clone()),
@@ -116,34 +121,34 @@ impl Generation {
                 crate::accounts::Winbind::new(ntlm_auth.clone(), smb_conf.clone(), *helpers, *timeout),
             ),
         });
-        let delegator = match &config.domain {
-            Some(d)
-                if config
-                    .sites
-                    .iter()
-                    .any(|s| s.kcd().is_some() || offers_negotiate(s) || !s.rules.is_empty() || offers_provider(s)) =>
-            {
-                match (&d.service_principal, &d.keytab) {
-                    (Some(_), Some(_)) if previous.is_some_and(|g| same_account(g, &config)) => {
-                        let kept = previous.and_then(|g| g.delegator.clone());
-                        if let Some(kept) = &kept {
-                            kept.set_cache_size(d.credential_cache_size);
+        let delegator =
+            match &config.domain {
+                Some(d)
+                    if config.sites.iter().any(|s| {
+                        s.kcd().is_some() || offers_negotiate(s) || !s.rules.is_empty() || offers_provider(s)
+                    }) || config.admin.as_ref().is_some_and(|a| a.sign_in.is_some()) =>
+                {
+                    match (&d.service_principal, &d.keytab) {
+                        (Some(_), Some(_)) if previous.is_some_and(|g| same_account(g, &config)) => {
+                            let kept = previous.and_then(|g| g.delegator.clone());
+                            if let Some(kept) = &kept {
+                                kept.set_cache_size(d.credential_cache_size);
+                            }
+                            kept
                         }
-                        kept
+                        (Some(p), Some(k)) => Some(Arc::new(
+                            kcd::Delegator::new(p, &k.to_string_lossy(), &d.realm)
+                                .with_rc4(d.allow_rc4)
+                                .with_cache_size(d.credential_cache_size)
+                                .with_logon_refresh(config.access.refresh)
+                                .with_logon_grace(config.access.grace)
+                                .with_observer(kept.metrics.kdc()),
+                        )),
+                        _ => None,
                     }
-                    (Some(p), Some(k)) => Some(Arc::new(
-                        kcd::Delegator::new(p, &k.to_string_lossy(), &d.realm)
-                            .with_rc4(d.allow_rc4)
-                            .with_cache_size(d.credential_cache_size)
-                            .with_logon_refresh(config.access.refresh)
-                            .with_logon_grace(config.access.grace)
-                            .with_observer(kept.metrics.kdc()),
-                    )),
-                    _ => None,
                 }
-            }
-            _ => None,
-        };
+                _ => None,
+            };
         let accounts = accounts.map(Arc::new);
         crate::access::resolve(&mut config, delegator.as_ref(), names)?;
         let file = match &config.accounts {
@@ -187,7 +192,17 @@ impl Generation {
             forms,
         )
         .with_providers(providers);
-        Ok(Generation { routes: route::Table::new(&config.sites), farms, tls, delegator, auth, access, config })
+        let admin_site = config.admin.as_ref().and_then(|a| a.sign_in.as_ref()).map(config::AdminSignIn::site);
+        Ok(Generation {
+            routes: route::Table::new(&config.sites),
+            farms,
+            tls,
+            delegator,
+            auth,
+            access,
+            admin_site,
+            config,
+        })
     }
 }
 

@@ -259,6 +259,13 @@ fn check(file: PathBuf, names: access::Names) -> ExitCode {
                 let allow: Vec<String> = a.allow.iter().map(|n| n.to_string()).collect();
                 let status = if a.status_page { ", /status" } else { "" };
                 println!("  admin: http://{}/metrics, /healthz, /readyz{status} for {}", a.bind, allow.join(", "));
+                if let Some(s) = &a.sign_in {
+                    let schemes: Vec<&str> = s.auth.iter().map(|x| x.name()).collect();
+                    let who: Vec<&str> = s.rules.allow.iter().map(|p| p.written.as_str()).collect();
+                    let deny: Vec<&str> = s.rules.deny.iter().map(|p| p.written.as_str()).collect();
+                    let deny = if deny.is_empty() { String::new() } else { format!(", not {}", deny.join(", ")) };
+                    println!("  admin: /status after sign-in ({}) for {}{deny}", schemes.join(", "), who.join(", "));
+                }
             }
             if let Some(m) = &c.mfa {
                 let required: Vec<&str> = c.sites.iter().filter(|s| s.mfa).map(|s| s.name.as_str()).collect();

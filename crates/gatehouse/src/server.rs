@@ -282,7 +282,7 @@ fn reload(
 /// stopped, or moved when `[admin]` changed.
 fn restart_admin(shared: &Arc<Shared>, admin: &mut Option<crate::admin::Handle>) {
     let wanted = shared.current().config.admin.clone();
-    if admin.as_ref().map(|a| &a.settings) == wanted.as_ref() {
+    if admin.as_ref().map(|a| a.settings.listener()) == wanted.as_ref().map(|w| w.listener()) {
         return;
     }
     // The old socket closes first, so that the same address can be bound again.

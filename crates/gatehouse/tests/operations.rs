@@ -531,3 +531,304 @@ async fn readyz_fails_while_the_kdc_cannot_be_reached_and_recovers() {
     until(200).await;
     g.wait_for(|| g.stderr().contains("readiness: the KDC answers again"), "the recovery line");
 }
+
+/// `[admin.sign_in]` with an accounts file: `/status` asks for NTLM and the
+/// rule on the file's group; health, readiness and metrics do not.
+fn sign_in_config(backend: SocketAddr) -> Config {
+    config(backend, "bind = \"127.0.0.1:0\"\n\n[admin.sign_in]\nauth = [\"NTLM\"]\nallow = [\"admins\"]\ndeny = [\"ADTEST\\\\dave\"]")
+}
+
+fn start_sign_in(config: &Config) -> Gatehouse {
+    let dir = tempfile::tempdir().unwrap();
+    let users = "ADTEST:bob:Bob-Pass1\nADTEST:carol:Carol-Pass1\nADTEST:dave:Dave-Pass1\n+admins:bob,dave\n";
+    std::fs::write(dir.path().join("users.ntlm"), users).unwrap();
+    Gatehouse::start_in(dir, &config.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_behind_sign_in_admits_the_group_and_refuses_the_rest() {
+    let b = Backend::start().await;
+    let g = start_sign_in(&sign_in_config(b.addr));
+    let admin = admin_addr(&g);
+    let head = "GET /status HTTP/1.1\r\nHost: admin";
+
+    // No credentials: the challenge, and no page.
+    let r = admin_get(admin, "/status").await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.header("www-authenticate"), Some("NTLM"));
+    assert!(!r.text().contains("gatehouse: ready"), "the page without sign-in");
+    // Load balancers and Prometheus need none.
+    assert_eq!(admin_get(admin, "/healthz").await.status, 200);
+    assert_eq!(admin_get(admin, "/readyz").await.status, 200);
+    assert_eq!(admin_get(admin, "/metrics").await.status, 200);
+    assert_eq!(admin_get(admin, "/status.css").await.status, 200);
+
+    // A member of the group: the page, and the connection stays signed in.
+    let mut c = Conn::open(admin).await;
+    let r = handshake(&mut c, &Client::new("bob", "Bob-Pass1"), head, b"", |_| {}).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), g.stderr());
+    assert!(
+        r.text().contains("gatehouse: ready") && r.text().contains("Signed in as ADTEST\\bob (NTLM)"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.header("content-security-policy").map(|c| c.contains("default-src 'none'")), Some(true));
+    c.send(format!("{head}\r\n\r\n").as_bytes()).await;
+    let again = c.response().await;
+    assert_eq!(again.status, 200, "the NTLM sign-in belongs to the connection");
+    // And only to that connection.
+    assert_eq!(admin_get(admin, "/status").await.status, 401);
+    let mut bobs = c;
+
+    // Signed in, but not in the group: 403, naming who is signed in.
+    let mut c = Conn::open(admin).await;
+    let r = handshake(&mut c, &Client::new("carol", "Carol-Pass1"), head, b"", |_| {}).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("signed in as ADTEST\\carol") && r.text().contains("status page"), "{}", r.text());
+    assert!(!r.text().contains("gatehouse: ready"));
+    // In the group, and denied by name: deny wins.
+    let mut c = Conn::open(admin).await;
+    assert_eq!(handshake(&mut c, &Client::new("dave", "Dave-Pass1"), head, b"", |_| {}).await.status, 403);
+    // A wrong password: 401 with the challenge again.
+    let mut c = Conn::open(admin).await;
+    let r = handshake(&mut c, &Client::new("bob", "Wrong-Pass9"), head, b"", |_| {}).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("NTLM"));
+    // A forged AUTHENTICATE (the first byte of its NTProofStr changed:
+    // NtChallengeResponseFields' offset is at byte 24, MS-NLMP 2.2.1.3).
+    let mut c = Conn::open(admin).await;
+    let r = handshake(&mut c, &Client::new("bob", "Bob-Pass1"), head, b"", |m| {
+        let at = u32::from_le_bytes(m[24..28].try_into().unwrap()) as usize;
+        m[at] ^= 0x55;
+    })
+    .await;
+    assert_eq!(r.status, 401, "a tampered AUTHENTICATE was accepted");
+
+    // The log names each cause; the access log has each request, site [admin].
+    g.wait_for(|| g.stderr().contains("access denied") && g.stderr().contains("not in allow"), "the refusal's line");
+    assert!(g.stderr().contains("deny ADTEST\\\\dave") || g.stderr().contains("deny ADTEST\\dave"), "{}", g.stderr());
+    g.wait_for(|| g.stderr().contains("authentication refused"), "the wrong password's line");
+    let log = g.wait_for_record(|r| r["site"] == "[admin]" && r["status"] == 403 && r["user"] == "ADTEST\\carol");
+    assert!(log.iter().any(|r| r["site"] == "[admin]" && r["status"] == 200 && r["user"] == "ADTEST\\bob"));
+    assert!(log.iter().any(|r| r["site"] == "[admin]" && r["denied"] == "not in allow"));
+    assert!(!std::fs::read_to_string(g.path("access.log")).unwrap().contains("Pass1"), "a password in the log");
+
+    // Counted like any sign-in: bob, carol and dave passed NTLM; two were refused by the rules.
+    let text = admin_get(admin, "/metrics").await.text();
+    let v = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    assert_eq!(v("gatehouse_signins_total{scheme=\"NTLM\",outcome=\"success\",cause=\"none\"}"), 3.0);
+    assert_eq!(v("gatehouse_signins_total{scheme=\"NTLM\",outcome=\"refused\",cause=\"denied_by_rule\"}"), 2.0);
+    // The wrong password and the forged proof: the domain cannot tell them apart.
+    assert_eq!(v("gatehouse_signins_total{scheme=\"NTLM\",outcome=\"refused\",cause=\"wrong_password\"}"), 2.0);
+
+    // A reload that takes bob out of allow: his open, signed-in connection
+    // is refused at its next request (the rules are checked on each), and
+    // the listener was not restarted for it.
+    let reloaded = sign_in_config(b.addr).to_string().replace("allow = [\"admins\"]", "allow = [\"carol\"]");
+    assert!(reloaded.contains("allow = [\"carol\"]"));
+    g.reload(&reloaded);
+    bobs.send(format!("{head}\r\n\r\n").as_bytes()).await;
+    let r = bobs.response().await;
+    assert_eq!(r.status, 403, "{}\n{}", r.text(), g.stderr());
+    assert!(r.text().contains("signed in as ADTEST\\bob"), "{}", r.text());
+    let mut c = Conn::open(admin).await;
+    let r = handshake(&mut c, &Client::new("carol", "Carol-Pass1"), head, b"", |_| {}).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(g.stderr().matches("admin listener ready").count(), 1, "the admin listener restarted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_admin_sign_in_settings_are_refused_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.toml");
+    std::fs::write(dir.path().join("users"), "ADTEST:bob:Bob-Pass1\n+admins:bob\n").unwrap();
+    let domain =
+        "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n[accounts]\nsource = \"file\"\nfile = \"users\"\n";
+    let base = "[[listener]]\nname = \"p\"\nbind = \"127.0.0.1:0\"\n[[site]]\nname = \"s\"\nlistener = \"p\"\nbackend = \"http://127.0.0.1:1\"\n";
+    let check = |text: String| {
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["check", "-c"])
+            .arg(&path)
+            .arg("--offline")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+        )
+    };
+    for (sign_in, with_domain, words) in [
+        ("auth = [\"Basic\"]\nallow = [\"admins\"]", true, "Basic would send a password in clear"),
+        ("auth = [\"Forms\"]\nallow = [\"admins\"]", true, "NTLM and Negotiate only"),
+        ("auth = [\"NTLM\"]", true, "say who may see the status page"),
+        ("auth = [\"NTLM\"]\nallow = [\"admins\"]", false, "add a [domain] section"),
+        ("auth = [\"NTLM\"]\nallow = [\"ADTEST\\\\a,b\"]", true, "not a user or group name"),
+        ("auth = [\"NTLM\"]\nallow = [\"nobody-here\"]", true, "neither a user nor a group"),
+    ] {
+        let d = if with_domain { domain } else { "" };
+        let (ok, said) = check(format!("{d}[admin]\n[admin.sign_in]\n{sign_in}\n{base}"));
+        assert!(!ok, "{sign_in}: accepted\n{said}");
+        assert!(said.contains("admin.sign_in") && said.contains(words), "{sign_in}: {said}");
+    }
+    let (ok, said) =
+        check(format!("{domain}[admin]\n[admin.sign_in]\nauth = [\"NTLM\"]\nallow = [\"admins\"]\n{base}"));
+    assert!(ok, "{said}");
+    assert!(said.contains("admin: /status after sign-in (NTLM) for admins"), "{said}");
+}
+
+/// The lab's samba-tool, failing the test with what it said.
+fn samba_tool(smb: &str, args: &[&str]) {
+    let out = std::process::Command::new("samba-tool").args(args).args(["-s", smb]).output().expect("samba-tool");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "samba-tool {}: {said}", args.join(" "));
+}
+
+/// An admin group of the test's own with one member, and a user outside it;
+/// deleted however the test ends.
+struct LabAdmins {
+    smb: String,
+    group: String,
+    member: String,
+    outsider: String,
+    password: String,
+}
+
+impl LabAdmins {
+    fn create(env: &LabEnv) -> LabAdmins {
+        let id = std::process::id() % 100_000;
+        let a = LabAdmins {
+            smb: env["SMB_CONF"].clone(),
+            group: format!("gadmins{id}"),
+            member: format!("admm{id}"),
+            outsider: format!("admo{id}"),
+            password: format!("Adm-Pass1-{id}"),
+        };
+        // Left over by a run that was killed: start clean.
+        a.delete();
+        samba_tool(&a.smb, &["group", "add", &a.group]);
+        for u in [&a.member, &a.outsider] {
+            samba_tool(&a.smb, &["user", "create", u, &a.password]);
+        }
+        samba_tool(&a.smb, &["group", "addmembers", &a.group, &a.member]);
+        a
+    }
+
+    fn delete(&self) {
+        for u in [&self.member, &self.outsider] {
+            let _ = std::process::Command::new("samba-tool").args(["user", "delete", u, "-s", &self.smb]).output();
+        }
+        let _ =
+            std::process::Command::new("samba-tool").args(["group", "delete", &self.group, "-s", &self.smb]).output();
+    }
+}
+
+impl Drop for LabAdmins {
+    fn drop(&mut self) {
+        self.delete();
+    }
+}
+
+/// `[admin.sign_in]` against the lab domain: the group's name looked up in
+/// its LDAP; a member signs in with NTLM (winbind; the test client and curl
+/// --ntlm) and with Negotiate (kinit + curl, Kerberos for
+/// HTTP/proxy.ad.test) and sees the page; a non-member gets 403 each way; no
+/// credentials get 401; health and metrics answer without sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_the_status_page_signs_in_an_admin_group_with_ntlm_and_negotiate() {
+    let Some(env) = lab_env() else { return };
+    let admins = LabAdmins::create(&env);
+    let b = Backend::start().await;
+    let admin_table = format!(
+        "bind = \"127.0.0.1:0\"\n\n[admin.sign_in]\nauth = [\"Negotiate\", \"NTLM\"]\nallow = [\"ADTEST\\\\{}\"]",
+        admins.group
+    );
+    let config = Config::new()
+        .domain(Domain::lab(&env).acceptor_spn("HTTP/proxy.ad.test"))
+        .accounts(Accounts::winbind(&env))
+        .table("access", &format!("directory = \"ldap://dc1.ad.test\"\ndirectory_address = \"{}\"", env["LAB_DC_IP"]))
+        .table("admin", &admin_table)
+        .listener(Listener::plain("public"))
+        .site(Site::new("open", "public", &format!("http://{}", b.addr)));
+    let dir = tempfile::tempdir().unwrap();
+    let g = Gatehouse::start_in(dir, &config.to_string());
+    let admin = admin_addr(&g);
+    let head = "GET /status HTTP/1.1\r\nHost: proxy.ad.test";
+    // The NTLM test client keeps its names for the process.
+    let leak = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
+    let (member, outsider, password) = (leak(&admins.member), leak(&admins.outsider), leak(&admins.password));
+
+    // No credentials: 401 offering both; health and metrics need none.
+    let r = request(admin, &format!("{head}\r\nConnection: close\r\n\r\n")).await;
+    assert_eq!(r.status, 401, "{}\n{}", r.text(), g.stderr());
+    let offered: Vec<&str> =
+        r.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("www-authenticate")).map(|(_, v)| v.as_str()).collect();
+    assert_eq!(offered, ["Negotiate", "NTLM"]);
+    assert_eq!(admin_get(admin, "/healthz").await.status, 200);
+    assert_eq!(admin_get(admin, "/metrics").await.status, 200);
+
+    // NTLM through winbind: the member sees the page, the outsider does not.
+    let mut c = Conn::open(admin).await;
+    let r = handshake(&mut c, &Client::new(member, password), head, b"", |_| {}).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), g.stderr());
+    assert!(r.text().contains(&format!("Signed in as ADTEST\\{} (NTLM)", admins.member)), "{}", r.text());
+    let mut c = Conn::open(admin).await;
+    let r = handshake(&mut c, &Client::new(outsider, password), head, b"", |_| {}).await;
+    assert_eq!(r.status, 403, "{}\n{}", r.text(), g.stderr());
+    assert!(r.text().contains(&format!("signed in as ADTEST\\{}", admins.outsider)), "{}", r.text());
+    let mut c = Conn::open(admin).await;
+    assert_eq!(handshake(&mut c, &Client::new(member, "Wrong-Pass9"), head, b"", |_| {}).await.status, 401);
+    // NTLM from curl, a client of its own.
+    let port = admin.port();
+    let curl_ntlm = |user: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--ntlm", "-u", &format!("ADTEST\\{user}:{}", admins.password), "-w", "\n%{http_code}"])
+            .args([
+                "--resolve",
+                &format!("proxy.ad.test:{port}:127.0.0.1"),
+                &format!("http://proxy.ad.test:{port}/status"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let said = curl_ntlm(member);
+    assert!(said.ends_with("\n200") && said.contains("(NTLM)"), "{said}\n{}", g.stderr());
+    assert!(curl_ntlm(outsider).ends_with("\n403"));
+
+    // Negotiate: Kerberos tickets for HTTP/proxy.ad.test from kinit, by curl.
+    let curl = |cc: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--negotiate", "-u", ":", "-w", "\n%{http_code}"])
+            .args([
+                "--resolve",
+                &format!("proxy.ad.test:{port}:127.0.0.1"),
+                &format!("http://proxy.ad.test:{port}/status"),
+            ])
+            .env("KRB5_CONFIG", &env["KRB5_CONFIG"])
+            .env("KRB5CCNAME", cc)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let kdir = tempfile::tempdir().unwrap();
+    let member_cc = kinit(&env, kdir.path(), &admins.member, &admins.password, &[]);
+    let said = curl(&member_cc);
+    assert!(said.ends_with("\n200"), "{said}\n{}", g.stderr());
+    assert!(said.contains(&format!("Signed in as ADTEST\\{} (Negotiate)", admins.member)), "{said}");
+    let odir = tempfile::tempdir().unwrap();
+    let outsider_cc = kinit(&env, odir.path(), &admins.outsider, &admins.password, &[]);
+    let said = curl(&outsider_cc);
+    assert!(said.ends_with("\n403"), "{said}\n{}", g.stderr());
+
+    g.wait_for(|| g.stderr().matches("access denied").count() >= 3, "the refusals' lines");
+    let text = admin_get(admin, "/metrics").await.text();
+    let v = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    // The test client's two and curl's two.
+    assert_eq!(v("gatehouse_signins_total{scheme=\"NTLM\",outcome=\"success\",cause=\"none\"}"), 4.0);
+    assert_eq!(v("gatehouse_signins_total{scheme=\"NTLM\",outcome=\"refused\",cause=\"wrong_password\"}"), 1.0);
+    assert_eq!(v("gatehouse_signins_total{scheme=\"Negotiate\",outcome=\"success\",cause=\"none\"}"), 2.0);
+    assert_eq!(v("gatehouse_signins_total{scheme=\"NTLM\",outcome=\"refused\",cause=\"denied_by_rule\"}"), 2.0);
+    assert_eq!(v("gatehouse_signins_total{scheme=\"Negotiate\",outcome=\"refused\",cause=\"denied_by_rule\"}"), 1.0);
+    drop(admins);
+}

@@ -21,7 +21,7 @@ pub enum Names {
     Offline,
 }
 
-/// Resolves every name of every site's rules in place, or says which cannot
+/// Resolves every name of every site's rules (and `[admin.sign_in]`'s) in place, or says which cannot
 /// be, one line each. `delegator`: gatehouse's service account, which binds
 /// to the directory. Blocks (LDAP): run off async workers.
 pub fn resolve(config: &mut Config, delegator: Option<&Arc<kcd::Delegator>>, names_mode: Names) -> Result<(), String> {
@@ -32,10 +32,14 @@ pub fn resolve(config: &mut Config, delegator: Option<&Arc<kcd::Delegator>>, nam
     };
     let directory = config.access.directory.clone();
     let mut problems = Vec::new();
+    // `[admin.sign_in]`'s rules are read and resolved as a site's.
+    let admin = config.admin.as_mut().and_then(|a| a.sign_in.as_mut()).map(|s| &mut s.rules);
     let mut names: Vec<&mut Principal> = config
         .sites
         .iter_mut()
-        .flat_map(|s| s.rules.principals_mut())
+        .map(|s| &mut s.rules)
+        .chain(admin)
+        .flat_map(|r| r.principals_mut())
         .filter(|p| matches!(p.who, Who::Name { .. }))
         .collect();
     if names.is_empty() {

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 #[cfg(test)]
 pub use access::rule_entry;
-pub use admin::Admin;
+pub use admin::{Admin, SignIn as AdminSignIn, LISTENER as ADMIN_LISTENER};
 pub use forms::Forms;
 pub use idp::{ClaimRules, Idp, Mapping};
 pub use mfa::Mfa;
@@ -625,7 +625,7 @@ pub struct Directory {
 
 /// A site's `allow` and `deny`. Deny wins; no `allow` lets every signed-in
 /// user in.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {
     pub allow: Vec<Principal>,
     pub deny: Vec<Principal>,

@@ -397,6 +397,10 @@ impl<'t> Reader<'t> {
 
     fn listener(&mut self, s: &mut Section<'_, '_>) -> Option<Listener> {
         let name = self.required_string(s, "name");
+        if let Some((n, span)) = name.as_ref().filter(|(n, _)| n == super::ADMIN_LISTENER) {
+            let why = format!("`{n}` is the admin listener's name in logs and settings; choose another");
+            self.problem(span.clone(), &s.key_path("name"), why);
+        }
         let bind = self.required_string(s, "bind").and_then(|(text, span)| match text.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {

@@ -1252,3 +1252,71 @@ fn idp_section_and_the_schemes_that_name_it() {
     let plain = site(r#"["OIDC:corp"]"#, "").replace("tls = { cert = \"c.pem\", key = \"c.key\" }\n", "");
     bad(format!("{base}{}{plain}", idp("")), "site[0].auth", "no TLS");
 }
+
+/// `[admin.sign_in]`: what a good one reads as, and each refusal with its key.
+#[test]
+fn admin_sign_in_is_read_and_refused_when_wrong() {
+    let domain = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n\n[accounts]\nsource = \"file\"\nfile = \"/dev/null\"\n";
+    let admin =
+        |sign_in: &str| format!("{domain}\n[admin]\nbind = \"127.0.0.1:0\"\n\n[admin.sign_in]\n{sign_in}\n{GOOD}");
+    let c = load_str(
+        Path::new("/tmp/x.toml"),
+        &admin("auth = [\"NTLM\"]\nallow = [\"S-1-5-21-1-2-3-1107\"]\ndeny = [\"ADTEST\\\\bob\"]"),
+    )
+    .unwrap();
+    let s = c.admin.as_ref().unwrap().sign_in.as_ref().unwrap();
+    assert_eq!(s.auth, vec![Scheme::Ntlm]);
+    assert_eq!((s.rules.allow.len(), s.rules.deny.len()), (1, 1));
+    let site = s.site();
+    assert_eq!((site.auth.as_slice(), site.listener.as_str()), (&[Scheme::Ntlm][..], ADMIN_LISTENER));
+    assert!(site.farm.members.is_empty() && site.kcd().is_none() && !site.websocket);
+
+    for (sign_in, key, words) in [
+        (
+            "auth = [\"Basic\"]\nallow = [\"ADTEST\\\\admins\"]",
+            "admin.sign_in.auth",
+            "Basic would send a password in clear",
+        ),
+        ("auth = [\"Forms\"]\nallow = [\"ADTEST\\\\admins\"]", "admin.sign_in.auth", "NTLM and Negotiate only"),
+        (
+            "auth = [\"NTLM\", \"Basic\"]\nallow = [\"ADTEST\\\\admins\"]",
+            "admin.sign_in.auth",
+            "Basic: the status page",
+        ),
+        ("auth = [\"Kerberos\"]\nallow = [\"ADTEST\\\\admins\"]", "admin.sign_in.auth", "not an authentication scheme"),
+        ("auth = []\nallow = [\"ADTEST\\\\admins\"]", "admin.sign_in.auth", "signs nobody in"),
+        ("allow = [\"ADTEST\\\\admins\"]", "admin.sign_in.auth", "say how administrators sign in"),
+        ("auth = [\"NTLM\"]", "admin.sign_in.allow", "say who may see the status page"),
+        ("auth = [\"NTLM\"]\nallow = []", "admin.sign_in.allow", "an empty allow"),
+        ("auth = [\"NTLM\"]\nallow = [\"AD.TEST\\\\admins\"]", "admin.sign_in.allow", "NetBIOS domain name"),
+        ("auth = [\"NTLM\"]\nallow = [\"al*ce\"]", "admin.sign_in.allow", "not a user or group name"),
+        // A site's rule syntax has no `group:` prefix: a group is written as a user is.
+        ("auth = [\"NTLM\"]\nallow = [\"group:ADTEST\\\\admins\"]", "admin.sign_in.allow", "NetBIOS domain name"),
+        ("auth = [\"NTLM\"]\nallow = [\"admins\"]\ndeny = [\"S-1-x\"]", "admin.sign_in.deny", "SID"),
+        ("auth = [\"NTLM\"]\nallow = [\"admins\"]\nport = 1", "admin.sign_in.port", "unknown key"),
+    ] {
+        let p = problems(&admin(sign_in));
+        assert!(p.iter().any(|p| p.key == key && p.message.contains(words)), "{sign_in}: {p:?}");
+    }
+    // Needs [domain]: the sign-in is the domain's.
+    let text = format!("[admin]\n[admin.sign_in]\nauth = [\"Negotiate\"]\nallow = [\"S-1-5-21-1-2-3-512\"]\n{GOOD}");
+    let p = problems(&text);
+    assert!(p.iter().any(|p| p.key == "admin.sign_in" && p.message.contains("add a [domain] section")), "{p:?}");
+    // NTLM needs [accounts]; Negotiate a keytab (or [accounts]).
+    let bare = "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n";
+    for scheme in ["NTLM", "Negotiate"] {
+        let text = format!(
+            "{bare}\n[admin]\n[admin.sign_in]\nauth = [\"{scheme}\"]\nallow = [\"S-1-5-21-1-2-3-512\"]\n{GOOD}"
+        );
+        let p = problems(&text);
+        assert!(p.iter().any(|p| p.key == "admin.sign_in.auth" && p.message.contains(scheme)), "{scheme}: {p:?}");
+    }
+    // It protects the page: with the page off, it would protect nothing.
+    let text = admin("auth = [\"NTLM\"]\nallow = [\"admins\"]").replace("[admin]\n", "[admin]\nstatus_page = false\n");
+    assert!(problems(&text).iter().any(|p| p.key == "admin.sign_in" && p.message.contains("status_page = false")));
+    // No listener may take the admin listener's name.
+    let text = GOOD
+        .replace("name = \"public\"\n", "name = \"[admin]\"\n")
+        .replace("listener = \"public\"", "listener = \"[admin]\"");
+    assert!(problems(&text).iter().any(|p| p.key == "listener[0].name" && p.message.contains("admin listener")));
+}

@@ -129,8 +129,42 @@ pub fn check(r: &mut Reader<'_>, config: &Config, origins: &[Origin], given: Giv
         }
     }
 
+    admin_sign_in(r, config, &given);
+
     if config.listeners.is_empty() && r.problems.is_empty() {
         r.problem(0..0, "listener", "no [[listener]]: nothing would be served".into());
+    }
+}
+
+/// `[admin.sign_in]` signs administrators in with the domain, as a site's
+/// NTLM and Negotiate do: it needs what they need.
+fn admin_sign_in(r: &mut Reader<'_>, config: &Config, given: &Given) {
+    let Some(sign_in) = config.admin.as_ref().and_then(|a| a.sign_in.as_ref()) else { return };
+    let key = "admin.sign_in";
+    let domain = config.domain.as_ref();
+    if domain.is_none() && !given.domain {
+        r.problem(
+            0..0,
+            key,
+            "[admin.sign_in] signs administrators in with the domain: add a [domain] section (netbios_name, realm)"
+                .into(),
+        );
+        return;
+    }
+    if sign_in.auth.contains(&Scheme::Ntlm) && config.accounts.is_none() && !given.accounts {
+        r.problem(
+            0..0,
+            "admin.sign_in.auth",
+            "NTLM needs an [accounts] section saying where passwords are checked (source = \"winbind\")".into(),
+        );
+    }
+    if sign_in.auth.contains(&Scheme::Negotiate) && !config.basic_by_kdc() && config.accounts.is_none() {
+        r.problem(
+            0..0,
+            "admin.sign_in.auth",
+            "Negotiate needs [domain] keytab, service_principal and acceptor_spn (Kerberos), or [accounts] (NTLM inside it)"
+                .into(),
+        );
     }
 }
 

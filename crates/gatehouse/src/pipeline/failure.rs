@@ -39,6 +39,25 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// [`Failure::respond`], for the admin listener's status page: a user its
+    /// rules refuse is told that it is the status page they may not see.
+    pub fn respond_on_status_page(self, ctx: &ConnInfo, record: &mut AccessRecord) -> Response<ResponseBody> {
+        match self {
+            Failure::Forbidden { user, cause, account: false } => {
+                let id = record.request_id().to_owned();
+                let text = format!(
+                    "You are signed in as {}. The status page is open to gatehouse's administrators only \
+                     ([admin.sign_in] allow), and this account is not one of them.",
+                    pages::escape(&user)
+                );
+                tracing::info!(request_id = %id, client = %ctx.peer, user = %user, denied = %cause, "access denied");
+                record.set_denied(cause);
+                pages::page(StatusCode::FORBIDDEN, &id, &text, false)
+            }
+            other => other.respond(ctx, record),
+        }
+    }
+
     pub fn respond(self, ctx: &ConnInfo, record: &mut AccessRecord) -> Response<ResponseBody> {
         let id = record.request_id().to_owned();
         let (status, text, cause, close) = match &self {

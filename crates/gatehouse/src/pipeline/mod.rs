@@ -15,10 +15,14 @@
 //! 8. [`response::filter`] (or [`upgrade::switch`]): the answer as the client
 //!    gets it, after [`balance::settle`] told the farm what it learnt.
 //!
+//! [`admit`] runs stages 2 and 3 alone, for the admin listener's status page
+//! behind `[admin.sign_in]`.
+//!
 //! Anything that goes wrong is a [`failure::Failure`], which becomes a page with
 //! a request id and a log line naming the cause. Each stage takes only what it
 //! needs; [`handle`] alone knows the connection and the process.
 
+mod admit;
 mod authenticate;
 mod authorize;
 mod balance;
@@ -43,6 +47,8 @@ use crate::response_body::ResponseBody;
 use crate::telemetry::AccessRecord;
 use authenticate::SignedIn;
 use failure::Failure;
+
+pub use admit::{admit, Gate};
 
 /// The hyper service: every problem becomes a response, except the one that
 /// HTTP/2 says with a stream reset (HTTP_1_1_REQUIRED), which HTTP/1 never sees.
