@@ -123,6 +123,7 @@ where
             return;
         }
         tracing::debug!(client = %ctx.info.peer, "idle connection parked");
+        crate::memory::parked();
         let serve_again = wait_parked(&io, &ctx, &timeouts, &mut drain).await;
         io.lock().unpark();
         if !serve_again {
