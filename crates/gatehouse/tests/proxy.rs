@@ -447,6 +447,58 @@ async fn an_idle_connection_parks_and_is_served_again() {
     assert!(!g.stderr().contains("panicked"), "{}", g.stderr());
 }
 
+/// TLS 1.3 resumption by stateless session tickets: a client that comes back
+/// resumes even after 300 other clients' handshakes, which would have pushed
+/// its session out of a session cache (rustls's default keeps 256).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_sessions_resume_from_tickets_after_many_other_handshakes() {
+    use rustls::pki_types::pem::PemObject;
+    let b = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certs(dir.path(), &[("app", &["app.test"])]);
+    let config = format!(
+        "[[listener]]\nname = \"tls\"\nbind = \"127.0.0.1:0\"\nhttp2 = false\ntls = {{ cert = \"app.pem\", key = \"app.key\" }}\n\n\
+         [[site]]\nname = \"tls\"\nlistener = \"tls\"\nbackend = \"http://{}\"\n",
+        b.addr
+    );
+    let g = Gatehouse::start_in(dir, &config);
+    let addr = g.addr_of("tls");
+    let client = |resume: bool| {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(&ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut c =
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        if !resume {
+            c.resumption = rustls::client::Resumption::disabled();
+        }
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(c))
+    };
+    // One request on a new connection; how its handshake went.
+    let visit = |connector: tokio_rustls::TlsConnector| async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("app.test").unwrap();
+        let mut c = Conn { stream: connector.connect(name, tcp).await.unwrap(), buf: Vec::new() };
+        c.send(get("app.test", "/bytes/4").as_bytes()).await;
+        // The tickets come after the handshake, before the answer.
+        assert_eq!(c.response().await.status, 200);
+        c.stream.get_ref().1.handshake_kind()
+    };
+    let returning = client(true);
+    assert_eq!(visit(returning.clone()).await, Some(rustls::HandshakeKind::Full));
+    assert_eq!(visit(returning.clone()).await, Some(rustls::HandshakeKind::Resumed));
+    let others = client(false);
+    for _ in 0..300 {
+        assert_eq!(visit(others.clone()).await, Some(rustls::HandshakeKind::Full));
+    }
+    assert_eq!(visit(returning.clone()).await, Some(rustls::HandshakeKind::Resumed), "the ticket no longer resumes");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limit_answers_503() {
     let (_b, _g, port) = proxied("[limits]\nmax_connections = 2").await;
