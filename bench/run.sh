@@ -18,7 +18,8 @@ mkdir -p bench/results; : > "$OUT"
 DUR=${1:-10}
 CONNS=${BENCH_CONNS:-50}
 W=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)
-BACKEND=127.0.0.1:19000; NGINX=127.0.0.1:19080; GH=127.0.0.1:19081
+# BENCH_BACKEND moves the backend off its port when another run holds it.
+BACKEND=${BENCH_BACKEND:-127.0.0.1:19000}; NGINX=127.0.0.1:19080; GH=127.0.0.1:19081
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
@@ -1242,7 +1243,7 @@ fi
 # the range of the per-pair ratios, and each server's CPU per connection (from
 # /proc: the client shares the two cores, so the rate understates both).
 if [ "$ONLY" = tls ]; then
-  ulimit -n 100000
+  ulimit -n 100000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
   PAIRS=${TLS_PAIRS:-5}
   TC=${CONNS_TLS:-20}
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=bench \
