@@ -117,9 +117,8 @@ pub fn server_config(tls: &ListenerTls, http2: bool) -> Arc<rustls::ServerConfig
     // are sent back to HTTP/1.1 per request (HTTP_1_1_REQUIRED), as IIS does.
     config.alpn_protocols = if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
     // Stateless session tickets (as nginx's default): a returning client
-    // resumes whichever of its tickets it offers, where rustls's default
-    // (tickets naming entries of a 256-entry cache) sent about one in six back
-    // to a full handshake under load (docs/performance.md, issue 20).
+    // resumes however many other clients came between, where rustls's default
+    // names entries of a 256-entry cache that they push out (docs/design.md, "TLS").
     match rustls::crypto::ring::Ticketer::new() {
         Ok(ticketer) => config.ticketer = ticketer,
         Err(e) => tracing::warn!(error = %e, "no session ticket keys; TLS resumption by session cache only"),
