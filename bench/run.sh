@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | plain (the same against nginx in interleaved rounds, medians and CPU per request) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab) | users (USERS_N lab users sign in at once: S4U2Self count, p50/p99, memory per cached user; needs the lab) | cache (the credential cache alone, 100,000 simulated users: the memory curve; no lab) | metrics (issue 19: requests/s with and without [admin] and its scrapes, and one scrape's cost with 50 sites and 1,000 users; no lab)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | plain (the same against nginx in interleaved rounds, medians and CPU per request) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab) | users (USERS_N lab users sign in at once: S4U2Self count, p50/p99, memory per cached user; needs the lab) | cache (the credential cache alone, 100,000 simulated users: the memory curve; no lab) | metrics (issue 19: requests/s with and without [admin] and its scrapes, and one scrape's cost with 50 sites and 1,000 users; no lab) | idle (idle keep-alive connections, plain and TLS, against nginx) | tls (new TLS connections per second and HTTP/2 over TLS, against nginx)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -18,8 +18,8 @@ mkdir -p bench/results; : > "$OUT"
 DUR=${1:-10}
 CONNS=${BENCH_CONNS:-50}
 W=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)
-# BENCH_BACKEND_PORT: when another benchmark on the machine holds 19000.
-BACKEND=127.0.0.1:${BENCH_BACKEND_PORT:-19000}; NGINX=127.0.0.1:19080; GH=127.0.0.1:19081
+# BENCH_BACKEND=ADDR (or BENCH_BACKEND_PORT) moves the backend off 127.0.0.1:19000 when another run holds it.
+BACKEND=${BENCH_BACKEND:-127.0.0.1:${BENCH_BACKEND_PORT:-19000}}; NGINX=127.0.0.1:19080; GH=127.0.0.1:19081
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
@@ -117,7 +117,7 @@ for proxy in $proxies; do
   stop $proxy
   start $proxy
   base=$(rss_kib $proxy)
-  python3 bench/idle_conns.py "$a" 1000 "$W/idle.ready" & holder=$!
+  python3 bench/idle_conns.py "$a" 1000 "$W/idle.ready" --burst & holder=$!
   while [ ! -f "$W/idle.ready" ]; do sleep 0.1; done
   sleep 0.5
   held=$(rss_kib $proxy)
@@ -1571,4 +1571,280 @@ if [ "$ONLY" = cache ]; then
   { echo; echo "### The credential cache alone, $U synthetic users (kcd examples/cache_memory)"; echo
     target/release/examples/cache_memory "$U" "$U" | sed 's/^/- /'
     target/release/examples/cache_memory "$U" 50000 | sed 's/^/- /'; } | tee -a "$OUT"
+fi
+
+# Idle keep-alive connections (issue 20): gatehouse and nginx side by side, plain
+# HTTP and TLS (ECDSA P-256), with 1,000, 10,000 and 50,000 connections held idle
+# by bench/idle_conns.py after one request each; a fresh proxy per case, RSS
+# (VmRSS; nginx: master and workers) before the connections and once they are
+# all established and IDLE_SETTLE seconds idle (default 3). With 50,000 held,
+# wrk's keep-alive GET 1 KiB p99 beside the same run with none held.
+if [ "$ONLY" = idle ]; then
+  # 50,000 connections need that many descriptors in one gatehouse process; a
+  # container without CAP_SYS_RESOURCE cannot raise its hard limit, so the
+  # largest count becomes what fits (noted in the table's heading).
+  ulimit -n 400000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+  FDS=$(ulimit -n)
+  IDLE_COUNTS=${IDLE_COUNTS:-1000 10000 50000}
+  MOST=$(( (FDS - 1000) / 1000 * 1000 ))
+  IDLE_COUNTS=$(for n in $IDLE_COUNTS; do [ "$n" -gt "$MOST" ] && n=$MOST; echo "$n"; done | sort -nu | tr '\n' ' ')
+  BIG=$(echo $IDLE_COUNTS | awk '{print $NF}')
+  SETTLE=${IDLE_SETTLE:-3}
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=bench \
+    -addext subjectAltName=DNS:bench -keyout "$W/ec.key" -out "$W/ec.crt" 2>/dev/null
+  cat > "$W/gatehouse-idle.toml" <<TOML
+[log]
+access = "/dev/null"
+level = "warn"
+
+[limits]
+max_connections = 200000
+
+[timeouts]
+keepalive_idle = "600s"
+
+[[listener]]
+name = "plain"
+bind = "127.0.0.1:19130"
+
+[[listener]]
+name = "tls"
+bind = "127.0.0.1:19131"
+tls = { cert = "$W/ec.crt", key = "$W/ec.key" }
+
+[[site]]
+name = "plain"
+listener = "plain"
+backend = "http://$BACKEND"
+
+[[site]]
+name = "tls"
+listener = "tls"
+backend = "http://$BACKEND"
+TOML
+  cat > "$W/nginx-idle.conf" <<NGINX
+worker_processes 2;
+worker_rlimit_nofile $FDS;
+pid $W/nginx.pid;
+error_log $W/nginx-error.log warn;
+events { worker_connections $FDS; }
+http {
+  access_log off;
+  client_body_temp_path $W/body; proxy_temp_path $W/proxy;
+  fastcgi_temp_path $W/fcgi; uwsgi_temp_path $W/uwsgi; scgi_temp_path $W/scgi;
+  upstream backend { server $BACKEND; keepalive 128; }
+  keepalive_timeout 600s;
+  keepalive_requests 1000000;
+  ssl_certificate $W/ec.crt;
+  ssl_certificate_key $W/ec.key;
+  server {
+    listen 127.0.0.1:19132 backlog=4096;
+    listen 127.0.0.1:19133 ssl backlog=4096;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering off;
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+  idle_start() {  # nginx|gatehouse
+    if [ "$1" = nginx ]; then nginx -c "$W/nginx-idle.conf" -p "$W" >/dev/null 2>&1; sleep 0.3
+    else target/release/gatehouse run -c "$W/gatehouse-idle.toml" 2>>"$W/gh-idle-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.5; fi
+  }
+  idle_addr() {  # proxy transport
+    case "$1/$2" in nginx/plain) echo 127.0.0.1:19132 ;; nginx/tls) echo 127.0.0.1:19133 ;;
+      gatehouse/plain) echo 127.0.0.1:19130 ;; gatehouse/tls) echo 127.0.0.1:19131 ;; esac
+  }
+  idle_url() { if [ "$2" = tls ]; then echo "https://$(idle_addr "$1" "$2")/bytes/1024"; else echo "http://$(idle_addr "$1" "$2")/bytes/1024"; fi; }
+  p99() { wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$1" | parse_wrk | awk '{print $3}'; }
+  : > "$W/idle.txt"
+  for transport in plain tls; do
+    for n in $IDLE_COUNTS; do
+      for proxy in nginx gatehouse; do
+        idle_start $proxy
+        a=$(idle_addr $proxy $transport)
+        quiet=""
+        if [ "$n" = "$BIG" ]; then
+          wrk -t1 -c"$CONNS" -d2s "$(idle_url $proxy $transport)" >/dev/null
+          quiet=$(p99 "$(idle_url $proxy $transport)")
+        fi
+        base=$(rss_kib $proxy)
+        rm -f "$W/idle.ready"
+        procs=1; [ "$transport" = tls ] && procs=2
+        python3 bench/idle_conns.py "$a" "$n" "$W/idle.ready" $([ "$transport" = tls ] && echo --tls) --procs $procs & holder=$!
+        while [ ! -f "$W/idle.ready" ]; do kill -0 $holder 2>/dev/null || { echo "idle bench: the holder failed ($proxy $transport $n)" >&2; exit 1; }; sleep 0.2; done
+        sleep "$SETTLE"
+        held=$(rss_kib $proxy)
+        busy=""
+        [ "$n" = "$BIG" ] && busy=$(p99 "$(idle_url $proxy $transport)")
+        echo "$transport $n $proxy $base $held ${quiet:--} ${busy:--}" | tee -a "$W/idle.txt" >&2
+        kill $holder 2>/dev/null || true; wait $holder 2>/dev/null || true
+        if [ $proxy = nginx ]; then stop_nginx; else stop_gh; fi
+      done
+    done
+  done
+  {
+    echo
+    echo "Idle keep-alive connections ($(nproc) cores; file limit $FDS; one request each, answered before the next connection opens, then idle ${SETTLE}s; RSS = VmRSS, nginx: master + 2 workers; TLS: ECDSA P-256, TLS 1.3; p99: wrk -t1 -c$CONNS -d${DUR}s GET 1 KiB with none and with $BIG idle; nginx $(nginx -v 2>&1 | sed 's/.*\///')):"
+    echo
+    python3 - "$W/idle.txt" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1])]
+print("| transport | idle connections | nginx RSS before / with (KiB) | nginx KiB per connection | gatehouse RSS before / with (KiB) | gatehouse KiB per connection | gatehouse / nginx |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+by = {(r[0], r[1], r[2]): r for r in rows}
+for (t, n, p) in sorted({(r[0], int(r[1]), "x") for r in rows}):
+    ng, gh = by.get((t, str(n), "nginx")), by.get((t, str(n), "gatehouse"))
+    if not ng or not gh: continue
+    per = lambda r: (int(r[4]) - int(r[3])) / n
+    print(f"| {t} | {n:,} | {ng[3]} / {ng[4]} | {per(ng):.1f} | {gh[3]} / {gh[4]} | {per(gh):.1f} | {per(gh) / per(ng):.2f} |")
+print()
+big = max(int(r[1]) for r in rows)
+print(f"| transport | proxy | keep-alive GET p99 (ms), none idle | p99 (ms), {big:,} idle |")
+print("|---|---|---:|---:|")
+for r in rows:
+    if int(r[1]) == big:
+        print(f"| {r[0]} | {r[2]} | {r[5]} | {r[6]} |")
+PY
+  } | tee -a "$OUT"
+fi
+
+# TLS (issue 20): new TLS connections per second, full handshakes and TLS 1.3
+# resumption, with an ECDSA P-256 and an RSA 2048 certificate (gh-load tls: a
+# new connection, one GET /bytes/16 with Connection: close, the answer read to
+# the end; CONNS_TLS tasks, default 20), and HTTP/2 GET 1 KiB over TLS (h2load
+# -c 50 -m 10), gatehouse and nginx (2 workers, its default session tickets)
+# both running, measured in TLS_PAIRS interleaved pairs (default 5): medians,
+# the range of the per-pair ratios, and each server's CPU per connection (from
+# /proc: the client shares the two cores, so the rate understates both).
+# With 20 tasks rustls's client store (8 tickets per server) runs dry against
+# gatehouse and some "resume" connections are full handshakes (the table's
+# resumed column shows it); CONNS_TLS=4 resumes every one.
+if [ "$ONLY" = tls ]; then
+  ulimit -n 100000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+  PAIRS=${TLS_PAIRS:-5}
+  TC=${CONNS_TLS:-20}
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=bench \
+    -addext subjectAltName=DNS:bench -keyout "$W/ec.key" -out "$W/ec.crt" 2>/dev/null
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=bench \
+    -addext subjectAltName=DNS:bench -keyout "$W/rsa.key" -out "$W/rsa.crt" 2>/dev/null
+  cat > "$W/gatehouse-tls.toml" <<TOML
+[log]
+access = "/dev/null"
+level = "warn"
+
+[limits]
+max_connections = 50000
+
+[[listener]]
+name = "ec"
+bind = "127.0.0.1:19140"
+tls = { cert = "$W/ec.crt", key = "$W/ec.key" }
+
+[[listener]]
+name = "rsa"
+bind = "127.0.0.1:19141"
+tls = { cert = "$W/rsa.crt", key = "$W/rsa.key" }
+
+[[site]]
+name = "ec"
+listener = "ec"
+backend = "http://$BACKEND"
+
+[[site]]
+name = "rsa"
+listener = "rsa"
+backend = "http://$BACKEND"
+TOML
+  cat > "$W/nginx-tls.conf" <<NGINX
+worker_processes 2;
+worker_rlimit_nofile 100000;
+pid $W/nginx.pid;
+error_log $W/nginx-error.log warn;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path $W/body; proxy_temp_path $W/proxy;
+  fastcgi_temp_path $W/fcgi; uwsgi_temp_path $W/uwsgi; scgi_temp_path $W/scgi;
+  upstream backend { server $BACKEND; keepalive 128; }
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:19142 ssl http2 backlog=4096;
+    ssl_certificate $W/ec.crt;
+    ssl_certificate_key $W/ec.key;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_request_buffering off; proxy_buffering off; }
+  }
+  server {
+    listen 127.0.0.1:19143 ssl http2 backlog=4096;
+    ssl_certificate $W/rsa.crt;
+    ssl_certificate_key $W/rsa.key;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_request_buffering off; proxy_buffering off; }
+  }
+}
+NGINX
+  nginx -c "$W/nginx-tls.conf" -p "$W" >/dev/null 2>&1; sleep 0.3
+  NGPID=$(cat "$W/nginx.pid")
+  target/release/gatehouse run -c "$W/gatehouse-tls.toml" 2>>"$W/gh-tls-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.5
+  hz=$(getconf CLK_TCK)
+  cpu_ticks() { local t=0 p; for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
+      t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo $t; }
+  # One measurement: "<count> <per second> <resumed> <server CPU us per connection or request>".
+  tls_case() {  # PID, command...
+    local pid=$1; shift
+    local t0 t1 out
+    t0=$(cpu_ticks "$pid"); out=$("$@"); t1=$(cpu_ticks "$pid")
+    awk -v o="$out" -v t=$(( t1 - t0 )) -v hz="$hz" 'BEGIN { split(o, f, " "); printf "%s %s %s %.1f\n", f[1], f[2], (f[3] == "" ? 0 : f[3]), (f[1] ? t * 1e6 / hz / f[1] : 0) }'
+  }
+  h2() {  # URL: "<requests> <per second>"
+    h2load -c 50 -m 10 -D "$DUR" "$1" 2>/dev/null | awk '/^finished in/ {gsub(",", ""); rps=$4} /^requests:/ {ok=$8} END {printf "%d %.0f\n", ok, rps}'
+  }
+  declare -A TLSPORT=([nginx,ec]=19142 [nginx,rsa]=19143 [gatehouse,ec]=19140 [gatehouse,rsa]=19141)
+  declare -A TLSPID=([nginx]=$NGPID [gatehouse]=$GHPID)
+  for key in ec rsa; do for mode in full resume; do for proxy in nginx gatehouse; do
+    target/release/gh-load tls 127.0.0.1:${TLSPORT[$proxy,$key]} 1 "$TC" $mode >/dev/null   # warm-up
+  done; done; done
+  h2load -c 50 -m 10 -D 2 https://127.0.0.1:19142/bytes/1024 >/dev/null 2>&1
+  h2load -c 50 -m 10 -D 2 https://127.0.0.1:19140/bytes/1024 >/dev/null 2>&1
+  : > "$W/tls.txt"
+  for p in $(seq 1 "$PAIRS"); do
+    for key in ec rsa; do for mode in full resume; do for proxy in nginx gatehouse; do
+      echo "$key-$mode $proxy $p $(tls_case "${TLSPID[$proxy]}" target/release/gh-load tls 127.0.0.1:${TLSPORT[$proxy,$key]} "$DUR" "$TC" $mode)" | tee -a "$W/tls.txt" >&2
+    done; done; done
+    for proxy in nginx gatehouse; do
+      r=$(tls_case "${TLSPID[$proxy]}" h2 "https://127.0.0.1:${TLSPORT[$proxy,ec]}/bytes/1024")
+      echo "h2-ec $proxy $p $r" | tee -a "$W/tls.txt" >&2
+    done
+  done
+  kill "$GHPID"; wait "$GHPID" 2>/dev/null || true; stop_nginx
+  {
+    echo
+    echo "TLS ($(nproc) cores; gh-load tls with $TC tasks, ${DUR}s per case; h2load -c 50 -m 10 -D $DUR GET 1 KiB over h2; $PAIRS interleaved pairs nginx, gatehouse; nginx $(nginx -v 2>&1 | sed 's/.*\///') with $(openssl version | cut -d' ' -f1-2), gatehouse with rustls (ring); server CPU per connection or request from /proc):"
+    echo
+    python3 - "$W/tls.txt" <<'PY'
+import statistics as st, sys
+rows = [l.split() for l in open(sys.argv[1])]
+cases = {"ec-full": "new connections/s, ECDSA P-256, full handshake",
+         "ec-resume": "new connections/s, ECDSA P-256, resumption",
+         "rsa-full": "new connections/s, RSA 2048, full handshake",
+         "rsa-resume": "new connections/s, RSA 2048, resumption",
+         "h2-ec": "HTTP/2 GET 1 KiB over TLS (ECDSA), requests/s"}
+print("| case | nginx median | gatehouse median | gatehouse / nginx, median of pairs (range) | resumed (nginx / gatehouse) | server CPU us each, nginx / gatehouse (medians) |")
+print("|---|---:|---:|---:|---:|---:|")
+for c, label in cases.items():
+    ng = {r[2]: r for r in rows if r[0] == c and r[1] == "nginx"}
+    gh = {r[2]: r for r in rows if r[0] == c and r[1] == "gatehouse"}
+    pairs = [(ng[p], gh[p]) for p in ng if p in gh]
+    if not pairs: continue
+    rate = lambda r: float(r[4])
+    ratios = [rate(g) / rate(n) for n, g in pairs if rate(n)]
+    res = lambda rs: sum(int(r[5]) for r in rs) / max(1, sum(int(r[3]) for r in rs))
+    resumed = f"{res([n for n, _ in pairs]):.0%} / {res([g for _, g in pairs]):.0%}" if "resume" in c else ""
+    print(f"| {label} | {st.median(rate(n) for n, _ in pairs):.0f} | {st.median(rate(g) for _, g in pairs):.0f} | "
+          f"{st.median(ratios):.2f} ({min(ratios):.2f} to {max(ratios):.2f}) | {resumed} | "
+          f"{st.median(float(n[6]) for n, _ in pairs):.0f} / {st.median(float(g[6]) for _, g in pairs):.0f} |")
+PY
+  } | tee -a "$OUT"
 fi

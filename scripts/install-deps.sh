@@ -22,7 +22,8 @@ case "$what" in
   # nodejs (20.18 or newer; the machine's apt source provides 20.20): the test
   # OpenID provider, oidc-provider, installed by tests/idp/install.sh with npm ci.
   test) pkgs="$pkgs python3-venv faketime krb5-user iproute2 util-linux procps chromium chromium-driver python3-selenium fonts-liberation python3-cryptography prometheus nodejs" ;;
-  bench) pkgs="$pkgs nginx-light wrk procps" ;;
+  # nghttp2-client: h2load, for new TLS connections per second and HTTP/2 over TLS (BENCH_ONLY=tls).
+  bench) pkgs="$pkgs nginx-light wrk procps nghttp2-client" ;;
 esac
 
 missing=""

@@ -13,6 +13,14 @@ use std::time::{Duration, Instant};
 
 use httpguard::Reject;
 
+/// How long an HTTP/1 keep-alive connection stays idle before it drops its
+/// HTTP server (hyper's read and write buffers, its parser state) and waits on
+/// the bare socket, to be served again by a new one when the client sends.
+/// Long enough that a client sending request after request never pays for the
+/// rebuild, short enough that idle connections cost little soon after their
+/// last answer (docs/design.md, "Idle connections").
+pub const PARK_AFTER: Duration = Duration::from_secs(1);
+
 /// Fixed facts about one client connection.
 #[derive(Debug)]
 pub struct ConnInfo {
@@ -57,6 +65,10 @@ pub struct Activity {
     pub(crate) partial_head: AtomicBool,
     /// Requests whose response has ended (body sent or abandoned).
     pub(crate) answered: AtomicU64,
+    /// The connection may drop its HTTP state while idle (see [`PARK_AFTER`]).
+    /// Off for HTTP/2 and once hyper holds an upgrade offer, which it hands
+    /// the connection to when its HTTP server ends.
+    pub(crate) parkable: AtomicBool,
     /// What the HTTP side tells the byte guard, which cannot see it in the
     /// bytes it checks.
     guard: Mutex<GuardNews>,
@@ -79,6 +91,7 @@ impl Activity {
             stream_idle_ms: AtomicU64::new(stream_idle.as_millis() as u64),
             partial_head: AtomicBool::new(false),
             answered: AtomicU64::new(0),
+            parkable: AtomicBool::new(true),
             guard: Mutex::new(GuardNews::default()),
             rejected: OnceLock::new(),
             changed: tokio::sync::Notify::new(),
@@ -148,6 +161,24 @@ impl Activity {
     pub fn set_stream_idle(&self, stream_idle: Duration) {
         self.stream_idle_ms.store(stream_idle.as_millis() as u64, Ordering::Relaxed);
         self.changed.notify_one();
+    }
+
+    /// The connection may no longer be parked (see [`Activity::parkable`]).
+    pub fn never_park(&self) {
+        self.parkable.store(false, Ordering::Relaxed);
+    }
+
+    /// How long until an idle HTTP/1 connection should give back its HTTP
+    /// state: `None` while a request or a head is under way (or never).
+    pub(crate) fn park_in(&self) -> Option<Duration> {
+        if !self.parkable.load(Ordering::Relaxed)
+            || self.in_flight.load(Ordering::Relaxed) > 0
+            || self.head_started.load(Ordering::Relaxed) != 0
+        {
+            return None;
+        }
+        let due = self.last_io.load(Ordering::Relaxed).saturating_add(PARK_AFTER.as_millis() as u64);
+        Some(Duration::from_millis(due.saturating_sub(self.now_ms())))
     }
 
     /// How long until the connection has been quiet too long, or `None` if it

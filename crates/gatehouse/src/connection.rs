@@ -8,7 +8,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::conn::{Activity, ConnInfo};
-use crate::guarded_io::GuardedIo;
+use crate::guarded_io::{GuardedIo, ReadReady};
 use crate::response_body::ResponseBody;
 use crate::shared::Shared;
 
@@ -69,27 +69,29 @@ impl Drop for Connection {
 
 /// Runs HTTP/1 on one client connection until it closes, goes quiet for too
 /// long, or the process drains; `handle` answers each request (the request
-/// pipeline, `pipeline::handle`).
+/// pipeline, `pipeline::handle`). An idle connection parks: its HTTP server
+/// ends (hyper's buffers go with it) and a new one starts when the client
+/// sends again (see `conn::PARK_AFTER`).
 pub async fn serve<S, H, F>(io: S, ctx: Arc<Connection>, handle: H)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + ReadReady + Unpin + Send + 'static,
     H: Fn(Request<Incoming>, Arc<Connection>) -> F + Send + Clone + 'static,
     F: Future<Output = Result<Response<ResponseBody>, h2::Error>> + Send + 'static,
 {
     let generation = ctx.shared.current();
     let limits = &generation.config.limits;
     let timeouts = generation.config.timeouts.clone();
-    let io = GuardedIo::new(
+    let io = SharedIo(Arc::new(Mutex::new(GuardedIo::new(
         io,
         ctx.info.clone(),
         ctx.activity.clone(),
         ctx.shared.access.clone(),
         limits.max_header_size,
         limits.max_headers,
-    );
+    ))));
     let _ = ctx.unswitched.set(Box::new(|upgraded| {
         // Ours again: shut it down, which writes any refusal still owed.
-        if let Ok(parts) = upgraded.downcast::<hyper_util::rt::TokioIo<GuardedIo<S>>>() {
+        if let Ok(parts) = upgraded.downcast::<hyper_util::rt::TokioIo<SharedIo<S>>>() {
             let mut io = parts.io.into_inner();
             tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
@@ -107,11 +109,125 @@ where
         .max_headers(limits.max_headers)
         .half_close(false)
         .keep_alive(true);
-    let service_ctx = ctx.clone();
-    let service = hyper::service::service_fn(move |req| handle(req, service_ctx.clone()));
-    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service).with_upgrades();
-    tokio::pin!(conn);
-    watch(conn, |c| c.graceful_shutdown(), &ctx, &timeouts).await;
+    let mut drain = Drain::new(&ctx);
+    loop {
+        let service_ctx = ctx.clone();
+        let handle = handle.clone();
+        let service = hyper::service::service_fn(move |req| handle(req, service_ctx.clone()));
+        // Boxed, so that a parked connection's task does not keep room for it.
+        let mut conn =
+            Box::pin(builder.serve_connection(hyper_util::rt::TokioIo::new(io.clone()), service).with_upgrades());
+        watch(conn.as_mut(), |c| c.graceful_shutdown(), &ctx, &timeouts, &mut drain).await;
+        drop(conn);
+        if !io.lock().is_parked() {
+            return;
+        }
+        tracing::debug!(client = %ctx.info.peer, "idle connection parked");
+        crate::memory::parked();
+        let serve_again = wait_parked(&io, &ctx, &timeouts, &mut drain).await;
+        io.lock().unpark();
+        if !serve_again {
+            // Closed as hyper would have closed it (a TLS close_notify).
+            let mut io = io.clone();
+            use tokio::io::AsyncWriteExt;
+            let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+            return;
+        }
+    }
+}
+
+/// The connection's bytes, shared by the connection and the HTTP server that
+/// runs on them, so that they outlive a server that ends on a parked connection.
+struct SharedIo<S>(Arc<Mutex<GuardedIo<S>>>);
+
+impl<S> Clone for SharedIo<S> {
+    fn clone(&self) -> Self {
+        SharedIo(self.0.clone())
+    }
+}
+
+impl<S> SharedIo<S> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GuardedIo<S>> {
+        // Only one task ever uses a connection's bytes at a time; a panic
+        // while one did leaves nothing half-changed that another could see.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for SharedIo<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.lock()).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for SharedIo<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.lock()).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.lock()).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.lock().is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.lock()).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.lock()).poll_shutdown(cx)
+    }
+}
+
+/// A parked connection waits for the client's next bytes: true to serve them,
+/// false when it is to close instead (its idle limit, the process draining).
+async fn wait_parked<S: ReadReady>(
+    io: &SharedIo<S>,
+    ctx: &Connection,
+    timeouts: &crate::config::Timeouts,
+    drain: &mut Drain,
+) -> bool {
+    if drain.started {
+        return false;
+    }
+    loop {
+        let wait = match ctx.activity.remaining(timeouts.header_read, timeouts.keepalive_idle) {
+            Ok(wait) => wait,
+            Err(why) => {
+                tracing::debug!(client = %ctx.info.peer, why, "closing connection");
+                return false;
+            }
+        };
+        tokio::select! {
+            ready = std::future::poll_fn(|cx| io.lock().poll_read_ready(cx)) => return ready.is_ok(),
+            _ = tokio::time::sleep(wait) => {}
+            _ = drain.receiver.changed() => {
+                drain.started = true;
+                return false;
+            }
+        }
+    }
+}
+
+/// Whether the process drains, as one connection has seen it.
+struct Drain {
+    receiver: tokio::sync::watch::Receiver<bool>,
+    started: bool,
+}
+
+impl Drain {
+    fn new(ctx: &Connection) -> Drain {
+        let receiver = ctx.shared.draining.clone();
+        let started = *receiver.borrow();
+        Drain { receiver, started }
+    }
 }
 
 /// The connection's watchdog, for HTTP/1 and HTTP/2 alike: drives `conn` until
@@ -122,17 +238,20 @@ async fn watch<F, E>(
     graceful_shutdown: impl Fn(Pin<&mut F>),
     ctx: &Connection,
     timeouts: &crate::config::Timeouts,
+    drain: &mut Drain,
 ) where
     F: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let mut draining = ctx.shared.draining.clone();
-    let mut drain_started = *draining.borrow();
-    if drain_started {
+    if drain.started {
         graceful_shutdown(conn.as_mut());
     }
+    // The idle period whose park time was already reached (by its last byte's
+    // time): the server is polled once then, and parks if nothing else is
+    // under way; otherwise the next park time is after the next byte.
+    let mut park_polled_for = u64::MAX;
     loop {
-        let wait = match ctx.activity.remaining(timeouts.header_read, timeouts.keepalive_idle) {
+        let mut wait = match ctx.activity.remaining(timeouts.header_read, timeouts.keepalive_idle) {
             Ok(wait) => wait,
             Err(why) => {
                 tracing::debug!(client = %ctx.info.peer, why, "closing connection");
@@ -145,6 +264,15 @@ async fn watch<F, E>(
                 return;
             }
         };
+        let idle_since = ctx.activity.last_io.load(Ordering::Relaxed);
+        if let Some(park) = ctx.activity.park_in() {
+            if idle_since != park_polled_for {
+                if park.is_zero() {
+                    park_polled_for = idle_since;
+                }
+                wait = wait.min(park);
+            }
+        }
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -154,8 +282,8 @@ async fn watch<F, E>(
             }
             _ = tokio::time::sleep(wait) => {}
             _ = ctx.activity.changed.notified() => {}
-            _ = draining.changed(), if !drain_started => {
-                drain_started = true;
+            _ = drain.receiver.changed(), if !drain.started => {
+                drain.started = true;
                 graceful_shutdown(conn.as_mut());
             }
         }
@@ -167,6 +295,8 @@ async fn watch<F, E>(
 /// connection ends. Waiting for it here gives the connection back to its
 /// guard, whose shutdown writes the refusal it may still owe.
 pub fn close_when_handed_back(ctx: &Arc<Connection>, offer: hyper::upgrade::OnUpgrade) {
+    // Parking would end hyper's server and so hand it the connection now.
+    ctx.activity.never_park();
     let ctx = ctx.clone();
     tokio::spawn(async move {
         if let Ok(upgraded) = offer.await {
@@ -225,6 +355,7 @@ where
     let limits = &generation.config.limits;
     let timeouts = generation.config.timeouts.clone();
     ctx.activity.head_started.store(0, Ordering::Relaxed);
+    ctx.activity.never_park();
     let io = ActivityIo { inner: io, activity: ctx.activity.clone() };
     let mut builder = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
     builder
@@ -235,5 +366,6 @@ where
     let service = hyper::service::service_fn(move |req| handle(req, service_ctx.clone()));
     let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
     tokio::pin!(conn);
-    watch(conn, |c| c.graceful_shutdown(), &ctx, &timeouts).await;
+    let mut drain = Drain::new(&ctx);
+    watch(conn, |c| c.graceful_shutdown(), &ctx, &timeouts, &mut drain).await;
 }

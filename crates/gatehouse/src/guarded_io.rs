@@ -47,6 +47,12 @@ pub struct GuardedIo<S> {
     /// Held bytes that have not been checked yet (they arrived while an
     /// upgrade request waited for its answer).
     unchecked: bool,
+    /// Everything written has been flushed (hyper flushes after each message):
+    /// only then may the connection park.
+    flushed: bool,
+    /// The connection is parking: the HTTP server was told the stream ended,
+    /// and its shutdown leaves the socket open (see `conn::PARK_AFTER`).
+    parked: bool,
 }
 
 /// The verdict on newly read bytes.
@@ -80,7 +86,33 @@ impl<S> GuardedIo<S> {
             body_refused: false,
             answer_after: 0,
             unchecked: false,
+            flushed: true,
+            parked: false,
         }
+    }
+
+    /// True once the HTTP server was sent away from an idle connection.
+    pub fn is_parked(&self) -> bool {
+        self.parked
+    }
+
+    /// A parked connection is served again (or closed: shutdown then reaches
+    /// the socket).
+    pub fn unpark(&mut self) {
+        self.parked = false;
+    }
+
+    /// Nothing is under way on the connection, in hyper or in the guard, and it
+    /// has been quiet long enough: hyper can be told the stream ended.
+    fn may_park(&self) -> bool {
+        self.flushed
+            && !self.eof
+            && self.answer.is_none()
+            && self.held.is_empty()
+            && self.accepted == 0
+            && !self.unchecked
+            && self.stream.at_request_boundary()
+            && self.activity.park_in() == Some(std::time::Duration::ZERO)
     }
 
     /// Checks `data`, which follows everything checked so far.
@@ -232,7 +264,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
             if this.held.is_empty() {
                 // Fast path: read into the reader's buffer and check in place.
                 let before = out.filled().len();
-                ready!(Pin::new(&mut this.inner).poll_read(cx, out))?;
+                match Pin::new(&mut this.inner).poll_read(cx, out) {
+                    Poll::Pending if this.may_park() => {
+                        // Reads as the client's close: hyper ends its server
+                        // and drops its buffers; the socket stays open.
+                        this.parked = true;
+                        return Poll::Ready(Ok(()));
+                    }
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(r) => r?,
+                }
                 let n = out.filled().len() - before;
                 if n == 0 {
                     this.eof = true;
@@ -292,6 +333,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let n = ready!(Pin::new(&mut self.inner).poll_write(cx, data))?;
         self.activity.touch();
+        self.flushed = false;
         Poll::Ready(Ok(n))
     }
 
@@ -302,6 +344,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
     ) -> Poll<io::Result<usize>> {
         let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
         self.activity.touch();
+        self.flushed = false;
         Poll::Ready(Ok(n))
     }
 
@@ -310,11 +353,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+        self.flushed = true;
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.parked {
+            // hyper ending its server on a parked connection: the socket is
+            // the connection's, which serves it again when the client sends.
+            return Poll::Ready(Ok(()));
+        }
         if let Some((answer, written, record)) = &mut this.answer {
             while *written < answer.len() {
                 let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &answer[*written..]))?;
@@ -329,5 +379,30 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
             }
         }
         Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+/// Read readiness without reading: a parked connection waits on its socket.
+pub trait ReadReady {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl ReadReady for tokio::net::TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::TcpStream::poll_read_ready(self, cx)
+    }
+}
+
+impl ReadReady for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    // rustls has no plaintext waiting when a read came back pending (which is
+    // when a connection parks), so new bytes on the socket are all it waits for.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_ref().0.poll_read_ready(cx)
+    }
+}
+
+impl<S: ReadReady> GuardedIo<S> {
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.poll_read_ready(cx)
     }
 }

@@ -119,14 +119,17 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
         Connection::new(info, Activity::new(timeouts.stream_idle), shared.clone())
     };
     let redirects = generation.config.listeners.iter().any(|l| *l.name == *listener && l.redirect_to.is_some());
+    // Each stage's future is boxed: this task's future is as large as the
+    // largest of them (the TLS handshake, the HTTP/2 server), and every
+    // connection would keep that much for its whole life, idle or not.
     match &tls {
         // Through the same connection code, so the framing guard and the
         // clocks apply to a redirecting listener as to any other.
-        None if redirects => connection::serve(sock, context(None, false), crate::redirect::handle).await,
-        None => connection::serve(sock, context(None, false), crate::pipeline::handle).await,
+        None if redirects => Box::pin(connection::serve(sock, context(None, false), crate::redirect::handle)).await,
+        None => Box::pin(connection::serve(sock, context(None, false), crate::pipeline::handle)).await,
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
-            match tokio::time::timeout(timeouts.header_read, acceptor.accept(sock)).await {
+            match Box::pin(tokio::time::timeout(timeouts.header_read, acceptor.accept(sock))).await {
                 Ok(Ok(stream)) => {
                     let sni = stream.get_ref().1.server_name();
                     let end_point_hash = generation
@@ -138,9 +141,11 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
                         .and_then(|t| crate::tls::choose(&t.certificates, sni))
                         .and_then(|ck| ck.end_entity_cert().ok().map(|der| crate::tls::server_end_point(der)));
                     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        connection::serve_h2(stream, context(end_point_hash, true), crate::pipeline::handle).await
+                        Box::pin(connection::serve_h2(stream, context(end_point_hash, true), crate::pipeline::handle))
+                            .await
                     } else {
-                        connection::serve(stream, context(end_point_hash, false), crate::pipeline::handle).await
+                        Box::pin(connection::serve(stream, context(end_point_hash, false), crate::pipeline::handle))
+                            .await
                     }
                 }
                 Ok(Err(e)) => {

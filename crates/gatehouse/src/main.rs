@@ -25,6 +25,7 @@ mod generation;
 mod guarded_io;
 mod keytab;
 mod listener;
+mod memory;
 mod metrics;
 mod mfa;
 mod net;

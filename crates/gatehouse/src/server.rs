@@ -66,6 +66,7 @@ pub async fn run(path: PathBuf) -> Result<(), String> {
     let workers = Workers::start(Workers::count(), slot.clone(), listener::serve_accepted)
         .map_err(|e| format!("cannot start worker threads: {e}"))?;
     let workers = Arc::new(workers);
+    crate::memory::start().map_err(|e| format!("cannot start the memory trimming thread: {e}"))?;
     let pools = (0..workers.len())
         .map(|_| Pool::new(config.limits.backend_idle_per_key, config.timeouts.backend_idle))
         .collect();

@@ -116,6 +116,13 @@ pub fn server_config(tls: &ListenerTls, http2: bool) -> Arc<rustls::ServerConfig
     // h2 first when offered: clients that need a connection-bound scheme (NTLM)
     // are sent back to HTTP/1.1 per request (HTTP_1_1_REQUIRED), as IIS does.
     config.alpn_protocols = if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
+    // Stateless session tickets (as nginx's default): a returning client
+    // resumes however many other clients came between, where rustls's default
+    // names entries of a 256-entry cache that they push out (docs/design.md, "TLS").
+    match rustls::crypto::ring::Ticketer::new() {
+        Ok(ticketer) => config.ticketer = ticketer,
+        Err(e) => tracing::warn!(error = %e, "no session ticket keys; TLS resumption by session cache only"),
+    }
     Arc::new(config)
 }
 

@@ -397,6 +397,108 @@ async fn slow_head_is_cut_off_but_idle_keepalive_is_not() {
     assert!(start.elapsed() >= Duration::from_secs(2), "closed too early");
 }
 
+/// A keep-alive connection quiet for more than a second parks: its HTTP server
+/// (and hyper's buffers with it) ends while the socket stays open, and a new
+/// one serves the client's next bytes: a request after each park, then two
+/// pipelined in one write, on plain HTTP and on TLS. A parked connection still
+/// closes at keepalive_idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_parks_and_is_served_again() {
+    let b = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certs(dir.path(), &[("app", &["app.test"])]);
+    let config = format!(
+        "[timeouts]\nkeepalive_idle = \"4s\"\n\n[[listener]]\nname = \"plain\"\nbind = \"127.0.0.1:0\"\n\n\
+         [[listener]]\nname = \"tls\"\nbind = \"127.0.0.1:0\"\nhttp2 = false\ntls = {{ cert = \"app.pem\", key = \"app.key\" }}\n\n\
+         [[site]]\nname = \"plain\"\nlistener = \"plain\"\nbackend = \"http://{0}\"\n\n\
+         [[site]]\nname = \"tls\"\nlistener = \"tls\"\nbackend = \"http://{0}\"\n",
+        b.addr
+    );
+    let g = Gatehouse::launch(dir, &config, Launch { env: vec![("RUST_LOG", "gatehouse=debug".into())] });
+    let parks = |g: &Gatehouse| g.stderr().matches("idle connection parked").count();
+    let mut plain = Conn::open(g.addr_of("plain")).await;
+    let mut tls = Conn::open_tls(g.addr_of("tls"), &ca, "app.test").await;
+    for round in 1..=2 {
+        plain.send(get("app.test", "/bytes/7").as_bytes()).await;
+        let r = plain.response().await;
+        assert_eq!((r.status, r.text().len()), (200, 7), "plain, round {round}");
+        tls.send(get("app.test", "/bytes/9").as_bytes()).await;
+        let r = tls.response().await;
+        assert_eq!((r.status, r.text().len()), (200, 9), "TLS, round {round}");
+        // No park while requests keep coming.
+        assert_eq!(parks(&g), 2 * (round - 1), "parked too early:\n{}", g.stderr());
+        g.wait_for(|| parks(&g) >= 2 * round, "both idle connections parked");
+    }
+    let two = format!("{}{}", get("app.test", "/bytes/3"), get("app.test", "/bytes/5"));
+    plain.send(two.as_bytes()).await;
+    tls.send(two.as_bytes()).await;
+    for (name, first, second) in
+        [("plain", plain.response().await, plain.response().await), ("TLS", tls.response().await, tls.response().await)]
+    {
+        assert_eq!((first.status, first.text().len()), (200, 3), "{name}, first pipelined");
+        assert_eq!((second.status, second.text().len()), (200, 5), "{name}, second pipelined");
+    }
+    g.wait_for(|| parks(&g) >= 6, "parked again after the pipelined pair");
+    // Parked, and still closed at keepalive_idle (4 s after the last byte).
+    let start = Instant::now();
+    assert!(plain.closed().await, "a parked connection outlived keepalive_idle");
+    assert!(tls.closed().await, "a parked TLS connection outlived keepalive_idle");
+    assert!(start.elapsed() >= Duration::from_secs(1), "closed too early");
+    assert!(!g.stderr().contains("panicked"), "{}", g.stderr());
+}
+
+/// TLS 1.3 resumption by stateless session tickets: a client that comes back
+/// resumes even after 300 other clients' handshakes, which would have pushed
+/// its session out of a session cache (rustls's default keeps 256).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_sessions_resume_from_tickets_after_many_other_handshakes() {
+    use rustls::pki_types::pem::PemObject;
+    let b = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certs(dir.path(), &[("app", &["app.test"])]);
+    let config = format!(
+        "[[listener]]\nname = \"tls\"\nbind = \"127.0.0.1:0\"\nhttp2 = false\ntls = {{ cert = \"app.pem\", key = \"app.key\" }}\n\n\
+         [[site]]\nname = \"tls\"\nlistener = \"tls\"\nbackend = \"http://{}\"\n",
+        b.addr
+    );
+    let g = Gatehouse::start_in(dir, &config);
+    let addr = g.addr_of("tls");
+    let client = |resume: bool| {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(&ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut c =
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        if !resume {
+            c.resumption = rustls::client::Resumption::disabled();
+        }
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(c))
+    };
+    // One request on a new connection; how its handshake went.
+    let visit = |connector: tokio_rustls::TlsConnector| async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("app.test").unwrap();
+        let mut c = Conn { stream: connector.connect(name, tcp).await.unwrap(), buf: Vec::new() };
+        c.send(get("app.test", "/bytes/4").as_bytes()).await;
+        // The tickets come after the handshake, before the answer.
+        assert_eq!(c.response().await.status, 200);
+        c.stream.get_ref().1.handshake_kind()
+    };
+    let returning = client(true);
+    assert_eq!(visit(returning.clone()).await, Some(rustls::HandshakeKind::Full));
+    assert_eq!(visit(returning.clone()).await, Some(rustls::HandshakeKind::Resumed));
+    let others = client(false);
+    for _ in 0..300 {
+        assert_eq!(visit(others.clone()).await, Some(rustls::HandshakeKind::Full));
+    }
+    assert_eq!(visit(returning.clone()).await, Some(rustls::HandshakeKind::Resumed), "the ticket no longer resumes");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limit_answers_503() {
     let (_b, _g, port) = proxied("[limits]\nmax_connections = 2").await;

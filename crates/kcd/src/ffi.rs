@@ -969,3 +969,21 @@ pub fn change_password(principal: &str, enterprise: bool, old: &str, new: &str) 
     };
     Ok(ChangeAnswer { code: result_code, code_words, words })
 }
+
+extern "C" {
+    /// glibc's `malloc_trim`.
+    fn malloc_trim(pad: usize) -> std::ffi::c_int;
+}
+
+/// Hands the free pages of every malloc arena back to the system (glibc's
+/// `malloc_trim(0)`). Not Kerberos: it is here because this file is the
+/// project's one place for `unsafe`. gatehouse calls it after idle
+/// connections have freed their buffers (docs/design.md, "Idle connections
+/// park"): glibc keeps freed chunks that sit among live ones resident.
+pub fn release_free_memory() {
+    // SAFETY: no arguments to check beyond the padding, no pointers; glibc
+    // takes each arena's lock in turn, so other threads may allocate meanwhile.
+    unsafe {
+        malloc_trim(0);
+    }
+}

@@ -62,6 +62,7 @@ pub use cred_cache::CacheStats;
 pub use directory::{Directory, Entry, EntryKind};
 pub use error::{Error, Kind};
 pub use explain::{advice, explain, Explanation};
+pub use ffi::release_free_memory;
 pub use logon::Logon;
 pub use logon_info::{fuzz_logon_info, parse_logon_info, GroupRid, GroupSid, LogonInfo, LogonInfoError, Sid};
 pub use observe::{KdcObserver, KdcRequest};

@@ -391,3 +391,25 @@ async fn a_password_checker_that_hangs_is_503_within_the_timeout() {
     assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
     assert!(g.stderr().contains("gave no answer within"), "{}", g.stderr());
 }
+
+/// The logon belongs to the connection, not to the HTTP server on it: after the
+/// connection has parked (quiet for more than a second, see `conn::PARK_AFTER`)
+/// its next request is still bob's with no new handshake, while a connection of
+/// its own still has to authenticate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ntlm_logon_outlives_the_connection_parking() {
+    let b = Backend::start().await;
+    let g = start(plain(b.addr));
+    let port = g.port();
+    let mut c = Conn::open(listen(port)).await;
+    let head = "GET /ews/first HTTP/1.1\r\nHost: mail.ad.test";
+    let r = handshake(&mut c, &Client::new("bob", "Bob-Pass1"), head, b"", |_| {}).await;
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    c.send(b"GET /ews/after HTTP/1.1\r\nHost: mail.ad.test\r\n\r\n").await;
+    let r = c.response().await;
+    assert_eq!(r.status, 200, "the logon was lost when the connection parked: {}", r.text());
+    assert_eq!(r.json()["headers"]["x-remote-user"], "ADTEST\\bob");
+    let r = request(listen(port), "GET /ews/other HTTP/1.1\r\nHost: mail.ad.test\r\n\r\n").await;
+    assert_eq!(r.status, 401);
+}

@@ -43,6 +43,13 @@
 //!       their return. Prints one line per round:
 //!       `<ok> <failed> <p50 ms> <p99 ms> <max ms> <seconds for the round>`,
 //!       the times from the connect to the last response's end, per user.
+//!   gh-load tls ADDR SECONDS CONNS full|resume
+//!       each task: a new TCP connection and TLS handshake, one
+//!       `GET /bytes/16` with `Connection: close`, the answer read to its end;
+//!       `full` never resumes, `resume` offers the tickets of earlier
+//!       connections (TLS 1.3 resumption, as a browser does). The server's
+//!       signature is not checked (the client's own cost kept low). Prints
+//!       `<connections> <per second> <resumed>`.
 //! With `GH_LOAD_TLS=NAME` every connection is TLS with NAME as SNI and the
 //! server's certificate not checked (loopback benchmarks only).
 //! A `%` in USER stands for the task's number modulo 10, plus one, in two digits
@@ -225,6 +232,14 @@ async fn main() {
         let file = args.get(4).cloned().unwrap_or_else(|| usage());
         return burst(addr, seconds, conns, &file).await;
     }
+    if mode == "tls" {
+        let resume = match args.get(4).map(String::as_str) {
+            Some("full") => false,
+            Some("resume") => true,
+            _ => usage(),
+        };
+        return tls::connections(addr, seconds, conns, resume).await;
+    }
     if mode == "kerberos" {
         let spn = args.get(4).cloned().unwrap_or_else(|| usage());
         return kerberos(addr, seconds, conns, spn).await;
@@ -340,6 +355,106 @@ mod tls {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let name = ServerName::try_from(name.to_owned()).map_err(std::io::Error::other)?;
         tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await
+    }
+
+    /// Takes any certificate and any signature: the handshake benchmark
+    /// measures the server's side of it.
+    #[derive(Debug)]
+    struct Unchecked(Arc<rustls::crypto::CryptoProvider>);
+
+    impl ServerCertVerifier for Unchecked {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    /// `gh-load tls`: new TLS connections in a loop on CONNS tasks.
+    pub async fn connections(addr: std::net::SocketAddr, seconds: u64, conns: usize, resume: bool) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::time::{Duration, Instant};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unchecked(provider)))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        if !resume {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let (done, resumed, errors) =
+            (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let (connector, done, resumed, errors) = (connector.clone(), done.clone(), resumed.clone(), errors.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut answer = Vec::with_capacity(1024);
+                while Instant::now() < deadline {
+                    let one = async {
+                        let tcp = tokio::net::TcpStream::connect(addr).await?;
+                        tcp.set_nodelay(true)?;
+                        let name = ServerName::try_from("bench").expect("a valid name");
+                        let mut s = connector.connect(name, tcp).await?;
+                        s.write_all(b"GET /bytes/16 HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").await?;
+                        answer.clear();
+                        // To the end: the server closes after its answer (and
+                        // a TLS 1.3 server's tickets arrive before it).
+                        let _ = s.read_to_end(&mut answer).await;
+                        let kind = s.get_ref().1.handshake_kind();
+                        Ok::<_, std::io::Error>((answer.starts_with(b"HTTP/1.1 200"), kind))
+                    };
+                    match one.await {
+                        Ok((true, kind)) => {
+                            done.fetch_add(1, Ordering::Relaxed);
+                            if kind == Some(rustls::HandshakeKind::Resumed) {
+                                resumed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        let (n, r, e) = (done.load(Ordering::Relaxed), resumed.load(Ordering::Relaxed), errors.load(Ordering::Relaxed));
+        if e > 0 {
+            eprintln!("gh-load tls: {e} errors");
+        }
+        println!("{n} {:.0} {r}", n as f64 / seconds as f64);
     }
 }
 
