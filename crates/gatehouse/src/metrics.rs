@@ -15,7 +15,7 @@
 //! request kind) and kcd's Kerberos error names. Never a user name, a path or
 //! anything else a client chooses.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder};
@@ -155,6 +155,54 @@ pub struct Metrics {
     live: Arc<LiveCollector>,
     /// One scrape at a time: the live values are set, then written.
     scrape: Mutex<()>,
+    /// Each site's series, looked up by the site's name without building a
+    /// label (a `String`) and hashing it into each family on every request.
+    sites: std::sync::RwLock<std::collections::HashMap<String, Arc<SiteSeries>>>,
+}
+
+/// One site's per-request series, each made in its family the first time it
+/// is used (so a scrape shows what it did before: no series at zero).
+#[derive(Default)]
+struct SiteSeries {
+    /// By status class, in `class_index`'s order.
+    requests: [OnceLock<Counter>; 6],
+    edge_latency: OnceLock<Histogram>,
+    backend_latency: OnceLock<Histogram>,
+    bytes_in: OnceLock<Counter>,
+    bytes_out: OnceLock<Counter>,
+}
+
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+fn class_index(status: u16) -> usize {
+    match status {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        500..=599 => 4,
+        // 0: an HTTP/2 stream reset (HTTP_1_1_REQUIRED).
+        _ => 5,
+    }
+}
+
+impl Metrics {
+    /// The site's series (made on its first request). Sites are few and
+    /// come from the configuration, so the map stays as small as the
+    /// families' own label sets.
+    fn site(&self, site: &str) -> Arc<SiteSeries> {
+        if let Some(found) = self.sites.read().unwrap_or_else(|e| e.into_inner()).get(site) {
+            return found.clone();
+        }
+        let mut sites = self.sites.write().unwrap_or_else(|e| e.into_inner());
+        sites.entry(site.to_owned()).or_default().clone()
+    }
+}
+
+impl SiteSeries {
+    fn labels(site: &str) -> SiteLabels {
+        SiteLabels { site: site.to_owned() }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -252,6 +300,7 @@ impl Metrics {
             open_connections,
             live,
             scrape: Mutex::new(()),
+            sites: Default::default(),
         }
     }
 
@@ -320,25 +369,24 @@ pub struct Requests(Arc<Metrics>);
 
 impl Requests {
     pub fn finished(&self, site: Option<&str>, status: u16, took: Duration, bytes_in: u64, bytes_out: u64) {
-        let site = site.unwrap_or(NO_SITE).to_owned();
-        let class = match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            500..=599 => "5xx",
-            // 0: an HTTP/2 stream reset (HTTP_1_1_REQUIRED).
-            _ => "other",
-        };
         let m = &self.0;
-        m.requests.get_or_create(&RequestLabels { site: site.clone(), class }).inc();
-        let labels = SiteLabels { site };
-        m.edge_latency.get_or_create(&labels).observe(took.as_secs_f64());
+        let name = site.unwrap_or(NO_SITE);
+        let series = m.site(name);
+        let class = class_index(status);
+        series.requests[class]
+            .get_or_init(|| {
+                m.requests.get_or_create(&RequestLabels { site: name.to_owned(), class: CLASSES[class] }).clone()
+            })
+            .inc();
+        series
+            .edge_latency
+            .get_or_init(|| m.edge_latency.get_or_create(&SiteSeries::labels(name)).clone())
+            .observe(took.as_secs_f64());
         if bytes_in > 0 {
-            m.bytes_in.get_or_create(&labels).inc_by(bytes_in);
+            series.bytes_in.get_or_init(|| m.bytes_in.get_or_create(&SiteSeries::labels(name)).clone()).inc_by(bytes_in);
         }
         if bytes_out > 0 {
-            m.bytes_out.get_or_create(&labels).inc_by(bytes_out);
+            series.bytes_out.get_or_init(|| m.bytes_out.get_or_create(&SiteSeries::labels(name)).clone()).inc_by(bytes_out);
         }
     }
 }
@@ -371,7 +419,12 @@ pub struct Backends(Arc<Metrics>);
 
 impl Backends {
     pub fn answered(&self, site: &str, took: Duration) {
-        self.0.backend_latency.get_or_create(&SiteLabels { site: site.to_owned() }).observe(took.as_secs_f64());
+        let m = &self.0;
+        let series = m.site(site);
+        series
+            .backend_latency
+            .get_or_init(|| m.backend_latency.get_or_create(&SiteSeries::labels(site)).clone())
+            .observe(took.as_secs_f64());
     }
 
     pub fn connect_failed(&self, site: &str) {
@@ -538,6 +591,41 @@ impl prometheus_client::collector::Collector for LiveCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The per-site series kept between requests count like the families
+    /// they come from, each class on its own, and a series appears only
+    /// once something was counted in it.
+    #[test]
+    fn site_series_count_per_class_and_appear_when_used() {
+        let m = Arc::new(Metrics::new());
+        for (site, status) in [("owa", 200), ("owa", 204), ("owa", 404), ("ews", 503), ("owa", 0), ("owa", 101)] {
+            m.requests().finished(Some(site), status, Duration::from_millis(3), 0, 0);
+        }
+        m.requests().finished(Some("ews"), 200, Duration::from_millis(3), 5, 7);
+        m.backends().answered("ews", Duration::from_millis(2));
+        let text = m.scrape(Live::default());
+        for line in [
+            "gatehouse_requests_total{site=\"owa\",class=\"2xx\"} 2",
+            "gatehouse_requests_total{site=\"owa\",class=\"4xx\"} 1",
+            "gatehouse_requests_total{site=\"owa\",class=\"other\"} 1",
+            "gatehouse_requests_total{site=\"owa\",class=\"1xx\"} 1",
+            "gatehouse_requests_total{site=\"ews\",class=\"5xx\"} 1",
+            "gatehouse_requests_total{site=\"ews\",class=\"2xx\"} 1",
+            "gatehouse_received_bytes_total{site=\"ews\"} 5",
+            "gatehouse_sent_bytes_total{site=\"ews\"} 7",
+            "gatehouse_request_duration_seconds_count{site=\"owa\"} 5",
+            "gatehouse_backend_response_seconds_count{site=\"ews\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        for absent in [
+            "{site=\"owa\",class=\"5xx\"}",
+            "gatehouse_sent_bytes_total{site=\"owa\"}",
+            "gatehouse_backend_response_seconds_count{site=\"owa\"}",
+        ] {
+            assert!(!text.contains(absent), "{absent} counted nothing and should not be there:\n{text}");
+        }
+    }
 
     #[test]
     fn a_scrape_names_each_family_and_its_labels() {
