@@ -189,6 +189,19 @@ fn admin_addr_after(g: &Gatehouse, n: usize) -> SocketAddr {
     admin_addr(g)
 }
 
+/// `gatehouse check --offline` on `text` written to `path`: whether it passed,
+/// and what it said (standard error, then standard output).
+fn check_offline(path: &std::path::Path, text: &str) -> (bool, String) {
+    std::fs::write(path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["check", "-c"])
+        .arg(path)
+        .arg("--offline")
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_admin_settings_are_refused_by_check() {
     let dir = tempfile::tempdir().unwrap();
@@ -201,26 +214,13 @@ async fn bad_admin_settings_are_refused_by_check() {
         ("status_page = \"yes\"", "admin.status_page"),
         ("port = 9180", "admin.port"),
     ] {
-        std::fs::write(&path, format!("[admin]\n{admin}\n{base}")).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .args(["check", "-c"])
-            .arg(&path)
-            .arg("--offline")
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-        assert!(!out.status.success(), "{admin}: accepted\n{said}");
+        let (passed, said) = check_offline(&path, &format!("[admin]\n{admin}\n{base}"));
+        assert!(!passed, "{admin}: accepted\n{said}");
         assert!(said.contains(words), "{admin}: {said}");
     }
-    std::fs::write(&path, format!("[admin]\nbind = \"127.0.0.1:9180\"\nallow = [\"10.0.0.0/8\", \"::1\"]\n{base}"))
-        .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["check", "-c"])
-        .arg(&path)
-        .arg("--offline")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let good = format!("[admin]\nbind = \"127.0.0.1:9180\"\nallow = [\"10.0.0.0/8\", \"::1\"]\n{base}");
+    let (passed, said) = check_offline(&path, &good);
+    assert!(passed, "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -645,19 +645,7 @@ async fn bad_admin_sign_in_settings_are_refused_by_check() {
     let domain =
         "[domain]\nrealm = \"AD.TEST\"\nnetbios_name = \"ADTEST\"\n[accounts]\nsource = \"file\"\nfile = \"users\"\n";
     let base = "[[listener]]\nname = \"p\"\nbind = \"127.0.0.1:0\"\n[[site]]\nname = \"s\"\nlistener = \"p\"\nbackend = \"http://127.0.0.1:1\"\n";
-    let check = |text: String| {
-        std::fs::write(&path, text).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .args(["check", "-c"])
-            .arg(&path)
-            .arg("--offline")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
-        )
-    };
+    let check = |text: String| check_offline(&path, &text);
     for (sign_in, with_domain, words) in [
         ("auth = [\"Basic\"]\nallow = [\"admins\"]", true, "Basic would send a password in clear"),
         ("auth = [\"Forms\"]\nallow = [\"admins\"]", true, "NTLM and Negotiate only"),
