@@ -987,3 +987,431 @@ pub fn release_free_memory() {
         malloc_trim(0);
     }
 }
+
+// ---- Accepting on a long-lived krb5 context (the quick acceptor) ----
+//
+// `gss_accept_sec_context` sets up a krb5 context for every call and frees it
+// after: the profile checked for changes, the authdata plugins looked up,
+// the per-message keys of the context derived, a sequence window and names
+// copied, all thrown away at once by gatehouse, which needs none of them
+// (docs/performance.md, "Kerberos at the edge on a quiet machine"). The quick
+// acceptor makes the same AP-REQ checks with MIT's krb5 API on one context
+// per worker thread, kept with the acceptor's in-memory keys: `krb5_rd_req`
+// (ticket and authenticator decrypted and checked, clock skew, ticket times,
+// client names matched, the PAC verified by MIT's authdata module), then the
+// GSS checksum (`gss_checksum.rs`), then the AP-REP. It answers only for the
+// common case and only with success: for anything else (a delegated TGT,
+// unusual checksums, a refusal of any kind) it declines, and the caller asks
+// MIT's GSS layer, whose answer, error included, is the authoritative one.
+
+/// `krb5_checksum`.
+#[repr(C)]
+struct Krb5Checksum {
+    magic: i32,
+    checksum_type: i32,
+    length: c_uint,
+    contents: *mut u8,
+}
+
+/// `krb5_authdata`.
+#[repr(C)]
+struct Krb5Authdata {
+    magic: i32,
+    ad_type: i32,
+    length: c_uint,
+    contents: *mut u8,
+}
+
+/// `krb5_authenticator`.
+#[repr(C)]
+struct Krb5Authenticator {
+    magic: i32,
+    client: *mut c_void,
+    checksum: *mut Krb5Checksum,
+    cusec: i32,
+    ctime: i32,
+    subkey: *mut Krb5Keyblock,
+    seq_number: u32,
+    authorization_data: *mut *mut Krb5Authdata,
+}
+
+#[cfg(test)]
+pub mod layout {
+    //! The offsets of the mirrored structs, for a test that compares them
+    //! with the installed krb5.h.
+    pub fn rust() -> String {
+        use super::*;
+        use std::mem::{offset_of, size_of};
+        format!(
+            "{} {} {} {} {} {} {} {} {} {}",
+            size_of::<Krb5Checksum>(),
+            offset_of!(Krb5Checksum, checksum_type),
+            offset_of!(Krb5Checksum, contents),
+            size_of::<Krb5Authdata>(),
+            offset_of!(Krb5Authdata, contents),
+            size_of::<Krb5Authenticator>(),
+            offset_of!(Krb5Authenticator, checksum),
+            offset_of!(Krb5Authenticator, subkey),
+            offset_of!(Krb5Authenticator, authorization_data),
+            size_of::<Krb5Keyblock>(),
+        )
+    }
+    pub const C: &str = "printf(\"%zu %zu %zu %zu %zu %zu %zu %zu %zu %zu\", sizeof(krb5_checksum), \
+        offsetof(krb5_checksum, checksum_type), offsetof(krb5_checksum, contents), sizeof(krb5_authdata), \
+        offsetof(krb5_authdata, contents), sizeof(krb5_authenticator), offsetof(krb5_authenticator, checksum), \
+        offsetof(krb5_authenticator, subkey), offsetof(krb5_authenticator, authorization_data), \
+        sizeof(krb5_keyblock));";
+}
+
+const KRB5_AUTH_CONTEXT_DO_SEQUENCE: i32 = 4;
+const KRB5_AUTHDATA_AP_OPTIONS: i32 = 143;
+
+#[link(name = "krb5")]
+extern "C" {
+    fn krb5_auth_con_init(context: *mut c_void, auth_context: *mut *mut c_void) -> i32;
+    fn krb5_auth_con_free(context: *mut c_void, auth_context: *mut c_void) -> i32;
+    fn krb5_auth_con_setflags(context: *mut c_void, auth_context: *mut c_void, flags: i32) -> i32;
+    fn krb5_rd_req(
+        context: *mut c_void,
+        auth_context: *mut *mut c_void,
+        inbuf: *const Krb5Data,
+        server: *const c_void,
+        keytab: *mut c_void,
+        ap_req_options: *mut i32,
+        ticket: *mut *mut c_void,
+    ) -> i32;
+    fn krb5_auth_con_getauthenticator(
+        context: *mut c_void,
+        auth_context: *mut c_void,
+        authenticator: *mut *mut Krb5Authenticator,
+    ) -> i32;
+    fn krb5_free_authenticator(context: *mut c_void, authenticator: *mut Krb5Authenticator);
+    fn krb5_auth_con_getkey(context: *mut c_void, auth_context: *mut c_void, key: *mut *mut Krb5Keyblock) -> i32;
+    fn krb5_free_keyblock(context: *mut c_void, key: *mut Krb5Keyblock);
+    fn krb5_find_authdata(
+        context: *mut c_void,
+        ticket_authdata: *const *mut Krb5Authdata,
+        ap_req_authdata: *const *mut Krb5Authdata,
+        ad_type: i32,
+        results: *mut *mut *mut Krb5Authdata,
+    ) -> i32;
+    fn krb5_free_authdata(context: *mut c_void, authdata: *mut *mut Krb5Authdata);
+    fn krb5_mk_rep(context: *mut c_void, auth_context: *mut c_void, outbuf: *mut Krb5Data) -> i32;
+    fn krb5_unparse_name(context: *mut c_void, principal: *const c_void, name: *mut *mut c_char) -> i32;
+    fn krb5_free_unparsed_name(context: *mut c_void, name: *mut c_char);
+    // Exported by libkrb5 (version node krb5_3_MIT) and used by MIT's own GSS
+    // layer for `gss_get_name_attribute`; declared in MIT's internal header,
+    // so by hand here. The authdata context belongs to the auth context.
+    fn krb5_auth_con_get_authdata_context(
+        context: *mut c_void,
+        auth_context: *mut c_void,
+        ad_context: *mut *mut c_void,
+    ) -> i32;
+    #[allow(clippy::too_many_arguments)]
+    fn krb5_authdata_get_attribute(
+        context: *mut c_void,
+        ad_context: *mut c_void,
+        attribute: *const Krb5Data,
+        authenticated: *mut c_uint,
+        complete: *mut c_uint,
+        value: *mut Krb5Data,
+        display_value: *mut Krb5Data,
+        more: *mut std::ffi::c_int,
+    ) -> i32;
+}
+
+/// One worker thread's krb5 context, with the acceptor's memory keytab
+/// resolved on it. MIT's contexts are not to be shared between threads: each
+/// thread has its own, made at its first ticket and again when the keys change.
+struct QuickContext {
+    keys: std::sync::Arc<MemoryKeytab>,
+    krb5: Krb5,
+}
+
+thread_local! {
+    static QUICK: std::cell::RefCell<Option<QuickContext>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The per-call handles, released in reverse order on every path.
+struct QuickCall<'a> {
+    context: *mut c_void,
+    auth_context: *mut c_void,
+    authenticator: *mut Krb5Authenticator,
+    found: *mut *mut Krb5Authdata,
+    _on: std::marker::PhantomData<&'a Krb5>,
+}
+
+impl Drop for QuickCall<'_> {
+    fn drop(&mut self) {
+        // SAFETY: each handle is null or was returned on `context` during this
+        // call, and is released once, before the context (which outlives us).
+        unsafe {
+            if !self.found.is_null() {
+                krb5_free_authdata(self.context, self.found);
+            }
+            if !self.authenticator.is_null() {
+                krb5_free_authenticator(self.context, self.authenticator);
+            }
+            if !self.auth_context.is_null() {
+                krb5_auth_con_free(self.context, self.auth_context);
+            }
+        }
+    }
+}
+
+/// A key's encryption type; the key itself is freed (and zeroed) at once.
+fn key_enctype(context: *mut c_void, key: *mut Krb5Keyblock) -> Option<i32> {
+    if key.is_null() {
+        return None;
+    }
+    // SAFETY: a keyblock MIT just allocated for us; read, then freed once.
+    unsafe {
+        let enctype = (*key).enctype;
+        krb5_free_keyblock(context, key);
+        Some(enctype)
+    }
+}
+
+/// Accepts `ap_req` (the bare AP-REQ, without its GSS framing) on this
+/// thread's long-lived context with `keys`, for the common case only; None
+/// whenever MIT's GSS layer should judge the token instead (see above). The
+/// session key and the client's subkey must be of `enctypes`. Never builds
+/// S4U2Proxy evidence (`proxy` is None): callers use it only where the
+/// evidence would not be used.
+pub fn accept_quick(
+    keys: &std::sync::Arc<MemoryKeytab>,
+    ap_req: &[u8],
+    channel_bindings: Option<&[u8]>,
+    enctypes: &[i32],
+) -> Option<Accepted> {
+    QUICK.with(|slot| {
+        let mut slot = slot.try_borrow_mut().ok()?;
+        if slot.as_ref().is_none_or(|q| !std::sync::Arc::ptr_eq(&q.keys, keys)) {
+            // A new context for new keys: also picks up krb5.conf again (the
+            // clock skew) at a reload, as MIT's GSS layer would at every call.
+            *slot = None;
+            let krb5 = open_keytab(&keys.name).ok()?;
+            *slot = Some(QuickContext { keys: keys.clone(), krb5 });
+        }
+        let quick = slot.as_ref()?;
+        accept_on(&quick.krb5, ap_req, channel_bindings, enctypes)
+    })
+}
+
+fn accept_on(krb5: &Krb5, ap_req: &[u8], channel_bindings: Option<&[u8]>, enctypes: &[i32]) -> Option<Accepted> {
+    use crate::gss_checksum::{self as gss, Bound, Reading};
+    let context = krb5.context;
+    let mut call = QuickCall {
+        context,
+        auth_context: ptr::null_mut(),
+        authenticator: ptr::null_mut(),
+        found: ptr::null_mut(),
+        _on: std::marker::PhantomData,
+    };
+    // SAFETY: the context is live (owned by `krb5`, borrowed for this call);
+    // the out-parameter is released by `call`.
+    if unsafe { krb5_auth_con_init(context, &mut call.auth_context) } != 0 {
+        return None;
+    }
+    // No DO_TIME: MIT would otherwise open its default (file) replay cache;
+    // gatehouse keeps its own (`replay.rs`). The clock skew and the ticket's
+    // times are checked by krb5_rd_req either way.
+    // SAFETY: a live auth context of this context.
+    unsafe { krb5_auth_con_setflags(context, call.auth_context, 0) };
+    let input = Krb5Data { magic: 0, length: u32::try_from(ap_req.len()).ok()?, data: ap_req.as_ptr() as *mut c_char };
+    let mut options: i32 = 0;
+    // SAFETY: `input` points at `ap_req`, which MIT only reads during the
+    // call; no server principal (any key of the keytab, as the GSS acceptor
+    // without a name: the caller checked the ticket's SPN); the keytab is
+    // resolved on this context; no ticket copy is asked for.
+    let code = unsafe {
+        krb5_rd_req(context, &mut call.auth_context, &input, ptr::null(), krb5.keytab, &mut options, ptr::null_mut())
+    };
+    if code != 0 {
+        return None;
+    }
+    // The encryption types MIT's GSS acceptor would have been limited to.
+    let mut key: *mut Krb5Keyblock = ptr::null_mut();
+    // SAFETY: live auth context after a successful krb5_rd_req; the key copy
+    // is freed by key_enctype.
+    unsafe { krb5_auth_con_getkey(context, call.auth_context, &mut key) };
+    if !key_enctype(context, key).is_some_and(|e| enctypes.contains(&e)) {
+        return None;
+    }
+    // SAFETY: as above; the copy of the authenticator is freed by `call`.
+    if unsafe { krb5_auth_con_getauthenticator(context, call.auth_context, &mut call.authenticator) } != 0
+        || call.authenticator.is_null()
+    {
+        return None;
+    }
+    // SAFETY: MIT filled the authenticator; its pointers are null or point at
+    // data it owns until krb5_free_authenticator (in `call`'s Drop).
+    let authenticator = unsafe { &*call.authenticator };
+    if !authenticator.subkey.is_null() {
+        // SAFETY: a keyblock inside the authenticator, read only.
+        let subkey = unsafe { (*authenticator.subkey).enctype };
+        if !enctypes.contains(&subkey) {
+            return None;
+        }
+    }
+    if authenticator.checksum.is_null() {
+        return None;
+    }
+    // SAFETY: non-null checksum of the authenticator: `length` bytes at
+    // `contents` (or none).
+    let checksum = unsafe {
+        let c = &*authenticator.checksum;
+        let bytes =
+            if c.contents.is_null() { &[][..] } else { std::slice::from_raw_parts(c.contents, c.length as usize) };
+        gss::read(c.checksum_type, bytes)
+    };
+    let Reading::Common(checksum) = checksum else { return None };
+    let channel_bound = match gss::bound(&checksum, channel_bindings) {
+        Bound::Yes => true,
+        Bound::Mismatch => return None,
+        Bound::No => {
+            // MS-KILE's KERB_AP_OPTIONS_CBT: a client that says it sent
+            // bindings must have sent ours (MIT refuses otherwise).
+            if channel_bindings.is_some() {
+                // SAFETY: the authenticator's authdata list (null-terminated,
+                // or null); the results are freed by `call`.
+                let code = unsafe {
+                    krb5_find_authdata(
+                        context,
+                        ptr::null(),
+                        authenticator.authorization_data,
+                        KRB5_AUTHDATA_AP_OPTIONS,
+                        &mut call.found,
+                    )
+                };
+                if code != 0 || (!call.found.is_null() && ap_options_ask_for_bindings(call.found)) {
+                    return None;
+                }
+            }
+            false
+        }
+    };
+    let mut flags = checksum.flags | gss::TRANS;
+    if channel_bound {
+        flags |= GSS_C_CHANNEL_BOUND_FLAG;
+    }
+    let output = if checksum.flags & gss::MUTUAL != 0 {
+        flags |= gss::PROT_READY;
+        // As MIT's acceptor: sequence numbers in the AP-REP. No acceptor
+        // subkey: RFC 4121 makes it optional, and gatehouse protects no
+        // messages with this context.
+        // SAFETY: live auth context; the reply is MIT's until freed below.
+        unsafe { krb5_auth_con_setflags(context, call.auth_context, KRB5_AUTH_CONTEXT_DO_SEQUENCE) };
+        let mut reply = Krb5Data::empty();
+        // SAFETY: as above; `reply` receives MIT's allocation.
+        if unsafe { krb5_mk_rep(context, call.auth_context, &mut reply) } != 0 {
+            return None;
+        }
+        let framed = if reply.data.is_null() {
+            None
+        } else {
+            // SAFETY: `length` bytes MIT owns until krb5_free_data_contents.
+            let bytes = unsafe { std::slice::from_raw_parts(reply.data as *const u8, reply.length as usize) };
+            Some(gss::frame_ap_rep(bytes))
+        };
+        // SAFETY: MIT's allocation, freed once.
+        unsafe { krb5_free_data_contents(context, &mut reply) };
+        framed?
+    } else {
+        Vec::new()
+    };
+    let client = unparse(context, authenticator.client)?;
+    let mut ad_context: *mut c_void = ptr::null_mut();
+    // SAFETY: live auth context; the authdata context stays the auth
+    // context's (freed with it), we only read through it.
+    if unsafe { krb5_auth_con_get_authdata_context(context, call.auth_context, &mut ad_context) } != 0 {
+        return None;
+    }
+    Some(Accepted {
+        output,
+        client,
+        flags,
+        upn_dns_info: pac_attribute(context, ad_context, "urn:mspac:upn-dns-info"),
+        logon_info: pac_attribute(context, ad_context, "urn:mspac:logon-info"),
+        proxy: None,
+    })
+}
+
+/// Whether any AD-AUTH-DATA-AP-OPTIONS element found asks for bindings.
+fn ap_options_ask_for_bindings(found: *mut *mut Krb5Authdata) -> bool {
+    let mut i = 0;
+    loop {
+        // SAFETY: `found` is a null-terminated array from krb5_find_authdata,
+        // alive until freed by the caller; each element's `length` bytes.
+        let element = unsafe { *found.add(i) };
+        if element.is_null() {
+            return false;
+        }
+        // SAFETY: as above.
+        let value = unsafe {
+            let e = &*element;
+            if e.contents.is_null() {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(e.contents, e.length as usize)
+            }
+        };
+        if crate::gss_checksum::asks_for_bindings(value) {
+            return true;
+        }
+        i += 1;
+    }
+}
+
+fn unparse(context: *mut c_void, principal: *const c_void) -> Option<String> {
+    if principal.is_null() {
+        return None;
+    }
+    let mut name: *mut c_char = ptr::null_mut();
+    // SAFETY: a principal MIT owns (inside the authenticator); the name is
+    // MIT's allocation, freed once below.
+    if unsafe { krb5_unparse_name(context, principal, &mut name) } != 0 || name.is_null() {
+        return None;
+    }
+    // SAFETY: a NUL-terminated string from krb5_unparse_name.
+    let text = unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned();
+    // SAFETY: freed once.
+    unsafe { krb5_free_unparsed_name(context, name) };
+    Some(text)
+}
+
+/// A PAC buffer, as `attribute` reads it through GSS: only when MIT's
+/// authdata module verified the PAC (its server signature with our key, its
+/// client name and time against the ticket's).
+fn pac_attribute(context: *mut c_void, ad_context: *mut c_void, attr: &str) -> Option<Vec<u8>> {
+    if ad_context.is_null() {
+        return None;
+    }
+    let name = Krb5Data { magic: 0, length: attr.len() as u32, data: attr.as_ptr() as *mut c_char };
+    let (mut authenticated, mut complete, mut more) = (0, 0, -1);
+    let (mut value, mut display) = (Krb5Data::empty(), Krb5Data::empty());
+    // SAFETY: live contexts; `name` points at `attr` during the call; MIT
+    // fills `value` and `display` with its allocations, freed below.
+    let code = unsafe {
+        krb5_authdata_get_attribute(
+            context,
+            ad_context,
+            &name,
+            &mut authenticated,
+            &mut complete,
+            &mut value,
+            &mut display,
+            &mut more,
+        )
+    };
+    let bytes = (code == 0 && authenticated != 0 && !value.data.is_null()).then(|| {
+        // SAFETY: `length` bytes MIT owns until freed below.
+        unsafe { std::slice::from_raw_parts(value.data as *const u8, value.length as usize) }.to_vec()
+    });
+    // SAFETY: MIT's allocations (or empty), each freed once.
+    unsafe {
+        krb5_free_data_contents(context, &mut value);
+        krb5_free_data_contents(context, &mut display);
+    }
+    bytes
+}

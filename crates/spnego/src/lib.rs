@@ -359,6 +359,9 @@ pub struct ApReq<'a> {
     /// bound by its integrity check, so it identifies a replay however the
     /// outer encoding is varied.
     pub authenticator: &'a [u8],
+    /// The whole AP-REQ message (its DER, tag included), without the GSS
+    /// framing around it: what `krb5_rd_req` reads.
+    pub message: &'a [u8],
 }
 
 /// Reads a Kerberos initial context token (RFC 4121 framing around an AP-REQ,
@@ -379,7 +382,8 @@ pub fn kerberos_ap_req(token: &[u8]) -> Result<ApReq<'_>, Error> {
     if rest.get(..2) != Some(&[0x01, 0x00]) {
         return Err(Error::Malformed("not a Kerberos AP-REQ token"));
     }
-    let mut r = Reader::new(&rest[2..]);
+    let message = &rest[2..];
+    let mut r = Reader::new(message);
     let ap_req = r.expect(AP_REQ, "AP-REQ")?;
     r.finish("bytes after AP-REQ")?;
     let fields = Reader::new(ap_req).expect(SEQUENCE, "AP-REQ")?;
@@ -429,6 +433,7 @@ pub fn kerberos_ap_req(token: &[u8]) -> Result<ApReq<'_>, Error> {
         realm: realm.ok_or(Error::Malformed("ticket without a realm"))?,
         ticket_enctype: ticket_enctype.ok_or(Error::Malformed("ticket without an enc-part"))?,
         authenticator,
+        message,
     })
 }
 
