@@ -64,6 +64,8 @@ pub use directory::{Directory, Entry, EntryKind};
 pub use error::{Error, Kind};
 pub use explain::{advice, explain, Explanation};
 pub use ffi::release_free_memory;
+/// The GSS checksum reader's fuzz body (`fuzz/fuzz_targets/gss_checksum.rs`).
+pub use gss_checksum::fuzz as fuzz_gss_checksum;
 pub use logon::Logon;
 pub use logon_info::{fuzz_logon_info, parse_logon_info, GroupRid, GroupSid, LogonInfo, LogonInfoError, Sid};
 pub use observe::{KdcObserver, KdcRequest};
