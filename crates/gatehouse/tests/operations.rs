@@ -818,5 +818,36 @@ async fn lab_the_status_page_signs_in_an_admin_group_with_ntlm_and_negotiate() {
     assert_eq!(v("gatehouse_signins_total{scheme=\"Negotiate\",outcome=\"success\",cause=\"none\"}"), 2.0);
     assert_eq!(v("gatehouse_signins_total{scheme=\"NTLM\",outcome=\"refused\",cause=\"denied_by_rule\"}"), 2.0);
     assert_eq!(v("gatehouse_signins_total{scheme=\"Negotiate\",outcome=\"refused\",cause=\"denied_by_rule\"}"), 1.0);
+
+    // The same two people in Chromium, signed in with their accounts (NTLM:
+    // the URL's credentials answer the challenge): the page, and the refusal
+    // page a person outside the group sees.
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/browser_status.py");
+    let chromium = |user: &str, shot: &str, words: &[&str]| {
+        let shot = shots.join(shot);
+        let out = std::process::Command::new("/usr/bin/python3")
+            .arg(&script)
+            .args(["--sign-in", "proxy.ad.test"])
+            .arg(format!("http://ADTEST%5C{user}:{}@proxy.ad.test:{port}/status", admins.password))
+            .arg(&shot)
+            .args(words)
+            .output()
+            .expect("/usr/bin/python3");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "the status page in Chromium: {said}\n{}", g.stderr());
+        let bytes = std::fs::read(&shot).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000, "not a real screenshot");
+        bytes
+    };
+    let member_line = format!("Signed in as ADTEST\\{} (NTLM)", admins.member);
+    chromium(&admins.member, "status-page-member.png", &["gatehouse: ready", &member_line]);
+    let outsider_line = format!("signed in as ADTEST\\{}", admins.outsider);
+    let refused = chromium(&admins.outsider, "status-page-refused.png", &[&outsider_line]);
+    if std::env::var("GATEHOUSE_UPDATE_DOCS_IMAGES").is_ok_and(|v| v == "1") {
+        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/images/status-page-refused.png");
+        std::fs::write(docs, refused).unwrap();
+    }
     drop(admins);
 }
