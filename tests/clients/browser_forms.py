@@ -112,7 +112,12 @@ def steps(page, spec, result):
     page.driver.get(base + path)
     at_sign_in()
     active = lambda: page.driver.switch_to.active_element
-    assert active().get_attribute("id") == "username", active().get_attribute("id")
+    # autofocus is applied once the document has loaded, which on a loaded
+    # machine can come after the field is found: waited for, not sampled.
+    try:
+        page.until(lambda d: active().get_attribute("id") == "username")
+    except Exception:
+        raise AssertionError(f"the focus is on {active().get_attribute('id')!r}, not the user name") from None
     active().send_keys(spec["user"])
     order = []
     for key in (Keys.TAB, Keys.TAB, Keys.TAB):
