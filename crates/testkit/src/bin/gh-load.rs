@@ -469,8 +469,12 @@ mod tls {
             };
             tokio_rustls::TlsConnector::from(Arc::new(config))
         };
-        let (done, resumed, errors, tls13) =
-            (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (done, resumed, errors, tls13) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let mut tasks = Vec::new();
         for _ in 0..conns {
