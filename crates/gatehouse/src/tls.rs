@@ -1,5 +1,5 @@
 //! TLS material: server certificates chosen by SNI, and client configs for HTTPS
-//! backends. rustls with the ring provider throughout.
+//! backends. rustls with the aws-lc-rs provider throughout (docs/design.md, "TLS").
 
 use std::sync::Arc;
 
@@ -110,7 +110,7 @@ fn signature_hash(der: &[u8]) -> Option<u16> {
 pub fn server_config(tls: &ListenerTls, http2: bool) -> Arc<rustls::ServerConfig> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
+        .expect("the provider supports the default protocol versions")
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver { certificates: tls.certificates.clone() }));
     // h2 first when offered: clients that need a connection-bound scheme (NTLM)
@@ -119,7 +119,7 @@ pub fn server_config(tls: &ListenerTls, http2: bool) -> Arc<rustls::ServerConfig
     // Stateless session tickets (as nginx's default): a returning client
     // resumes however many other clients came between, where rustls's default
     // names entries of a 256-entry cache that they push out (docs/design.md, "TLS").
-    match rustls::crypto::ring::Ticketer::new() {
+    match rustls::crypto::aws_lc_rs::Ticketer::new() {
         Ok(ticketer) => config.ticketer = ticketer,
         Err(e) => tracing::warn!(error = %e, "no session ticket keys; TLS resumption by session cache only"),
     }
@@ -130,7 +130,7 @@ pub fn server_config(tls: &ListenerTls, http2: bool) -> Arc<rustls::ServerConfig
 pub fn client_config(tls: &BackendTls) -> Result<Arc<rustls::ClientConfig>, String> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions");
+        .expect("the provider supports the default protocol versions");
     let mut config = if !tls.verify {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider()))).with_no_client_auth()
     } else {

@@ -469,7 +469,7 @@ async fn tls_sessions_resume_from_tickets_after_many_other_handshakes() {
             roots.add(cert.unwrap()).unwrap();
         }
         let mut c =
-            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
                 .with_protocol_versions(&[&rustls::version::TLS13])
                 .unwrap()
                 .with_root_certificates(roots)

@@ -347,7 +347,7 @@ mod tls {
         tcp: tokio::net::TcpStream,
         name: &str,
     ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(std::io::Error::other)?
@@ -446,7 +446,7 @@ mod tls {
         use std::sync::atomic::{AtomicU64, Ordering};
         use std::time::{Duration, Instant};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let tickets = Arc::new(Tickets::default());
         // One config, and so one ticket store, per task: each task is a
         // client of its own coming back. Shared by all tasks, rustls's store
