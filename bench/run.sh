@@ -1814,8 +1814,8 @@ NGINX
     t0=$(cpu_ticks "$pid"); out=$("$@"); t1=$(cpu_ticks "$pid")
     awk -v o="$out" -v t=$(( t1 - t0 )) -v hz="$hz" 'BEGIN { split(o, f, " "); printf "%s %s %s %.1f %s\n", f[1], f[2], (f[3] == "" ? 0 : f[3]), (f[1] ? t * 1e6 / hz / f[1] : 0), (f[6] == "" ? 0 : f[6]) }'
   }
-  h2() {  # URL: "<requests> <per second> 0 <TLS 1.3 connections>" (h2load: 50)
-    h2load -c 50 -m 10 -D "$DUR" "$1" 2>/dev/null | awk '/^finished in/ {gsub(",", ""); rps=$4} /^requests:/ {ok=$8} /^TLS Protocol: TLSv1.3/ {v=50} END {printf "%d %.0f 0 %d\n", ok, rps, v}'
+  h2() {  # URL: gh-load's fields, "<requests> <per second> 0 0 0 <TLS 1.3 connections>" (h2load: 50)
+    h2load -c 50 -m 10 -D "$DUR" "$1" 2>/dev/null | awk '/^finished in/ {gsub(",", ""); rps=$4} /^requests:/ {ok=$8} /^TLS Protocol: TLSv1.3/ {v=50} END {printf "%d %.0f 0 0 0 %d\n", ok, rps, v}'
   }
   for key in ec rsa; do for mode in full resume; do for proxy in $PROXIES; do
     target/release/gh-load tls 127.0.0.1:${TLSPORT[$proxy,$key]} 1 "$TC" $mode >/dev/null   # warm-up
