@@ -51,7 +51,8 @@
 //!       signature is not checked (the client's own cost kept low). Prints
 //!       `<connections> <per second> <resumed> <tickets offered> <tickets received>
 //!       <TLS 1.3 connections>`. Each task keeps its own tickets, as a client
-//!       of its own.
+//!       of its own. `GH_LOAD_TLS_AES128_FIRST=1` offers TLS_AES_128_GCM_SHA256
+//!       first (as browsers do) instead of rustls's TLS_AES_256_GCM_SHA384.
 //! With `GH_LOAD_TLS=NAME` every connection is TLS with NAME as SNI and the
 //! server's certificate not checked (loopback benchmarks only).
 //! A `%` in USER stands for the task's number modulo 10, plus one, in two digits
@@ -446,7 +447,15 @@ mod tls {
         use std::sync::atomic::{AtomicU64, Ordering};
         use std::time::{Duration, Instant};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        // GH_LOAD_TLS_AES128_FIRST=1: TLS_AES_128_GCM_SHA256 offered first, as
+        // Chrome and Firefox do; rustls's own order (AES-256 first) is curl's
+        // with OpenSSL and Windows' (the server follows the client's order).
+        if std::env::var_os("GH_LOAD_TLS_AES128_FIRST").is_some_and(|v| v == "1") {
+            let aes128 = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
+            provider.cipher_suites.sort_by_key(|s| s.suite() != aes128);
+        }
+        let provider = Arc::new(provider);
         let tickets = Arc::new(Tickets::default());
         // One config, and so one ticket store, per task: each task is a
         // client of its own coming back. Shared by all tasks, rustls's store
