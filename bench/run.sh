@@ -1734,6 +1734,9 @@ if [ "$ONLY" = tls ]; then
     -addext subjectAltName=DNS:bench -keyout "$W/ec.key" -out "$W/ec.crt" 2>/dev/null
   openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=bench \
     -addext subjectAltName=DNS:bench -keyout "$W/rsa.key" -out "$W/rsa.crt" 2>/dev/null
+  # TLS_SUITE_ORDER=aes128-first: this tree's gatehouse with that suite_order
+  # (A keeps the default, so the pair measures the key).
+  SUITE_ORDER=${TLS_SUITE_ORDER:+, suite_order = \"$TLS_SUITE_ORDER\"}
   cat > "$W/gatehouse-tls.toml" <<TOML
 [log]
 access = "/dev/null"
@@ -1745,12 +1748,12 @@ max_connections = 50000
 [[listener]]
 name = "ec"
 bind = "127.0.0.1:19140"
-tls = { cert = "$W/ec.crt", key = "$W/ec.key" }
+tls = { cert = "$W/ec.crt", key = "$W/ec.key"$SUITE_ORDER }
 
 [[listener]]
 name = "rsa"
 bind = "127.0.0.1:19141"
-tls = { cert = "$W/rsa.crt", key = "$W/rsa.key" }
+tls = { cert = "$W/rsa.crt", key = "$W/rsa.key"$SUITE_ORDER }
 
 [[site]]
 name = "ec"
@@ -1799,7 +1802,7 @@ NGINX
   declare -A TLSPORT=([nginx,ec]=19142 [nginx,rsa]=19143 [gatehouse,ec]=19140 [gatehouse,rsa]=19141)
   declare -A TLSPID=([nginx]=$NGPID [gatehouse]=$GHPID)
   if [ -n "${GATEHOUSE_A:-}" ]; then
-    sed -e 's/127.0.0.1:19140/127.0.0.1:19144/; s/127.0.0.1:19141/127.0.0.1:19145/' "$W/gatehouse-tls.toml" > "$W/gatehouse-a-tls.toml"
+    sed -e 's/127.0.0.1:19140/127.0.0.1:19144/; s/127.0.0.1:19141/127.0.0.1:19145/; s/, suite_order = "[^"]*"//' "$W/gatehouse-tls.toml" > "$W/gatehouse-a-tls.toml"
     "$GATEHOUSE_A" run -c "$W/gatehouse-a-tls.toml" 2>>"$W/gh-a-tls-stderr.log" & APID=$!; pids+=($APID); sleep 0.5
     PROXIES="nginx a gatehouse"; TLSPORT[a,ec]=19144; TLSPORT[a,rsa]=19145; TLSPID[a]=$APID
   fi
@@ -1836,7 +1839,7 @@ NGINX
   [ -n "${APID:-}" ] && { kill "$APID"; wait "$APID" 2>/dev/null || true; }
   {
     echo
-    echo "TLS ($(nproc) cores; gh-load tls with $TC tasks, ${DUR}s per case; h2load -c 50 -m 10 -D $DUR GET 1 KiB over h2; $PAIRS interleaved rounds of $PROXIES; nginx $(nginx -v 2>&1 | sed 's/.*\///') with $(openssl version | cut -d' ' -f1-2), TLS 1.2 and 1.3 offered; gatehouse with rustls${GATEHOUSE_A:+; A = $GATEHOUSE_A}; server CPU per connection or request from /proc; load average $(cut -d' ' -f1-3 /proc/loadavg)):"
+    echo "TLS ($(nproc) cores; gh-load tls with $TC tasks, ${DUR}s per case; h2load -c 50 -m 10 -D $DUR GET 1 KiB over h2; $PAIRS interleaved rounds of $PROXIES; nginx $(nginx -v 2>&1 | sed 's/.*\///') with $(openssl version | cut -d' ' -f1-2), TLS 1.2 and 1.3 offered; gatehouse with rustls${TLS_SUITE_ORDER:+ and suite_order = \"$TLS_SUITE_ORDER\"}${GATEHOUSE_A:+; A = $GATEHOUSE_A}; server CPU per connection or request from /proc; load average $(cut -d' ' -f1-3 /proc/loadavg)):"
     echo
     python3 - "$W/tls.txt" gatehouse <<'PY'
 import statistics as st, sys
