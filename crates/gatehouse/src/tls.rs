@@ -114,13 +114,13 @@ pub fn server_config(tls: &ListenerTls, http2: bool) -> Arc<rustls::ServerConfig
         .expect("the provider supports the default protocol versions")
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver { certificates: tls.certificates.clone() }));
-    // h2 first when offered: clients that need a connection-bound scheme (NTLM)
-    // are sent back to HTTP/1.1 per request (HTTP_1_1_REQUIRED), as IIS does.
     // The server's order instead of the client's: curl, Windows and rustls
     // offer TLS_AES_256_GCM_SHA384 first, whose SHA-384 key schedule runs
     // without vector code on CPUs where SHA-256 has its own instructions
     // (docs/performance.md, issue 20 goal 3).
     config.ignore_client_order = tls.aes128_first;
+    // h2 first when offered: clients that need a connection-bound scheme (NTLM)
+    // are sent back to HTTP/1.1 per request (HTTP_1_1_REQUIRED), as IIS does.
     config.alpn_protocols = if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
     // Stateless session tickets (as nginx's default): a returning client
     // resumes however many other clients came between, where rustls's default
