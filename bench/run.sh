@@ -1637,6 +1637,9 @@ http {
   keepalive_requests 1000000;
   ssl_certificate $W/ec.crt;
   ssl_certificate_key $W/ec.key;
+  # nginx 1.22 offers TLS 1.3 only when told (the default became TLS 1.2 and
+  # 1.3 in 1.23.4; Debian's own nginx.conf names it): gatehouse speaks 1.3.
+  ssl_protocols TLSv1.2 TLSv1.3;
   server {
     listen 127.0.0.1:19132 backlog=4096;
     listen 127.0.0.1:19133 ssl backlog=4096;
@@ -1720,9 +1723,9 @@ fi
 # both running, measured in TLS_PAIRS interleaved pairs (default 5): medians,
 # the range of the per-pair ratios, and each server's CPU per connection (from
 # /proc: the client shares the two cores, so the rate understates both).
-# With 20 tasks rustls's client store (8 tickets per server) runs dry against
-# gatehouse and some "resume" connections are full handshakes (the table's
-# resumed column shows it); CONNS_TLS=4 resumes every one.
+# Each gh-load task keeps its own tickets (a client of its own), so every
+# "resume" connection but each task's first resumes. GATEHOUSE_A=path adds a
+# second gatehouse build, measured in the same rounds (nginx, A, this tree's).
 if [ "$ONLY" = tls ]; then
   ulimit -n 100000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
   PAIRS=${TLS_PAIRS:-5}
@@ -1731,6 +1734,9 @@ if [ "$ONLY" = tls ]; then
     -addext subjectAltName=DNS:bench -keyout "$W/ec.key" -out "$W/ec.crt" 2>/dev/null
   openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=bench \
     -addext subjectAltName=DNS:bench -keyout "$W/rsa.key" -out "$W/rsa.crt" 2>/dev/null
+  # TLS_SUITE_ORDER=aes128-first: this tree's gatehouse with that suite_order
+  # (A keeps the default, so the pair measures the key).
+  SUITE_ORDER=${TLS_SUITE_ORDER:+, suite_order = \"$TLS_SUITE_ORDER\"}
   cat > "$W/gatehouse-tls.toml" <<TOML
 [log]
 access = "/dev/null"
@@ -1742,12 +1748,12 @@ max_connections = 50000
 [[listener]]
 name = "ec"
 bind = "127.0.0.1:19140"
-tls = { cert = "$W/ec.crt", key = "$W/ec.key" }
+tls = { cert = "$W/ec.crt", key = "$W/ec.key"$SUITE_ORDER }
 
 [[listener]]
 name = "rsa"
 bind = "127.0.0.1:19141"
-tls = { cert = "$W/rsa.crt", key = "$W/rsa.key" }
+tls = { cert = "$W/rsa.crt", key = "$W/rsa.key"$SUITE_ORDER }
 
 [[site]]
 name = "ec"
@@ -1771,6 +1777,10 @@ http {
   fastcgi_temp_path $W/fcgi; uwsgi_temp_path $W/uwsgi; scgi_temp_path $W/scgi;
   upstream backend { server $BACKEND; keepalive 128; }
   keepalive_requests 1000000;
+  # TLS 1.3 as gatehouse: without this line nginx 1.22 speaks TLS 1.2, whose
+  # resumption skips the key exchange that a TLS 1.3 one does (the tables
+  # before session 8 compared that against gatehouse's TLS 1.3).
+  ssl_protocols TLSv1.2 TLSv1.3;
   server {
     listen 127.0.0.1:19142 ssl http2 backlog=4096;
     ssl_certificate $W/ec.crt;
@@ -1788,42 +1798,50 @@ NGINX
   nginx -c "$W/nginx-tls.conf" -p "$W" >/dev/null 2>&1; sleep 0.3
   NGPID=$(cat "$W/nginx.pid")
   target/release/gatehouse run -c "$W/gatehouse-tls.toml" 2>>"$W/gh-tls-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.5
+  PROXIES="nginx gatehouse"
+  declare -A TLSPORT=([nginx,ec]=19142 [nginx,rsa]=19143 [gatehouse,ec]=19140 [gatehouse,rsa]=19141)
+  declare -A TLSPID=([nginx]=$NGPID [gatehouse]=$GHPID)
+  if [ -n "${GATEHOUSE_A:-}" ]; then
+    sed -e 's/127.0.0.1:19140/127.0.0.1:19144/; s/127.0.0.1:19141/127.0.0.1:19145/; s/, suite_order = "[^"]*"//' "$W/gatehouse-tls.toml" > "$W/gatehouse-a-tls.toml"
+    "$GATEHOUSE_A" run -c "$W/gatehouse-a-tls.toml" 2>>"$W/gh-a-tls-stderr.log" & APID=$!; pids+=($APID); sleep 0.5
+    PROXIES="nginx a gatehouse"; TLSPORT[a,ec]=19144; TLSPORT[a,rsa]=19145; TLSPID[a]=$APID
+  fi
   hz=$(getconf CLK_TCK)
   cpu_ticks() { local t=0 p; for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
       t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo $t; }
-  # One measurement: "<count> <per second> <resumed> <server CPU us per connection or request>".
+  # One measurement: "<count> <per second> <resumed> <server CPU us per
+  # connection or request> <TLS 1.3 connections>".
   tls_case() {  # PID, command...
     local pid=$1; shift
     local t0 t1 out
     t0=$(cpu_ticks "$pid"); out=$("$@"); t1=$(cpu_ticks "$pid")
-    awk -v o="$out" -v t=$(( t1 - t0 )) -v hz="$hz" 'BEGIN { split(o, f, " "); printf "%s %s %s %.1f\n", f[1], f[2], (f[3] == "" ? 0 : f[3]), (f[1] ? t * 1e6 / hz / f[1] : 0) }'
+    awk -v o="$out" -v t=$(( t1 - t0 )) -v hz="$hz" 'BEGIN { split(o, f, " "); printf "%s %s %s %.1f %s\n", f[1], f[2], (f[3] == "" ? 0 : f[3]), (f[1] ? t * 1e6 / hz / f[1] : 0), (f[6] == "" ? 0 : f[6]) }'
   }
-  h2() {  # URL: "<requests> <per second>"
-    h2load -c 50 -m 10 -D "$DUR" "$1" 2>/dev/null | awk '/^finished in/ {gsub(",", ""); rps=$4} /^requests:/ {ok=$8} END {printf "%d %.0f\n", ok, rps}'
+  h2() {  # URL: gh-load's fields, "<requests> <per second> 0 0 0 <TLS 1.3 connections>" (h2load: 50)
+    h2load -c 50 -m 10 -D "$DUR" "$1" 2>/dev/null | awk '/^finished in/ {gsub(",", ""); rps=$4} /^requests:/ {ok=$8} /^TLS Protocol: TLSv1.3/ {v=50} END {printf "%d %.0f 0 0 0 %d\n", ok, rps, v}'
   }
-  declare -A TLSPORT=([nginx,ec]=19142 [nginx,rsa]=19143 [gatehouse,ec]=19140 [gatehouse,rsa]=19141)
-  declare -A TLSPID=([nginx]=$NGPID [gatehouse]=$GHPID)
-  for key in ec rsa; do for mode in full resume; do for proxy in nginx gatehouse; do
+  for key in ec rsa; do for mode in full resume; do for proxy in $PROXIES; do
     target/release/gh-load tls 127.0.0.1:${TLSPORT[$proxy,$key]} 1 "$TC" $mode >/dev/null   # warm-up
   done; done; done
   h2load -c 50 -m 10 -D 2 https://127.0.0.1:19142/bytes/1024 >/dev/null 2>&1
   h2load -c 50 -m 10 -D 2 https://127.0.0.1:19140/bytes/1024 >/dev/null 2>&1
   : > "$W/tls.txt"
   for p in $(seq 1 "$PAIRS"); do
-    for key in ec rsa; do for mode in full resume; do for proxy in nginx gatehouse; do
+    for key in ec rsa; do for mode in full resume; do for proxy in $PROXIES; do
       echo "$key-$mode $proxy $p $(tls_case "${TLSPID[$proxy]}" target/release/gh-load tls 127.0.0.1:${TLSPORT[$proxy,$key]} "$DUR" "$TC" $mode)" | tee -a "$W/tls.txt" >&2
     done; done; done
-    for proxy in nginx gatehouse; do
+    for proxy in $PROXIES; do
       r=$(tls_case "${TLSPID[$proxy]}" h2 "https://127.0.0.1:${TLSPORT[$proxy,ec]}/bytes/1024")
       echo "h2-ec $proxy $p $r" | tee -a "$W/tls.txt" >&2
     done
   done
   kill "$GHPID"; wait "$GHPID" 2>/dev/null || true; stop_nginx
+  [ -n "${APID:-}" ] && { kill "$APID"; wait "$APID" 2>/dev/null || true; }
   {
     echo
-    echo "TLS ($(nproc) cores; gh-load tls with $TC tasks, ${DUR}s per case; h2load -c 50 -m 10 -D $DUR GET 1 KiB over h2; $PAIRS interleaved pairs nginx, gatehouse; nginx $(nginx -v 2>&1 | sed 's/.*\///') with $(openssl version | cut -d' ' -f1-2), gatehouse with rustls (ring); server CPU per connection or request from /proc):"
+    echo "TLS ($(nproc) cores; gh-load tls with $TC tasks, ${DUR}s per case; h2load -c 50 -m 10 -D $DUR GET 1 KiB over h2; $PAIRS interleaved rounds of $PROXIES; nginx $(nginx -v 2>&1 | sed 's/.*\///') with $(openssl version | cut -d' ' -f1-2), TLS 1.2 and 1.3 offered; gatehouse with rustls${TLS_SUITE_ORDER:+ and suite_order = \"$TLS_SUITE_ORDER\"}${GATEHOUSE_A:+; A = $GATEHOUSE_A}; server CPU per connection or request from /proc; load average $(cut -d' ' -f1-3 /proc/loadavg)):"
     echo
-    python3 - "$W/tls.txt" <<'PY'
+    python3 - "$W/tls.txt" gatehouse <<'PY'
 import statistics as st, sys
 rows = [l.split() for l in open(sys.argv[1])]
 cases = {"ec-full": "new connections/s, ECDSA P-256, full handshake",
@@ -1831,20 +1849,36 @@ cases = {"ec-full": "new connections/s, ECDSA P-256, full handshake",
          "rsa-full": "new connections/s, RSA 2048, full handshake",
          "rsa-resume": "new connections/s, RSA 2048, resumption",
          "h2-ec": "HTTP/2 GET 1 KiB over TLS (ECDSA), requests/s"}
-print("| case | nginx median | gatehouse median | gatehouse / nginx, median of pairs (range) | resumed (nginx / gatehouse) | server CPU us each, nginx / gatehouse (medians) |")
-print("|---|---:|---:|---:|---:|---:|")
-for c, label in cases.items():
-    ng = {r[2]: r for r in rows if r[0] == c and r[1] == "nginx"}
-    gh = {r[2]: r for r in rows if r[0] == c and r[1] == "gatehouse"}
-    pairs = [(ng[p], gh[p]) for p in ng if p in gh]
-    if not pairs: continue
-    rate = lambda r: float(r[4])
-    ratios = [rate(g) / rate(n) for n, g in pairs if rate(n)]
-    res = lambda rs: sum(int(r[5]) for r in rs) / max(1, sum(int(r[3]) for r in rs))
-    resumed = f"{res([n for n, _ in pairs]):.0%} / {res([g for _, g in pairs]):.0%}" if "resume" in c else ""
-    print(f"| {label} | {st.median(rate(n) for n, _ in pairs):.0f} | {st.median(rate(g) for _, g in pairs):.0f} | "
-          f"{st.median(ratios):.2f} ({min(ratios):.2f} to {max(ratios):.2f}) | {resumed} | "
-          f"{st.median(float(n[6]) for n, _ in pairs):.0f} / {st.median(float(g[6]) for _, g in pairs):.0f} |")
+names = {"nginx": "nginx", "gatehouse": "gatehouse", "a": "gatehouse A"}
+rate, cpu = (lambda r: float(r[4])), (lambda r: float(r[6]))
+spread = lambda xs: f"{st.median(xs):.2f} ({min(xs):.2f} to {max(xs):.2f})" if xs else ""
+# One table for each pair: "this / that", the rate and the server CPU as the
+# median of the rounds' ratios with their range; the TLS 1.3 share shows that
+# both spoke the same protocol.
+def table(this, that):
+    n, t = names[that], names[this]
+    print(f"| case | {n} median | {t} median | {t} / {n}, median of rounds (range) | resumed ({n} / {t}) | "
+          f"TLS 1.3 ({n} / {t}) | server CPU us each, {n} / {t} (medians) | CPU {t} / {n}, median of rounds (range) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for c, label in cases.items():
+        a = {r[2]: r for r in rows if r[0] == c and r[1] == that}
+        b = {r[2]: r for r in rows if r[0] == c and r[1] == this}
+        pairs = [(a[p], b[p]) for p in a if p in b]
+        if not pairs: continue
+        share = lambda rs, i: sum(int(r[i]) for r in rs) / max(1, sum(int(r[3]) for r in rs))
+        both = lambda i: f"{share([x for x, _ in pairs], i):.0%} / {share([y for _, y in pairs], i):.0%}"
+        tls13 = (lambda rs: sum(int(r[7]) for r in rs) / max(1, 50 * len(rs))) if c.startswith("h2") else (lambda rs: share(rs, 7))
+        print(f"| {label} | {st.median(rate(x) for x, _ in pairs):.0f} | {st.median(rate(y) for _, y in pairs):.0f} | "
+              f"{spread([rate(y) / rate(x) for x, y in pairs if rate(x)])} | {both(5) if 'resume' in c else ''} | "
+              f"{tls13([x for x, _ in pairs]):.0%} / {tls13([y for _, y in pairs]):.0%} | "
+              f"{st.median(cpu(x) for x, _ in pairs):.0f} / {st.median(cpu(y) for _, y in pairs):.0f} | "
+              f"{spread([cpu(y) / cpu(x) for x, y in pairs if cpu(x)])} |")
+table("gatehouse", "nginx")
+if any(r[1] == "a" for r in rows):
+    print()
+    table("a", "nginx")
+    print()
+    table("gatehouse", "a")
 PY
   } | tee -a "$OUT"
 fi

@@ -15,7 +15,7 @@ pub enum PemError {
 }
 
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Reads a PEM certificate chain and its private key, and checks they belong

@@ -1,5 +1,5 @@
 //! TLS material: server certificates chosen by SNI, and client configs for HTTPS
-//! backends. rustls with the ring provider throughout.
+//! backends. rustls with the aws-lc-rs provider throughout (docs/design.md, "TLS").
 
 use std::sync::Arc;
 
@@ -108,29 +108,43 @@ fn signature_hash(der: &[u8]) -> Option<u16> {
 }
 
 pub fn server_config(tls: &ListenerTls, http2: bool) -> Arc<rustls::ServerConfig> {
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+    let provider = if tls.aes128_first { aes128_first(provider()) } else { provider() };
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
+        .expect("the provider supports the default protocol versions")
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver { certificates: tls.certificates.clone() }));
+    // The server's order instead of the client's: curl, Windows and rustls
+    // offer TLS_AES_256_GCM_SHA384 first, whose SHA-384 key schedule runs
+    // without vector code on CPUs where SHA-256 has its own instructions
+    // (docs/performance.md, issue 20 goal 3).
+    config.ignore_client_order = tls.aes128_first;
     // h2 first when offered: clients that need a connection-bound scheme (NTLM)
     // are sent back to HTTP/1.1 per request (HTTP_1_1_REQUIRED), as IIS does.
     config.alpn_protocols = if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
     // Stateless session tickets (as nginx's default): a returning client
     // resumes however many other clients came between, where rustls's default
     // names entries of a 256-entry cache that they push out (docs/design.md, "TLS").
-    match rustls::crypto::ring::Ticketer::new() {
+    match rustls::crypto::aws_lc_rs::Ticketer::new() {
         Ok(ticketer) => config.ticketer = ticketer,
         Err(e) => tracing::warn!(error = %e, "no session ticket keys; TLS resumption by session cache only"),
     }
     Arc::new(config)
 }
 
+/// The provider with TLS_AES_128_GCM_SHA256 moved first, the others in their
+/// order (AES-256-GCM, ChaCha20-Poly1305, then TLS 1.2's).
+fn aes128_first(provider: Arc<rustls::crypto::CryptoProvider>) -> Arc<rustls::crypto::CryptoProvider> {
+    let mut provider = Arc::unwrap_or_clone(provider);
+    provider.cipher_suites.sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    Arc::new(provider)
+}
+
 /// Client config for one HTTPS backend.
 pub fn client_config(tls: &BackendTls) -> Result<Arc<rustls::ClientConfig>, String> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions");
+        .expect("the provider supports the default protocol versions");
     let mut config = if !tls.verify {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider()))).with_no_client_auth()
     } else {

@@ -259,6 +259,23 @@ fn a_host_no_certificate_covers_is_a_problem() {
     );
 }
 
+#[test]
+fn suite_order_takes_client_or_aes128_first_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    cert(d, "mail", &["mail.corp.example"]);
+    let with = |order: &str| format!("{{ cert = \"mail.pem\", key = \"mail.key\", suite_order = {order} }}");
+    check(d, &tls_site(&with("\"aes128-first\""), "[]")).passes();
+    check(d, &tls_site(&with("\"client\""), "[]")).passes();
+    check(d, &tls_site(&with("\"aes256-first\""), "[]")).says(
+        4,
+        60,
+        "listener[0].tls.suite_order",
+        "`aes256-first`: expected \"client\" or \"aes128-first\"",
+    );
+    check(d, &tls_site(&with("true"), "[]")).says(4, 60, "listener[0].tls.suite_order", "expected a string");
+}
+
 fn pem_block(label: &str, body: &[u8]) -> String {
     format!(
         "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",

@@ -468,12 +468,13 @@ async fn tls_sessions_resume_from_tickets_after_many_other_handshakes() {
         for cert in rustls::pki_types::CertificateDer::pem_file_iter(&ca).unwrap() {
             roots.add(cert.unwrap()).unwrap();
         }
-        let mut c =
-            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-                .with_protocol_versions(&[&rustls::version::TLS13])
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+        let mut c = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         if !resume {
             c.resumption = rustls::client::Resumption::disabled();
         }
@@ -497,6 +498,57 @@ async fn tls_sessions_resume_from_tickets_after_many_other_handshakes() {
         assert_eq!(visit(others.clone()).await, Some(rustls::HandshakeKind::Full));
     }
     assert_eq!(visit(returning.clone()).await, Some(rustls::HandshakeKind::Resumed), "the ticket no longer resumes");
+}
+
+/// `suite_order = "aes128-first"`: a client that offers TLS_AES_256_GCM_SHA384
+/// first (rustls, curl, Windows) gets TLS_AES_128_GCM_SHA256; without the key
+/// the client's order stands; a client that offers AES-256 alone still gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_order_aes128_first_overrides_the_clients_order() {
+    use rustls::CipherSuite::{TLS13_AES_128_GCM_SHA256 as AES128, TLS13_AES_256_GCM_SHA384 as AES256};
+    let b = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certs(dir.path(), &[("app", &["app.test"])]);
+    let config = format!(
+        "[[listener]]\nname = \"client\"\nbind = \"127.0.0.1:0\"\ntls = {{ cert = \"app.pem\", key = \"app.key\" }}\n\n\
+         [[listener]]\nname = \"aes128\"\nbind = \"127.0.0.1:0\"\n\
+         tls = {{ cert = \"app.pem\", key = \"app.key\", suite_order = \"aes128-first\" }}\n\n\
+         [[site]]\nname = \"a\"\nlistener = \"client\"\nbackend = \"http://{0}\"\n\n\
+         [[site]]\nname = \"b\"\nlistener = \"aes128\"\nbackend = \"http://{0}\"\n",
+        b.addr
+    );
+    let g = Gatehouse::start_in(dir, &config);
+    // The suite a TLS 1.3 client offering `suites` (in that order) is given.
+    let negotiated = |listener: &str, suites: &'static [rustls::CipherSuite]| {
+        use rustls::pki_types::pem::PemObject;
+        let addr = g.addr_of(listener);
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(&ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        async move {
+            let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+            provider.cipher_suites = suites
+                .iter()
+                .map(|want| *provider.cipher_suites.iter().find(|s| s.suite() == *want).unwrap())
+                .collect();
+            let c = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("app.test").unwrap();
+            let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(c)).connect(name, tcp).await.unwrap();
+            let mut c = Conn { stream, buf: Vec::new() };
+            c.send(get("app.test", "/bytes/4").as_bytes()).await;
+            assert_eq!(c.response().await.status, 200);
+            c.stream.get_ref().1.negotiated_cipher_suite().map(|s| s.suite())
+        }
+    };
+    assert_eq!(negotiated("client", &[AES256, AES128]).await, Some(AES256), "the client's order, by default");
+    assert_eq!(negotiated("aes128", &[AES256, AES128]).await, Some(AES128));
+    assert_eq!(negotiated("aes128", &[AES256]).await, Some(AES256), "AES-256 alone is still served");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -226,6 +226,9 @@ pub struct ListenerTls {
     pub files: Vec<PathBuf>,
     /// Each certificate's key file (watched with the certificate's).
     pub keys: Vec<PathBuf>,
+    /// `suite_order = "aes128-first"`: TLS 1.3's AES-128-GCM chosen over the
+    /// client's first choice (docs/design.md, "TLS").
+    pub aes128_first: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@ use super::*;
 /// Keys of the tables whose reader may stop before the end (see
 /// `Reader::section`).
 const LISTENER_KEYS: &[&str] = &["name", "bind", "tls", "channel_binding", "http2"];
-const TLS_KEYS: &[&str] = &["cert", "key", "sni"];
+const TLS_KEYS: &[&str] = &["cert", "key", "sni", "suite_order"];
 const CERT_KEYS: &[&str] = &["cert", "key"];
 const ACCOUNTS_KEYS: &[&str] = &["source", "file", "ntlm_auth", "smb_conf", "helpers", "timeout"];
 
@@ -507,7 +507,14 @@ impl<'t> Reader<'t> {
                 }
             }
         }
-        ok.then_some(ListenerTls { certificates, files, keys })
+        let aes128_first = match self.choice(t, "suite_order", &[("client", false), ("aes128-first", true)]) {
+            Some(first) => first,
+            None => {
+                ok = false;
+                false
+            }
+        };
+        ok.then_some(ListenerTls { certificates, files, keys, aes128_first })
     }
 
     fn cert_pair(&mut self, t: &mut Section<'_, '_>) -> Option<(Arc<rustls::sign::CertifiedKey>, PathBuf, PathBuf)> {

@@ -49,7 +49,10 @@
 //!       `full` never resumes, `resume` offers the tickets of earlier
 //!       connections (TLS 1.3 resumption, as a browser does). The server's
 //!       signature is not checked (the client's own cost kept low). Prints
-//!       `<connections> <per second> <resumed>`.
+//!       `<connections> <per second> <resumed> <tickets offered> <tickets received>
+//!       <TLS 1.3 connections>`. Each task keeps its own tickets, as a client
+//!       of its own. `GH_LOAD_TLS_AES128_FIRST=1` offers TLS_AES_128_GCM_SHA256
+//!       first (as browsers do) instead of rustls's TLS_AES_256_GCM_SHA384.
 //! With `GH_LOAD_TLS=NAME` every connection is TLS with NAME as SNI and the
 //! server's certificate not checked (loopback benchmarks only).
 //! A `%` in USER stands for the task's number modulo 10, plus one, in two digits
@@ -345,7 +348,7 @@ mod tls {
         tcp: tokio::net::TcpStream,
         name: &str,
     ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(std::io::Error::other)?
@@ -394,29 +397,98 @@ mod tls {
         }
     }
 
+    /// What the client's ticket stores saw, over all tasks: whether a
+    /// "resume" connection that did not resume had no ticket to offer (its
+    /// store ran dry) or offered one the server turned down.
+    #[derive(Debug, Default)]
+    struct Tickets {
+        offered: std::sync::atomic::AtomicU64,
+        received: std::sync::atomic::AtomicU64,
+    }
+
+    /// rustls's client ticket store, counted.
+    #[derive(Debug)]
+    struct Counted {
+        store: rustls::client::ClientSessionMemoryCache,
+        counts: Arc<Tickets>,
+    }
+
+    impl rustls::client::ClientSessionStore for Counted {
+        fn set_kx_hint(&self, name: ServerName<'static>, group: rustls::NamedGroup) {
+            self.store.set_kx_hint(name, group)
+        }
+        fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+            self.store.kx_hint(name)
+        }
+        fn set_tls12_session(&self, name: ServerName<'static>, value: rustls::client::Tls12ClientSessionValue) {
+            self.store.set_tls12_session(name, value)
+        }
+        fn tls12_session(&self, name: &ServerName<'_>) -> Option<rustls::client::Tls12ClientSessionValue> {
+            self.store.tls12_session(name)
+        }
+        fn remove_tls12_session(&self, name: &ServerName<'static>) {
+            self.store.remove_tls12_session(name)
+        }
+        fn insert_tls13_ticket(&self, name: ServerName<'static>, value: rustls::client::Tls13ClientSessionValue) {
+            self.counts.received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.store.insert_tls13_ticket(name, value)
+        }
+        fn take_tls13_ticket(&self, name: &ServerName<'static>) -> Option<rustls::client::Tls13ClientSessionValue> {
+            let ticket = self.store.take_tls13_ticket(name);
+            if ticket.is_some() {
+                self.counts.offered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            ticket
+        }
+    }
+
     /// `gh-load tls`: new TLS connections in a loop on CONNS tasks.
     pub async fn connections(addr: std::net::SocketAddr, seconds: u64, conns: usize, resume: bool) {
         use std::sync::atomic::{AtomicU64, Ordering};
         use std::time::{Duration, Instant};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unchecked(provider)))
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        if !resume {
-            config.resumption = rustls::client::Resumption::disabled();
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        // GH_LOAD_TLS_AES128_FIRST=1: TLS_AES_128_GCM_SHA256 offered first, as
+        // Chrome and Firefox do; rustls's own order (AES-256 first) is curl's
+        // with OpenSSL and Windows' (the server follows the client's order).
+        if std::env::var_os("GH_LOAD_TLS_AES128_FIRST").is_some_and(|v| v == "1") {
+            let aes128 = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
+            provider.cipher_suites.sort_by_key(|s| s.suite() != aes128);
         }
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let (done, resumed, errors) =
-            (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let provider = Arc::new(provider);
+        let tickets = Arc::new(Tickets::default());
+        // One config, and so one ticket store, per task: each task is a
+        // client of its own coming back. Shared by all tasks, rustls's store
+        // (8 tickets per server) ran dry when more than 8 connections started
+        // between two answers, and those "resume" connections were full
+        // handshakes (docs/performance.md, issue 20 goal 3).
+        let connector = |tickets: &Arc<Tickets>| {
+            let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .expect("the provider supports the default protocol versions")
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Unchecked(provider.clone())))
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            config.resumption = if resume {
+                let store = rustls::client::ClientSessionMemoryCache::new(8);
+                rustls::client::Resumption::store(Arc::new(Counted { store, counts: tickets.clone() }))
+            } else {
+                rustls::client::Resumption::disabled()
+            };
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+        };
+        let (done, resumed, errors, tls13) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let mut tasks = Vec::new();
         for _ in 0..conns {
-            let (connector, done, resumed, errors) = (connector.clone(), done.clone(), resumed.clone(), errors.clone());
+            let connector = connector(&tickets);
+            let (done, resumed, errors, tls13) = (done.clone(), resumed.clone(), errors.clone(), tls13.clone());
             tasks.push(tokio::spawn(async move {
                 let mut answer = Vec::with_capacity(1024);
                 while Instant::now() < deadline {
@@ -431,13 +503,17 @@ mod tls {
                         // a TLS 1.3 server's tickets arrive before it).
                         let _ = s.read_to_end(&mut answer).await;
                         let kind = s.get_ref().1.handshake_kind();
-                        Ok::<_, std::io::Error>((answer.starts_with(b"HTTP/1.1 200"), kind))
+                        let version = s.get_ref().1.protocol_version();
+                        Ok::<_, std::io::Error>((answer.starts_with(b"HTTP/1.1 200"), kind, version))
                     };
                     match one.await {
-                        Ok((true, kind)) => {
+                        Ok((true, kind, version)) => {
                             done.fetch_add(1, Ordering::Relaxed);
                             if kind == Some(rustls::HandshakeKind::Resumed) {
                                 resumed.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if version == Some(rustls::ProtocolVersion::TLSv1_3) {
+                                tls13.fetch_add(1, Ordering::Relaxed);
                             }
                         }
                         _ => {
@@ -454,7 +530,9 @@ mod tls {
         if e > 0 {
             eprintln!("gh-load tls: {e} errors");
         }
-        println!("{n} {:.0} {r}", n as f64 / seconds as f64);
+        let (offered, received) = (tickets.offered.load(Ordering::Relaxed), tickets.received.load(Ordering::Relaxed));
+        let tls13 = tls13.load(Ordering::Relaxed);
+        println!("{n} {:.0} {r} {offered} {received} {tls13}", n as f64 / seconds as f64);
     }
 }
 
