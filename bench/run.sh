@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | plain (the same against nginx in interleaved rounds, medians and CPU per request) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab) | users (USERS_N lab users sign in at once: S4U2Self count, p50/p99, memory per cached user; needs the lab) | cache (the credential cache alone, 100,000 simulated users: the memory curve; no lab) | metrics (issue 19: requests/s with and without [admin] and its scrapes, and one scrape's cost with 50 sites and 1,000 users; no lab) | idle (idle keep-alive connections, plain and TLS, against nginx) | tls (new TLS connections per second and HTTP/2 over TLS, against nginx)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | plain (the same against nginx in interleaved rounds, medians and CPU per request) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab) | users (USERS_N lab users sign in at once: S4U2Self count, p50/p99, memory per cached user; needs the lab) | cache (the credential cache alone, 100,000 simulated users: the memory curve; no lab) | metrics (issue 19: requests/s with and without [admin] and its scrapes, and one scrape's cost with 50 sites and 1,000 users; no lab) | idle (idle keep-alive connections, plain and TLS, against nginx) | idlelat (a keep-alive GET's p50/p99 with none and with IDLELAT_N idle connections, against nginx, interleaved) | tls (new TLS connections per second and HTTP/2 over TLS, against nginx)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -1579,7 +1579,7 @@ fi
 # (VmRSS; nginx: master and workers) before the connections and once they are
 # all established and IDLE_SETTLE seconds idle (default 3). With 50,000 held,
 # wrk's keep-alive GET 1 KiB p99 beside the same run with none held.
-if [ "$ONLY" = idle ]; then
+if [ "$ONLY" = idle ] || [ "$ONLY" = idlelat ]; then
   # 50,000 connections need that many descriptors in one gatehouse process; a
   # container without CAP_SYS_RESOURCE cannot raise its hard limit, so the
   # largest count becomes what fits (noted in the table's heading).
@@ -1663,6 +1663,8 @@ NGINX
   }
   idle_url() { if [ "$2" = tls ]; then echo "https://$(idle_addr "$1" "$2")/bytes/1024"; else echo "http://$(idle_addr "$1" "$2")/bytes/1024"; fi; }
   p99() { wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$1" | parse_wrk | awk '{print $3}'; }
+fi
+if [ "$ONLY" = idle ]; then
   : > "$W/idle.txt"
   for transport in plain tls; do
     for n in $IDLE_COUNTS; do
@@ -1711,6 +1713,60 @@ print("|---|---|---:|---:|")
 for r in rows:
     if int(r[1]) == big:
         print(f"| {r[0]} | {r[2]} | {r[5]} | {r[6]} |")
+PY
+  } | tee -a "$OUT"
+fi
+
+# A keep-alive GET's latency with and without many idle connections (issue 20,
+# goal 2: "nothing else slowing down"), BENCH_ONLY=idlelat: IDLELAT_PAIRS
+# interleaved rounds (default 5) of nginx then gatehouse, plain HTTP, each on
+# a fresh proxy: wrk -c$CONNS GET 1 KiB with none idle, then with IDLELAT_N
+# connections (default 18000, what fits under a 20,000 file limit) held idle
+# by bench/idle_conns.py. Medians of p50 and p99, the range of the per-round
+# gatehouse / nginx ratios, and each proxy's with-idle / without ratio.
+if [ "$ONLY" = idlelat ]; then
+  LN=${IDLELAT_N:-18000}
+  [ "$LN" -gt "$MOST" ] && LN=$MOST
+  : > "$W/idlelat.txt"
+  for round in $(seq "${IDLELAT_PAIRS:-5}"); do
+    for proxy in nginx gatehouse; do
+      idle_start $proxy
+      url=$(idle_url $proxy plain)
+      wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null
+      read -r _ q50 q99 <<<"$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$url" | parse_wrk)"
+      rm -f "$W/idle.ready"
+      python3 bench/idle_conns.py "$(idle_addr $proxy plain)" "$LN" "$W/idle.ready" & holder=$!
+      while [ ! -f "$W/idle.ready" ]; do kill -0 $holder 2>/dev/null || { echo "idlelat: the holder failed ($proxy)" >&2; exit 1; }; sleep 0.2; done
+      sleep "$SETTLE"
+      read -r _ b50 b99 <<<"$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$url" | parse_wrk)"
+      kill $holder 2>/dev/null || true; wait $holder 2>/dev/null || true
+      echo "$round $proxy $q50 $q99 $b50 $b99 $(cut -d' ' -f1 /proc/loadavg)" | tee -a "$W/idlelat.txt" >&2
+      if [ $proxy = nginx ]; then stop_nginx; else stop_gh; fi
+    done
+  done
+  {
+    echo
+    echo "Keep-alive GET 1 KiB latency with and without $LN idle connections (plain HTTP; $(nproc) cores; file limit $FDS; wrk -t1 -c$CONNS -d${DUR}s; ${IDLELAT_PAIRS:-5} interleaved rounds nginx, gatehouse, each a fresh proxy; idle connections: one request each, then ${SETTLE}s idle; nginx $(nginx -v 2>&1 | sed 's/.*\///')):"
+    echo
+    python3 - "$W/idlelat.txt" "$LN" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+n = int(sys.argv[2])
+by = {}
+for r in rows:
+    by.setdefault(r[1], []).append([float(x) for x in r[2:7]])
+med = lambda xs: statistics.median(xs)
+ng, gh = by["nginx"], by["gatehouse"]
+print("| metric | nginx median | gatehouse median | gatehouse / nginx, median (range) |")
+print("|---|---:|---:|---:|")
+for col, name in enumerate(["p50 (ms), none idle", "p99 (ms), none idle", f"p50 (ms), {n:,} idle", f"p99 (ms), {n:,} idle"]):
+    ratios = [g[col] / a[col] for a, g in zip(ng, gh) if a[col] > 0]
+    print(f"| {name} | {med([a[col] for a in ng]):.2f} | {med([g[col] for g in gh]):.2f} | {med(ratios):.2f} ({min(ratios):.2f} to {max(ratios):.2f}) |")
+for p, rs in (("nginx", ng), ("gatehouse", gh)):
+    for col, name in ((2, "p50"), (3, "p99")):
+        ratios = [r[col] / r[col - 2] for r in rs if r[col - 2] > 0]
+        print(f"| {p}: {name} with {n:,} idle / with none, median (range) | | | {med(ratios):.2f} ({min(ratios):.2f} to {max(ratios):.2f}) |")
+print(f"| load average (1 min) at each round's end | {' '.join(r[6] for r in rows if r[1] == 'nginx')} | {' '.join(r[6] for r in rows if r[1] == 'gatehouse')} | |")
 PY
   } | tee -a "$OUT"
 fi

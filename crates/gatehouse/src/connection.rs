@@ -67,6 +67,10 @@ impl Drop for Connection {
     }
 }
 
+/// hyper's default limit of header fields in a request head (its
+/// `DEFAULT_MAX_HEADERS`), for which it needs no allocation.
+const HYPER_HEADERS: usize = 100;
+
 /// Runs HTTP/1 on one client connection until it closes, goes quiet for too
 /// long, or the process drains; `handle` answers each request (the request
 /// pipeline, `pipeline::handle`). An idle connection parks: its HTTP server
@@ -106,9 +110,15 @@ where
         // the watchdog below times heads and idle separately instead.
         .header_read_timeout(None)
         .max_buf_size((limits.max_header_size * 2).max(512 * 1024))
-        .max_headers(limits.max_headers)
         .half_close(false)
         .keep_alive(true);
+    // The framing guard refuses a head over `max_headers` before hyper parses
+    // it, so hyper's own limit only needs to be no lower. Within its default
+    // (HYPER_HEADERS) hyper parses into arrays on the stack; given any limit,
+    // it allocates two arrays of that many slots for every request.
+    if limits.max_headers > HYPER_HEADERS {
+        builder.max_headers(limits.max_headers);
+    }
     let mut drain = Drain::new(&ctx);
     loop {
         let service_ctx = ctx.clone();

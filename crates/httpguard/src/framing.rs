@@ -124,6 +124,10 @@ impl Default for RequestStream {
     }
 }
 
+/// Header slots [`RequestStream`] keeps on the stack while it parses a head
+/// (gatehouse's default `max_headers`); a larger limit takes them from the heap.
+const STACK_HEADERS: usize = 128;
+
 impl RequestStream {
     pub fn new(max_head: usize, max_headers: usize) -> Self {
         RequestStream { state: State::Head, max_head, max_headers: max_headers.max(1), heads: 0 }
@@ -221,10 +225,20 @@ impl RequestStream {
             return if buf.len() > self.max_head { Err(Reject::HeadTooLarge) } else { Ok(0) };
         };
         let head = &buf[..end];
-        // Uninitialised slots: no need to clear max_headers entries for every request.
-        let mut headers: Vec<httparse::Header<'_>> = Vec::with_capacity(self.max_headers);
+        // Uninitialised slots: no need to clear max_headers entries for every
+        // request. Up to STACK_HEADERS of them live on the stack: a heap vector
+        // per head was a 4 KiB allocation per request at the default limit, too
+        // large for malloc's per-thread cache (docs/performance.md).
+        let mut stack = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+        let mut heap: Vec<httparse::Header<'_>>;
+        let slots = if self.max_headers <= STACK_HEADERS {
+            &mut stack[..self.max_headers]
+        } else {
+            heap = Vec::with_capacity(self.max_headers);
+            &mut heap.spare_capacity_mut()[..self.max_headers]
+        };
         let mut req = httparse::Request::new(&mut []);
-        match req.parse_with_uninit_headers(head, headers.spare_capacity_mut()) {
+        match req.parse_with_uninit_headers(head, slots) {
             Ok(httparse::Status::Complete(n)) if n == end => {}
             Ok(_) => return Err(Reject::MalformedHead("request head did not parse to its end")),
             Err(httparse::Error::TooManyHeaders) => return Err(Reject::TooManyHeaders),
@@ -707,6 +721,38 @@ mod tests {
         }
         req.extend_from_slice(b"\r\n");
         assert_eq!(both(&req), Err(Reject::TooManyHeaders));
+    }
+
+    /// A head of `n` header fields (Host and n - 1 others).
+    fn head_with(n: usize) -> Vec<u8> {
+        let mut req = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 1..n {
+            req.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        req.extend_from_slice(b"\r\n");
+        req
+    }
+
+    #[test]
+    fn the_header_limit_is_exact_on_the_stack_and_on_the_heap() {
+        // At, below and above STACK_HEADERS: the slots come from the stack,
+        // then from the heap; either way `max_headers` fields pass, one more
+        // does not.
+        for limit in [16, STACK_HEADERS - 1, STACK_HEADERS, STACK_HEADERS + 1, 300] {
+            let at = head_with(limit);
+            assert_eq!(
+                RequestStream::new(64 * 1024, limit).advance(&at),
+                Ok(at.len()),
+                "{limit} fields, limit {limit}"
+            );
+            let over = head_with(limit + 1);
+            assert_eq!(
+                RequestStream::new(64 * 1024, limit).advance(&over),
+                Err(Reject::TooManyHeaders),
+                "{} fields, limit {limit}",
+                limit + 1
+            );
+        }
     }
 
     #[test]
