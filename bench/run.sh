@@ -1013,7 +1013,7 @@ KeepAliveTimeout 30
 HTTPD
   KRB5_CONFIG=$KRB5_CONFIG apache2 -f "$AP/httpd.conf" -k start
   for _ in $(seq 50); do ss -ltn | grep -q "127.0.0.1:19122 " && break; sleep 0.1; done
-  APPID=$(cat "$AP/run/httpd.pid")
+  APPID=$(cat "$AP/run/httpd.pid"); pids+=("$APPID")   # stopped by cleanup too, if a later step fails (kinit)
   export KRB5CCNAME="FILE:$W/alice-edge.cc"
   echo Alice-Pass1 | kinit alice@AD.TEST >/dev/null
   hz=$(getconf CLK_TCK)

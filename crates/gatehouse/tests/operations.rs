@@ -17,7 +17,7 @@ use testkit::Backend;
 fn admin_addr(g: &Gatehouse) -> SocketAddr {
     g.wait_for(|| g.stderr().contains("admin listener ready"), "the admin listener");
     let log = g.stderr();
-    let line = log.lines().filter(|l| l.contains("admin listener ready")).last().unwrap().to_owned();
+    let line = log.lines().rfind(|l| l.contains("admin listener ready")).unwrap().to_owned();
     line.split_whitespace().find_map(|w| w.strip_prefix("addr=")).unwrap().parse().unwrap()
 }
 
@@ -298,7 +298,7 @@ async fn a_renewed_certificate_serves_new_handshakes_and_the_open_stream_goes_on
     std::fs::write(g.path("mail.pem"), "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n").unwrap();
     wait_long(&g, || g.stderr().matches("reload refused").count() > reloads, "the refused reload");
     let log = g.stderr();
-    let why = log.lines().filter(|l| l.contains("reload refused:")).last().unwrap_or_default().to_owned();
+    let why = log.lines().rfind(|l| l.contains("reload refused:")).unwrap_or_default().to_owned();
     assert!(why.contains("mail.pem"), "the log does not say which file: {log}");
     assert_eq!(presented(addr, &new_ca).await, new, "the broken file replaced the certificate");
 }
