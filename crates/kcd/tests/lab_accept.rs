@@ -42,14 +42,7 @@ fn clients_tickets_accepted_and_used_as_evidence() {
     let ccache = format!("FILE:{}", dir.path().join("alice.cc").display());
     std::env::set_var("KRB5_CONFIG", &env["KRB5_CONFIG"]);
     std::env::set_var("KRB5CCNAME", &ccache);
-    let mut kinit = std::process::Command::new("kinit")
-        .arg("alice@AD.TEST")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    kinit.stdin.take().unwrap().write_all(b"Alice-Pass1\n").unwrap();
-    assert!(kinit.wait().unwrap().success(), "kinit alice failed");
+    common::kinit("alice@AD.TEST", "Alice-Pass1", &ccache);
     let alice = Cred::acquire(None, None, CredUsage::Initiate, None).unwrap();
 
     let d = std::sync::Arc::new(kcd::Delegator::new("svc-proxy@AD.TEST", &env["LAB_PROXY_KEYTAB"], "AD.TEST"));

@@ -6,7 +6,6 @@
 //! send) goes to MIT's GSS layer, which refuses or accepts it as before.
 //! (Own test binary, one test: it points KRB5CCNAME and KRB5_CONFIG at its own files.)
 
-use std::io::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use common::lab_env;
@@ -33,19 +32,6 @@ fn counts(d: &kcd::Delegator) -> (u64, u64) {
     (d.stats().quick.load(Relaxed), d.stats().quick_declined.load(Relaxed))
 }
 
-fn kinit(env: &std::collections::HashMap<String, String>, ccache: &str) {
-    std::env::set_var("KRB5CCNAME", ccache);
-    let mut kinit = std::process::Command::new("kinit")
-        .arg("alice@AD.TEST")
-        .env("KRB5_CONFIG", &env["KRB5_CONFIG"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    kinit.stdin.take().unwrap().write_all(b"Alice-Pass1\n").unwrap();
-    assert!(kinit.wait().unwrap().success(), "kinit alice failed");
-}
-
 #[test]
 fn the_quick_acceptor_accepts_what_mit_accepts_and_leaves_the_rest_to_it() {
     let Some(env) = lab_env() else { return };
@@ -62,7 +48,9 @@ fn the_quick_acceptor_accepts_what_mit_accepts_and_leaves_the_rest_to_it() {
     )
     .unwrap();
     std::env::set_var("KRB5_CONFIG", &env["KRB5_CONFIG"]);
-    kinit(&env, &format!("FILE:{}", dir.path().join("alice.cc").display()));
+    let ccache = format!("FILE:{}", dir.path().join("alice.cc").display());
+    std::env::set_var("KRB5CCNAME", &ccache);
+    common::kinit("alice@AD.TEST", "Alice-Pass1", &ccache);
     let alice = Cred::acquire(None, None, CredUsage::Initiate, None).unwrap();
 
     // Accept-only (never started: no TGT), so no ticket would become

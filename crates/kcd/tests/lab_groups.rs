@@ -4,7 +4,6 @@
 //! Basic), and from the user's own ticket (Negotiate). Own test binary: it
 //! points KRB5CCNAME at its user's cache.
 
-use std::io::Write;
 use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Barrier};
@@ -85,18 +84,6 @@ fn sids(info: &LogonInfo) -> Vec<String> {
     info.group_sids().iter().map(|g| g.sid.to_string()).collect()
 }
 
-fn kinit(principal: &str, password: &str, ccache: &str) {
-    let mut kinit = Command::new("kinit")
-        .arg(principal)
-        .env("KRB5CCNAME", ccache)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    kinit.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
-    assert!(kinit.wait().unwrap().success(), "kinit {principal} failed");
-}
-
 fn client_token(cred: &Cred, target: &str) -> Vec<u8> {
     let name = Name::new(target.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)).unwrap();
     let mut ctx = ClientCtx::new(Some(cred.clone()), name, CtxFlags::empty(), Some(GSS_MECH_KRB5));
@@ -144,7 +131,7 @@ fn groups_from_s4u2self_and_from_the_users_own_ticket() {
     // gss_get_name_attribute.
     let dir = tempfile::tempdir().unwrap();
     let ccache = format!("FILE:{}", dir.path().join("user.cc").display());
-    kinit(&accounts.principal(), &accounts.password, &ccache);
+    common::kinit(&accounts.principal(), &accounts.password, &ccache);
     std::env::set_var("KRB5CCNAME", &ccache);
     let own = Cred::acquire(None, None, CredUsage::Initiate, None).unwrap();
     let accepted = d.accept(&client_token(&own, "HTTP/proxy.ad.test@AD.TEST"), "HTTP/proxy.ad.test", None).unwrap();
