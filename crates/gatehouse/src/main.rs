@@ -9,6 +9,10 @@
 
 #![forbid(unsafe_code)]
 
+/// jemalloc instead of glibc's malloc: docs/design.md, "The allocator".
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod access;
 mod accounts;
 mod admin;

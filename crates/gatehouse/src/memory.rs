@@ -1,9 +1,12 @@
 //! Freed memory back to the system: idle connections free hyper's buffers when
-//! they park (`connection::serve`), but glibc's malloc keeps freed chunks
-//! resident while live objects sit around them (each connection's own small
-//! state, allocated at the same time). A thread of its own trims the heap at
-//! most once a second, and only after some connection parked, so that a busy
-//! worker never waits on it and a quiet process does nothing.
+//! they park (`connection::serve`). Rust's allocations go to jemalloc
+//! (`main.rs`), which purges freed pages by itself about a second after they
+//! are freed (its background thread, `.cargo/config.toml`). The C libraries
+//! (MIT krb5, aws-lc, SQLite) still allocate from glibc's malloc, which keeps
+//! freed chunks resident while live objects sit around them; for those, a
+//! thread of its own trims glibc's heap at most once a second, and only after
+//! some connection parked, so that a busy worker never waits on it and a quiet
+//! process does nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -35,9 +38,12 @@ mod tests {
     }
 
     /// The shape idle connections leave: 8 KiB buffers freed among small live
-    /// objects. Freeing alone leaves them resident; the trim gives them back.
+    /// objects. glibc kept such buffers resident until `malloc_trim`; jemalloc,
+    /// as configured, gives them back by itself within about a second. Fails
+    /// if the build lost jemalloc's settings (no background thread, the default
+    /// ten-second decay) or the allocator.
     #[test]
-    fn freed_buffers_among_live_objects_leave_the_process_when_trimmed() {
+    fn freed_buffers_among_live_objects_leave_the_process_by_themselves() {
         let handle = std::thread::spawn(|| {
             let mut live = Vec::new();
             let mut buffers = Vec::new();
@@ -47,15 +53,19 @@ mod tests {
             }
             let full = rss_kib();
             drop(buffers);
-            let freed = rss_kib();
-            kcd::release_free_memory();
-            let trimmed = rss_kib();
+            // Nothing but the RSS reads allocates from here on (a few small
+            // blocks): what returns the pages is jemalloc's background thread.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let mut now = rss_kib();
+            while now + 32 * 1024 > full && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                now = rss_kib();
+            }
             drop(live);
-            (full, freed, trimmed)
+            (full, now)
         });
-        let (full, freed, trimmed) = handle.join().unwrap();
-        // 64 MiB of buffers: most of it stays resident after free, and goes with the trim.
-        assert!(freed + 16 * 1024 > full, "glibc returned the buffers by itself: {full} -> {freed} KiB");
-        assert!(trimmed + 32 * 1024 < freed, "the trim gave back too little: {freed} -> {trimmed} KiB");
+        let (full, after) = handle.join().unwrap();
+        // 64 MiB of buffers: at least half of it must have left within 5 s.
+        assert!(after + 32 * 1024 <= full, "freed buffers stayed resident: {full} -> {after} KiB after 5 s");
     }
 }
