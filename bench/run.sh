@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | plain (the same against nginx in interleaved rounds, medians and CPU per request) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab) | users (USERS_N lab users sign in at once: S4U2Self count, p50/p99, memory per cached user; needs the lab) | cache (the credential cache alone, 100,000 simulated users: the memory curve; no lab) | metrics (issue 19: requests/s with and without [admin] and its scrapes, and one scrape's cost with 50 sites and 1,000 users; no lab) | idle (idle keep-alive connections, plain and TLS, against nginx) | idlelat (a keep-alive GET's p50/p99 with none and with IDLELAT_N idle connections, against nginx, interleaved) | tls (new TLS connections per second and HTTP/2 over TLS, against nginx)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | plain (the same against nginx in interleaved rounds, medians and CPU per request; GATEHOUSE_A optional) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab) | users (USERS_N lab users sign in at once: S4U2Self count, p50/p99, memory per cached user; needs the lab) | cache (the credential cache alone, 100,000 simulated users: the memory curve; no lab) | metrics (issue 19: requests/s with and without [admin] and its scrapes, and one scrape's cost with 50 sites and 1,000 users; no lab) | idle (idle keep-alive connections, plain and TLS, against nginx; GATEHOUSE_A optional) | idlelat (a keep-alive GET's p50/p99 with none and with IDLELAT_N idle connections, against nginx, interleaved) | tls (new TLS connections per second and HTTP/2 over TLS, against nginx)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -72,7 +72,7 @@ TOML
 
 start_nginx() { nginx -c "$W/nginx.conf" -p "$W" >/dev/null 2>&1; for _ in $(seq 50); do [ -s "$W/nginx.pid" ] && break; sleep 0.1; done; sleep 0.2; }
 stop_nginx() { kill "$(cat "$W/nginx.pid")"; while [ -f "$W/nginx.pid" ] && kill -0 "$(cat "$W/nginx.pid")" 2>/dev/null; do sleep 0.05; done; }
-start_gh() { target/release/gatehouse run -c "$W/gatehouse.toml" 2>"$W/gh-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.3; }
+start_gh() { "${GH_BIN:-target/release/gatehouse}" run -c "$W/gatehouse.toml" 2>"$W/gh-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.3; }
 stop_gh() { kill "$GHPID"; wait "$GHPID" 2>/dev/null || true; }
 # Peak RSS (KiB) of a proxy: gatehouse is one process; nginx is the sum of its workers and master.
 peak_kib() {
@@ -87,7 +87,7 @@ rss_kib() {
     for p in $m $(pgrep -P "$m"); do sum=$((sum + $(awk '/VmRSS/{print $2}' /proc/$p/status))); done; echo $sum
   else awk '/VmRSS/{print $2}' /proc/$GHPID/status; fi
 }
-start() { if [ "$1" = nginx ]; then start_nginx; else start_gh; fi; }
+start() { case $1 in nginx) start_nginx ;; A) GH_BIN=$GATEHOUSE_A start_gh ;; *) start_gh ;; esac; }
 stop() { if [ "$1" = nginx ]; then stop_nginx; else stop_gh; fi; }
 addr() { if [ "$1" = nginx ]; then echo $NGINX; else echo $GH; fi; }
 
@@ -162,7 +162,9 @@ fi
 # (default 5) of nginx then gatehouse, each on a fresh process: GET 1 KiB and POST
 # 64 KiB keep-alive with wrk, the proxy's CPU per request (utime + stime from
 # /proc over the wrk run; for nginx master and workers), and the 1 GiB upload.
-# Prints the median gatehouse/nginx ratio per metric with its range.
+# Prints the median gatehouse/nginx ratio per metric with its range. With
+# GATEHOUSE_A=<binary>, that build runs in each round too (nginx, A, this tree),
+# on the same port and configuration, and the table gains its ratios.
 cpu_ticks() {
   local pids_=${GHPID:-}
   [ "$1" = nginx ] && { local m; m=$(cat "$W/nginx.pid"); pids_="$m $(pgrep -P "$m" | tr '\n' ' ')"; }
@@ -171,7 +173,7 @@ cpu_ticks() {
 if [ "$ONLY" = plain ]; then
   : > "$W/plain.tsv"
   for round in $(seq "${PLAIN_PAIRS:-5}"); do
-    for proxy in nginx gatehouse; do
+    for proxy in nginx ${GATEHOUSE_A:+A} gatehouse; do
       a=$(addr $proxy)
       start $proxy
       wrk -t1 -c"$CONNS" -d1s "http://$a/bytes/1024" >/dev/null
@@ -188,7 +190,7 @@ if [ "$ONLY" = plain ]; then
     done
   done
   {
-    echo "Run: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${PLAIN_PAIRS:-5} interleaved rounds (nginx, gatehouse), wrk -t1 -c$CONNS -d${DUR}s; nginx $(nginx -v 2>&1 | sed 's/.*\///'), 2 workers; gatehouse $(target/release/gatehouse --version | cut -d' ' -f2)"
+    echo "Run: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${PLAIN_PAIRS:-5} interleaved rounds (nginx, ${GATEHOUSE_A:+A = $GATEHOUSE_A, }gatehouse), wrk -t1 -c$CONNS -d${DUR}s; nginx $(nginx -v 2>&1 | sed 's/.*\///'), 2 workers; gatehouse $(target/release/gatehouse --version | cut -d' ' -f2)"
     echo
     python3 - "$W/plain.tsv" <<'PY'
 import sys, statistics as st
@@ -197,12 +199,23 @@ by = {}
 for r in rows:
     by.setdefault(r[0], {})[r[1]] = [float(x) for x in r[2:]]
 names = ["GET 1 KiB requests/s", "GET 1 KiB p99 (ms)", "GET 1 KiB CPU us per request", "POST 64 KiB requests/s", "POST 64 KiB p99 (ms)", "1 GiB upload MB/s", "GET 1 KiB p50 (ms)"]
-print("| metric | nginx median | gatehouse median | gatehouse / nginx, median (range) |")
-print("|---|---:|---:|---:|")
+has_a = all("A" in by[k] for k in by)
+def ratio(i, num, den):
+    rs = [by[k][num][i] / by[k][den][i] for k in by if by[k][den][i]]
+    return f"{st.median(rs):.2f} ({min(rs):.2f} to {max(rs):.2f})"
+if has_a:
+    print("| metric | nginx median | A median | gatehouse median | gatehouse / nginx, median (range) | A / nginx | gatehouse / A |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+else:
+    print("| metric | nginx median | gatehouse median | gatehouse / nginx, median (range) |")
+    print("|---|---:|---:|---:|")
 for i, name in enumerate(names):
     n = [by[k]["nginx"][i] for k in by]; g = [by[k]["gatehouse"][i] for k in by]
-    ratios = [by[k]["gatehouse"][i] / by[k]["nginx"][i] for k in by if by[k]["nginx"][i]]
-    print(f"| {name} | {st.median(n):.3f} | {st.median(g):.3f} | {st.median(ratios):.2f} ({min(ratios):.2f} to {max(ratios):.2f}) |")
+    if has_a:
+        a = [by[k]["A"][i] for k in by]
+        print(f"| {name} | {st.median(n):.3f} | {st.median(a):.3f} | {st.median(g):.3f} | {ratio(i, 'gatehouse', 'nginx')} | {ratio(i, 'A', 'nginx')} | {ratio(i, 'gatehouse', 'A')} |")
+    else:
+        print(f"| {name} | {st.median(n):.3f} | {st.median(g):.3f} | {ratio(i, 'gatehouse', 'nginx')} |")
 PY
   } | tee -a "$OUT"
 fi
@@ -1653,13 +1666,14 @@ http {
   }
 }
 NGINX
-  idle_start() {  # nginx|gatehouse
+  idle_start() {  # nginx|A|gatehouse (A: GATEHOUSE_A, the build before a change)
+    local bin=target/release/gatehouse; [ "$1" = A ] && bin=$GATEHOUSE_A
     if [ "$1" = nginx ]; then nginx -c "$W/nginx-idle.conf" -p "$W" >/dev/null 2>&1; sleep 0.3
-    else target/release/gatehouse run -c "$W/gatehouse-idle.toml" 2>>"$W/gh-idle-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.5; fi
+    else "$bin" run -c "$W/gatehouse-idle.toml" 2>>"$W/gh-idle-stderr.log" & GHPID=$!; pids+=($GHPID); sleep 0.5; fi
   }
   idle_addr() {  # proxy transport
     case "$1/$2" in nginx/plain) echo 127.0.0.1:19132 ;; nginx/tls) echo 127.0.0.1:19133 ;;
-      gatehouse/plain) echo 127.0.0.1:19130 ;; gatehouse/tls) echo 127.0.0.1:19131 ;; esac
+      */plain) echo 127.0.0.1:19130 ;; */tls) echo 127.0.0.1:19131 ;; esac
   }
   idle_url() { if [ "$2" = tls ]; then echo "https://$(idle_addr "$1" "$2")/bytes/1024"; else echo "http://$(idle_addr "$1" "$2")/bytes/1024"; fi; }
   p99() { wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$1" | parse_wrk | awk '{print $3}'; }
@@ -1668,7 +1682,7 @@ if [ "$ONLY" = idle ]; then
   : > "$W/idle.txt"
   for transport in plain tls; do
     for n in $IDLE_COUNTS; do
-      for proxy in nginx gatehouse; do
+      for proxy in nginx ${GATEHOUSE_A:+A} gatehouse; do
         idle_start $proxy
         a=$(idle_addr $proxy $transport)
         quiet=""
@@ -1706,6 +1720,16 @@ for (t, n, p) in sorted({(r[0], int(r[1]), "x") for r in rows}):
     if not ng or not gh: continue
     per = lambda r: (int(r[4]) - int(r[3])) / n
     print(f"| {t} | {n:,} | {ng[3]} / {ng[4]} | {per(ng):.1f} | {gh[3]} / {gh[4]} | {per(gh):.1f} | {per(gh) / per(ng):.2f} |")
+a_rows = [r for r in rows if r[2] == "A"]
+if a_rows:
+    print()
+    print("| transport | idle connections | A RSS before / with (KiB) | A KiB per connection | gatehouse KiB per connection | gatehouse / A |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for a in a_rows:
+        n = int(a[1]); gh = by.get((a[0], a[1], "gatehouse"))
+        if not gh: continue
+        per = lambda r: (int(r[4]) - int(r[3])) / n
+        print(f"| {a[0]} | {n:,} | {a[3]} / {a[4]} | {per(a):.1f} | {per(gh):.1f} | {per(gh) / per(a):.2f} |")
 print()
 big = max(int(r[1]) for r in rows)
 print(f"| transport | proxy | keep-alive GET p99 (ms), none idle | p99 (ms), {big:,} idle |")
