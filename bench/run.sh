@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | plain (the same against nginx in interleaved rounds, medians and CPU per request; GATEHOUSE_A optional) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab) | users (USERS_N lab users sign in at once: S4U2Self count, p50/p99, memory per cached user; needs the lab) | cache (the credential cache alone, 100,000 simulated users: the memory curve; no lab) | metrics (issue 19: requests/s with and without [admin] and its scrapes, and one scrape's cost with 50 sites and 1,000 users; no lab) | idle (idle keep-alive connections, plain and TLS, against nginx; GATEHOUSE_A optional) | idlelat (a keep-alive GET's p50/p99 with none and with IDLELAT_N idle connections, against nginx, interleaved) | tls (new TLS connections per second and HTTP/2 over TLS, against nginx)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | plain (the same against nginx in interleaved rounds, medians and CPU per request; GATEHOUSE_A optional) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab) | users (USERS_N lab users sign in at once: S4U2Self count, p50/p99, memory per cached user; needs the lab) | cache (the credential cache alone, 100,000 simulated users: the memory curve; no lab) | metrics (issue 19: requests/s with and without [admin] and its scrapes, and one scrape's cost with 50 sites and 1,000 users; no lab) | idle (idle keep-alive connections, plain and TLS, against nginx; GATEHOUSE_A optional) | idlelat (a keep-alive GET's p50/p99 with none and with IDLELAT_N idle connections, against nginx, interleaved; GATEHOUSE_A optional) | tls (new TLS connections per second and HTTP/2 over TLS, against nginx)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -1753,7 +1753,7 @@ if [ "$ONLY" = idlelat ]; then
   [ "$LN" -gt "$MOST" ] && LN=$MOST
   : > "$W/idlelat.txt"
   for round in $(seq "${IDLELAT_PAIRS:-5}"); do
-    for proxy in nginx gatehouse; do
+    for proxy in nginx ${GATEHOUSE_A:+A} gatehouse; do
       idle_start $proxy
       url=$(idle_url $proxy plain)
       wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null
@@ -1786,7 +1786,13 @@ print("|---|---:|---:|---:|")
 for col, name in enumerate(["p50 (ms), none idle", "p99 (ms), none idle", f"p50 (ms), {n:,} idle", f"p99 (ms), {n:,} idle"]):
     ratios = [g[col] / a[col] for a, g in zip(ng, gh) if a[col] > 0]
     print(f"| {name} | {med([a[col] for a in ng]):.2f} | {med([g[col] for g in gh]):.2f} | {med(ratios):.2f} ({min(ratios):.2f} to {max(ratios):.2f}) |")
-for p, rs in (("nginx", ng), ("gatehouse", gh)):
+if "A" in by:
+    a_ = by["A"]
+    for col, name in enumerate(["p50 (ms), none idle", "p99 (ms), none idle", f"p50 (ms), {n:,} idle", f"p99 (ms), {n:,} idle"]):
+        ratios = [g[col] / a[col] for a, g in zip(a_, gh) if a[col] > 0]
+        print(f"| A: {name}; gatehouse / A, median (range) | | {med([a[col] for a in a_]):.2f} | {med(ratios):.2f} ({min(ratios):.2f} to {max(ratios):.2f}) |")
+for p, rs in (("nginx", ng), ("A", by.get("A", [])), ("gatehouse", gh)):
+    if not rs: continue
     for col, name in ((2, "p50"), (3, "p99")):
         ratios = [r[col] / r[col - 2] for r in rs if r[col - 2] > 0]
         print(f"| {p}: {name} with {n:,} idle / with none, median (range) | | | {med(ratios):.2f} ({min(ratios):.2f} to {max(ratios):.2f}) |")
@@ -1806,6 +1812,8 @@ fi
 # Each gh-load task keeps its own tickets (a client of its own), so every
 # "resume" connection but each task's first resumes. GATEHOUSE_A=path adds a
 # second gatehouse build, measured in the same rounds (nginx, A, this tree's).
+# TLS_BACKEND_IDLE sets both gatehouses' backend_idle_per_key (default 128, as
+# nginx's keepalive); TLS_A_BACKEND_IDLE sets A's alone.
 if [ "$ONLY" = tls ]; then
   ulimit -n 100000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
   PAIRS=${TLS_PAIRS:-5}
@@ -1824,6 +1832,11 @@ level = "warn"
 
 [limits]
 max_connections = 50000
+# nginx's upstream keeps 128 idle backend connections per worker (keepalive
+# 128 below); gatehouse keeps a pool per worker too, so the same number. At
+# h2load's 500 streams in flight the default 64 opened and closed a backend
+# connection for about one request in seven (docs/performance.md).
+backend_idle_per_key = ${TLS_BACKEND_IDLE:-128}
 
 [[listener]]
 name = "ec"
@@ -1882,7 +1895,9 @@ NGINX
   declare -A TLSPORT=([nginx,ec]=19142 [nginx,rsa]=19143 [gatehouse,ec]=19140 [gatehouse,rsa]=19141)
   declare -A TLSPID=([nginx]=$NGPID [gatehouse]=$GHPID)
   if [ -n "${GATEHOUSE_A:-}" ]; then
-    sed -e 's/127.0.0.1:19140/127.0.0.1:19144/; s/127.0.0.1:19141/127.0.0.1:19145/; s/, suite_order = "[^"]*"//' "$W/gatehouse-tls.toml" > "$W/gatehouse-a-tls.toml"
+    sed -e 's/127.0.0.1:19140/127.0.0.1:19144/; s/127.0.0.1:19141/127.0.0.1:19145/; s/, suite_order = "[^"]*"//' \
+      ${TLS_A_BACKEND_IDLE:+-e "s/^backend_idle_per_key = .*/backend_idle_per_key = $TLS_A_BACKEND_IDLE/"} \
+      "$W/gatehouse-tls.toml" > "$W/gatehouse-a-tls.toml"
     "$GATEHOUSE_A" run -c "$W/gatehouse-a-tls.toml" 2>>"$W/gh-a-tls-stderr.log" & APID=$!; pids+=($APID); sleep 0.5
     PROXIES="nginx a gatehouse"; TLSPORT[a,ec]=19144; TLSPORT[a,rsa]=19145; TLSPID[a]=$APID
   fi
@@ -1919,7 +1934,7 @@ NGINX
   [ -n "${APID:-}" ] && { kill "$APID"; wait "$APID" 2>/dev/null || true; }
   {
     echo
-    echo "TLS ($(nproc) cores; gh-load tls with $TC tasks, ${DUR}s per case; h2load -c 50 -m 10 -D $DUR GET 1 KiB over h2; $PAIRS interleaved rounds of $PROXIES; nginx $(nginx -v 2>&1 | sed 's/.*\///') with $(openssl version | cut -d' ' -f1-2), TLS 1.2 and 1.3 offered; gatehouse with rustls${TLS_SUITE_ORDER:+ and suite_order = \"$TLS_SUITE_ORDER\"}${GATEHOUSE_A:+; A = $GATEHOUSE_A}; server CPU per connection or request from /proc; load average $(cut -d' ' -f1-3 /proc/loadavg)):"
+    echo "TLS ($(nproc) cores; gh-load tls with $TC tasks, ${DUR}s per case; h2load -c 50 -m 10 -D $DUR GET 1 KiB over h2; $PAIRS interleaved rounds of $PROXIES; nginx $(nginx -v 2>&1 | sed 's/.*\///') with $(openssl version | cut -d' ' -f1-2), TLS 1.2 and 1.3 offered; gatehouse with rustls${TLS_SUITE_ORDER:+ and suite_order = \"$TLS_SUITE_ORDER\"}, backend_idle_per_key ${TLS_BACKEND_IDLE:-128}${GATEHOUSE_A:+; A = $GATEHOUSE_A}${TLS_A_BACKEND_IDLE:+ with backend_idle_per_key $TLS_A_BACKEND_IDLE}; server CPU per connection or request from /proc; load average $(cut -d' ' -f1-3 /proc/loadavg)):"
     echo
     python3 - "$W/tls.txt" gatehouse <<'PY'
 import statistics as st, sys
