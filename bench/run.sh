@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p gatehouse -p testkit >&2
-ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | plain (the same against nginx in interleaved rounds, medians and CPU per request; GATEHOUSE_A optional) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab) | users (USERS_N lab users sign in at once: S4U2Self count, p50/p99, memory per cached user; needs the lab) | cache (the credential cache alone, 100,000 simulated users: the memory curve; no lab) | metrics (issue 19: requests/s with and without [admin] and its scrapes, and one scrape's cost with 50 sites and 1,000 users; no lab) | idle (idle keep-alive connections, plain and TLS, against nginx; GATEHOUSE_A optional) | idlelat (a keep-alive GET's p50/p99 with none and with IDLELAT_N idle connections, against nginx, interleaved; GATEHOUSE_A optional) | tls (new TLS connections per second and HTTP/2 over TLS, against nginx)
+ONLY=${BENCH_ONLY:-all}   # all | nginx (the side-by-side table) | plain (the same against nginx in interleaved rounds, medians and CPU per request; GATEHOUSE_A optional) | ntlm | kcd | access | negotiate | exchange | farm | forms | oidc (kcd onwards need lab/lab.sh start) | totp (TOTP verifications per second on one core; no lab) | passkey (passkey assertion verifications per second on one core, in process; no lab) | ab (two gatehouse builds: GATEHOUSE_A=path, against this tree's; needs the lab) | edge (Kerberos at the edge against Apache + mod_auth_gssapi, CPU per request; GATEHOUSE_A optional; needs the lab) | users (USERS_N lab users sign in at once: S4U2Self count, p50/p99, memory per cached user; needs the lab) | cache (the credential cache alone, 100,000 simulated users: the memory curve; no lab) | metrics (issue 19: requests/s with and without [admin] and its scrapes, and one scrape's cost with 50 sites and 1,000 users; no lab) | idle (idle keep-alive connections, plain, TLS and HTTP/2 over TLS, against nginx; GATEHOUSE_A optional) | idlelat (a keep-alive GET's p50/p99 with none and with IDLELAT_N idle connections, against nginx, interleaved; GATEHOUSE_A optional) | tls (new TLS connections per second and HTTP/2 over TLS, against nginx)
 
 # A full run writes bench/results/latest.md; a partial one latest-<part>.md.
 if [ "$ONLY" = all ]; then OUT=bench/results/latest.md; else OUT=bench/results/latest-$ONLY.md; fi
@@ -1587,7 +1587,8 @@ if [ "$ONLY" = cache ]; then
 fi
 
 # Idle keep-alive connections (issue 20): gatehouse and nginx side by side, plain
-# HTTP and TLS (ECDSA P-256), with 1,000, 10,000 and 50,000 connections held idle
+# HTTP, TLS (ECDSA P-256) and HTTP/2 over TLS (IDLE_TRANSPORTS, default all three),
+# with 1,000, 10,000 and 50,000 connections held idle
 # by bench/idle_conns.py after one request each; a fresh proxy per case, RSS
 # (VmRSS; nginx: master and workers) before the connections and once they are
 # all established and IDLE_SETTLE seconds idle (default 3). With 50,000 held,
@@ -1655,7 +1656,9 @@ http {
   ssl_protocols TLSv1.2 TLSv1.3;
   server {
     listen 127.0.0.1:19132 backlog=4096;
-    listen 127.0.0.1:19133 ssl backlog=4096;
+    # http2: the h2 rows (a client offering h1 only, as the tls rows' does,
+    # still gets HTTP/1.1).
+    listen 127.0.0.1:19133 ssl http2 backlog=4096;
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -1673,32 +1676,33 @@ NGINX
   }
   idle_addr() {  # proxy transport
     case "$1/$2" in nginx/plain) echo 127.0.0.1:19132 ;; nginx/tls) echo 127.0.0.1:19133 ;;
-      */plain) echo 127.0.0.1:19130 ;; */tls) echo 127.0.0.1:19131 ;; esac
+      nginx/h2) echo 127.0.0.1:19133 ;;
+      */plain) echo 127.0.0.1:19130 ;; */tls|*/h2) echo 127.0.0.1:19131 ;; esac
   }
   idle_url() { if [ "$2" = tls ]; then echo "https://$(idle_addr "$1" "$2")/bytes/1024"; else echo "http://$(idle_addr "$1" "$2")/bytes/1024"; fi; }
   p99() { wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$1" | parse_wrk | awk '{print $3}'; }
 fi
 if [ "$ONLY" = idle ]; then
   : > "$W/idle.txt"
-  for transport in plain tls; do
+  for transport in ${IDLE_TRANSPORTS:-plain tls h2}; do
     for n in $IDLE_COUNTS; do
       for proxy in nginx ${GATEHOUSE_A:+A} gatehouse; do
         idle_start $proxy
         a=$(idle_addr $proxy $transport)
         quiet=""
-        if [ "$n" = "$BIG" ]; then
+        if [ "$n" = "$BIG" ] && [ "$transport" != h2 ]; then
           wrk -t1 -c"$CONNS" -d2s "$(idle_url $proxy $transport)" >/dev/null
           quiet=$(p99 "$(idle_url $proxy $transport)")
         fi
         base=$(rss_kib $proxy)
         rm -f "$W/idle.ready"
-        procs=1; [ "$transport" = tls ] && procs=2
-        python3 bench/idle_conns.py "$a" "$n" "$W/idle.ready" $([ "$transport" = tls ] && echo --tls) --procs $procs & holder=$!
+        procs=1; [ "$transport" != plain ] && procs=2
+        python3 bench/idle_conns.py "$a" "$n" "$W/idle.ready" $([ "$transport" != plain ] && echo "--$transport") --procs $procs & holder=$!
         while [ ! -f "$W/idle.ready" ]; do kill -0 $holder 2>/dev/null || { echo "idle bench: the holder failed ($proxy $transport $n)" >&2; exit 1; }; sleep 0.2; done
         sleep "$SETTLE"
         held=$(rss_kib $proxy)
         busy=""
-        [ "$n" = "$BIG" ] && busy=$(p99 "$(idle_url $proxy $transport)")
+        [ "$n" = "$BIG" ] && [ "$transport" != h2 ] && busy=$(p99 "$(idle_url $proxy $transport)")
         echo "$transport $n $proxy $base $held ${quiet:--} ${busy:--}" | tee -a "$W/idle.txt" >&2
         kill $holder 2>/dev/null || true; wait $holder 2>/dev/null || true
         if [ $proxy = nginx ]; then stop_nginx; else stop_gh; fi
@@ -1707,7 +1711,7 @@ if [ "$ONLY" = idle ]; then
   done
   {
     echo
-    echo "Idle keep-alive connections ($(nproc) cores; file limit $FDS; one request each, answered before the next connection opens, then idle ${SETTLE}s; RSS = VmRSS, nginx: master + 2 workers; TLS: ECDSA P-256, TLS 1.3; p99: wrk -t1 -c$CONNS -d${DUR}s GET 1 KiB with none and with $BIG idle; nginx $(nginx -v 2>&1 | sed 's/.*\///')):"
+    echo "Idle keep-alive connections ($(nproc) cores; file limit $FDS; one request each, answered before the next connection opens, then idle ${SETTLE}s; RSS = VmRSS, nginx: master + 2 workers; TLS: ECDSA P-256, TLS 1.3; h2: HTTP/2 on the TLS listener (ALPN h2); p99: wrk -t1 -c$CONNS -d${DUR}s GET 1 KiB with none and with $BIG idle; nginx $(nginx -v 2>&1 | sed 's/.*\///')):"
     echo
     python3 - "$W/idle.txt" <<'PY'
 import sys
@@ -1735,7 +1739,7 @@ big = max(int(r[1]) for r in rows)
 print(f"| transport | proxy | keep-alive GET p99 (ms), none idle | p99 (ms), {big:,} idle |")
 print("|---|---|---:|---:|")
 for r in rows:
-    if int(r[1]) == big:
+    if int(r[1]) == big and r[0] != "h2":
         print(f"| {r[0]} | {r[2]} | {r[5]} | {r[6]} |")
 PY
   } | tee -a "$OUT"
