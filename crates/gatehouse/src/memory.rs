@@ -31,30 +31,17 @@ pub fn start() -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    fn rss_kib() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
+    use testkit::heap::{buffers_among_live_objects, rss_kib, run_alone};
 
     /// The shape idle connections leave: 8 KiB buffers freed among small live
     /// objects. glibc kept such buffers resident until `malloc_trim`; jemalloc,
     /// as configured, gives them back by itself within about a second. Fails
     /// if the build lost jemalloc's settings (no background thread, the default
-    /// ten-second decay) or the allocator. RSS is the whole process's, and the
-    /// other tests of this binary allocate beside this one, so the measurement
-    /// runs alone, in a process of its own: this test binary again, asked for
-    /// `measured_alone` only.
+    /// ten-second decay) or the allocator. Measured alone, in a process of its
+    /// own (`run_alone`): RSS is the whole process's.
     #[test]
     fn freed_buffers_among_live_objects_leave_the_process_by_themselves() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "memory::tests::measured_alone", "--ignored", "--nocapture", "--test-threads=1"])
-            .env("GATEHOUSE_MEMORY_ALONE", "1")
-            .output()
-            .unwrap();
-        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "the measurement failed:\n{said}");
-        assert!(said.contains("1 passed"), "the measurement did not run:\n{said}");
+        run_alone("memory::tests::measured_alone", "GATEHOUSE_MEMORY_ALONE");
     }
 
     #[test]
@@ -63,12 +50,7 @@ mod tests {
         if std::env::var_os("GATEHOUSE_MEMORY_ALONE").is_none() {
             return;
         }
-        let mut live = Vec::new();
-        let mut buffers = Vec::new();
-        for _ in 0..8192 {
-            buffers.push(vec![1u8; 8192]);
-            live.push(Box::new([2u8; 64]));
-        }
+        let (buffers, live) = buffers_among_live_objects();
         let full = rss_kib();
         drop(buffers);
         // Nothing but the RSS reads allocates from here on (a few small

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use kcd::cred_cache::Lru;
 use kcd::{GroupRid, Logon, LogonInfo, Sid, User};
+use testkit::heap::rss_kib;
 
 /// Bytes of one ticket as the lab's KDC issues it to a user of a few groups
 /// (the ASN.1 ticket with its encrypted part and PAC): a ccache file grew by
@@ -51,15 +52,6 @@ struct Entry {
     _mit: Vec<Box<[u8]>>,
     _logon: Arc<Logon>,
     until: Instant,
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-        .unwrap_or(0)
 }
 
 fn piece(len: usize, seed: usize) -> Box<[u8]> {

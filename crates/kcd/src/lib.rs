@@ -1261,32 +1261,17 @@ fn same_principal(a: &str, b: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn rss_kib() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-            .unwrap_or(0)
-    }
+    use testkit::heap::rss_kib;
 
     /// `release_free_memory` (glibc's `malloc_trim`): gatehouse's own
     /// allocations are jemalloc's, but the C libraries' (MIT krb5, aws-lc,
     /// SQLite) are glibc's, and so are this test binary's, which has no global
     /// allocator of its own. The shape idle connections leave: 8 KiB blocks
-    /// freed among small live ones stay resident until the trim. RSS is the
-    /// whole process's, so the measurement runs alone in a process of its own
-    /// (this test binary again, asked for `trim_measured_alone` only).
+    /// freed among small live ones stay resident until the trim. Measured
+    /// alone, in a process of its own (`run_alone`): RSS is the whole process's.
     #[test]
     fn freed_blocks_among_live_ones_leave_glibc_when_trimmed() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "tests::trim_measured_alone", "--ignored", "--nocapture", "--test-threads=1"])
-            .env("KCD_TRIM_ALONE", "1")
-            .output()
-            .unwrap();
-        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "the measurement failed:\n{said}");
-        assert!(said.contains("1 passed"), "the measurement did not run:\n{said}");
+        testkit::heap::run_alone("tests::trim_measured_alone", "KCD_TRIM_ALONE");
     }
 
     #[test]
@@ -1295,12 +1280,7 @@ mod tests {
         if std::env::var_os("KCD_TRIM_ALONE").is_none() {
             return;
         }
-        let mut live = Vec::new();
-        let mut buffers = Vec::new();
-        for _ in 0..8192 {
-            buffers.push(vec![1u8; 8192]);
-            live.push(Box::new([2u8; 64]));
-        }
+        let (buffers, live) = testkit::heap::buffers_among_live_objects();
         let full = rss_kib();
         drop(buffers);
         let freed = rss_kib();

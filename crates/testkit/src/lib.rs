@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod exchange;
+pub mod heap;
 pub mod lab;
 pub mod net;
 pub mod process;
