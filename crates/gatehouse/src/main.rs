@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 /// jemalloc instead of glibc's malloc: docs/design.md, "The allocator".
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -29,7 +29,7 @@ pub fn start() -> std::io::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "jemalloc"))]
 mod tests {
     use testkit::heap::{buffers_among_live_objects, rss_kib, run_alone};
 

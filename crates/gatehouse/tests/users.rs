@@ -74,7 +74,7 @@ fn start(env: &LabEnv, domain_extra: Option<&str>) -> Gatehouse {
 fn admin_addr(g: &Gatehouse) -> SocketAddr {
     g.wait_for(|| g.stderr().contains("admin listener ready"), "the admin listener");
     let log = g.stderr();
-    let line = log.lines().filter(|l| l.contains("admin listener ready")).next_back().unwrap().to_owned();
+    let line = log.lines().rfind(|l| l.contains("admin listener ready")).unwrap().to_owned();
     line.split_whitespace().find_map(|w| w.strip_prefix("addr=")).unwrap().parse().unwrap()
 }
 

@@ -46,6 +46,8 @@ pub fn filter(
     // for HTTP/1.0 clients.
     if !info.http2 {
         parts.version = Version::HTTP_11;
+    } else {
+        own_values(&mut parts.headers);
     }
     if key.identity == Identity::Anonymous && headers::binds_connection(&parts.headers) {
         // The backend started a connection-bound handshake on this connection:
@@ -56,4 +58,46 @@ pub fn filter(
     let ours = edge.signed_in && parts.status != StatusCode::UNAUTHORIZED;
     headers::to_client(&mut parts.headers, ours && edge.delegated, edge.final_token.filter(|_| ours));
     Response::from_parts(parts, ResponseBody::backend(body, (pool.clone(), key, sender), lease))
+}
+
+/// Gives every header value its own allocation. hyper's HTTP/1 client hands
+/// out values as slices of the backend connection's 8 KiB read buffer, and
+/// HTTP/2's HPACK encoder keeps the values it indexes in the client
+/// connection's dynamic table for as long as that connection lives: one such
+/// slice kept a whole read buffer per idle HTTP/2 connection (docs/performance.md,
+/// "Idle HTTP/2 connections"). A copy costs one small allocation per value.
+fn own_values(headers: &mut http::HeaderMap) {
+    for value in headers.values_mut() {
+        let sensitive = value.is_sensitive();
+        if let Ok(mut owned) = HeaderValue::from_bytes(value.as_bytes()) {
+            owned.set_sensitive(sensitive);
+            *value = owned;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// The values hyper's client gives share one buffer; after `own_values` the
+    /// map keeps none of it, and a sensitive value stays sensitive.
+    #[test]
+    fn header_values_stop_sharing_the_read_buffer() {
+        let read_buffer = Bytes::from(vec![b'v'; 8192]);
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-shared", HeaderValue::from_maybe_shared(read_buffer.slice(0..5)).unwrap());
+        let mut secret = HeaderValue::from_maybe_shared(read_buffer.slice(5..9)).unwrap();
+        secret.set_sensitive(true);
+        headers.insert(http::header::SET_COOKIE, secret);
+        assert!(!read_buffer.is_unique(), "the test's values must start as slices of the buffer");
+
+        own_values(&mut headers);
+
+        assert!(read_buffer.is_unique(), "a header value still holds the backend's read buffer");
+        assert_eq!(headers["x-shared"], "vvvvv");
+        assert_eq!(headers[http::header::SET_COOKIE], "vvvv");
+        assert!(headers[http::header::SET_COOKIE].is_sensitive());
+    }
 }
