@@ -321,9 +321,7 @@ fn leading_blank_lines(buf: &[u8]) -> usize {
 /// than `max + 4` bytes. httparse accepts LF as well as CRLF line ends, so we do too.
 fn find_head_end(buf: &[u8], max: usize) -> Option<usize> {
     let window = &buf[..buf.len().min(max.saturating_add(4))];
-    let mut i = 0;
-    while let Some(off) = window[i..].iter().position(|&b| b == b'\n') {
-        let lf = i + off;
+    for lf in memchr::memchr_iter(b'\n', window) {
         let next = lf + 1;
         if window[next..].starts_with(b"\n") {
             return Some(next + 1);
@@ -331,7 +329,6 @@ fn find_head_end(buf: &[u8], max: usize) -> Option<usize> {
         if window[next..].starts_with(b"\r\n") {
             return Some(next + 2);
         }
-        i = next;
     }
     None
 }
@@ -339,16 +336,7 @@ fn find_head_end(buf: &[u8], max: usize) -> Option<usize> {
 /// A CR followed by anything but LF. A CR at the very end may still be
 /// followed by its LF.
 fn has_bare_cr(head: &[u8]) -> bool {
-    let mut at = 0;
-    while let Some(off) = head[at..].iter().position(|&b| b == b'\r') {
-        let cr = at + off;
-        match head.get(cr + 1) {
-            Some(b'\n') | None => {}
-            Some(_) => return true,
-        }
-        at = cr + 1;
-    }
-    false
+    memchr::memchr_iter(b'\r', head).any(|cr| !matches!(head.get(cr + 1), Some(b'\n') | None))
 }
 
 fn httparse_cause(e: httparse::Error) -> &'static str {
@@ -856,6 +844,44 @@ mod tests {
         }
         // A CR at the end of what has arrived may still get its LF.
         assert_eq!(both(b"GET / HTTP/1.1\r"), Ok(0));
+    }
+
+    /// The SIMD scans find what a byte-by-byte walk finds: every string of CR,
+    /// LF and one other byte up to 9 bytes long, against the plain definitions.
+    #[test]
+    fn head_scans_agree_with_their_definitions() {
+        fn end_by_walk(buf: &[u8], max: usize) -> Option<usize> {
+            let window = &buf[..buf.len().min(max + 4)];
+            (0..window.len()).find_map(|i| {
+                let rest = &window[i..];
+                if rest.starts_with(b"\n\n") {
+                    Some(i + 2)
+                } else if rest.starts_with(b"\n\r\n") {
+                    Some(i + 3)
+                } else {
+                    None
+                }
+            })
+        }
+        fn bare_cr_by_walk(head: &[u8]) -> bool {
+            head.iter().enumerate().any(|(i, &b)| b == b'\r' && i + 1 < head.len() && head[i + 1] != b'\n')
+        }
+        let alphabet = [b'\r', b'\n', b'a'];
+        for len in 0..=9u32 {
+            for mut code in 0..3usize.pow(len) {
+                let buf: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = alphabet[code % 3];
+                        code /= 3;
+                        b
+                    })
+                    .collect();
+                for max in [0, 3, 64] {
+                    assert_eq!(find_head_end(&buf, max), end_by_walk(&buf, max), "{buf:?} max {max}");
+                }
+                assert_eq!(has_bare_cr(&buf), bare_cr_by_walk(&buf), "{buf:?}");
+            }
+        }
     }
 
     #[test]
