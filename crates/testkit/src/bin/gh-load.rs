@@ -10,6 +10,12 @@
 //!       fresh Kerberos AP-REQ (SPNEGO-wrapped) for SPN (`HTTP/proxy.ad.test@AD.TEST`)
 //!       from the default credential cache (KRB5CCNAME), as a client that
 //!       authenticates every request.
+//!   gh-load kerberos-premade ADDR SECONDS CONNS SPN TOKENS
+//!       the same requests, each still with an AP-REQ of its own, but TOKENS
+//!       of them made (on two threads) before the clock starts and each sent
+//!       once, so that the client's own Kerberos work is not on the cores the
+//!       servers are measured on; a task that runs out makes its own, and
+//!       their number goes to standard error.
 //!   gh-load tokens ADDR SECONDS 1 SPN   (ADDR unused)
 //!       the client's own cost: AP-REQs made in a loop on one core, nothing sent.
 //!   gh-load rpc ADDR BYTES 1 USER PASSWORD
@@ -245,7 +251,12 @@ async fn main() {
     }
     if mode == "kerberos" {
         let spn = args.get(4).cloned().unwrap_or_else(|| usage());
-        return kerberos(addr, seconds, conns, spn).await;
+        return kerberos(addr, seconds, conns, spn, 0).await;
+    }
+    if mode == "kerberos-premade" {
+        let spn = args.get(4).cloned().unwrap_or_else(|| usage());
+        let tokens: usize = args.get(5).and_then(|t| t.parse().ok()).unwrap_or_else(|| usage());
+        return kerberos(addr, seconds, conns, spn, tokens.max(1)).await;
     }
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -797,18 +808,23 @@ fn kerberos_token(cred: &libgssapi::credential::Cred, spn: &str) -> Option<Vec<u
     Some(spnego::encode_init(&[spnego::KRB5], Some(&token), None))
 }
 
-async fn kerberos(addr: SocketAddr, seconds: u64, conns: usize, spn: String) {
+/// `premade`: AP-REQs made before the clock starts (0: each made just before
+/// its request), dealt out to the tasks.
+async fn kerberos(addr: SocketAddr, seconds: u64, conns: usize, spn: String, premade: usize) {
     use libgssapi::credential::{Cred, CredUsage};
     let cred = Cred::acquire(None, None, CredUsage::Initiate, None).unwrap_or_else(|e| {
         eprintln!("gh-load: no Kerberos credential (kinit first): {e}");
         std::process::exit(1)
     });
+    let mut decks = premade_tokens(&cred, &spn, premade, conns);
+    let inline = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for _ in 0..conns {
         let (done, errors, cred, spn) = (done.clone(), errors.clone(), cred.clone(), spn.clone());
+        let (mut deck, inline) = (decks.pop().unwrap_or_default(), inline.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let Ok(mut c) = Conn::open(addr).await else {
@@ -819,7 +835,15 @@ async fn kerberos(addr: SocketAddr, seconds: u64, conns: usize, spn: String) {
                 // request's host (HTTP/proxy.ad.test@AD.TEST: proxy.ad.test).
                 c.host = spn.split_once('/').map_or("bench", |(_, h)| h.split('@').next().unwrap_or(h)).to_owned();
                 while Instant::now() < deadline {
-                    let Some(token) = kerberos_token(&cred, &spn) else {
+                    let token = match deck.pop() {
+                        Some(t) => Some(t),
+                        None if premade > 0 => {
+                            inline.fetch_add(1, Ordering::Relaxed);
+                            kerberos_token(&cred, &spn)
+                        }
+                        None => kerberos_token(&cred, &spn),
+                    };
+                    let Some(token) = token else {
                         errors.fetch_add(1, Ordering::Relaxed);
                         break;
                     };
@@ -842,7 +866,31 @@ async fn kerberos(addr: SocketAddr, seconds: u64, conns: usize, spn: String) {
     if e > 0 {
         eprintln!("gh-load: {e} errors");
     }
+    let made_late = inline.load(Ordering::Relaxed);
+    if made_late > 0 {
+        eprintln!("gh-load: {made_late} AP-REQs made during the run (the {premade} made before ran out)");
+    }
     println!("{n} {:.0}", n as f64 / seconds as f64);
+}
+
+/// `count` AP-REQs made on two threads, in `decks` piles of about equal size.
+fn premade_tokens(cred: &libgssapi::credential::Cred, spn: &str, count: usize, decks: usize) -> Vec<Vec<Vec<u8>>> {
+    if count == 0 {
+        return Vec::new();
+    }
+    let halves: Vec<Vec<Vec<u8>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = [count / 2, count - count / 2]
+            .into_iter()
+            .map(|n| scope.spawn(move || (0..n).filter_map(|_| kerberos_token(cred, spn)).collect::<Vec<_>>()))
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("token thread")).collect()
+    });
+    let mut piles = vec![Vec::new(); decks.max(1)];
+    let n = piles.len();
+    for (i, token) in halves.into_iter().flatten().enumerate() {
+        piles[i % n].push(token);
+    }
+    piles
 }
 
 /// One NTLM handshake whose last leg is `head` (request line and headers,
