@@ -343,6 +343,23 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
         Poll::Ready(Ok(n))
     }
 
+    /// Passed through: without it h2 writes a frame's head and its payload
+    /// in two writes, each its own TLS record and system call
+    /// (docs/performance.md, "HTTP/2's writes").
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
+        self.activity.touch();
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
@@ -378,4 +395,70 @@ where
     tokio::pin!(conn);
     let mut drain = Drain::new(&ctx);
     watch(conn, |c| c.graceful_shutdown(), &ctx, &timeouts, &mut drain).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that counts the calls it gets, as a TLS stream would see them.
+    #[derive(Default)]
+    struct Counting {
+        vectored_calls: usize,
+        plain_calls: usize,
+        bytes: Vec<u8>,
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+            self.plain_calls += 1;
+            self.bytes.extend_from_slice(data);
+            Poll::Ready(Ok(data.len()))
+        }
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            self.vectored_calls += 1;
+            let mut n = 0;
+            for b in bufs {
+                self.bytes.extend_from_slice(b);
+                n += b.len();
+            }
+            Poll::Ready(Ok(n))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// h2 writes a frame's head and payload as one vectored write only if the
+    /// stream under it says it can: one write (one TLS record) reaches the
+    /// stream, and the write counts as activity.
+    #[test]
+    fn http2_writes_stay_vectored_through_the_activity_clock() {
+        let activity = Arc::new(Activity::new(std::time::Duration::from_secs(60)));
+        activity.last_io.store(u64::MAX, Ordering::Relaxed);
+        let mut io = ActivityIo { inner: Counting::default(), activity: activity.clone() };
+        assert!(io.is_write_vectored(), "the TLS stream's vectored writes are hidden from h2");
+        let (head, payload) = (*b"frame head", [7u8; 1024]);
+        let bufs = [io::IoSlice::new(&head), io::IoSlice::new(&payload)];
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let n = match Pin::new(&mut io).poll_write_vectored(&mut cx, &bufs) {
+            Poll::Ready(Ok(n)) => n,
+            other => panic!("write did not complete: {other:?}"),
+        };
+        assert_eq!(n, head.len() + payload.len());
+        assert_eq!((io.inner.vectored_calls, io.inner.plain_calls), (1, 0));
+        assert_eq!(&io.inner.bytes[..head.len()], &head);
+        assert_ne!(activity.last_io.load(Ordering::Relaxed), u64::MAX, "a write must count as activity");
+    }
 }
