@@ -5,10 +5,11 @@
 //! changes as bytes move (the watchdog's clocks, the in-flight mark, and what
 //! the HTTP side tells the framing guard below it).
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::Waker;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use httpguard::Reject;
@@ -137,6 +138,14 @@ impl Activity {
 
     pub(crate) fn touch(&self) {
         self.last_io.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// A write's result, counted as activity when it wrote.
+    pub(crate) fn wrote(&self, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(_)) = written {
+            self.touch();
+        }
+        written
     }
 
     /// Marks a request as in flight until the returned guard drops, which also

@@ -338,9 +338,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for ActivityIo<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, data))?;
-        self.activity.touch();
-        Poll::Ready(Ok(n))
+        let written = Pin::new(&mut self.inner).poll_write(cx, data);
+        self.activity.wrote(written)
     }
 
     /// Passed through: without it h2 writes a frame's head and its payload
@@ -351,9 +350,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
-        self.activity.touch();
-        Poll::Ready(Ok(n))
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.activity.wrote(written)
     }
 
     fn is_write_vectored(&self) -> bool {

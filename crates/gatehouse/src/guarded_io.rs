@@ -331,8 +331,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, data))?;
-        self.activity.touch();
+        let written = Pin::new(&mut self.inner).poll_write(cx, data);
+        let n = ready!(self.activity.wrote(written))?;
         self.flushed = false;
         Poll::Ready(Ok(n))
     }
@@ -342,8 +342,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
-        self.activity.touch();
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let n = ready!(self.activity.wrote(written))?;
         self.flushed = false;
         Poll::Ready(Ok(n))
     }
