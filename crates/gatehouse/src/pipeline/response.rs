@@ -65,7 +65,8 @@ pub fn filter(
 /// HTTP/2's HPACK encoder keeps the values it indexes in the client
 /// connection's dynamic table for as long as that connection lives: one such
 /// slice kept a whole read buffer per idle HTTP/2 connection (docs/performance.md,
-/// "Idle HTTP/2 connections"). A copy costs one small allocation per value.
+/// "HTTP/2 idle connections: the backend's read buffer"). A copy costs one small
+/// allocation per value.
 fn own_values(headers: &mut http::HeaderMap) {
     for value in headers.values_mut() {
         let sensitive = value.is_sensitive();
