@@ -835,14 +835,12 @@ async fn kerberos(addr: SocketAddr, seconds: u64, conns: usize, spn: String, pre
                 // request's host (HTTP/proxy.ad.test@AD.TEST: proxy.ad.test).
                 c.host = spn.split_once('/').map_or("bench", |(_, h)| h.split('@').next().unwrap_or(h)).to_owned();
                 while Instant::now() < deadline {
-                    let token = match deck.pop() {
-                        Some(t) => Some(t),
-                        None if premade > 0 => {
+                    let token = deck.pop().or_else(|| {
+                        if premade > 0 {
                             inline.fetch_add(1, Ordering::Relaxed);
-                            kerberos_token(&cred, &spn)
                         }
-                        None => kerberos_token(&cred, &spn),
-                    };
+                        kerberos_token(&cred, &spn)
+                    });
                     let Some(token) = token else {
                         errors.fetch_add(1, Ordering::Relaxed);
                         break;
