@@ -383,10 +383,16 @@ impl Requests {
             .get_or_init(|| m.edge_latency.get_or_create(&SiteSeries::labels(name)).clone())
             .observe(took.as_secs_f64());
         if bytes_in > 0 {
-            series.bytes_in.get_or_init(|| m.bytes_in.get_or_create(&SiteSeries::labels(name)).clone()).inc_by(bytes_in);
+            series
+                .bytes_in
+                .get_or_init(|| m.bytes_in.get_or_create(&SiteSeries::labels(name)).clone())
+                .inc_by(bytes_in);
         }
         if bytes_out > 0 {
-            series.bytes_out.get_or_init(|| m.bytes_out.get_or_create(&SiteSeries::labels(name)).clone()).inc_by(bytes_out);
+            series
+                .bytes_out
+                .get_or_init(|| m.bytes_out.get_or_create(&SiteSeries::labels(name)).clone())
+                .inc_by(bytes_out);
         }
     }
 }

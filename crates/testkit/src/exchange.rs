@@ -103,12 +103,13 @@ impl ExchangeBackend {
         // RFC 5929: the certificate's hash (SHA-256 for the test CA's ECDSA-SHA256 certificates).
         use sha2::Digest;
         let bindings = kcd::tls_server_end_point(&sha2::Sha256::digest(&certs[0]));
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .expect("certificate and key");
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("certificate and key");
         Self::start_with("127.0.0.1:0".parse().unwrap(), keytab, spn, realm, Some((Arc::new(config), bindings.into())))
             .await
             .expect("bind")
