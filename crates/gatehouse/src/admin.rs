@@ -91,6 +91,7 @@ pub fn serve(settings: &config::Admin, shared: Arc<Shared>) -> Result<Handle, St
                 info: ConnInfo {
                     id: ConnInfo::next_id(),
                     peer,
+                    forwarded_for: ConnInfo::forwarded_for(peer),
                     listener: config::ADMIN_LISTENER.into(),
                     tls: false,
                     worker: 0,

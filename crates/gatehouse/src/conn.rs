@@ -28,6 +28,9 @@ pub struct ConnInfo {
     /// Unique in the process: names this connection's own backend connections.
     pub id: u64,
     pub peer: SocketAddr,
+    /// The peer's address as `X-Forwarded-For` carries it: written once per
+    /// connection, not once per request.
+    pub forwarded_for: http::HeaderValue,
     pub listener: Arc<str>,
     pub tls: bool,
     /// The worker thread this connection lives on (and whose backend pool it uses).
@@ -44,6 +47,12 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
+    pub fn forwarded_for(peer: SocketAddr) -> http::HeaderValue {
+        // An address's text is always a valid header value.
+        http::HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"))
+    }
+
     pub fn next_id() -> u64 {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         NEXT.fetch_add(1, Ordering::Relaxed)

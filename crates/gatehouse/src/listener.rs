@@ -109,6 +109,7 @@ pub async fn serve_accepted(accepted: Accepted, worker: usize, shared: Arc<Share
         let info = ConnInfo {
             id: ConnInfo::next_id(),
             peer,
+            forwarded_for: ConnInfo::forwarded_for(peer),
             listener: listener.clone(),
             tls: tls.is_some(),
             worker,

@@ -57,7 +57,7 @@ pub fn prepare(
     headers::to_backend(
         &mut headers,
         &Upstream {
-            peer: info.peer.ip(),
+            forwarded_for: &info.forwarded_for,
             https: info.tls,
             client_host: client_host.as_ref(),
             host,
