@@ -84,10 +84,20 @@ pub struct Activity {
     guard: Mutex<GuardNews>,
     /// Set when the framing check refused this connection's bytes.
     pub rejected: OnceLock<Reject>,
-    /// Wakes the watchdog whenever the clock that applies changes (a head starts
-    /// or ends, a request starts or ends, a site sets its own stream idle time),
-    /// so that the new limit counts at once rather than after the old sleep.
+    /// Wakes the watchdog when the clock that applies changes (a head starts
+    /// or ends; a request starts or ends, or a site sets its own stream idle
+    /// time, and that brings a limit before [`Activity::armed`]), so that the
+    /// new limit counts at once rather than after the old sleep.
     pub changed: tokio::sync::Notify,
+    /// When the watchdog looks at the clocks next (milliseconds since `epoch`),
+    /// 0 while it is deciding. A change whose limit falls at or after this need
+    /// not wake it: it looks again then, and sleeps on to the new limit. Waking
+    /// it at every request's start and end cost a task poll, a timer and a
+    /// notification each time (issue 20, docs/performance.md).
+    armed: AtomicU64,
+    /// The watchdog's keep-alive limit in milliseconds (0 until it starts):
+    /// the earliest limit the end of a request can bring.
+    keepalive_ms: AtomicU64,
 }
 
 impl Activity {
@@ -105,6 +115,8 @@ impl Activity {
             guard: Mutex::new(GuardNews::default()),
             rejected: OnceLock::new(),
             changed: tokio::sync::Notify::new(),
+            armed: AtomicU64::new(0),
+            keepalive_ms: AtomicU64::new(0),
         }
     }
 
@@ -171,14 +183,56 @@ impl Activity {
     fn begin(self: &Arc<Self>, stream_idle: Duration, response: bool) -> InFlight {
         self.stream_idle_ms.store(stream_idle.as_millis() as u64, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.changed.notify_one();
+        self.stream_limit_changed();
         InFlight { activity: self.clone(), response }
     }
 
     /// The site chose its own idle limit for long-lived streams.
     pub fn set_stream_idle(&self, stream_idle: Duration) {
         self.stream_idle_ms.store(stream_idle.as_millis() as u64, Ordering::Relaxed);
-        self.changed.notify_one();
+        self.stream_limit_changed();
+    }
+
+    /// A request is in flight under the stream idle limit: the only limit this
+    /// brings is the stream's, from the last byte.
+    fn stream_limit_changed(&self) {
+        let due = self.last_io.load(Ordering::Relaxed).saturating_add(self.stream_idle_ms.load(Ordering::Relaxed));
+        self.tell_watchdog_if_before(due);
+    }
+
+    /// A request ended at `now`: the earliest limit this brings is the keep-alive
+    /// limit or, when the connection may park, its park time. (With other
+    /// requests still in flight the stream limit applies, which is no earlier.)
+    fn request_ended(&self, now: u64) {
+        let mut after = self.keepalive_ms.load(Ordering::Relaxed);
+        if self.parkable.load(Ordering::Relaxed) {
+            after = after.min(PARK_AFTER.as_millis() as u64);
+        }
+        self.tell_watchdog_if_before(now.saturating_add(after));
+    }
+
+    fn tell_watchdog_if_before(&self, due: u64) {
+        // Pairs with the fence in `deciding`: either the watchdog reads the
+        // state written before this, or this reads the time it armed for.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let armed = self.armed.load(Ordering::Relaxed);
+        if armed == 0 || due < armed {
+            self.changed.notify_one();
+        }
+    }
+
+    /// The watchdog is about to read the clocks and choose its next sleep;
+    /// `keepalive` is its keep-alive limit.
+    pub(crate) fn deciding(&self, keepalive: Duration) {
+        self.keepalive_ms.store(keepalive.as_millis() as u64, Ordering::Relaxed);
+        self.armed.store(0, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    /// The watchdog sleeps until `due` (milliseconds since `epoch`), unless told.
+    pub(crate) fn armed_for(&self, due: u64) {
+        // 0 means "deciding"; a limit at the epoch itself is already past.
+        self.armed.store(due.max(1), Ordering::Relaxed);
     }
 
     /// The connection may no longer be parked (see [`Activity::parkable`]).
@@ -189,6 +243,11 @@ impl Activity {
     /// How long until an idle HTTP/1 connection should give back its HTTP
     /// state: `None` while a request or a head is under way (or never).
     pub(crate) fn park_in(&self) -> Option<Duration> {
+        self.park_in_at(self.now_ms())
+    }
+
+    /// [`Activity::park_in`], at `now` (milliseconds since `epoch`).
+    pub(crate) fn park_in_at(&self, now: u64) -> Option<Duration> {
         if !self.parkable.load(Ordering::Relaxed)
             || self.in_flight.load(Ordering::Relaxed) > 0
             || self.head_started.load(Ordering::Relaxed) != 0
@@ -196,13 +255,22 @@ impl Activity {
             return None;
         }
         let due = self.last_io.load(Ordering::Relaxed).saturating_add(PARK_AFTER.as_millis() as u64);
-        Some(Duration::from_millis(due.saturating_sub(self.now_ms())))
+        Some(Duration::from_millis(due.saturating_sub(now)))
     }
 
     /// How long until the connection has been quiet too long, or `None` if it
     /// already has, with the reason.
     pub fn remaining(&self, header_read: Duration, keepalive_idle: Duration) -> Result<Duration, &'static str> {
-        let now = self.now_ms();
+        self.remaining_at(self.now_ms(), header_read, keepalive_idle)
+    }
+
+    /// [`Activity::remaining`], at `now` (milliseconds since `epoch`).
+    pub(crate) fn remaining_at(
+        &self,
+        now: u64,
+        header_read: Duration,
+        keepalive_idle: Duration,
+    ) -> Result<Duration, &'static str> {
         let head = self.head_started.load(Ordering::Relaxed);
         let (since, limit, why) = if head != 0 {
             (head - 1, header_read.as_millis() as u64, "request head not received in time")
@@ -229,9 +297,10 @@ pub struct InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         let a = &self.activity;
-        a.touch();
+        let now = a.now_ms();
+        a.last_io.store(now, Ordering::Relaxed);
         a.in_flight.fetch_sub(1, Ordering::Relaxed);
-        a.changed.notify_one();
+        a.request_ended(now);
         if self.response {
             a.answered.fetch_add(1, Ordering::Release);
             // A refusal may be waiting for the answers to the requests before it.
@@ -247,4 +316,66 @@ pub(crate) struct GuardNews {
     pub(crate) head_timeout: bool,
     /// The guard's reader, parked while it waits for news rather than bytes.
     pub(crate) reader: Option<Waker>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+
+    /// Whether the watchdog was told (a notification is waiting for it).
+    fn told(a: &Activity) -> bool {
+        let notified = a.changed.notified();
+        std::pin::pin!(notified).poll(&mut std::task::Context::from_waker(std::task::Waker::noop())).is_ready()
+    }
+
+    /// Arms the watchdog as `connection::watch` does, at `due` milliseconds.
+    fn arm(a: &Activity, keepalive: Duration, due: u64) {
+        a.deciding(keepalive);
+        a.armed_for(due);
+    }
+
+    #[test]
+    fn the_watchdog_is_told_only_of_limits_before_the_one_it_sleeps_for() {
+        let a = Arc::new(Activity::new(Duration::from_secs(1200)));
+        assert!(!told(&a));
+        // Before the watchdog first decides, every change tells it.
+        drop(a.begin_request(Duration::from_secs(1200)));
+        assert!(told(&a), "a watchdog that has not armed yet must hear of every change");
+
+        // Idle, armed for the park time: a request under the 20-minute stream
+        // limit and its end (keep-alive 120 s, park 1 s after its last byte,
+        // no earlier than what the watchdog sleeps for) need not wake it.
+        let now = a.now_ms();
+        a.last_io.store(now, Ordering::Relaxed);
+        arm(&a, Duration::from_secs(120), now + PARK_AFTER.as_millis() as u64);
+        let request = a.begin_request(Duration::from_secs(1200));
+        assert!(!told(&a), "a later stream limit woke the watchdog");
+        drop(request);
+        assert!(!told(&a), "a request's end, park time no earlier, woke the watchdog");
+
+        // A stream limit shorter than the sleep tells it.
+        arm(&a, Duration::from_secs(120), now + 60_000);
+        let request = a.begin_request(Duration::from_millis(10));
+        assert!(told(&a), "a stream limit before the watchdog's sleep must wake it");
+        a.set_stream_idle(Duration::from_secs(1200));
+        assert!(!told(&a));
+        a.set_stream_idle(Duration::from_millis(5));
+        assert!(told(&a), "a site's shorter stream limit must wake the watchdog");
+
+        // A connection that may not park (HTTP/2, an upgrade offer) sleeps for
+        // the keep-alive limit: a request's end with a short one tells it.
+        a.never_park();
+        arm(&a, Duration::from_millis(50), now + 60_000);
+        drop(request);
+        assert!(told(&a), "a keep-alive limit before the watchdog's sleep must wake it");
+        arm(&a, Duration::from_secs(120), a.now_ms() + 1);
+        drop(a.begin_request(Duration::from_secs(1200)));
+        assert!(!told(&a), "keep-alive 120 s after now is after a sleep of 1 ms");
+
+        // While the watchdog decides, it hears of everything.
+        a.deciding(Duration::from_secs(120));
+        a.set_stream_idle(Duration::from_secs(1200));
+        assert!(told(&a), "a change while the watchdog decides must reach it");
+    }
 }

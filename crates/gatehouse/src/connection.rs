@@ -261,7 +261,9 @@ async fn watch<F, E>(
     // under way; otherwise the next park time is after the next byte.
     let mut park_polled_for = u64::MAX;
     loop {
-        let mut wait = match ctx.activity.remaining(timeouts.header_read, timeouts.keepalive_idle) {
+        ctx.activity.deciding(timeouts.keepalive_idle);
+        let now = ctx.activity.now_ms();
+        let mut wait = match ctx.activity.remaining_at(now, timeouts.header_read, timeouts.keepalive_idle) {
             Ok(wait) => wait,
             Err(why) => {
                 tracing::debug!(client = %ctx.info.peer, why, "closing connection");
@@ -275,7 +277,7 @@ async fn watch<F, E>(
             }
         };
         let idle_since = ctx.activity.last_io.load(Ordering::Relaxed);
-        if let Some(park) = ctx.activity.park_in() {
+        if let Some(park) = ctx.activity.park_in_at(now) {
             if idle_since != park_polled_for {
                 if park.is_zero() {
                     park_polled_for = idle_since;
@@ -283,6 +285,7 @@ async fn watch<F, E>(
                 wait = wait.min(park);
             }
         }
+        ctx.activity.armed_for(now.saturating_add(wait.as_millis() as u64));
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
