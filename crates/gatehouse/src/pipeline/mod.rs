@@ -124,9 +124,9 @@ async fn run(
         conn.activity.set_stream_idle(idle);
     }
 
-    let host = routed.host.as_deref().map(crate::route::host_name);
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let asked = crate::auth::Asked { headers: req.headers(), method: req.method(), target, host: host.as_deref() };
+    let host = routed.host_name.as_deref();
+    let asked = crate::auth::Asked { headers: req.headers(), method: req.method(), target, host };
     let signins = &conn.shared.meters.signins;
     let (user, final_token) =
         match authenticate::authenticate(asked, &generation.auth, &conn.info, &conn.auth, site, record, signins).await?

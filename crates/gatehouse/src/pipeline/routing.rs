@@ -18,6 +18,8 @@ pub struct Routed {
     pub farm: Arc<Farm>,
     /// The host the client asked for, checked (None: an HTTP/1.0 request without one).
     pub host: Option<String>,
+    /// The same, lower-case and without its port ([`route::host_name`]).
+    pub host_name: Option<String>,
 }
 
 pub fn route<B>(req: &Request<B>, listener: &str, generation: &Generation) -> Result<Routed, Failure> {
@@ -31,17 +33,14 @@ pub fn route<B>(req: &Request<B>, listener: &str, generation: &Generation) -> Re
         "*" => return Err(Failure::BadRequest("the target * is for OPTIONS only".into())),
         p => httpguard::routing_path(p.as_bytes()).map_err(|e| Failure::BadRequest(e.cause().into()))?,
     };
-    let site = generation
-        .routes
-        .find(listener, host.as_deref().map(route::host_name).as_deref(), &path)
-        .ok_or(Failure::NotFound)?
-        .clone();
+    let host_name = host.as_deref().map(route::host_name);
+    let site = generation.routes.find(listener, host_name.as_deref(), &path).ok_or(Failure::NotFound)?.clone();
     let farm = generation
         .farms
         .get(&site.name)
         .ok_or_else(|| Failure::ServiceUnavailable("backend missing from this configuration".into()))?
         .clone();
-    Ok(Routed { site, farm, host })
+    Ok(Routed { site, farm, host, host_name })
 }
 
 /// The host the client asked for: the authority of an absolute-form target, else
