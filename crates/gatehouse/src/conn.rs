@@ -337,7 +337,11 @@ mod tests {
 
     #[test]
     fn the_watchdog_is_told_only_of_limits_before_the_one_it_sleeps_for() {
-        let a = Arc::new(Activity::new(Duration::from_secs(1200)));
+        let mut activity = Activity::new(Duration::from_secs(1200));
+        // A connection some minutes old, so that a last byte can lie well before now.
+        activity.epoch =
+            activity.epoch.checked_sub(Duration::from_secs(300)).expect("the machine has been up 5 minutes");
+        let a = Arc::new(activity);
         assert!(!told(&a));
         // Before the watchdog first decides, every change tells it.
         drop(a.begin_request(Duration::from_secs(1200)));
@@ -362,6 +366,24 @@ mod tests {
         assert!(!told(&a));
         a.set_stream_idle(Duration::from_millis(5));
         assert!(told(&a), "a site's shorter stream limit must wake the watchdog");
+
+        // The stream limit counts from the last byte, not from the change: a
+        // request quiet for 50 s under a 60 s limit is due in 10 s.
+        drop(request);
+        let _ = told(&a);
+        let now = a.now_ms();
+        a.last_io.store(now.saturating_sub(50_000), Ordering::Relaxed);
+        arm(&a, Duration::from_secs(120), now + 30_000);
+        let request = a.begin_request(Duration::from_secs(60));
+        assert!(told(&a), "the stream limit runs from the last byte");
+
+        // Parkable and asleep for longer than the park time (its earlier idle
+        // period was already polled for): a request's end brings the park in.
+        arm(&a, Duration::from_secs(120), a.now_ms() + 60_000);
+        drop(request);
+        assert!(told(&a), "the park time after a request must wake a watchdog asleep for longer");
+        let request = a.begin_request(Duration::from_secs(1200));
+        let _ = told(&a);
 
         // A connection that may not park (HTTP/2, an upgrade offer) sleeps for
         // the keep-alive limit: a request's end with a short one tells it.
