@@ -104,6 +104,18 @@ class Page:
         found = self.driver.find_elements(By.ID, "message")
         return found[0].text if found else ""
 
+    def says(self, words):
+        """Waits for the page's message to contain `words` and returns it. A
+        form that answers on its own path leaves the old page, with the same
+        fields, in view until the answer loads: `at` alone would read the old
+        page's message."""
+        from selenium.common.exceptions import TimeoutException
+        try:
+            self.until(lambda d: words in self.message())
+        except TimeoutException:
+            raise AssertionError(f"the page never said {words!r}; it says {self.message()!r}") from None
+        return self.message()
+
     def body_text(self):
         return self.driver.find_element(By.TAG_NAME, "body").text
 
