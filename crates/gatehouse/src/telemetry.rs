@@ -542,12 +542,13 @@ impl AccessRecord {
         self.written = true;
         self.fields.bytes_out = bytes_out;
         self.fields.complete = complete;
-        self.fields.duration_us = ((self.started.elapsed().as_nanos() + 500) / 1000) as u64;
+        // One reading of the clock for the record and the latency histogram.
+        let took = self.started.elapsed();
+        self.fields.duration_us = ((took.as_nanos() + 500) / 1000) as u64;
         if let Some(p) = &self.bytes_in {
             self.fields.bytes_in = p.bytes.load(Ordering::Relaxed);
         }
         let f = &self.fields;
-        let took = self.started.elapsed();
         self.log.requests.finished(f.site.as_deref(), f.status, took, f.bytes_in, f.bytes_out);
         thread_local! {
             /// Each worker thread encodes into its own buffer, kept between records.
